@@ -1,0 +1,117 @@
+"""Fixtures for the integration tests: a throwaway PostgreSQL cluster made by
+`airlockctl dev-db`, migrated, and real airlockd processes on free ports."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+CTL = BUILD / "airlockctl"
+AIRLOCKD = BUILD / "airlockd"
+
+
+def ctl(*args, check=True, env=None, input=None):
+    """Runs airlockctl; returns the CompletedProcess (text mode)."""
+    p = subprocess.run([str(CTL), *map(str, args)], capture_output=True, text=True,
+                       env=env, input=input, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"airlockctl {' '.join(map(str, args))} exited {p.returncode}:\n"
+                             f"{p.stdout}\n{p.stderr}")
+    return p
+
+
+class Cluster:
+    def __init__(self, path):
+        self.dir = path
+        self.operator_url = ctl("dev-db", "url", "--dir", path).stdout.strip()
+        self.gateway_url = ctl("dev-db", "url", "--role", "gateway", "--dir", path).stdout.strip()
+
+    def psql(self, sql, url=None, check=True):
+        """Runs SQL through psql; returns stdout (unaligned, tuples only)."""
+        p = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", url or self.operator_url,
+                            "-c", sql], capture_output=True, text=True, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"psql failed: {p.stderr}")
+        return p if not check else p.stdout
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    path = tempfile.mkdtemp(prefix="alk-", dir="/tmp")
+    try:
+        ctl("dev-db", "start", "--dir", path)
+        c = Cluster(path)
+        ctl("migrate", "--db", c.operator_url)
+        yield c
+    finally:
+        ctl("dev-db", "stop", "--dir", path, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """A running airlockd; stop() sends SIGTERM and returns the exit code."""
+
+    def __init__(self, args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="airlockd-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([str(AIRLOCKD), "--listen", f"127.0.0.1:{self.port}", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"airlockd exited {self.proc.returncode}:\n{self.logtext()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("airlockd did not come up:\n" + self.logtext())
+
+    def logtext(self):
+        with open(self.log.name, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.unlink(self.log.name) if self.proc.returncode == 0 else None
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_daemon(cluster):
+    """Factory: start_daemon(*extra_args) -> Daemon, stopped at teardown."""
+    started = []
+
+    def start(*args, db=None, env=None):
+        d = Daemon(["--db", db or cluster.gateway_url, "--tools", str(ROOT / "tools"), *args], env=env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def daemon(start_daemon):
+    return start_daemon()
