@@ -1,0 +1,64 @@
+/* log.c: one JSON object per line on stderr, written whole so threads never interleave. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "airlock/log.h"
+
+static enum log_level min_level = LOG_LVL_INFO;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void
+log_set_level(enum log_level level)
+{
+	min_level = level;
+}
+
+void
+log_json(enum log_level level, json_t *obj)
+{
+	struct timespec ts;
+	struct tm tm;
+	char stamp[40];
+	char *line;
+
+	if (obj == NULL)
+		return;
+	if (level < min_level) {
+		json_decref(obj);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	json_object_set_new(obj, "ts", json_string(stamp));
+	json_object_set_new(obj, "level", json_string(level_names[level]));
+	line = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(obj);
+	if (line == NULL)
+		return;
+	pthread_mutex_lock(&log_lock);
+	fputs(line, stderr);
+	fputc('\n', stderr);
+	fflush(stderr);
+	pthread_mutex_unlock(&log_lock);
+	free(line);
+}
+
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	if (level < min_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_json(level, json_pack("{s:s}", "msg", buf));
+}
