@@ -22,7 +22,8 @@ log_json(enum log_level level, json_t *obj)
 {
 	struct timespec ts;
 	struct tm tm;
-	char stamp[40];
+	char stamp[64];
+	json_t *head;
 	char *line;
 
 	if (obj == NULL)
@@ -33,12 +34,14 @@ log_json(enum log_level level, json_t *obj)
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-	json_object_set_new(obj, "ts", json_string(stamp));
-	json_object_set_new(obj, "level", json_string(level_names[level]));
-	line = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000);
+	/* ts and level first: jansson keeps insertion order. */
+	head = json_pack("{s:s, s:s}", "ts", stamp, "level", level_names[level]);
+	json_object_update(head, obj);
 	json_decref(obj);
+	line = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_decref(head);
 	if (line == NULL)
 		return;
 	pthread_mutex_lock(&log_lock);

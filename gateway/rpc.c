@@ -296,6 +296,43 @@ rpc_execute(struct rpc_msg *msg, const struct rpc_method *table, void *ctx)
 	}
 }
 
+/* The error response for one element, or NULL for a notification. */
+static json_t *
+fail_one(json_t *req, const struct rpc_error *err)
+{
+	json_t *id;
+	int is_notification;
+	const char *why;
+
+	if (check_request(req, &id, &is_notification, &why) == NULL)
+		return rpc_error_response(id, err);
+	return is_notification ? NULL : rpc_error_response(id, err);
+}
+
+void
+rpc_fail_all(struct rpc_msg *msg, const struct rpc_error *err)
+{
+	json_t *req, *resp;
+	size_t i;
+
+	if (msg->root == NULL)
+		return;
+	if (!msg->is_batch) {
+		msg->response = fail_one(msg->root, err);
+		msg->http_status = msg->response ? rpc_http_status(err->code) : 200;
+		return;
+	}
+	msg->response = json_array();
+	json_array_foreach(msg->root, i, req)
+		if ((resp = fail_one(req, err)) != NULL)
+			json_array_append_new(msg->response, resp);
+	msg->http_status = 200;
+	if (json_array_size(msg->response) == 0) {
+		json_decref(msg->response);
+		msg->response = NULL;
+	}
+}
+
 void
 rpc_msg_clear(struct rpc_msg *msg)
 {

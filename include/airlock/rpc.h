@@ -82,6 +82,10 @@ int rpc_needs_worker(const struct rpc_msg *msg, const struct rpc_method *table);
 /* Runs every call of a parsed msg and sets msg->response and msg->http_status. */
 void rpc_execute(struct rpc_msg *msg, const struct rpc_method *table, void *ctx);
 
+/* Answers every call of a parsed msg with err, without running any (for a caller
+ * that cannot run them now: a full queue, a daemon stopping). */
+void rpc_fail_all(struct rpc_msg *msg, const struct rpc_error *err);
+
 void rpc_msg_clear(struct rpc_msg *msg);
 
 /* Returns a new error response object for id (borrowed; NULL means null). */

@@ -1,0 +1,241 @@
+/* config.c: airlockd's flags and environment, with defaults that are safe on a laptop. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/config.h"
+
+static const char usage[] =
+"usage: airlockd [options]\n"
+"  --listen HOST:PORT     address to serve (AIRLOCK_LISTEN; default 127.0.0.1:8080)\n"
+"  --db CONNINFO          libpq URL or conninfo of the gateway role (AIRLOCK_DB;\n"
+"                         default: libpq's PGHOST, PGUSER, ... environment)\n"
+"  --tools DIR            tool catalog (AIRLOCK_TOOLS; default ./tools)\n"
+"  --admin-key-file FILE  admin credential, re-read on change (AIRLOCK_ADMIN_KEY_FILE)\n"
+"  --allow-origin ORIGIN  an Origin /mcp accepts; repeatable (AIRLOCK_ALLOW_ORIGINS,\n"
+"                         comma-separated). A request without Origin is always accepted\n"
+"  --max-body BYTES       largest request body (default 1048576)\n"
+"  --max-depth N          deepest JSON nesting (default 32)\n"
+"  --max-batch N          most calls in one batch (default 50)\n"
+"  --conn-timeout SEC     idle connection timeout (default 30)\n"
+"  --max-conns N          concurrent connections (default 1024)\n"
+"  --threads N            HTTP threads (default 2)\n"
+"  --workers N            database workers, one connection each (default 8)\n"
+"  --queue N              calls waiting for a worker, in all (default 4096)\n"
+"  --queue-per-token N    calls waiting for a worker, per token (default 64)\n"
+"  -v, --verbose          debug logging\n"
+"  -h, --help             this text\n";
+
+enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
+	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY };
+
+static const struct option options[] = {
+	{ "listen", required_argument, NULL, O_LISTEN },
+	{ "db", required_argument, NULL, O_DB },
+	{ "tools", required_argument, NULL, O_TOOLS },
+	{ "admin-key-file", required_argument, NULL, O_ADMIN },
+	{ "allow-origin", required_argument, NULL, O_ORIGIN },
+	{ "max-body", required_argument, NULL, O_BODY },
+	{ "max-depth", required_argument, NULL, O_DEPTH },
+	{ "max-batch", required_argument, NULL, O_BATCH },
+	{ "conn-timeout", required_argument, NULL, O_TIMEOUT },
+	{ "max-conns", required_argument, NULL, O_CONNS },
+	{ "threads", required_argument, NULL, O_THREADS },
+	{ "workers", required_argument, NULL, O_WORKERS },
+	{ "queue", required_argument, NULL, O_QUEUE },
+	{ "queue-per-token", required_argument, NULL, O_QUEUE_KEY },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+set_string(char *dst, size_t size, const char *src, const char *what)
+{
+	if (strlcpy(dst, src, size) >= size) {
+		fprintf(stderr, "airlockd: %s is too long\n", what);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+set_number(long long *out, const char *s, long long lo, long long hi, const char *what)
+{
+	const char *errstr;
+
+	*out = strtonum(s, lo, hi, &errstr);
+	if (errstr != NULL) {
+		fprintf(stderr, "airlockd: %s %s: %s (%lld..%lld)\n", what, s, errstr, lo, hi);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+set_listen(struct config *cfg, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	long long port;
+	size_t hlen;
+
+	if (colon == NULL || colon == s) {
+		fprintf(stderr, "airlockd: --listen wants HOST:PORT, not %s\n", s);
+		return -1;
+	}
+	hlen = (size_t)(colon - s);
+	if (hlen >= sizeof(cfg->listen_host)) {
+		fprintf(stderr, "airlockd: --listen host is too long\n");
+		return -1;
+	}
+	if (set_number(&port, colon + 1, 1, 65535, "port") == -1)
+		return -1;
+	memcpy(cfg->listen_host, s, hlen);
+	cfg->listen_host[hlen] = '\0';
+	cfg->listen_port = (unsigned short)port;
+	return 0;
+}
+
+static int
+add_origins(struct config *cfg, const char *list)
+{
+	char buf[4096], *p, *tok, *save = NULL;
+
+	if (set_string(buf, sizeof(buf), list, "origin list") == -1)
+		return -1;
+	for (p = buf; (tok = strtok_r(p, ",", &save)) != NULL; p = NULL) {
+		while (*tok == ' ')
+			tok++;
+		if (*tok == '\0')
+			continue;
+		if (cfg->n_origins == CONFIG_MAX_ORIGINS) {
+			fprintf(stderr, "airlockd: more than %d origins\n", CONFIG_MAX_ORIGINS);
+			return -1;
+		}
+		if (set_string(cfg->origins[cfg->n_origins++], sizeof(cfg->origins[0]), tok,
+		    "origin") == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+apply(struct config *cfg, int opt, const char *arg)
+{
+	long long n;
+
+	switch (opt) {
+	case O_LISTEN:
+		return set_listen(cfg, arg);
+	case O_DB:
+		return set_string(cfg->db, sizeof(cfg->db), arg, "--db");
+	case O_TOOLS:
+		return set_string(cfg->tools_dir, sizeof(cfg->tools_dir), arg, "--tools");
+	case O_ADMIN:
+		return set_string(cfg->admin_key_file, sizeof(cfg->admin_key_file), arg,
+		    "--admin-key-file");
+	case O_ORIGIN:
+		return add_origins(cfg, arg);
+	case 'v':
+		cfg->verbose = 1;
+		return 0;
+	}
+	switch (opt) {
+	case O_BODY:
+		if (set_number(&n, arg, 64, 64LL << 20, "--max-body") == -1)
+			return -1;
+		cfg->max_body = (size_t)n;
+		break;
+	case O_DEPTH:
+		if (set_number(&n, arg, 2, 512, "--max-depth") == -1)
+			return -1;
+		cfg->max_depth = (size_t)n;
+		break;
+	case O_BATCH:
+		if (set_number(&n, arg, 1, 10000, "--max-batch") == -1)
+			return -1;
+		cfg->max_batch = (size_t)n;
+		break;
+	case O_TIMEOUT:
+		if (set_number(&n, arg, 1, 3600, "--conn-timeout") == -1)
+			return -1;
+		cfg->conn_timeout = (unsigned)n;
+		break;
+	case O_CONNS:
+		if (set_number(&n, arg, 1, 100000, "--max-conns") == -1)
+			return -1;
+		cfg->max_conns = (unsigned)n;
+		break;
+	case O_THREADS:
+		if (set_number(&n, arg, 1, 256, "--threads") == -1)
+			return -1;
+		cfg->http_threads = (unsigned)n;
+		break;
+	case O_WORKERS:
+		if (set_number(&n, arg, 1, 256, "--workers") == -1)
+			return -1;
+		cfg->db_workers = (unsigned)n;
+		break;
+	case O_QUEUE:
+		if (set_number(&n, arg, 1, 1000000, "--queue") == -1)
+			return -1;
+		cfg->queue_max = (unsigned)n;
+		break;
+	case O_QUEUE_KEY:
+		if (set_number(&n, arg, 1, 1000000, "--queue-per-token") == -1)
+			return -1;
+		cfg->queue_per_key = (unsigned)n;
+		break;
+	default:
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_parse(struct config *cfg, int argc, char **argv)
+{
+	static const struct { const char *name; int opt; } env[] = {
+		{ "AIRLOCK_LISTEN", O_LISTEN }, { "AIRLOCK_DB", O_DB },
+		{ "AIRLOCK_TOOLS", O_TOOLS }, { "AIRLOCK_ADMIN_KEY_FILE", O_ADMIN },
+		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN },
+	};
+	const char *v;
+	size_t i;
+	int opt;
+
+	memset(cfg, 0, sizeof(*cfg));
+	strlcpy(cfg->listen_host, "127.0.0.1", sizeof(cfg->listen_host));
+	cfg->listen_port = 8080;
+	strlcpy(cfg->tools_dir, "tools", sizeof(cfg->tools_dir));
+	cfg->max_body = 1 << 20;
+	cfg->max_depth = 32;
+	cfg->max_batch = 50;
+	cfg->conn_timeout = 30;
+	cfg->max_conns = 1024;
+	cfg->http_threads = 2;
+	cfg->db_workers = 8;
+	cfg->queue_max = 4096;
+	cfg->queue_per_key = 64;
+
+	for (i = 0; i < sizeof(env) / sizeof(env[0]); i++)
+		if ((v = getenv(env[i].name)) != NULL && apply(cfg, env[i].opt, v) == -1)
+			return -1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(usage, stdout);
+			return 1;
+		}
+		if (opt == '?' || apply(cfg, opt, optarg) == -1) {
+			fputs(usage, stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "airlockd: unexpected argument %s\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}

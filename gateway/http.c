@@ -1,0 +1,571 @@
+/*
+ * http.c: the libmicrohttpd front.  Each request gets one struct request, hung on
+ * the connection's context and freed in the completion callback; it owns the
+ * body, the parsed JSON-RPC message and the response.  Calls that need the
+ * database are handed to the worker pool with the connection suspended, so no
+ * HTTP thread ever waits on PostgreSQL.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "airlock/http.h"
+#include "airlock/log.h"
+
+enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS };
+
+struct http_server {
+	struct MHD_Daemon *mhd;
+	struct gateway *gw;
+	struct rpc_limits limits;
+	atomic_uint inflight;		/* requests begun and not yet completed */
+	atomic_ulong served[6];		/* by status class: 1xx..5xx, index 0 unused */
+};
+
+struct request {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	enum route route;
+	struct timespec start;
+	const char *http_method;	/* static string */
+	char path[64];
+	char client[INET6_ADDRSTRLEN];
+	char *body;
+	size_t len, cap;
+	int status;			/* the HTTP status answered */
+	int too_big;
+	int in_worker;			/* handed to the pool, connection suspended */
+	int worker_done;
+	int is_ready;			/* /readyz: the database answered */
+	struct rpc_msg msg;
+	struct request_ctx ctx;
+	struct pool_job job;
+};
+
+static const char *const mcp_versions[] = { "2025-11-25", "2025-06-18", "2025-03-26", NULL };
+
+static enum route
+route_of(const char *url)
+{
+	static const struct { const char *path; enum route r; } routes[] = {
+		{ "/rpc", R_RPC }, { "/mcp", R_MCP }, { "/healthz", R_HEALTHZ },
+		{ "/readyz", R_READYZ }, { "/metrics", R_METRICS },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (strcmp(url, routes[i].path) == 0)
+			return routes[i].r;
+	return R_NONE;
+}
+
+/* Queues a response; steals body (malloc'd, may be NULL for an empty body). */
+static enum MHD_Result
+respond(struct request *req, int status, const char *ctype, char *body, size_t len,
+    const char *hname, const char *hvalue)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result rc;
+
+	resp = MHD_create_response_from_buffer(len, body ? body : (char *)(uintptr_t)"",
+	    body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	if (ctype != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (hname != NULL)
+		MHD_add_response_header(resp, hname, hvalue);
+	req->status = status;
+	rc = MHD_queue_response(req->conn, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* An HTTP-level fault: a plain-text answer. */
+static enum MHD_Result
+respond_plain(struct request *req, int status, const char *text, const char *hname,
+    const char *hvalue)
+{
+	char *body;
+
+	if (asprintf(&body, "%s\n", text) == -1)
+		return MHD_NO;
+	return respond(req, status, "text/plain; charset=utf-8", body, strlen(body), hname, hvalue);
+}
+
+/* Queues a JSON answer; steals obj. */
+static enum MHD_Result
+respond_json(struct request *req, int status, json_t *obj, const char *hname,
+    const char *hvalue)
+{
+	char *body = json_dumps(obj, JSON_COMPACT);
+
+	json_decref(obj);
+	if (body == NULL)
+		return MHD_NO;
+	return respond(req, status, "application/json", body, strlen(body), hname, hvalue);
+}
+
+/* Sends what rpc_execute (or rpc_parse, or rpc_fail_all) left in req->msg. */
+static enum MHD_Result
+respond_rpc(struct request *req)
+{
+	struct rpc_msg *msg = &req->msg;
+	json_t *resp = msg->response;
+	json_t *retry;
+	char seconds[24];
+
+	if (resp == NULL)
+		return respond(req, MHD_HTTP_ACCEPTED, NULL, NULL, 0, NULL, NULL);
+	msg->response = NULL;
+	switch (msg->http_status) {
+	case 401:
+		return respond_json(req, 401, resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	case 429:
+	case 503:
+		retry = json_object_get(json_object_get(json_object_get(resp, "error"), "data"),
+		    "retryAfterSeconds");
+		snprintf(seconds, sizeof(seconds), "%lld",
+		    json_is_integer(retry) ? (long long)json_integer_value(retry) : 1LL);
+		return respond_json(req, msg->http_status, resp, MHD_HTTP_HEADER_RETRY_AFTER,
+		    seconds);
+	default:
+		return respond_json(req, msg->http_status, resp, NULL, NULL);
+	}
+}
+
+static const char *
+header(struct request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+static int
+is_json_type(const char *ctype)
+{
+	size_t n = strlen("application/json");
+
+	return ctype != NULL && strncasecmp(ctype, "application/json", n) == 0 &&
+	    (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+static int
+is_allowed_origin(const struct config *cfg, const char *origin)
+{
+	unsigned i;
+
+	for (i = 0; i < cfg->n_origins; i++)
+		if (strcmp(cfg->origins[i], origin) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+is_known_mcp_version(const char *v)
+{
+	size_t i;
+
+	for (i = 0; mcp_versions[i] != NULL; i++)
+		if (strcmp(v, mcp_versions[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Checks a POST's headers before any of its body is read.  Returns MHD_YES to go
+ * on reading, or the result of queueing a refusal (req->status is then set).
+ */
+static enum MHD_Result
+check_post(struct request *req)
+{
+	const struct config *cfg = req->srv->gw->cfg;
+	const char *cl = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	const char *v, *errstr;
+	long long n;
+
+	if (cl != NULL && te != NULL)
+		return respond_plain(req, 400, "Content-Length and Transfer-Encoding together",
+		    "Connection", "close");
+	if (cl != NULL) {
+		n = strtonum(cl, 0, LLONG_MAX, &errstr);
+		if (errstr != NULL)
+			return respond_plain(req, 400, "bad Content-Length", "Connection", "close");
+		if ((unsigned long long)n > cfg->max_body)
+			return respond_plain(req, 413, "request body too large", "Connection",
+			    "close");
+	}
+	if (!is_json_type(header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+		return respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
+	if (req->route == R_MCP) {
+		v = header(req, "Origin");
+		if (v != NULL && !is_allowed_origin(cfg, v))
+			return respond_plain(req, 403, "Origin not allowed", NULL, NULL);
+		v = header(req, "MCP-Protocol-Version");
+		if (v != NULL && !is_known_mcp_version(v))
+			return respond_plain(req, 400, "unsupported MCP-Protocol-Version", NULL,
+			    NULL);
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result
+append_body(struct request *req, const char *data, size_t size)
+{
+	size_t max = req->srv->gw->cfg->max_body;
+	char *p;
+
+	if (req->too_big || size > max - req->len) {
+		/* A chunked body over the cap: refuse now, or drop the connection. */
+		req->too_big = 1;
+		if (req->status == 0 &&
+		    respond_plain(req, 413, "request body too large", "Connection", "close") == MHD_YES)
+			return MHD_YES;
+		return MHD_NO;
+	}
+	if (req->len + size > req->cap) {
+		size_t cap = req->cap ? req->cap : 4096;
+
+		while (cap < req->len + size)
+			cap *= 2;
+		if (cap > max)
+			cap = max;
+		if ((p = realloc(req->body, cap)) == NULL)
+			return MHD_NO;
+		req->body = p;
+		req->cap = cap;
+	}
+	memcpy(req->body + req->len, data, size);
+	req->len += size;
+	return MHD_YES;
+}
+
+/* Runs on a database worker: the request's calls, then wakes its connection. */
+static void
+run_job(struct pool_job *job, struct db *db)
+{
+	struct request *req = (struct request *)((char *)job - offsetof(struct request, job));
+	PGresult *res;
+
+	if (req->route == R_READYZ) {
+		if (db_ensure(db) == 0) {
+			res = PQexec(db->conn, "SELECT 1");
+			req->is_ready = PQresultStatus(res) == PGRES_TUPLES_OK;
+			PQclear(res);
+		}
+	} else {
+		req->ctx.db = db;
+		rpc_execute(&req->msg, methods_table, &req->ctx);
+		req->ctx.db = NULL;
+	}
+	req->worker_done = 1;
+	MHD_resume_connection(req->conn);
+}
+
+/* Hands req to the pool with its connection suspended; answers 429/503 when full. */
+static enum MHD_Result
+defer(struct request *req, const char *key)
+{
+	struct rpc_error err = { 0 };
+
+	req->job.run = run_job;
+	strlcpy(req->job.key, key, sizeof(req->job.key));
+	req->in_worker = 1;
+	MHD_suspend_connection(req->conn);
+	if (pool_submit(req->srv->gw->pool, &req->job) == 0)
+		return MHD_YES;
+	MHD_resume_connection(req->conn);
+	req->in_worker = 0;
+	if (req->route == R_READYZ)
+		return respond_plain(req, 503, "busy", MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	rpc_error_set(&err, RPC_TOO_MANY, "concurrency_limited",
+	    "Too many calls waiting; retry shortly");
+	err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	rpc_fail_all(&req->msg, &err);
+	rpc_error_clear(&err);
+	return respond_rpc(req);
+}
+
+static enum MHD_Result
+finish_rpc(struct request *req)
+{
+	struct http_server *srv = req->srv;
+	struct rpc_error err = { 0 };
+	const char *auth;
+
+	rpc_parse(&req->msg, &srv->limits, req->body ? req->body : "", req->len);
+	if (req->route == R_MCP && req->msg.is_batch) {
+		/* MCP removed batching in 2025-06-18. */
+		rpc_error_set(&err, RPC_INVALID_REQUEST, "invalid_request",
+		    "Invalid Request: batches are not accepted on /mcp");
+		return respond_json(req, 400, rpc_error_response(NULL, &err), NULL, NULL);
+	}
+	auth = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
+		req->ctx.bearer = auth + 7;
+	if (!req->msg.is_batch)
+		req->ctx.idem_header = header(req, "Idempotency-Key");
+	req->ctx.gw = srv->gw;
+	req->ctx.client = req->client;
+	req->ctx.is_mcp = req->route == R_MCP;
+	if (req->msg.root != NULL && rpc_needs_worker(&req->msg, methods_table))
+		return defer(req, req->ctx.bearer ? req->ctx.bearer : req->client);
+	rpc_execute(&req->msg, methods_table, &req->ctx);
+	return respond_rpc(req);
+}
+
+static enum MHD_Result
+metrics(struct request *req)
+{
+	struct http_server *srv = req->srv;
+	char *body;
+	int n;
+
+	n = asprintf(&body,
+	    "# HELP airlock_http_requests_total HTTP requests answered, by status class.\n"
+	    "# TYPE airlock_http_requests_total counter\n"
+	    "airlock_http_requests_total{class=\"2xx\"} %lu\n"
+	    "airlock_http_requests_total{class=\"4xx\"} %lu\n"
+	    "airlock_http_requests_total{class=\"5xx\"} %lu\n"
+	    "# HELP airlock_requests_in_flight Requests begun and not yet answered.\n"
+	    "# TYPE airlock_requests_in_flight gauge\n"
+	    "airlock_requests_in_flight %u\n"
+	    "# HELP airlock_db_pending Calls waiting for or running on a database worker.\n"
+	    "# TYPE airlock_db_pending gauge\n"
+	    "airlock_db_pending %zu\n",
+	    atomic_load(&srv->served[2]), atomic_load(&srv->served[4]),
+	    atomic_load(&srv->served[5]), atomic_load(&srv->inflight),
+	    pool_pending(srv->gw->pool));
+	if (n == -1)
+		return MHD_NO;
+	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);
+}
+
+/* The first call for a request: route, method and header checks. */
+static enum MHD_Result
+begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
+    const char *method, void **con_cls)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct request *req;
+	int is_post, is_get;
+
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return MHD_NO;
+	*con_cls = req;
+	atomic_fetch_add(&srv->inflight, 1);
+	req->srv = srv;
+	req->conn = conn;
+	clock_gettime(CLOCK_MONOTONIC, &req->start);
+	strlcpy(req->path, url, sizeof(req->path));
+	req->route = route_of(url);
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || getnameinfo(ci->client_addr, ci->client_addr->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), req->client,
+	    sizeof(req->client), NULL, 0, NI_NUMERICHOST) != 0)
+		strlcpy(req->client, "unknown", sizeof(req->client));
+	is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	req->http_method = is_post ? "POST" : is_get ? "GET" : "other";
+
+	switch (req->route) {
+	case R_NONE:
+		return respond_plain(req, 404, "not found", NULL, NULL);
+	case R_RPC:
+	case R_MCP:
+		if (!is_post)
+			return respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
+			    "POST");
+		return check_post(req);
+	case R_HEALTHZ:
+	case R_READYZ:
+	case R_METRICS:
+		if (!is_get)
+			return respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
+			    "GET, HEAD");
+		return MHD_YES;
+	}
+	return MHD_NO;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct request *req = *con_cls;
+
+	(void)version;
+	if (req == NULL)
+		return begin(srv, conn, url, method, con_cls);
+	if (*upload_data_size > 0) {
+		size_t size = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (req->status != 0)
+			return MHD_YES;	/* already answered: discard */
+		return append_body(req, upload_data, size);
+	}
+	if (req->status != 0)
+		return MHD_YES;
+	if (req->in_worker) {
+		if (!req->worker_done)
+			return MHD_YES;	/* a spurious wake-up */
+		req->in_worker = 0;
+		if (req->route == R_READYZ)
+			goto ready;
+		return respond_rpc(req);
+	}
+	switch (req->route) {
+	case R_HEALTHZ:
+		return respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+	case R_READYZ:
+		return defer(req, "readyz");
+	case R_METRICS:
+		return metrics(req);
+	default:
+		return finish_rpc(req);
+	}
+ready:
+	if (req->is_ready)
+		return respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
+	return respond_json(req, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+	    "backend_unavailable"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *srv = cls;
+	struct request *req = *con_cls;
+	struct timespec now;
+	double ms;
+	json_t *line;
+
+	(void)conn;
+	if (req == NULL)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - req->start.tv_nsec) / 1e6;
+	if (req->status >= 100 && req->status < 600)
+		atomic_fetch_add(&srv->served[req->status / 100], 1);
+	line = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s}", "msg", "request",
+	    "method", req->http_method, "path", req->path, "status", req->status,
+	    "ms", ms, "client", req->client);
+	if (req->msg.method[0] != '\0') {
+		json_object_set_new(line, "rpc", json_string(req->msg.method));
+		json_object_set_new(line, "calls", json_integer(req->msg.n_calls));
+	}
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		json_object_set_new(line, "aborted", json_integer(toe));
+	log_json(LOG_LVL_INFO, line);
+	rpc_msg_clear(&req->msg);
+	free(req->body);
+	free(req);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_json(LOG_LVL_WARN, json_pack("{s:s, s:s}", "msg", "http", "detail", buf));
+}
+
+struct http_server *
+http_start(struct gateway *gw)
+{
+	const struct config *cfg = gw->cfg;
+	struct http_server *srv;
+	struct sockaddr_in6 sa6;
+	struct sockaddr_in sa4;
+	struct sockaddr *sa;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL)
+		return NULL;
+	srv->gw = gw;
+	srv->limits.max_depth = cfg->max_depth;
+	srv->limits.max_batch = cfg->max_batch;
+	memset(&sa4, 0, sizeof(sa4));
+	memset(&sa6, 0, sizeof(sa6));
+	if (inet_pton(AF_INET, cfg->listen_host, &sa4.sin_addr) == 1) {
+		sa4.sin_family = AF_INET;
+		sa4.sin_port = htons(cfg->listen_port);
+		sa = (struct sockaddr *)&sa4;
+	} else if (inet_pton(AF_INET6, cfg->listen_host, &sa6.sin6_addr) == 1) {
+		sa6.sin6_family = AF_INET6;
+		sa6.sin6_port = htons(cfg->listen_port);
+		sa = (struct sockaddr *)&sa6;
+	} else {
+		log_error("listen address %s is not a numeric IPv4 or IPv6 address",
+		    cfg->listen_host);
+		free(srv);
+		return NULL;
+	}
+	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	    (sa == (struct sockaddr *)&sa6 ? MHD_USE_IPv6 : 0),
+	    cfg->listen_port, NULL, NULL, on_request, srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_SOCK_ADDR, sa,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->conn_timeout,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_conns,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+	    MHD_OPTION_END);
+	if (srv->mhd == NULL) {
+		log_error("cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
+		    strerror(errno));
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+static void
+wait_inflight(struct http_server *srv, unsigned ms)
+{
+	struct timespec step = { 0, 10 * 1000 * 1000 };
+	unsigned waited;
+
+	for (waited = 0; atomic_load(&srv->inflight) > 0 && waited < ms; waited += 10)
+		nanosleep(&step, NULL);
+}
+
+void
+http_stop(struct http_server *srv, unsigned grace_ms)
+{
+	MHD_socket fd;
+
+	fd = MHD_quiesce_daemon(srv->mhd);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	wait_inflight(srv, grace_ms);
+	/* Every queued call runs and resumes its connection before the daemon stops:
+	 * libmicrohttpd 0.9.75 aborts in MHD_stop_daemon while one is suspended. */
+	pool_destroy(srv->gw->pool);
+	srv->gw->pool = NULL;
+	wait_inflight(srv, 2000);
+	MHD_stop_daemon(srv->mhd);
+	free(srv);
+}

@@ -1,0 +1,35 @@
+/* config.h: airlockd's settings, from flags and the environment. */
+#ifndef AIRLOCK_CONFIG_H
+#define AIRLOCK_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#define CONFIG_MAX_ORIGINS 16
+
+struct config {
+	char listen_host[64];
+	unsigned short listen_port;
+	char tools_dir[PATH_MAX];
+	char db[1024];			/* libpq conninfo or URL; "" means libpq's environment */
+	char admin_key_file[PATH_MAX];
+	size_t max_body;		/* bytes of a request body */
+	size_t max_depth;		/* JSON nesting */
+	size_t max_batch;		/* calls in one batch */
+	unsigned conn_timeout;		/* seconds a connection may idle */
+	unsigned max_conns;
+	unsigned http_threads;
+	unsigned db_workers;
+	unsigned queue_max;		/* jobs waiting for a worker, in all */
+	unsigned queue_per_key;		/* jobs waiting for a worker, per token */
+	char origins[CONFIG_MAX_ORIGINS][256];	/* Origin values /mcp accepts */
+	unsigned n_origins;
+	int verbose;
+};
+
+/* Sets the defaults, then reads the environment (AIRLOCK_*), then argv.
+ * Returns 0; on bad usage prints a message to stderr and returns -1;
+ * returns 1 when --help was shown. */
+int config_parse(struct config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,17 @@
+/* http.h: airlockd's HTTP front: routing, limits, and calls handed to the database workers. */
+#ifndef AIRLOCK_HTTP_H
+#define AIRLOCK_HTTP_H
+
+#include "airlock/gateway.h"
+
+struct http_server;
+
+/* Starts serving gw->cfg's address.  Returns a new server, or NULL (logged). */
+struct http_server *http_start(struct gateway *gw);
+
+/* Stops accepting, lets in-flight requests finish (waiting at most grace_ms for
+ * them), drains the database workers, resumes every suspended connection and
+ * stops.  Frees srv and gw->pool. */
+void http_stop(struct http_server *srv, unsigned grace_ms);
+
+#endif
