@@ -13,6 +13,7 @@ static const struct command {
 	const char	*summary;
 } commands[] = {
 	{ "dev-db", cmd_devdb, "start|stop|status|url: the private development database" },
+	{ "migrate", cmd_migrate, "apply the migrations in order, once each" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -14,6 +14,7 @@
  * one line to the table in ctl/main.c.
  */
 int cmd_devdb(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 
 /* The program name used in messages. */
 #define CLI_PROG "airlockctl"
