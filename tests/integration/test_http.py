@@ -1,0 +1,229 @@
+"""HTTP-level behaviour of a real airlockd: routes, methods, limits, hostile bodies, shutdown."""
+import json
+import signal
+import socket
+import time
+
+import requests
+
+JSON = {"Content-Type": "application/json"}
+
+
+def rpc(d, body, path="/rpc", headers=None):
+    h = dict(JSON)
+    h.update(headers or {})
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(d.url + path, data=data, headers=h, timeout=10)
+
+
+def raw(d, payload, timeout=5):
+    """Sends bytes on a fresh connection; returns what came back until close or timeout."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=timeout)
+    try:
+        s.sendall(payload)
+        chunks = []
+        while True:
+            try:
+                c = s.recv(65536)
+            except socket.timeout:
+                break
+            if not c:
+                break
+            chunks.append(c)
+        return b"".join(chunks)
+    finally:
+        s.close()
+
+
+def test_health_and_ready(daemon):
+    r = requests.get(daemon.url + "/healthz", timeout=5)
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    r = requests.get(daemon.url + "/readyz", timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+
+
+def test_ready_reports_database_down(start_daemon):
+    d = start_daemon(db="host=/nonexistent-airlock dbname=x")
+    r = requests.get(d.url + "/readyz", timeout=5)
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "1"
+    assert r.json()["reason"] == "backend_unavailable"
+    # Liveness does not depend on the database.
+    assert requests.get(d.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_ping_and_initialize(daemon):
+    r = rpc(daemon, {"jsonrpc": "2.0", "method": "ping", "id": 7})
+    assert r.status_code == 200
+    assert r.json() == {"jsonrpc": "2.0", "result": {}, "id": 7}
+    r = rpc(daemon, {"jsonrpc": "2.0", "method": "initialize", "id": "a",
+                     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                "clientInfo": {"name": "t", "version": "1"}}}, path="/mcp")
+    res = r.json()["result"]
+    assert res["protocolVersion"] == "2025-06-18"
+    assert res["serverInfo"]["name"] == "airlock"
+    assert "tools" in res["capabilities"]
+    # An unknown revision is answered with the newest one spoken here.
+    r = rpc(daemon, {"jsonrpc": "2.0", "method": "initialize", "id": 1,
+                     "params": {"protocolVersion": "1999-01-01"}})
+    assert r.json()["result"]["protocolVersion"] == "2025-11-25"
+
+
+def test_notification_is_202_without_body(daemon):
+    r = rpc(daemon, {"jsonrpc": "2.0", "method": "notifications/initialized"}, path="/mcp")
+    assert r.status_code == 202 and r.content == b""
+    r = rpc(daemon, [{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "nope"}])
+    assert r.status_code == 202 and r.content == b""
+
+
+def test_batch_on_rpc_and_refused_on_mcp(daemon):
+    batch = [{"jsonrpc": "2.0", "method": "ping", "id": 1},
+             {"jsonrpc": "2.0", "method": "nope", "id": 2}, 5]
+    r = rpc(daemon, batch)
+    assert r.status_code == 200
+    out = r.json()
+    assert [o.get("id") for o in out] == [1, 2, None]
+    assert out[1]["error"]["code"] == -32601 and out[1]["error"]["data"]["reason"] == "method_not_found"
+    assert out[2]["error"]["code"] == -32600
+    r = rpc(daemon, [{"jsonrpc": "2.0", "method": "ping", "id": 1}], path="/mcp")
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == -32600
+
+
+def test_parse_errors(daemon):
+    for body, code, reason in [
+        (b"{not json", -32700, "parse_error"),
+        (b"\xff\xfe\x00garbage", -32700, "parse_error"),
+        (b'{"jsonrpc":"2.0","method":"p\xffing","id":1}', -32700, "parse_error"),
+        (b'{"jsonrpc":"2.0","method":"ping","id":1,"id":2}', -32600, "invalid_request"),
+        (b'{"jsonrpc":"2.0","method":"ping\\u0000","id":1}', -32600, "invalid_request"),
+        (b'{"jsonrpc":"2.0","method":"ping","params":[1e400],"id":1}', -32600, "invalid_request"),
+        (b'"just a string"', -32600, "invalid_request"),
+        (b'{"jsonrpc":"1.0","method":"ping","id":1}', -32600, "invalid_request"),
+        (b"[]", -32600, "invalid_request"),
+    ]:
+        r = rpc(daemon, body)
+        assert r.status_code == 200, body
+        e = r.json()["error"]
+        assert (e["code"], e["data"]["reason"]) == (code, reason), body
+        # The id is echoed when it could be read, else null.
+        assert r.json()["id"] == (1 if b'"jsonrpc":"1.0"' in body else None)
+
+
+def test_nesting_and_batch_limits(start_daemon):
+    d = start_daemon("--max-depth", "8", "--max-batch", "3")
+    deep = "[" * 9 + "]" * 9
+    assert rpc(d, deep).json()["error"]["code"] == -32600
+    # Far deeper than jansson's own limit: refused by the scan, quickly, without recursion.
+    assert rpc(d, "[" * 100000).json()["error"]["code"] == -32600
+    r = rpc(d, [{"jsonrpc": "2.0", "method": "ping", "id": i} for i in range(4)])
+    assert r.json()["error"]["code"] == -32600 and "limit" in r.json()["error"]["message"]
+    r = rpc(d, [{"jsonrpc": "2.0", "method": "ping", "id": i} for i in range(3)])
+    assert len(r.json()) == 3
+
+
+def test_http_faults(start_daemon):
+    d = start_daemon("--max-body", "1024")
+    assert requests.get(d.url + "/rpc", timeout=5).status_code == 405
+    assert requests.get(d.url + "/rpc", timeout=5).headers["Allow"] == "POST"
+    assert requests.post(d.url + "/healthz", timeout=5).status_code == 405
+    assert requests.get(d.url + "/nowhere", timeout=5).status_code == 404
+    r = requests.post(d.url + "/rpc", data='{"jsonrpc":"2.0","method":"ping","id":1}',
+                      headers={"Content-Type": "text/plain"}, timeout=5)
+    assert r.status_code == 415
+    r = requests.post(d.url + "/rpc", data='{}', timeout=5)
+    assert r.status_code == 415
+    r = rpc(d, {"jsonrpc": "2.0", "method": "ping", "id": 1},
+            headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+    # Oversized by Content-Length: refused before the body is read.
+    out = raw(d, b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100000000\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413")
+    # Oversized and chunked: never buffered past the cap.
+    chunk = b"400\r\n" + b" " * 1024 + b"\r\n"
+    out = raw(d, b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n")
+    assert out == b"" or out.startswith(b"HTTP/1.1 413")
+    # Both Content-Length and chunked.
+    out = raw(d, b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n[1,2]\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400")
+    # Headers and URI too large: libmicrohttpd answers itself.
+    out = raw(d, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431")
+    out = raw(d, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 414")
+    # The server keeps serving.
+    assert rpc(d, {"jsonrpc": "2.0", "method": "ping", "id": 1}).status_code == 200
+
+
+def test_mcp_origin_and_version(start_daemon):
+    d = start_daemon("--allow-origin", "https://app.example")
+    ping = {"jsonrpc": "2.0", "method": "ping", "id": 1}
+    assert rpc(d, ping, path="/mcp").status_code == 200
+    assert rpc(d, ping, path="/mcp", headers={"Origin": "https://app.example"}).status_code == 200
+    assert rpc(d, ping, path="/mcp", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert rpc(d, ping, path="/mcp", headers={"MCP-Protocol-Version": "2025-06-18"}).status_code == 200
+    assert rpc(d, ping, path="/mcp", headers={"MCP-Protocol-Version": "1900-01-01"}).status_code == 400
+
+
+def test_slow_client_does_not_block_others(start_daemon):
+    d = start_daemon("--conn-timeout", "2", "--threads", "1")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 100\r\n\r\n{\"jsonrpc\"")
+    # Another client is served meanwhile, on the same single HTTP thread.
+    assert rpc(d, {"jsonrpc": "2.0", "method": "ping", "id": 1}).status_code == 200
+    s.settimeout(6)
+    t0 = time.monotonic()
+    assert s.recv(100) == b""      # closed by the idle timeout
+    assert time.monotonic() - t0 < 5.5
+    s.close()
+
+
+def test_garbage_flood_keeps_serving(daemon):
+    import os
+    for i in range(200):
+        rpc(daemon, os.urandom(64 + i))
+    for payload in [b"\x00" * 100, b"GARBAGE\r\n\r\n", b"POST /rpc HTTP/9.9\r\n\r\n"]:
+        raw(daemon, payload, timeout=2)
+    assert rpc(daemon, {"jsonrpc": "2.0", "method": "ping", "id": 1}).json()["result"] == {}
+
+
+def test_sigterm_finishes_inflight_and_exits_zero(daemon):
+    body = b'{"jsonrpc":"2.0","method":"ping","id":42}'
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    time.sleep(0.3)
+    daemon.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # Stopped accepting new connections...
+    try:
+        socket.create_connection(("127.0.0.1", daemon.port), timeout=2).close()
+        accepted = True
+    except OSError:
+        accepted = False
+    assert not accepted
+    # ...but the request in flight is finished and answered.
+    s.sendall(body[10:])
+    out = b""
+    while b'"id":42}' not in out:
+        c = s.recv(4096)
+        if not c:
+            break
+        out += c
+    s.close()
+    assert out.startswith(b"HTTP/1.1 200") and b'"result":{}' in out
+    assert daemon.proc.wait(15) == 0
+    assert '"msg":"stopped"' in daemon.logtext()
+
+
+def test_request_log_line(daemon):
+    rpc(daemon, {"jsonrpc": "2.0", "method": "ping", "id": 1})
+    time.sleep(0.1)
+    lines = [json.loads(x) for x in daemon.logtext().splitlines() if x.startswith("{")]
+    reqs = [x for x in lines if x.get("msg") == "request" and x.get("rpc") == "ping"]
+    assert reqs and reqs[-1]["status"] == 200 and reqs[-1]["path"] == "/rpc"
+    assert {"ts", "level", "ms", "client", "method"} <= set(reqs[-1])
