@@ -48,7 +48,7 @@ def cluster():
     try:
         ctl("dev-db", "start", "--dir", path)
         c = Cluster(path)
-        ctl("migrate", "--db", c.operator_url)
+        ctl("migrate", "--db", c.operator_url, "--dir", ROOT / "migrations")
         yield c
     finally:
         ctl("dev-db", "stop", "--dir", path, check=False)
