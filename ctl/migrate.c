@@ -275,7 +275,7 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 		set_err(err, errlen, "reading airlock.schema_migrations: %s",
 		    PQerrorMessage(conn));
 		rc = MIGRATE_DB;
-		goto done;
+		goto fail;
 	}
 	for (i = 0; i < PQntuples(res); i++) {
 		version = (int)strtonum(PQgetvalue(res, i, 0), 1, 9999, &errstr);
@@ -285,32 +285,32 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 			set_err(err, errlen, "airlock.schema_migrations holds version %s, "
 			    "outside 1..9999", PQgetvalue(res, i, 0));
 			rc = MIGRATE_CHANGED;
-			goto done;
+			goto fail;
 		}
 		if ((f = find_version(set, version)) == NULL) {
 			set_err(err, errlen, "%s/%s was applied but is missing; migrations are "
 			    "forward-only: restore it", dir, name);
 			rc = MIGRATE_CHANGED;
-			goto done;
+			goto fail;
 		}
 		if (strcmp(f->name, name) != 0) {
 			set_err(err, errlen, "%s/%s was applied as %s; restore its name", dir,
 			    f->name, name);
 			rc = MIGRATE_CHANGED;
-			goto done;
+			goto fail;
 		}
 		if (strcmp(f->checksum, sum) != 0) {
 			set_err(err, errlen, "%s/%s has changed since it was applied (sha256 %.12s, "
 			    "applied %.12s); migrations are forward-only: restore it and add a new "
 			    "migration instead", dir, f->name, f->checksum, sum);
 			rc = MIGRATE_CHANGED;
-			goto done;
+			goto fail;
 		}
 		done[f - set->files] = 1;
 		if (version > *last)
 			*last = version;
 	}
-done:
+fail:
 	PQclear(res);
 	return rc;
 }
