@@ -353,17 +353,17 @@ cmd_forward(int argc, char **argv)
 	const char *errstr;
 	long long port;
 
-	if (argc < 5 || strcmp(argv[3], "--") != 0) {
+	if (argc < 6 || strcmp(argv[4], "--") != 0) {
 		fprintf(stderr, "usage: airlock-sandbox forward SOCKET PORT -- CMD...\n"
 		    "(used inside the sandbox; not meant to be run by hand)\n");
 		return EX_USAGE;
 	}
-	port = strtonum(argv[2], 1, 65535, &errstr);
+	port = strtonum(argv[3], 1, 65535, &errstr);
 	if (errstr != NULL) {
-		fprintf(stderr, "airlock-sandbox forward: port \"%s\" is %s\n", argv[2], errstr);
+		fprintf(stderr, "airlock-sandbox forward: port \"%s\" is %s\n", argv[3], errstr);
 		return EX_USAGE;
 	}
-	(void)sb_forward_exec(argv[1], (unsigned)port, argv + 4);
+	(void)sb_forward_exec(argv[2], (unsigned)port, argv + 5);
 	return EX_OSERR;
 }
 

@@ -226,6 +226,11 @@ build_args(struct args *a, const struct sb_config *cfg, const char *sock, const 
 	add2(a, "--perms", "1777");
 	add2(a, "--size", a->num[2]);
 	add2(a, "--tmpfs", "/tmp");
+	/* /dev is a tmpfs of bwrap's without a size: only /dev/shm stays writable. */
+	add2(a, "--perms", "1777");
+	add2(a, "--size", a->num[2]);
+	add2(a, "--tmpfs", "/dev/shm");
+	add2(a, "--remount-ro", "/dev");
 	if (cfg->allow != NULL) {
 		add3(a, "--ro-bind", sock, "/airlock/proxy.sock");
 		add3(a, "--ro-bind", helper, "/airlock/airlock-sandbox");

@@ -1,0 +1,273 @@
+"""Fixtures for the sandbox tests: the airlock-sandbox program run as root and as an
+unprivileged user (with a cgroup subtree delegated to it, as an operator would), listeners
+on the host's loopback, and a network namespace made by the test."""
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX = ROOT / "build" / "airlock-sandbox"
+CGROUP = Path("/sys/fs/cgroup")
+UNPRIV = "nobody"
+UNPRIV_GROUP = "nogroup"
+
+
+def cgroup_dirs(name):
+    """The directories a cgroup parent `name` has on this machine (v2 or v1)."""
+    if (CGROUP / "cgroup.controllers").exists():
+        return [CGROUP / name]
+    return [CGROUP / c / name for c in ("pids", "memory", "cpuacct") if (CGROUP / c).is_dir()]
+
+
+def leftover_sandboxes(name):
+    """Per-sandbox cgroups still present under a parent."""
+    return [p for d in cgroup_dirs(name) if d.is_dir() for p in d.iterdir()
+            if p.is_dir() and p.name.startswith("sb-")]
+
+
+class Result:
+    def __init__(self, proc):
+        self.proc = proc
+        self.returncode = proc.returncode
+        self.stderr = proc.stderr.decode(errors="replace")
+        try:
+            self.json = json.loads(proc.stdout)
+        except ValueError as e:
+            raise AssertionError(f"airlock-sandbox printed no JSON (exit {proc.returncode}):\n"
+                                 f"{proc.stdout[:2000]!r}\n{self.stderr}") from e
+        self.out = self.json["stdout"]
+        self.err = self.json["stderr"]
+        self.limit = self.json["limit"]
+
+    def __repr__(self):
+        return f"Result({self.json!r})"
+
+
+class Launcher:
+    """Runs airlock-sandbox as one identity: root, or the unprivileged user."""
+
+    def __init__(self, identity, cgroup_parent):
+        self.identity = identity
+        self.cgroup_parent = cgroup_parent
+
+    def prefix(self):
+        if self.identity == "root":
+            return []
+        return ["setpriv", f"--reuid={UNPRIV}", f"--regid={UNPRIV_GROUP}", "--clear-groups"]
+
+    def argv(self, args, cmd):
+        extra = ["--cgroup-parent", self.cgroup_parent]
+        return [*self.prefix(), str(SANDBOX), "run", *extra, *args, "--", *cmd]
+
+    def raw(self, args, cmd, input=b"", env=None, pass_fds=(), timeout=60):
+        """Runs the CLI without --json; returns the CompletedProcess (bytes)."""
+        return subprocess.run(self.argv(args, cmd), input=input, capture_output=True,
+                              env=env, pass_fds=pass_fds, timeout=timeout, cwd="/")
+
+    def run(self, cmd, *args, input=b"", env=None, pass_fds=(), timeout=60):
+        """Runs cmd in a sandbox with --json; returns a Result."""
+        p = self.raw(["--json", *args], cmd, input=input, env=env, pass_fds=pass_fds,
+                     timeout=timeout)
+        r = Result(p)
+        assert not leftover_sandboxes(self.cgroup_parent), "a sandbox's cgroup was left behind"
+        return r
+
+    def py(self, code, *args, **kw):
+        """Runs a python3 probe in the sandbox."""
+        return self.run(["python3", "-c", code], *args, **kw)
+
+    def sh(self, script, *args, **kw):
+        return self.run(["sh", "-c", script], *args, **kw)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built():
+    assert SANDBOX.is_file() and os.access(SANDBOX, os.X_OK), \
+        f"{SANDBOX} is not built (make build/airlock-sandbox)"
+    assert os.geteuid() == 0, "the sandbox tests run as root (they also run probes as nobody)"
+
+
+@pytest.fixture(scope="session")
+def delegated():
+    """A cgroup parent for the unprivileged user, owned by it, as an operator delegates one."""
+    name = f"airlock-test-{os.getpid()}"
+    pw = pwd.getpwnam(UNPRIV)
+    dirs = cgroup_dirs(name)
+    for d in dirs:
+        d.mkdir()
+        for p in [d, *d.iterdir()]:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+    if (CGROUP / "cgroup.controllers").exists():
+        (dirs[0] / "cgroup.subtree_control").write_text("+pids +memory")
+    yield name
+    for d in dirs:
+        for sub in d.iterdir() if d.is_dir() else []:
+            if sub.is_dir():
+                sub.rmdir()
+        d.rmdir()
+
+
+@pytest.fixture(scope="session")
+def root_parent():
+    name = f"airlock-test-root-{os.getpid()}"
+    yield name
+    for d in cgroup_dirs(name):
+        if d.is_dir():
+            d.rmdir()
+
+
+@pytest.fixture(params=["root", "nobody"])
+def sb(request, delegated, root_parent):
+    """The launcher, once as root and once as the unprivileged user."""
+    if request.param == "root":
+        return Launcher("root", root_parent)
+    return Launcher("nobody", delegated)
+
+
+@pytest.fixture
+def sb_root(root_parent):
+    return Launcher("root", root_parent)
+
+
+class Listener:
+    """A TCP listener on the host that counts the connections it accepts and answers each
+    with a fixed HTTP response."""
+
+    def __init__(self, host="127.0.0.1", family=socket.AF_INET, body=b"ok"):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.body = body
+        self.closing = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.closing:
+                c.close()
+                return
+            self.accepted += 1
+            try:
+                c.settimeout(2)
+                try:
+                    c.recv(4096)
+                except OSError:
+                    pass
+                c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                          % (len(self.body), self.body))
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def close(self):
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    made = []
+
+    def make(**kw):
+        lst = Listener(**kw)
+        made.append(lst)
+        return lst
+    yield make
+    for lst in made:
+        lst.close()
+
+
+SERVER = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    print("conn", flush=True)
+    try:
+        c.settimeout(2); c.recv(4096)
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nnetns")
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+class Netns:
+    """A network namespace made for the test, joined to the host by a veth pair, with
+    listeners inside counting connections."""
+    HOST_ADDR = "198.18.77.1"
+    NS_ADDR = "198.18.77.2"
+
+    def __init__(self):
+        tag = uuid.uuid4().hex[:6]
+        self.name = f"airlock-t-{tag}"
+        self.veth = f"alk{tag}h"
+        self.peer = f"alk{tag}n"
+        self.servers = []
+        self.counts = {}
+        ip = ["ip"]
+        subprocess.run([*ip, "netns", "add", self.name], check=True)
+        subprocess.run([*ip, "link", "add", self.veth, "type", "veth", "peer", "name",
+                        self.peer], check=True)
+        subprocess.run([*ip, "link", "set", self.peer, "netns", self.name], check=True)
+        subprocess.run([*ip, "addr", "add", f"{self.HOST_ADDR}/30", "dev", self.veth],
+                       check=True)
+        subprocess.run([*ip, "link", "set", self.veth, "up"], check=True)
+        nsip = [*ip, "netns", "exec", self.name, "ip"]
+        subprocess.run([*nsip, "addr", "add", f"{self.NS_ADDR}/30", "dev", self.peer],
+                       check=True)
+        subprocess.run([*nsip, "link", "set", self.peer, "up"], check=True)
+        subprocess.run([*nsip, "link", "set", "lo", "up"], check=True)
+
+    def serve(self, port):
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, "/usr/bin/python3", "-c",
+                              SERVER, self.NS_ADDR, str(port)], stdout=subprocess.PIPE,
+                             text=True)
+        assert p.stdout.readline().strip() == "ready"
+        self.counts[port] = 0
+
+        def count():
+            for line in p.stdout:
+                if line.strip() == "conn":
+                    self.counts[port] += 1
+        threading.Thread(target=count, daemon=True).start()
+        self.servers.append(p)
+
+    def close(self):
+        for p in self.servers:
+            p.kill()
+            p.wait()
+        subprocess.run(["ip", "link", "del", self.veth], check=False)
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+@pytest.fixture(scope="module")
+def netns():
+    if shutil.which("ip") is None:
+        raise AssertionError("the ip command (iproute2) is needed")
+    ns = Netns()
+    yield ns
+    ns.close()

@@ -1,0 +1,429 @@
+"""The escape battery: each probe tries one way out of the sandbox, as root and as an
+unprivileged launcher, and must be contained."""
+import os
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import cgroup_dirs, leftover_sandboxes
+
+# x86_64 system call numbers used by the ctypes probes.
+NR = {
+    "ptrace": 101, "mount": 165, "umount2": 166, "unshare": 272, "setns": 308,
+    "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
+    "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+    "io_uring_register": 427, "process_vm_readv": 310, "process_vm_writev": 311,
+    "kexec_load": 246, "init_module": 175, "finit_module": 313, "delete_module": 176,
+    "reboot": 169, "swapon": 167, "pivot_root": 155, "fsopen": 430, "open_tree": 428,
+}
+
+SYSCALL_PROBE = r"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+args = [ctypes.c_long(int(a, 0)) for a in sys.argv[2:]]
+rc = libc.syscall(ctypes.c_long(int(sys.argv[1])), *args)
+print(rc, ctypes.get_errno())
+"""
+
+
+def syscall(sb, nr, *args):
+    """Runs one raw system call in the sandbox; returns (return value, errno)."""
+    r = sb.run(["python3", "-c", SYSCALL_PROBE, str(nr), *map(str, args)])
+    assert r.json["exit_code"] == 0, r
+    rc, err = r.out.split()
+    return int(rc), int(err)
+
+
+def test_host_loopback_unreachable(sb, listener):
+    lst = listener()
+    lst6 = listener(host="::1", family=socket.AF_INET6)
+    r = sb.py(f"""
+import socket
+for host, port in (("127.0.0.1", {lst.port}), ("::1", {lst6.port})):
+    try:
+        socket.create_connection((host, port), timeout=2)
+        print("connected", host)
+    except OSError as e:
+        print("refused", host, e.errno)
+""")
+    assert "connected" not in r.out, r
+    assert r.out.count("refused") == 2, r
+    time.sleep(0.2)
+    assert lst.accepted == 0 and lst6.accepted == 0
+    # The listeners do work from the host: the probe could have reached them.
+    socket.create_connection(("127.0.0.1", lst.port), timeout=2).close()
+
+
+def test_netns_listener_unreachable(sb, netns):
+    port = 18000 + os.getpid() % 1000
+    if port not in netns.counts:
+        netns.serve(port)
+    before = netns.counts[port]
+    # From the host the listener answers, so an escaped probe would be counted.
+    with socket.create_connection((netns.NS_ADDR, port), timeout=2) as c:
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert b"netns" in c.recv(100)
+    deadline = time.time() + 2
+    while netns.counts[port] == before and time.time() < deadline:
+        time.sleep(0.05)
+    assert netns.counts[port] == before + 1
+    r = sb.py(f"""
+import socket
+try:
+    socket.create_connection(("{netns.NS_ADDR}", {port}), timeout=2)
+    print("connected")
+except OSError as e:
+    print("failed", e.errno)
+""")
+    assert r.out.startswith("failed"), r
+    time.sleep(0.2)
+    assert netns.counts[port] == before + 1
+
+
+def test_no_network_interfaces_but_loopback(sb):
+    r = sb.py("import socket; print(sorted(n for _, n in socket.if_nameindex()))")
+    assert r.out.strip() == "['lo']", r
+
+
+def test_dns_lookup_fails(sb):
+    r = sb.py("""
+import os, socket
+print("resolv.conf", os.path.exists("/etc/resolv.conf"))
+try:
+    print("resolved", socket.getaddrinfo("example.com", 80))
+except OSError as e:
+    print("failed", type(e).__name__)
+""")
+    assert "resolv.conf False" in r.out, r
+    assert "failed" in r.out and "resolved" not in r.out, r
+
+
+def test_writes_outside_tmp_fail(sb):
+    r = sb.sh("""
+for p in /x /usr/x /etc/x /bin/x /proc/sys/kernel/hostname /dev/x /proc/x; do
+    if echo hi > $p 2>/dev/null; then echo "wrote $p"; else echo "refused $p"; fi
+done
+echo ok > /tmp/ok && cat /tmp/ok
+""")
+    assert "wrote" not in r.out, r
+    assert r.out.count("refused") == 7 and r.out.endswith("ok\n"), r
+
+
+def test_host_secrets_absent(sb):
+    r = sb.sh("""
+for p in /etc/shadow /etc/gshadow /etc/passwd /etc/sudoers /home /root /run /var /srv \
+         /mnt /opt /sys /work /etc/ssh /etc/ssl/private /proc/1/root/etc/shadow; do
+    if [ -e $p ]; then echo "present $p"; fi
+done
+cat /etc/shadow 2>&1 || echo "no shadow"
+ls /
+""")
+    assert "present" not in r.out, r
+    assert "no shadow" in r.out, r
+    top = set(r.out.split("no shadow\n", 1)[1].split())
+    assert top <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin",
+                   "tmp", "usr"}, top
+
+
+def test_caller_environment_invisible(sb):
+    secret = "alk_" + uuid.uuid4().hex
+    env = dict(os.environ, AIRLOCK_TEST_SECRET=secret, DATABASE_URL=f"postgres://x:{secret}@h")
+    r = sb.sh("""
+cat /proc/self/environ; echo; cat /proc/1/environ; echo; cat /proc/1/cmdline; echo
+env
+""", env=env)
+    assert secret not in r.out and secret not in r.err, r
+    assert "AIRLOCK_TEST_SECRET" not in r.out
+    assert "PATH=/usr/local/bin:/usr/bin:/bin" in r.out
+    # /proc/1 is the sandbox's own init, not the host's.
+    assert "bwrap" in r.out
+
+
+def test_proc_shows_only_the_sandbox(sb):
+    r = sb.sh("exec python3 -c 'import os, socket; "
+              "print(sorted(int(p) for p in os.listdir(\"/proc\") if p.isdigit()), "
+              "open(\"/proc/1/comm\").read().strip(), socket.gethostname(), os.getuid())'")
+    pids, comm, host, uid = r.out.rsplit(" ", 3)
+    # Only the sandbox's init and the probe itself.
+    assert pids == "[1, 2]", r
+    assert comm == "bwrap" and host == "airlock" and uid.strip() == "65534", r
+
+
+def test_fork_bomb_contained(sb):
+    t0 = time.monotonic()
+    r = sb.sh("b(){ b | b & }; b; sleep 1; echo survived", "--pids", "32", "--time", "4")
+    assert time.monotonic() - t0 < 15
+    assert "pids" in r.json["limits_hit"], r
+    # The host can still fork, and nothing of the bomb is left.
+    subprocess.run(["true"], check=True)
+    assert not leftover_sandboxes(sb.cgroup_parent)
+
+
+def test_python_fork_bomb_contained(sb):
+    r = sb.py("""
+import os
+n = 0
+while True:
+    try:
+        if os.fork() == 0:
+            while True: pass
+        n += 1
+    except OSError:
+        print("refused after", n); break
+""", "--pids", "16", "--time", "3", "--cpu", "2")
+    assert "refused after" in r.out, r
+    assert int(r.out.split()[-1]) < 16
+    assert "pids" in r.json["limits_hit"], r
+
+
+def test_memory_limit(sb):
+    r = sb.py("x = bytearray(200 << 20); print('allocated')", "--mem", "64")
+    assert "allocated" not in r.out, r
+    assert r.limit == "memory" and r.json["signal"] == 9, r
+    assert r.json["mem_peak_bytes"] <= 64 << 20
+
+
+def test_tmp_is_size_limited(sb):
+    r = sb.sh("dd if=/dev/zero of=/tmp/big bs=1M count=64 2>&1; stat -c 'size %s' /tmp/big",
+              "--tmp", "8")
+    assert "No space left" in r.out, r
+    assert int(r.out.split("size ")[1]) <= 8 << 20, r
+
+
+def test_file_size_limit(sb):
+    r = sb.sh("head -c 3000000 /dev/zero > /tmp/f; echo status $?; stat -c 'size %s' /tmp/f",
+              "--fsize", "1")
+    # head dies of SIGXFSZ (25) at the limit.
+    assert "status 153" in r.out, r
+    assert int(r.out.split("size ")[1]) == 1 << 20, r
+
+
+def test_file_size_limit_stops_the_program(sb):
+    r = sb.py("open('/tmp/f', 'wb').write(b'x' * (3 << 20))", "--fsize", "1")
+    # Python ignores SIGXFSZ and fails with EFBIG instead.
+    assert r.json["exit_code"] == 1 and "File too large" in r.err, r
+
+
+def test_cpu_limit(sb):
+    t0 = time.monotonic()
+    r = sb.sh("while :; do :; done", "--cpu", "1", "--time", "20")
+    assert time.monotonic() - t0 < 5
+    assert r.limit == "cpu", r
+    assert 900 <= r.json["cpu_ms"] < 3000, r
+
+
+def test_cpu_limit_across_processes(sb):
+    t0 = time.monotonic()
+    r = sb.sh("for i in 1 2 3 4; do (while :; do :; done) & done; wait", "--cpu", "1",
+              "--time", "20")
+    assert time.monotonic() - t0 < 5
+    assert r.limit == "cpu", r
+
+
+def test_wall_limit_kills_the_namespace(sb):
+    t0 = time.monotonic()
+    r = sb.sh("trap '' TERM HUP INT; sleep 100 & sleep 100", "--time", "1")
+    elapsed = time.monotonic() - t0
+    assert r.limit == "wall" and r.json["signal"] == 9, r
+    assert 0.9 < elapsed < 4, elapsed
+    assert 900 <= r.json["wall_ms"] < 3000
+
+
+def test_output_capped_and_stopped(sb):
+    t0 = time.monotonic()
+    r = sb.py("import sys\nfor _ in range(100): sys.stdout.write('x' * (1 << 20))",
+              "--stdout-max", "65536")
+    assert time.monotonic() - t0 < 10
+    assert r.limit == "output" and r.json["stdout_truncated"], r
+    assert len(r.out) == 65536
+
+
+def test_stderr_capped(sb):
+    r = sb.sh("yes err >&2", "--stderr-max", "1000")
+    assert r.limit == "output" and r.json["stderr_truncated"] and len(r.err) == 1000, r
+
+
+def marker_alive(marker):
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return any(marker in line for line in ps.splitlines())
+
+
+def test_background_process_does_not_outlive_the_run(sb):
+    secs = str(100000 + uuid.uuid4().int % 800000)
+    r = sb.sh(f"""
+trap '' TERM HUP
+(trap '' TERM HUP; exec sleep {secs}) &
+setsid sh -c 'trap "" TERM HUP; exec sleep {secs}' &
+nohup sleep {secs} >/dev/null 2>&1 &
+sleep 0.2
+echo started
+""")
+    assert r.out.strip() == "started", r
+    time.sleep(0.2)
+    assert not marker_alive(f"sleep {secs}")
+    for d in cgroup_dirs(sb.cgroup_parent):
+        assert not [p for p in d.iterdir() if p.is_dir()] if d.is_dir() else True
+
+
+def test_daemon_killed_at_wall_limit(sb):
+    secs = str(100000 + uuid.uuid4().int % 800000)
+    r = sb.sh(f"(setsid sh -c 'trap \"\" TERM; sleep {secs}' &); sleep 50", "--time", "1")
+    assert r.limit == "wall", r
+    assert not marker_alive(f"sleep {secs}")
+
+
+@pytest.mark.parametrize("name", sorted(NR))
+def test_dangerous_syscalls_denied(sb, name):
+    # Harmless arguments: the filter must refuse the call before the kernel looks at them.
+    args = {"ptrace": (0, 0, 0, 0), "keyctl": (0, -3, 0), "unshare": (0x10000000,),
+            "io_uring_setup": (8, 0), "userfaultfd": (0,)}.get(name, (0, 0, 0, 0))
+    rc, err = syscall(sb, NR[name], *args)
+    assert (rc, err) == (-1, 1), f"{name} returned {rc}, errno {err}"
+
+
+def test_ptrace_attach_denied(sb):
+    r = sb.sh("sleep 5 & exec python3 -c \"" +
+              "import ctypes,sys; l=ctypes.CDLL(None,use_errno=True); "
+              "print(l.ptrace(16, int(sys.argv[1]), 0, 0), ctypes.get_errno())\" $!")
+    assert r.out.split() == ["-1", "1"], r
+
+
+def test_clone3_enosys(sb):
+    rc, err = syscall(sb, 435, 0, 0)
+    assert (rc, err) == (-1, 38)
+
+
+def test_clone_newuser_denied(sb):
+    CLONE_NEWUSER, SIGCHLD = 0x10000000, 17
+    rc, err = syscall(sb, 56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)
+    assert (rc, err) == (-1, 1)
+    # Other namespace flags as well (CLONE_NEWNET, CLONE_NEWNS).
+    assert syscall(sb, 56, 0x40000000 | SIGCHLD, 0, 0, 0, 0) == (-1, 1)
+    assert syscall(sb, 56, 0x00020000 | SIGCHLD, 0, 0, 0, 0) == (-1, 1)
+
+
+def test_unshare_and_mount_commands_fail(sb):
+    r = sb.sh("unshare -U -r id 2>&1; echo rc=$?; unshare -n true 2>&1; echo rc=$?; "
+              "mkdir /tmp/m; mount -t tmpfs none /tmp/m 2>&1; echo rc=$?")
+    assert r.out.count("rc=0") == 0, r
+
+
+TIOCSTI_PROBE = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+c = ctypes.c_char(b"x")
+r, w = os.pipe()
+for req in (0x5412, 0x5412 | (1 << 32), 0x5412 | (0xFFFFFFFF << 32), 0x5413):
+    rc = libc.syscall(ctypes.c_long(16), ctypes.c_long(r), ctypes.c_long(req), ctypes.byref(c))
+    print(hex(req), rc, ctypes.get_errno())
+"""
+
+
+def test_tiocsti_denied_with_and_without_high_bits(sb):
+    r = sb.py(TIOCSTI_PROBE)
+    lines = [line.split() for line in r.out.splitlines()]
+    assert len(lines) == 4, r
+    for req, rc, err in lines[:3]:
+        assert (rc, err) == ("-1", "1"), f"ioctl {req}: {rc} errno {err}"
+    # The control: another tty ioctl on the same pipe reaches the kernel (ENOTTY).
+    assert lines[3][1:] == ["-1", "25"], r
+
+
+def test_setuid_binaries_do_not_elevate(sb):
+    for path in ("/usr/bin/su", "/usr/bin/mount", "/usr/bin/passwd"):
+        assert os.stat(path).st_mode & 0o4000, f"{path} is not setuid on the host"
+    r = sb.sh("""
+grep NoNewPrivs /proc/self/status
+su root -c id 2>&1; echo rc=$?
+mount -t proc none /tmp 2>&1; echo rc=$?
+passwd -S 2>&1; echo rc=$?
+python3 -c 'import os; print("ids", os.getresuid(), os.getresgid())'
+""")
+    assert "NoNewPrivs:\t1" in r.out, r
+    assert r.out.count("rc=0") == 0, r
+    assert "ids (65534, 65534, 65534) (65534, 65534, 65534)" in r.out, r
+
+
+def test_kill_all_harms_nothing_outside(sb):
+    victim = subprocess.Popen([*sb.prefix(), "sleep", "60"])
+    try:
+        time.sleep(0.1)
+        r = sb.sh("kill -9 -1; echo after")
+        time.sleep(0.2)
+        assert victim.poll() is None, "kill -9 -1 in the sandbox killed a host process"
+        assert r.json["signal"] == 9 or r.out == "after\n", r
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_caller_descriptors_invisible(sb, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("the caller's file")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)
+    fd = os.open(secret, os.O_RDONLY)
+    s1, s2 = socket.socketpair()
+    try:
+        keep = (fd, s1.fileno(), s2.fileno())
+        r = sb.py("""
+import os
+fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+print(fds)
+for f in fds:
+    try: print(f, os.readlink("/proc/self/fd/%d" % f))
+    except OSError: pass
+""", pass_fds=keep)
+    finally:
+        os.close(fd)
+        s1.close()
+        s2.close()
+    assert r.out.splitlines()[0] == "[0, 1, 2, 3]", r
+    assert "secret" not in r.out and "socket" not in r.out, r
+
+
+def test_planted_tmp_symlink_gone_next_run(sb):
+    r1 = sb.sh("ln -s /usr/bin /tmp/planted && ln -s /etc/passwd /tmp/passwd && "
+               "echo data > /tmp/file && ls -A /tmp")
+    assert "planted" in r1.out and "file" in r1.out, r1
+    r2 = sb.sh("ls -A /tmp; echo end; echo x > /tmp/planted/y 2>&1; echo rc=$?")
+    assert r2.out.startswith("end\n"), r2
+    assert not os.path.exists("/usr/bin/y")
+
+
+def test_fresh_namespace_each_run(sb):
+    r1 = sb.sh("echo $$ > /tmp/pid; cat /proc/sys/kernel/random/boot_id; "
+               "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt")
+    r2 = sb.sh("cat /tmp/pid 2>/dev/null; cat /proc/sys/kernel/random/boot_id; "
+               "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt")
+    ns1 = r1.out.splitlines()[1:]
+    ns2 = r2.out.splitlines()[1:]
+    assert len(ns1) == 3 and len(ns2) == 3, (r1, r2)
+    assert set(ns1).isdisjoint(ns2), (ns1, ns2)
+
+
+def test_no_cgroup_control_refuses(tmp_path):
+    # The unprivileged user with no delegated cgroup gets a refusal, not an unlimited run.
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        str(__import__("conftest").SANDBOX), "run", "--cgroup-parent",
+                        f"airlock-none-{os.getpid()}", "--", "true"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 69, p
+    assert "no cgroup control" in p.stderr, p.stderr
+
+
+def test_many_sandboxes_at_once(sb_root):
+    # Limits hold per sandbox: eight concurrent runs each get their own cgroup.
+    procs = [subprocess.Popen(sb_root.argv(["--json", "--pids", "8"], [
+        "sh", "-c", "cat /proc/self/cgroup | grep -c sb- ; for i in 1 2 3 4 5 6 7 8 9 10; "
+        "do sleep 1 & done 2>/dev/null; wait"]), stdout=subprocess.PIPE) for _ in range(8)]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    import json
+    for o in outs:
+        j = json.loads(o)
+        assert "pids" in j["limits_hit"], j
+    assert not leftover_sandboxes(sb_root.cgroup_parent)
