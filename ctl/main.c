@@ -14,6 +14,8 @@ static const struct command {
 } commands[] = {
 	{ "dev-db", cmd_devdb, "start|stop|status|url: the private development database" },
 	{ "migrate", cmd_migrate, "apply the migrations in order, once each" },
+	{ "tenant", cmd_tenant, "add|list|disable|enable: tenants and their roles" },
+	{ "table", cmd_table, "adopt|list: tables given the tenant treatment" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,368 @@
+/* airlockctl tenant and table: tenants (their roles) and the tables given the tenant treatment. */
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include <libpq-fe.h>
+
+#include "airlock/cli.h"
+
+static const char *const tenant_usage =
+    "usage: airlockctl tenant add NAME [--db URL]\n"
+    "       airlockctl tenant list [--db URL]\n"
+    "       airlockctl tenant disable|enable NAME [--db URL]\n"
+    "\n"
+    "Tenants, each with its own NOLOGIN role tenant_NAME: the role a call runs as, and the\n"
+    "value of the tenant column of the tenant's rows.\n"
+    "\n"
+    "  add NAME      create the role tenant_NAME (a member of airlock_tenants; the gateway\n"
+    "                and the operator are made members of it) and the tenant; refuses a\n"
+    "                role that already exists.  NAME: a lowercase letter, then up to 40\n"
+    "                lowercase letters, digits or underscores\n"
+    "  list          one tenant per line: name, role, enabled|disabled (tab-separated)\n"
+    "  disable NAME  refuse the tenant's calls from now on (403 tenant_disabled)\n"
+    "  enable NAME   accept them again\n"
+    "\n"
+    "options:\n"
+    "  --db URL     the database, as the operator role (default: $AIRLOCK_DB, else the\n"
+    "               dev-db's operator URL, else libpq's environment)\n"
+    "  -h, --help   this text\n"
+    "\n"
+    "Exit status: 0, 64 bad usage, 65 refused (bad or existing name, no such tenant),\n"
+    "69 database unreachable or not migrated, 77 not allowed (not the operator role).\n";
+
+static const char *const table_usage =
+    "usage: airlockctl table adopt SCHEMA.TABLE... [--db URL]\n"
+    "       airlockctl table list [--db URL]\n"
+    "\n"
+    "Tenant tables hold the rows of every tenant, told apart by their tenant column.\n"
+    "\n"
+    "  adopt T...   give each table the standard treatment, in one transaction: row-level\n"
+    "               security enabled and forced, policy tenant_isolation (tenant =\n"
+    "               current_user), the view T_live without soft-deleted rows\n"
+    "               (security_invoker), SELECT/INSERT/UPDATE for tenant roles and never\n"
+    "               DELETE or TRUNCATE; then record it.  Re-running it re-applies the\n"
+    "               treatment.  Refuses a table without a tenant column (name NOT NULL), a\n"
+    "               primary key or deleted_at, or whose primary key, unique constraints,\n"
+    "               unique indexes or foreign keys (either way) leave out the tenant column;\n"
+    "               then nothing is adopted\n"
+    "  list         one adopted table per line: schema.table, adopted at (UTC)\n"
+    "\n"
+    "options:\n"
+    "  --db URL     the database, as the operator role (default: $AIRLOCK_DB, else the\n"
+    "               dev-db's operator URL, else libpq's environment)\n"
+    "  -h, --help   this text\n"
+    "\n"
+    "Exit status: 0, 64 bad usage, 65 refused (no such table, or one that cannot be a\n"
+    "tenant table), 69 database unreachable or not migrated, 77 not allowed.\n";
+
+/* What a command line asked for, once options are parsed. */
+struct request {
+	const char	 *db;		/* --db, or NULL */
+	const char	 *sub;		/* the subcommand */
+	char		**args;		/* its operands */
+	int		  nargs;
+	char		  label[64];	/* "tenant add": the command as messages name it */
+};
+
+/*
+ * Parses options and the subcommand.  Returns -1 to go on, or the exit code to return now
+ * (EX_OK after --help, EX_USAGE after a message).
+ */
+static int
+parse(int argc, char **argv, const char *usage, struct request *rq)
+{
+	static const struct option longopts[] = {
+		{ "db", required_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c;
+
+	memset(rq, 0, sizeof(*rq));
+	while ((c = cli_getopt(argc, argv, "h", longopts)) != -1) {
+		switch (c) {
+		case 'D':
+			rq->db = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return EX_OK;
+		default:
+			return EX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		cli_warnx(argv[0], "what to do is missing (see %s %s --help)", CLI_PROG, argv[0]);
+		return EX_USAGE;
+	}
+	rq->sub = argv[optind];
+	rq->args = argv + optind + 1;
+	rq->nargs = argc - optind - 1;
+	snprintf(rq->label, sizeof(rq->label), "%s %.40s", argv[0], rq->sub);
+	return -1;
+}
+
+/* Checks the operand count of a subcommand; prints a message and returns 0 when wrong. */
+static int
+has_args(const struct request *rq, const char *noun, int min, int max, const char *what)
+{
+	if (rq->nargs >= min && (max < 0 || rq->nargs <= max))
+		return 1;
+	if (rq->nargs < min)
+		cli_warnx(rq->label, "%s is missing (see %s %s --help)", what, CLI_PROG, noun);
+	else
+		cli_warnx(rq->label, "unexpected argument '%s' (see %s %s --help)",
+		    rq->args[max], CLI_PROG, noun);
+	return 0;
+}
+
+/*
+ * Prints why res failed (the server's message, its detail and hint) and returns the exit
+ * code for it: EX_UNAVAILABLE when the database is gone or not migrated, EX_NOPERM when
+ * the role may not do it, EX_DATAERR when the request itself was refused.  res is
+ * borrowed and may be NULL (out of memory, connection lost).
+ */
+static int
+report(const char *label, PGconn *conn, const PGresult *res)
+{
+	const char *state, *msg, *detail, *hint;
+
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (PQstatus(conn) != CONNECTION_OK || state == NULL || msg == NULL) {
+		/* libpq's own message ends with a newline. */
+		fprintf(stderr, "%s %s: the database failed: %s", CLI_PROG, label,
+		    PQerrorMessage(conn));
+		return EX_UNAVAILABLE;
+	}
+	if (strcmp(state, "42883") == 0 || strcmp(state, "3F000") == 0 ||
+	    strcmp(state, "42P01") == 0) {
+		cli_warnx(label, "the database is not migrated (run %s migrate): %s", CLI_PROG,
+		    msg);
+		return EX_UNAVAILABLE;
+	}
+	cli_warnx(label, "%s", msg);
+	if ((detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) != NULL)
+		fprintf(stderr, "  detail: %s\n", detail);
+	if ((hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT)) != NULL)
+		fprintf(stderr, "  hint: %s\n", hint);
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+	    strncmp(state, "53", 2) == 0)
+		return EX_UNAVAILABLE;
+	if (strcmp(state, "42501") == 0)
+		return EX_NOPERM;
+	return EX_DATAERR;
+}
+
+/*
+ * Runs sql with nparams text parameters.  Returns a new result of status want (the caller
+ * clears it), or NULL after printing the error, with *ex set to the exit code.
+ */
+static PGresult *
+run(const char *label, PGconn *conn, const char *sql, int nparams, const char *const *params,
+    ExecStatusType want, int *ex)
+{
+	PGresult *res;
+
+	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == want)
+		return res;
+	*ex = report(label, conn, res);
+	PQclear(res);
+	return NULL;
+}
+
+static int
+tenant_add(PGconn *conn, const struct request *rq)
+{
+	const char *params[1] = { rq->args[0] };
+	PGresult *res;
+	int ex = EX_OK;
+
+	res = run(rq->label, conn, "SELECT airlock.tenant_add($1)", 1, params, PGRES_TUPLES_OK,
+	    &ex);
+	if (res == NULL)
+		return ex;
+	printf("added tenant %s (role %s)\n", rq->args[0], PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return EX_OK;
+}
+
+static int
+tenant_list(PGconn *conn, const struct request *rq)
+{
+	PGresult *res;
+	int ex = EX_OK, i;
+
+	res = run(rq->label, conn, "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
+	    "ELSE 'enabled' END FROM airlock.tenants ORDER BY name", 0, NULL, PGRES_TUPLES_OK,
+	    &ex);
+	if (res == NULL)
+		return ex;
+	for (i = 0; i < PQntuples(res); i++)
+		printf("%s\t%s\t%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+		    PQgetvalue(res, i, 2));
+	PQclear(res);
+	return EX_OK;
+}
+
+static int
+tenant_toggle(PGconn *conn, const struct request *rq, int disable)
+{
+	const char *params[1] = { rq->args[0] };
+	PGresult *res;
+	int ex = EX_OK;
+
+	res = run(rq->label, conn, disable ? "SELECT airlock.tenant_disable($1)" :
+	    "SELECT airlock.tenant_enable($1)", 1, params, PGRES_TUPLES_OK, &ex);
+	if (res == NULL)
+		return ex;
+	PQclear(res);
+	printf("%s tenant %s\n", disable ? "disabled" : "enabled", rq->args[0]);
+	return EX_OK;
+}
+
+int
+cmd_tenant(int argc, char **argv)
+{
+	struct request rq;
+	PGconn *conn;
+	int ex, disable = 0;
+
+	if ((ex = parse(argc, argv, tenant_usage, &rq)) != -1)
+		return ex;
+	if (strcmp(rq.sub, "list") == 0) {
+		if (!has_args(&rq, argv[0], 0, 0, ""))
+			return EX_USAGE;
+	} else if (strcmp(rq.sub, "add") == 0 || (disable = strcmp(rq.sub, "disable") == 0) ||
+	    strcmp(rq.sub, "enable") == 0) {
+		if (!has_args(&rq, argv[0], 1, 1, "the tenant's NAME"))
+			return EX_USAGE;
+	} else {
+		cli_warnx(argv[0], "unknown subcommand '%s': add, list, disable or enable "
+		    "(see %s %s --help)", rq.sub, CLI_PROG, argv[0]);
+		return EX_USAGE;
+	}
+	if ((conn = cli_connect(rq.label, rq.db)) == NULL)
+		return EX_UNAVAILABLE;
+	if (strcmp(rq.sub, "list") == 0)
+		ex = tenant_list(conn, &rq);
+	else if (strcmp(rq.sub, "add") == 0)
+		ex = tenant_add(conn, &rq);
+	else
+		ex = tenant_toggle(conn, &rq, disable);
+	PQfinish(conn);
+	return ex;
+}
+
+/*
+ * Adopts one table inside the caller's transaction and says what it did.  Returns EX_OK,
+ * or an exit code after printing why not.
+ */
+static int
+adopt_one(PGconn *conn, const struct request *rq, const char *table)
+{
+	const char *params[1] = { table };
+	PGresult *res = NULL;
+	char name[2 * 64 + 2];
+	int ex = EX_OK, again;
+
+	if (strchr(table, '.') == NULL) {
+		cli_warnx(rq->label, "%s: name the table with its schema, e.g. billing.invoices",
+		    table);
+		return EX_DATAERR;
+	}
+	res = run(rq->label, conn, "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
+	    "FROM airlock.tenant_tables t WHERE t.schema_name = n.nspname AND t.table_name = "
+	    "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+	    "WHERE c.oid = to_regclass($1)", 1, params, PGRES_TUPLES_OK, &ex);
+	if (res == NULL)
+		return ex;
+	if (PQntuples(res) != 1) {
+		cli_warnx(rq->label, "no such table: %s", table);
+		PQclear(res);
+		return EX_DATAERR;
+	}
+	strlcpy(name, PQgetvalue(res, 0, 0), sizeof(name));
+	again = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	PQclear(res);
+
+	res = run(rq->label, conn, "SELECT airlock.adopt_table(to_regclass($1))", 1, params,
+	    PGRES_TUPLES_OK, &ex);
+	if (res == NULL)
+		return ex;
+	PQclear(res);
+	printf("%s %s: row-level security forced, policy tenant_isolation, view %s_live, "
+	    "grants without DELETE\n", again ? "re-applied to" : "adopted", name, name);
+	return EX_OK;
+}
+
+static int
+table_adopt(PGconn *conn, const struct request *rq)
+{
+	PGresult *res;
+	int ex = EX_OK, i;
+
+	if ((res = run(rq->label, conn, "BEGIN", 0, NULL, PGRES_COMMAND_OK, &ex)) == NULL)
+		return ex;
+	PQclear(res);
+	for (i = 0; i < rq->nargs; i++)
+		if ((ex = adopt_one(conn, rq, rq->args[i])) != EX_OK)
+			goto fail;
+	if ((res = run(rq->label, conn, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &ex)) == NULL)
+		return ex;
+	PQclear(res);
+	return EX_OK;
+fail:
+	res = PQexecParams(conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+	PQclear(res);
+	if (i > 0 || rq->nargs > 1)
+		cli_warnx(rq->label, "nothing was adopted (all or none)");
+	return ex;
+}
+
+static int
+table_list(PGconn *conn, const struct request *rq)
+{
+	PGresult *res;
+	int ex = EX_OK, i;
+
+	res = run(rq->label, conn, "SELECT schema_name || '.' || table_name, "
+	    "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+	    "FROM airlock.tenant_tables ORDER BY schema_name, table_name", 0, NULL,
+	    PGRES_TUPLES_OK, &ex);
+	if (res == NULL)
+		return ex;
+	for (i = 0; i < PQntuples(res); i++)
+		printf("%s\t%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+	PQclear(res);
+	return EX_OK;
+}
+
+int
+cmd_table(int argc, char **argv)
+{
+	struct request rq;
+	PGconn *conn;
+	int ex;
+
+	if ((ex = parse(argc, argv, table_usage, &rq)) != -1)
+		return ex;
+	if (strcmp(rq.sub, "list") == 0) {
+		if (!has_args(&rq, argv[0], 0, 0, ""))
+			return EX_USAGE;
+	} else if (strcmp(rq.sub, "adopt") == 0) {
+		if (!has_args(&rq, argv[0], 1, -1, "the table (SCHEMA.TABLE)"))
+			return EX_USAGE;
+	} else {
+		cli_warnx(argv[0], "unknown subcommand '%s': adopt or list (see %s %s --help)",
+		    rq.sub, CLI_PROG, argv[0]);
+		return EX_USAGE;
+	}
+	if ((conn = cli_connect(rq.label, rq.db)) == NULL)
+		return EX_UNAVAILABLE;
+	ex = strcmp(rq.sub, "list") == 0 ? table_list(conn, &rq) : table_adopt(conn, &rq);
+	PQfinish(conn);
+	return ex;
+}
