@@ -233,7 +233,8 @@ cmd_run(int argc, char **argv)
 		case O_MEM:
 		case O_FSIZE:
 		case O_TMP:
-			if (parse_num(opts[c - O_TIME].name, optarg, c == O_MEM ? 4 : c == O_TMP,
+			if (parse_num(c == O_MEM ? "--mem" : c == O_FSIZE ? "--fsize" : "--tmp",
+			    optarg, c == O_MEM ? 4 : c == O_TMP,
 			    1 << 20, &v) == -1)
 				return EX_USAGE;
 			v <<= 20;
@@ -282,6 +283,13 @@ cmd_run(int argc, char **argv)
 			break;
 		}
 		case O_CGROUP:
+			if (optarg[0] == '\0' || optarg[0] == '/' || strstr(optarg, "..") != NULL ||
+			    strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789-_./") != strlen(optarg)) {
+				fprintf(stderr, "airlock-sandbox: --cgroup-parent: \"%s\" is not a "
+				    "relative cgroup parent name\n", optarg);
+				return EX_USAGE;
+			}
 			cfg.cgroup_parent = optarg;
 			break;
 		case O_JSON:

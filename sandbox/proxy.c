@@ -303,18 +303,22 @@ relay(struct sb_proxy *p, int a, int b)
 	}
 }
 
-/* Writes an absolute-form request's head to the upstream in origin form, closing after. */
+/* Writes an absolute-form request's head to the upstream in origin form, in one piece,
+ * dropping hop-by-hop proxy headers and asking the server to close after the response, so
+ * that one connection never carries a request for another destination. */
 static int
 forward_head(int up, const char *method, const char *path, const char *version,
     const char *headers, size_t hlen)
 {
-	char line[HEAD_MAX + 64];
+	char out[2 * HEAD_MAX + 64];
 	const char *h = headers, *end = headers + hlen;
+	size_t o;
 	int n;
 
-	n = snprintf(line, sizeof(line), "%s %s %s\r\n", method, path, version);
-	if (n < 0 || (size_t)n >= sizeof(line) || send_all(up, line, (size_t)n) == -1)
+	n = snprintf(out, sizeof(out), "%s %s %s\r\n", method, path, version);
+	if (n < 0 || (size_t)n >= sizeof(out))
 		return -1;
+	o = (size_t)n;
 	while (h < end) {
 		const char *eol = memmem(h, (size_t)(end - h), "\r\n", 2);
 		size_t len;
@@ -326,12 +330,18 @@ forward_head(int up, const char *method, const char *path, const char *version,
 			break;
 		if (!(strncasecmp(h, "proxy-", 6) == 0 || strncasecmp(h, "connection:", 11) == 0 ||
 		    strncasecmp(h, "keep-alive:", 11) == 0)) {
-			if (send_all(up, h, len) == -1 || send_all(up, "\r\n", 2) == -1)
+			if (o + len + 2 > sizeof(out))
 				return -1;
+			memcpy(out + o, h, len);
+			memcpy(out + o + len, "\r\n", 2);
+			o += len + 2;
 		}
 		h = eol + 2;
 	}
-	return send_all(up, "Connection: close\r\n\r\n", 21);
+	if (o + 21 > sizeof(out))
+		return -1;
+	memcpy(out + o, "Connection: close\r\n\r\n", 21);
+	return send_all(up, out, o + 21);
 }
 
 static void

@@ -165,8 +165,13 @@ class Listener:
             self.accepted += 1
             try:
                 c.settimeout(2)
+                data = b""
                 try:
-                    c.recv(4096)
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
                 except OSError:
                     pass
                 c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s"
