@@ -180,10 +180,10 @@ add3(struct args *a, const char *s1, const char *s2, const char *s3)
 /* The top-level directories that merged-/usr systems make symlinks and others make real. */
 static const char *const top_dirs[] = { "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" };
 
-/* What of /etc a program needs to load libraries and verify TLS; no secrets. */
+/* What of /etc a program needs to load libraries, find alternatives and verify TLS; no
+ * secrets. Each bind costs bwrap a pass over the mount table, so the list is short. */
 static const char *const etc_files[] = {
-	"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
-	"/etc/localtime", "/etc/ssl/certs", "/etc/ca-certificates",
+	"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/ssl/certs",
 };
 
 static int
