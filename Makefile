@@ -9,7 +9,7 @@ PYTHON    ?= /usr/bin/python3
 
 PKGS      := libbsd-overlay jansson libmicrohttpd libpq libseccomp
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lmd -lpthread
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lmd -lpthread -lm
 
 WARNINGS  := -std=c17 -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wcast-qual \
              -Wstrict-prototypes -Wmissing-prototypes -Wold-style-definition -Wundef \
@@ -28,6 +28,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
+.SECONDARY:
 .PHONY: all asan check unit unit-asan integration demo stop install clean bootstrap lint format-check
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 

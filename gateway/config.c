@@ -24,11 +24,17 @@ static const char usage[] =
 "  --workers N            database workers, one connection each (default 8)\n"
 "  --queue N              calls waiting for a worker, in all (default 4096)\n"
 "  --queue-per-token N    calls waiting for a worker, per token (default 64)\n"
+"  --rate-client R/B      requests per second and burst per client address, before\n"
+"                         authentication (default 100/200; 0/0 turns it off)\n"
+"  --rate-token R/B       calls per second and burst per token (default 20/40)\n"
+"  --rate-tenant R/B      calls per second and burst per tenant, unless the tenant has\n"
+"                         its own (airlock.tenants.rate_per_sec; default 100/200)\n"
 "  -v, --verbose          debug logging\n"
 "  -h, --help             this text\n";
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
-	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY };
+	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
+	O_RATE_TENANT };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -45,6 +51,9 @@ static const struct option options[] = {
 	{ "workers", required_argument, NULL, O_WORKERS },
 	{ "queue", required_argument, NULL, O_QUEUE },
 	{ "queue-per-token", required_argument, NULL, O_QUEUE_KEY },
+	{ "rate-client", required_argument, NULL, O_RATE_CLIENT },
+	{ "rate-token", required_argument, NULL, O_RATE_TOKEN },
+	{ "rate-tenant", required_argument, NULL, O_RATE_TENANT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -97,6 +106,26 @@ set_listen(struct config *cfg, const char *s)
 	return 0;
 }
 
+/* "RATE/BURST": both decimal, 0/0 for no limit. */
+static int
+set_rate(double *rate, double *burst, const char *s, const char *what)
+{
+	char *end;
+
+	*rate = strtod(s, &end);
+	if (end == s || *end != '/' || *rate < 0 || *rate > 1e6)
+		goto bad;
+	s = end + 1;
+	*burst = strtod(s, &end);
+	if (end == s || *end != '\0' || *burst < 0 || *burst > 1e6 ||
+	    (*rate > 0 && *burst < 1))
+		goto bad;
+	return 0;
+bad:
+	fprintf(stderr, "airlockd: %s wants RATE/BURST, e.g. 20/40\n", what);
+	return -1;
+}
+
 static int
 add_origins(struct config *cfg, const char *list)
 {
@@ -137,6 +166,12 @@ apply(struct config *cfg, int opt, const char *arg)
 		    "--admin-key-file");
 	case O_ORIGIN:
 		return add_origins(cfg, arg);
+	case O_RATE_CLIENT:
+		return set_rate(&cfg->rate_client, &cfg->burst_client, arg, "--rate-client");
+	case O_RATE_TOKEN:
+		return set_rate(&cfg->rate_token, &cfg->burst_token, arg, "--rate-token");
+	case O_RATE_TENANT:
+		return set_rate(&cfg->rate_tenant, &cfg->burst_tenant, arg, "--rate-tenant");
 	case 'v':
 		cfg->verbose = 1;
 		return 0;
@@ -218,6 +253,12 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->db_workers = 8;
 	cfg->queue_max = 4096;
 	cfg->queue_per_key = 64;
+	cfg->rate_client = 100;
+	cfg->burst_client = 200;
+	cfg->rate_token = 20;
+	cfg->burst_token = 40;
+	cfg->rate_tenant = 100;
+	cfg->burst_tenant = 200;
 
 	for (i = 0; i < sizeof(env) / sizeof(env[0]); i++)
 		if ((v = getenv(env[i].name)) != NULL && apply(cfg, env[i].opt, v) == -1)

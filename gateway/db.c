@@ -1,4 +1,5 @@
 /* db.c: a worker's PostgreSQL connection: connect lazily, notice breakage, reconnect. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "airlock/db.h"
@@ -14,6 +15,8 @@ db_init(struct db *db, const char *conninfo)
 int
 db_ensure(struct db *db)
 {
+	PGresult *res;
+
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
 	    PQtransactionStatus(db->conn) == PQTRANS_IDLE)
 		return 0;
@@ -27,7 +30,54 @@ db_ensure(struct db *db)
 		return -1;
 	}
 	db->generation++;
+	/* Results are rendered by type (tool_value_json): fix the formats it reads. */
+	res = PQexec(db->conn, "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
+	    "SET intervalstyle = 'iso_8601'; SET application_name = 'airlockd'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_warn("cannot set up the session: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		db_close(db);
+		return -1;
+	}
+	PQclear(res);
 	return 0;
+}
+
+int
+db_prepare(struct db *db, const char *name, const char *sql, PGresult **res)
+{
+	size_t i;
+
+	*res = NULL;
+	for (i = 0; i < db->n_prepared; i++)
+		if (strcmp(db->prepared[i], name) == 0)
+			return 0;
+	*res = PQprepare(db->conn, name, sql, 0, NULL);
+	if (PQresultStatus(*res) != PGRES_COMMAND_OK)
+		return -1;
+	PQclear(*res);
+	*res = NULL;
+	if (db->n_prepared == DB_MAX_PREPARED) {
+		/* Full: start over with an empty set of statements on this connection. */
+		PQclear(PQexec(db->conn, "DEALLOCATE ALL"));
+		for (i = 0; i < db->n_prepared; i++)
+			free(db->prepared[i]);
+		db->n_prepared = 0;
+		return db_prepare(db, name, sql, res);
+	}
+	if ((db->prepared[db->n_prepared] = strdup(name)) != NULL)
+		db->n_prepared++;
+	return 0;
+}
+
+PGresult *
+db_exec(struct db *db, const char *name, const char *sql, int n, const char *const *values)
+{
+	PGresult *res;
+
+	if (db_prepare(db, name, sql, &res) == -1)
+		return res ? res : PQmakeEmptyPGresult(db->conn, PGRES_FATAL_ERROR);
+	return PQexecPrepared(db->conn, name, n, values, NULL, NULL, 0);
 }
 
 int
@@ -39,7 +89,55 @@ db_is_connection_lost(const struct db *db)
 void
 db_close(struct db *db)
 {
+	size_t i;
+
 	if (db->conn != NULL)
 		PQfinish(db->conn);
 	db->conn = NULL;
+	for (i = 0; i < db->n_prepared; i++)
+		free(db->prepared[i]);
+	db->n_prepared = 0;
+}
+
+int
+db_pipeline(struct db *db, struct db_query *q, size_t n)
+{
+	PGresult *res;
+	size_t i;
+	int ok;
+
+	for (i = 0; i < n; i++)
+		q[i].res = NULL;
+	if (PQenterPipelineMode(db->conn) != 1)
+		goto lost;
+	for (i = 0; i < n; i++) {
+		ok = q[i].name != NULL ?
+		    PQsendQueryPrepared(db->conn, q[i].name, q[i].n, q[i].values, NULL, NULL, 0) :
+		    PQsendQueryParams(db->conn, q[i].sql, q[i].n, NULL, q[i].values, NULL, NULL, 0);
+		if (!ok)
+			goto lost;
+	}
+	if (PQpipelineSync(db->conn) != 1)
+		goto lost;
+	for (i = 0; i < n; i++) {
+		if ((q[i].res = PQgetResult(db->conn)) == NULL)
+			goto lost;
+		/* Each statement's results end with a NULL. */
+		while ((res = PQgetResult(db->conn)) != NULL)
+			PQclear(res);
+	}
+	res = PQgetResult(db->conn);
+	ok = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+	PQclear(res);
+	if (!ok || PQexitPipelineMode(db->conn) != 1)
+		goto lost;
+	return 0;
+lost:
+	log_warn("database connection lost: %s", PQerrorMessage(db->conn));
+	for (i = 0; i < n; i++) {
+		PQclear(q[i].res);
+		q[i].res = NULL;
+	}
+	db_close(db);
+	return -1;
 }

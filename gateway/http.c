@@ -299,6 +299,28 @@ defer(struct request *req, const char *key)
 	return respond_rpc(req);
 }
 
+/* The rate limit per client address, before authentication.  Returns 0, or -1 with
+ * every call of the message answered 429. */
+static int
+limit_client(struct request *req)
+{
+	const struct config *cfg = req->srv->gw->cfg;
+	struct rpc_error err = { 0 };
+	char key[96];
+	int retry;
+
+	snprintf(key, sizeof(key), "client:%s", req->client);
+	if (rl_take(req->srv->gw->rl, key, cfg->rate_client, cfg->burst_client, &retry) == 0)
+		return 0;
+	audit_refusal(req->srv->gw->audit, req->client, "rate_limited");
+	rpc_error_set(&err, RPC_TOO_MANY, "rate_limited",
+	    "Too many requests from this address; retry in %d s", retry);
+	err.data = json_pack("{s:i}", "retryAfterSeconds", retry);
+	rpc_fail_all(&req->msg, &err);
+	rpc_error_clear(&err);
+	return -1;
+}
+
 static enum MHD_Result
 finish_rpc(struct request *req)
 {
@@ -313,6 +335,8 @@ finish_rpc(struct request *req)
 		    "Invalid Request: batches are not accepted on /mcp");
 		return respond_json(req, 400, rpc_error_response(NULL, &err), NULL, NULL);
 	}
+	if (req->msg.root != NULL && limit_client(req) == -1)
+		return respond_rpc(req);
 	auth = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
 		req->ctx.bearer = auth + 7;

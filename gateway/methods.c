@@ -1,12 +1,181 @@
-/* methods.c: the JSON-RPC methods airlockd serves: the MCP handshake and the tools. */
+/*
+ * methods.c: the JSON-RPC methods airlockd serves: the MCP handshake, the tools, and the
+ * token methods.  Every method that names a token runs on a database worker and leaves a
+ * call record; a call is answered only once its record is durable.
+ */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "airlock/auth.h"
+#include "airlock/call.h"
 #include "airlock/gateway.h"
+#include "airlock/log.h"
 
 #define SERVER_VERSION "0.1.0"
 
 /* MCP revisions this gateway speaks, newest first. */
 static const char *const protocol_versions[] = { "2025-11-25", "2025-06-18", NULL };
+
+/* One call's state, from authentication to its record. */
+struct call {
+	struct request_ctx *ctx;
+	struct gateway *gw;
+	struct principal p;
+	struct audit_record rec;
+	int is_identified;
+};
+
+struct catalog_ref *
+gw_catalog_get(struct gateway *gw)
+{
+	struct catalog_ref *ref;
+
+	pthread_mutex_lock(&gw->lock);
+	ref = gw->catalog;
+	if (ref != NULL)
+		ref->refs++;
+	pthread_mutex_unlock(&gw->lock);
+	return ref;
+}
+
+void
+gw_catalog_put(struct gateway *gw, struct catalog_ref *ref)
+{
+	int is_last;
+
+	if (ref == NULL)
+		return;
+	pthread_mutex_lock(&gw->lock);
+	is_last = --ref->refs == 0;
+	pthread_mutex_unlock(&gw->lock);
+	if (is_last) {
+		tool_catalog_free(ref->cat);
+		free(ref);
+	}
+}
+
+void
+gw_catalog_set(struct gateway *gw, struct catalog *cat)
+{
+	struct catalog_ref *ref = NULL, *old;
+
+	if (cat != NULL && (ref = calloc(1, sizeof(*ref))) == NULL) {
+		tool_catalog_free(cat);
+		return;
+	}
+	if (ref != NULL) {
+		ref->cat = cat;
+		ref->refs = 1;	/* the gateway's own */
+	}
+	pthread_mutex_lock(&gw->lock);
+	old = gw->catalog;
+	gw->catalog = ref;
+	pthread_mutex_unlock(&gw->lock);
+	gw_catalog_put(gw, old);
+}
+
+static void
+limited(struct rpc_error *err, const char *what, int retry)
+{
+	rpc_error_set(err, RPC_TOO_MANY, "rate_limited", "Rate limit of this %s reached; retry in %d s",
+	    what, retry);
+	err->data = json_pack("{s:i}", "retryAfterSeconds", retry);
+}
+
+/*
+ * Authenticates and rate-limits a call.  Returns 0, or -1 with err set.  Refusals before
+ * authentication are only counted; from here on every call gets a record (call_end).
+ */
+static int
+call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err)
+{
+	const struct config *cfg;
+	char key[160];
+	int retry;
+
+	memset(c, 0, sizeof(*c));
+	c->ctx = vctx;
+	c->gw = c->ctx->gw;
+	cfg = c->gw->cfg;
+	audit_record_init(&c->rec, method, c->ctx->client);
+	if (auth_identify(c->ctx->db, c->ctx->bearer, cfg->admin_key_file, &c->p, err) == -1) {
+		if (err->code != RPC_UNAVAILABLE)
+			audit_refusal(c->gw->audit, c->ctx->client, err->reason);
+		return -1;
+	}
+	c->is_identified = 1;
+	strlcpy(c->rec.token_id, c->p.token_id, sizeof(c->rec.token_id));
+	strlcpy(c->rec.tenant, c->p.tenant, sizeof(c->rec.tenant));
+	strlcpy(c->rec.task, c->p.task, sizeof(c->rec.task));
+	if (c->p.is_admin)
+		return 0;
+	snprintf(key, sizeof(key), "token:%s", c->p.token_id);
+	if (rl_take(c->gw->rl, key, cfg->rate_token, cfg->burst_token, &retry) == -1) {
+		limited(err, "token", retry);
+		return -1;
+	}
+	snprintf(key, sizeof(key), "tenant:%s", c->p.tenant);
+	if (rl_take(c->gw->rl, key, c->p.rate > 0 ? c->p.rate : cfg->rate_tenant,
+	    c->p.rate > 0 ? c->p.burst : cfg->burst_tenant, &retry) == -1) {
+		limited(err, "tenant", retry);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *
+outcome_of(const struct rpc_error *err)
+{
+	switch (err->code) {
+	case RPC_UNAVAILABLE:
+	case RPC_INTERNAL_ERROR:
+		return "error";
+	default:
+		return "refused";
+	}
+}
+
+/*
+ * Records the call and returns what to answer: result (stolen), or NULL with err.
+ * digest_of (borrowed, may be NULL) is what the record's result digest covers.  When
+ * the record cannot be written the call fails closed: no data without its record.
+ */
+static json_t *
+call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *err)
+{
+	struct timespec now;
+
+	if (c->is_identified) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
+		    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
+		if (result != NULL) {
+			if (json_is_true(json_object_get(result, "isError"))) {
+				c->rec.outcome = "tool_error";
+				c->rec.reason = json_string_value(json_object_get(json_object_get(
+				    json_object_get(result, "structuredContent"), "error"), "reason"));
+			}
+			if (digest_of != NULL)
+				audit_digest(digest_of, c->rec.result_digest);
+		} else {
+			c->rec.outcome = outcome_of(err);
+			c->rec.reason = err->reason;
+		}
+		if (audit_write(c->gw->audit, &c->rec) == -1) {
+			json_decref(result);
+			result = NULL;
+			rpc_error_clear(err);
+			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+			    "The call could not be recorded, so it was not answered; retry shortly");
+			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		}
+	}
+	audit_record_clear(&c->rec);
+	auth_clear(&c->p);
+	return result;
+}
 
 static json_t *
 m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err)
@@ -47,17 +216,384 @@ m_empty(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 	return json_object();
 }
 
+static int
+is_granted_or_admin(const struct principal *p, const char *tool)
+{
+	return p->is_admin || auth_is_granted(p, tool);
+}
+
 static json_t *
 m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	(void)vctx; (void)name; (void)params; (void)err;
-	return json_pack("{s:[]}", "tools");
+	struct catalog_ref *ref;
+	struct call c;
+	json_t *tools, *entry;
+	size_t i;
+
+	(void)params;
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	tools = json_array();
+	ref = gw_catalog_get(c.gw);
+	for (i = 0; ref != NULL && i < ref->cat->n; i++) {
+		const struct tool *t = &ref->cat->tools[i];
+
+		if (!is_granted_or_admin(&c.p, t->name))
+			continue;
+		entry = json_pack("{s:s, s:s, s:O, s:O, s:O}", "name", t->name,
+		    "description", t->description, "inputSchema", t->input_schema,
+		    "outputSchema", t->output_schema, "annotations", t->annotations);
+		if (t->title != NULL)
+			json_object_set_new(entry, "title", json_string(t->title));
+		json_array_append_new(tools, entry);
+	}
+	gw_catalog_put(c.gw, ref);
+	entry = json_pack("{s:o}", "tools", tools);
+	return call_end(&c, entry, entry, err);
+}
+
+/* Copies args with each property marked sensitive replaced by {"sha256": digest}. */
+static json_t *
+recorded_args(const struct tool *t, json_t *args)
+{
+	json_t *out, *props, *v;
+	const char *k;
+	char hex[65];
+
+	if (!json_is_object(args))
+		return json_null();
+	out = json_deep_copy(args);
+	props = json_object_get(t->schema, "properties");
+	json_object_foreach(args, k, v) {
+		if (json_is_true(json_object_get(json_object_get(props, k), "sensitive"))) {
+			audit_digest(v, hex);
+			json_object_set_new(out, k, json_pack("{s:s}", "sha256", hex));
+		}
+	}
+	return out;
+}
+
+/* A result the model sees as a failed tool call it can correct. */
+static json_t *
+tool_error_result(const char *call_id, const struct rpc_error *err, const char *argument)
+{
+	json_t *sc, *e;
+
+	e = json_pack("{s:s, s:s}", "reason", err->reason, "message", err->message);
+	if (err->data != NULL)
+		json_object_update(e, err->data);
+	if (argument != NULL)
+		json_object_set_new(e, "argument", json_string(argument));
+	sc = json_pack("{s:s, s:o}", "call_id", call_id, "error", e);
+	return json_pack("{s:[{s:s, s:s}], s:o, s:b}", "content", "type", "text", "text",
+	    err->message, "structuredContent", sc, "isError", 1);
+}
+
+/* A CallToolResult for structuredContent sc (stolen): one text item with its JSON. */
+static json_t *
+call_result(json_t *sc)
+{
+	char *text = json_dumps(sc, JSON_COMPACT);
+	json_t *result;
+
+	result = json_pack("{s:[{s:s, s:s}], s:o, s:b}", "content", "type", "text", "text",
+	    text ? text : "{}", "structuredContent", sc, "isError", 0);
+	free(text);
+	return result;
+}
+
+/* The checked arguments against the token's bindings.  Returns 0, or -1 with err. */
+static int
+check_bindings(const struct principal *p, const struct tool *t, json_t *args,
+    struct rpc_error *err)
+{
+	json_t *props = json_object_get(t->schema, "properties"), *v;
+	const char *k;
+	char *text;
+	int same;
+
+	json_object_foreach(p->bindings, k, v) {
+		if (json_object_get(props, k) == NULL)
+			continue;	/* a binding for another tool's argument */
+		text = tool_arg_text(json_object_get(args, k));
+		same = text != NULL && strcmp(text, json_string_value(v)) == 0;
+		free(text);
+		if (!same) {
+			rpc_error_set(err, RPC_FORBIDDEN, "binding_mismatch",
+			    "This token is bound to another value of argument '%s'", k);
+			err->data = json_pack("{s:s}", "argument", k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+check_call_params(json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "name", "arguments", "dry_run", "idempotency_key",
+	    "plan_id", "_meta", NULL };
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	if (!json_is_object(params) || !json_is_string(json_object_get(params, "name"))) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "tools/call takes params by name with a string \"name\"");
+		return -1;
+	}
+	json_object_foreach(params, k, v) {
+		for (i = 0; known[i] != NULL && strcmp(known[i], k) != 0; i++)
+			;
+		if (known[i] == NULL) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "tools/call has no parameter '%.64s'", k);
+			return -1;
+		}
+	}
+	v = json_object_get(params, "arguments");
+	if (v != NULL && !json_is_object(v)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "arguments must be an object");
+		return -1;
+	}
+	v = json_object_get(params, "dry_run");
+	if (v != NULL && !json_is_boolean(v)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "dry_run must be a boolean");
+		return -1;
+	}
+	v = json_object_get(params, "idempotency_key");
+	if (v != NULL && (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) > 255)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "idempotency_key must be a string of 1 to 255 characters");
+		return -1;
+	}
+	v = json_object_get(params, "plan_id");
+	if (v != NULL && (!json_is_string(v) || json_string_length(v) != AUDIT_ID_LEN)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "plan_id must be a call id");
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *
+m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	struct catalog_ref *ref = NULL;
+	const struct tool *t;
+	const char *tool_name, *bad_arg = NULL;
+	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *digest = NULL;
+	char msg[256];
+	struct call c;
+	int truncated;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (check_call_params(params, err) == -1)
+		goto done;
+	tool_name = json_string_value(json_object_get(params, "name"));
+	strlcpy(c.rec.tool, tool_name, sizeof(c.rec.tool));
+	ref = gw_catalog_get(c.gw);
+	t = ref ? tool_find(ref->cat, tool_name) : NULL;
+	if (t == NULL) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "tool_not_found", "No tool named '%.64s'",
+		    tool_name);
+		goto done;
+	}
+	c.rec.arguments = recorded_args(t, json_object_get(params, "arguments"));
+	if (!auth_is_granted(&c.p, t->name)) {
+		rpc_error_set(err, RPC_FORBIDDEN, c.p.is_admin ? "admin_required" :
+		    "tool_not_granted", c.p.is_admin ? "The admin credential calls no tools" :
+		    "This token does not grant tool '%s'", t->name);
+		goto done;
+	}
+	args = tool_check_args(t, json_object_get(params, "arguments"), &bad_arg, msg,
+	    sizeof(msg));
+	if (args == NULL) {
+		rpc_error_set(err, 0, "invalid_arguments", "%s", msg);
+		result = tool_error_result(c.rec.id, err, bad_arg);
+		rpc_error_clear(err);
+		goto done;
+	}
+	if (check_bindings(&c.p, t, args, err) == -1 || auth_count_call(c.ctx->db, &c.p, err) == -1)
+		goto done;
+	if (t->kind != TOOL_READ) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "Tool '%s' is of a kind this gateway does not run", t->name);
+		goto done;
+	}
+	if (call_read(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &rows,
+	    &truncated, err) == -1) {
+		if (call_is_tool_error(err)) {
+			result = tool_error_result(c.rec.id, err, NULL);
+			rpc_error_clear(err);
+		}
+		goto done;
+	}
+	/* What the digest covers: the result without what differs between identical calls. */
+	digest = json_pack("{s:O, s:I, s:b, s:b}", "rows", rows,
+	    "row_count", (json_int_t)json_array_size(rows), "truncated", truncated,
+	    "dry_run", 0);
+	sc = json_deep_copy(digest);
+	json_object_set_new(sc, "call_id", json_string(c.rec.id));
+	json_object_set_new(sc, "replayed", json_false());
+	result = call_result(sc);
+done:
+	json_decref(rows);
+	json_decref(args);
+	gw_catalog_put(c.gw, ref);
+	result = call_end(&c, result, digest ? digest : (result ? json_object_get(result,
+	    "structuredContent") : NULL), err);
+	json_decref(digest);
+	return result;
+}
+
+static json_t *
+m_tokens_self(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	json_t *result;
+	struct call c;
+
+	(void)params;
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (c.p.is_admin)
+		result = json_pack("{s:b}", "admin", 1);
+	else
+		result = json_pack("{s:s, s:s, s:s, s:O, s:O, s:s, s:b, s:b, s:I, s:o}",
+		    "token_id", c.p.token_id, "tenant", c.p.tenant, "task", c.p.task,
+		    "tools", c.p.tools, "bindings", c.p.bindings, "expires_at", c.p.expires_at,
+		    "preview_only", c.p.is_preview_only, "revert", c.p.can_revert,
+		    "calls_used", (json_int_t)c.p.calls_used, "calls_left", c.p.max_calls > 0 ?
+		    json_integer(c.p.max_calls - c.p.calls_used) : json_null());
+	return call_end(&c, result, result, err);
+}
+
+static int
+require_admin(struct call *c, json_t *params, struct rpc_error *err)
+{
+	if (!c->p.is_admin) {
+		rpc_error_set(err, RPC_FORBIDDEN, "admin_required",
+		    "This method needs the admin credential");
+		return -1;
+	}
+	if (!json_is_object(params)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "params must be an object");
+		return -1;
+	}
+	c->rec.arguments = json_deep_copy(params);
+	if (db_ensure(c->ctx->db) == -1) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *
+m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], msg[256];
+	struct tok_spec spec;
+	json_t *result = NULL, *ttl, *v;
+	int is_user_error;
+	struct call c;
+
+	if (call_begin(&c, vctx, name, err) == -1 || require_admin(&c, params, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	memset(&spec, 0, sizeof(spec));
+	spec.tenant = json_string_value(json_object_get(params, "tenant"));
+	spec.task = json_string_value(json_object_get(params, "task"));
+	spec.tools = json_object_get(params, "tools");
+	spec.bindings = json_object_get(params, "bindings");
+	ttl = json_object_get(params, "ttl");
+	spec.ttl = json_is_integer(ttl) ? json_integer_value(ttl) :
+	    json_is_string(ttl) ? tok_parse_ttl(json_string_value(ttl)) : -1;
+	v = json_object_get(params, "max_calls");
+	spec.max_calls = v == NULL ? 0 : json_is_integer(v) && json_integer_value(v) > 0 ?
+	    json_integer_value(v) : -1;
+	spec.is_preview_only = json_is_true(json_object_get(params, "preview_only"));
+	spec.can_revert = json_is_true(json_object_get(params, "revert"));
+	if (spec.tenant != NULL)
+		strlcpy(c.rec.tenant, spec.tenant, sizeof(c.rec.tenant));
+	if (tok_mint(c.ctx->db->conn, &spec, token, id, expires, sizeof(expires), msg, sizeof(msg),
+	    &is_user_error) == -1) {
+		if (is_user_error)
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s", msg);
+		else {
+			log_error("tokens.mint: %s", msg);
+			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+			    "The token could not be stored; retry shortly");
+			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		}
+		return call_end(&c, NULL, NULL, err);
+	}
+	result = json_pack("{s:s, s:s, s:s, s:s, s:s}", "token_id", id, "tenant", spec.tenant,
+	    "task", spec.task ? spec.task : id, "expires_at", expires, "token", token);
+	explicit_bzero(token, sizeof(token));
+	/* The record's digest never covers the secret. */
+	v = json_deep_copy(result);
+	json_object_del(v, "token");
+	result = call_end(&c, result, v, err);
+	json_decref(v);
+	return result;
+}
+
+static json_t *
+m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char revoke_sql[] =
+	    "UPDATE airlock.tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
+	    " RETURNING tenant";
+	static const char find_sql[] = "SELECT tenant FROM airlock.tokens WHERE id = $1";
+	const char *values[1];
+	PGresult *res = NULL;
+	json_t *result = NULL;
+	struct call c;
+	int already = 0;
+
+	if (call_begin(&c, vctx, name, err) == -1 || require_admin(&c, params, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	values[0] = json_string_value(json_object_get(params, "token_id"));
+	if (values[0] == NULL || strlen(values[0]) != TOK_ID_LEN) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "token_id must be the token's 12-digit id");
+		goto done;
+	}
+	res = db_exec(c.ctx->db, "tokens_revoke", revoke_sql, 1, values);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0) {
+		PQclear(res);
+		res = db_exec(c.ctx->db, "tokens_find", find_sql, 1, values);
+		already = 1;
+	}
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		goto done;
+	}
+	if (PQntuples(res) == 0) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "No token with id %s",
+		    values[0]);
+		goto done;
+	}
+	strlcpy(c.rec.tenant, PQgetvalue(res, 0, 0), sizeof(c.rec.tenant));
+	result = json_pack("{s:s, s:b, s:b}", "token_id", values[0], "revoked", 1,
+	    "already_revoked", already);
+done:
+	PQclear(res);
+	return call_end(&c, result, result, err);
 }
 
 const struct rpc_method methods_table[] = {
 	{ "initialize", m_initialize, 0 },
 	{ "notifications/initialized", m_empty, 0 },
 	{ "ping", m_empty, 0 },
-	{ "tools/list", m_tools_list, 0 },
+	{ "tools/list", m_tools_list, RPC_SLOW },
+	{ "tools/call", m_tools_call, RPC_SLOW },
+	{ "airlock/tokens.self", m_tokens_self, RPC_SLOW },
+	{ "airlock/tokens.mint", m_tokens_mint, RPC_SLOW },
+	{ "airlock/tokens.revoke", m_tokens_revoke, RPC_SLOW },
 	{ NULL, NULL, 0 },
 };

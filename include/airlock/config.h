@@ -22,6 +22,9 @@ struct config {
 	unsigned db_workers;
 	unsigned queue_max;		/* jobs waiting for a worker, in all */
 	unsigned queue_per_key;		/* jobs waiting for a worker, per token */
+	double rate_client, burst_client;	/* per client address, before authentication */
+	double rate_token, burst_token;		/* per token */
+	double rate_tenant, burst_tenant;	/* per tenant, unless the tenant sets its own */
 	char origins[CONFIG_MAX_ORIGINS][256];	/* Origin values /mcp accepts */
 	unsigned n_origins;
 	int verbose;

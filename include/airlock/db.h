@@ -4,10 +4,14 @@
 
 #include <libpq-fe.h>
 
+#define DB_MAX_PREPARED 256
+
 struct db {
 	PGconn *conn;		/* NULL or a connection in CONNECTION_OK */
 	const char *conninfo;	/* borrowed */
-	unsigned generation;	/* bumped on every new connection: prepared statements are per connection */
+	unsigned generation;	/* bumped on every new connection */
+	char *prepared[DB_MAX_PREPARED];	/* statement names prepared on this connection */
+	size_t n_prepared;
 };
 
 /* Sets up db for conninfo (borrowed); does not connect yet. */
@@ -16,6 +20,37 @@ void db_init(struct db *db, const char *conninfo);
 /* Returns 0 with db->conn usable, reconnecting when the old one broke; -1 when the
  * database cannot be reached (the reason is logged). */
 int db_ensure(struct db *db) __attribute__((warn_unused_result));
+
+/*
+ * Prepares sql as name on this connection unless it already is (names must change
+ * when their text does).  Returns 0, or -1 with the result of the failed PREPARE in
+ * *res (the caller PQclears it; NULL when the connection is gone).
+ */
+int db_prepare(struct db *db, const char *name, const char *sql, PGresult **res)
+    __attribute__((warn_unused_result));
+
+/* Prepares (once) and runs a statement with text parameters.  Returns a new
+ * PGresult, never NULL unless out of memory; check its status. */
+PGresult *db_exec(struct db *db, const char *name, const char *sql, int n,
+    const char *const *values);
+
+/* One statement of a pipeline: prepared (name) or not (sql only). */
+struct db_query {
+	const char *name;		/* a statement prepared with db_prepare, or NULL */
+	const char *sql;		/* used when name is NULL */
+	int n;
+	const char *const *values;
+	PGresult *res;			/* out: the statement's result (the caller PQclears) */
+};
+
+/*
+ * Sends the statements in one pipeline ending in one Sync, so they run in one implicit
+ * transaction that an error rolls back (and cannot leave open), then collects each
+ * result.  Returns 0 when every result came back (check their statuses: after a
+ * failure the rest are PGRES_PIPELINE_ABORTED), or -1 when the connection broke
+ * (every res NULL, the connection closed).
+ */
+int db_pipeline(struct db *db, struct db_query *q, size_t n) __attribute__((warn_unused_result));
 
 /* Whether res failed because the connection is gone (so the caller answers 503). */
 int db_is_connection_lost(const struct db *db);

@@ -2,15 +2,37 @@
 #ifndef AIRLOCK_GATEWAY_H
 #define AIRLOCK_GATEWAY_H
 
+#include <pthread.h>
+
+#include "airlock/audit.h"
 #include "airlock/config.h"
 #include "airlock/db.h"
 #include "airlock/pool.h"
+#include "airlock/ratelimit.h"
 #include "airlock/rpc.h"
+#include "airlock/tool.h"
+
+/* A catalog in use: calls hold a reference, so a reload never frees one under them. */
+struct catalog_ref {
+	struct catalog *cat;
+	unsigned refs;
+};
 
 struct gateway {
 	const struct config *cfg;
 	struct pool *pool;
+	struct audit *audit;
+	struct rl *rl;
+	pthread_mutex_t lock;		/* guards catalog */
+	struct catalog_ref *catalog;
 };
+
+/* Returns the current catalog with a reference taken (release with gw_catalog_put). */
+struct catalog_ref *gw_catalog_get(struct gateway *gw);
+void gw_catalog_put(struct gateway *gw, struct catalog_ref *ref);
+
+/* Makes cat (stolen) the current catalog; the old one goes when its last call ends. */
+void gw_catalog_set(struct gateway *gw, struct catalog *cat);
 
 /* Per request; lives in http.c's request struct and dies with it. */
 struct request_ctx {

@@ -1,0 +1,334 @@
+/*
+ * audit.c: the audit writer.  Callers queue their records and wait; one thread
+ * writes everything queued in one INSERT and one commit (group commit), then wakes
+ * them all.  Refusals before authentication are only counted here, per client
+ * address and second, and written as one row per (second, address, reason).
+ */
+#include <pthread.h>
+#include <sha256.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/audit.h"
+#include "airlock/db.h"
+#include "airlock/log.h"
+
+#define BATCH_MAX	1000
+#define REFUSAL_SLOTS	1024
+
+struct pending {
+	const struct audit_record *rec;
+	int done;
+	int rc;
+	struct pending *next;
+};
+
+struct refusal {
+	time_t second;
+	char client[64];
+	const char *reason;
+	int count;
+};
+
+struct audit {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* the writer has work */
+	pthread_cond_t done;		/* a batch was written */
+	struct pending *head, **tail;
+	struct refusal refusals[REFUSAL_SLOTS];
+	size_t n_refusals;
+	int stopping;
+	pthread_t thread;
+	struct db db;
+};
+
+static const char insert_calls[] =
+    "INSERT INTO airlock.calls (id, at, tenant, token_id, task, method, tool, arguments,"
+    " dry_run, idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client)"
+    " SELECT id, at, tenant, token_id, task, method, tool, arguments, dry_run,"
+    " idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client"
+    " FROM json_populate_recordset(NULL::airlock.calls, $1::json)";
+
+static const char insert_refusals[] =
+    "INSERT INTO airlock.refusals (second, client, reason, count)"
+    " SELECT to_timestamp((r->>0)::bigint), r->>1, r->>2, (r->>3)::integer"
+    " FROM json_array_elements($1::json) r";
+
+void
+audit_new_id(char id[AUDIT_ID_LEN + 1])
+{
+	uint8_t b[16];
+
+	arc4random_buf(b, sizeof(b));
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(id, AUDIT_ID_LEN + 1,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+	    b[13], b[14], b[15]);
+}
+
+char *
+audit_canonical(json_t *v)
+{
+	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+}
+
+void
+audit_digest(json_t *v, char hex[65])
+{
+	char *text = audit_canonical(v);
+
+	SHA256Data((const uint8_t *)(text ? text : ""), text ? strlen(text) : 0, hex);
+	free(text);
+}
+
+void
+audit_record_init(struct audit_record *rec, const char *method, const char *client)
+{
+	memset(rec, 0, sizeof(*rec));
+	audit_new_id(rec->id);
+	clock_gettime(CLOCK_REALTIME, &rec->at);
+	strlcpy(rec->method, method, sizeof(rec->method));
+	strlcpy(rec->client, client ? client : "", sizeof(rec->client));
+	rec->outcome = "ok";
+}
+
+void
+audit_record_clear(struct audit_record *rec)
+{
+	json_decref(rec->arguments);
+	rec->arguments = NULL;
+}
+
+static json_t *
+text_or_null(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? json_string(s) : json_null();
+}
+
+static json_t *
+record_json(const struct audit_record *r)
+{
+	char at[64];
+	struct tm tm;
+
+	gmtime_r(&r->at.tv_sec, &tm);
+	snprintf(at, sizeof(at), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (long)(r->at.tv_nsec / 1000) % 1000000);
+	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:O?, s:b, s:o, s:o, s:s, s:o,"
+	    " s:f, s:o, s:o}",
+	    "id", r->id, "at", at, "tenant", text_or_null(r->tenant),
+	    "token_id", text_or_null(r->token_id), "task", text_or_null(r->task),
+	    "method", r->method, "tool", text_or_null(r->tool), "arguments", r->arguments,
+	    "dry_run", r->is_dry_run, "idempotency_key", text_or_null(r->idem_key),
+	    "plan_id", text_or_null(r->plan_id), "outcome", r->outcome,
+	    "reason", text_or_null(r->reason), "duration_ms", r->duration_ms,
+	    "result_digest", text_or_null(r->result_digest), "client", text_or_null(r->client));
+}
+
+/* Runs one INSERT with a JSON array parameter.  Returns 0 or -1 (logged). */
+static int
+insert_json(struct audit *a, const char *sql, json_t *rows)
+{
+	const char *values[1];
+	PGresult *res;
+	char *text;
+	int attempt, rc = -1;
+
+	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL)
+		return -1;
+	values[0] = text;
+	/* A broken connection gets one fresh try before the batch fails closed. */
+	for (attempt = 0; attempt < 2 && rc == -1; attempt++) {
+		if (db_ensure(&a->db) == -1)
+			continue;
+		res = PQexecParams(a->db.conn, sql, 1, NULL, values, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			rc = 0;
+		else
+			log_error("audit write failed: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		if (rc == -1 && !db_is_connection_lost(&a->db))
+			break;
+	}
+	free(text);
+	return rc;
+}
+
+/* Takes the refusal counts of seconds that are over (all of them when stopping). */
+static json_t *
+take_refusals(struct audit *a, time_t now)
+{
+	json_t *rows = json_array();
+	size_t i, kept = 0;
+
+	for (i = 0; i < a->n_refusals; i++) {
+		struct refusal *r = &a->refusals[i];
+
+		if (r->second < now || a->stopping)
+			json_array_append_new(rows, json_pack("[I, s, s, i]", (json_int_t)r->second,
+			    r->client, r->reason, r->count));
+		else
+			a->refusals[kept++] = *r;
+	}
+	a->n_refusals = kept;
+	return rows;
+}
+
+static void *
+writer(void *arg)
+{
+	struct audit *a = arg;
+	struct pending *batch, *p;
+	struct timespec deadline;
+	json_t *rows, *refusals;
+	size_t n;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 1;
+		while (a->head == NULL && !a->stopping && a->n_refusals == 0)
+			pthread_cond_wait(&a->wake, &a->lock);
+		if (a->head == NULL && !a->stopping)
+			pthread_cond_timedwait(&a->wake, &a->lock, &deadline);
+		/* Take up to BATCH_MAX records. */
+		batch = a->head;
+		for (p = a->head, n = 1; p != NULL && p->next != NULL && n < BATCH_MAX; p = p->next)
+			n++;
+		if (p != NULL) {
+			a->head = p->next;
+			p->next = NULL;
+			if (a->head == NULL)
+				a->tail = &a->head;
+		}
+		refusals = take_refusals(a, time(NULL));
+		if (batch == NULL && json_array_size(refusals) == 0 && a->stopping) {
+			json_decref(refusals);
+			break;
+		}
+		pthread_mutex_unlock(&a->lock);
+
+		if (json_array_size(refusals) > 0 && insert_json(a, insert_refusals, refusals) == -1)
+			log_error("lost %zu refusal counts", json_array_size(refusals));
+		json_decref(refusals);
+		rc = 0;
+		if (batch != NULL) {
+			rows = json_array();
+			for (p = batch; p != NULL; p = p->next)
+				json_array_append_new(rows, record_json(p->rec));
+			rc = insert_json(a, insert_calls, rows);
+			json_decref(rows);
+		}
+
+		pthread_mutex_lock(&a->lock);
+		for (p = batch; p != NULL; p = p->next) {
+			p->rc = rc;
+			p->done = 1;
+		}
+		pthread_cond_broadcast(&a->done);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+struct audit *
+audit_start(const char *conninfo)
+{
+	struct audit *a;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return NULL;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	pthread_cond_init(&a->done, NULL);
+	a->tail = &a->head;
+	db_init(&a->db, conninfo);
+	if (pthread_create(&a->thread, NULL, writer, a) != 0) {
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+int
+audit_write(struct audit *a, const struct audit_record *rec)
+{
+	struct pending p = { rec, 0, -1, NULL };
+
+	pthread_mutex_lock(&a->lock);
+	if (a->stopping) {
+		pthread_mutex_unlock(&a->lock);
+		return -1;
+	}
+	*a->tail = &p;
+	a->tail = &p.next;
+	pthread_cond_signal(&a->wake);
+	while (!p.done)
+		pthread_cond_wait(&a->done, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	return p.rc;
+}
+
+void
+audit_refusal(struct audit *a, const char *client, const char *reason)
+{
+	time_t now = time(NULL);
+	struct refusal *r;
+	size_t i;
+
+	pthread_mutex_lock(&a->lock);
+	for (i = 0; i < a->n_refusals; i++) {
+		r = &a->refusals[i];
+		if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0) {
+			r->count++;
+			goto out;
+		}
+	}
+	if (a->n_refusals == REFUSAL_SLOTS) {
+		/* Too many addresses this second: the rest are counted together. */
+		client = "(other)";
+		for (i = 0; i < a->n_refusals; i++) {
+			r = &a->refusals[i];
+			if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0) {
+				r->count++;
+				goto out;
+			}
+		}
+		/* The last slot becomes the "(other)" count, keeping what it had. */
+		r = &a->refusals[REFUSAL_SLOTS - 1];
+		strlcpy(r->client, client, sizeof(r->client));
+		r->reason = reason;
+		r->count++;
+		goto out;
+	}
+	r = &a->refusals[a->n_refusals++];
+	r->second = now;
+	strlcpy(r->client, client, sizeof(r->client));
+	r->reason = reason;
+	r->count = 1;
+	pthread_cond_signal(&a->wake);
+out:
+	pthread_mutex_unlock(&a->lock);
+}
+
+void
+audit_stop(struct audit *a)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stopping = 1;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->thread, NULL);
+	db_close(&a->db);
+	pthread_cond_destroy(&a->wake);
+	pthread_cond_destroy(&a->done);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}

@@ -1,0 +1,148 @@
+/* call.c: a tool's statement, run as the tenant inside one implicit transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/call.h"
+#include "airlock/log.h"
+
+/* The role and the call id, set transaction-locally in one statement with the limits. */
+static const char setup_read_sql[] =
+    "SELECT set_config('role', $1, true), set_config('airlock.call_id', $2, true),"
+    " set_config('statement_timeout', $3, true), set_config('lock_timeout', $4, true),"
+    " set_config('transaction_read_only', 'on', true)";
+
+#define LOCK_TIMEOUT_MS 2000
+
+int
+call_is_tool_error(const struct rpc_error *err)
+{
+	static const char *const reasons[] = { "invalid_arguments", "constraint_violated",
+	    "row_cap_exceeded", "program_failed", "sandbox_limit", NULL };
+	size_t i;
+
+	for (i = 0; err->reason != NULL && reasons[i] != NULL; i++)
+		if (strcmp(err->reason, reasons[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Turns a failed statement's result into the error the caller sees.  Only what is the
+ * caller's own (the value it sent, a constraint's name) is passed on; everything else is
+ * logged and answered without detail, so no SQL text, table or other tenant's value leaks.
+ */
+static void
+set_sql_error(const PGresult *res, const struct tool *t, struct rpc_error *err)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+	if (state == NULL)
+		state = "XX000";
+	if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The tool's statement ran past its time limit; retry later or narrow the call");
+		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	} else if (strncmp(state, "22", 2) == 0) {
+		rpc_error_set(err, 0, "invalid_arguments", "The database refused an argument: %s",
+		    primary ? primary : "invalid value");
+	} else if (strncmp(state, "23", 2) == 0) {
+		rpc_error_set(err, 0, "constraint_violated", "The call violates constraint %s",
+		    constraint ? constraint : "(unnamed)");
+		if (constraint != NULL)
+			err->data = json_pack("{s:s}", "constraint", constraint);
+	} else {
+		log_error("tool %s: SQLSTATE %s: %s", t->name, state, primary ? primary : "");
+		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	}
+}
+
+json_t *
+call_rows_json(const PGresult *res, int max)
+{
+	json_t *rows = json_array(), *row;
+	int i, j, n = PQntuples(res), nf = PQnfields(res);
+
+	if (max > 0 && n > max)
+		n = max;
+	for (i = 0; i < n; i++) {
+		row = json_object();
+		for (j = 0; j < nf; j++)
+			json_object_set_new(row, PQfname(res, j), tool_value_json(PQftype(res, j),
+			    PQgetvalue(res, i, j), PQgetisnull(res, i, j)));
+		json_array_append_new(rows, row);
+	}
+	return rows;
+}
+
+int
+call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
+    const char *call_id, json_t *args, json_t **rows, int *truncated, struct rpc_error *err)
+{
+	char name[96], timeout[16], lock[16], **values = NULL;
+	const char *setup[4];
+	struct db_query q[2];
+	PGresult *res = NULL;
+	int rc = -1;
+
+	*rows = NULL;
+	*truncated = 0;
+	memset(q, 0, sizeof(q));
+	if (db_ensure(db) == -1)
+		goto unavailable;
+	snprintf(name, sizeof(name), "t%lu_%s", version, t->name);
+	if (db_prepare(db, name, t->sql, &res) == -1) {
+		if (res == NULL)
+			goto unavailable;
+		set_sql_error(res, t, err);
+		goto fail;
+	}
+	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
+	    tool_bind(t, args, values) == -1) {
+		free(values);
+		values = NULL;
+		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		goto fail;
+	}
+	snprintf(timeout, sizeof(timeout), "%u", t->timeout_ms);
+	snprintf(lock, sizeof(lock), "%u", LOCK_TIMEOUT_MS);
+	setup[0] = role;
+	setup[1] = call_id;
+	setup[2] = timeout;
+	setup[3] = lock;
+	q[0].sql = setup_read_sql;
+	q[0].n = 4;
+	q[0].values = setup;
+	q[1].name = name;
+	q[1].n = (int)t->n_params;
+	q[1].values = (const char *const *)values;
+	if (db_pipeline(db, q, 2) == -1)
+		goto unavailable;
+	if (PQresultStatus(q[0].res) != PGRES_TUPLES_OK) {
+		set_sql_error(q[0].res, t, err);
+		goto fail;
+	}
+	if (PQresultStatus(q[1].res) != PGRES_TUPLES_OK) {
+		set_sql_error(q[1].res, t, err);
+		goto fail;
+	}
+	*truncated = PQntuples(q[1].res) > (int)t->max_rows;
+	*rows = call_rows_json(q[1].res, (int)t->max_rows);
+	rc = 0;
+	goto fail;
+unavailable:
+	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+	    "The database is unavailable; retry shortly");
+	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+fail:
+	PQclear(res);
+	PQclear(q[0].res);
+	PQclear(q[1].res);
+	if (values != NULL) {
+		tool_unbind(t, values);
+		free(values);
+	}
+	return rc;
+}

@@ -1,0 +1,66 @@
+/* audit.h: the call record writer: every call's row, durable before its response. */
+#ifndef AIRLOCK_AUDIT_H
+#define AIRLOCK_AUDIT_H
+
+#include <time.h>
+#include <jansson.h>
+
+#define AUDIT_ID_LEN 36		/* a UUID in text */
+
+struct audit_record {
+	char id[AUDIT_ID_LEN + 1];
+	struct timespec at;		/* CLOCK_REALTIME when the call began */
+	char tenant[64];
+	char token_id[16];
+	char task[129];
+	char method[64];
+	char tool[65];
+	json_t *arguments;		/* owned; sensitive values already replaced by digests */
+	int is_dry_run;
+	char idem_key[256];
+	char plan_id[AUDIT_ID_LEN + 1];
+	const char *outcome;		/* "ok", "tool_error", "refused", "error" (static) */
+	const char *reason;		/* a data.reason value, NULL when ok (static) */
+	double duration_ms;
+	char result_digest[65];
+	char client[64];
+};
+
+struct audit;
+
+/* Starts the writer on its own connection to conninfo (borrowed, must outlive it).
+ * Returns a new writer, or NULL. */
+struct audit *audit_start(const char *conninfo);
+
+/*
+ * Writes rec and returns once it is committed: 0, or -1 when it could not be written
+ * (the caller fails the call closed: no data without its record).  Concurrent callers
+ * share one commit.  rec stays the caller's; its arguments are not stolen.
+ */
+int audit_write(struct audit *a, const struct audit_record *rec)
+    __attribute__((warn_unused_result));
+
+/* Counts a refusal before authentication for client in the current second; the
+ * counts are written once that second is over, never one row per refusal. */
+void audit_refusal(struct audit *a, const char *client, const char *reason);
+
+/* Flushes what is pending and stops the writer. */
+void audit_stop(struct audit *a);
+
+/* Fills id with a new random (version 4) UUID. */
+void audit_new_id(char id[AUDIT_ID_LEN + 1]);
+
+/* The canonical text of v: compact, keys sorted, non-ASCII escaped.  Returns a new
+ * string, or NULL. */
+char *audit_canonical(json_t *v);
+
+/* Writes the SHA-256 of audit_canonical(v), in hex, into hex. */
+void audit_digest(json_t *v, char hex[65]);
+
+/* Resets rec for a new call: a new id, the time now, everything else empty. */
+void audit_record_init(struct audit_record *rec, const char *method, const char *client);
+
+/* Releases what rec owns. */
+void audit_record_clear(struct audit_record *rec);
+
+#endif

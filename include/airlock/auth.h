@@ -1,0 +1,46 @@
+/* auth.h: who is calling: a task-scoped token's grants, or the admin credential. */
+#ifndef AIRLOCK_AUTH_H
+#define AIRLOCK_AUTH_H
+
+#include <jansson.h>
+
+#include "airlock/db.h"
+#include "airlock/rpc.h"
+#include "airlock/token.h"
+
+struct principal {
+	int is_admin;
+	char token_id[TOK_ID_LEN + 1];
+	char tenant[64];
+	char role[64];			/* the tenant's role name */
+	char task[129];
+	json_t *tools;			/* array of granted tool names (owned) */
+	json_t *bindings;		/* object: argument -> text value (owned) */
+	int can_revert;
+	int is_preview_only;
+	long long max_calls;		/* 0: no quota */
+	long long calls_used;
+	char expires_at[40];
+	double rate, burst;		/* the tenant's rate limit; 0: the gateway's default */
+};
+
+/*
+ * Identifies the caller of bearer (NULL when the request had none).  Returns 0 with p
+ * filled (release with auth_clear), or -1 with err set: 401 token_missing,
+ * token_invalid, token_expired, token_revoked; 403 tenant_disabled; 503
+ * backend_unavailable.  The admin credential (admin_file) yields p->is_admin.
+ */
+int auth_identify(struct db *db, const char *bearer, const char *admin_file,
+    struct principal *p, struct rpc_error *err) __attribute__((warn_unused_result));
+
+/* Counts one call against p's quota.  Returns 0, or -1 with err (403 quota_exhausted,
+ * 401 token_revoked/token_expired when that happened meanwhile, 503). */
+int auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
+    __attribute__((warn_unused_result));
+
+/* Whether p may call tool. */
+int auth_is_granted(const struct principal *p, const char *tool);
+
+void auth_clear(struct principal *p);
+
+#endif

@@ -1,0 +1,31 @@
+/* call.h: running a tool's statement as its tenant: the database side of tools/call. */
+#ifndef AIRLOCK_CALL_H
+#define AIRLOCK_CALL_H
+
+#include <jansson.h>
+
+#include "airlock/db.h"
+#include "airlock/rpc.h"
+#include "airlock/tool.h"
+
+/* Whether the error is one the model should see as a tool result (isError: true)
+ * rather than a JSON-RPC error: reasons invalid_arguments, constraint_violated,
+ * row_cap_exceeded, program_failed, sandbox_limit. */
+int call_is_tool_error(const struct rpc_error *err);
+
+/*
+ * Runs read tool t (from catalog version) with checked args as tenant role, read-only,
+ * under the tool's statement timeout and a lock timeout, in one round trip.  Returns 0
+ * with *rows a new array of row objects (at most t->max_rows; *truncated says whether
+ * there were more), or -1 with err set (a tool error per call_is_tool_error, or a
+ * protocol error: 503 backend_unavailable, -32603 internal).
+ */
+int call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
+    const char *call_id, json_t *args, json_t **rows, int *truncated, struct rpc_error *err)
+    __attribute__((warn_unused_result));
+
+/* Returns the rows of res as a new array of objects, values typed by column type,
+ * at most max (0: all). */
+json_t *call_rows_json(const PGresult *res, int max);
+
+#endif

@@ -1,0 +1,19 @@
+/* ratelimit.h: token buckets by key (client address, token, tenant), in memory per instance. */
+#ifndef AIRLOCK_RATELIMIT_H
+#define AIRLOCK_RATELIMIT_H
+
+struct rl;
+
+/* Returns a new, empty set of buckets, or NULL. */
+struct rl *rl_create(void);
+
+/*
+ * Takes one unit from key's bucket, which refills at rate per second up to burst.
+ * Returns 0, or -1 with *retry_after set to the whole seconds until one is there.
+ */
+int rl_take(struct rl *rl, const char *key, double rate, double burst, int *retry_after)
+    __attribute__((warn_unused_result));
+
+void rl_free(struct rl *rl);
+
+#endif
