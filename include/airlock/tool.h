@@ -1,0 +1,105 @@
+/* tool.h: the tool catalog: manifests in tools/, checked when loaded, and the argument rules. */
+#ifndef AIRLOCK_TOOL_H
+#define AIRLOCK_TOOL_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+enum tool_kind { TOOL_READ, TOOL_WRITE, TOOL_CODE };
+
+struct tool {
+	char name[65];
+	char file[PATH_MAX];	/* manifest path, for messages */
+	char *description;
+	char *title;		/* may be NULL */
+	enum tool_kind kind;
+	int is_destructive;
+	json_t *schema;		/* the arguments schema as written (owned) */
+	json_t *input_schema;	/* for clients: "sensitive" marks removed (owned) */
+	json_t *output_schema;	/* structuredContent schema built from the statement's
+				   description (owned); for code: a fixed schema */
+	json_t *annotations;	/* {title?, readOnlyHint, destructiveHint, idempotentHint,
+				   openWorldHint:false} (owned) */
+	json_t *code;		/* kind code: {interpreter, limits, allow} (owned), else NULL */
+	char *sql;		/* rewritten statement, $1..$n; NULL for code */
+	char **params;		/* $k binds argument params[k-1] */
+	size_t n_params;
+	unsigned *col_types;	/* result column type OIDs */
+	char **col_names;
+	size_t n_cols;
+	unsigned max_rows;
+	unsigned timeout_ms;
+};
+
+struct catalog {
+	struct tool *tools;
+	size_t n;
+	unsigned long version;	/* distinct for every load in this process (prepared
+				   statement names carry it) */
+};
+
+/*
+ * Loads and checks every *.json in dir (sorted by name), using conn (borrowed) for the
+ * statement checks; conn is left idle, with nothing prepared, on every path.  conn may be
+ * NULL: then only the checks that need no database run, and read/write tools have no
+ * result columns (for tests and offline use; airlockd and airlockctl always pass one).
+ * Returns a new catalog (free it with tool_catalog_free), or NULL with "FILE: fault" in err.
+ */
+struct catalog *tool_load(const char *dir, PGconn *conn, char *err, size_t errlen);
+
+/* Frees cat and everything it owns; NULL allowed. */
+void tool_catalog_free(struct catalog *cat);
+
+/* Returns the tool named name (borrowed from cat), or NULL. */
+const struct tool *tool_find(const struct catalog *cat, const char *name);
+
+/*
+ * Checks args (borrowed; NULL means no arguments) against t's schema.  Returns a new object
+ * with defaults applied (and integral reals given to integer arguments made integers), or
+ * NULL with a message naming the argument and the rule in msg, e.g. "argument 'customer_id'
+ * must be an integer", "unexpected argument 'tenant'", "missing required argument
+ * 'customer_id'".  *bad_arg (when bad_arg is not NULL) is set to the argument's name, or NULL
+ * when no one argument is at fault; it points into t's schema or, for an unexpected
+ * argument, into a thread-local buffer valid until this thread's next call.
+ */
+json_t *tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *msg,
+    size_t msglen);
+
+/*
+ * The text PostgreSQL receives for one argument value (borrowed): a new string (integers in
+ * decimal, reals with %.17g, booleans true/false, strings as is, objects and arrays as
+ * compact JSON), or NULL for JSON null, for NULL, and when out of memory.
+ */
+char *tool_arg_text(json_t *value);
+
+/*
+ * values[0..n_params-1] = tool_arg_text of each bound argument of args (borrowed; absent or
+ * null → NULL).  Returns 0, or -1 when out of memory, with nothing left allocated.
+ */
+int tool_bind(const struct tool *t, json_t *args, char **values)
+    __attribute__((warn_unused_result));
+
+/* Frees what tool_bind put in values. */
+void tool_unbind(const struct tool *t, char **values);
+
+/*
+ * One result value as JSON by column type: int2/int4/oid → integer; int8 and numeric →
+ * string, always; float4/float8 → number (NaN/Infinity → string); bool → true/false;
+ * json/jsonb → parsed JSON (the text as a string when jansson refuses it); timestamptz →
+ * "2026-11-27T16:44:36.123+00:00" and timestamp → "2026-11-27T16:44:36.123" (from DateStyle
+ * ISO text); date → "YYYY-MM-DD"; everything else → string; NULL → null.
+ * Returns a new reference, or NULL when out of memory.
+ */
+json_t *tool_value_json(unsigned type_oid, const char *text, int is_null);
+
+/*
+ * The JSON Schema for one column type, consistent with tool_value_json, nullable: e.g.
+ * {"type":["string","null"],"format":"int64"} for int8.  Returns a new reference, or NULL
+ * when out of memory.
+ */
+json_t *tool_type_schema(unsigned type_oid);
+
+#endif
