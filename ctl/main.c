@@ -16,6 +16,7 @@ static const struct command {
 	{ "migrate", cmd_migrate, "apply the migrations in order, once each" },
 	{ "tenant", cmd_tenant, "add|list|disable|enable: tenants and their roles" },
 	{ "table", cmd_table, "adopt|list: tables given the tenant treatment" },
+	{ "token", cmd_token, "mint|revoke|list|admin-key: task-scoped tokens" },
 	{ "tool", cmd_tool, "check|export: the tool catalog, checked as airlockd loads it" },
 };
 

@@ -1,0 +1,280 @@
+/* airlockctl token: mint, revoke and list task-scoped tokens; make an admin credential. */
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "airlock/audit.h"
+#include "airlock/cli.h"
+#include "airlock/token.h"
+
+static const char usage[] =
+    "usage: airlockctl token mint --tenant T --tool NAME... [--bind ARG=VALUE]... --ttl TTL\n"
+    "                             [--max-calls N] [--preview-only] [--revert] [--task ID]\n"
+    "       airlockctl token revoke ID\n"
+    "       airlockctl token list [--tenant T]\n"
+    "       airlockctl token admin-key FILE\n"
+    "\n"
+    "  mint        print a new token (alk_ + 43 characters) on a line of its own; only its\n"
+    "              SHA-256 is stored. --tool is repeatable; --bind ARG=VALUE lets the token\n"
+    "              pass only VALUE for argument ARG; --ttl like 60s, 5m, 1h (at most 24h);\n"
+    "              --max-calls caps tools/call; --preview-only turns every call into a\n"
+    "              dry-run; --revert grants airlock/calls.revert; --task names the task\n"
+    "              (default: the token id)\n"
+    "  revoke ID   revoke at once, on every gateway instance\n"
+    "  list        one token per line: id, tenant, task, state, expires, calls used, tools\n"
+    "  admin-key FILE  write a new admin credential (alkadm_...) to FILE, mode 0600;\n"
+    "              airlockd --admin-key-file FILE picks it up without a restart\n"
+    "\n"
+    "options: --db URL (default: $AIRLOCK_DB, else the dev-db operator URL); -h, --help\n"
+    "Exit status: 0, 64 bad usage, 65 refused (no such tenant or token), 69 database\n"
+    "unreachable, 73 cannot write FILE.\n";
+
+enum { O_TENANT = 256, O_TOOL, O_BIND, O_TTL, O_MAX, O_PREVIEW, O_REVERT, O_TASK, O_DB };
+
+static const struct option options[] = {
+	{ "tenant", required_argument, NULL, O_TENANT },
+	{ "tool", required_argument, NULL, O_TOOL },
+	{ "bind", required_argument, NULL, O_BIND },
+	{ "ttl", required_argument, NULL, O_TTL },
+	{ "max-calls", required_argument, NULL, O_MAX },
+	{ "preview-only", no_argument, NULL, O_PREVIEW },
+	{ "revert", no_argument, NULL, O_REVERT },
+	{ "task", required_argument, NULL, O_TASK },
+	{ "db", required_argument, NULL, O_DB },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Records a mint or revoke made here as a call, like the gateway's. */
+static void
+record(PGconn *conn, const char *method, const char *tenant, json_t *args)
+{
+	static const char sql[] =
+	    "INSERT INTO airlock.calls (id, at, tenant, token_id, method, arguments, outcome, client)"
+	    " VALUES ($1, now(), $2, 'operator', $3, $4::jsonb, 'ok', 'airlockctl')";
+	char id[AUDIT_ID_LEN + 1], *text = json_dumps(args, JSON_COMPACT);
+	const char *values[4] = { id, tenant, method, text ? text : "{}" };
+	PGresult *res;
+
+	audit_new_id(id);
+	res = PQexecParams(conn, sql, 4, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		cli_warnx("token", "could not record the call: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	free(text);
+}
+
+static int
+mint_token(const char *db, struct tok_spec *spec)
+{
+	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], err[256];
+	int is_user_error;
+	PGconn *conn;
+	json_t *args;
+
+	if ((conn = cli_connect("token", db)) == NULL)
+		return EX_UNAVAILABLE;
+	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
+	    &is_user_error) == -1) {
+		cli_warnx("token", "%s", err);
+		PQfinish(conn);
+		return is_user_error ? EX_DATAERR : EX_UNAVAILABLE;
+	}
+	args = json_pack("{s:s, s:s, s:O, s:O?, s:I, s:I, s:b, s:b}", "token_id", id, "tenant",
+	    spec->tenant, "tools", spec->tools, "bindings", spec->bindings,
+	    "ttl", (json_int_t)spec->ttl, "max_calls", (json_int_t)spec->max_calls,
+	    "preview_only", spec->is_preview_only, "revert", spec->can_revert);
+	record(conn, "airlock/tokens.mint", spec->tenant, args);
+	json_decref(args);
+	printf("%s\n", token);
+	fprintf(stderr, "token %s for tenant %s, expires %s\n", id, spec->tenant, expires);
+	explicit_bzero(token, sizeof(token));
+	PQfinish(conn);
+	return EX_OK;
+}
+
+static int
+revoke_token(const char *db, const char *id)
+{
+	static const char sql[] = "UPDATE airlock.tokens SET revoked_at = coalesce(revoked_at, now())"
+	    " WHERE id = $1 RETURNING tenant";
+	const char *values[1] = { id };
+	PGresult *res;
+	PGconn *conn;
+	json_t *args;
+	int rc = EX_OK;
+
+	if ((conn = cli_connect("token", db)) == NULL)
+		return EX_UNAVAILABLE;
+	res = PQexecParams(conn, sql, 1, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		cli_warnx("token", "%s", PQresultErrorMessage(res));
+		rc = EX_UNAVAILABLE;
+	} else if (PQntuples(res) == 0) {
+		cli_warnx("token", "no token with id %s", id);
+		rc = EX_DATAERR;
+	} else {
+		args = json_pack("{s:s}", "token_id", id);
+		record(conn, "airlock/tokens.revoke", PQgetvalue(res, 0, 0), args);
+		json_decref(args);
+		printf("revoked %s\n", id);
+	}
+	PQclear(res);
+	PQfinish(conn);
+	return rc;
+}
+
+static int
+list_tokens(const char *db, const char *tenant)
+{
+	static const char sql[] =
+	    "SELECT id, tenant, task, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+	    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END,"
+	    " to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+	    " calls_used::text || '/' || coalesce(max_calls::text, '-'), array_to_string(tools, ',')"
+	    " FROM airlock.tokens WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id";
+	const char *values[1] = { tenant };
+	PGresult *res;
+	PGconn *conn;
+	int i, rc = EX_OK;
+
+	if ((conn = cli_connect("token", db)) == NULL)
+		return EX_UNAVAILABLE;
+	res = PQexecParams(conn, sql, 1, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		cli_warnx("token", "%s", PQresultErrorMessage(res));
+		rc = EX_UNAVAILABLE;
+	} else
+		for (i = 0; i < PQntuples(res); i++)
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", PQgetvalue(res, i, 0),
+			    PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+			    PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
+	PQclear(res);
+	PQfinish(conn);
+	return rc;
+}
+
+static int
+admin_key(const char *path)
+{
+	char key[sizeof(TOK_ADMIN_PREFIX) + TOK_B64_LEN + 1];
+	uint8_t raw[32];
+	int fd, rc = EX_OK;
+
+	arc4random_buf(raw, sizeof(raw));
+	strlcpy(key, TOK_ADMIN_PREFIX, sizeof(key));
+	tok_b64url(raw, key + strlen(TOK_ADMIN_PREFIX));
+	explicit_bzero(raw, sizeof(raw));
+	/* Written whole under a temporary name, then renamed, so a reader never sees half. */
+	{
+		char tmp[4096];
+
+		if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new", path) >= sizeof(tmp)) {
+			cli_warnx("token", "path too long");
+			return EX_USAGE;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd == -1 || fchmod(fd, 0600) == -1 || write(fd, key, strlen(key)) !=
+		    (ssize_t)strlen(key) || write(fd, "\n", 1) != 1 || fsync(fd) == -1 ||
+		    close(fd) == -1 || rename(tmp, path) == -1) {
+			cli_warnx("token", "cannot write %s: %s", path, strerror(errno));
+			rc = EX_CANTCREAT;
+		}
+	}
+	explicit_bzero(key, sizeof(key));
+	return rc;
+}
+
+int
+cmd_token(int argc, char **argv)
+{
+	struct tok_spec spec;
+	const char *db = NULL, *errstr, *action;
+	json_t *tools = json_array(), *bindings = json_object();
+	char *eq;
+	int opt, rc = EX_USAGE, ttl_set = 0;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.tools = tools;
+	while ((opt = cli_getopt(argc, argv, "h", options)) != -1) {
+		switch (opt) {
+		case 'h':
+			fputs(usage, stdout);
+			rc = EX_OK;
+			goto out;
+		case O_TENANT:
+			spec.tenant = optarg;
+			break;
+		case O_TOOL:
+			json_array_append_new(tools, json_string(optarg));
+			break;
+		case O_BIND:
+			if ((eq = strchr(optarg, '=')) == NULL || eq == optarg) {
+				cli_warnx("token", "--bind wants ARG=VALUE, not %s", optarg);
+				goto out;
+			}
+			*eq = '\0';
+			json_object_set_new(bindings, optarg, json_string(eq + 1));
+			break;
+		case O_TTL:
+			if ((spec.ttl = tok_parse_ttl(optarg)) == -1) {
+				cli_warnx("token", "--ttl %s: want 1s to 24h, like 60s, 5m, 1h", optarg);
+				goto out;
+			}
+			ttl_set = 1;
+			break;
+		case O_MAX:
+			spec.max_calls = strtonum(optarg, 1, 1000000000, &errstr);
+			if (errstr != NULL) {
+				cli_warnx("token", "--max-calls %s: %s", optarg, errstr);
+				goto out;
+			}
+			break;
+		case O_PREVIEW:
+			spec.is_preview_only = 1;
+			break;
+		case O_REVERT:
+			spec.can_revert = 1;
+			break;
+		case O_TASK:
+			spec.task = optarg;
+			break;
+		case O_DB:
+			db = optarg;
+			break;
+		default:
+			goto out;
+		}
+	}
+	if (optind >= argc) {
+		fputs(usage, stderr);
+		goto out;
+	}
+	action = argv[optind++];
+	if (strcmp(action, "mint") == 0 && optind == argc) {
+		if (spec.tenant == NULL || json_array_size(tools) == 0 || !ttl_set) {
+			cli_warnx("token", "mint needs --tenant, at least one --tool and --ttl");
+			goto out;
+		}
+		spec.bindings = bindings;
+		rc = mint_token(db, &spec);
+	} else if (strcmp(action, "revoke") == 0 && optind + 1 == argc)
+		rc = revoke_token(db, argv[optind]);
+	else if (strcmp(action, "list") == 0 && optind == argc)
+		rc = list_tokens(db, spec.tenant);
+	else if (strcmp(action, "admin-key") == 0 && optind + 1 == argc)
+		rc = admin_key(argv[optind]);
+	else
+		cli_warnx("token", "unknown action or wrong arguments: %s (see --help)", action);
+out:
+	json_decref(tools);
+	json_decref(bindings);
+	return rc;
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# make demo: a private database, migrated and seeded, a demo token, and airlockd in the foreground.
+set -eu
+
+CTL=build/airlockctl
+PORT=${AIRLOCK_DEMO_PORT:-8080}
+
+$CTL dev-db start
+$CTL migrate
+for t in acme globex; do
+	$CTL tenant list | cut -f1 | grep -qx "$t" || $CTL tenant add "$t"
+done
+psql -X -q -v ON_ERROR_STOP=1 "$($CTL dev-db url)" -f scripts/demo-seed.sql >/dev/null
+# The dev-db directory holds the socket directory; the admin credential lives beside it.
+DIR=$(dirname "$($CTL dev-db url | sed -n 's/.*host=\([^&]*\).*/\1/p')")
+[ -f "$DIR/admin.key" ] || $CTL token admin-key "$DIR/admin.key"
+TOKEN=$($CTL token mint --tenant acme --tool lookup_invoices --tool get_customer \
+	--tool search_customers --ttl 1h --task demo 2>/dev/null)
+
+cat <<MSG
+
+airlockd is starting on http://127.0.0.1:$PORT (Ctrl-C stops it; 'make stop' stops the database).
+A token for tenant acme, valid for an hour:
+
+  TOKEN=$TOKEN
+
+  curl -s http://127.0.0.1:$PORT/rpc -H 'Content-Type: application/json' \\
+    -H "Authorization: Bearer \$TOKEN" \\
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_invoices","arguments":{"customer_id":1}}}'
+
+MSG
+exec build/airlockd --listen "127.0.0.1:$PORT" --db "$($CTL dev-db url --role gateway)" \
+	--tools tools --admin-key-file "$DIR/admin.key"
