@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from conftest import SANDBOX
+from .sbhelpers import SANDBOX
 
 
 def cli(*args, input=b"", timeout=30):

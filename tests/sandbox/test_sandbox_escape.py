@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conftest import cgroup_dirs, leftover_sandboxes
+from .sbhelpers import SANDBOX, cgroup_dirs, leftover_sandboxes
 
 # x86_64 system call numbers used by the ctypes probes.
 NR = {
@@ -409,7 +409,7 @@ def test_fresh_namespace_each_run(sb):
 def test_no_cgroup_control_refuses(tmp_path):
     # The unprivileged user with no delegated cgroup gets a refusal, not an unlimited run.
     p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                        str(__import__("conftest").SANDBOX), "run", "--cgroup-parent",
+                        str(SANDBOX), "run", "--cgroup-parent",
                         f"airlock-none-{os.getpid()}", "--", "true"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 69, p
