@@ -970,6 +970,8 @@ tool_arg_text(json_t *value)
 {
 	char num[64];
 
+	if (value == NULL)
+		return NULL;
 	switch (json_typeof(value)) {
 	case JSON_INTEGER:
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(value));
@@ -1932,7 +1934,8 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 	}
 	closedir(d);
 	d = NULL;
-	qsort(names, n, sizeof(*names), by_name);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), by_name);
 
 	if ((cat = calloc(1, sizeof(*cat))) == NULL ||
 	    (n > 0 && (cat->tools = calloc(n, sizeof(*cat->tools))) == NULL))
