@@ -1,0 +1,441 @@
+"""The read path against a real airlockd and PostgreSQL: tokens, grants, bindings, quotas,
+rate limits, tenant isolation, errors that leak nothing, and the call record."""
+import json
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import ROOT, ctl
+
+JSON = {"Content-Type": "application/json"}
+READ_TOOLS = ["lookup_invoices", "get_customer", "search_customers"]
+
+
+def call(d, token, method, params=None, rid=1, path="/rpc"):
+    body = {"jsonrpc": "2.0", "id": rid, "method": method}
+    if params is not None:
+        body["params"] = params
+    h = dict(JSON)
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    return requests.post(d.url + path, data=json.dumps(body), headers=h, timeout=15)
+
+
+def tool(d, token, name, args=None, **extra):
+    params = {"name": name, "arguments": args or {}}
+    params.update(extra)
+    return call(d, token, "tools/call", params)
+
+
+def err(r):
+    e = r.json()["error"]
+    return e["code"], e["data"]["reason"]
+
+
+class World:
+    """Two tenants of our own with a few rows each, and helpers to mint tokens."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        sfx = secrets.token_hex(3)
+        self.a, self.b = f"ra{sfx}", f"rb{sfx}"
+        db = ["--db", cluster.operator_url]
+        for t in (self.a, self.b):
+            ctl("tenant", "add", t, *db)
+        self.cust = {}
+        for t in (self.a, self.b):
+            ids = []
+            for i in range(2):
+                out = cluster.psql(
+                    f"SET ROLE tenant_{t}; INSERT INTO billing.customers (email, name, company) "
+                    f"VALUES ('c{i}@{t}.example', 'Customer {i} of {t}', 'Co {t}') RETURNING id")
+                # psql prints every statement's result: the id is the line of digits.
+                ids.append(int([x for x in out.split() if x.isdigit()][0]))
+            self.cust[t] = ids
+            c0 = ids[0]
+            cluster.psql(
+                f"SET ROLE tenant_{t}; INSERT INTO billing.invoices "
+                f"(customer_id, number, status, amount, issued_at, paid_at) VALUES "
+                f"({c0}, '{t}-1', 'open', 100.10, now() - interval '2 days', NULL), "
+                f"({c0}, '{t}-2', 'paid', 9999999999.99, now() - interval '1 day', now()), "
+                f"({c0}, '{t}-3', 'open', 5.00, now(), NULL)")
+            cluster.psql(f"SET ROLE tenant_{t}; UPDATE billing.invoices SET deleted_at = now() "
+                         f"WHERE number = '{t}-3'")
+        self.admin_key = os.path.join(cluster.dir, f"admin-{sfx}.key")
+        ctl("token", "admin-key", self.admin_key)
+        with open(self.admin_key) as f:
+            self.admin = f.read().strip()
+
+    def mint(self, tenant, *args, tools=READ_TOOLS, ttl="5m"):
+        argv = ["token", "mint", "--tenant", tenant, "--ttl", ttl, "--db", self.cluster.operator_url]
+        for t in tools:
+            argv += ["--tool", t]
+        return ctl(*argv, *args).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def world(cluster):
+    return World(cluster)
+
+
+@pytest.fixture
+def gw(start_daemon, world):
+    return start_daemon("--admin-key-file", world.admin_key)
+
+
+def test_token_format_and_storage(world, cluster):
+    tok = world.mint(world.a)
+    assert tok.startswith("alk_") and len(tok) == 47
+    assert all(c.isalnum() or c in "-_" for c in tok[4:])
+    import hashlib
+    h = hashlib.sha256(tok.encode()).hexdigest()
+    row = cluster.psql(f"SELECT id, encode(hash, 'hex') FROM airlock.tokens WHERE id = '{h[:12]}'")
+    assert row.strip() == f"{h[:12]}|{h}"
+    # The secret is stored nowhere.
+    assert tok not in cluster.psql("SELECT string_agg(t::text, ' ') FROM airlock.tokens t")
+    listing = ctl("token", "list", "--tenant", world.a, "--db", cluster.operator_url).stdout
+    assert h[:12] in listing and tok not in listing
+
+
+def test_no_bad_unknown_tokens_are_401(gw, world):
+    for token, reason in [(None, "token_missing"), ("nonsense", "token_invalid"),
+                          ("alk_" + "A" * 43, "token_invalid"), ("alk_" + "!" * 43, "token_invalid"),
+                          ("alk_" + "A" * 42 + "B", "token_invalid")]:
+        r = tool(gw, token, "lookup_invoices", {"customer_id": 1})
+        assert r.status_code == 401, token
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+        assert err(r) == (401, reason)
+    # In a batch, the same errors travel with HTTP 200.
+    r = requests.post(gw.url + "/rpc", headers=JSON, timeout=5, data=json.dumps(
+        [{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]))
+    assert r.status_code == 200 and r.json()[0]["error"]["data"]["reason"] == "token_missing"
+
+
+def test_lookup_invoices_for_own_customer(gw, world):
+    tok = world.mint(world.a)
+    r = tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]})
+    assert r.status_code == 200
+    res = r.json()["result"]
+    assert res["isError"] is False
+    sc = res["structuredContent"]
+    assert json.loads(res["content"][0]["text"]) == sc
+    assert sc["row_count"] == 2 and sc["truncated"] is False and sc["dry_run"] is False
+    numbers = [row["number"] for row in sc["rows"]]
+    assert numbers == [f"{world.a}-2", f"{world.a}-1"]      # newest first; soft-deleted -3 absent
+    big = sc["rows"][0]
+    assert big["amount"] == "9999999999.99"                 # numeric: a string, exactly
+    assert isinstance(big["id"], str)                        # int8: a string
+    assert big["issued_at"].endswith("+00:00") and "T" in big["issued_at"]
+    assert "tenant" not in big
+    assert len(sc["call_id"]) == 36
+
+
+def test_other_tenants_customer_is_empty(gw, world):
+    tok = world.mint(world.a)
+    for cid in world.cust[world.b]:
+        r = tool(gw, tok, "lookup_invoices", {"customer_id": cid})
+        assert r.json()["result"]["structuredContent"]["rows"] == []
+        r = tool(gw, tok, "get_customer", {"customer_id": cid})
+        assert r.json()["result"]["structuredContent"]["rows"] == []
+    r = tool(gw, tok, "search_customers", {"query": world.b})
+    assert r.json()["result"]["structuredContent"]["rows"] == []
+    r = tool(gw, tok, "search_customers", {"query": world.a})
+    assert len(r.json()["result"]["structuredContent"]["rows"]) == 2
+
+
+def test_sql_metacharacters_are_data(gw, world):
+    tok = world.mint(world.a)
+    for q in ["' OR 1=1 --", "%", "_", "\\", "'; DROP TABLE billing.customers; --", "$1", "\")"]:
+        r = tool(gw, tok, "search_customers", {"query": q})
+        res = r.json()["result"]
+        assert res["isError"] is False, q
+        assert res["structuredContent"]["rows"] == [], q
+    assert world.cluster.psql("SELECT count(*) > 0 FROM pg_tables WHERE tablename = 'customers'").strip() == "t"
+
+
+def test_argument_errors_are_tool_errors(gw, world):
+    tok = world.mint(world.a)
+    cases = [
+        ({"customer_id": "1"}, "customer_id", "integer"),
+        ({"customer_id": 0}, "customer_id", "at least"),
+        ({"customer_id": 1, "limit": 101}, "limit", "at most"),
+        ({"customer_id": 1, "status": "lost"}, "status", "one of"),
+        ({"customer_id": 1, "extra": 1}, "extra", "unexpected"),
+        ({"customer_id": 1, "tenant": f"tenant_{world.b}"}, "tenant", "unexpected"),
+        ({}, "customer_id", "missing"),
+        ({"customer_id": 1.5}, "customer_id", "integer"),
+    ]
+    for args, name, rule in cases:
+        r = tool(gw, tok, "lookup_invoices", args)
+        assert r.status_code == 200
+        res = r.json()["result"]
+        assert res["isError"] is True, args
+        e = res["structuredContent"]["error"]
+        assert e["reason"] == "invalid_arguments"
+        assert e["argument"] == name and name in e["message"] and rule in e["message"], e
+    r = tool(gw, tok, "search_customers", {"query": "x" * 101})
+    assert r.json()["result"]["structuredContent"]["error"]["argument"] == "query"
+
+
+def test_params_and_unknown_tool_are_32602(gw, world):
+    tok = world.mint(world.a)
+    assert err(tool(gw, tok, "no_such_tool")) == (-32602, "tool_not_found")
+    assert err(call(gw, tok, "tools/call", {"arguments": {}})) == (-32602, "invalid_params")
+    assert err(call(gw, tok, "tools/call", ["lookup_invoices"])) == (-32602, "invalid_params")
+    assert err(call(gw, tok, "tools/call", {"name": "get_customer", "arguments": [1]})) == (-32602, "invalid_params")
+    assert err(call(gw, tok, "tools/call", {"name": "get_customer", "bogus": 1})) == (-32602, "invalid_params")
+
+
+def test_grants_bindings_quota(gw, world):
+    tok = world.mint(world.a, tools=["get_customer"])
+    assert err(tool(gw, tok, "lookup_invoices", {"customer_id": 1})) == (403, "tool_not_granted")
+    listed = call(gw, tok, "tools/list").json()["result"]["tools"]
+    assert [t["name"] for t in listed] == ["get_customer"]
+    t = listed[0]
+    assert t["inputSchema"]["type"] == "object" and t["annotations"]["readOnlyHint"] is True
+    assert t["outputSchema"]["properties"]["rows"]["items"]["properties"]["id"]["type"] == ["string", "null"]
+
+    c0, c1 = world.cust[world.a]
+    tok = world.mint(world.a, "--bind", f"customer_id={c0}")
+    assert tool(gw, tok, "lookup_invoices", {"customer_id": c0}).json()["result"]["isError"] is False
+    r = tool(gw, tok, "lookup_invoices", {"customer_id": c1})
+    assert err(r) == (403, "binding_mismatch")
+    # A binding also applies to search tools' absent argument: none there, so search is allowed.
+    assert tool(gw, tok, "search_customers", {"query": "x"}).json()["result"]["isError"] is False
+
+    tok = world.mint(world.a, "--max-calls", "2")
+    for _ in range(2):
+        assert tool(gw, tok, "get_customer", {"customer_id": c0}).status_code == 200
+    assert err(tool(gw, tok, "get_customer", {"customer_id": c0})) == (403, "quota_exhausted")
+    me = call(gw, tok, "airlock/tokens.self").json()["result"]
+    assert me["calls_used"] == 2 and me["calls_left"] == 0
+
+
+def test_expired_and_revoked(start_daemon, gw, world):
+    tok = world.mint(world.a, ttl="1s")
+    time.sleep(1.5)
+    assert err(tool(gw, tok, "get_customer", {"customer_id": 1})) == (401, "token_expired")
+    # Revocation takes effect at once, on every instance.
+    other = start_daemon("--admin-key-file", world.admin_key)
+    tok = world.mint(world.a)
+    for d in (gw, other):
+        assert tool(d, tok, "get_customer", {"customer_id": 1}).status_code == 200
+    tid = call(gw, tok, "airlock/tokens.self").json()["result"]["token_id"]
+    ctl("token", "revoke", tid, "--db", world.cluster.operator_url)
+    for d in (gw, other):
+        assert err(tool(d, tok, "get_customer", {"customer_id": 1})) == (401, "token_revoked")
+
+
+def test_admin_mint_and_revoke_over_rpc(gw, world, cluster):
+    r = call(gw, world.admin, "airlock/tokens.mint",
+             {"tenant": world.a, "tools": ["get_customer"], "ttl": 60, "max_calls": 5,
+              "bindings": {"customer_id": str(world.cust[world.a][0])}})
+    res = r.json()["result"]
+    tok, tid = res["token"], res["token_id"]
+    me = call(gw, tok, "airlock/tokens.self").json()["result"]
+    assert me["tenant"] == world.a and me["calls_left"] == 5 and me["tools"] == ["get_customer"]
+    # A tenant token cannot mint; bad specs are -32602.
+    assert err(call(gw, tok, "airlock/tokens.mint", {"tenant": world.a, "tools": ["x"], "ttl": 60})) == (403, "admin_required")
+    assert err(call(gw, world.admin, "airlock/tokens.mint", {"tenant": "nope", "tools": ["x"], "ttl": 60})) == (-32602, "invalid_params")
+    assert err(call(gw, world.admin, "airlock/tokens.mint", {"tenant": world.a, "tools": ["x"], "ttl": 999999})) == (-32602, "invalid_params")
+    # The admin credential calls no tools.
+    assert err(tool(gw, world.admin, "get_customer", {"customer_id": 1})) == (403, "admin_required")
+    r = call(gw, world.admin, "airlock/tokens.revoke", {"token_id": tid})
+    assert r.json()["result"]["revoked"] is True
+    assert err(call(gw, tok, "airlock/tokens.self")) == (401, "token_revoked")
+    rows = cluster.psql(f"SELECT method FROM airlock.calls WHERE tenant = '{world.a}' AND "
+                        f"method LIKE 'airlock/tokens.%' AND token_id = 'admin' ORDER BY at")
+    assert rows.split()[-2:] == ["airlock/tokens.mint", "airlock/tokens.revoke"]
+    assert tok not in cluster.psql("SELECT string_agg(c::text, ' ') FROM airlock.calls c")
+
+
+def test_admin_key_replaced_without_restart(gw, world):
+    path = world.admin_key + ".rot"
+    ctl("token", "admin-key", path)
+    d_key = open(path).read().strip()
+    assert err(call(gw, d_key, "airlock/tokens.self"))[0] == 401
+    shutil.copy(path, world.admin_key + ".tmp")
+    os.replace(world.admin_key + ".tmp", world.admin_key)
+    try:
+        assert call(gw, d_key, "airlock/tokens.self").json()["result"] == {"admin": True}
+        assert err(call(gw, world.admin, "airlock/tokens.self"))[0] == 401
+    finally:
+        with open(world.admin_key + ".tmp", "w") as f:
+            f.write(world.admin + "\n")
+        os.replace(world.admin_key + ".tmp", world.admin_key)
+
+
+def test_disabled_tenant(gw, world):
+    tok = world.mint(world.b)
+    ctl("tenant", "disable", world.b, "--db", world.cluster.operator_url)
+    try:
+        assert err(tool(gw, tok, "get_customer", {"customer_id": 1})) == (403, "tenant_disabled")
+    finally:
+        ctl("tenant", "enable", world.b, "--db", world.cluster.operator_url)
+    assert tool(gw, tok, "get_customer", {"customer_id": 1}).status_code == 200
+
+
+def test_role_never_leaks_between_calls(start_daemon, world):
+    d = start_daemon("--workers", "1")
+    ta, tb = world.mint(world.a), world.mint(world.b)
+    for i in range(10):
+        for tok, t in ((ta, world.a), (tb, world.b)):
+            rows = tool(d, tok, "search_customers", {"query": "Customer"}).json()["result"]["structuredContent"]["rows"]
+            assert len(rows) == 2 and all(t in r["email"] for r in rows)
+
+
+def test_call_records(gw, world, cluster):
+    tok = world.mint(world.a, "--task", "ticket-4711", tools=["get_customer"])
+    r = tool(gw, tok, "get_customer", {"customer_id": world.cust[world.a][0]})
+    cid = r.json()["result"]["structuredContent"]["call_id"]
+    tool(gw, tok, "get_customer", {"customer_id": "nope"})
+    tool(gw, tok, "lookup_invoices", {"customer_id": 1})
+    row = cluster.psql(f"SELECT tenant, task, method, tool, arguments::text, outcome, "
+                       f"coalesce(reason, '-'), length(result_digest), duration_ms >= 0 "
+                       f"FROM airlock.calls WHERE id = '{cid}'")
+    assert row.strip() == f"{world.a}|ticket-4711|tools/call|get_customer|{{\"customer_id\": {world.cust[world.a][0]}}}|ok|-|64|t"
+    rows = cluster.psql("SELECT outcome || ':' || coalesce(reason, '-') FROM airlock.calls "
+                        "WHERE task = 'ticket-4711' ORDER BY at").split()
+    assert rows == ["ok:-", "tool_error:invalid_arguments", "refused:tool_not_granted"]
+    # Refusals before authentication are counted per address and second, not one row each.
+    before = int(cluster.psql("SELECT count(*) FROM airlock.refusals"))
+    for _ in range(30):
+        tool(gw, "alk_" + "A" * 43, "get_customer", {"customer_id": 1})
+    time.sleep(2.5)
+    total = cluster.psql("SELECT coalesce(sum(count), 0) FROM airlock.refusals "
+                         "WHERE reason = 'token_invalid' AND client = '127.0.0.1'")
+    assert int(total) >= 30
+    assert int(cluster.psql("SELECT count(*) FROM airlock.refusals")) - before <= 6
+
+
+def test_errors_leak_nothing(gw, world):
+    tok = world.mint(world.a)
+    bodies = [tool(gw, tok, "lookup_invoices", {"customer_id": 2 ** 40}).text,
+              tool(gw, tok, "lookup_invoices", {"customer_id": 2 ** 62}).text,
+              tool(gw, "alk_" + "A" * 43, "get_customer", {"customer_id": 1}).text,
+              tool(gw, tok, "nope").text]
+    for b in bodies:
+        for word in ("SELECT", "billing.", "invoices_live", "tenant_", "/tmp", "postgres"):
+            assert word not in b, (word, b)
+
+
+def test_rate_limits(start_daemon, world):
+    d = start_daemon("--rate-token", "1/2", "--rate-client", "0/0")
+    tok = world.mint(world.a)
+    codes = [tool(d, tok, "get_customer", {"customer_id": 1}) for _ in range(4)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited, [r.status_code for r in codes]
+    e = limited[0].json()["error"]
+    assert e["data"]["reason"] == "rate_limited" and e["data"]["retryAfterSeconds"] >= 1
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    # Another token of the same tenant has its own bucket.
+    assert tool(d, world.mint(world.a), "get_customer", {"customer_id": 1}).status_code == 200
+    d2 = start_daemon("--rate-client", "1/3")
+    codes = [call(d2, None, "tools/list").status_code for _ in range(6)]
+    assert 429 in codes
+
+
+def test_preview_only_token_reads_normally(gw, world):
+    tok = world.mint(world.a, "--preview-only")
+    r = tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]})
+    assert r.json()["result"]["structuredContent"]["row_count"] == 2
+    assert call(gw, tok, "airlock/tokens.self").json()["result"]["preview_only"] is True
+
+
+def test_database_down_is_503_then_recovers():
+    """A gateway whose database goes away answers 503 with Retry-After, and reconnects."""
+    import tempfile
+    from conftest import Cluster, Daemon
+    path = tempfile.mkdtemp(prefix="alk-down-", dir="/tmp")
+    ctl("dev-db", "start", "--dir", path)
+    d = None
+    try:
+        c = Cluster(path)
+        ctl("migrate", "--db", c.operator_url, "--dir", ROOT / "migrations")
+        ctl("tenant", "add", "solo", "--db", c.operator_url)
+        tok = ctl("token", "mint", "--tenant", "solo", "--tool", "get_customer", "--ttl", "5m",
+                  "--db", c.operator_url).stdout.strip()
+        d = Daemon(["--db", c.gateway_url, "--tools", str(ROOT / "tools")])
+        assert tool(d, tok, "get_customer", {"customer_id": 1}).status_code == 200
+        ctl("dev-db", "stop", "--dir", path)
+        r = tool(d, tok, "get_customer", {"customer_id": 1})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert err(r) == (503, "backend_unavailable")
+        assert requests.get(d.url + "/readyz", timeout=5).status_code == 503
+        ctl("dev-db", "start", "--dir", path)
+        assert tool(d, tok, "get_customer", {"customer_id": 1}).status_code == 200
+        assert requests.get(d.url + "/readyz", timeout=5).status_code == 200
+    finally:
+        if d is not None:
+            d.stop()
+        ctl("dev-db", "stop", "--dir", path, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_reload_on_sighup(start_daemon, world, tmp_path):
+    tools = tmp_path / "tools"
+    shutil.copytree(ROOT / "tools", tools)
+    d = start_daemon("--tools", str(tools), "--admin-key-file", world.admin_key)
+    tok = world.mint(world.a, tools=READ_TOOLS + ["count_customers"])
+    names = lambda: [t["name"] for t in call(d, tok, "tools/list").json()["result"]["tools"]]
+    assert "count_customers" not in names()
+    (tools / "count_customers.json").write_text(json.dumps({
+        "name": "count_customers", "description": "How many customers.", "kind": "read",
+        "arguments": {"type": "object", "properties": {}, "additionalProperties": False},
+        "statement": "SELECT count(*) AS n FROM billing.customers_live"}))
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "count_customers" not in names() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "count_customers" in names()
+    r = tool(d, tok, "count_customers")
+    assert r.json()["result"]["structuredContent"]["rows"] == [{"n": "2"}]
+    # A bad reload keeps the catalog in use, and says why.
+    (tools / "broken.json").write_text("{ not json")
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert "count_customers" in names()
+    assert "broken.json" in d.logtext()
+
+
+def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "slow.json").write_text(json.dumps({
+        "name": "slow", "description": "Sleeps.", "kind": "read", "timeout_ms": 10000,
+        "arguments": {"type": "object", "properties": {"s": {"type": "number", "maximum": 5}},
+                      "required": ["s"], "additionalProperties": False},
+        "statement": "SELECT pg_sleep($s::float8) IS NULL AS slept"}))
+    shutil.copy(ROOT / "tools" / "get_customer.json", tools)
+    d = start_daemon("--tools", str(tools), "--workers", "2", "--queue-per-token", "2",
+                     "--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
+    flooder = world.mint(world.a, tools=["slow"])
+    other = world.mint(world.b, tools=["get_customer"])
+    done = []
+
+    def flood():
+        r = tool(d, flooder, "slow", {"s": 1.5})
+        done.append((time.monotonic(), r))
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    r = tool(d, other, "get_customer", {"customer_id": 1})
+    other_done = time.monotonic()
+    for t in threads:
+        t.join()
+    assert r.status_code == 200
+    refused = [x for _, x in done if x.status_code == 429]
+    served = [at for at, x in done if x.status_code == 200]
+    # The flooding token's queue is capped: the rest are refused at once...
+    assert refused and refused[0].json()["error"]["data"]["reason"] == "concurrency_limited"
+    assert len(served) == 4
+    # ...and the other tenant's call took its turn before the flooder's queued calls ran out.
+    assert other_done < max(served)
