@@ -560,9 +560,10 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 	}
 
 	if ((enm = json_object_get(prop, "enum")) != NULL) {
-		json_array_foreach(enm, i, e)
+		json_array_foreach(enm, i, e) {
 			if (json_equal(e, v))
 				break;
+		}
 		if (i == json_array_size(enm)) {
 			list[0] = '\0';
 			json_array_foreach(enm, i, e) {
@@ -657,11 +658,12 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		set_err(err, errlen, "property '%s' must be an object", name);
 		return -1;
 	}
-	json_object_foreach(prop, key, v)
+	json_object_foreach(prop, key, v) {
 		if (!in_list(key, property_keys)) {
 			set_err(err, errlen, "property '%s': unknown keyword '%s'", name, key);
 			return -1;
 		}
+	}
 	if ((type = json_object_get(prop, "type")) == NULL) {
 		set_err(err, errlen, "property '%s': needs a type", name);
 		return -1;
@@ -696,13 +698,14 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		return -1;
 	}
 	if ((bits & (T_OBJECT | T_ARRAY)) != 0) {
-		json_object_foreach(prop, key, v)
+		json_object_foreach(prop, key, v) {
 			if (!in_list(key, (const char *const[]){ "type", "description", "title",
 			    "default", "sensitive", NULL })) {
 				set_err(err, errlen, "property '%s': keyword '%s' does not apply to "
 				    "object and array types (they take no nested keywords)", name, key);
 				return -1;
 			}
+		}
 	}
 	for (i = 0; i < 2; i++) {
 		key = i == 0 ? "minimum" : "maximum";
@@ -833,12 +836,13 @@ check_schema(json_t *schema, char *err, size_t errlen)
 		set_err(err, errlen, "arguments must be a JSON Schema object");
 		return -1;
 	}
-	json_object_foreach(schema, key, v)
+	json_object_foreach(schema, key, v) {
 		if (!in_list(key, top_schema_keys)) {
 			set_err(err, errlen, "arguments: unknown keyword '%s' (known: type, "
 			    "properties, required, additionalProperties, description)", key);
 			return -1;
 		}
+	}
 	if (!json_is_string(json_object_get(schema, "type")) ||
 	    strcmp(json_string_value(json_object_get(schema, "type")), "object") != 0) {
 		set_err(err, errlen, "arguments: type must be \"object\"");
@@ -901,9 +905,10 @@ is_required(json_t *schema, const char *name)
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(json_object_get(schema, "required"), i, v)
+	json_array_foreach(json_object_get(schema, "required"), i, v) {
 		if (strcmp(json_string_value(v), name) == 0)
 			return 1;
+	}
 	return 0;
 }
 
@@ -925,7 +930,7 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 		set_err(msg, msglen, "out of memory");
 		return NULL;
 	}
-	json_object_foreach(args, key, v)
+	json_object_foreach(args, key, v) {
 		if (json_object_get(props, key) == NULL) {
 			strlcpy(extra, key, sizeof(extra));
 			set_err(msg, msglen, "unexpected argument '%s'", extra);
@@ -933,6 +938,7 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 				*bad_arg = extra;
 			goto fail;
 		}
+	}
 	json_object_foreach(props, key, prop) {
 		v = args != NULL ? json_object_get(args, key) : NULL;
 		if (v == NULL) {
@@ -1206,12 +1212,13 @@ check_code(json_t *code, char *err, size_t errlen)
 		set_err(err, errlen, "code must be an object {interpreter, limits, allow}");
 		return NULL;
 	}
-	json_object_foreach(code, key, v)
+	json_object_foreach(code, key, v) {
 		if (!in_list(key, code_keys)) {
 			set_err(err, errlen, "code: unknown key '%s' (known: interpreter, limits, "
 			    "allow)", key);
 			return NULL;
 		}
+	}
 	interp = json_object_get(code, "interpreter");
 	if (!json_is_string(interp) || (strcmp(json_string_value(interp), "python3") != 0 &&
 	    strcmp(json_string_value(interp), "sh") != 0)) {
@@ -1286,8 +1293,9 @@ client_schema(json_t *schema)
 
 	if (copy == NULL)
 		return NULL;
-	json_object_foreach(json_object_get(copy, "properties"), key, prop)
+	json_object_foreach(json_object_get(copy, "properties"), key, prop) {
 		json_object_del(prop, "sensitive");
+	}
 	return copy;
 }
 
@@ -1331,11 +1339,14 @@ count_nodes(json_t *v, const char *node_type, json_t **last)
 			if (last != NULL)
 				*last = v;
 		}
-		json_object_foreach(v, key, e)
+		json_object_foreach(v, key, e) {
 			n += count_nodes(e, node_type, last);
-	} else if (json_is_array(v))
-		json_array_foreach(v, i, e)
-			n += count_nodes(e, node_type, last);
+		}
+	}
+	/* json_array_foreach does nothing for a value that is not an array. */
+	json_array_foreach(v, i, e) {
+		n += count_nodes(e, node_type, last);
+	}
 	return n;
 }
 
@@ -1700,6 +1711,8 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	char fault[1024], base[80], word[16];
 	size_t n;
 
+	if (errlen > 0)
+		err[0] = '\0';
 	if (snprintf(t->file, sizeof(t->file), "%s/%s", dir, fname) >= (int)sizeof(t->file)) {
 		set_err(err, errlen, "%s/%s: path too long", dir, fname);
 		goto fail;
@@ -1722,7 +1735,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		set_err(err, errlen, "%s: a manifest must be a JSON object", t->file);
 		goto fail;
 	}
-	json_object_foreach(m, key, v)
+	json_object_foreach(m, key, v) {
 		if (!in_list(key, manifest_keys)) {
 			set_err(err, errlen, "%s: unknown key '%s' (known: name, description, kind, "
 			    "arguments, statement, max_rows, timeout_ms, title, destructive, code)",
@@ -1730,6 +1743,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			goto fail;
 		}
 
+	}
 	/* name: the file's basename. */
 	n = strlen(fname) - strlen(".json");
 	if (n >= sizeof(base)) {
@@ -1756,14 +1770,14 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		goto fail;
 	}
 	if ((t->description = strdup(json_string_value(v))) == NULL)
-		goto nomem;
+		goto fail;
 	if ((v = json_object_get(m, "title")) != NULL) {
 		if (!json_is_string(v)) {
 			set_err(err, errlen, "%s: title must be a string", t->file);
 			goto fail;
 		}
 		if ((t->title = strdup(json_string_value(v))) == NULL)
-			goto nomem;
+			goto fail;
 	}
 
 	kind = json_string_value(json_object_get(m, "kind"));
@@ -1800,7 +1814,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	}
 	t->schema = json_incref(v);
 	if ((t->input_schema = client_schema(t->schema)) == NULL)
-		goto nomem;
+		goto fail;
 
 	if (get_uint(m, "timeout_ms", DEFAULT_TIMEOUT, 1, MAX_TIMEOUT, &t->timeout_ms, t->file,
 	    err, errlen) == -1)
@@ -1821,7 +1835,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			goto fail;
 		}
 		if ((t->output_schema = code_schema()) == NULL)
-			goto nomem;
+			goto fail;
 	} else {
 		if (json_object_get(m, "code") != NULL) {
 			set_err(err, errlen, "%s: code applies to code tools only", t->file);
@@ -1873,7 +1887,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		if (conn != NULL && check_statement(conn, t, statement, stmt, err, errlen) == -1)
 			goto fail;
 		if ((t->output_schema = rows_schema(t)) == NULL)
-			goto nomem;
+			goto fail;
 	}
 	t->annotations = json_pack("{s:b, s:b, s:b, s:b}",
 	    "readOnlyHint", t->kind == TOOL_READ,
@@ -1882,12 +1896,13 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	    "openWorldHint", 0);
 	if (t->annotations == NULL || (t->title != NULL &&
 	    json_object_set_new(t->annotations, "title", json_string(t->title)) == -1))
-		goto nomem;
+		goto fail;
 	json_decref(m);
 	return 0;
-nomem:
-	set_err(err, errlen, "%s: out of memory", t->file);
 fail:
+	/* Every fault but an allocation's has set err by now. */
+	if (errlen > 0 && err[0] == '\0')
+		set_err(err, errlen, "%s: out of memory", t->file);
 	free(sql.s);
 	json_decref(m);
 	free_tool(t);
@@ -1909,6 +1924,8 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 	char **names = NULL, **grown, stmt[64];
 	size_t n = 0, cap = 0, i, j, len;
 
+	if (errlen > 0)
+		err[0] = '\0';
 	if (conn != NULL && (PQstatus(conn) != CONNECTION_OK ||
 	    PQtransactionStatus(conn) != PQTRANS_IDLE)) {
 		set_err(err, errlen, "%s: the database connection is not idle", dir);
@@ -1925,11 +1942,11 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			if ((grown = reallocarray(names, cap, sizeof(*grown))) == NULL)
-				goto nomem;
+				goto fail;
 			names = grown;
 		}
 		if ((names[n] = strdup(de->d_name)) == NULL)
-			goto nomem;
+			goto fail;
 		n++;
 	}
 	closedir(d);
@@ -1939,7 +1956,7 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 
 	if ((cat = calloc(1, sizeof(*cat))) == NULL ||
 	    (n > 0 && (cat->tools = calloc(n, sizeof(*cat->tools))) == NULL))
-		goto nomem;
+		goto fail;
 	cat->version = __atomic_add_fetch(&last_version, 1, __ATOMIC_RELAXED);
 	for (i = 0; i < n; i++) {
 		snprintf(stmt, sizeof(stmt), "airlock_check_%lu_%zu", cat->version, i);
@@ -1957,9 +1974,10 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 		free(names[i]);
 	free(names);
 	return cat;
-nomem:
-	set_err(err, errlen, "%s: out of memory", dir);
 fail:
+	/* Every fault but an allocation's has set err by now. */
+	if (errlen > 0 && err[0] == '\0')
+		set_err(err, errlen, "%s: out of memory", dir);
 	if (d != NULL)
 		closedir(d);
 	for (i = 0; i < n; i++)
