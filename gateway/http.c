@@ -261,11 +261,16 @@ run_job(struct pool_job *job, struct db *db)
 	PGresult *res;
 
 	if (req->route == R_READYZ) {
-		if (db_ensure(db) == 0) {
+		struct catalog_ref *ref = gw_catalog_get(req->srv->gw);
+
+		/* Ready: the database answers and the tool catalog has been checked. */
+		req->is_ready = 0;
+		if (ref != NULL && db_ensure(db) == 0) {
 			res = PQexec(db->conn, "SELECT 1");
 			req->is_ready = PQresultStatus(res) == PGRES_TUPLES_OK;
 			PQclear(res);
 		}
+		gw_catalog_put(req->srv->gw, ref);
 	} else {
 		req->ctx.db = db;
 		rpc_execute(&req->msg, methods_table, &req->ctx);

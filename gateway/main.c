@@ -11,39 +11,36 @@
 #include "airlock/log.h"
 #include "airlock/pool.h"
 
-static volatile sig_atomic_t got_stop, got_reload;
+#define CATALOG_RETRY_S 2	/* seconds between tries while the database is down */
 
-static void
-on_signal(int sig)
-{
-	if (sig == SIGHUP)
-		got_reload = 1;
-	else
-		got_stop = 1;
-}
+enum load_status { LOAD_OK, LOAD_DB_DOWN, LOAD_REFUSED };
 
-/* Loads and checks the tool catalog.  Returns a new catalog, or NULL (logged). */
-static struct catalog *
-load_catalog(const struct config *cfg)
+/*
+ * Loads and checks the tool catalog (the checks need the database).  Returns LOAD_OK
+ * with a new catalog in *out; LOAD_DB_DOWN when the database cannot be reached; or
+ * LOAD_REFUSED when a manifest is at fault (logged, naming the file and the fault).
+ */
+static enum load_status
+load_catalog(const struct config *cfg, struct catalog **out)
 {
-	struct catalog *cat = NULL;
+	enum load_status st = LOAD_OK;
 	char err[1024];
 	PGconn *conn;
 
+	*out = NULL;
 	conn = PQconnectdb(cfg->db);
 	if (PQstatus(conn) != CONNECTION_OK) {
-		log_error("cannot check the tool catalog: database unavailable: %s",
+		log_warn("cannot check the tool catalog yet: database unavailable: %s",
 		    PQerrorMessage(conn));
-		goto out;
-	}
-	if ((cat = tool_load(cfg->tools_dir, conn, err, sizeof(err))) == NULL)
+		st = LOAD_DB_DOWN;
+	} else if ((*out = tool_load(cfg->tools_dir, conn, err, sizeof(err))) == NULL) {
 		log_error("tool catalog refused: %s", err);
-	else
+		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;
+	} else
 		log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:I}", "msg", "tool catalog loaded",
-		    "dir", cfg->tools_dir, "tools", (json_int_t)cat->n));
-out:
+		    "dir", cfg->tools_dir, "tools", (json_int_t)(*out)->n));
 	PQfinish(conn);
-	return cat;
+	return st;
 }
 
 int
@@ -53,9 +50,10 @@ main(int argc, char **argv)
 	struct gateway gw;
 	struct http_server *srv;
 	struct catalog *cat;
-	struct sigaction sa;
-	sigset_t mask, old;
-	int rc;
+	struct timespec retry = { CATALOG_RETRY_S, 0 };
+	enum load_status st;
+	sigset_t mask;
+	int rc, sig, has_catalog;
 
 	if ((rc = config_parse(&cfg, argc, argv)) != 0)
 		return rc > 0 ? 0 : EX_USAGE;
@@ -66,9 +64,13 @@ main(int argc, char **argv)
 	memset(&gw, 0, sizeof(gw));
 	gw.cfg = &cfg;
 	pthread_mutex_init(&gw.lock, NULL);
-	if ((cat = load_catalog(&cfg)) == NULL)
+	/* A faulty manifest stops the start; a database that is down only delays the catalog
+	 * (no tool is served and /readyz says 503 until it is checked). */
+	if ((st = load_catalog(&cfg, &cat)) == LOAD_REFUSED)
 		return EX_CONFIG;
-	gw_catalog_set(&gw, cat);
+	has_catalog = st == LOAD_OK;
+	if (has_catalog)
+		gw_catalog_set(&gw, cat);
 	gw.rl = rl_create();
 	gw.audit = audit_start(cfg.db);
 	gw.pool = pool_create(cfg.db_workers, cfg.db, cfg.queue_max, cfg.queue_per_key);
@@ -76,34 +78,32 @@ main(int argc, char **argv)
 		log_error("cannot start the database workers");
 		return EX_OSERR;
 	}
-	/* Block the stop signals in every thread but this one, which waits for them. */
+	/* Block the signals in every thread; this one takes them with sigtimedwait. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, &old);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	if ((srv = http_start(&gw)) == NULL) {
 		pool_destroy(gw.pool);
 		return EX_UNAVAILABLE;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
 	log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:i, s:i, s:i}", "msg", "listening",
 	    "host", cfg.listen_host, "port", cfg.listen_port, "http_threads", cfg.http_threads,
 	    "db_workers", cfg.db_workers));
-	while (!got_stop) {
-		sigsuspend(&old);
-		if (got_reload) {
-			/* A bad reload keeps the catalog in use. */
-			got_reload = 0;
-			if ((cat = load_catalog(&cfg)) != NULL)
-				gw_catalog_set(&gw, cat);
-			else
-				log_warn("reload failed: keeping the current tool catalog");
-		}
+	for (;;) {
+		sig = sigtimedwait(&mask, NULL, has_catalog ? NULL : &retry);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig != SIGHUP && (sig != -1 || has_catalog))
+			continue;
+		/* SIGHUP, or a retry while the database was down.  A bad reload keeps the
+		 * catalog in use. */
+		if (load_catalog(&cfg, &cat) == LOAD_OK) {
+			gw_catalog_set(&gw, cat);
+			has_catalog = 1;
+		} else if (has_catalog)
+			log_warn("reload failed: keeping the current tool catalog");
 	}
 	log_info("stopping: finishing in-flight requests");
 	http_stop(srv, 10000);

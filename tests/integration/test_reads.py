@@ -368,9 +368,20 @@ def test_database_down_is_503_then_recovers():
         assert r.status_code == 503 and r.headers["Retry-After"] == "1"
         assert err(r) == (503, "backend_unavailable")
         assert requests.get(d.url + "/readyz", timeout=5).status_code == 503
+        # A gateway started while the database is down starts, live but not ready...
+        d2 = Daemon(["--db", c.gateway_url, "--tools", str(ROOT / "tools")])
+        assert requests.get(d2.url + "/readyz", timeout=5).status_code == 503
+        assert err(tool(d2, tok, "get_customer", {"customer_id": 1})) == (503, "backend_unavailable")
         ctl("dev-db", "start", "--dir", path)
         assert tool(d, tok, "get_customer", {"customer_id": 1}).status_code == 200
         assert requests.get(d.url + "/readyz", timeout=5).status_code == 200
+        # ...and checks its catalog and serves once the database is back.
+        deadline = time.monotonic() + 15
+        while requests.get(d2.url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, d2.logtext()
+            time.sleep(0.2)
+        assert tool(d2, tok, "get_customer", {"customer_id": 1}).status_code == 200
+        d2.stop()
     finally:
         if d is not None:
             d.stop()
