@@ -45,9 +45,10 @@ struct audit {
 
 static const char insert_calls[] =
     "INSERT INTO airlock.calls (id, at, tenant, token_id, task, method, tool, arguments,"
-    " dry_run, idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client)"
+    " dry_run, idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client,"
+    " egress)"
     " SELECT id, at, tenant, token_id, task, method, tool, arguments, dry_run,"
-    " idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client"
+    " idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client, egress"
     " FROM json_populate_recordset(NULL::airlock.calls, $1::json)";
 
 static const char insert_refusals[] =
@@ -99,7 +100,8 @@ void
 audit_record_clear(struct audit_record *rec)
 {
 	json_decref(rec->arguments);
-	rec->arguments = NULL;
+	json_decref(rec->egress);
+	rec->arguments = rec->egress = NULL;
 }
 
 static json_t *
@@ -119,14 +121,15 @@ record_json(const struct audit_record *r)
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	    (long)(r->at.tv_nsec / 1000) % 1000000);
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:O?, s:b, s:o, s:o, s:s, s:o,"
-	    " s:f, s:o, s:o}",
+	    " s:f, s:o, s:o, s:O?}",
 	    "id", r->id, "at", at, "tenant", text_or_null(r->tenant),
 	    "token_id", text_or_null(r->token_id), "task", text_or_null(r->task),
 	    "method", r->method, "tool", text_or_null(r->tool), "arguments", r->arguments,
 	    "dry_run", r->is_dry_run, "idempotency_key", text_or_null(r->idem_key),
 	    "plan_id", text_or_null(r->plan_id), "outcome", r->outcome,
 	    "reason", text_or_null(r->reason), "duration_ms", r->duration_ms,
-	    "result_digest", text_or_null(r->result_digest), "client", text_or_null(r->client));
+	    "result_digest", text_or_null(r->result_digest), "client", text_or_null(r->client),
+	    "egress", r->egress);
 }
 
 /* Runs one INSERT with a JSON array parameter.  Returns 0 or -1 (logged). */

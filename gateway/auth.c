@@ -155,3 +155,30 @@ auth_clear(struct principal *p)
 	json_decref(p->bindings);
 	p->tools = p->bindings = NULL;
 }
+
+int
+auth_check_bindings(const struct principal *p, const struct tool *t, json_t *args,
+    struct rpc_error *err)
+{
+	json_t *props = json_object_get(t->schema, "properties"), *v;
+	const char *k;
+	char *text;
+	int same;
+
+	if (p->is_admin)
+		return 0;
+	json_object_foreach(p->bindings, k, v) {
+		if (json_object_get(props, k) == NULL)
+			continue;	/* a binding for another tool's argument */
+		text = tool_arg_text(json_object_get(args, k));
+		same = text != NULL && strcmp(text, json_string_value(v)) == 0;
+		free(text);
+		if (!same) {
+			rpc_error_set(err, RPC_FORBIDDEN, "binding_mismatch",
+			    "This token is bound to another value of argument '%s'", k);
+			err->data = json_pack("{s:s}", "argument", k);
+			return -1;
+		}
+	}
+	return 0;
+}

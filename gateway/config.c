@@ -24,6 +24,8 @@ static const char usage[] =
 "  --workers N            database workers, one connection each (default 8)\n"
 "  --queue N              calls waiting for a worker, in all (default 4096)\n"
 "  --queue-per-token N    calls waiting for a worker, per token (default 64)\n"
+"  --sandboxes N          code steps running at once (default 4)\n"
+"  --sandboxes-per-tenant N  code steps running at once per tenant (default 2)\n"
 "  --rate-client R/B      requests per second and burst per client address, before\n"
 "                         authentication (default 100/200; 0/0 turns it off)\n"
 "  --rate-token R/B       calls per second and burst per token (default 20/40)\n"
@@ -34,7 +36,7 @@ static const char usage[] =
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT };
+	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -51,6 +53,8 @@ static const struct option options[] = {
 	{ "workers", required_argument, NULL, O_WORKERS },
 	{ "queue", required_argument, NULL, O_QUEUE },
 	{ "queue-per-token", required_argument, NULL, O_QUEUE_KEY },
+	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
+	{ "sandboxes-per-tenant", required_argument, NULL, O_SANDBOXES_TENANT },
 	{ "rate-client", required_argument, NULL, O_RATE_CLIENT },
 	{ "rate-token", required_argument, NULL, O_RATE_TOKEN },
 	{ "rate-tenant", required_argument, NULL, O_RATE_TENANT },
@@ -222,6 +226,16 @@ apply(struct config *cfg, int opt, const char *arg)
 			return -1;
 		cfg->queue_per_key = (unsigned)n;
 		break;
+	case O_SANDBOXES:
+		if (set_number(&n, arg, 1, 256, "--sandboxes") == -1)
+			return -1;
+		cfg->sandboxes = (unsigned)n;
+		break;
+	case O_SANDBOXES_TENANT:
+		if (set_number(&n, arg, 1, 256, "--sandboxes-per-tenant") == -1)
+			return -1;
+		cfg->sandboxes_per_tenant = (unsigned)n;
+		break;
 	default:
 		return -1;
 	}
@@ -253,6 +267,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->db_workers = 8;
 	cfg->queue_max = 4096;
 	cfg->queue_per_key = 64;
+	cfg->sandboxes = 4;
+	cfg->sandboxes_per_tenant = 2;
 	cfg->rate_client = 100;
 	cfg->burst_client = 200;
 	cfg->rate_token = 20;

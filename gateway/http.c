@@ -282,7 +282,7 @@ run_job(struct pool_job *job, struct db *db)
 
 /* Hands req to the pool with its connection suspended; answers 429/503 when full. */
 static enum MHD_Result
-defer(struct request *req, const char *key)
+defer(struct request *req, struct pool *pool, const char *key)
 {
 	struct rpc_error err = { 0 };
 
@@ -290,7 +290,7 @@ defer(struct request *req, const char *key)
 	strlcpy(req->job.key, key, sizeof(req->job.key));
 	req->in_worker = 1;
 	MHD_suspend_connection(req->conn);
-	if (pool_submit(req->srv->gw->pool, &req->job) == 0)
+	if (pool_submit(pool, &req->job) == 0)
 		return MHD_YES;
 	MHD_resume_connection(req->conn);
 	req->in_worker = 0;
@@ -351,7 +351,8 @@ finish_rpc(struct request *req)
 	req->ctx.client = req->client;
 	req->ctx.is_mcp = req->route == R_MCP;
 	if (req->msg.root != NULL && rpc_needs_worker(&req->msg, methods_table))
-		return defer(req, req->ctx.bearer ? req->ctx.bearer : req->client);
+		return defer(req, gw_pool_for(srv->gw, &req->msg),
+		    req->ctx.bearer ? req->ctx.bearer : req->client);
 	rpc_execute(&req->msg, methods_table, &req->ctx);
 	return respond_rpc(req);
 }
@@ -462,7 +463,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	case R_HEALTHZ:
 		return respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
 	case R_READYZ:
-		return defer(req, "readyz");
+		return defer(req, req->srv->gw->pool, "readyz");
 	case R_METRICS:
 		return metrics(req);
 	default:
@@ -593,7 +594,8 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	/* Every queued call runs and resumes its connection before the daemon stops:
 	 * libmicrohttpd 0.9.75 aborts in MHD_stop_daemon while one is suspended. */
 	pool_destroy(srv->gw->pool);
-	srv->gw->pool = NULL;
+	pool_destroy(srv->gw->sandbox_pool);
+	srv->gw->pool = srv->gw->sandbox_pool = NULL;
 	wait_inflight(srv, 2000);
 	MHD_stop_daemon(srv->mhd);
 	free(srv);

@@ -74,7 +74,11 @@ main(int argc, char **argv)
 	gw.rl = rl_create();
 	gw.audit = audit_start(cfg.db);
 	gw.pool = pool_create(cfg.db_workers, cfg.db, cfg.queue_max, cfg.queue_per_key);
-	if (gw.rl == NULL || gw.audit == NULL || gw.pool == NULL) {
+	/* Code steps: at most cfg.sandboxes at once; a token may queue as many as a tenant
+	 * may run (the per-tenant cap itself is checked when a step starts). */
+	gw.sandbox_pool = pool_create(cfg.sandboxes, cfg.db, cfg.sandboxes * 4,
+	    cfg.sandboxes_per_tenant);
+	if (gw.rl == NULL || gw.audit == NULL || gw.pool == NULL || gw.sandbox_pool == NULL) {
 		log_error("cannot start the database workers");
 		return EX_OSERR;
 	}
@@ -86,6 +90,7 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	if ((srv = http_start(&gw)) == NULL) {
 		pool_destroy(gw.pool);
+		pool_destroy(gw.sandbox_pool);
 		return EX_UNAVAILABLE;
 	}
 	log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:i, s:i, s:i}", "msg", "listening",

@@ -10,6 +10,7 @@
 
 #include "airlock/auth.h"
 #include "airlock/call.h"
+#include "airlock/code.h"
 #include "airlock/gateway.h"
 #include "airlock/log.h"
 
@@ -74,6 +75,27 @@ gw_catalog_set(struct gateway *gw, struct catalog *cat)
 	gw->catalog = ref;
 	pthread_mutex_unlock(&gw->lock);
 	gw_catalog_put(gw, old);
+}
+
+struct pool *
+gw_pool_for(struct gateway *gw, const struct rpc_msg *msg)
+{
+	struct catalog_ref *ref;
+	const struct tool *t;
+	const char *method, *name;
+	int is_code = 0;
+
+	if (msg->root == NULL || msg->is_batch)
+		return gw->pool;
+	method = json_string_value(json_object_get(msg->root, "method"));
+	name = json_string_value(json_object_get(json_object_get(msg->root, "params"), "name"));
+	if (method == NULL || strcmp(method, "tools/call") != 0 || name == NULL)
+		return gw->pool;
+	ref = gw_catalog_get(gw);
+	t = ref ? tool_find(ref->cat, name) : NULL;
+	is_code = t != NULL && t->kind == TOOL_CODE;
+	gw_catalog_put(gw, ref);
+	return is_code ? gw->sandbox_pool : gw->pool;
 }
 
 static void
@@ -302,32 +324,6 @@ call_result(json_t *sc)
 	return result;
 }
 
-/* The checked arguments against the token's bindings.  Returns 0, or -1 with err. */
-static int
-check_bindings(const struct principal *p, const struct tool *t, json_t *args,
-    struct rpc_error *err)
-{
-	json_t *props = json_object_get(t->schema, "properties"), *v;
-	const char *k;
-	char *text;
-	int same;
-
-	json_object_foreach(p->bindings, k, v) {
-		if (json_object_get(props, k) == NULL)
-			continue;	/* a binding for another tool's argument */
-		text = tool_arg_text(json_object_get(args, k));
-		same = text != NULL && strcmp(text, json_string_value(v)) == 0;
-		free(text);
-		if (!same) {
-			rpc_error_set(err, RPC_FORBIDDEN, "binding_mismatch",
-			    "This token is bound to another value of argument '%s'", k);
-			err->data = json_pack("{s:s}", "argument", k);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static int
 check_call_params(json_t *params, struct rpc_error *err)
 {
@@ -385,7 +381,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *digest = NULL;
 	char msg[256];
 	struct call c;
-	int truncated;
+	int truncated, is_dry_run;
 
 	if (call_begin(&c, vctx, name, err) == -1)
 		return call_end(&c, NULL, NULL, err);
@@ -415,8 +411,26 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		rpc_error_clear(err);
 		goto done;
 	}
-	if (check_bindings(&c.p, t, args, err) == -1 || auth_count_call(c.ctx->db, &c.p, err) == -1)
+	if (auth_check_bindings(&c.p, t, args, err) == -1 || auth_count_call(c.ctx->db, &c.p, err) == -1)
 		goto done;
+	if (t->kind == TOOL_CODE) {
+		is_dry_run = c.p.is_preview_only ||
+		    json_is_true(json_object_get(params, "dry_run"));
+		c.rec.is_dry_run = is_dry_run;
+		digest = code_run(c.gw, c.ctx->db, &c.p, t, ref->cat->version, args, c.rec.id,
+		    is_dry_run, &c.rec.egress, err);
+		if (digest == NULL) {
+			if (call_is_tool_error(err)) {
+				result = tool_error_result(c.rec.id, err, NULL);
+				rpc_error_clear(err);
+			}
+			goto done;
+		}
+		sc = json_deep_copy(digest);
+		json_object_set_new(sc, "call_id", json_string(c.rec.id));
+		result = call_result(sc);
+		goto done;
+	}
 	if (t->kind != TOOL_READ) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
 		    "Tool '%s' is of a kind this gateway does not run", t->name);

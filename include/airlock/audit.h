@@ -16,6 +16,7 @@ struct audit_record {
 	char method[64];
 	char tool[65];
 	json_t *arguments;		/* owned; sensitive values already replaced by digests */
+	json_t *egress;			/* owned; a code step's egress attempts, or NULL */
 	int is_dry_run;
 	char idem_key[256];
 	char plan_id[AUDIT_ID_LEN + 1];

@@ -7,6 +7,7 @@
 #include "airlock/db.h"
 #include "airlock/rpc.h"
 #include "airlock/token.h"
+#include "airlock/tool.h"
 
 struct principal {
 	int is_admin;
@@ -37,6 +38,11 @@ int auth_identify(struct db *db, const char *bearer, const char *admin_file,
  * 401 token_revoked/token_expired when that happened meanwhile, 503). */
 int auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
     __attribute__((warn_unused_result));
+
+/* Checks a tool's checked arguments (borrowed) against p's bindings: a bound argument
+ * must be passed, with the bound value.  Returns 0, or -1 with err (403 binding_mismatch). */
+int auth_check_bindings(const struct principal *p, const struct tool *t, json_t *args,
+    struct rpc_error *err) __attribute__((warn_unused_result));
 
 /* Whether p may call tool. */
 int auth_is_granted(const struct principal *p, const char *tool);

@@ -22,6 +22,8 @@ struct config {
 	unsigned db_workers;
 	unsigned queue_max;		/* jobs waiting for a worker, in all */
 	unsigned queue_per_key;		/* jobs waiting for a worker, per token */
+	unsigned sandboxes;		/* code steps running at once, in all */
+	unsigned sandboxes_per_tenant;	/* code steps running at once, per tenant */
 	double rate_client, burst_client;	/* per client address, before authentication */
 	double rate_token, burst_token;		/* per token */
 	double rate_tenant, burst_tenant;	/* per tenant, unless the tenant sets its own */

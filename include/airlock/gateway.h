@@ -20,7 +20,8 @@ struct catalog_ref {
 
 struct gateway {
 	const struct config *cfg;
-	struct pool *pool;
+	struct pool *pool;		/* database workers */
+	struct pool *sandbox_pool;	/* code tools: their sandboxes run here */
 	struct audit *audit;
 	struct rl *rl;
 	pthread_mutex_t lock;		/* guards catalog */
@@ -30,6 +31,10 @@ struct gateway {
 /* Returns the current catalog with a reference taken (release with gw_catalog_put). */
 struct catalog_ref *gw_catalog_get(struct gateway *gw);
 void gw_catalog_put(struct gateway *gw, struct catalog_ref *ref);
+
+/* The pool a parsed message's calls run on: a single tools/call of a code tool goes to
+ * the sandbox pool, everything else to the database workers. */
+struct pool *gw_pool_for(struct gateway *gw, const struct rpc_msg *msg);
 
 /* Makes cat (stolen) the current catalog; the old one goes when its last call ends. */
 void gw_catalog_set(struct gateway *gw, struct catalog *cat);

@@ -1,0 +1,32 @@
+/* code.h: code tools: the model's program, run in a fresh sandbox under the caller's token. */
+#ifndef AIRLOCK_CODE_H
+#define AIRLOCK_CODE_H
+
+#include <jansson.h>
+
+#include "airlock/auth.h"
+#include "airlock/db.h"
+#include "airlock/gateway.h"
+#include "airlock/rpc.h"
+#include "airlock/tool.h"
+
+/*
+ * Runs code tool t for principal p with its checked arguments (borrowed): `code`, and
+ * `input` (JSON) or `input_tool` ({name, arguments}: a read tool run first under the same
+ * token, with its grant, bindings and quota checked, whose rows become the input).  When
+ * is_dry_run, runs nothing and returns the plan (interpreter, limits, allowlist, input size).
+ *
+ * Returns the call's structuredContent without call_id (a new reference): stdout (parsed as
+ * JSON when it is JSON, else text), stderr, exit status, signal, the limits hit, timings; or
+ * NULL with err: a tool error (reason program_failed or sandbox_limit, with stdout/stderr and
+ * the outcome in err->data) or a protocol error (429 concurrency_limited with
+ * retryAfterSeconds, 403 from the input tool's checks, 503 sandbox or database unavailable).
+ * *egress receives a new array of the run's egress attempts ({host, port, allowed, reason}),
+ * possibly empty, on every path (NULL only when nothing ran).  Runs on a worker thread of
+ * the gateway's sandbox pool; db is that worker's connection.
+ */
+json_t *code_run(struct gateway *gw, struct db *db, const struct principal *p,
+    const struct tool *t, unsigned long version, json_t *args, const char *call_id,
+    int is_dry_run, json_t **egress, struct rpc_error *err);
+
+#endif
