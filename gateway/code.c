@@ -355,6 +355,21 @@ sandbox_unavailable(struct rpc_error *err)
 }
 
 /*
+ * The interpreters read the program from its descriptor (SB_PROGRAM_PATH's number) rather
+ * than by opening SB_PROGRAM_PATH: reopening a pipe through /proc checks the pipe's owner,
+ * and a launcher running as root creates it as root while the program runs as another uid.
+ * Python runs it as __main__ under the name <program>; sh evaluates it with $0 "program".
+ */
+static const char py_boot[] =
+    "import sys\n"
+    "sys.argv[0] = '<program>'\n"
+    "with open(3, encoding='utf-8') as f:\n"
+    "    src = f.read()\n"
+    "exec(compile(src, '<program>', 'exec'), {'__name__': '__main__', '__builtins__': __builtins__})\n";
+static const char sh_boot[] =
+    "__airlock_program=$(cat <&3) && exec 3<&- && eval \"unset __airlock_program; $__airlock_program\"";
+
+/*
  * Runs code with t's interpreter, limits and allowlist, input (may be NULL) on its stdin.
  * Returns 0 with *out the outcome (new), or -1 with err (503 when the launcher failed).
  * *egress receives the attempts (new array) once a spawn was tried.
@@ -364,8 +379,8 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *code,
     size_t code_len, const char *input, size_t input_len, json_t **out, json_t **egress,
     struct rpc_error *err)
 {
-	static const char *const py_argv[] = { "python3", "-I", SB_PROGRAM_PATH, NULL };
-	static const char *const sh_argv[] = { "sh", SB_PROGRAM_PATH, NULL };
+	static const char *const py_argv[] = { "python3", "-I", "-c", py_boot, NULL };
+	static const char *const sh_argv[] = { "sh", "-c", sh_boot, "program", NULL };
 	const char *allow[SB_ALLOW_MAX + 1];
 	struct egress_log log = { .list = NULL };
 	struct sb_config cfg;
