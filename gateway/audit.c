@@ -43,13 +43,23 @@ struct audit {
 	struct db db;
 };
 
-static const char insert_calls[] =
+const char audit_insert_calls_sql[] =
     "INSERT INTO airlock.calls (id, at, tenant, token_id, task, method, tool, arguments,"
     " dry_run, idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client,"
     " egress)"
     " SELECT id, at, tenant, token_id, task, method, tool, arguments, dry_run,"
     " idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client, egress"
     " FROM json_populate_recordset(NULL::airlock.calls, $1::json)";
+
+static const char insert_changes[] =
+    "INSERT INTO airlock.changes (call_id, tenant, table_name, key, op, before, after)"
+    " SELECT $1::uuid, c->>'tenant', c->>'table_name', c->'key', c->>'op', c->'before', c->'after'"
+    " FROM jsonb_array_elements($2::jsonb) c";
+
+/* Plans live as long as a preview is worth committing. */
+static const char insert_plan[] =
+    "INSERT INTO airlock.plans (id, tenant, tool, fingerprint, updates, inserts, expires_at)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, now() + interval '15 minutes')";
 
 static const char insert_refusals[] =
     "INSERT INTO airlock.refusals (second, client, reason, count)"
@@ -102,6 +112,10 @@ audit_record_clear(struct audit_record *rec)
 	json_decref(rec->arguments);
 	json_decref(rec->egress);
 	rec->arguments = rec->egress = NULL;
+	free(rec->changes);
+	free(rec->plan_updates);
+	free(rec->plan_inserts);
+	rec->changes = rec->plan_updates = rec->plan_inserts = NULL;
 }
 
 static json_t *
@@ -110,8 +124,8 @@ text_or_null(const char *s)
 	return s != NULL && s[0] != '\0' ? json_string(s) : json_null();
 }
 
-static json_t *
-record_json(const struct audit_record *r)
+json_t *
+audit_record_json(const struct audit_record *r)
 {
 	char at[64];
 	struct tm tm;
@@ -161,6 +175,85 @@ insert_json(struct audit *a, const char *sql, json_t *rows)
 	return rc;
 }
 
+/*
+ * Writes a batch of records, and the previews and plans of the dry-runs among them, in one
+ * pipeline, so one implicit transaction (one commit).  Returns 0 or -1 (logged).
+ */
+static int
+write_batch(struct audit *a, struct pending *batch)
+{
+	struct db_query *q = NULL;
+	const char **values = NULL;
+	struct pending *p;
+	json_t *rows = json_array();
+	char *text = NULL;
+	size_t n = 1, i, k;
+	int attempt, rc = -1;
+
+	for (p = batch; p != NULL; p = p->next) {
+		json_array_append_new(rows, audit_record_json(p->rec));
+		if (p->rec->changes != NULL)
+			n++;
+		if (p->rec->plan_updates != NULL)
+			n++;
+	}
+	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL ||
+	    (q = calloc(n, sizeof(*q))) == NULL || (values = calloc(n * 6, sizeof(*values))) == NULL)
+		goto out;
+	values[0] = text;
+	q[0].sql = audit_insert_calls_sql;
+	q[0].n = 1;
+	q[0].values = values;
+	for (p = batch, i = 1; p != NULL; p = p->next) {
+		const struct audit_record *r = p->rec;
+
+		if (r->changes != NULL) {
+			k = i * 6;
+			values[k] = r->id;
+			values[k + 1] = r->changes;
+			q[i].sql = insert_changes;
+			q[i].n = 2;
+			q[i++].values = values + k;
+		}
+		if (r->plan_updates != NULL) {
+			k = i * 6;
+			values[k] = r->id;
+			values[k + 1] = r->tenant;
+			values[k + 2] = r->tool;
+			values[k + 3] = r->fingerprint;
+			values[k + 4] = r->plan_updates;
+			values[k + 5] = r->plan_inserts ? r->plan_inserts : "{}";
+			q[i].sql = insert_plan;
+			q[i].n = 6;
+			q[i++].values = values + k;
+		}
+	}
+	/* A broken connection gets one fresh try before the batch fails closed. */
+	for (attempt = 0; attempt < 2 && rc == -1; attempt++) {
+		if (db_ensure(&a->db) == -1)
+			continue;
+		if (db_pipeline(&a->db, q, n) == -1)
+			continue;
+		rc = 0;
+		for (i = 0; i < n; i++) {
+			if (PQresultStatus(q[i].res) != PGRES_COMMAND_OK) {
+				if (rc == 0)
+					log_error("audit write failed: %s", PQresultErrorMessage(q[i].res));
+				rc = -1;
+			}
+			PQclear(q[i].res);
+		}
+		if (rc == -1)
+			break;
+	}
+out:
+	json_decref(rows);
+	free(text);
+	free(q);
+	free(values);
+	return rc;
+}
+
 /* Takes the refusal counts of seconds that are over (all of them when stopping). */
 static json_t *
 take_refusals(struct audit *a, time_t now)
@@ -187,7 +280,7 @@ writer(void *arg)
 	struct audit *a = arg;
 	struct pending *batch, *p;
 	struct timespec deadline;
-	json_t *rows, *refusals;
+	json_t *refusals;
 	size_t n;
 	int rc;
 
@@ -219,14 +312,7 @@ writer(void *arg)
 		if (json_array_size(refusals) > 0 && insert_json(a, insert_refusals, refusals) == -1)
 			log_error("lost %zu refusal counts", json_array_size(refusals));
 		json_decref(refusals);
-		rc = 0;
-		if (batch != NULL) {
-			rows = json_array();
-			for (p = batch; p != NULL; p = p->next)
-				json_array_append_new(rows, record_json(p->rec));
-			rc = insert_json(a, insert_calls, rows);
-			json_decref(rows);
-		}
+		rc = batch != NULL ? write_batch(a, batch) : 0;
 
 		pthread_mutex_lock(&a->lock);
 		for (p = batch; p != NULL; p = p->next) {

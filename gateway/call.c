@@ -32,8 +32,8 @@ call_is_tool_error(const struct rpc_error *err)
  * caller's own (the value it sent, a constraint's name) is passed on; everything else is
  * logged and answered without detail, so no SQL text, table or other tenant's value leaks.
  */
-static void
-set_sql_error(const PGresult *res, const struct tool *t, struct rpc_error *err)
+void
+call_sql_error(const PGresult *res, const char *what, struct rpc_error *err)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -54,7 +54,7 @@ set_sql_error(const PGresult *res, const struct tool *t, struct rpc_error *err)
 		if (constraint != NULL)
 			err->data = json_pack("{s:s}", "constraint", constraint);
 	} else {
-		log_error("tool %s: SQLSTATE %s: %s", t->name, state, primary ? primary : "");
+		log_error("%s: SQLSTATE %s: %s", what, state, primary ? primary : "");
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
 	}
 }
@@ -96,7 +96,7 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	if (db_prepare(db, name, t->sql, &res) == -1) {
 		if (res == NULL)
 			goto unavailable;
-		set_sql_error(res, t, err);
+		call_sql_error(res, t->name, err);
 		goto fail;
 	}
 	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
@@ -121,11 +121,11 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	if (db_pipeline(db, q, 2) == -1)
 		goto unavailable;
 	if (PQresultStatus(q[0].res) != PGRES_TUPLES_OK) {
-		set_sql_error(q[0].res, t, err);
+		call_sql_error(q[0].res, t->name, err);
 		goto fail;
 	}
 	if (PQresultStatus(q[1].res) != PGRES_TUPLES_OK) {
-		set_sql_error(q[1].res, t, err);
+		call_sql_error(q[1].res, t->name, err);
 		goto fail;
 	}
 	*truncated = PQntuples(q[1].res) > (int)t->max_rows;

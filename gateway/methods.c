@@ -13,6 +13,7 @@
 #include "airlock/code.h"
 #include "airlock/gateway.h"
 #include "airlock/log.h"
+#include "airlock/write.h"
 
 #define SERVER_VERSION "0.1.0"
 
@@ -26,6 +27,7 @@ struct call {
 	struct principal p;
 	struct audit_record rec;
 	int is_identified;
+	int is_recorded;		/* the record went in with a write's effect */
 };
 
 struct catalog_ref *
@@ -159,6 +161,18 @@ outcome_of(const struct rpc_error *err)
 	}
 }
 
+/* What a result's digest covers: structuredContent without what differs between a call
+ * and its replay (call_id, replayed).  Returns a new reference. */
+static json_t *
+digest_view(json_t *sc)
+{
+	json_t *v = json_deep_copy(sc);
+
+	json_object_del(v, "call_id");
+	json_object_del(v, "replayed");
+	return v;
+}
+
 /*
  * Records the call and returns what to answer: result (stolen), or NULL with err.
  * digest_of (borrowed, may be NULL) is what the record's result digest covers.  When
@@ -169,7 +183,7 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 {
 	struct timespec now;
 
-	if (c->is_identified) {
+	if (c->is_identified && !c->is_recorded) {
 		clock_gettime(CLOCK_REALTIME, &now);
 		c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
 		    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
@@ -179,8 +193,12 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 				c->rec.reason = json_string_value(json_object_get(json_object_get(
 				    json_object_get(result, "structuredContent"), "error"), "reason"));
 			}
-			if (digest_of != NULL)
-				audit_digest(digest_of, c->rec.result_digest);
+			if (digest_of != NULL) {
+				json_t *view = digest_view(digest_of);
+
+				audit_digest(view, c->rec.result_digest);
+				json_decref(view);
+			}
 		} else {
 			c->rec.outcome = outcome_of(err);
 			c->rec.reason = err->reason;
@@ -197,6 +215,23 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 	audit_record_clear(&c->rec);
 	auth_clear(&c->p);
 	return result;
+}
+
+/* write_run's finish callback: completes a committed write's record from its result. */
+static void
+finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
+{
+	struct timespec now;
+	json_t *v = digest_view(sc);
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME, &now);
+	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
+	rec->outcome = "ok";
+	rec->reason = NULL;
+	audit_digest(v, rec->result_digest);
+	json_decref(v);
 }
 
 static json_t *
@@ -372,6 +407,121 @@ check_call_params(json_t *params, struct rpc_error *err)
 	return 0;
 }
 
+/* The idempotency key of a write: params.idempotency_key, else the Idempotency-Key
+ * header of a single request.  Returns it (borrowed), or NULL with err when it is
+ * missing or malformed. */
+static const char *
+idem_key_of(struct call *c, json_t *params, struct rpc_error *err)
+{
+	const char *key = json_string_value(json_object_get(params, "idempotency_key"));
+
+	if (key == NULL)
+		key = c->ctx->idem_header;
+	if (key == NULL) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "key_required", "A write needs an "
+		    "idempotency key: params.idempotency_key or the Idempotency-Key header");
+		return NULL;
+	}
+	if (strlen(key) == 0 || strlen(key) > 255) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "An idempotency key has 1 to 255 characters");
+		return NULL;
+	}
+	return key;
+}
+
+/* The fingerprint a key and a plan bind: SHA-256 of the canonical {tool, arguments}. */
+static void
+fingerprint(const char *tool, json_t *args, char hex[65])
+{
+	json_t *v = json_pack("{s:s, s:O}", "tool", tool, "arguments", args);
+
+	audit_digest(v, hex);
+	json_decref(v);
+}
+
+/*
+ * Runs a write through write_run and shapes the answer: a CallToolResult, a tool error
+ * result, or NULL with err.  Sets the record's key, plan and dry-run fields.
+ */
+static json_t *
+run_write(struct call *c, const struct write_stmt *st, const char *role, const char *tenant,
+    const char *tool, const char *fp, json_t *params, struct rpc_error *err)
+{
+	const char *key = NULL, *plan_id;
+	json_t *sc, *result = NULL, *view;
+	int is_dry_run, is_replay = 0;
+
+	is_dry_run = c->p.is_preview_only || json_is_true(json_object_get(params, "dry_run"));
+	plan_id = json_string_value(json_object_get(params, "plan_id"));
+	c->rec.is_dry_run = is_dry_run;
+	if (!is_dry_run && (key = idem_key_of(c, params, err)) == NULL)
+		return NULL;
+	if (key != NULL)
+		strlcpy(c->rec.idem_key, key, sizeof(c->rec.idem_key));
+	if (plan_id != NULL)
+		strlcpy(c->rec.plan_id, plan_id, sizeof(c->rec.plan_id));
+	sc = write_run(c->ctx->db, st, role, tenant, tool, fp, key, plan_id, is_dry_run, &c->rec,
+	    finish_write_record, NULL, &is_replay, &c->is_recorded, err);
+	if (sc == NULL) {
+		if (call_is_tool_error(err)) {
+			result = tool_error_result(c->rec.id, err, NULL);
+			rpc_error_clear(err);
+		}
+		return result;
+	}
+	if (is_dry_run)
+		json_object_set_new(sc, "call_id", json_string(c->rec.id));
+	if (!json_is_boolean(json_object_get(sc, "replayed")))
+		json_object_set_new(sc, "replayed", json_false());
+	if (!c->is_recorded) {
+		/* A dry-run or a replay: call_end writes the record, with this digest. */
+		view = digest_view(sc);
+		audit_digest(view, c->rec.result_digest);
+		json_decref(view);
+	}
+	return call_result(sc);
+}
+
+/* tools/call of a write tool. */
+static json_t *
+call_write(struct call *c, const struct tool *t, unsigned long version, json_t *params,
+    json_t *args, struct rpc_error *err)
+{
+	struct write_stmt st;
+	char name[96], fp[65], **values = NULL;
+	PGresult *res = NULL;
+	json_t *result = NULL;
+
+	snprintf(name, sizeof(name), "t%lu_%s", version, t->name);
+	if (db_prepare(c->ctx->db, name, t->sql, &res) == -1) {
+		if (res == NULL)
+			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+			    "The database is unavailable; retry shortly");
+		else
+			call_sql_error(res, t->name, err);
+		PQclear(res);
+		return NULL;
+	}
+	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
+	    tool_bind(t, args, values) == -1) {
+		free(values);
+		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		return NULL;
+	}
+	memset(&st, 0, sizeof(st));
+	st.name = name;
+	st.n = (int)t->n_params;
+	st.values = (const char *const *)values;
+	st.max_rows = t->max_rows;
+	st.timeout_ms = t->timeout_ms;
+	fingerprint(t->name, args, fp);
+	result = run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, err);
+	tool_unbind(t, values);
+	free(values);
+	return result;
+}
+
 static json_t *
 m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
@@ -431,9 +581,8 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		result = call_result(sc);
 		goto done;
 	}
-	if (t->kind != TOOL_READ) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
-		    "Tool '%s' is of a kind this gateway does not run", t->name);
+	if (t->kind == TOOL_WRITE) {
+		result = call_write(&c, t, ref->cat->version, params, args, err);
 		goto done;
 	}
 	if (call_read(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &rows,
@@ -600,6 +749,221 @@ done:
 	return call_end(&c, result, result, err);
 }
 
+/* A call id in text: 36 characters of hex digits and dashes (checked before any lookup). */
+static int
+is_call_id(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || strlen(s) != AUDIT_ID_LEN)
+		return 0;
+	for (i = 0; i < AUDIT_ID_LEN; i++)
+		if (!(i == 8 || i == 13 || i == 18 || i == 23 ? s[i] == '-' :
+		    strchr("0123456789abcdefABCDEF", s[i]) != NULL && s[i] != '\0'))
+			return 0;
+	return 1;
+}
+
+static void
+call_not_found(struct rpc_error *err)
+{
+	rpc_error_set(err, RPC_INVALID_PARAMS, "call_not_found", "No such call");
+}
+
+/* The rows a revert puts back, per changed row: the last after-image to expect and the
+ * image to restore (the first before-image; for an inserted row, its soft delete). */
+static const char revert_groups_sql[] =
+    "SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
+    " 'expected', last_after, 'image', CASE WHEN first_op = 'insert'"
+    " THEN last_after || jsonb_build_object('deleted_at', now()) ELSE first_before END)"
+    " ORDER BY table_name, key::text), '[]')::text"
+    " FROM (SELECT table_name, key, (array_agg(op ORDER BY id))[1] AS first_op,"
+    " (array_agg(before ORDER BY id))[1] AS first_before,"
+    " (array_agg(after ORDER BY id DESC))[1] AS last_after"
+    " FROM airlock.changes WHERE call_id = $1::uuid GROUP BY table_name, key) g";
+
+static const char revert_target_sql[] =
+    "SELECT c.tenant, c.method, coalesce(c.tool, ''), c.dry_run, c.outcome, t.role"
+    " FROM airlock.calls c JOIN airlock.tenants t ON t.name = c.tenant WHERE c.id = $1::uuid";
+
+/* Runs as the tenant: each row back to its image, after checking it is as the call left it. */
+static const char revert_sql[] =
+    "SELECT count(*) AS rows_restored FROM (SELECT airlock.restore_row((g->>'table')::regclass,"
+    " g->'key', g->'expected', g->'image', $2::boolean) FROM jsonb_array_elements($1::jsonb) AS g) r";
+
+static json_t *
+m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	const char *target, *values[2];
+	char tenant[64], role[64], fp[65];
+	struct write_stmt st;
+	PGresult *res = NULL, *groups = NULL;
+	json_t *result = NULL, *v;
+	struct call c;
+	int is_force;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (!json_is_object(params)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "params must be an object");
+		goto done;
+	}
+	c.rec.arguments = json_deep_copy(params);
+	target = json_string_value(json_object_get(params, "call_id"));
+	is_force = json_is_true(json_object_get(params, "force"));
+	if (!c.p.is_admin && !c.p.can_revert) {
+		rpc_error_set(err, RPC_FORBIDDEN, "tool_not_granted",
+		    "This token does not grant revert");
+		goto done;
+	}
+	if (is_force && !c.p.is_admin) {
+		rpc_error_set(err, RPC_FORBIDDEN, "admin_required",
+		    "force reverts over later changes and needs the admin credential");
+		goto done;
+	}
+	if (!is_call_id(target)) {
+		call_not_found(err);
+		goto done;
+	}
+	if (c.p.is_admin && db_ensure(c.ctx->db) == -1) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		goto done;
+	}
+	values[0] = target;
+	res = db_exec(c.ctx->db, "revert_target", revert_target_sql, 1, values);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		goto done;
+	}
+	/* Another tenant's call is answered exactly as an unknown one. */
+	if (PQntuples(res) == 0 || (!c.p.is_admin && strcmp(PQgetvalue(res, 0, 0), c.p.tenant) != 0)) {
+		call_not_found(err);
+		goto done;
+	}
+	strlcpy(tenant, PQgetvalue(res, 0, 0), sizeof(tenant));
+	strlcpy(role, PQgetvalue(res, 0, 5), sizeof(role));
+	strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
+	groups = db_exec(c.ctx->db, "revert_groups", revert_groups_sql, 1, values);
+	if (PQresultStatus(groups) != PGRES_TUPLES_OK) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		goto done;
+	}
+	if (strcmp(PQgetvalue(res, 0, 3), "t") == 0 || strcmp(PQgetvalue(res, 0, 4), "ok") != 0 ||
+	    (strcmp(PQgetvalue(res, 0, 1), "tools/call") != 0 &&
+	    strcmp(PQgetvalue(res, 0, 1), "airlock/calls.revert") != 0) ||
+	    strcmp(PQgetvalue(groups, 0, 0), "0") == 0) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "not_revertible", "Call %s changed nothing "
+		    "that can be reverted (a read, a refusal or a preview)", target);
+		goto done;
+	}
+	values[0] = PQgetvalue(groups, 0, 1);
+	values[1] = is_force ? "true" : "false";
+	memset(&st, 0, sizeof(st));
+	st.sql = revert_sql;
+	st.n = 2;
+	st.values = values;
+	st.timeout_ms = 10000;
+	v = json_pack("{s:s, s:b}", "call_id", target, "force", is_force);
+	fingerprint("airlock/calls.revert", v, fp);
+	json_decref(v);
+	result = run_write(&c, &st, role, tenant, "airlock/calls.revert", fp, params, err);
+done:
+	PQclear(res);
+	PQclear(groups);
+	return call_end(&c, result, result ? json_object_get(result, "structuredContent") : NULL,
+	    err);
+}
+
+/* A call record of the token's own task, and its changes limited to the tool's columns. */
+static const char calls_get_sql[] =
+    "SELECT jsonb_build_object('call_id', id, 'at', at, 'tenant', tenant, 'task', task,"
+    " 'method', method, 'tool', tool, 'arguments', arguments, 'dry_run', dry_run,"
+    " 'idempotency_key', idempotency_key, 'plan_id', plan_id, 'outcome', outcome,"
+    " 'reason', reason, 'duration_ms', duration_ms, 'result_digest', result_digest)::text,"
+    " (SELECT coalesce(jsonb_agg(jsonb_build_object('table', table_name,"
+    "  'key', airlock.image_json(key), 'action', CASE op WHEN 'insert' THEN 'create' ELSE op END,"
+    "  'before', airlock.image_json(before), 'after', airlock.image_json(after)) ORDER BY x.id),"
+    "  '[]')::text FROM airlock.changes x WHERE x.call_id = c.id), c.tenant, c.task"
+    " FROM airlock.calls c WHERE c.id = $1::uuid";
+
+/* Keeps only the tool's columns (and the key's) in an image. */
+static void
+limit_image(json_t *img, const struct tool *t, json_t *key)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+	size_t i;
+	int keep;
+
+	if (!json_is_object(img))
+		return;
+	json_object_foreach_safe(img, tmp, k, v) {
+		keep = json_object_get(key, k) != NULL;
+		for (i = 0; t != NULL && i < t->n_cols && !keep; i++)
+			keep = strcmp(t->col_names[i], k) == 0;
+		if (!keep)
+			json_object_del(img, k);
+	}
+}
+
+static json_t *
+m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	struct catalog_ref *ref = NULL;
+	const struct tool *t;
+	const char *values[1];
+	PGresult *res = NULL;
+	json_t *result = NULL, *call, *changes, *ch;
+	struct call c;
+	size_t i;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	values[0] = json_string_value(json_object_get(params, "call_id"));
+	c.rec.arguments = json_is_object(params) ? json_deep_copy(params) : NULL;
+	if (!is_call_id(values[0])) {
+		call_not_found(err);
+		goto done;
+	}
+	if (c.p.is_admin && db_ensure(c.ctx->db) == -1) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		goto done;
+	}
+	res = db_exec(c.ctx->db, "calls_get", calls_get_sql, 1, values);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The database is unavailable; retry shortly");
+		goto done;
+	}
+	if (PQntuples(res) == 0 || (!c.p.is_admin && (strcmp(PQgetvalue(res, 0, 2), c.p.tenant) != 0 ||
+	    strcmp(PQgetvalue(res, 0, 3), c.p.task) != 0))) {
+		call_not_found(err);
+		goto done;
+	}
+	call = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	changes = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	ref = gw_catalog_get(c.gw);
+	t = ref && json_is_string(json_object_get(call, "tool")) ?
+	    tool_find(ref->cat, json_string_value(json_object_get(call, "tool"))) : NULL;
+	json_array_foreach(changes, i, ch) {
+		if (c.p.is_admin)
+			break;
+		limit_image(json_object_get(ch, "before"), t, json_object_get(ch, "key"));
+		limit_image(json_object_get(ch, "after"), t, json_object_get(ch, "key"));
+	}
+	result = json_pack("{s:o, s:o}", "call", call ? call : json_null(), "changes",
+	    changes ? changes : json_array());
+done:
+	gw_catalog_put(c.gw, ref);
+	PQclear(res);
+	return call_end(&c, result, result, err);
+}
+
 const struct rpc_method methods_table[] = {
 	{ "initialize", m_initialize, 0 },
 	{ "notifications/initialized", m_empty, 0 },
@@ -607,6 +971,8 @@ const struct rpc_method methods_table[] = {
 	{ "tools/list", m_tools_list, RPC_SLOW },
 	{ "tools/call", m_tools_call, RPC_SLOW },
 	{ "airlock/tokens.self", m_tokens_self, RPC_SLOW },
+	{ "airlock/calls.get", m_calls_get, RPC_SLOW },
+	{ "airlock/calls.revert", m_calls_revert, RPC_SLOW },
 	{ "airlock/tokens.mint", m_tokens_mint, RPC_SLOW },
 	{ "airlock/tokens.revoke", m_tokens_revoke, RPC_SLOW },
 	{ NULL, NULL, 0 },

@@ -1182,22 +1182,86 @@ rows_schema(const struct tool *t)
 	return schema;
 }
 
-/* The structuredContent schema of a code tool: the program's outcome. */
+/* The structuredContent schema of a code tool: what code_run returns (gateway/code.c), the
+ * program's outcome or, for a dry run, the plan.  A failed run is a tool error whose
+ * structuredContent.error carries the same outcome fields. */
+static const char code_output_schema[] =
+    "{\"type\": \"object\", \"required\": [\"call_id\", \"dry_run\"], \"properties\": {"
+    "\"call_id\": {\"type\": \"string\"},"
+    "\"dry_run\": {\"type\": \"boolean\"},"
+    "\"exit_code\": {\"type\": [\"integer\", \"null\"],"
+    " \"description\": \"The program's exit status; null when a signal ended it.\"},"
+    "\"signal\": {\"type\": \"integer\", \"description\": \"The signal that ended it, or 0.\"},"
+    "\"limit\": {\"type\": [\"string\", \"null\"],"
+    " \"enum\": [\"wall\", \"cpu\", \"memory\", \"pids\", \"fsize\", \"output\", null],"
+    " \"description\": \"The sandbox limit that stopped the program, or null.\"},"
+    "\"limits_hit\": {\"type\": \"array\", \"items\": {\"type\": \"string\"},"
+    " \"description\": \"Every limit reached, stopping the program or not.\"},"
+    "\"stdout\": {\"description\": \"The program's stdout: the JSON value when the whole of it"
+    " is JSON, else text.\"},"
+    "\"stdout_truncated\": {\"type\": \"boolean\"},"
+    "\"stderr\": {\"type\": \"string\"},"
+    "\"stderr_truncated\": {\"type\": \"boolean\"},"
+    "\"wall_ms\": {\"type\": \"integer\"},"
+    "\"cpu_ms\": {\"type\": [\"integer\", \"null\"]},"
+    "\"peak_memory_bytes\": {\"type\": [\"integer\", \"null\"]},"
+    "\"input_tool\": {\"type\": \"object\", \"description\": \"The read tool whose rows were"
+    " the input.\", \"properties\": {\"name\": {\"type\": \"string\"},"
+    " \"row_count\": {\"type\": \"integer\"}, \"truncated\": {\"type\": \"boolean\"}}},"
+    "\"plan\": {\"type\": \"object\", \"description\": \"Dry run only: what would run.\","
+    " \"properties\": {\"interpreter\": {\"type\": \"string\"},"
+    " \"limits\": {\"type\": \"object\"},"
+    " \"allow\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}},"
+    " \"input_bytes\": {\"type\": [\"integer\", \"null\"]},"
+    " \"input_tool\": {\"type\": \"string\"}}}"
+    "}}";
+
 static json_t *
 code_schema(void)
 {
-	return json_pack("{s:s, s:{s:{s:s}, s:{s:[ss]}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:[ss]},"
-	    " s:{s:s}}, s:[ss]}",
-	    "type", "object",
-	    "properties",
-	    "call_id", "type", "string",
-	    "exit_code", "type", "integer", "null",
-	    "stdout", "type", "string",
-	    "stderr", "type", "string",
-	    "truncated", "type", "boolean",
-	    "limit", "type", "string", "null",
-	    "dry_run", "type", "boolean",
-	    "required", "call_id", "dry_run");
+	return json_loads(code_output_schema, 0, NULL);
+}
+
+/*
+ * Checks a code tool's arguments schema against what code_run reads: code (a required
+ * string), input (any JSON) and input_tool (an object).  Returns 0, or -1 with err.
+ */
+static int
+check_code_args(json_t *schema, char *err, size_t errlen)
+{
+	json_t *props = json_object_get(schema, "properties"), *v, *type, *name;
+	const char *key;
+	size_t i;
+	int is_required = 0;
+
+	json_object_foreach(props, key, v) {
+		if (!in_list(key, (const char *const[]){ "code", "input", "input_tool", NULL })) {
+			set_err(err, errlen, "a code tool's arguments are code, input and input_tool, "
+			    "not '%s'", key);
+			return -1;
+		}
+	}
+	if ((v = json_object_get(props, "code")) != NULL) {
+		json_array_foreach(json_object_get(schema, "required"), i, name) {
+			if (json_is_string(name) && strcmp(json_string_value(name), "code") == 0)
+				is_required = 1;
+		}
+		type = json_object_get(v, "type");
+		if (!json_is_string(type) || strcmp(json_string_value(type), "string") != 0 ||
+		    !is_required) {
+			set_err(err, errlen, "argument 'code' of a code tool must be a required "
+			    "string");
+			return -1;
+		}
+	}
+	if ((v = json_object_get(props, "input_tool")) != NULL) {
+		type = json_object_get(v, "type");
+		if (!json_is_string(type) || strcmp(json_string_value(type), "object") != 0) {
+			set_err(err, errlen, "argument 'input_tool' of a code tool must be an object");
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* Checks and normalizes a code tool's "code" object; returns a new one or NULL. */
@@ -1350,6 +1414,30 @@ count_nodes(json_t *v, const char *node_type, json_t **last)
 	return n;
 }
 
+/* Counts the ModifyTable nodes of a plan whose Operation is op. */
+static size_t
+count_modify(json_t *v, const char *op)
+{
+	const char *key;
+	json_t *e, *nt, *o;
+	size_t i, n = 0;
+
+	if (json_is_object(v)) {
+		nt = json_object_get(v, "Node Type");
+		o = json_object_get(v, "Operation");
+		if (json_is_string(nt) && strcmp(json_string_value(nt), "ModifyTable") == 0 &&
+		    json_is_string(o) && strcmp(json_string_value(o), op) == 0)
+			n++;
+		json_object_foreach(v, key, e) {
+			n += count_modify(e, op);
+		}
+	}
+	json_array_foreach(v, i, e) {
+		n += count_modify(e, op);
+	}
+	return n;
+}
+
 /*
  * Runs EXPLAIN (FORMAT JSON) EXECUTE on the prepared statement and checks its plan.
  * Returns 0, 1 when the connecting role may not plan the statement (no privileges: the
@@ -1361,8 +1449,8 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 {
 	struct buf q = { NULL, 0, 0, 0 };
 	PGresult *res = NULL;
-	json_t *plan = NULL, *mt = NULL;
-	const char *state, *op;
+	json_t *plan = NULL;
+	const char *state;
 	size_t k, n;
 	int rc = -1;
 
@@ -1414,9 +1502,10 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 			goto fail;
 		}
 	} else {
-		n = count_nodes(plan, "ModifyTable", &mt);
-		op = json_string_value(json_object_get(mt, "Operation"));
-		if (n != 1 || op == NULL || (strcmp(op, "Insert") != 0 && strcmp(op, "Update") != 0)) {
+		/* One statement; it may change more than one table (a data-modifying WITH, as
+		 * refund_invoice does), but only by INSERT and UPDATE. */
+		n = count_nodes(plan, "ModifyTable", NULL);
+		if (n == 0 || n != count_modify(plan, "Insert") + count_modify(plan, "Update")) {
 			set_err(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
 			    "RETURNING", t->file);
 			goto fail;
@@ -1830,7 +1919,8 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			    "allow}", t->file);
 			goto fail;
 		}
-		if ((t->code = check_code(v, fault, sizeof(fault))) == NULL) {
+		if ((t->code = check_code(v, fault, sizeof(fault))) == NULL ||
+		    check_code_args(t->schema, fault, sizeof(fault)) == -1) {
 			set_err(err, errlen, "%s: %s", t->file, fault);
 			goto fail;
 		}
@@ -1871,7 +1961,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			goto fail;
 		}
 		if (t->kind == TOOL_WRITE && strcmp(word, "insert") != 0 &&
-		    strcmp(word, "update") != 0) {
+		    strcmp(word, "update") != 0 && strcmp(word, "with") != 0) {
 			set_err(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
 			    "RETURNING (it starts with '%s')", t->file, word);
 			goto fail;

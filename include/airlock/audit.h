@@ -17,6 +17,13 @@ struct audit_record {
 	char tool[65];
 	json_t *arguments;		/* owned; sensitive values already replaced by digests */
 	json_t *egress;			/* owned; a code step's egress attempts, or NULL */
+	/* A dry-run of a write: its preview's changes and its plan, written with the record
+	 * because the transaction that made them rolled back.  JSON text from PostgreSQL, kept
+	 * as text so numeric values keep every digit (owned, malloc'd; NULL when none). */
+	char *changes;			/* [{table_name, tenant, key, op, before, after}] */
+	char *plan_updates;		/* [{table, key, before_digest}] */
+	char *plan_inserts;		/* {table: rows} */
+	char fingerprint[65];
 	int is_dry_run;
 	char idem_key[256];
 	char plan_id[AUDIT_ID_LEN + 1];
@@ -28,6 +35,11 @@ struct audit_record {
 };
 
 struct audit;
+
+/* The statement that inserts call records from a JSON array, and the array element for
+ * rec (a new reference): for writers that insert a record in their own transaction. */
+extern const char audit_insert_calls_sql[];
+json_t *audit_record_json(const struct audit_record *rec);
 
 /* Starts the writer on its own connection to conninfo (borrowed, must outlive it).
  * Returns a new writer, or NULL. */

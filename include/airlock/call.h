@@ -24,6 +24,12 @@ int call_read(struct db *db, const struct tool *t, unsigned long version, const 
     const char *call_id, json_t *args, json_t **rows, int *truncated, struct rpc_error *err)
     __attribute__((warn_unused_result));
 
+/* Sets err for a failed statement's result: only what is the caller's own (the value it
+ * sent, a constraint's name) is passed on; the rest is logged under what and answered
+ * without detail.  57014/55P03 → 503; class 22 → invalid_arguments and class 23 →
+ * constraint_violated (tool errors); else -32603. */
+void call_sql_error(const PGresult *res, const char *what, struct rpc_error *err);
+
 /* Returns the rows of res as a new array of objects, values typed by column type,
  * at most max (0: all). */
 json_t *call_rows_json(const PGresult *res, int max);

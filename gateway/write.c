@@ -1,0 +1,478 @@
+/*
+ * write.c: the write path.  A write is one transaction, in two round trips: the first
+ * sends BEGIN, the call's settings, the idempotency key's claim, the statement as the
+ * tenant and the read of its captured changes in one pipeline; the gateway then checks
+ * the row cap and the plan, and the second round trip either rolls back (dry-run, a
+ * refusal) or writes the call record and the key's response and commits.  The transaction
+ * is explicit because the decision sits between the two; every path that does not commit
+ * sends ROLLBACK, and db_ensure() replaces a connection that is not idle.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airlock/call.h"
+#include "airlock/log.h"
+#include "airlock/write.h"
+
+#ifndef __unused
+#define __unused __attribute__((__unused__))
+#endif
+#include <sys/tree.h>
+
+#define LOCK_TIMEOUT_MS 2000
+
+static const char setup_sql[] =
+    "SELECT set_config('airlock.call_id', $1, true), set_config('statement_timeout', $2, true),"
+    " set_config('lock_timeout', $3, true)";
+static const char sweep_key_sql[] =
+    "DELETE FROM airlock.idempotency_keys WHERE tenant = $1 AND key = $2 AND expires_at < now()";
+/* A plain INSERT: a concurrent duplicate waits on the unique index, then fails. */
+static const char claim_sql[] =
+    "INSERT INTO airlock.idempotency_keys (tenant, key, fingerprint, call_id, expires_at)"
+    " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::integer))";
+static const char role_sql[] = "SELECT set_config('role', $1, true)";
+static const char unrole_sql[] = "SELECT set_config('role', 'none', true)";
+/* The captured changes: how many rows, the preview (numbers as strings), the raw images
+ * (for a dry-run's record), and the plan's two parts, all as jsonb text. */
+static const char changes_sql[] =
+    "SELECT count(DISTINCT (table_name, key::text)),"
+    " coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', airlock.image_json(key),"
+    "  'action', CASE op WHEN 'insert' THEN 'create' ELSE op END,"
+    "  'before', airlock.image_json(before), 'after', airlock.image_json(after)) ORDER BY id),"
+    "  '[]')::text,"
+    " coalesce(jsonb_agg(jsonb_build_object('table_name', table_name, 'tenant', tenant,"
+    "  'key', key, 'op', op, 'before', before, 'after', after) ORDER BY id), '[]')::text,"
+    " coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
+    "  'before_digest', airlock.image_digest(before)) ORDER BY table_name, key::text)"
+    "  FILTER (WHERE op = 'update'), '[]')::text,"
+    " coalesce((SELECT jsonb_object_agg(table_name, n) FROM (SELECT table_name, count(*) n"
+    "  FROM airlock.changes WHERE call_id = $1 AND op = 'insert' GROUP BY 1) s), '{}')::text"
+    " FROM airlock.changes WHERE call_id = $1";
+static const char store_sql[] =
+    "UPDATE airlock.idempotency_keys SET response = $3::jsonb WHERE tenant = $1 AND key = $2";
+static const char lookup_key_sql[] =
+    "SELECT fingerprint, response::text FROM airlock.idempotency_keys"
+    " WHERE tenant = $1 AND key = $2";
+static const char plan_sql[] =
+    "SELECT tool, fingerprint, updates::text, inserts::text, expires_at < now()"
+    " FROM airlock.plans WHERE id = $1::uuid AND tenant = $2";
+
+static long long key_ttl = 86400;
+static unsigned max_waiters_key = 8, max_waiters_tenant = 64;
+
+void
+write_configure(long long ttl, unsigned per_key, unsigned per_tenant)
+{
+	key_ttl = ttl;
+	max_waiters_key = per_key;
+	max_waiters_tenant = per_tenant;
+}
+
+/* Keyed writes in flight in this instance, per key and per tenant: the waiters' caps. */
+struct inflight {
+	char name[400];		/* "k:tenant\nkey" or "t:tenant" */
+	unsigned n;
+	RB_ENTRY(inflight) node;
+};
+
+static int
+inflight_cmp(struct inflight *a, struct inflight *b)
+{
+	return strcmp(a->name, b->name);
+}
+
+RB_HEAD(inflight_tree, inflight);
+RB_GENERATE_STATIC(inflight_tree, inflight, node, inflight_cmp)
+
+static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct inflight_tree inflights = RB_INITIALIZER(&inflights);
+
+/* Adds delta to name's count; returns the count before, or -1 (no memory). */
+static int
+inflight_add(const char *name, int delta)
+{
+	struct inflight find, *f;
+	int before;
+
+	strlcpy(find.name, name, sizeof(find.name));
+	f = RB_FIND(inflight_tree, &inflights, &find);
+	if (f == NULL) {
+		if (delta < 0 || (f = calloc(1, sizeof(*f))) == NULL)
+			return -1;
+		strlcpy(f->name, name, sizeof(f->name));
+		RB_INSERT(inflight_tree, &inflights, f);
+	}
+	before = (int)f->n;
+	f->n = (unsigned)((int)f->n + delta);
+	if (f->n == 0) {
+		RB_REMOVE(inflight_tree, &inflights, f);
+		free(f);
+	}
+	return before;
+}
+
+/* Enters a keyed write.  Returns 0, or -1 with err when too many already wait. */
+static int
+waiters_enter(const char *tenant, const char *key, struct rpc_error *err)
+{
+	char kname[400], tname[80];
+	int on_key, on_tenant;
+
+	snprintf(kname, sizeof(kname), "k:%s\n%s", tenant, key);
+	snprintf(tname, sizeof(tname), "t:%s", tenant);
+	pthread_mutex_lock(&inflight_lock);
+	on_key = inflight_add(kname, 1);
+	on_tenant = inflight_add(tname, 1);
+	if (on_key < 0 || on_tenant < 0 || (unsigned)on_key >= max_waiters_key ||
+	    (unsigned)on_tenant >= max_waiters_tenant) {
+		inflight_add(kname, -1);
+		inflight_add(tname, -1);
+		pthread_mutex_unlock(&inflight_lock);
+		if (on_key >= 0 && (unsigned)on_key >= max_waiters_key) {
+			rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
+			    "A call with this idempotency key is still running; retry shortly");
+			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		} else {
+			rpc_error_set(err, RPC_TOO_MANY, "concurrency_limited",
+			    "Too many keyed writes of this tenant in flight; retry shortly");
+			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		}
+		return -1;
+	}
+	pthread_mutex_unlock(&inflight_lock);
+	return 0;
+}
+
+static void
+waiters_leave(const char *tenant, const char *key)
+{
+	char kname[400], tname[80];
+
+	snprintf(kname, sizeof(kname), "k:%s\n%s", tenant, key);
+	snprintf(tname, sizeof(tname), "t:%s", tenant);
+	pthread_mutex_lock(&inflight_lock);
+	inflight_add(kname, -1);
+	inflight_add(tname, -1);
+	pthread_mutex_unlock(&inflight_lock);
+}
+
+static void
+unavailable(struct rpc_error *err)
+{
+	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+	    "The database is unavailable; retry shortly");
+	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+}
+
+static void
+rollback(struct db *db)
+{
+	if (db->conn != NULL)
+		PQclear(PQexec(db->conn, "ROLLBACK"));
+}
+
+static int
+is_state(const PGresult *res, const char *state)
+{
+	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return s != NULL && strcmp(s, state) == 0;
+}
+
+/* The plan presented with a commit: its rows and counts.  Returns 0, or -1 with err. */
+static int
+load_plan(struct db *db, const char *plan_id, const char *tenant, const char *tool,
+    const char *fingerprint, char **updates, char **inserts, struct rpc_error *err)
+{
+	const char *values[2] = { plan_id, tenant };
+	PGresult *res;
+	int rc = -1;
+
+	res = db_exec(db, "write_plan", plan_sql, 2, values);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		unavailable(err);
+	else if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), tool) != 0 ||
+	    strcmp(PQgetvalue(res, 0, 1), fingerprint) != 0)
+		rpc_error_set(err, RPC_CONFLICT, "plan_mismatch", "Plan %s is not a preview of this "
+		    "tool with these arguments", plan_id);
+	else if (strcmp(PQgetvalue(res, 0, 4), "t") == 0)
+		rpc_error_set(err, RPC_CONFLICT, "plan_expired", "Plan %s has expired; preview again",
+		    plan_id);
+	else {
+		*updates = strdup(PQgetvalue(res, 0, 2));
+		*inserts = strdup(PQgetvalue(res, 0, 3));
+		rc = *updates != NULL && *inserts != NULL ? 0 : -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Whether a is an element of array b (by JSON equality). */
+static int
+is_in(json_t *a, json_t *b)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(b, i, v)
+		if (json_equal(a, v))
+			return 1;
+	return 0;
+}
+
+/* The plan against what the write did: sets err to plan_stale naming the rows that
+ * differ, either way.  Returns 0 when they match exactly. */
+static int
+check_plan(const char *plan_updates, const char *plan_inserts, const char *updates,
+    const char *inserts, struct rpc_error *err)
+{
+	json_t *want, *got, *rows, *v;
+	size_t i;
+
+	if (strcmp(plan_updates, updates) == 0 && strcmp(plan_inserts, inserts) == 0)
+		return 0;
+	want = json_loads(plan_updates, 0, NULL);
+	got = json_loads(updates, 0, NULL);
+	rows = json_array();
+	json_array_foreach(want, i, v)
+		if (!is_in(v, got))
+			json_array_append_new(rows, json_pack("{s:O, s:O, s:s}", "table",
+			    json_object_get(v, "table"), "key", json_object_get(v, "key"), "difference",
+			    "previewed, now different or not changed"));
+	json_array_foreach(got, i, v)
+		if (!is_in(v, want))
+			json_array_append_new(rows, json_pack("{s:O, s:O, s:s}", "table",
+			    json_object_get(v, "table"), "key", json_object_get(v, "key"), "difference",
+			    "changed now, not as previewed"));
+	rpc_error_set(err, RPC_CONFLICT, "plan_stale", "The data changed since the preview: "
+	    "%zu row(s) differ%s; nothing was done", json_array_size(rows),
+	    strcmp(plan_inserts, inserts) != 0 ? ", and the rows inserted differ" : "");
+	err->data = json_pack("{s:o, s:o, s:o}", "rows", rows, "inserts_planned",
+	    json_loads(plan_inserts, 0, NULL) ?: json_null(), "inserts_now",
+	    json_loads(inserts, 0, NULL) ?: json_null());
+	json_decref(want);
+	json_decref(got);
+	return -1;
+}
+
+/* After a failed claim: the stored answer for the key, or why there is none. */
+static json_t *
+replay(struct db *db, const char *tenant, const char *key, const char *fingerprint,
+    int *is_replay, struct rpc_error *err)
+{
+	const char *values[2] = { tenant, key };
+	json_t *sc = NULL;
+	PGresult *res;
+
+	res = db_exec(db, "write_lookup_key", lookup_key_sql, 2, values);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		unavailable(err);
+	else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
+		rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
+		    "A call with this idempotency key is still running; retry shortly");
+		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	} else if (strcmp(PQgetvalue(res, 0, 0), fingerprint) != 0)
+		rpc_error_set(err, RPC_UNPROCESSABLE, "key_mismatch",
+		    "This idempotency key was used with other arguments");
+	else if ((sc = json_loads(PQgetvalue(res, 0, 1), 0, NULL)) != NULL) {
+		json_object_set_new(sc, "replayed", json_true());
+		*is_replay = 1;
+	}
+	PQclear(res);
+	return sc;
+}
+
+json_t *
+write_run(struct db *db, const struct write_stmt *st, const char *role, const char *tenant,
+    const char *tool, const char *fingerprint, const char *idem_key, const char *plan_id,
+    int is_dry_run, struct audit_record *rec,
+    void (*finish)(struct audit_record *, json_t *, void *), void *arg,
+    int *is_replay, int *is_recorded, struct rpc_error *err)
+{
+	char timeout[16], lock[16], ttl[24], *plan_updates = NULL, *plan_inserts = NULL;
+	char *record_text = NULL, *response = NULL;
+	const char *setup[3], *key_v[5], *sweep_v[2], *role_v[1], *changes_v[1], *store_v[3];
+	const char *rec_v[1];
+	struct db_query q[9], c[3];
+	size_t nq = 0, i_claim = 0, i_stmt, i_changes, i;
+	json_t *sc = NULL, *rows, *preview, *record = NULL;
+	const PGresult *bad = NULL;
+	long long changed;
+	int entered = 0;
+
+	*is_replay = *is_recorded = 0;
+	memset(q, 0, sizeof(q));
+	memset(c, 0, sizeof(c));
+	if (db_ensure(db) == -1) {
+		unavailable(err);
+		return NULL;
+	}
+	if (plan_id != NULL && !is_dry_run && load_plan(db, plan_id, tenant, tool, fingerprint,
+	    &plan_updates, &plan_inserts, err) == -1)
+		goto out;
+	if (idem_key != NULL && !is_dry_run) {
+		if (waiters_enter(tenant, idem_key, err) == -1)
+			goto out;
+		entered = 1;
+	}
+	snprintf(timeout, sizeof(timeout), "%u", st->timeout_ms);
+	snprintf(lock, sizeof(lock), "%u", LOCK_TIMEOUT_MS);
+	snprintf(ttl, sizeof(ttl), "%lld", key_ttl);
+	setup[0] = rec->id;
+	setup[1] = timeout;
+	setup[2] = lock;
+	q[nq].sql = "BEGIN ISOLATION LEVEL READ COMMITTED";
+	nq++;
+	q[nq].sql = setup_sql;
+	q[nq].n = 3;
+	q[nq++].values = setup;
+	if (entered) {
+		sweep_v[0] = tenant;
+		sweep_v[1] = idem_key;
+		q[nq].sql = sweep_key_sql;
+		q[nq].n = 2;
+		q[nq++].values = sweep_v;
+		key_v[0] = tenant;
+		key_v[1] = idem_key;
+		key_v[2] = fingerprint;
+		key_v[3] = rec->id;
+		key_v[4] = ttl;
+		i_claim = nq;
+		q[nq].sql = claim_sql;
+		q[nq].n = 5;
+		q[nq++].values = key_v;
+	}
+	role_v[0] = role;
+	q[nq].sql = role_sql;
+	q[nq].n = 1;
+	q[nq++].values = role_v;
+	i_stmt = nq;
+	q[nq].name = st->name;
+	q[nq].sql = st->sql;
+	q[nq].n = st->n;
+	q[nq++].values = st->values;
+	q[nq++].sql = unrole_sql;
+	changes_v[0] = rec->id;
+	i_changes = nq;
+	q[nq].sql = changes_sql;
+	q[nq].n = 1;
+	q[nq++].values = changes_v;
+	if (db_pipeline(db, q, nq) == -1) {
+		unavailable(err);
+		goto out;
+	}
+	for (i = 0; i < nq && bad == NULL; i++) {
+		ExecStatusType s = PQresultStatus(q[i].res);
+
+		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+			bad = q[i].res;
+	}
+	if (bad != NULL) {
+		rollback(db);
+		if (entered && bad == q[i_claim].res && is_state(bad, "23505"))
+			sc = replay(db, tenant, idem_key, fingerprint, is_replay, err);
+		else if (entered && bad == q[i_claim].res && is_state(bad, "55P03")) {
+			rpc_error_set(err, RPC_CONFLICT, "key_in_flight", "A call with this idempotency "
+			    "key is still running; retry shortly");
+			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		} else if (is_state(bad, "AL409")) {
+			rpc_error_set(err, RPC_CONFLICT, "revert_conflict", "%s; nothing was reverted",
+			    PQresultErrorField(bad, PG_DIAG_MESSAGE_PRIMARY));
+		} else
+			call_sql_error(bad, tool, err);
+		goto out;
+	}
+	changed = strtoll(PQgetvalue(q[i_changes].res, 0, 0), NULL, 10);
+	if (st->max_rows > 0 && changed > (long long)st->max_rows) {
+		rollback(db);
+		rpc_error_set(err, 0, "row_cap_exceeded", "The call would change %lld rows, more than "
+		    "this tool's limit of %u; nothing was changed", changed, st->max_rows);
+		err->data = json_pack("{s:I, s:i}", "count", (json_int_t)changed, "max_rows",
+		    (int)st->max_rows);
+		goto out;
+	}
+	if (plan_updates != NULL && check_plan(plan_updates, plan_inserts,
+	    PQgetvalue(q[i_changes].res, 0, 3), PQgetvalue(q[i_changes].res, 0, 4), err) == -1) {
+		rollback(db);
+		goto out;
+	}
+	rows = call_rows_json(q[i_stmt].res, 0);
+	preview = json_loads(PQgetvalue(q[i_changes].res, 0, 1), 0, NULL);
+	sc = json_pack("{s:o, s:I, s:b, s:b, s:o, s:o}", "rows", rows,
+	    "row_count", (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run,
+	    "changes", preview ? preview : json_array(), "plan_id",
+	    is_dry_run ? json_string(rec->id) : plan_id ? json_string(plan_id) : json_null());
+	if (is_dry_run) {
+		rollback(db);
+		json_object_set_new(sc, "note", json_string("A preview: nothing was changed. "
+		    "Sequences still advance on rollback, so an id shown for a new row is not the "
+		    "one a commit will give it. Commit with this plan_id to do exactly this."));
+		rec->changes = strdup(PQgetvalue(q[i_changes].res, 0, 2));
+		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
+		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
+		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
+		goto out;
+	}
+
+	/* Commit: the record and the key's answer go in with the effect, or nothing does. */
+	json_object_set_new(sc, "call_id", json_string(rec->id));
+	json_object_set_new(sc, "replayed", json_false());
+	finish(rec, sc, arg);
+	record = json_pack("[o]", audit_record_json(rec));
+	record_text = json_dumps(record, JSON_COMPACT);
+	response = json_dumps(sc, JSON_COMPACT);
+	if (record_text == NULL || response == NULL) {
+		rollback(db);
+		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		json_decref(sc);
+		sc = NULL;
+		goto out;
+	}
+	rec_v[0] = record_text;
+	nq = 0;
+	c[nq].sql = audit_insert_calls_sql;
+	c[nq].n = 1;
+	c[nq++].values = rec_v;
+	if (entered) {
+		store_v[0] = tenant;
+		store_v[1] = idem_key;
+		store_v[2] = response;
+		c[nq].sql = store_sql;
+		c[nq].n = 3;
+		c[nq++].values = store_v;
+	}
+	c[nq++].sql = "COMMIT";
+	if (db_pipeline(db, c, nq) == -1) {
+		/* The commit's fate is unknown; a retry with the key finds out. */
+		unavailable(err);
+		json_decref(sc);
+		sc = NULL;
+		goto out;
+	}
+	for (i = 0; i < nq; i++)
+		if (PQresultStatus(c[i].res) != PGRES_COMMAND_OK && sc != NULL) {
+			log_error("write %s: commit failed: %s", rec->id,
+			    PQresultErrorMessage(c[i].res));
+			rollback(db);
+			unavailable(err);
+			json_decref(sc);
+			sc = NULL;
+		}
+	if (sc != NULL)
+		*is_recorded = 1;
+out:
+	for (i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		PQclear(q[i].res);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		PQclear(c[i].res);
+	if (entered)
+		waiters_leave(tenant, idem_key);
+	json_decref(record);
+	free(record_text);
+	free(response);
+	free(plan_updates);
+	free(plan_inserts);
+	return sc;
+}

@@ -1,0 +1,50 @@
+/* write.h: the write path: one transaction with its key, effect, capture, plan and record. */
+#ifndef AIRLOCK_WRITE_H
+#define AIRLOCK_WRITE_H
+
+#include <jansson.h>
+
+#include "airlock/audit.h"
+#include "airlock/db.h"
+#include "airlock/rpc.h"
+
+/* What to run as the tenant: a prepared tool statement, or (name NULL) a text statement. */
+struct write_stmt {
+	const char *name;		/* prepared on this connection by the caller, or NULL */
+	const char *sql;		/* when name is NULL */
+	int n;
+	const char *const *values;
+	unsigned max_rows;		/* most rows it may change; 0: no cap */
+	unsigned timeout_ms;
+};
+
+/*
+ * Runs one write as role, as call rec->id: in one transaction, the idempotency key
+ * (when idem_key is not NULL) is claimed with a plain INSERT, the statement runs, its
+ * changes are captured by the tables' trigger, the row cap and the plan (plan_id, or
+ * NULL) are checked, and on commit the call record (rec, finished by the caller's
+ * finish callback below) and the key's stored response go in with the effect.
+ *
+ * is_dry_run: the same, then rolled back; rec gets the preview's changes and the plan to
+ * be written by the audit writer, and the result's plan_id is rec->id.
+ *
+ * Returns the structuredContent (new; without replayed), or NULL with err: a tool error
+ * (row_cap_exceeded, constraint_violated, invalid_arguments), 409 key_in_flight /
+ * plan_stale / plan_mismatch / plan_expired / revert_conflict, 422 key_mismatch, 503.
+ * When the key was already used with these arguments, returns the stored result with
+ * replayed: true and sets *is_replay; nothing ran.  *is_recorded says whether rec went
+ * into the database with the effect (then the caller must not write it again).
+ * finish(rec, result, arg) is called just before the commit, to complete rec (outcome,
+ * digest, duration) from the result.
+ */
+json_t *write_run(struct db *db, const struct write_stmt *st, const char *role,
+    const char *tenant, const char *tool, const char *fingerprint, const char *idem_key,
+    const char *plan_id, int is_dry_run, struct audit_record *rec,
+    void (*finish)(struct audit_record *, json_t *, void *), void *arg,
+    int *is_replay, int *is_recorded, struct rpc_error *err);
+
+/* Sets the idempotency keys' lifetime (seconds; default a day) and the waiters allowed
+ * per key and per tenant before a duplicate is answered key_in_flight at once. */
+void write_configure(long long key_ttl, unsigned waiters_per_key, unsigned waiters_per_tenant);
+
+#endif
