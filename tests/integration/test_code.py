@@ -414,3 +414,20 @@ print(json.dumps(out))
     assert sc["stdout"] == "None\nrefused\n"
     assert world.listener.hits[len(before):] == ["/hi"]
     assert world.record(sc["call_id"])["egress"] == []
+
+
+@pytest.mark.parametrize("what,arguments,fault", [
+    ("code not a string", {"code": {"type": "integer"}}, "'code' of a code tool must be a required string"),
+    ("code optional", {"code": {"type": "string"}, "_req": []}, "'code' of a code tool must be a required string"),
+    ("unknown argument", {"code": {"type": "string"}, "lang": {"type": "string"}}, "not 'lang'"),
+    ("input_tool not an object", {"code": {"type": "string"}, "input_tool": {"type": "string"}},
+     "'input_tool' of a code tool must be an object"),
+])
+def test_manifest_arguments_are_checked(cluster, tmp_path, what, arguments, fault):
+    required = arguments.pop("_req", ["code"])
+    m = code_manifest("bad", "sh", {})
+    m["arguments"]["properties"] = arguments
+    m["arguments"]["required"] = required
+    (tmp_path / "bad.json").write_text(json.dumps(m))
+    p = ctl("tool", "check", "--tools", tmp_path, "--db", cluster.operator_url, check=False)
+    assert p.returncode == 65 and fault in p.stderr, (what, p.stderr)
