@@ -17,6 +17,7 @@ static const struct command {
 	{ "tenant", cmd_tenant, "add|list|disable|enable: tenants and their roles" },
 	{ "table", cmd_table, "adopt|list: tables given the tenant treatment" },
 	{ "token", cmd_token, "mint|revoke|list|admin-key: task-scoped tokens" },
+	{ "call", cmd_call, "show|revert: a recorded call and its changes" },
 	{ "tool", cmd_tool, "check|export: the tool catalog, checked as airlockd loads it" },
 };
 

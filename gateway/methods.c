@@ -770,34 +770,12 @@ call_not_found(struct rpc_error *err)
 	rpc_error_set(err, RPC_INVALID_PARAMS, "call_not_found", "No such call");
 }
 
-/* The rows a revert puts back, per changed row: the last after-image to expect and the
- * image to restore (the first before-image; for an inserted row, its soft delete). */
-static const char revert_groups_sql[] =
-    "SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
-    " 'expected', last_after, 'image', CASE WHEN first_op = 'insert'"
-    " THEN last_after || jsonb_build_object('deleted_at', now()) ELSE first_before END)"
-    " ORDER BY table_name, key::text), '[]')::text"
-    " FROM (SELECT table_name, key, (array_agg(op ORDER BY id))[1] AS first_op,"
-    " (array_agg(before ORDER BY id))[1] AS first_before,"
-    " (array_agg(after ORDER BY id DESC))[1] AS last_after"
-    " FROM airlock.changes WHERE call_id = $1::uuid GROUP BY table_name, key) g";
-
-static const char revert_target_sql[] =
-    "SELECT c.tenant, c.method, coalesce(c.tool, ''), c.dry_run, c.outcome, t.role"
-    " FROM airlock.calls c JOIN airlock.tenants t ON t.name = c.tenant WHERE c.id = $1::uuid";
-
-/* Runs as the tenant: each row back to its image, after checking it is as the call left it. */
-static const char revert_sql[] =
-    "SELECT count(*) AS rows_restored FROM (SELECT airlock.restore_row((g->>'table')::regclass,"
-    " g->'key', g->'expected', g->'image', $2::boolean) FROM jsonb_array_elements($1::jsonb) AS g) r";
-
 static json_t *
 m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
 	const char *target, *values[2];
-	char tenant[64], role[64], fp[65];
+	char tenant[64], role[64], fp[65], *groups = NULL;
 	struct write_stmt st;
-	PGresult *res = NULL, *groups = NULL;
 	json_t *result = NULL, *v;
 	struct call c;
 	int is_force;
@@ -825,44 +803,14 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 		call_not_found(err);
 		goto done;
 	}
-	if (c.p.is_admin && db_ensure(c.ctx->db) == -1) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
+	if (write_revert_target(c.ctx->db, target, c.p.is_admin ? NULL : c.p.tenant, tenant,
+	    role, &groups, err) == -1)
 		goto done;
-	}
-	values[0] = target;
-	res = db_exec(c.ctx->db, "revert_target", revert_target_sql, 1, values);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
-		goto done;
-	}
-	/* Another tenant's call is answered exactly as an unknown one. */
-	if (PQntuples(res) == 0 || (!c.p.is_admin && strcmp(PQgetvalue(res, 0, 0), c.p.tenant) != 0)) {
-		call_not_found(err);
-		goto done;
-	}
-	strlcpy(tenant, PQgetvalue(res, 0, 0), sizeof(tenant));
-	strlcpy(role, PQgetvalue(res, 0, 5), sizeof(role));
 	strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
-	groups = db_exec(c.ctx->db, "revert_groups", revert_groups_sql, 1, values);
-	if (PQresultStatus(groups) != PGRES_TUPLES_OK) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
-		goto done;
-	}
-	if (strcmp(PQgetvalue(res, 0, 3), "t") == 0 || strcmp(PQgetvalue(res, 0, 4), "ok") != 0 ||
-	    (strcmp(PQgetvalue(res, 0, 1), "tools/call") != 0 &&
-	    strcmp(PQgetvalue(res, 0, 1), "airlock/calls.revert") != 0) ||
-	    strcmp(PQgetvalue(groups, 0, 0), "0") == 0) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "not_revertible", "Call %s changed nothing "
-		    "that can be reverted (a read, a refusal or a preview)", target);
-		goto done;
-	}
-	values[0] = PQgetvalue(groups, 0, 1);
+	values[0] = groups;
 	values[1] = is_force ? "true" : "false";
 	memset(&st, 0, sizeof(st));
-	st.sql = revert_sql;
+	st.sql = write_revert_sql;
 	st.n = 2;
 	st.values = values;
 	st.timeout_ms = 10000;
@@ -871,8 +819,7 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 	json_decref(v);
 	result = run_write(&c, &st, role, tenant, "airlock/calls.revert", fp, params, err);
 done:
-	PQclear(res);
-	PQclear(groups);
+	free(groups);
 	return call_end(&c, result, result ? json_object_get(result, "structuredContent") : NULL,
 	    err);
 }

@@ -476,3 +476,65 @@ out:
 	free(plan_inserts);
 	return sc;
 }
+
+/* The rows a revert puts back, per changed row: the last after-image to expect and the
+ * image to restore (the first before-image; for an inserted row, its soft delete). */
+static const char revert_groups_sql[] =
+    "SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
+    " 'expected', last_after, 'image', CASE WHEN first_op = 'insert'"
+    " THEN last_after || jsonb_build_object('deleted_at', now()) ELSE first_before END)"
+    " ORDER BY table_name, key::text), '[]')::text"
+    " FROM (SELECT table_name, key, (array_agg(op ORDER BY id))[1] AS first_op,"
+    " (array_agg(before ORDER BY id))[1] AS first_before,"
+    " (array_agg(after ORDER BY id DESC))[1] AS last_after"
+    " FROM airlock.changes WHERE call_id = $1::uuid GROUP BY table_name, key) g";
+
+static const char revert_target_sql[] =
+    "SELECT c.tenant, c.method, c.dry_run, c.outcome, t.role"
+    " FROM airlock.calls c JOIN airlock.tenants t ON t.name = c.tenant WHERE c.id = $1::uuid";
+
+/* Runs as the tenant: each row back to its image, after checking it is as the call left it. */
+const char write_revert_sql[] =
+    "SELECT count(*) AS rows_restored FROM (SELECT airlock.restore_row((g->>'table')::regclass,"
+    " g->'key', g->'expected', g->'image', $2::boolean) FROM jsonb_array_elements($1::jsonb) AS g) r";
+
+int
+write_revert_target(struct db *db, const char *call_id, const char *tenant, char tenant_out[64],
+    char role_out[64], char **groups, struct rpc_error *err)
+{
+	const char *values[1] = { call_id };
+	PGresult *res = NULL, *g = NULL;
+	int rc = -1;
+
+	*groups = NULL;
+	if (db_ensure(db) == -1) {
+		unavailable(err);
+		return -1;
+	}
+	res = db_exec(db, "revert_target", revert_target_sql, 1, values);
+	g = db_exec(db, "revert_groups", revert_groups_sql, 1, values);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(g) != PGRES_TUPLES_OK) {
+		unavailable(err);
+		goto out;
+	}
+	if (PQntuples(res) == 0 || (tenant != NULL && strcmp(PQgetvalue(res, 0, 0), tenant) != 0)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "call_not_found", "No such call");
+		goto out;
+	}
+	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0 || strcmp(PQgetvalue(res, 0, 3), "ok") != 0 ||
+	    (strcmp(PQgetvalue(res, 0, 1), "tools/call") != 0 &&
+	    strcmp(PQgetvalue(res, 0, 1), "airlock/calls.revert") != 0) ||
+	    strcmp(PQgetvalue(g, 0, 0), "0") == 0) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "not_revertible", "Call %s changed nothing "
+		    "that can be reverted (a read, a refusal or a preview)", call_id);
+		goto out;
+	}
+	strlcpy(tenant_out, PQgetvalue(res, 0, 0), 64);
+	strlcpy(role_out, PQgetvalue(res, 0, 4), 64);
+	if ((*groups = strdup(PQgetvalue(g, 0, 1))) != NULL)
+		rc = 0;
+out:
+	PQclear(res);
+	PQclear(g);
+	return rc;
+}

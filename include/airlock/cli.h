@@ -18,6 +18,7 @@ int cmd_migrate(int argc, char **argv);
 int cmd_tenant(int argc, char **argv);
 int cmd_table(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_call(int argc, char **argv);
 int cmd_tool(int argc, char **argv);
 
 /* The program name used in messages. */
