@@ -10,6 +10,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/pool.h"
+#include "airlock/seal.h"
 
 #define CATALOG_RETRY_S 2	/* seconds between tries while the database is down */
 
@@ -50,6 +51,7 @@ main(int argc, char **argv)
 	struct gateway gw;
 	struct http_server *srv;
 	struct catalog *cat;
+	struct seal *sealer;
 	struct timespec retry = { CATALOG_RETRY_S, 0 };
 	enum load_status st;
 	sigset_t mask;
@@ -82,6 +84,9 @@ main(int argc, char **argv)
 		log_error("cannot start the database workers");
 		return EX_OSERR;
 	}
+	/* The audit sealer; without it, airlockctl audit seal still seals. */
+	if ((sealer = seal_start(cfg.db)) == NULL)
+		log_warn("cannot start the audit sealer");
 	/* Block the signals in every thread; this one takes them with sigtimedwait. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -112,6 +117,7 @@ main(int argc, char **argv)
 	}
 	log_info("stopping: finishing in-flight requests");
 	http_stop(srv, 10000);
+	seal_stop(sealer);
 	audit_stop(gw.audit);
 	rl_free(gw.rl);
 	gw_catalog_set(&gw, NULL);

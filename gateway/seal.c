@@ -1,0 +1,146 @@
+/*
+ * seal.c: the sealer.  The work is one call of airlock.seal() (migrations/0007_audit.sql),
+ * which takes an advisory lock so that one sealer at a time, across every airlockd and
+ * airlockctl, links the committed records not yet sealed into a checkpoint.  airlockd runs
+ * it from a thread every second; airlockctl audit seal runs it once.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "airlock/db.h"
+#include "airlock/log.h"
+#include "airlock/seal.h"
+
+#define WARN_EVERY_S 60		/* a failing sealer says so once a minute, not every second */
+
+struct seal {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int stopping;
+	pthread_t thread;
+	struct db db;
+};
+
+static const char seal_sql[] = "SELECT checkpoint_id, records FROM airlock.seal($1::boolean)";
+
+int
+seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, char *err,
+    size_t errlen)
+{
+	const char *values[1] = { is_full ? "true" : "false" };
+	PGresult *res;
+	int rc = -1;
+
+	*checkpoint = *records = 0;
+	res = PQexecParams(conn, seal_sql, 1, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", conn != NULL && PQstatus(conn) == CONNECTION_OK ?
+		    PQresultErrorMessage(res) : "database unavailable");
+		goto fail;
+	}
+	if (PQntuples(res) == 1) {
+		*checkpoint = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*records = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	}
+	rc = 0;
+fail:
+	PQclear(res);
+	return rc;
+}
+
+/* One round; failures are logged at most once a minute. */
+static void
+seal_once(struct seal *s, time_t *last_warn)
+{
+	long long id, n;
+	char err[512];
+	time_t now = time(NULL);
+
+	if (db_ensure(&s->db) == -1)
+		return;
+	if (seal_run(s->db.conn, 0, &id, &n, err, sizeof(err)) == -1) {
+		err[strcspn(err, "\n")] = '\0';
+		if (now - *last_warn >= WARN_EVERY_S) {
+			log_warn("audit sealer: %s", err);
+			*last_warn = now;
+		}
+		return;
+	}
+	if (id > 0)
+		log_msg(LOG_LVL_DEBUG, "audit sealer: checkpoint %lld, %lld records", id, n);
+}
+
+static void *
+sealer(void *arg)
+{
+	struct seal *s = arg;
+	struct timespec deadline;
+	time_t last_warn = 0;
+	sigset_t all;
+	int stopping;
+
+	/* Signals belong to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		pthread_mutex_lock(&s->lock);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += SEAL_INTERVAL_MS / 1000;
+		deadline.tv_nsec += (long)(SEAL_INTERVAL_MS % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+		while (!s->stopping &&
+		    pthread_cond_timedwait(&s->wake, &s->lock, &deadline) != ETIMEDOUT)
+			;
+		stopping = s->stopping;
+		pthread_mutex_unlock(&s->lock);
+		/* The last round runs after stopping was asked, so what was just committed is
+		 * sealed before the daemon exits. */
+		seal_once(s, &last_warn);
+		if (stopping)
+			break;
+	}
+	return NULL;
+}
+
+struct seal *
+seal_start(const char *conninfo)
+{
+	struct seal *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	db_init(&s->db, conninfo);
+	if (pthread_create(&s->thread, NULL, sealer, s) != 0) {
+		pthread_cond_destroy(&s->wake);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+seal_stop(struct seal *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = 1;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	db_close(&s->db);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
