@@ -355,9 +355,9 @@ sandbox_unavailable(struct rpc_error *err)
 }
 
 /*
- * The interpreters read the program from its descriptor (SB_PROGRAM_PATH's number) rather
- * than by opening SB_PROGRAM_PATH: reopening a pipe through /proc checks the pipe's owner,
- * and a launcher running as root creates it as root while the program runs as another uid.
+ * The interpreters read the program from descriptor SB_PROGRAM_FD (3) rather than by
+ * opening /dev/fd/3: reopening a pipe through /proc checks the pipe's owner, and a
+ * launcher running as root creates it as root while the program runs as another uid.
  * Python runs it as __main__ under the name <program>; sh evaluates it with $0 "program".
  */
 static const char py_boot[] =

@@ -5,8 +5,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Where the program text given to sb_feed appears inside (a pipe), when has_program is set. */
-#define SB_PROGRAM_PATH "/dev/fd/3"
+/*
+ * The descriptor the program text given to sb_feed arrives on inside (a pipe), when
+ * has_program is set.  Read the descriptor itself: reopening it as /dev/fd/3 goes through
+ * /proc, which checks the pipe's owner, and a launcher running as root makes the pipe as
+ * root while the program runs as another uid.
+ */
+#define SB_PROGRAM_FD 3
 /* The address the egress forwarder listens on inside the sandbox. */
 #define SB_PROXY_ADDR "127.0.0.1"
 #define SB_PROXY_PORT 3128
@@ -56,7 +61,7 @@ typedef void sb_egress_fn(void *arg, const struct sb_egress *ev);
 struct sb_config {
 	const char *const *argv;	/* NULL-terminated; argv[0] is looked up in the sandbox's PATH */
 	struct sb_limits limits;
-	int has_program;		/* program text from sb_feed is readable at SB_PROGRAM_PATH */
+	int has_program;		/* program text from sb_feed on descriptor SB_PROGRAM_FD */
 	int stdin_fd;			/* -1, or a descriptor the launcher copies to the program's stdin
 					   (after any input given to sb_feed); never passed inside */
 	const char *const *allow;	/* NULL, or NULL-terminated "host:port" entries: egress proxy */
