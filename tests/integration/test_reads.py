@@ -450,3 +450,18 @@ def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
     assert len(served) == 4
     # ...and the other tenant's call took its turn before the flooder's queued calls ran out.
     assert other_done < max(served)
+
+
+def test_bad_manifest_refuses_start(cluster, tmp_path):
+    import subprocess
+    from conftest import AIRLOCKD
+    tools = tmp_path / "tools"
+    shutil.copytree(ROOT / "tools", tools)
+    (tools / "sneaky.json").write_text(json.dumps({
+        "name": "sneaky", "description": "Reads the base table.", "kind": "read",
+        "arguments": {"type": "object", "properties": {}, "additionalProperties": False},
+        "statement": "SELECT count(*) AS n FROM billing.customers"}))
+    p = subprocess.run([str(AIRLOCKD), "--listen", "127.0.0.1:1", "--db", cluster.gateway_url,
+                        "--tools", str(tools)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 78
+    assert "sneaky.json" in p.stderr and "_live" in p.stderr
