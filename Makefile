@@ -88,6 +88,7 @@ fuzz-smoke: fuzz
 	    echo "fuzz_$$t: $$(tail -1 $$d.log)"; rm -rf $$d $$d.log; done
 
 check: bootstrap
+	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) unit-asan
 	$(MAKE) fuzz-smoke
@@ -105,7 +106,9 @@ install: all
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
-	    --suppress=missingIncludeSystem -Iinclude gateway ctl sandbox
+	    --inline-suppr --suppress=missingIncludeSystem -Iinclude \
+	    --include=/usr/include/bsd/sys/queue.h --include=/usr/include/bsd/sys/tree.h \
+	    -D__unused= gateway ctl sandbox
 
 clean:
 	rm -rf build

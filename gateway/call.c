@@ -107,7 +107,7 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 		goto fail;
 	}
 	snprintf(timeout, sizeof(timeout), "%u", t->timeout_ms);
-	snprintf(lock, sizeof(lock), "%u", LOCK_TIMEOUT_MS);
+	snprintf(lock, sizeof(lock), "%d", LOCK_TIMEOUT_MS);
 	setup[0] = role;
 	setup[1] = call_id;
 	setup[2] = timeout;

@@ -127,7 +127,7 @@ pool_create(unsigned n, const char *conninfo, size_t max_queued, size_t max_per_
 int
 pool_submit(struct pool *pool, struct pool_job *job)
 {
-	struct keyq find, *q;
+	struct keyq find = { 0 }, *q;
 	int rc = -1;
 
 	strlcpy(find.key, job->key, sizeof(find.key));

@@ -87,7 +87,7 @@ rl_create(void)
 int
 rl_take(struct rl *rl, const char *key, double rate, double burst, int *retry_after)
 {
-	struct bucket find, *b;
+	struct bucket find = { 0 }, *b;
 	double now = now_seconds();
 	int rc = 0;
 

@@ -93,7 +93,7 @@ static struct inflight_tree inflights = RB_INITIALIZER(&inflights);
 static int
 inflight_add(const char *name, int delta)
 {
-	struct inflight find, *f;
+	struct inflight find = { 0 }, *f;
 	int before;
 
 	strlcpy(find.name, name, sizeof(find.name));
@@ -318,7 +318,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		entered = 1;
 	}
 	snprintf(timeout, sizeof(timeout), "%u", st->timeout_ms);
-	snprintf(lock, sizeof(lock), "%u", LOCK_TIMEOUT_MS);
+	snprintf(lock, sizeof(lock), "%d", LOCK_TIMEOUT_MS);
 	snprintf(ttl, sizeof(ttl), "%lld", key_ttl);
 	setup[0] = rec->id;
 	setup[1] = timeout;
