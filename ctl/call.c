@@ -42,20 +42,6 @@ static const char show_sql[] =
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
 static int
-is_uuid(const char *s)
-{
-	size_t i;
-
-	if (strlen(s) != AUDIT_ID_LEN)
-		return 0;
-	for (i = 0; i < AUDIT_ID_LEN; i++)
-		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' :
-		    strchr("0123456789abcdefABCDEF", s[i]) == NULL)
-			return 0;
-	return 1;
-}
-
-static int
 show(PGconn *conn, const char *id)
 {
 	const char *values[1] = { id };
@@ -202,7 +188,7 @@ cmd_call(int argc, char **argv)
 		return EX_USAGE;
 	}
 	action = argv[optind];
-	if (!is_uuid(argv[optind + 1])) {
+	if (!audit_is_id(argv[optind + 1])) {
 		cli_warnx("call", "%s is not a call id", argv[optind + 1]);
 		return EX_USAGE;
 	}

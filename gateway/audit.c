@@ -80,6 +80,20 @@ audit_new_id(char id[AUDIT_ID_LEN + 1])
 	    b[13], b[14], b[15]);
 }
 
+int
+audit_is_id(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || strlen(s) != AUDIT_ID_LEN)
+		return 0;
+	for (i = 0; i < AUDIT_ID_LEN; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' :
+		    strchr("0123456789abcdefABCDEF", s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
 char *
 audit_canonical(json_t *v)
 {

@@ -21,14 +21,6 @@ static const char count_sql[] =
     " AND (max_calls IS NULL OR calls_used < max_calls) RETURNING calls_used";
 
 static void
-unavailable(struct rpc_error *err)
-{
-	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-	    "The database is unavailable; retry shortly");
-	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-}
-
-static void
 unauthorized(struct rpc_error *err, const char *reason, const char *message)
 {
 	rpc_error_set(err, RPC_UNAUTHORIZED, reason, "%s", message);
@@ -60,7 +52,7 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, struct 
 		return -1;
 	}
 	if (db_ensure(db) == -1) {
-		unavailable(err);
+		db_unavailable(err);
 		return -1;
 	}
 	for (i = 0; i < 32; i++)
@@ -68,7 +60,7 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, struct 
 	values[0] = hex;
 	res = db_exec(db, "auth_lookup", lookup_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		unavailable(err);
+		db_unavailable(err);
 		goto fail;
 	}
 	if (PQntuples(res) != 1) {
@@ -122,7 +114,7 @@ auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
 		return 0;
 	res = db_exec(db, "auth_count", count_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		unavailable(err);
+		db_unavailable(err);
 	else if (PQntuples(res) == 0)
 		rpc_error_set(err, RPC_FORBIDDEN, "quota_exhausted",
 		    "This token's %lld calls are used up", p->max_calls);

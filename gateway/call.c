@@ -133,9 +133,7 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	rc = 0;
 	goto fail;
 unavailable:
-	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-	    "The database is unavailable; retry shortly");
-	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	db_unavailable(err);
 fail:
 	PQclear(res);
 	PQclear(q[0].res);

@@ -4,6 +4,7 @@
 
 #include "airlock/db.h"
 #include "airlock/log.h"
+#include "airlock/rpc.h"
 
 void
 db_init(struct db *db, const char *conninfo)
@@ -140,4 +141,12 @@ lost:
 	}
 	db_close(db);
 	return -1;
+}
+
+void
+db_unavailable(struct rpc_error *err)
+{
+	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+	    "The database is unavailable; retry shortly");
+	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 }

@@ -400,7 +400,7 @@ check_call_params(json_t *params, struct rpc_error *err)
 		return -1;
 	}
 	v = json_object_get(params, "plan_id");
-	if (v != NULL && (!json_is_string(v) || json_string_length(v) != AUDIT_ID_LEN)) {
+	if (v != NULL && (!json_is_string(v) || !audit_is_id(json_string_value(v)))) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "plan_id must be a call id");
 		return -1;
 	}
@@ -414,6 +414,7 @@ static const char *
 idem_key_of(struct call *c, json_t *params, struct rpc_error *err)
 {
 	const char *key = json_string_value(json_object_get(params, "idempotency_key"));
+	json_t *utf8;
 
 	if (key == NULL)
 		key = c->ctx->idem_header;
@@ -422,11 +423,13 @@ idem_key_of(struct call *c, json_t *params, struct rpc_error *err)
 		    "idempotency key: params.idempotency_key or the Idempotency-Key header");
 		return NULL;
 	}
-	if (strlen(key) == 0 || strlen(key) > 255) {
+	/* The header is bytes: a key that is not UTF-8 could not be stored or recorded. */
+	if (strlen(key) == 0 || strlen(key) > 255 || (utf8 = json_string(key)) == NULL) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
-		    "An idempotency key has 1 to 255 characters");
+		    "An idempotency key has 1 to 255 characters of UTF-8");
 		return NULL;
 	}
+	json_decref(utf8);
 	return key;
 }
 
@@ -496,8 +499,7 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 	snprintf(name, sizeof(name), "t%lu_%s", version, t->name);
 	if (db_prepare(c->ctx->db, name, t->sql, &res) == -1) {
 		if (res == NULL)
-			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-			    "The database is unavailable; retry shortly");
+			db_unavailable(err);
 		else
 			call_sql_error(res, t->name, err);
 		PQclear(res);
@@ -646,9 +648,7 @@ require_admin(struct call *c, json_t *params, struct rpc_error *err)
 	}
 	c->rec.arguments = json_deep_copy(params);
 	if (db_ensure(c->ctx->db) == -1) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		db_unavailable(err);
 		return -1;
 	}
 	return 0;
@@ -731,9 +731,7 @@ m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *
 		already = 1;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		db_unavailable(err);
 		goto done;
 	}
 	if (PQntuples(res) == 0) {
@@ -747,21 +745,6 @@ m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *
 done:
 	PQclear(res);
 	return call_end(&c, result, result, err);
-}
-
-/* A call id in text: 36 characters of hex digits and dashes (checked before any lookup). */
-static int
-is_call_id(const char *s)
-{
-	size_t i;
-
-	if (s == NULL || strlen(s) != AUDIT_ID_LEN)
-		return 0;
-	for (i = 0; i < AUDIT_ID_LEN; i++)
-		if (!(i == 8 || i == 13 || i == 18 || i == 23 ? s[i] == '-' :
-		    strchr("0123456789abcdefABCDEF", s[i]) != NULL && s[i] != '\0'))
-			return 0;
-	return 1;
 }
 
 static void
@@ -799,7 +782,7 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 		    "force reverts over later changes and needs the admin credential");
 		goto done;
 	}
-	if (!is_call_id(target)) {
+	if (!audit_is_id(target)) {
 		call_not_found(err);
 		goto done;
 	}
@@ -872,19 +855,17 @@ m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 		return call_end(&c, NULL, NULL, err);
 	values[0] = json_string_value(json_object_get(params, "call_id"));
 	c.rec.arguments = json_is_object(params) ? json_deep_copy(params) : NULL;
-	if (!is_call_id(values[0])) {
+	if (!audit_is_id(values[0])) {
 		call_not_found(err);
 		goto done;
 	}
 	if (c.p.is_admin && db_ensure(c.ctx->db) == -1) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
+		db_unavailable(err);
 		goto done;
 	}
 	res = db_exec(c.ctx->db, "calls_get", calls_get_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The database is unavailable; retry shortly");
+		db_unavailable(err);
 		goto done;
 	}
 	if (PQntuples(res) == 0 || (!c.p.is_admin && (strcmp(PQgetvalue(res, 0, 2), c.p.tenant) != 0 ||

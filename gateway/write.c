@@ -159,14 +159,6 @@ waiters_leave(const char *tenant, const char *key)
 }
 
 static void
-unavailable(struct rpc_error *err)
-{
-	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-	    "The database is unavailable; retry shortly");
-	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-}
-
-static void
 rollback(struct db *db)
 {
 	if (db->conn != NULL)
@@ -192,7 +184,7 @@ load_plan(struct db *db, const char *plan_id, const char *tenant, const char *to
 
 	res = db_exec(db, "write_plan", plan_sql, 2, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		unavailable(err);
+		db_unavailable(err);
 	else if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), tool) != 0 ||
 	    strcmp(PQgetvalue(res, 0, 1), fingerprint) != 0)
 		rpc_error_set(err, RPC_CONFLICT, "plan_mismatch", "Plan %s is not a preview of this "
@@ -268,7 +260,7 @@ replay(struct db *db, const char *tenant, const char *key, const char *fingerpri
 
 	res = db_exec(db, "write_lookup_key", lookup_key_sql, 2, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		unavailable(err);
+		db_unavailable(err);
 	else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
 		rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
 		    "A call with this idempotency key is still running; retry shortly");
@@ -306,7 +298,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	memset(q, 0, sizeof(q));
 	memset(c, 0, sizeof(c));
 	if (db_ensure(db) == -1) {
-		unavailable(err);
+		db_unavailable(err);
 		return NULL;
 	}
 	if (plan_id != NULL && !is_dry_run && load_plan(db, plan_id, tenant, tool, fingerprint,
@@ -360,7 +352,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	q[nq].n = 1;
 	q[nq++].values = changes_v;
 	if (db_pipeline(db, q, nq) == -1) {
-		unavailable(err);
+		db_unavailable(err);
 		goto out;
 	}
 	for (i = 0; i < nq && bad == NULL; i++) {
@@ -446,7 +438,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	c[nq++].sql = "COMMIT";
 	if (db_pipeline(db, c, nq) == -1) {
 		/* The commit's fate is unknown; a retry with the key finds out. */
-		unavailable(err);
+		db_unavailable(err);
 		json_decref(sc);
 		sc = NULL;
 		goto out;
@@ -456,7 +448,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 			log_error("write %s: commit failed: %s", rec->id,
 			    PQresultErrorMessage(c[i].res));
 			rollback(db);
-			unavailable(err);
+			db_unavailable(err);
 			json_decref(sc);
 			sc = NULL;
 		}
@@ -508,13 +500,13 @@ write_revert_target(struct db *db, const char *call_id, const char *tenant, char
 
 	*groups = NULL;
 	if (db_ensure(db) == -1) {
-		unavailable(err);
+		db_unavailable(err);
 		return -1;
 	}
 	res = db_exec(db, "revert_target", revert_target_sql, 1, values);
 	g = db_exec(db, "revert_groups", revert_groups_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(g) != PGRES_TUPLES_OK) {
-		unavailable(err);
+		db_unavailable(err);
 		goto out;
 	}
 	if (PQntuples(res) == 0 || (tenant != NULL && strcmp(PQgetvalue(res, 0, 0), tenant) != 0)) {

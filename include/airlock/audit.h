@@ -60,6 +60,9 @@ void audit_refusal(struct audit *a, const char *client, const char *reason);
 /* Flushes what is pending and stops the writer. */
 void audit_stop(struct audit *a);
 
+/* Whether s is a call id in text (36 hex digits and dashes, as audit_new_id makes). */
+int audit_is_id(const char *s);
+
 /* Fills id with a new random (version 4) UUID. */
 void audit_new_id(char id[AUDIT_ID_LEN + 1]);
 

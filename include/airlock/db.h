@@ -52,6 +52,10 @@ struct db_query {
  */
 int db_pipeline(struct db *db, struct db_query *q, size_t n) __attribute__((warn_unused_result));
 
+/* Sets err to 503 backend_unavailable with retryAfterSeconds: the database cannot serve. */
+struct rpc_error;
+void db_unavailable(struct rpc_error *err);
+
 /* Whether res failed because the connection is gone (so the caller answers 503). */
 int db_is_connection_lost(const struct db *db);
 
