@@ -19,6 +19,7 @@ static const struct command {
 	{ "token", cmd_token, "mint|revoke|list|admin-key: task-scoped tokens" },
 	{ "call", cmd_call, "show|revert: a recorded call and its changes" },
 	{ "tool", cmd_tool, "check|export: the tool catalog, checked as airlockd loads it" },
+	{ "audit", cmd_audit, "seal|verify|export|replay|archive: the tamper-evident call record" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
