@@ -23,7 +23,8 @@ static const char usage[] =
 "  --threads N            HTTP threads (default 2)\n"
 "  --workers N            database workers, one connection each (default 8)\n"
 "  --queue N              calls waiting for a worker, in all (default 4096)\n"
-"  --queue-per-token N    calls waiting for a worker, per token (default 64)\n"
+"  --queue-per-tenant N   calls waiting for a worker, per tenant (per token until the\n"
+"                         gateway has seen the token's tenant; default 64)\n"
 "  --sandboxes N          code steps running at once (default 4)\n"
 "  --sandboxes-per-tenant N  code steps running at once per tenant (default 2)\n"
 "  --rate-client R/B      requests per second and burst per client address, before\n"
@@ -52,7 +53,7 @@ static const struct option options[] = {
 	{ "threads", required_argument, NULL, O_THREADS },
 	{ "workers", required_argument, NULL, O_WORKERS },
 	{ "queue", required_argument, NULL, O_QUEUE },
-	{ "queue-per-token", required_argument, NULL, O_QUEUE_KEY },
+	{ "queue-per-tenant", required_argument, NULL, O_QUEUE_KEY },
 	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
 	{ "sandboxes-per-tenant", required_argument, NULL, O_SANDBOXES_TENANT },
 	{ "rate-client", required_argument, NULL, O_RATE_CLIENT },
@@ -222,7 +223,7 @@ apply(struct config *cfg, int opt, const char *arg)
 		cfg->queue_max = (unsigned)n;
 		break;
 	case O_QUEUE_KEY:
-		if (set_number(&n, arg, 1, 1000000, "--queue-per-token") == -1)
+		if (set_number(&n, arg, 1, 1000000, "--queue-per-tenant") == -1)
 			return -1;
 		cfg->queue_per_key = (unsigned)n;
 		break;

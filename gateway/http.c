@@ -332,6 +332,7 @@ finish_rpc(struct request *req)
 	struct http_server *srv = req->srv;
 	struct rpc_error err = { 0 };
 	const char *auth;
+	char key[96];
 
 	rpc_parse(&req->msg, &srv->limits, req->body ? req->body : "", req->len);
 	if (req->route == R_MCP && req->msg.is_batch) {
@@ -350,9 +351,10 @@ finish_rpc(struct request *req)
 	req->ctx.gw = srv->gw;
 	req->ctx.client = req->client;
 	req->ctx.is_mcp = req->route == R_MCP;
-	if (req->msg.root != NULL && rpc_needs_worker(&req->msg, methods_table))
-		return defer(req, gw_pool_for(srv->gw, &req->msg),
-		    req->ctx.bearer ? req->ctx.bearer : req->client);
+	if (req->msg.root != NULL && rpc_needs_worker(&req->msg, methods_table)) {
+		gw_fair_key(srv->gw, req->ctx.bearer, req->client, key, sizeof(key));
+		return defer(req, gw_pool_for(srv->gw, &req->msg), key);
+	}
 	rpc_execute(&req->msg, methods_table, &req->ctx);
 	return respond_rpc(req);
 }

@@ -79,6 +79,43 @@ gw_catalog_set(struct gateway *gw, struct catalog *cat)
 	gw_catalog_put(gw, old);
 }
 
+static size_t
+tenant_slot(const char *token_id)
+{
+	return (size_t)strtoul(token_id + TOK_ID_LEN - 6, NULL, 16) % GW_TENANT_CACHE;
+}
+
+void
+gw_note_tenant(struct gateway *gw, const char *token_id, const char *tenant)
+{
+	size_t slot = tenant_slot(token_id);
+
+	pthread_mutex_lock(&gw->lock);
+	strlcpy(gw->tenant_of[slot].token_id, token_id, sizeof(gw->tenant_of[slot].token_id));
+	strlcpy(gw->tenant_of[slot].tenant, tenant, sizeof(gw->tenant_of[slot].tenant));
+	pthread_mutex_unlock(&gw->lock);
+}
+
+void
+gw_fair_key(struct gateway *gw, const char *bearer, const char *client, char *key, size_t len)
+{
+	char id[TOK_ID_LEN + 1];
+	uint8_t hash[32];
+	size_t slot;
+
+	if (bearer == NULL || tok_parse(bearer, hash, id) == -1) {
+		snprintf(key, len, "client:%s", client);
+		return;
+	}
+	slot = tenant_slot(id);
+	pthread_mutex_lock(&gw->lock);
+	if (strcmp(gw->tenant_of[slot].token_id, id) == 0)
+		snprintf(key, len, "tenant:%s", gw->tenant_of[slot].tenant);
+	else
+		snprintf(key, len, "token:%s", id);
+	pthread_mutex_unlock(&gw->lock);
+}
+
 struct pool *
 gw_pool_for(struct gateway *gw, const struct rpc_msg *msg)
 {
@@ -130,6 +167,8 @@ call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err
 		return -1;
 	}
 	c->is_identified = 1;
+	if (!c->p.is_admin)
+		gw_note_tenant(c->gw, c->p.token_id, c->p.tenant);
 	strlcpy(c->rec.token_id, c->p.token_id, sizeof(c->rec.token_id));
 	strlcpy(c->rec.tenant, c->p.tenant, sizeof(c->rec.tenant));
 	strlcpy(c->rec.task, c->p.task, sizeof(c->rec.task));

@@ -21,7 +21,7 @@ struct config {
 	unsigned http_threads;
 	unsigned db_workers;
 	unsigned queue_max;		/* jobs waiting for a worker, in all */
-	unsigned queue_per_key;		/* jobs waiting for a worker, per token */
+	unsigned queue_per_key;		/* jobs waiting for a worker, per tenant */
 	unsigned sandboxes;		/* code steps running at once, in all */
 	unsigned sandboxes_per_tenant;	/* code steps running at once, per tenant */
 	double rate_client, burst_client;	/* per client address, before authentication */

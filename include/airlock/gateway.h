@@ -12,6 +12,8 @@
 #include "airlock/rpc.h"
 #include "airlock/tool.h"
 
+#define GW_TENANT_CACHE 4096
+
 /* A catalog in use: calls hold a reference, so a reload never frees one under them. */
 struct catalog_ref {
 	struct catalog *cat;
@@ -24,8 +26,12 @@ struct gateway {
 	struct pool *sandbox_pool;	/* code tools: their sandboxes run here */
 	struct audit *audit;
 	struct rl *rl;
-	pthread_mutex_t lock;		/* guards catalog */
+	pthread_mutex_t lock;		/* guards catalog and tenant_of */
 	struct catalog_ref *catalog;
+	struct {
+		char token_id[16];
+		char tenant[64];
+	} tenant_of[GW_TENANT_CACHE];	/* direct-mapped by token id */
 };
 
 /* Returns the current catalog with a reference taken (release with gw_catalog_put). */
@@ -35,6 +41,14 @@ void gw_catalog_put(struct gateway *gw, struct catalog_ref *ref);
 /* The pool a parsed message's calls run on: a single tools/call of a code tool goes to
  * the sandbox pool, everything else to the database workers. */
 struct pool *gw_pool_for(struct gateway *gw, const struct rpc_msg *msg);
+
+/* The fairness key a request's calls queue under: "tenant:NAME" when this instance has
+ * seen the bearer token's tenant, else "token:ID", else "client:ADDRESS". */
+void gw_fair_key(struct gateway *gw, const char *bearer, const char *client, char *key,
+    size_t len);
+
+/* Remembers the tenant of token id (for gw_fair_key). */
+void gw_note_tenant(struct gateway *gw, const char *token_id, const char *tenant);
 
 /* Makes cat (stolen) the current catalog; the old one goes when its last call ends. */
 void gw_catalog_set(struct gateway *gw, struct catalog *cat);

@@ -424,7 +424,7 @@ def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
                       "required": ["s"], "additionalProperties": False},
         "statement": "SELECT pg_sleep($s::float8) IS NULL AS slept"}))
     shutil.copy(ROOT / "tools" / "get_customer.json", tools)
-    d = start_daemon("--tools", str(tools), "--workers", "2", "--queue-per-token", "2",
+    d = start_daemon("--tools", str(tools), "--workers", "2", "--queue-per-tenant", "2",
                      "--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
     flooder = world.mint(world.a, tools=["slow"])
     other = world.mint(world.b, tools=["get_customer"])
@@ -465,3 +465,28 @@ def test_bad_manifest_refuses_start(cluster, tmp_path):
                         "--tools", str(tools)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 78
     assert "sneaky.json" in p.stderr and "_live" in p.stderr
+
+
+def test_tokens_of_one_tenant_share_its_queue(start_daemon, world, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "slow.json").write_text(json.dumps({
+        "name": "slow", "description": "Sleeps.", "kind": "read", "timeout_ms": 10000,
+        "arguments": {"type": "object", "properties": {"s": {"type": "number", "maximum": 5}},
+                      "required": ["s"], "additionalProperties": False},
+        "statement": "SELECT pg_sleep($s::float8) IS NULL AS slept"}))
+    d = start_daemon("--tools", str(tools), "--workers", "1", "--queue-per-tenant", "2",
+                     "--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
+    t1, t2 = world.mint(world.a, tools=["slow"]), world.mint(world.a, tools=["slow"])
+    for t in (t1, t2):      # the gateway learns each token's tenant
+        assert tool(d, t, "slow", {"s": 0}).status_code == 200
+    codes = []
+    threads = [threading.Thread(target=lambda t=t: codes.append(tool(d, t, "slow", {"s": 1}).status_code))
+               for t in (t1, t2, t1, t2, t1, t2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    # One running and two waiting for the tenant, whichever token sent them.
+    assert sorted(codes) == [200, 200, 200, 429, 429, 429], codes
