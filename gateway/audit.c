@@ -205,7 +205,9 @@ write_batch(struct audit *a, struct pending *batch)
 	int attempt, rc = -1;
 
 	for (p = batch; p != NULL; p = p->next) {
-		json_array_append_new(rows, audit_record_json(p->rec));
+		/* A record that cannot be rendered fails its batch: it is never skipped. */
+		if (json_array_append_new(rows, audit_record_json(p->rec)) == -1)
+			goto out;
 		if (p->rec->changes != NULL)
 			n++;
 		if (p->rec->plan_updates != NULL)
@@ -292,7 +294,7 @@ static void *
 writer(void *arg)
 {
 	struct audit *a = arg;
-	struct pending *batch, *p;
+	struct pending *batch, *p, *next;
 	struct timespec deadline;
 	json_t *refusals;
 	size_t n;
@@ -327,12 +329,22 @@ writer(void *arg)
 			log_error("lost %zu refusal counts", json_array_size(refusals));
 		json_decref(refusals);
 		rc = batch != NULL ? write_batch(a, batch) : 0;
+		for (p = batch; p != NULL; p = p->next)
+			p->rc = rc;
+		/* A batch that failed is written again one record at a time, so a record the
+		 * database refuses fails its own call only. */
+		if (rc == -1 && batch != NULL && batch->next != NULL) {
+			for (p = batch; p != NULL; p = next) {
+				next = p->next;
+				p->next = NULL;
+				p->rc = write_batch(a, p);
+				p->next = next;
+			}
+		}
 
 		pthread_mutex_lock(&a->lock);
-		for (p = batch; p != NULL; p = p->next) {
-			p->rc = rc;
+		for (p = batch; p != NULL; p = p->next)
 			p->done = 1;
-		}
 		pthread_cond_broadcast(&a->done);
 	}
 	pthread_mutex_unlock(&a->lock);
