@@ -271,6 +271,7 @@ struct verify {
 	long long id;
 	char hash[65];
 	long long count, seen, last_seq;
+	char last_id[AUDIT_ID_LEN + 1];	/* the record holding last_seq */
 	int group_problems;
 	SHA256_CTX ctx;
 	/* What the next checkpoint must be: its id (0: any) and its prev_hash. */
@@ -384,10 +385,12 @@ verify_row(const PGresult *res, void *arg)
 		problem(v, "record %s: edited (its changes differ from those sealed in "
 		    "checkpoint %lld)", call_id, v->id);
 	else if (seq <= v->last_seq)
-		problem(v, "record %s: reordered (at position %lld of checkpoint %lld, after a "
-		    "record inserted later)", call_id, pos, v->id);
-	if (seq > v->last_seq)
+		problem(v, "record %s: reordered (sealed in checkpoint %lld before record %s, "
+		    "which was inserted earlier)", v->last_id, v->id, call_id);
+	if (seq > v->last_seq) {
 		v->last_seq = seq;
+		strlcpy(v->last_id, call_id, sizeof(v->last_id));
+	}
 	return 0;
 }
 
