@@ -428,6 +428,8 @@ def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
                      "--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
     flooder = world.mint(world.a, tools=["slow"])
     other = world.mint(world.b, tools=["get_customer"])
+    # Once a token has been seen, its calls queue under its tenant.
+    assert tool(d, flooder, "slow", {"s": 0}).status_code == 200
     done = []
 
     def flood():
