@@ -62,6 +62,13 @@ main(int argc, char **argv)
 	if (cfg.verbose)
 		log_set_level(LOG_LVL_DEBUG);
 	signal(SIGPIPE, SIG_IGN);
+	/* Block the signals before any thread starts, so every thread inherits the mask and
+	 * only this one takes them, with sigtimedwait. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	memset(&gw, 0, sizeof(gw));
 	gw.cfg = &cfg;
@@ -87,12 +94,6 @@ main(int argc, char **argv)
 	/* The audit sealer; without it, airlockctl audit seal still seals. */
 	if ((sealer = seal_start(cfg.db)) == NULL)
 		log_warn("cannot start the audit sealer");
-	/* Block the signals in every thread; this one takes them with sigtimedwait. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	if ((srv = http_start(&gw)) == NULL) {
 		pool_destroy(gw.pool);
 		pool_destroy(gw.sandbox_pool);

@@ -396,14 +396,18 @@ def test_planted_tmp_symlink_gone_next_run(sb):
 
 
 def test_fresh_namespace_each_run(sb):
-    r1 = sb.sh("echo $$ > /tmp/pid; cat /proc/sys/kernel/random/boot_id; "
-               "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt")
-    r2 = sb.sh("cat /tmp/pid 2>/dev/null; cat /proc/sys/kernel/random/boot_id; "
-               "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt")
-    ns1 = r1.out.splitlines()[1:]
-    ns2 = r2.out.splitlines()[1:]
-    assert len(ns1) == 3 and len(ns2) == 3, (r1, r2)
-    assert set(ns1).isdisjoint(ns2), (ns1, ns2)
+    # Nothing written in one run is there in the next.
+    r1 = sb.sh("echo $$ > /tmp/pid; echo left > /dev/shm/left; echo written")
+    r2 = sb.sh("cat /tmp/pid /dev/shm/left 2>/dev/null; echo end")
+    assert r1.out.strip() == "written" and r2.out.strip() == "end", (r1, r2)
+    # Two runs alive at once have namespaces of their own.  (Compared while both live: the
+    # kernel reuses the numbers of namespaces that are gone.)
+    cmd = "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt; sleep 1"
+    procs = [subprocess.Popen(sb.argv([], ["sh", "-c", cmd]), stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=30)[0].splitlines() for p in procs]
+    assert len(outs[0]) == 3 and len(outs[1]) == 3, outs
+    assert set(outs[0]).isdisjoint(outs[1]), outs
 
 
 def test_no_cgroup_control_refuses(tmp_path):
