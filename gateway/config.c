@@ -25,6 +25,9 @@ static const char usage[] =
 "  --queue N              calls waiting for a worker, in all (default 4096)\n"
 "  --queue-per-tenant N   calls waiting for a worker, per tenant (per token until the\n"
 "                         gateway has seen the token's tenant; default 64)\n"
+"  --key-ttl SEC          how long an idempotency key is remembered (default 86400)\n"
+"  --key-waiters K/T      duplicates waiting on one key, and keyed writes in flight per\n"
+"                         tenant, in this instance (default 8/64); more get 409/429 at once\n"
 "  --sandboxes N          code steps running at once (default 4)\n"
 "  --sandboxes-per-tenant N  code steps running at once per tenant (default 2)\n"
 "  --rate-client R/B      requests per second and burst per client address, before\n"
@@ -37,7 +40,7 @@ static const char usage[] =
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT };
+	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -54,6 +57,8 @@ static const struct option options[] = {
 	{ "workers", required_argument, NULL, O_WORKERS },
 	{ "queue", required_argument, NULL, O_QUEUE },
 	{ "queue-per-tenant", required_argument, NULL, O_QUEUE_KEY },
+	{ "key-ttl", required_argument, NULL, O_KEY_TTL },
+	{ "key-waiters", required_argument, NULL, O_KEY_WAITERS },
 	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
 	{ "sandboxes-per-tenant", required_argument, NULL, O_SANDBOXES_TENANT },
 	{ "rate-client", required_argument, NULL, O_RATE_CLIENT },
@@ -108,6 +113,26 @@ set_listen(struct config *cfg, const char *s)
 	memcpy(cfg->listen_host, s, hlen);
 	cfg->listen_host[hlen] = '\0';
 	cfg->listen_port = (unsigned short)port;
+	return 0;
+}
+
+/* "K/T": two whole numbers, 1 to 100000 each. */
+static int
+set_pair(unsigned *a, unsigned *b, const char *s, const char *what)
+{
+	char buf[64], *slash;
+	long long x, y;
+
+	if (strlcpy(buf, s, sizeof(buf)) >= sizeof(buf) || (slash = strchr(buf, '/')) == NULL) {
+		fprintf(stderr, "airlockd: %s wants N/M, e.g. 8/64\n", what);
+		return -1;
+	}
+	*slash = '\0';
+	if (set_number(&x, buf, 1, 100000, what) == -1 ||
+	    set_number(&y, slash + 1, 1, 100000, what) == -1)
+		return -1;
+	*a = (unsigned)x;
+	*b = (unsigned)y;
 	return 0;
 }
 
@@ -227,6 +252,15 @@ apply(struct config *cfg, int opt, const char *arg)
 			return -1;
 		cfg->queue_per_key = (unsigned)n;
 		break;
+	case O_KEY_TTL:
+		if (set_number(&n, arg, 1, 90LL * 86400, "--key-ttl") == -1)
+			return -1;
+		cfg->key_ttl = n;
+		break;
+	case O_KEY_WAITERS:
+		if (set_pair(&cfg->key_waiters, &cfg->key_waiters_tenant, arg, "--key-waiters") == -1)
+			return -1;
+		break;
 	case O_SANDBOXES:
 		if (set_number(&n, arg, 1, 256, "--sandboxes") == -1)
 			return -1;
@@ -268,6 +302,9 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->db_workers = 8;
 	cfg->queue_max = 4096;
 	cfg->queue_per_key = 64;
+	cfg->key_ttl = 86400;
+	cfg->key_waiters = 8;
+	cfg->key_waiters_tenant = 64;
 	cfg->sandboxes = 4;
 	cfg->sandboxes_per_tenant = 2;
 	cfg->rate_client = 100;

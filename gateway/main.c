@@ -10,6 +10,7 @@
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/pool.h"
+#include "airlock/write.h"
 #include "airlock/seal.h"
 
 #define CATALOG_RETRY_S 2	/* seconds between tries while the database is down */
@@ -70,6 +71,7 @@ main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
+	write_configure(cfg.key_ttl, cfg.key_waiters, cfg.key_waiters_tenant);
 	memset(&gw, 0, sizeof(gw));
 	gw.cfg = &cfg;
 	pthread_mutex_init(&gw.lock, NULL);

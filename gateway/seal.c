@@ -14,11 +14,14 @@
 
 #include "airlock/db.h"
 #include "airlock/log.h"
+#include "airlock/write.h"
 #include "airlock/seal.h"
 
+#define KEY_SWEEP_S 60
 #define WARN_EVERY_S 60		/* a failing sealer says so once a minute, not every second */
 
 struct seal {
+	time_t last_sweep;		/* when expired idempotency keys were last swept */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int stopping;
@@ -73,6 +76,12 @@ seal_once(struct seal *s, time_t *last_warn)
 	}
 	if (id > 0)
 		log_msg(LOG_LVL_DEBUG, "audit sealer: checkpoint %lld, %lld records", id, n);
+	/* The same background round sweeps expired idempotency keys, once a minute. */
+	if (now - s->last_sweep >= KEY_SWEEP_S) {
+		s->last_sweep = now;
+		if ((n = write_sweep_keys(&s->db)) > 0)
+			log_msg(LOG_LVL_DEBUG, "swept %lld expired idempotency keys", n);
+	}
 }
 
 static void *

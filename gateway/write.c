@@ -530,3 +530,23 @@ out:
 	PQclear(g);
 	return rc;
 }
+
+long long
+write_sweep_keys(struct db *db)
+{
+	static const char sweep_sql[] =
+	    "DELETE FROM airlock.idempotency_keys WHERE (tenant, key) IN (SELECT tenant, key"
+	    " FROM airlock.idempotency_keys WHERE expires_at < now() LIMIT 5000)";
+	PGresult *res;
+	long long n = -1;
+
+	if (db_ensure(db) == -1)
+		return -1;
+	res = PQexec(db->conn, sweep_sql);
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+		n = strtoll(PQcmdTuples(res), NULL, 10);
+	else
+		log_warn("sweeping idempotency keys: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return n;
+}

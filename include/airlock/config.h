@@ -22,6 +22,9 @@ struct config {
 	unsigned db_workers;
 	unsigned queue_max;		/* jobs waiting for a worker, in all */
 	unsigned queue_per_key;		/* jobs waiting for a worker, per tenant */
+	long long key_ttl;		/* seconds an idempotency key is remembered */
+	unsigned key_waiters;		/* duplicates waiting on one key, per instance */
+	unsigned key_waiters_tenant;	/* keyed writes in flight per tenant, per instance */
 	unsigned sandboxes;		/* code steps running at once, in all */
 	unsigned sandboxes_per_tenant;	/* code steps running at once, per tenant */
 	double rate_client, burst_client;	/* per client address, before authentication */

@@ -57,6 +57,10 @@ int write_revert_target(struct db *db, const char *call_id, const char *tenant,
 /* The revert statement: $1 the groups, $2 force ("true"/"false"); run as the tenant. */
 extern const char write_revert_sql[];
 
+/* Deletes expired idempotency keys (at most a few thousand a round).  Returns how many,
+ * or -1 (logged). */
+long long write_sweep_keys(struct db *db);
+
 /* Sets the idempotency keys' lifetime (seconds; default a day) and the waiters allowed
  * per key and per tenant before a duplicate is answered key_in_flight at once. */
 void write_configure(long long key_ttl, unsigned waiters_per_key, unsigned waiters_per_tenant);

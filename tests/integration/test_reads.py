@@ -492,3 +492,18 @@ def test_tokens_of_one_tenant_share_its_queue(start_daemon, world, tmp_path):
         t.join()
     # One running and two waiting for the tenant, whichever token sent them.
     assert sorted(codes) == [200, 200, 200, 429, 429, 429], codes
+
+
+def test_row_cap_truncates(start_daemon, world, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "few_customers.json").write_text(json.dumps({
+        "name": "few_customers", "description": "Customers, at most one.", "kind": "read",
+        "max_rows": 1,
+        "arguments": {"type": "object", "properties": {}, "additionalProperties": False},
+        "statement": "SELECT id, email FROM billing.customers_live ORDER BY id"}))
+    d = start_daemon("--tools", str(tools))
+    tok = world.mint(world.a, tools=["few_customers"])
+    sc = tool(d, tok, "few_customers").json()["result"]["structuredContent"]
+    assert sc["truncated"] is True and sc["row_count"] == 1 and len(sc["rows"]) == 1
+    assert sc["rows"][0]["email"] == f"c0@{world.a}.example"

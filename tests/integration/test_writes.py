@@ -1006,3 +1006,33 @@ def test_sigkill_mid_stream_then_retry(start_daemon, world):
     notes, keys = state()
     assert consistent(notes, keys) == set(range(n))
     assert len(notes) == n
+
+
+def test_key_ttl_is_configurable(start_daemon, world, tok):
+    d = start_daemon("--key-ttl", "1")
+    key, body = newkey(), f"ttl {secrets.token_hex(4)}"
+    c0 = world.cust[world.a][0]
+    first = ok(write(d, tok, "add_support_note", {"customer_id": c0, "body": body}, key=key))
+    left = world.cluster.psql(f"SELECT expires_at - created_at <= interval '1 s' FROM "
+                              f"airlock.idempotency_keys WHERE tenant = '{world.a}' AND key = '{key}'")
+    assert left.strip() == "t"
+    time.sleep(1.5)
+    # Expired: the key is free for other arguments, and commits afresh.
+    again = ok(write(d, tok, "add_support_note", {"customer_id": c0, "body": body + "?"}, key=key))
+    assert again["replayed"] is False and again["call_id"] != first["call_id"]
+    assert world.notes(world.a, body) == 1 and world.notes(world.a, body + "?") == 1
+
+
+def test_expired_keys_are_swept(start_daemon, world, cluster):
+    """A gateway sweeps expired keys in its background round (at start, then once a
+    minute): expired keys go, live ones stay."""
+    key_old, key_new = newkey("old"), newkey("new")
+    for k, at in ((key_old, "now() - interval '1 hour'"), (key_new, "now() + interval '1 hour'")):
+        cluster.psql(f"INSERT INTO airlock.idempotency_keys (tenant, key, fingerprint, call_id, "
+                     f"expires_at) VALUES ('{world.a}', '{k}', 'f', gen_random_uuid(), {at})")
+    start_daemon()
+    deadline = time.monotonic() + 10
+    while world.keyrow(world.a, key_old) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert world.keyrow(world.a, key_old) is None
+    assert world.keyrow(world.a, key_new) is not None
