@@ -12,7 +12,8 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build"
+# AIRLOCK_BUILD=build/asan runs the same tests against the sanitizer build.
+BUILD = ROOT / os.environ.get("AIRLOCK_BUILD", "build")
 CTL = BUILD / "airlockctl"
 AIRLOCKD = BUILD / "airlockd"
 
@@ -93,7 +94,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        os.unlink(self.log.name) if self.proc.returncode == 0 else None
+        if self.proc.returncode == 0 and os.path.exists(self.log.name):
+            os.unlink(self.log.name)
         return self.proc.returncode
 
 
@@ -108,8 +110,15 @@ def start_daemon(cluster):
         return d
 
     yield start
+    # A daemon the test left running must stop cleanly: exit 0 after SIGTERM (under the
+    # sanitizer build that includes no leak and no error report).
+    unclean = []
     for d in started:
-        d.stop()
+        was_running = d.proc.poll() is None
+        rc = d.stop()
+        if was_running and rc != 0:
+            unclean.append((rc, d.logtext()[-3000:]))
+    assert not unclean, unclean
 
 
 @pytest.fixture
