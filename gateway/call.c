@@ -14,6 +14,9 @@ static const char setup_read_sql[] =
 
 #define LOCK_TIMEOUT_MS 2000
 
+/* Run right after a tool's statement: who the statement left the session as. */
+const char call_whoami_sql[] = "SELECT current_user::text";
+
 int
 call_is_tool_error(const struct rpc_error *err)
 {
@@ -59,6 +62,24 @@ call_sql_error(const PGresult *res, const char *what, struct rpc_error *err)
 	}
 }
 
+int
+call_check_role(struct db *db, const PGresult *res, const char *role, const char *what,
+    struct rpc_error *err)
+{
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    strcmp(PQgetvalue(res, 0, 0), role) == 0)
+		return 0;
+	/* The statement changed its role (the catalog's checks should make that impossible):
+	 * nothing it returned is answered, and the connection, which may keep the change past
+	 * the transaction, is dropped. */
+	log_error("%s: the statement left the session as %s, not %s; connection dropped", what,
+	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ?
+	    PQgetvalue(res, 0, 0) : "(unknown)", role);
+	db_close(db);
+	rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	return -1;
+}
+
 json_t *
 call_rows_json(const PGresult *res, int max)
 {
@@ -83,7 +104,7 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 {
 	char name[96], timeout[16], lock[16], **values = NULL;
 	const char *setup[4];
-	struct db_query q[2];
+	struct db_query q[3];
 	PGresult *res = NULL;
 	int rc = -1;
 
@@ -118,7 +139,8 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	q[1].name = name;
 	q[1].n = (int)t->n_params;
 	q[1].values = (const char *const *)values;
-	if (db_pipeline(db, q, 2) == -1)
+	q[2].sql = call_whoami_sql;
+	if (db_pipeline(db, q, 3) == -1)
 		goto unavailable;
 	if (PQresultStatus(q[0].res) != PGRES_TUPLES_OK) {
 		call_sql_error(q[0].res, t->name, err);
@@ -128,6 +150,8 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 		call_sql_error(q[1].res, t->name, err);
 		goto fail;
 	}
+	if (call_check_role(db, q[2].res, role, t->name, err) == -1)
+		goto fail;
 	*truncated = PQntuples(q[1].res) > (int)t->max_rows;
 	*rows = call_rows_json(q[1].res, (int)t->max_rows);
 	rc = 0;
@@ -138,6 +162,7 @@ fail:
 	PQclear(res);
 	PQclear(q[0].res);
 	PQclear(q[1].res);
+	PQclear(q[2].res);
 	if (values != NULL) {
 		tool_unbind(t, values);
 		free(values);

@@ -346,6 +346,18 @@ scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, s
 	return 0;
 }
 
+/* Whether sql holds U&" or U&' (either case), PostgreSQL's Unicode escape syntax. */
+static int
+has_unicode_escape(const char *sql)
+{
+	const char *p;
+
+	for (p = sql; (p = strchr(p, '&')) != NULL; p++)
+		if (p > sql && (p[-1] == 'u' || p[-1] == 'U') && (p[1] == '"' || p[1] == '\''))
+			return 1;
+	return 0;
+}
+
 /* The statement's first keyword, lowercased, after blanks, comments and parentheses. */
 static void
 first_keyword(const char *sql, char *word, size_t len)
@@ -1942,6 +1954,13 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			goto fail;
 		}
 		statement = json_string_value(v);
+		/* Unicode escapes (U&"...") could spell set_config without its letters: they
+		 * are refused too, anywhere in the statement. */
+		if (has_unicode_escape(statement)) {
+			set_err(err, errlen, "%s: the statement uses a Unicode escape (U&); a tool's "
+			    "statement names things plainly", t->file);
+			goto fail;
+		}
 		if (strcasestr(statement, "set_config") != NULL) {
 			set_err(err, errlen, "%s: the statement mentions set_config; a tool's "
 			    "statement may not touch settings (it could switch roles)", t->file);

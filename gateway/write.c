@@ -287,8 +287,8 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	char *record_text = NULL, *response = NULL;
 	const char *setup[3], *key_v[5], *sweep_v[2], *role_v[1], *changes_v[1], *store_v[3];
 	const char *rec_v[1];
-	struct db_query q[9], c[3];
-	size_t nq = 0, i_claim = 0, i_stmt, i_changes, i;
+	struct db_query q[10], c[3];
+	size_t nq = 0, i_claim = 0, i_stmt, i_who, i_changes, i;
 	json_t *sc = NULL, *rows, *preview, *record = NULL;
 	const PGresult *bad = NULL;
 	long long changed;
@@ -345,6 +345,8 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	q[nq].sql = st->sql;
 	q[nq].n = st->n;
 	q[nq++].values = st->values;
+	i_who = nq;
+	q[nq++].sql = call_whoami_sql;
 	q[nq++].sql = unrole_sql;
 	changes_v[0] = rec->id;
 	i_changes = nq;
@@ -376,6 +378,8 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 			call_sql_error(bad, tool, err);
 		goto out;
 	}
+	if (call_check_role(db, q[i_who].res, role, tool, err) == -1)
+		goto out;	/* the connection is gone, and its transaction with it */
 	changed = strtoll(PQgetvalue(q[i_changes].res, 0, 0), NULL, 10);
 	if (st->max_rows > 0 && changed > (long long)st->max_rows) {
 		rollback(db);

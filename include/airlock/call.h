@@ -30,6 +30,13 @@ int call_read(struct db *db, const struct tool *t, unsigned long version, const 
  * constraint_violated (tool errors); else -32603. */
 void call_sql_error(const PGresult *res, const char *what, struct rpc_error *err);
 
+/* The statement that reports the session's role after a tool's statement, and the check
+ * of its result: 0 when it is still role; else -1 with err (-32603), the connection
+ * closed, and the event logged. */
+extern const char call_whoami_sql[];
+int call_check_role(struct db *db, const PGresult *res, const char *role, const char *what,
+    struct rpc_error *err) __attribute__((warn_unused_result));
+
 /* Returns the rows of res as a new array of objects, values typed by column type,
  * at most max (0: all). */
 json_t *call_rows_json(const PGresult *res, int max);

@@ -507,3 +507,49 @@ def test_row_cap_truncates(start_daemon, world, tmp_path):
     sc = tool(d, tok, "few_customers").json()["result"]["structuredContent"]
     assert sc["truncated"] is True and sc["row_count"] == 1 and len(sc["rows"]) == 1
     assert sc["rows"][0]["email"] == f"c0@{world.a}.example"
+
+
+def test_statement_that_switches_role_is_refused(start_daemon, world, cluster, tmp_path):
+    """set_config spelled with a Unicode escape is refused when the catalog loads; and should
+    a statement still change its role (here through a function the operator made), the call
+    fails, returns nothing, and its connection is dropped."""
+    import subprocess
+    from conftest import AIRLOCKD
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    peek = {"name": "peek", "description": "x", "kind": "read",
+            "arguments": {"type": "object", "properties": {"t": {"type": "string"}},
+                          "required": ["t"], "additionalProperties": False},
+            "statement": "WITH s AS MATERIALIZED (SELECT U&\"set\\005fconfig\"('role', $t, true) AS r) "
+                         "SELECT c.id FROM s, billing.customers_live c WHERE s.r IS NOT NULL"}
+    (tools / "peek.json").write_text(json.dumps(peek))
+    p = subprocess.run([str(AIRLOCKD), "--listen", "127.0.0.1:1", "--db", cluster.gateway_url,
+                        "--tools", str(tools)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 78 and "Unicode escape" in p.stderr, p.stderr
+    (tools / "peek.json").unlink()
+
+    schema = f"sneak_{secrets.token_hex(3)}"
+    cluster.psql(f"CREATE SCHEMA {schema}; "
+                 f"CREATE FUNCTION {schema}.become(r text) RETURNS text LANGUAGE sql "
+                 f"AS $$ SELECT set_config('role', r, false) $$; "
+                 f"GRANT USAGE ON SCHEMA {schema} TO airlock_tenants, airlock_gateway; "
+                 f"GRANT EXECUTE ON FUNCTION {schema}.become(text) TO airlock_tenants")
+    try:
+        (tools / "become.json").write_text(json.dumps({
+            "name": "become", "description": "x", "kind": "read",
+            "arguments": {"type": "object", "properties": {"t": {"type": "string"}},
+                          "required": ["t"], "additionalProperties": False},
+            "statement": f"SELECT c.email FROM (SELECT {schema}.become($t) AS r) s, "
+                         f"LATERAL (SELECT email FROM billing.customers_live WHERE s.r IS NOT NULL) c"}))
+        shutil.copy(ROOT / "tools" / "search_customers.json", tools)
+        d = start_daemon("--tools", str(tools), "--workers", "1")
+        tok = world.mint(world.a, tools=["become", "search_customers"])
+        r = tool(d, tok, "become", {"t": f"tenant_{world.b}"})
+        assert err(r) == (-32603, "internal")
+        assert world.b not in r.text
+        assert "connection dropped" in d.logtext()
+        # The next call, on the same (only) worker, runs as its own tenant again.
+        rows = tool(d, tok, "search_customers", {"query": "Customer"}).json()["result"]["structuredContent"]["rows"]
+        assert rows and all(world.a in x["email"] for x in rows)
+    finally:
+        cluster.psql(f"DROP SCHEMA {schema} CASCADE")
