@@ -104,14 +104,14 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 	struct audit_record rec;
 	struct write_stmt st;
 	struct db db;
-	char tenant[64], role[64], key[AUDIT_ID_LEN + 8], fp[65], *groups = NULL, *text;
+	char tenant[64], role[64], tool[65], key[AUDIT_ID_LEN + 8], fp[65], *groups = NULL, *text;
 	const char *values[2];
 	json_t *sc = NULL, *args;
 	int is_replay, is_recorded, rc = EX_DATAERR;
 
 	db_init(&db, conninfo);
 	db.conn = conn;
-	if (write_revert_target(&db, id, NULL, tenant, role, &groups, &err) == -1) {
+	if (write_revert_target(&db, id, NULL, NULL, tenant, role, tool, &groups, &err) == -1) {
 		cli_warnx("call", "%s", err.message);
 		rc = err.code == RPC_UNAVAILABLE ? EX_UNAVAILABLE : EX_DATAERR;
 		goto out;
@@ -119,6 +119,7 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 	audit_record_init(&rec, "airlock/calls.revert", "airlockctl");
 	strlcpy(rec.tenant, tenant, sizeof(rec.tenant));
 	strlcpy(rec.token_id, "operator", sizeof(rec.token_id));
+	strlcpy(rec.tool, "airlock/calls.revert", sizeof(rec.tool));
 	rec.arguments = args = json_pack("{s:s, s:b}", "call_id", id, "force", is_force);
 	rec.is_dry_run = is_dry_run;
 	audit_digest(args, fp);

@@ -398,18 +398,31 @@ call_result(json_t *sc)
 	return result;
 }
 
+/* The parameters every method that takes them checks the same way. */
+static const char *const call_params[] = { "name", "arguments", "dry_run", "idempotency_key",
+    "plan_id", "_meta", NULL };
+static const char *const revert_params[] = { "call_id", "force", "dry_run", "idempotency_key",
+    "plan_id", "_meta", NULL };
+static const char *const get_params[] = { "call_id", "_meta", NULL };
+
+/*
+ * Checks params of method: an object with only the known members, required (a string
+ * member) present, and each member of its type: arguments an object; dry_run and force
+ * booleans; idempotency_key 1 to 255 characters; plan_id a call id.  Returns 0, or -1
+ * with err (-32602 invalid_params) naming the fault.
+ */
 static int
-check_call_params(json_t *params, struct rpc_error *err)
+check_params(const char *method, json_t *params, const char *const *known,
+    const char *required, struct rpc_error *err)
 {
-	static const char *const known[] = { "name", "arguments", "dry_run", "idempotency_key",
-	    "plan_id", "_meta", NULL };
+	static const char *const booleans[] = { "dry_run", "force", NULL };
 	const char *k;
 	json_t *v;
 	size_t i;
 
-	if (!json_is_object(params) || !json_is_string(json_object_get(params, "name"))) {
+	if (!json_is_object(params) || !json_is_string(json_object_get(params, required))) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
-		    "tools/call takes params by name with a string \"name\"");
+		    "%s takes params by name with a string \"%s\"", method, required);
 		return -1;
 	}
 	json_object_foreach(params, k, v) {
@@ -417,7 +430,7 @@ check_call_params(json_t *params, struct rpc_error *err)
 			;
 		if (known[i] == NULL) {
 			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
-			    "tools/call has no parameter '%.64s'", k);
+			    "%s has no parameter '%.64s'", method, k);
 			return -1;
 		}
 	}
@@ -426,10 +439,13 @@ check_call_params(json_t *params, struct rpc_error *err)
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "arguments must be an object");
 		return -1;
 	}
-	v = json_object_get(params, "dry_run");
-	if (v != NULL && !json_is_boolean(v)) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "dry_run must be a boolean");
-		return -1;
+	for (i = 0; booleans[i] != NULL; i++) {
+		v = json_object_get(params, booleans[i]);
+		if (v != NULL && !json_is_boolean(v)) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s must be a boolean",
+			    booleans[i]);
+			return -1;
+		}
 	}
 	v = json_object_get(params, "idempotency_key");
 	if (v != NULL && (!json_is_string(v) || json_string_length(v) == 0 ||
@@ -482,6 +498,40 @@ fingerprint(const char *tool, json_t *args, char hex[65])
 	json_decref(v);
 }
 
+/* Keeps only the tool's columns (and the key's) in an image; t NULL keeps the key only. */
+static void
+limit_image(json_t *img, const struct tool *t, json_t *key)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+	size_t i;
+	int keep;
+
+	if (!json_is_object(img))
+		return;
+	json_object_foreach_safe(img, tmp, k, v) {
+		keep = json_object_get(key, k) != NULL;
+		for (i = 0; t != NULL && i < t->n_cols && !keep; i++)
+			keep = strcmp(t->col_names[i], k) == 0;
+		if (!keep)
+			json_object_del(img, k);
+	}
+}
+
+/* Limits every change's images to the tool's columns and the key (calls.get). */
+static void
+limit_changes(json_t *changes, const struct tool *t)
+{
+	json_t *ch;
+	size_t i;
+
+	json_array_foreach(changes, i, ch) {
+		limit_image(json_object_get(ch, "before"), t, json_object_get(ch, "key"));
+		limit_image(json_object_get(ch, "after"), t, json_object_get(ch, "key"));
+	}
+}
+
 /*
  * Runs a write through write_run and shapes the answer: a CallToolResult, a tool error
  * result, or NULL with err.  Sets the record's key, plan and dry-run fields.
@@ -522,6 +572,9 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 		audit_digest(view, c->rec.result_digest);
 		json_decref(view);
 	}
+	/* A write's own answer shows whole before and after images: what an approver needs to
+	 * judge a preview, and rows of the caller's own tenant.  calls.get, which can reach back
+	 * to any call of the task, shows only the tool's columns. */
 	return call_result(sc);
 }
 
@@ -576,7 +629,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 
 	if (call_begin(&c, vctx, name, err) == -1)
 		return call_end(&c, NULL, NULL, err);
-	if (check_call_params(params, err) == -1)
+	if (check_params("tools/call", params, call_params, "name", err) == -1)
 		goto done;
 	tool_name = json_string_value(json_object_get(params, "name"));
 	strlcpy(c.rec.tool, tool_name, sizeof(c.rec.tool));
@@ -796,7 +849,7 @@ static json_t *
 m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
 	const char *target, *values[2];
-	char tenant[64], role[64], fp[65], *groups = NULL;
+	char tenant[64], role[64], tool[65], fp[65], *groups = NULL;
 	struct write_stmt st;
 	json_t *result = NULL, *v;
 	struct call c;
@@ -804,10 +857,9 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 
 	if (call_begin(&c, vctx, name, err) == -1)
 		return call_end(&c, NULL, NULL, err);
-	if (!json_is_object(params)) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "params must be an object");
+	strlcpy(c.rec.tool, "airlock/calls.revert", sizeof(c.rec.tool));
+	if (check_params(name, params, revert_params, "call_id", err) == -1)
 		goto done;
-	}
 	c.rec.arguments = json_deep_copy(params);
 	target = json_string_value(json_object_get(params, "call_id"));
 	is_force = json_is_true(json_object_get(params, "force"));
@@ -825,8 +877,8 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 		call_not_found(err);
 		goto done;
 	}
-	if (write_revert_target(c.ctx->db, target, c.p.is_admin ? NULL : c.p.tenant, tenant,
-	    role, &groups, err) == -1)
+	if (write_revert_target(c.ctx->db, target, c.p.is_admin ? NULL : c.p.tenant,
+	    c.p.is_admin ? NULL : c.p.task, tenant, role, tool, &groups, err) == -1)
 		goto done;
 	strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
 	values[0] = groups;
@@ -858,27 +910,6 @@ static const char calls_get_sql[] =
     "  '[]')::text FROM airlock.changes x WHERE x.call_id = c.id), c.tenant, c.task"
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
-/* Keeps only the tool's columns (and the key's) in an image. */
-static void
-limit_image(json_t *img, const struct tool *t, json_t *key)
-{
-	const char *k;
-	json_t *v;
-	void *tmp;
-	size_t i;
-	int keep;
-
-	if (!json_is_object(img))
-		return;
-	json_object_foreach_safe(img, tmp, k, v) {
-		keep = json_object_get(key, k) != NULL;
-		for (i = 0; t != NULL && i < t->n_cols && !keep; i++)
-			keep = strcmp(t->col_names[i], k) == 0;
-		if (!keep)
-			json_object_del(img, k);
-	}
-}
-
 static json_t *
 m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
@@ -886,14 +917,15 @@ m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 	const struct tool *t;
 	const char *values[1];
 	PGresult *res = NULL;
-	json_t *result = NULL, *call, *changes, *ch;
+	json_t *result = NULL, *call, *changes;
 	struct call c;
-	size_t i;
 
 	if (call_begin(&c, vctx, name, err) == -1)
 		return call_end(&c, NULL, NULL, err);
+	if (check_params(name, params, get_params, "call_id", err) == -1)
+		goto done;
 	values[0] = json_string_value(json_object_get(params, "call_id"));
-	c.rec.arguments = json_is_object(params) ? json_deep_copy(params) : NULL;
+	c.rec.arguments = json_deep_copy(params);
 	if (!audit_is_id(values[0])) {
 		call_not_found(err);
 		goto done;
@@ -917,12 +949,8 @@ m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 	ref = gw_catalog_get(c.gw);
 	t = ref && json_is_string(json_object_get(call, "tool")) ?
 	    tool_find(ref->cat, json_string_value(json_object_get(call, "tool"))) : NULL;
-	json_array_foreach(changes, i, ch) {
-		if (c.p.is_admin)
-			break;
-		limit_image(json_object_get(ch, "before"), t, json_object_get(ch, "key"));
-		limit_image(json_object_get(ch, "after"), t, json_object_get(ch, "key"));
-	}
+	if (!c.p.is_admin)
+		limit_changes(changes, t);
 	result = json_pack("{s:o, s:o}", "call", call ? call : json_null(), "changes",
 	    changes ? changes : json_array());
 done:

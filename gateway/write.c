@@ -50,11 +50,12 @@ static const char changes_sql[] =
     " coalesce((SELECT jsonb_object_agg(table_name, n) FROM (SELECT table_name, count(*) n"
     "  FROM airlock.changes WHERE call_id = $1 AND op = 'insert' GROUP BY 1) s), '{}')::text"
     " FROM airlock.changes WHERE call_id = $1";
+/* The response is kept as the text that was sent, so a replay is byte for byte the same. */
 static const char store_sql[] =
-    "UPDATE airlock.idempotency_keys SET response = $3::jsonb WHERE tenant = $1 AND key = $2";
+    "UPDATE airlock.idempotency_keys SET response = $3 WHERE tenant = $1 AND key = $2";
 static const char lookup_key_sql[] =
-    "SELECT fingerprint, response::text FROM airlock.idempotency_keys"
-    " WHERE tenant = $1 AND key = $2";
+    "SELECT fingerprint, response FROM airlock.idempotency_keys"
+    " WHERE tenant = $1 AND key = $2 AND expires_at >= now()";
 static const char plan_sql[] =
     "SELECT tool, fingerprint, updates::text, inserts::text, expires_at < now()"
     " FROM airlock.plans WHERE id = $1::uuid AND tenant = $2";
@@ -249,30 +250,52 @@ check_plan(const char *plan_updates, const char *plan_inserts, const char *updat
 	return -1;
 }
 
-/* After a failed claim: the stored answer for the key, or why there is none. */
+/*
+ * The stored answer for a key: returns it (new, replayed: true) when the key was used with
+ * these arguments; NULL with err key_mismatch when with others; NULL with *found 0 when
+ * the key is unused (or its call has not committed); NULL with err on a database fault.
+ */
 static json_t *
-replay(struct db *db, const char *tenant, const char *key, const char *fingerprint,
-    int *is_replay, struct rpc_error *err)
+lookup_key(struct db *db, const char *tenant, const char *key, const char *fingerprint,
+    int *found, int *is_replay, struct rpc_error *err)
 {
 	const char *values[2] = { tenant, key };
 	json_t *sc = NULL;
 	PGresult *res;
 
+	*found = 0;
 	res = db_exec(db, "write_lookup_key", lookup_key_sql, 2, values);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*found = 1;
 		db_unavailable(err);
-	else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1)) {
+	} else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1))
+		;
+	else if ((*found = 1) && strcmp(PQgetvalue(res, 0, 0), fingerprint) != 0)
+		rpc_error_set(err, RPC_UNPROCESSABLE, "key_mismatch",
+		    "This idempotency key was used with other arguments");
+	else if ((sc = json_loads(PQgetvalue(res, 0, 1), JSON_DECODE_ANY, NULL)) != NULL) {
+		json_object_set_new(sc, "replayed", json_true());
+		*is_replay = 1;
+	} else
+		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	PQclear(res);
+	return sc;
+}
+
+/* After a failed claim: the stored answer for the key, or why there is none. */
+static json_t *
+replay(struct db *db, const char *tenant, const char *key, const char *fingerprint,
+    int *is_replay, struct rpc_error *err)
+{
+	json_t *sc;
+	int found;
+
+	sc = lookup_key(db, tenant, key, fingerprint, &found, is_replay, err);
+	if (sc == NULL && !found) {
 		rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
 		    "A call with this idempotency key is still running; retry shortly");
 		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-	} else if (strcmp(PQgetvalue(res, 0, 0), fingerprint) != 0)
-		rpc_error_set(err, RPC_UNPROCESSABLE, "key_mismatch",
-		    "This idempotency key was used with other arguments");
-	else if ((sc = json_loads(PQgetvalue(res, 0, 1), 0, NULL)) != NULL) {
-		json_object_set_new(sc, "replayed", json_true());
-		*is_replay = 1;
 	}
-	PQclear(res);
 	return sc;
 }
 
@@ -300,6 +323,14 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	if (db_ensure(db) == -1) {
 		db_unavailable(err);
 		return NULL;
+	}
+	/* A retry of a committed call replays it, whether or not its plan has expired since. */
+	if (plan_id != NULL && !is_dry_run && idem_key != NULL) {
+		int found;
+
+		sc = lookup_key(db, tenant, idem_key, fingerprint, &found, is_replay, err);
+		if (sc != NULL || found)
+			goto out;
 	}
 	if (plan_id != NULL && !is_dry_run && load_plan(db, plan_id, tenant, tool, fingerprint,
 	    &plan_updates, &plan_inserts, err) == -1)
@@ -486,7 +517,8 @@ static const char revert_groups_sql[] =
     " FROM airlock.changes WHERE call_id = $1::uuid GROUP BY table_name, key) g";
 
 static const char revert_target_sql[] =
-    "SELECT c.tenant, c.method, c.dry_run, c.outcome, t.role"
+    "SELECT c.tenant, c.method, c.dry_run, c.outcome, t.role, coalesce(c.task, ''),"
+    " coalesce(c.tool, '')"
     " FROM airlock.calls c JOIN airlock.tenants t ON t.name = c.tenant WHERE c.id = $1::uuid";
 
 /* Runs as the tenant: each row back to its image, after checking it is as the call left it. */
@@ -495,8 +527,9 @@ const char write_revert_sql[] =
     " g->'key', g->'expected', g->'image', $2::boolean) FROM jsonb_array_elements($1::jsonb) AS g) r";
 
 int
-write_revert_target(struct db *db, const char *call_id, const char *tenant, char tenant_out[64],
-    char role_out[64], char **groups, struct rpc_error *err)
+write_revert_target(struct db *db, const char *call_id, const char *tenant, const char *task,
+    char tenant_out[64], char role_out[64], char tool_out[65], char **groups,
+    struct rpc_error *err)
 {
 	const char *values[1] = { call_id };
 	PGresult *res = NULL, *g = NULL;
@@ -513,7 +546,8 @@ write_revert_target(struct db *db, const char *call_id, const char *tenant, char
 		db_unavailable(err);
 		goto out;
 	}
-	if (PQntuples(res) == 0 || (tenant != NULL && strcmp(PQgetvalue(res, 0, 0), tenant) != 0)) {
+	if (PQntuples(res) == 0 || (tenant != NULL && strcmp(PQgetvalue(res, 0, 0), tenant) != 0) ||
+	    (task != NULL && strcmp(PQgetvalue(res, 0, 5), task) != 0)) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "call_not_found", "No such call");
 		goto out;
 	}
@@ -527,6 +561,7 @@ write_revert_target(struct db *db, const char *call_id, const char *tenant, char
 	}
 	strlcpy(tenant_out, PQgetvalue(res, 0, 0), 64);
 	strlcpy(role_out, PQgetvalue(res, 0, 4), 64);
+	strlcpy(tool_out, PQgetvalue(res, 0, 6), 65);
 	if ((*groups = strdup(PQgetvalue(g, 0, 1))) != NULL)
 		rc = 0;
 out:

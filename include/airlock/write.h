@@ -44,15 +44,16 @@ json_t *write_run(struct db *db, const struct write_stmt *st, const char *role,
     int *is_replay, int *is_recorded, struct rpc_error *err);
 
 /*
- * What reverting call_id takes: the call's tenant and its role, and the rows to put back
- * as a JSON array for write_revert_sql's first parameter (*groups, a new string).  tenant
- * (or NULL for an operator or the admin credential) must own the call.  Returns 0, or -1
- * with err: call_not_found (unknown, or another tenant's: the same answer),
- * not_revertible (a read, a refusal, a preview, a call that changed nothing), 503.
+ * What reverting call_id takes: the call's tenant, its role and its tool, and the rows to
+ * put back as a JSON array for write_revert_sql's first parameter (*groups, a new string).
+ * tenant and task (or NULL, for an operator or the admin credential) must be the call's: a
+ * token reverts the calls of its own task.  Returns 0, or -1 with err: call_not_found
+ * (unknown, or another tenant's or task's: the same answer), not_revertible (a read, a
+ * refusal, a preview, a call that changed nothing), 503.
  */
 int write_revert_target(struct db *db, const char *call_id, const char *tenant,
-    char tenant_out[64], char role_out[64], char **groups, struct rpc_error *err)
-    __attribute__((warn_unused_result));
+    const char *task, char tenant_out[64], char role_out[64], char tool_out[65],
+    char **groups, struct rpc_error *err) __attribute__((warn_unused_result));
 
 /* The revert statement: $1 the groups, $2 force ("true"/"false"); run as the tenant. */
 extern const char write_revert_sql[];

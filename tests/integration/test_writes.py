@@ -718,11 +718,13 @@ def test_revert_refusals(gw, world, tok):
     wb = ok(write(gw, tb, "add_support_note", {"customer_id": world.cust[world.b][0],
                                                "body": f"rvb {secrets.token_hex(4)}"}, key=newkey()))
     answers = []
-    for cid in (wb["call_id"], str(uuid.uuid4()), "not-a-call", "x" * 36, 42):
+    for cid in (wb["call_id"], str(uuid.uuid4()), "not-a-call", "x" * 36):
         r = revert(gw, tok, cid, key=newkey())
         assert r.status_code == 200 and err(r) == (-32602, "call_not_found"), r.text
         answers.append(r.json()["error"])
     assert all(a == answers[0] for a in answers), answers
+    # A call id that is not even a string is malformed params.
+    assert err(revert(gw, tok, 42, key=newkey())) == (-32602, "invalid_params")
     assert world.row(world.b, "support_notes", wb["rows"][0]["id"])["deleted_at"] is None
     # A read, a refusal, a tool error and a preview are not revertible.
     rd = ok(write(gw, tok, "get_customer", {"customer_id": world.cust[t][0]}))
@@ -875,7 +877,7 @@ def test_call_records_of_writes(gw, world):
         [None, tc, uis, "ok", "-", key, "-", "f", "0"],
         [None, tc, uis, "refused", "key_mismatch", key, "-", "f", "0"],
         [te["call_id"], tc, "add_support_note", "tool_error", "constraint_violated", None, "-", "f", "0"],
-        [rv["call_id"], "airlock/calls.revert", "-", "ok", "-", rkey, "-", "f", "1"],
+        [rv["call_id"], "airlock/calls.revert", "airlock/calls.revert", "ok", "-", rkey, "-", "f", "1"],
     ]
     assert len(got) == len(want), got
     for g, w in zip(got, want):
@@ -1036,3 +1038,65 @@ def test_expired_keys_are_swept(start_daemon, world, cluster):
         time.sleep(0.2)
     assert world.keyrow(world.a, key_old) is None
     assert world.keyrow(world.a, key_new) is not None
+
+
+def test_revert_is_limited_to_the_tokens_task(gw, world):
+    t = world.a
+    mine = world.mint(t, "--revert", "--task", f"task-one-{secrets.token_hex(3)}")
+    other = world.mint(t, "--revert", "--task", f"task-two-{secrets.token_hex(3)}")
+    w = ok(write(gw, mine, "add_support_note", {"customer_id": world.cust[t][0],
+                                                "body": f"task {secrets.token_hex(4)}"}, key=newkey()))
+    # Same tenant, another task: the call is not there for it, and nothing changes.
+    assert err(revert(gw, other, w["call_id"], key=newkey())) == (-32602, "call_not_found")
+    assert world.row(t, "support_notes", w["rows"][0]["id"])["deleted_at"] is None
+    assert ok(revert(gw, mine, w["call_id"], key=newkey()))["dry_run"] is False
+    assert world.row(t, "support_notes", w["rows"][0]["id"])["deleted_at"] is not None
+
+
+def test_revert_params_are_checked(gw, world, tok):
+    t = world.a
+    w = ok(write(gw, tok, "add_support_note", {"customer_id": world.cust[t][0],
+                                               "body": f"params {secrets.token_hex(4)}"}, key=newkey()))
+    for extra in ({"dry_run": "true"}, {"force": 1}, {"bogus": 1}, {"plan_id": "not-a-uuid"}):
+        r = revert(gw, tok, w["call_id"], key=newkey(), **extra)
+        assert err(r) == (-32602, "invalid_params"), (extra, r.text)
+    # Nothing was reverted by any of them, and each left a record.
+    assert world.row(t, "support_notes", w["rows"][0]["id"])["deleted_at"] is None
+
+
+def test_revert_preview_commits_with_its_plan(gw, world, tok):
+    t = world.a
+    w = ok(write(gw, tok, "add_support_note", {"customer_id": world.cust[t][0],
+                                               "body": f"rvplan {secrets.token_hex(4)}"}, key=newkey()))
+    pv = ok(revert(gw, tok, w["call_id"], dry_run=True))
+    assert pv["dry_run"] is True and pv["plan_id"] == pv["call_id"]
+    assert world.row(t, "support_notes", w["rows"][0]["id"])["deleted_at"] is None
+    done = ok(revert(gw, tok, w["call_id"], key=newkey(), plan_id=pv["plan_id"]))
+    assert done["plan_id"] == pv["plan_id"]
+    assert world.row(t, "support_notes", w["rows"][0]["id"])["deleted_at"] is not None
+
+
+def test_retry_after_plan_expired_replays(gw, world, tok):
+    t = world.a
+    inv = world.invoice(t)
+    pv = ok(write(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void"}, dry_run=True))
+    key = newkey()
+    first = ok(write(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void"},
+                     key=key, plan_id=pv["plan_id"]))
+    world.cluster.psql(f"UPDATE airlock.plans SET expires_at = now() - interval '1 s' "
+                       f"WHERE id = '{pv['plan_id']}'")
+    again = ok(write(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void"},
+                     key=key, plan_id=pv["plan_id"]))
+    assert again["replayed"] is True and again["call_id"] == first["call_id"]
+
+
+def test_replay_is_the_same_answer(gw, world, tok):
+    t = world.a
+    key = newkey()
+    args = {"customer_id": world.cust[t][0], "body": f"same {secrets.token_hex(4)}"}
+    r1 = write(gw, tok, "add_support_note", args, key=key)
+    r2 = write(gw, tok, "add_support_note", args, key=key)
+    a, b = r1.json()["result"], r2.json()["result"]
+    # Byte for byte, but for replayed: the text item, and the order of every object's keys.
+    assert a["content"][0]["text"].replace('"replayed":false', '"replayed":true') == b["content"][0]["text"]
+    assert list(a["structuredContent"]["rows"][0]) == list(b["structuredContent"]["rows"][0])
