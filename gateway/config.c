@@ -19,6 +19,7 @@ static const char usage[] =
 "  --max-depth N          deepest JSON nesting (default 32)\n"
 "  --max-batch N          most calls in one batch (default 50)\n"
 "  --conn-timeout SEC     idle connection timeout (default 30)\n"
+"  --grace SEC            at SIGTERM, how long in-flight requests may take (default 10)\n"
 "  --max-conns N          concurrent connections (default 1024)\n"
 "  --threads N            HTTP threads (default 2)\n"
 "  --workers N            database workers, one connection each (default 8)\n"
@@ -40,7 +41,7 @@ static const char usage[] =
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS };
+	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -58,6 +59,7 @@ static const struct option options[] = {
 	{ "queue", required_argument, NULL, O_QUEUE },
 	{ "queue-per-tenant", required_argument, NULL, O_QUEUE_KEY },
 	{ "key-ttl", required_argument, NULL, O_KEY_TTL },
+	{ "grace", required_argument, NULL, O_GRACE },
 	{ "key-waiters", required_argument, NULL, O_KEY_WAITERS },
 	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
 	{ "sandboxes-per-tenant", required_argument, NULL, O_SANDBOXES_TENANT },
@@ -252,6 +254,11 @@ apply(struct config *cfg, int opt, const char *arg)
 			return -1;
 		cfg->queue_per_key = (unsigned)n;
 		break;
+	case O_GRACE:
+		if (set_number(&n, arg, 0, 3600, "--grace") == -1)
+			return -1;
+		cfg->grace = (unsigned)n;
+		break;
 	case O_KEY_TTL:
 		if (set_number(&n, arg, 1, 90LL * 86400, "--key-ttl") == -1)
 			return -1;
@@ -302,6 +309,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->db_workers = 8;
 	cfg->queue_max = 4096;
 	cfg->queue_per_key = 64;
+	cfg->grace = 10;
 	cfg->key_ttl = 86400;
 	cfg->key_waiters = 8;
 	cfg->key_waiters_tenant = 64;

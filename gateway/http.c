@@ -282,22 +282,39 @@ run_job(struct pool_job *job, struct db *db)
 
 /* Hands req to the pool with its connection suspended; answers 429/503 when full. */
 static enum MHD_Result
-defer(struct request *req, struct pool *pool, const char *key)
+defer(struct request *req, const char *key)
 {
+	struct gateway *gw = req->srv->gw;
 	struct rpc_error err = { 0 };
+	struct pool *pool;
+	int rc = -1;
 
 	req->job.run = run_job;
 	strlcpy(req->job.key, key, sizeof(req->job.key));
-	req->in_worker = 1;
-	MHD_suspend_connection(req->conn);
-	if (pool_submit(pool, &req->job) == 0)
+	/* The pools go away when the daemon stops: they are used under the read lock only. */
+	pthread_rwlock_rdlock(&gw->pools_lock);
+	pool = req->route == R_READYZ ? gw->pool : gw_pool_for(gw, &req->msg);
+	if (pool != NULL) {
+		req->ctx.is_sandbox = pool == gw->sandbox_pool;
+		req->in_worker = 1;
+		MHD_suspend_connection(req->conn);
+		if ((rc = pool_submit(pool, &req->job)) == -1) {
+			MHD_resume_connection(req->conn);
+			req->in_worker = 0;
+		}
+	}
+	pthread_rwlock_unlock(&gw->pools_lock);
+	if (rc == 0)
 		return MHD_YES;
-	MHD_resume_connection(req->conn);
-	req->in_worker = 0;
 	if (req->route == R_READYZ)
-		return respond_plain(req, 503, "busy", MHD_HTTP_HEADER_RETRY_AFTER, "1");
-	rpc_error_set(&err, RPC_TOO_MANY, "concurrency_limited",
-	    "Too many calls waiting; retry shortly");
+		return respond_plain(req, 503, pool ? "busy" : "stopping",
+		    MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	if (pool == NULL)
+		rpc_error_set(&err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The gateway is stopping; retry on another instance");
+	else
+		rpc_error_set(&err, RPC_TOO_MANY, "concurrency_limited",
+		    "Too many calls waiting; retry shortly");
 	err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
 	rpc_fail_all(&req->msg, &err);
 	rpc_error_clear(&err);
@@ -353,7 +370,7 @@ finish_rpc(struct request *req)
 	req->ctx.is_mcp = req->route == R_MCP;
 	if (req->msg.root != NULL && rpc_needs_worker(&req->msg, methods_table)) {
 		gw_fair_key(srv->gw, req->ctx.bearer, req->client, key, sizeof(key));
-		return defer(req, gw_pool_for(srv->gw, &req->msg), key);
+		return defer(req, key);
 	}
 	rpc_execute(&req->msg, methods_table, &req->ctx);
 	return respond_rpc(req);
@@ -363,9 +380,14 @@ static enum MHD_Result
 metrics(struct request *req)
 {
 	struct http_server *srv = req->srv;
+	size_t pending = 0;
 	char *body;
 	int n;
 
+	pthread_rwlock_rdlock(&srv->gw->pools_lock);
+	if (srv->gw->pool != NULL)
+		pending = pool_pending(srv->gw->pool);
+	pthread_rwlock_unlock(&srv->gw->pools_lock);
 	n = asprintf(&body,
 	    "# HELP airlock_http_requests_total HTTP requests answered, by status class.\n"
 	    "# TYPE airlock_http_requests_total counter\n"
@@ -380,7 +402,7 @@ metrics(struct request *req)
 	    "airlock_db_pending %zu\n",
 	    atomic_load(&srv->served[2]), atomic_load(&srv->served[4]),
 	    atomic_load(&srv->served[5]), atomic_load(&srv->inflight),
-	    pool_pending(srv->gw->pool));
+	    pending);
 	if (n == -1)
 		return MHD_NO;
 	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);
@@ -465,7 +487,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	case R_HEALTHZ:
 		return respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
 	case R_READYZ:
-		return defer(req, req->srv->gw->pool, "readyz");
+		return defer(req, "readyz");
 	case R_METRICS:
 		return metrics(req);
 	default:
@@ -587,6 +609,7 @@ wait_inflight(struct http_server *srv, unsigned ms)
 void
 http_stop(struct http_server *srv, unsigned grace_ms)
 {
+	struct pool *db_pool, *sandbox_pool;
 	MHD_socket fd;
 
 	fd = MHD_quiesce_daemon(srv->mhd);
@@ -595,9 +618,13 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	wait_inflight(srv, grace_ms);
 	/* Every queued call runs and resumes its connection before the daemon stops:
 	 * libmicrohttpd 0.9.75 aborts in MHD_stop_daemon while one is suspended. */
-	pool_destroy(srv->gw->pool);
-	pool_destroy(srv->gw->sandbox_pool);
+	pthread_rwlock_wrlock(&srv->gw->pools_lock);
+	db_pool = srv->gw->pool;
+	sandbox_pool = srv->gw->sandbox_pool;
 	srv->gw->pool = srv->gw->sandbox_pool = NULL;
+	pthread_rwlock_unlock(&srv->gw->pools_lock);
+	pool_destroy(db_pool);
+	pool_destroy(sandbox_pool);
 	wait_inflight(srv, 2000);
 	MHD_stop_daemon(srv->mhd);
 	free(srv);

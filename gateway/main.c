@@ -75,6 +75,7 @@ main(int argc, char **argv)
 	memset(&gw, 0, sizeof(gw));
 	gw.cfg = &cfg;
 	pthread_mutex_init(&gw.lock, NULL);
+	pthread_rwlock_init(&gw.pools_lock, NULL);
 	/* A faulty manifest stops the start; a database that is down only delays the catalog
 	 * (no tool is served and /readyz says 503 until it is checked). */
 	if ((st = load_catalog(&cfg, &cat)) == LOAD_REFUSED)
@@ -119,7 +120,7 @@ main(int argc, char **argv)
 			log_warn("reload failed: keeping the current tool catalog");
 	}
 	log_info("stopping: finishing in-flight requests");
-	http_stop(srv, 10000);
+	http_stop(srv, cfg.grace * 1000);
 	seal_stop(sealer);
 	audit_stop(gw.audit);
 	rl_free(gw.rl);

@@ -641,6 +641,13 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		goto done;
 	}
 	c.rec.arguments = recorded_args(t, json_object_get(params, "arguments"));
+	if (t->kind == TOOL_CODE && !c.ctx->is_sandbox) {
+		/* Only a single tools/call is routed to the sandbox pool; in a batch a program
+		 * would hold a database worker for as long as it runs. */
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "Code tool '%s' is called "
+		    "on its own, not in a batch", t->name);
+		goto done;
+	}
 	if (!auth_is_granted(&c.p, t->name)) {
 		rpc_error_set(err, RPC_FORBIDDEN, c.p.is_admin ? "admin_required" :
 		    "tool_not_granted", c.p.is_admin ? "The admin credential calls no tools" :

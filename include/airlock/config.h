@@ -17,6 +17,7 @@ struct config {
 	size_t max_depth;		/* JSON nesting */
 	size_t max_batch;		/* calls in one batch */
 	unsigned conn_timeout;		/* seconds a connection may idle */
+	unsigned grace;			/* seconds in-flight requests get at shutdown */
 	unsigned max_conns;
 	unsigned http_threads;
 	unsigned db_workers;

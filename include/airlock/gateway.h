@@ -22,6 +22,7 @@ struct catalog_ref {
 
 struct gateway {
 	const struct config *cfg;
+	pthread_rwlock_t pools_lock;	/* the pools below, NULL once stopping */
 	struct pool *pool;		/* database workers */
 	struct pool *sandbox_pool;	/* code tools: their sandboxes run here */
 	struct audit *audit;
@@ -61,6 +62,7 @@ struct request_ctx {
 	const char *client;		/* the client's address, numeric */
 	const char *idem_header;	/* Idempotency-Key header (single requests only), or NULL */
 	int is_mcp;
+	int is_sandbox;			/* running on the sandbox pool (code tools run only there) */
 };
 
 /* The methods airlockd serves on /rpc and /mcp. */

@@ -447,3 +447,19 @@ def test_manifest_arguments_are_checked(cluster, tmp_path, what, arguments, faul
     (tmp_path / "bad.json").write_text(json.dumps(m))
     p = ctl("tool", "check", "--tools", tmp_path, "--db", cluster.operator_url, check=False)
     assert p.returncode == 65 and fault in p.stderr, (what, p.stderr)
+
+
+def test_code_tool_in_a_batch_is_refused(gw, world):
+    """Only a single tools/call goes to the sandbox pool: in a batch a program would hold a
+    database worker for as long as it runs."""
+    tok = world.mint(world.a)
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "tools/call",
+              "params": {"name": "run_sh", "arguments": {"code": "echo ran > /dev/stderr; sleep 2"}}}
+             for i in range(2)]
+    r = requests.post(gw.url + "/rpc", data=json.dumps(batch), timeout=30,
+                      headers={**JSON, "Authorization": f"Bearer {tok}"})
+    out = r.json()
+    assert r.status_code == 200 and len(out) == 2
+    for o in out:
+        assert o["error"]["code"] == -32602 and o["error"]["data"]["reason"] == "invalid_params"
+        assert "batch" in o["error"]["message"]

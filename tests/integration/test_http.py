@@ -227,3 +227,24 @@ def test_request_log_line(daemon):
     reqs = [x for x in lines if x.get("msg") == "request" and x.get("rpc") == "ping"]
     assert reqs and reqs[-1]["status"] == 200 and reqs[-1]["path"] == "/rpc"
     assert {"ts", "level", "ms", "client", "method"} <= set(reqs[-1])
+
+
+def test_request_finishing_after_the_grace_period(start_daemon):
+    """A request whose body arrives after the grace period, when the workers are gone, is
+    answered 503 (or dropped), and the daemon still exits cleanly."""
+    d = start_daemon("--grace", "1")
+    body = b'{"jsonrpc":"2.0","method":"tools/list","id":7}'
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+    time.sleep(0.3)
+    d.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.5)
+    try:
+        s.sendall(body[5:])
+        out = s.recv(4096)
+    except OSError:
+        out = b""
+    s.close()
+    assert out == b"" or out.startswith(b"HTTP/1.1 503"), out
+    assert d.proc.wait(15) == 0
