@@ -21,6 +21,8 @@ static const char usage[] =
 "  --conn-timeout SEC     idle connection timeout (default 30)\n"
 "  --grace SEC            at SIGTERM, how long in-flight requests may take (default 10)\n"
 "  --max-conns N          concurrent connections (default 1024)\n"
+"  --max-conns-per-client N  concurrent connections from one address (default 64;\n"
+"                         behind a proxy every client shares the proxy's address)\n"
 "  --threads N            HTTP threads (default 2)\n"
 "  --workers N            database workers, one connection each (default 8)\n"
 "  --queue N              calls waiting for a worker, in all (default 4096)\n"
@@ -41,7 +43,7 @@ static const char usage[] =
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE };
+	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -60,6 +62,7 @@ static const struct option options[] = {
 	{ "queue-per-tenant", required_argument, NULL, O_QUEUE_KEY },
 	{ "key-ttl", required_argument, NULL, O_KEY_TTL },
 	{ "grace", required_argument, NULL, O_GRACE },
+	{ "max-conns-per-client", required_argument, NULL, O_CONNS_CLIENT },
 	{ "key-waiters", required_argument, NULL, O_KEY_WAITERS },
 	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
 	{ "sandboxes-per-tenant", required_argument, NULL, O_SANDBOXES_TENANT },
@@ -254,6 +257,11 @@ apply(struct config *cfg, int opt, const char *arg)
 			return -1;
 		cfg->queue_per_key = (unsigned)n;
 		break;
+	case O_CONNS_CLIENT:
+		if (set_number(&n, arg, 1, 100000, "--max-conns-per-client") == -1)
+			return -1;
+		cfg->max_conns_per_client = (unsigned)n;
+		break;
 	case O_GRACE:
 		if (set_number(&n, arg, 0, 3600, "--grace") == -1)
 			return -1;
@@ -310,6 +318,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->queue_max = 4096;
 	cfg->queue_per_key = 64;
 	cfg->grace = 10;
+	cfg->max_conns_per_client = 64;
 	cfg->key_ttl = 86400;
 	cfg->key_waiters = 8;
 	cfg->key_waiters_tenant = 64;

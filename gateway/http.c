@@ -585,6 +585,7 @@ http_start(struct gateway *gw)
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->conn_timeout,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_conns,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_conns_per_client,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	    MHD_OPTION_END);
 	if (srv->mhd == NULL) {

@@ -1,8 +1,8 @@
 /*
- * pool.c: database workers.  Jobs wait in one FIFO per key (the caller's token);
- * keys with work wait in a ring, and each worker takes one job from the key at
- * the ring's head and moves that key to the tail, so one token's flood cannot
- * starve another's calls.
+ * pool.c: database workers.  Jobs wait in one FIFO per key (the caller's tenant); keys
+ * with work wait in a ring, and each worker takes one job from the first key in the ring
+ * that runs fewer than its share of the workers, and moves that key to the tail.  So one
+ * tenant's flood waits its turn, and one tenant's slow calls never hold every worker.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,7 +19,9 @@
 
 struct keyq {
 	char key[64];
-	size_t n;
+	size_t n;			/* jobs waiting */
+	size_t running;			/* jobs running */
+	int is_in_ring;
 	TAILQ_HEAD(, pool_job) jobs;
 	TAILQ_ENTRY(keyq) ring;
 	RB_ENTRY(keyq) node;
@@ -40,28 +42,47 @@ struct pool {
 	struct keyq_tree keys;
 	TAILQ_HEAD(, keyq) ring;
 	size_t queued, running, max_queued, max_per_key;
+	size_t max_running_per_key;	/* a key's share of the workers */
 	int stopping;
 	unsigned n;
 	const char *conninfo;
 	pthread_t *threads;
 };
 
+/* Frees q once nothing of it waits or runs. */
+static void
+release_if_idle(struct pool *pool, struct keyq *q)
+{
+	if (q->n == 0 && q->running == 0) {
+		RB_REMOVE(keyq_tree, &pool->keys, q);
+		free(q);
+	}
+}
+
+/* Takes the next job from the first key below its share, or NULL when none may run now. */
 static struct pool_job *
 take(struct pool *pool)
 {
-	struct keyq *q = TAILQ_FIRST(&pool->ring);
 	struct pool_job *job;
+	struct keyq *q;
 
+	TAILQ_FOREACH(q, &pool->ring, ring)
+		if (q->running < pool->max_running_per_key)
+			break;
+	if (q == NULL)
+		return NULL;
 	job = TAILQ_FIRST(&q->jobs);
 	TAILQ_REMOVE(&q->jobs, job, entry);
+	job->q = q;
 	q->n--;
+	q->running++;
 	pool->queued--;
 	TAILQ_REMOVE(&pool->ring, q, ring);
-	if (q->n == 0) {
-		RB_REMOVE(keyq_tree, &pool->keys, q);
-		free(q);
-	} else
+	q->is_in_ring = 0;
+	if (q->n > 0) {
 		TAILQ_INSERT_TAIL(&pool->ring, q, ring);
+		q->is_in_ring = 1;
+	}
 	return job;
 }
 
@@ -70,21 +91,26 @@ worker(void *arg)
 {
 	struct pool *pool = arg;
 	struct pool_job *job;
+	struct keyq *q;
 	struct db db;
 
 	db_init(&db, pool->conninfo);
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
-		while (pool->queued == 0 && !pool->stopping)
+		while ((job = take(pool)) == NULL && !(pool->stopping && pool->queued == 0))
 			pthread_cond_wait(&pool->work, &pool->lock);
-		if (pool->queued == 0)
+		if (job == NULL)
 			break;
-		job = take(pool);
 		pool->running++;
+		q = job->q;
 		pthread_mutex_unlock(&pool->lock);
-		job->run(job, &db);
+		job->run(job, &db);	/* the job is the submitter's again from here */
 		pthread_mutex_lock(&pool->lock);
 		pool->running--;
+		q->running--;
+		release_if_idle(pool, q);
+		/* A key that was at its share may run again: wake a worker for it. */
+		pthread_cond_broadcast(&pool->work);
 	}
 	pthread_mutex_unlock(&pool->lock);
 	db_close(&db);
@@ -110,6 +136,7 @@ pool_create(unsigned n, const char *conninfo, size_t max_queued, size_t max_per_
 	pool->conninfo = conninfo;
 	pool->max_queued = max_queued;
 	pool->max_per_key = max_per_key;
+	pool->max_running_per_key = n > 1 ? (n + 1) / 2 : 1;
 	for (i = 0; i < n; i++) {
 		if (pthread_create(&pool->threads[i], NULL, worker, pool) != 0) {
 			log_error("cannot start database worker %u", i);
@@ -141,9 +168,12 @@ pool_submit(struct pool *pool, struct pool_job *job)
 		strlcpy(q->key, job->key, sizeof(q->key));
 		TAILQ_INIT(&q->jobs);
 		RB_INSERT(keyq_tree, &pool->keys, q);
-		TAILQ_INSERT_TAIL(&pool->ring, q, ring);
 	} else if (q->n >= pool->max_per_key)
 		goto out;
+	if (!q->is_in_ring) {
+		TAILQ_INSERT_TAIL(&pool->ring, q, ring);
+		q->is_in_ring = 1;
+	}
 	TAILQ_INSERT_TAIL(&q->jobs, job, entry);
 	q->n++;
 	pool->queued++;

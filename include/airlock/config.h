@@ -19,6 +19,7 @@ struct config {
 	unsigned conn_timeout;		/* seconds a connection may idle */
 	unsigned grace;			/* seconds in-flight requests get at shutdown */
 	unsigned max_conns;
+	unsigned max_conns_per_client;	/* connections from one address at once */
 	unsigned http_threads;
 	unsigned db_workers;
 	unsigned queue_max;		/* jobs waiting for a worker, in all */

@@ -16,11 +16,13 @@ struct pool_job {
 	void (*run)(struct pool_job *job, struct db *db);
 	char key[64];			/* fairness key: jobs of one key take turns with other keys */
 	TAILQ_ENTRY(pool_job) entry;
+	void *q;			/* the pool's: the key's queue while the job runs */
 };
 
 struct pool;
 
-/* Returns a new pool of n workers on conninfo (borrowed, must outlive the pool), or NULL. */
+/* Returns a new pool of n workers on conninfo (borrowed, must outlive the pool), or NULL.
+ * Jobs of one key run on at most half of the workers (at least one). */
 struct pool *pool_create(unsigned n, const char *conninfo, size_t max_queued, size_t max_per_key);
 
 /* Queues job.  Returns 0; -1 when the pool is full, that key has too many waiting,

@@ -248,3 +248,28 @@ def test_request_finishing_after_the_grace_period(start_daemon):
     s.close()
     assert out == b"" or out.startswith(b"HTTP/1.1 503"), out
     assert d.proc.wait(15) == 0
+
+
+def test_connections_per_client_are_capped(start_daemon):
+    """A client holding many slow connections cannot take every slot (slowloris)."""
+    d = start_daemon("--max-conns-per-client", "4", "--conn-timeout", "10")
+    held = []
+    for _ in range(4):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")      # headers never finished
+        held.append(s)
+    time.sleep(0.3)
+    # The fifth from the same address is closed at once...
+    extra = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        got = extra.recv(100)
+    except ConnectionResetError:
+        got = b""
+    extra.close()
+    assert got == b""
+    # ...and once they go, the address is served again.
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    assert requests.get(d.url + "/healthz", timeout=5).status_code == 200

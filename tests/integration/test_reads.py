@@ -447,11 +447,12 @@ def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
     assert r.status_code == 200
     refused = [x for _, x in done if x.status_code == 429]
     served = [at for at, x in done if x.status_code == 200]
-    # The flooding token's queue is capped: the rest are refused at once...
+    # The flooding tenant's queue is capped: the rest are refused at once...
     assert refused and refused[0].json()["error"]["data"]["reason"] == "concurrency_limited"
-    assert len(served) == 4
-    # ...and the other tenant's call took its turn before the flooder's queued calls ran out.
-    assert other_done < max(served)
+    # ...it runs on at most half the workers (one of two), with two waiting...
+    assert len(served) == 3
+    # ...so the other tenant's call ran on the free worker, before any slow call ended.
+    assert other_done < min(served)
 
 
 def test_bad_manifest_refuses_start(cluster, tmp_path):
