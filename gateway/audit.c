@@ -16,6 +16,7 @@
 
 #define BATCH_MAX	1000
 #define REFUSAL_SLOTS	1024
+#define REFUSAL_OTHER	64	/* of those, kept for the "(other)" counts */
 
 struct pending {
 	const struct audit_record *rec;
@@ -38,6 +39,7 @@ struct audit {
 	struct pending *head, **tail;
 	struct refusal refusals[REFUSAL_SLOTS];
 	size_t n_refusals;
+	unsigned long refusals_lost;	/* not even "(other)" had room: logged, then reset */
 	int stopping;
 	pthread_t thread;
 	struct db db;
@@ -287,6 +289,11 @@ take_refusals(struct audit *a, time_t now)
 			a->refusals[kept++] = *r;
 	}
 	a->n_refusals = kept;
+	if (a->refusals_lost > 0) {
+		log_warn("%lu refusals could not be counted (too many addresses and reasons at once)",
+		    a->refusals_lost);
+		a->refusals_lost = 0;
+	}
 	return rows;
 }
 
@@ -400,16 +407,7 @@ audit_refusal(struct audit *a, const char *client, const char *reason)
 	size_t i;
 
 	pthread_mutex_lock(&a->lock);
-	for (i = 0; i < a->n_refusals; i++) {
-		r = &a->refusals[i];
-		if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0) {
-			r->count++;
-			goto out;
-		}
-	}
-	if (a->n_refusals == REFUSAL_SLOTS) {
-		/* Too many addresses this second: the rest are counted together. */
-		client = "(other)";
+	for (;;) {
 		for (i = 0; i < a->n_refusals; i++) {
 			r = &a->refusals[i];
 			if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0) {
@@ -417,12 +415,16 @@ audit_refusal(struct audit *a, const char *client, const char *reason)
 				goto out;
 			}
 		}
-		/* The last slot becomes the "(other)" count, keeping what it had. */
-		r = &a->refusals[REFUSAL_SLOTS - 1];
-		strlcpy(r->client, client, sizeof(r->client));
-		r->reason = reason;
-		r->count++;
-		goto out;
+		/* Too many addresses this second: the rest are counted together, as
+		 * "(other)", in slots kept for that. */
+		if (a->n_refusals < REFUSAL_SLOTS - REFUSAL_OTHER ||
+		    (strcmp(client, "(other)") == 0 && a->n_refusals < REFUSAL_SLOTS))
+			break;
+		if (strcmp(client, "(other)") == 0) {
+			a->refusals_lost++;
+			goto out;
+		}
+		client = "(other)";
 	}
 	r = &a->refusals[a->n_refusals++];
 	r->second = now;

@@ -44,7 +44,11 @@ call_sql_error(const PGresult *res, const char *what, struct rpc_error *err)
 
 	if (state == NULL)
 		state = "XX000";
-	if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0) {
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
+		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		    "The call met a concurrent one and was rolled back; retry it");
+		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	} else if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0) {
 		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
 		    "The tool's statement ran past its time limit; retry later or narrow the call");
 		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);

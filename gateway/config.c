@@ -13,6 +13,8 @@ static const char usage[] =
 "                         default: libpq's PGHOST, PGUSER, ... environment)\n"
 "  --tools DIR            tool catalog (AIRLOCK_TOOLS; default ./tools)\n"
 "  --admin-key-file FILE  admin credential, re-read on change (AIRLOCK_ADMIN_KEY_FILE)\n"
+"  --trust-proxy ADDR     a TLS-terminating proxy's address: for its requests the client\n"
+"                         is the last address in X-Forwarded-For (AIRLOCK_TRUST_PROXY)\n"
 "  --allow-origin ORIGIN  an Origin /mcp accepts; repeatable (AIRLOCK_ALLOW_ORIGINS,\n"
 "                         comma-separated). A request without Origin is always accepted\n"
 "  --max-body BYTES       largest request body (default 1048576)\n"
@@ -43,7 +45,7 @@ static const char usage[] =
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT };
+	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT, O_TRUST };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -62,6 +64,7 @@ static const struct option options[] = {
 	{ "queue-per-tenant", required_argument, NULL, O_QUEUE_KEY },
 	{ "key-ttl", required_argument, NULL, O_KEY_TTL },
 	{ "grace", required_argument, NULL, O_GRACE },
+	{ "trust-proxy", required_argument, NULL, O_TRUST },
 	{ "max-conns-per-client", required_argument, NULL, O_CONNS_CLIENT },
 	{ "key-waiters", required_argument, NULL, O_KEY_WAITERS },
 	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
@@ -201,6 +204,8 @@ apply(struct config *cfg, int opt, const char *arg)
 		    "--admin-key-file");
 	case O_ORIGIN:
 		return add_origins(cfg, arg);
+	case O_TRUST:
+		return set_string(cfg->trust_proxy, sizeof(cfg->trust_proxy), arg, "--trust-proxy");
 	case O_RATE_CLIENT:
 		return set_rate(&cfg->rate_client, &cfg->burst_client, arg, "--rate-client");
 	case O_RATE_TOKEN:
@@ -298,7 +303,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 	static const struct { const char *name; int opt; } env[] = {
 		{ "AIRLOCK_LISTEN", O_LISTEN }, { "AIRLOCK_DB", O_DB },
 		{ "AIRLOCK_TOOLS", O_TOOLS }, { "AIRLOCK_ADMIN_KEY_FILE", O_ADMIN },
-		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN },
+		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN }, { "AIRLOCK_TRUST_PROXY", O_TRUST },
 	};
 	const char *v;
 	size_t i;

@@ -53,7 +53,8 @@ struct request {
 	struct pool_job job;
 };
 
-static const char *const mcp_versions[] = { "2025-11-25", "2025-06-18", "2025-03-26", NULL };
+/* The revisions initialize offers (methods.c); the header must name one of them. */
+static const char *const mcp_versions[] = { "2025-11-25", "2025-06-18", NULL };
 
 static enum route
 route_of(const char *url)
@@ -408,6 +409,34 @@ metrics(struct request *req)
 	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);
 }
 
+/*
+ * Behind the trusted proxy, the client is the last address of X-Forwarded-For (the one
+ * the proxy added; earlier ones are the client's own word).  Anything that is not a
+ * numeric address leaves the proxy's.
+ */
+static void
+forwarded_client(struct request *req)
+{
+	const char *trusted = req->srv->gw->cfg->trust_proxy, *xff, *last;
+	char addr[INET6_ADDRSTRLEN];
+	unsigned char buf[sizeof(struct in6_addr)];
+	size_t n;
+
+	if (trusted[0] == '\0' || strcmp(req->client, trusted) != 0 ||
+	    (xff = header(req, "X-Forwarded-For")) == NULL)
+		return;
+	last = strrchr(xff, ',');
+	last = last ? last + 1 : xff;
+	last += strspn(last, " \t");
+	n = strcspn(last, " \t");
+	if (n == 0 || n >= sizeof(addr))
+		return;
+	memcpy(addr, last, n);
+	addr[n] = '\0';
+	if (inet_pton(AF_INET, addr, buf) == 1 || inet_pton(AF_INET6, addr, buf) == 1)
+		strlcpy(req->client, addr, sizeof(req->client));
+}
+
 /* The first call for a request: route, method and header checks. */
 static enum MHD_Result
 begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
@@ -431,6 +460,7 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), req->client,
 	    sizeof(req->client), NULL, 0, NI_NUMERICHOST) != 0)
 		strlcpy(req->client, "unknown", sizeof(req->client));
+	forwarded_client(req);
 	is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
 	is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	req->http_method = is_post ? "POST" : is_get ? "GET" : "other";

@@ -13,6 +13,7 @@ struct config {
 	char tools_dir[PATH_MAX];
 	char db[1024];			/* libpq conninfo or URL; "" means libpq's environment */
 	char admin_key_file[PATH_MAX];
+	char trust_proxy[64];		/* peer whose X-Forwarded-For names the client, or "" */
 	size_t max_body;		/* bytes of a request body */
 	size_t max_depth;		/* JSON nesting */
 	size_t max_batch;		/* calls in one batch */

@@ -273,3 +273,20 @@ def test_connections_per_client_are_capped(start_daemon):
         s.close()
     time.sleep(0.3)
     assert requests.get(d.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_trusted_proxy_names_the_client(start_daemon):
+    d = start_daemon("--trust-proxy", "127.0.0.1", "--rate-client", "0.01/1")
+    ping = {"jsonrpc": "2.0", "method": "ping", "id": 1}
+
+    def via(addr):
+        return rpc(d, ping, headers={"X-Forwarded-For": f"203.0.113.9, {addr}"}).status_code
+
+    # Each forwarded client has its own bucket; the earlier, client-supplied hop is ignored.
+    assert via("192.0.2.1") == 200 and via("192.0.2.2") == 200
+    assert via("192.0.2.1") == 429
+    # Garbage in the header leaves the proxy's own address.
+    assert via("not-an-address") == 200 and via("also garbage") == 429
+    time.sleep(0.2)
+    clients = [json.loads(x).get("client") for x in d.logtext().splitlines() if x.startswith("{")]
+    assert "192.0.2.1" in clients and "192.0.2.2" in clients and "203.0.113.9" not in clients
