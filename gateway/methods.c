@@ -109,12 +109,12 @@ gw_fair_key(struct gateway *gw, const char *bearer, const char *client, char *ke
 	}
 	slot = tenant_slot(id);
 	pthread_mutex_lock(&gw->lock);
-	/* A token not seen yet queues under its client's address: made-up tokens get no
-	 * queue of their own each. */
+	/* A token not seen yet has a queue of its own (made-up tokens are bounded by the
+	 * rate limit per address, and each costs one indexed lookup). */
 	if (strcmp(gw->tenant_of[slot].token_id, id) == 0)
 		snprintf(key, len, "tenant:%s", gw->tenant_of[slot].tenant);
 	else
-		snprintf(key, len, "client:%s", client);
+		snprintf(key, len, "token:%s", id);
 	pthread_mutex_unlock(&gw->lock);
 }
 

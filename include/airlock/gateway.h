@@ -44,7 +44,8 @@ void gw_catalog_put(struct gateway *gw, struct catalog_ref *ref);
 struct pool *gw_pool_for(struct gateway *gw, const struct rpc_msg *msg);
 
 /* The fairness key a request's calls queue under: "tenant:NAME" when this instance has
- * seen the bearer token's tenant, else "client:ADDRESS". */
+ * seen the bearer token's tenant, else "token:ID", else (no readable token)
+ * "client:ADDRESS". */
 void gw_fair_key(struct gateway *gw, const char *bearer, const char *client, char *key,
     size_t len);
 
