@@ -100,9 +100,15 @@ demo: bootstrap all
 stop:
 	@if [ -x $(BUILD)/airlockctl ]; then $(BUILD)/airlockctl dev-db stop; fi
 
+SHAREDIR  ?= $(PREFIX)/share/airlock
+
+# Programs in BINDIR; the migrations and the demo catalog in SHAREDIR (airlockctl migrate
+# --dir $(SHAREDIR)/migrations, airlockd --tools a catalog of your own).
 install: all
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/migrations $(DESTDIR)$(SHAREDIR)/tools
 	install -m 0755 $(addprefix $(BUILD)/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)
+	install -m 0644 migrations/*.sql $(DESTDIR)$(SHAREDIR)/migrations
+	install -m 0644 tools/*.json tools/README.md $(DESTDIR)$(SHAREDIR)/tools
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \
