@@ -74,11 +74,25 @@ db_prepare(struct db *db, const char *name, const char *sql, PGresult **res)
 PGresult *
 db_exec(struct db *db, const char *name, const char *sql, int n, const char *const *values)
 {
-	PGresult *res;
+	PGresult *res = NULL;
+	int attempt;
 
-	if (db_prepare(db, name, sql, &res) == -1)
-		return res ? res : PQmakeEmptyPGresult(db->conn, PGRES_FATAL_ERROR);
-	return PQexecPrepared(db->conn, name, n, values, NULL, NULL, 0);
+	/* A connection the server dropped (a restart) looks fine until used: when the first
+	 * try finds it gone, one fresh connection gets the statement again. */
+	for (attempt = 0; attempt < 2; attempt++) {
+		PQclear(res);
+		res = NULL;
+		if (db->conn == NULL && db_ensure(db) == -1)
+			break;
+		if (db_prepare(db, name, sql, &res) == 0)
+			res = PQexecPrepared(db->conn, name, n, values, NULL, NULL, 0);
+		if (res != NULL && PQresultStatus(res) != PGRES_FATAL_ERROR)
+			return res;
+		if (!db_is_connection_lost(db))
+			break;
+		db_close(db);
+	}
+	return res ? res : PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
 }
 
 int

@@ -258,7 +258,7 @@ def test_connections_per_client_are_capped(start_daemon):
         s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")      # headers never finished
         held.append(s)
-    time.sleep(0.3)
+    time.sleep(1.0)     # all four accepted
     # The fifth from the same address is closed at once...
     extra = socket.create_connection(("127.0.0.1", d.port), timeout=5)
     extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
