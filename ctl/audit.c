@@ -767,7 +767,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	char name[96], fp[65], **values = NULL;
 	const char *cv[2];
 	PGresult *res = NULL;
-	json_t *sc = NULL, *fpv;
+	json_t *sc = NULL;
 	int is_replay, is_recorded;
 
 	memset(&err, 0, sizeof(err));
@@ -783,22 +783,11 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 		    "statement_refused");
 		goto out;
 	}
-	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
-	    tool_bind(t, args, values) == -1) {
-		free(values);
-		values = NULL;
+	if (write_stmt_tool(&st, t, name, args, &values) == -1) {
 		*detail = json_pack("{s:s}", "reason", "internal");
 		goto out;
 	}
-	memset(&st, 0, sizeof(st));
-	st.name = name;
-	st.n = (int)t->n_params;
-	st.values = (const char *const *)values;
-	st.max_rows = t->max_rows;
-	st.timeout_ms = t->timeout_ms;
-	fpv = json_pack("{s:s, s:O}", "tool", t->name, "arguments", args);
-	audit_digest(fpv, fp);
-	json_decref(fpv);
+	write_fingerprint(t->name, args, fp);
 	sc = write_run(&r->db, &st, role, tenant, t->name, fp, NULL, NULL, 1, &rec, no_finish,
 	    NULL, &is_replay, &is_recorded, &err);
 	if (sc == NULL) {
@@ -831,10 +820,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 out:
 	PQclear(res);
 	json_decref(sc);
-	if (values != NULL) {
-		tool_unbind(t, values);
-		free(values);
-	}
+	write_unbind(t, values);
 	audit_record_clear(&rec);
 	return verdict;
 }

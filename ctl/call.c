@@ -122,15 +122,9 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 	strlcpy(rec.tool, "airlock/calls.revert", sizeof(rec.tool));
 	rec.arguments = args = json_pack("{s:s, s:b}", "call_id", id, "force", is_force);
 	rec.is_dry_run = is_dry_run;
-	audit_digest(args, fp);
+	write_fingerprint("airlock/calls.revert", args, fp);
 	snprintf(key, sizeof(key), "cli-%s", rec.id);
-	values[0] = groups;
-	values[1] = is_force ? "true" : "false";
-	memset(&st, 0, sizeof(st));
-	st.sql = write_revert_sql;
-	st.n = 2;
-	st.values = values;
-	st.timeout_ms = 30000;
+	write_stmt_revert(&st, groups, is_force, values);
 	sc = write_run(&db, &st, role, tenant, "airlock/calls.revert", fp,
 	    is_dry_run ? NULL : key, NULL, is_dry_run, &rec, finish, NULL, &is_replay,
 	    &is_recorded, &err);

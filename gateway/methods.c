@@ -490,15 +490,6 @@ idem_key_of(struct call *c, json_t *params, struct rpc_error *err)
 	return key;
 }
 
-/* The fingerprint a key and a plan bind: SHA-256 of the canonical {tool, arguments}. */
-static void
-fingerprint(const char *tool, json_t *args, char hex[65])
-{
-	json_t *v = json_pack("{s:s, s:O}", "tool", tool, "arguments", args);
-
-	audit_digest(v, hex);
-	json_decref(v);
-}
 
 /* Keeps only the tool's columns (and the key's) in an image; t NULL keeps the key only. */
 static void
@@ -599,22 +590,13 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 		PQclear(res);
 		return NULL;
 	}
-	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
-	    tool_bind(t, args, values) == -1) {
-		free(values);
+	if (write_stmt_tool(&st, t, name, args, &values) == -1) {
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
 		return NULL;
 	}
-	memset(&st, 0, sizeof(st));
-	st.name = name;
-	st.n = (int)t->n_params;
-	st.values = (const char *const *)values;
-	st.max_rows = t->max_rows;
-	st.timeout_ms = t->timeout_ms;
-	fingerprint(t->name, args, fp);
+	write_fingerprint(t->name, args, fp);
 	result = run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, err);
-	tool_unbind(t, values);
-	free(values);
+	write_unbind(t, values);
 	return result;
 }
 
@@ -890,15 +872,9 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 	    c.p.is_admin ? NULL : c.p.task, tenant, role, tool, &groups, err) == -1)
 		goto done;
 	strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
-	values[0] = groups;
-	values[1] = is_force ? "true" : "false";
-	memset(&st, 0, sizeof(st));
-	st.sql = write_revert_sql;
-	st.n = 2;
-	st.values = values;
-	st.timeout_ms = 10000;
+	write_stmt_revert(&st, groups, is_force, values);
 	v = json_pack("{s:s, s:b}", "call_id", target, "force", is_force);
-	fingerprint("airlock/calls.revert", v, fp);
+	write_fingerprint("airlock/calls.revert", v, fp);
 	json_decref(v);
 	result = run_write(&c, &st, role, tenant, "airlock/calls.revert", fp, params, err);
 done:

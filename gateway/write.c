@@ -589,3 +589,53 @@ write_sweep_keys(struct db *db)
 	PQclear(res);
 	return n;
 }
+
+int
+write_stmt_tool(struct write_stmt *st, const struct tool *t, const char *name, json_t *args,
+    char ***values)
+{
+	if ((*values = calloc(t->n_params + 1, sizeof(**values))) == NULL)
+		return -1;
+	if (tool_bind(t, args, *values) == -1) {
+		free(*values);
+		*values = NULL;
+		return -1;
+	}
+	memset(st, 0, sizeof(*st));
+	st->name = name;
+	st->n = (int)t->n_params;
+	st->values = (const char *const *)*values;
+	st->max_rows = t->max_rows;
+	st->timeout_ms = t->timeout_ms;
+	return 0;
+}
+
+void
+write_unbind(const struct tool *t, char **values)
+{
+	if (values == NULL)
+		return;
+	tool_unbind(t, values);
+	free(values);
+}
+
+void
+write_stmt_revert(struct write_stmt *st, const char *groups, int is_force, const char *values[2])
+{
+	values[0] = groups;
+	values[1] = is_force ? "true" : "false";
+	memset(st, 0, sizeof(*st));
+	st->sql = write_revert_sql;
+	st->n = 2;
+	st->values = values;
+	st->timeout_ms = 10000;
+}
+
+void
+write_fingerprint(const char *tool, json_t *args, char hex[65])
+{
+	json_t *v = json_pack("{s:s, s:O}", "tool", tool, "arguments", args);
+
+	audit_digest(v, hex);
+	json_decref(v);
+}

@@ -7,6 +7,7 @@
 #include "airlock/audit.h"
 #include "airlock/db.h"
 #include "airlock/rpc.h"
+#include "airlock/tool.h"
 
 /* What to run as the tenant: a prepared tool statement, or (name NULL) a text statement. */
 struct write_stmt {
@@ -61,6 +62,21 @@ extern const char write_revert_sql[];
 /* Deletes expired idempotency keys (at most a few thousand a round).  Returns how many,
  * or -1 (logged). */
 long long write_sweep_keys(struct db *db);
+
+/*
+ * Sets st up to run write tool t, prepared as name on the connection: binds args (checked;
+ * borrowed) into *values (a new array for write_unbind).  Returns 0, or -1 (no memory).
+ */
+int write_stmt_tool(struct write_stmt *st, const struct tool *t, const char *name,
+    json_t *args, char ***values) __attribute__((warn_unused_result));
+void write_unbind(const struct tool *t, char **values);
+
+/* Sets st up to revert: groups from write_revert_target, values a 2-element array. */
+void write_stmt_revert(struct write_stmt *st, const char *groups, int is_force,
+    const char *values[2]);
+
+/* The fingerprint a key and a plan bind: SHA-256 (hex) of the canonical {tool, arguments}. */
+void write_fingerprint(const char *tool, json_t *args, char hex[65]);
 
 /* Sets the idempotency keys' lifetime (seconds; default a day) and the waiters allowed
  * per key and per tenant before a duplicate is answered key_in_flight at once. */
