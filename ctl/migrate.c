@@ -207,7 +207,8 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 		set->n++;
 		SHA256Data((const unsigned char *)f->sql, len, f->checksum);
 	}
-	qsort(set->files, set->n, sizeof(*set->files), by_version);
+	if (set->n > 0)
+		qsort(set->files, set->n, sizeof(*set->files), by_version);
 	for (i = 1; i < set->n; i++)
 		if (set->files[i].version == set->files[i - 1].version) {
 			set_err(err, errlen, "%s/%s and %s/%s have the same number", dir,
