@@ -1,5 +1,6 @@
 /* airlockctl tenant and table: tenants (their roles) and the tables given the tenant treatment. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
@@ -11,6 +12,7 @@ static const char *const tenant_usage =
     "usage: airlockctl tenant add NAME [--db URL]\n"
     "       airlockctl tenant list [--db URL]\n"
     "       airlockctl tenant disable|enable NAME [--db URL]\n"
+    "       airlockctl tenant rate NAME RATE/BURST|default [--db URL]\n"
     "\n"
     "Tenants, each with its own NOLOGIN role tenant_NAME: the role a call runs as, and the\n"
     "value of the tenant column of the tenant's rows.\n"
@@ -22,6 +24,9 @@ static const char *const tenant_usage =
     "  list          one tenant per line: name, role, enabled|disabled (tab-separated)\n"
     "  disable NAME  refuse the tenant's calls from now on (403 tenant_disabled)\n"
     "  enable NAME   accept them again\n"
+    "  rate NAME R/B the tenant's own rate limit: R calls per second, bursts of B (token\n"
+    "                bucket, per gateway instance); 'default' goes back to airlockd's\n"
+    "                --rate-tenant.  Gateways read it with each call\n"
     "\n"
     "options:\n"
     "  --db URL     the database, as the operator role (default: $AIRLOCK_DB, else the\n"
@@ -207,6 +212,59 @@ tenant_list(PGconn *conn, const struct request *rq)
 	return EX_OK;
 }
 
+/* "R/B" (R > 0, B >= 1, both at most 1000000) or "default". Returns 0, or -1. */
+static int
+parse_rate(const char *s, char rate[32], char burst[32])
+{
+	char *end;
+	double r, b;
+
+	if (strcmp(s, "default") == 0) {
+		rate[0] = burst[0] = '\0';
+		return 0;
+	}
+	r = strtod(s, &end);
+	if (end == s || *end != '/' || !(r > 0 && r <= 1e6))
+		return -1;
+	s = end + 1;
+	b = strtod(s, &end);
+	if (end == s || *end != '\0' || !(b >= 1 && b <= 1e6))
+		return -1;
+	snprintf(rate, 32, "%.6g", r);
+	snprintf(burst, 32, "%.6g", b);
+	return 0;
+}
+
+static int
+tenant_rate(PGconn *conn, const struct request *rq)
+{
+	char rate[32], burst[32];
+	const char *params[3];
+	PGresult *res;
+	int ex = EX_OK;
+
+	if (parse_rate(rq->args[1], rate, burst) == -1) {
+		cli_warnx(rq->label, "%s: want RATE/BURST (e.g. 50/100, rate above 0, burst at "
+		    "least 1) or default", rq->args[1]);
+		return EX_USAGE;
+	}
+	params[0] = rq->args[0];
+	params[1] = rate[0] ? rate : NULL;
+	params[2] = burst[0] ? burst : NULL;
+	res = run(rq->label, conn, "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
+	    "rate_burst = $3::float8 WHERE name = $1 RETURNING name", 3, params,
+	    PGRES_TUPLES_OK, &ex);
+	if (res == NULL)
+		return ex;
+	if (PQntuples(res) == 0) {
+		cli_warnx(rq->label, "no tenant named %s", rq->args[0]);
+		ex = EX_DATAERR;
+	} else
+		printf("tenant %s: rate %s\n", rq->args[0], rate[0] ? rq->args[1] : "default");
+	PQclear(res);
+	return ex;
+}
+
 static int
 tenant_toggle(PGconn *conn, const struct request *rq, int disable)
 {
@@ -239,8 +297,11 @@ cmd_tenant(int argc, char **argv)
 	    strcmp(rq.sub, "enable") == 0) {
 		if (!has_args(&rq, argv[0], 1, 1, "the tenant's NAME"))
 			return EX_USAGE;
+	} else if (strcmp(rq.sub, "rate") == 0) {
+		if (!has_args(&rq, argv[0], 2, 2, "the tenant's NAME and RATE/BURST"))
+			return EX_USAGE;
 	} else {
-		cli_warnx(argv[0], "unknown subcommand '%s': add, list, disable or enable "
+		cli_warnx(argv[0], "unknown subcommand '%s': add, list, disable, enable or rate "
 		    "(see %s %s --help)", rq.sub, CLI_PROG, argv[0]);
 		return EX_USAGE;
 	}
@@ -250,6 +311,8 @@ cmd_tenant(int argc, char **argv)
 		ex = tenant_list(conn, &rq);
 	else if (strcmp(rq.sub, "add") == 0)
 		ex = tenant_add(conn, &rq);
+	else if (strcmp(rq.sub, "rate") == 0)
+		ex = tenant_rate(conn, &rq);
 	else
 		ex = tenant_toggle(conn, &rq, disable);
 	PQfinish(conn);

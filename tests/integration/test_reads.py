@@ -554,3 +554,20 @@ def test_statement_that_switches_role_is_refused(start_daemon, world, cluster, t
         assert rows and all(world.a in x["email"] for x in rows)
     finally:
         cluster.psql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_tenant_rate_set_by_the_operator(start_daemon, world, cluster):
+    d = start_daemon("--rate-tenant", "0/0", "--rate-token", "0/0", "--rate-client", "0/0")
+    db = ["--db", cluster.operator_url]
+    assert ctl("tenant", "rate", world.b, "0.01/2", *db).returncode == 0
+    try:
+        tok = world.mint(world.b)
+        codes = [tool(d, tok, "get_customer", {"customer_id": 1}).status_code for _ in range(4)]
+        assert codes[:2] == [200, 200] and 429 in codes[2:], codes
+        # Another tenant is not held back by it.
+        assert tool(d, world.mint(world.a), "get_customer", {"customer_id": 1}).status_code == 200
+    finally:
+        assert ctl("tenant", "rate", world.b, "default", *db).returncode == 0
+    assert tool(d, tok, "get_customer", {"customer_id": 1}).status_code == 200
+    assert ctl("tenant", "rate", world.b, "fast", *db, check=False).returncode == 64
+    assert ctl("tenant", "rate", "nosuchtenant", "1/1", *db, check=False).returncode == 65
