@@ -733,7 +733,8 @@ replay_read(struct replay *r, const struct tool *t, const char *role, json_t *ar
 
 	memset(&err, 0, sizeof(err));
 	audit_new_id(id);
-	if (call_read(&r->db, t, r->cat->version, role, id, args, &rows, &truncated, &err) == -1) {
+	if (call_read(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated,
+	    &err) == -1) {
 		if (strcmp(err.reason, "backend_unavailable") == 0)
 			r->is_unavailable = 1;
 		*detail = json_pack("{s:s, s:s}", "reason", err.reason, "message", err.message);

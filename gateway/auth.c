@@ -14,11 +14,9 @@ static const char lookup_sql[] =
     " FROM airlock.tokens t JOIN airlock.tenants n ON n.name = t.tenant"
     " WHERE t.hash = decode($1, 'hex')";
 
-/* Counted only while the token is still good: expiry and revocation win over a count. */
-static const char count_sql[] =
-    "UPDATE airlock.tokens SET calls_used = calls_used + 1"
-    " WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()"
-    " AND (max_calls IS NULL OR calls_used < max_calls) RETURNING calls_used";
+/* Counted only while the token is still good: expiry and revocation win over a count
+ * (airlock.count_call raises AL403 otherwise). */
+const char auth_count_sql[] = "SELECT airlock.count_call($1)";
 
 static void
 unauthorized(struct rpc_error *err, const char *reason, const char *message)
@@ -104,24 +102,33 @@ fail:
 }
 
 int
+auth_count_result(const PGresult *res, struct principal *p, struct rpc_error *err)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		p->calls_used = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		return 0;
+	}
+	if (state != NULL && strcmp(state, "AL403") == 0)
+		rpc_error_set(err, RPC_FORBIDDEN, "quota_exhausted",
+		    "This token's %lld calls are used up", p->max_calls);
+	else
+		db_unavailable(err);
+	return -1;
+}
+
+int
 auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
 {
 	const char *values[1] = { p->token_id };
 	PGresult *res;
-	int rc = -1;
+	int rc;
 
 	if (p->is_admin)
 		return 0;
-	res = db_exec(db, "auth_count", count_sql, 1, values);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		db_unavailable(err);
-	else if (PQntuples(res) == 0)
-		rpc_error_set(err, RPC_FORBIDDEN, "quota_exhausted",
-		    "This token's %lld calls are used up", p->max_calls);
-	else {
-		p->calls_used = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		rc = 0;
-	}
+	res = db_exec(db, "auth_count", auth_count_sql, 1, values);
+	rc = auth_count_result(res, p, err);
 	PQclear(res);
 	return rc;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airlock/auth.h"
 #include "airlock/call.h"
 #include "airlock/log.h"
 
@@ -104,11 +105,14 @@ call_rows_json(const PGresult *res, int max)
 
 int
 call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
-    const char *call_id, json_t *args, json_t **rows, int *truncated, struct rpc_error *err)
+    const char *call_id, json_t *args, struct principal *count, json_t **rows, int *truncated,
+    struct rpc_error *err)
 {
 	char name[96], timeout[16], lock[16], **values = NULL;
 	const char *setup[4];
-	struct db_query q[3];
+	struct db_query q[4];
+	const char *count_v[1];
+	size_t i, nq = 0, i_stmt, i_who;
 	PGresult *res = NULL;
 	int rc = -1;
 
@@ -137,36 +141,44 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	setup[1] = call_id;
 	setup[2] = timeout;
 	setup[3] = lock;
-	q[0].sql = setup_read_sql;
-	q[0].n = 4;
-	q[0].values = setup;
-	q[1].name = name;
-	q[1].n = (int)t->n_params;
-	q[1].values = (const char *const *)values;
-	q[2].sql = call_whoami_sql;
-	if (db_pipeline(db, q, 3) == -1)
+	/* The quota's count goes first in the same implicit transaction: one round trip for
+	 * count and read, and a read that fails leaves the count undone. */
+	if (count != NULL && !count->is_admin) {
+		count_v[0] = count->token_id;
+		q[nq].sql = auth_count_sql;
+		q[nq].n = 1;
+		q[nq++].values = count_v;
+	}
+	q[nq].sql = setup_read_sql;
+	q[nq].n = 4;
+	q[nq++].values = setup;
+	i_stmt = nq;
+	q[nq].name = name;
+	q[nq].n = (int)t->n_params;
+	q[nq++].values = (const char *const *)values;
+	i_who = nq;
+	q[nq++].sql = call_whoami_sql;
+	if (db_pipeline(db, q, nq) == -1)
 		goto unavailable;
-	if (PQresultStatus(q[0].res) != PGRES_TUPLES_OK) {
-		call_sql_error(q[0].res, t->name, err);
+	if (count != NULL && !count->is_admin && auth_count_result(q[0].res, count, err) == -1)
 		goto fail;
-	}
-	if (PQresultStatus(q[1].res) != PGRES_TUPLES_OK) {
-		call_sql_error(q[1].res, t->name, err);
+	for (i = 0; i < i_who; i++)
+		if (PQresultStatus(q[i].res) != PGRES_TUPLES_OK) {
+			call_sql_error(q[i].res, t->name, err);
+			goto fail;
+		}
+	if (call_check_role(db, q[i_who].res, role, t->name, err) == -1)
 		goto fail;
-	}
-	if (call_check_role(db, q[2].res, role, t->name, err) == -1)
-		goto fail;
-	*truncated = PQntuples(q[1].res) > (int)t->max_rows;
-	*rows = call_rows_json(q[1].res, (int)t->max_rows);
+	*truncated = PQntuples(q[i_stmt].res) > (int)t->max_rows;
+	*rows = call_rows_json(q[i_stmt].res, (int)t->max_rows);
 	rc = 0;
 	goto fail;
 unavailable:
 	db_unavailable(err);
 fail:
 	PQclear(res);
-	PQclear(q[0].res);
-	PQclear(q[1].res);
-	PQclear(q[2].res);
+	for (i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		PQclear(q[i].res);
 	if (values != NULL) {
 		tool_unbind(t, values);
 		free(values);

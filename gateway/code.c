@@ -292,7 +292,7 @@ read_input(struct db *db, const struct principal *p, const struct catalog_ref *r
 	*summary = NULL;
 	if (auth_count_call(db, &counted, err) == -1)
 		return -1;
-	if (call_read(db, it, ref->cat->version, p->role, call_id, iargs, &rows, &truncated,
+	if (call_read(db, it, ref->cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
 	    err) == -1)
 		return -1;
 	*input = json_dumps(rows, JSON_COMPACT);

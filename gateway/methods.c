@@ -646,7 +646,10 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		rpc_error_clear(err);
 		goto done;
 	}
-	if (auth_check_bindings(&c.p, t, args, err) == -1 || auth_count_call(c.ctx->db, &c.p, err) == -1)
+	if (auth_check_bindings(&c.p, t, args, err) == -1)
+		goto done;
+	/* A read counts its call in its own round trip (call_read); the others count here. */
+	if (t->kind != TOOL_READ && auth_count_call(c.ctx->db, &c.p, err) == -1)
 		goto done;
 	if (t->kind == TOOL_CODE) {
 		is_dry_run = c.p.is_preview_only ||
@@ -670,7 +673,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		result = call_write(&c, t, ref->cat->version, params, args, err);
 		goto done;
 	}
-	if (call_read(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &rows,
+	if (call_read(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &c.p, &rows,
 	    &truncated, err) == -1) {
 		if (call_is_tool_error(err)) {
 			result = tool_error_result(c.rec.id, err, NULL);

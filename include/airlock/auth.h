@@ -44,6 +44,12 @@ int auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
 int auth_check_bindings(const struct principal *p, const struct tool *t, json_t *args,
     struct rpc_error *err) __attribute__((warn_unused_result));
 
+/* The count as one statement ($1 the token id), for a caller that pipelines it, and the
+ * reading of its result: 0, or -1 with err as auth_count_call's. */
+extern const char auth_count_sql[];
+int auth_count_result(const PGresult *res, struct principal *p, struct rpc_error *err)
+    __attribute__((warn_unused_result));
+
 /* Whether p may call tool. */
 int auth_is_granted(const struct principal *p, const char *tool);
 

@@ -15,14 +15,17 @@ int call_is_tool_error(const struct rpc_error *err);
 
 /*
  * Runs read tool t (from catalog version) with checked args as tenant role, read-only,
- * under the tool's statement timeout and a lock timeout, in one round trip.  Returns 0
+ * under the tool's statement timeout and a lock timeout, in one round trip; when count is
+ * not NULL the call is counted against that principal's quota in the same transaction
+ * (403 quota_exhausted).  Returns 0
  * with *rows a new array of row objects (at most t->max_rows; *truncated says whether
  * there were more), or -1 with err set (a tool error per call_is_tool_error, or a
  * protocol error: 503 backend_unavailable, -32603 internal).
  */
+struct principal;
 int call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
-    const char *call_id, json_t *args, json_t **rows, int *truncated, struct rpc_error *err)
-    __attribute__((warn_unused_result));
+    const char *call_id, json_t *args, struct principal *count, json_t **rows, int *truncated,
+    struct rpc_error *err) __attribute__((warn_unused_result));
 
 /* Sets err for a failed statement's result: only what is the caller's own (the value it
  * sent, a constraint's name) is passed on; the rest is logged under what and answered

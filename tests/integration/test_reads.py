@@ -571,3 +571,23 @@ def test_tenant_rate_set_by_the_operator(start_daemon, world, cluster):
     assert tool(d, tok, "get_customer", {"customer_id": 1}).status_code == 200
     assert ctl("tenant", "rate", world.b, "fast", *db, check=False).returncode == 64
     assert ctl("tenant", "rate", "nosuchtenant", "1/1", *db, check=False).returncode == 65
+
+
+def test_quota_counted_with_the_read(start_daemon, world, tmp_path, cluster):
+    """The count travels with the read in one transaction: a read the database refuses
+    leaves the quota as it was."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "ratio.json").write_text(json.dumps({
+        "name": "ratio", "description": "100 divided by d.", "kind": "read",
+        "arguments": {"type": "object", "properties": {"d": {"type": "integer"}},
+                      "required": ["d"], "additionalProperties": False},
+        "statement": "SELECT 100 / $d::int AS r"}))
+    d = start_daemon("--tools", str(tools))
+    tok = world.mint(world.a, "--max-calls", "1", tools=["ratio"])
+    r = tool(d, tok, "ratio", {"d": 0})
+    assert r.json()["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
+    assert tool(d, tok, "ratio", {"d": 4}).json()["result"]["structuredContent"]["rows"] == [{"r": 25}]
+    assert err(tool(d, tok, "ratio", {"d": 5})) == (403, "quota_exhausted")
+    me = call(d, tok, "airlock/tokens.self").json()["result"]
+    assert me["calls_used"] == 1 and me["calls_left"] == 0
