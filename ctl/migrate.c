@@ -18,6 +18,7 @@
 
 #include "airlock/cli.h"
 #include "airlock/migrate.h"
+#include "airlock/log.h"
 
 #define MAX_FILE_SIZE	(16 * 1024 * 1024)
 #define MAX_NAME	128
@@ -48,24 +49,6 @@ struct mset {
 	struct mfile	*files;
 	size_t		 n;
 };
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	size_t n;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	/* libpq's messages end with a newline; ours do not. */
-	n = strlen(err);
-	while (n > 0 && err[n - 1] == '\n')
-		err[--n] = '\0';
-}
 
 static void
 free_set(struct mset *set)
@@ -115,16 +98,16 @@ read_sql(const char *path, size_t *lenp, char *err, size_t errlen)
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 || fstat(fd, &st) == -1) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		log_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE_SIZE) {
-		set_err(err, errlen, "%s: not a regular file of at most %d bytes", path,
+		log_seterr(err, errlen, "%s: not a regular file of at most %d bytes", path,
 		    MAX_FILE_SIZE);
 		goto fail;
 	}
 	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		set_err(err, errlen, "%s: out of memory", path);
+		log_seterr(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
 	while (off < (size_t)st.st_size &&
@@ -132,14 +115,14 @@ read_sql(const char *path, size_t *lenp, char *err, size_t errlen)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			set_err(err, errlen, "%s: %s", path, strerror(errno));
+			log_seterr(err, errlen, "%s: %s", path, strerror(errno));
 			goto fail;
 		}
 		off += (size_t)n;
 	}
 	buf[off] = '\0';
 	if (memchr(buf, '\0', off) != NULL) {
-		set_err(err, errlen, "%s: contains a NUL byte", path);
+		log_seterr(err, errlen, "%s: contains a NUL byte", path);
 		goto fail;
 	}
 	close(fd);
@@ -172,7 +155,7 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 	int version, rc = MIGRATE_BAD_FILE;
 
 	if ((d = opendir(dir)) == NULL) {
-		set_err(err, errlen, "cannot read the migrations directory %s: %s", dir,
+		log_seterr(err, errlen, "cannot read the migrations directory %s: %s", dir,
 		    strerror(errno));
 		return MIGRATE_NO_DIR;
 	}
@@ -181,7 +164,7 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 		if (de->d_name[0] == '.' || len < 4 || strcmp(de->d_name + len - 4, ".sql") != 0)
 			continue;
 		if (!parse_name(de->d_name, &version)) {
-			set_err(err, errlen, "%s/%s: badly named; a migration is NNNN_name.sql "
+			log_seterr(err, errlen, "%s/%s: badly named; a migration is NNNN_name.sql "
 			    "(four digits from 0001, then lowercase letters, digits and _)", dir,
 			    de->d_name);
 			goto fail;
@@ -189,7 +172,7 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 		if (set->n == cap) {
 			cap = cap ? cap * 2 : 16;
 			if ((grown = reallocarray(set->files, cap, sizeof(*grown))) == NULL) {
-				set_err(err, errlen, "out of memory");
+				log_seterr(err, errlen, "out of memory");
 				goto fail;
 			}
 			set->files = grown;
@@ -199,7 +182,7 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 		f->version = version;
 		if (strlcpy(f->name, de->d_name, sizeof(f->name)) >= sizeof(f->name) ||
 		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path)) {
-			set_err(err, errlen, "%s/%s: path too long", dir, de->d_name);
+			log_seterr(err, errlen, "%s/%s: path too long", dir, de->d_name);
 			goto fail;
 		}
 		if ((f->sql = read_sql(path, &len, err, errlen)) == NULL)
@@ -211,7 +194,7 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 		qsort(set->files, set->n, sizeof(*set->files), by_version);
 	for (i = 1; i < set->n; i++)
 		if (set->files[i].version == set->files[i - 1].version) {
-			set_err(err, errlen, "%s/%s and %s/%s have the same number", dir,
+			log_seterr(err, errlen, "%s/%s and %s/%s have the same number", dir,
 			    set->files[i - 1].name, dir, set->files[i].name);
 			goto fail;
 		}
@@ -238,7 +221,7 @@ exec_cmd(PGconn *conn, const char *sql, char *err, size_t errlen)
 
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-		set_err(err, errlen, "%s", PQerrorMessage(conn));
+		log_seterr(err, errlen, "%s", PQerrorMessage(conn));
 		rc = MIGRATE_DB;
 	}
 	PQclear(res);
@@ -273,7 +256,7 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 	res = PQexec(conn, "SELECT version, name, checksum FROM airlock.schema_migrations "
 	    "ORDER BY version");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		set_err(err, errlen, "reading airlock.schema_migrations: %s",
+		log_seterr(err, errlen, "reading airlock.schema_migrations: %s",
 		    PQerrorMessage(conn));
 		rc = MIGRATE_DB;
 		goto fail;
@@ -283,25 +266,25 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 		name = PQgetvalue(res, i, 1);
 		sum = PQgetvalue(res, i, 2);
 		if (errstr != NULL) {
-			set_err(err, errlen, "airlock.schema_migrations holds version %s, "
+			log_seterr(err, errlen, "airlock.schema_migrations holds version %s, "
 			    "outside 1..9999", PQgetvalue(res, i, 0));
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
 		if ((f = find_version(set, version)) == NULL) {
-			set_err(err, errlen, "%s/%s was applied but is missing; migrations are "
+			log_seterr(err, errlen, "%s/%s was applied but is missing; migrations are "
 			    "forward-only: restore it", dir, name);
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
 		if (strcmp(f->name, name) != 0) {
-			set_err(err, errlen, "%s/%s was applied as %s; restore its name", dir,
+			log_seterr(err, errlen, "%s/%s was applied as %s; restore its name", dir,
 			    f->name, name);
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
 		if (strcmp(f->checksum, sum) != 0) {
-			set_err(err, errlen, "%s/%s has changed since it was applied (sha256 %.12s, "
+			log_seterr(err, errlen, "%s/%s has changed since it was applied (sha256 %.12s, "
 			    "applied %.12s); migrations are forward-only: restore it and add a new "
 			    "migration instead", dir, f->name, f->checksum, sum);
 			rc = MIGRATE_CHANGED;
@@ -330,7 +313,7 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	res = PQexec(conn, f->sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK &&
 	    PQresultStatus(res) != PGRES_EMPTY_QUERY) {
-		set_err(err, errlen, "%s/%s failed, nothing of it was applied: %s", dir, f->name,
+		log_seterr(err, errlen, "%s/%s failed, nothing of it was applied: %s", dir, f->name,
 		    PQerrorMessage(conn));
 		rc = db_status(conn);
 		goto fail;
@@ -338,7 +321,7 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	PQclear(res);
 	res = NULL;
 	if (PQtransactionStatus(conn) != PQTRANS_INTRANS) {
-		set_err(err, errlen, "%s/%s ends the transaction it runs in (COMMIT or ROLLBACK); "
+		log_seterr(err, errlen, "%s/%s ends the transaction it runs in (COMMIT or ROLLBACK); "
 		    "remove its transaction control", dir, f->name);
 		rc = MIGRATE_FAILED;
 		goto fail;
@@ -350,7 +333,7 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	res = PQexecParams(conn, "INSERT INTO airlock.schema_migrations (version, name, checksum) "
 	    "VALUES ($1, $2, $3)", 3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		set_err(err, errlen, "recording %s: %s", f->name, PQerrorMessage(conn));
+		log_seterr(err, errlen, "recording %s: %s", f->name, PQerrorMessage(conn));
 		rc = MIGRATE_DB;
 		goto fail;
 	}
@@ -358,7 +341,7 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	res = NULL;
 	res = PQexec(conn, "COMMIT");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		set_err(err, errlen, "%s/%s could not commit: %s", dir, f->name,
+		log_seterr(err, errlen, "%s/%s could not commit: %s", dir, f->name,
 		    PQerrorMessage(conn));
 		rc = db_status(conn);
 		goto fail;
@@ -386,12 +369,12 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 	if ((rc = load_dir(dir, &set, err, errlen)) != MIGRATE_OK)
 		return rc;
 	if (set.n == 0) {
-		set_err(err, errlen, "no migrations (NNNN_name.sql) in %s", dir);
+		log_seterr(err, errlen, "no migrations (NNNN_name.sql) in %s", dir);
 		rc = MIGRATE_NO_DIR;
 		goto fail;
 	}
 	if ((done = calloc(set.n, 1)) == NULL) {
-		set_err(err, errlen, "out of memory");
+		log_seterr(err, errlen, "out of memory");
 		rc = MIGRATE_DB;
 		goto fail;
 	}
@@ -399,7 +382,7 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 	/* One migrate at a time; a second waits, then finds the work done. */
 	res = PQexec(conn, "SELECT pg_try_advisory_lock(hashtextextended('airlock.migrate', 0))");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		set_err(err, errlen, "taking the migration lock: %s", PQerrorMessage(conn));
+		log_seterr(err, errlen, "taking the migration lock: %s", PQerrorMessage(conn));
 		rc = MIGRATE_DB;
 		goto fail;
 	}
@@ -426,7 +409,7 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 		goto fail;
 	for (i = 0; i < set.n; i++)
 		if (!done[i] && set.files[i].version < last) {
-			set_err(err, errlen, "%s/%s is numbered below the last applied migration "
+			log_seterr(err, errlen, "%s/%s is numbered below the last applied migration "
 			    "(%04d); renumber it after that one", dir, set.files[i].name, last);
 			rc = MIGRATE_BAD_FILE;
 			goto fail;

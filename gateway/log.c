@@ -65,3 +65,19 @@ log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 	log_json(level, json_pack("{s:s}", "msg", buf));
 }
+
+void
+log_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	if (errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	n = strlen(err);
+	while (n > 0 && err[n - 1] == '\n')
+		err[--n] = '\0';
+}

@@ -63,6 +63,7 @@
 #include <libpq-fe.h>
 
 #include "airlock/tool.h"
+#include "airlock/log.h"
 
 #define MAX_MANIFEST	(1024 * 1024)
 #define MAX_STATEMENT	(64 * 1024)
@@ -139,26 +140,6 @@ static const struct {
 #define NLIMITS (sizeof(limit_keys) / sizeof(limit_keys[0]))
 
 static unsigned long last_version;
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	size_t n;
-
-	if (errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	/* libpq's messages end with a newline; ours do not. */
-	n = strlen(err);
-	while (n > 0 && err[n - 1] == '\n')
-		err[--n] = '\0';
-}
 
 static int
 in_list(const char *key, const char *const *list)
@@ -307,7 +288,7 @@ scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, s
 			j = i + 1;
 			while (j < n && isdigit((unsigned char)sql[j]))
 				j++;
-			set_err(err, errlen, "positional parameter %.*s in the statement; name the "
+			log_seterr(err, errlen, "positional parameter %.*s in the statement; name the "
 			    "argument instead ($customer_id)", (int)(j - i), sql + i);
 			return -1;
 		} else if (sql[i] == '$') {
@@ -340,7 +321,7 @@ scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, s
 		}
 	}
 	if (out->failed) {
-		set_err(err, errlen, "out of memory");
+		log_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -408,7 +389,7 @@ rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *er
 	size_t k;
 
 	if (len >= sizeof(key)) {
-		set_err(err, errlen, "statement parameter $%.*s... has no property in arguments",
+		log_seterr(err, errlen, "statement parameter $%.*s... has no property in arguments",
 		    40, name);
 		return -1;
 	}
@@ -419,17 +400,17 @@ rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *er
 			break;
 	if (k == t->n_params) {
 		if (json_object_get(rw->props, key) == NULL) {
-			set_err(err, errlen, "statement parameter $%s has no property in arguments",
+			log_seterr(err, errlen, "statement parameter $%s has no property in arguments",
 			    key);
 			return -1;
 		}
 		if ((grown = reallocarray(t->params, t->n_params + 1, sizeof(*grown))) == NULL) {
-			set_err(err, errlen, "out of memory");
+			log_seterr(err, errlen, "out of memory");
 			return -1;
 		}
 		t->params = grown;
 		if ((t->params[t->n_params] = strdup(key)) == NULL) {
-			set_err(err, errlen, "out of memory");
+			log_seterr(err, errlen, "out of memory");
 			return -1;
 		}
 		t->n_params++;
@@ -459,7 +440,7 @@ nullify_param(void *arg, const char *name, size_t len, struct buf *out, char *er
 			buf_str(out, ")");
 			return 0;
 		}
-	set_err(err, errlen, "statement parameter $%.*s has no property in arguments", (int)len,
+	log_seterr(err, errlen, "statement parameter $%.*s has no property in arguments", (int)len,
 	    name);
 	return -1;
 }
@@ -567,7 +548,7 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 	else
 		goto bad_type;
 	if (v == NULL) {
-		set_err(msg, msglen, "out of memory");
+		log_seterr(msg, msglen, "out of memory");
 		return NULL;
 	}
 
@@ -588,7 +569,7 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 					free(dump);
 				}
 			}
-			set_err(msg, msglen, "argument '%s' must be one of: %s", name, list);
+			log_seterr(msg, msglen, "argument '%s' must be one of: %s", name, list);
 			goto fail;
 		}
 	}
@@ -596,31 +577,31 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 		s = json_string_value(v);
 		slen = json_string_length(v);
 		if (memchr(s, '\0', slen) != NULL) {
-			set_err(msg, msglen, "argument '%s' must not contain NUL characters", name);
+			log_seterr(msg, msglen, "argument '%s' must not contain NUL characters", name);
 			goto fail;
 		}
 		chars = utf8_length(s, slen);
 		if ((bound = json_object_get(prop, "minLength")) != NULL &&
 		    (json_int_t)chars < (lim = json_integer_value(bound))) {
-			set_err(msg, msglen, "argument '%s' must be at least %lld character%s long",
+			log_seterr(msg, msglen, "argument '%s' must be at least %lld character%s long",
 			    name, (long long)lim, lim == 1 ? "" : "s");
 			goto fail;
 		}
 		if ((bound = json_object_get(prop, "maxLength")) != NULL &&
 		    (json_int_t)chars > (lim = json_integer_value(bound))) {
-			set_err(msg, msglen, "argument '%s' must be at most %lld character%s long",
+			log_seterr(msg, msglen, "argument '%s' must be at most %lld character%s long",
 			    name, (long long)lim, lim == 1 ? "" : "s");
 			goto fail;
 		}
 		if ((pattern = json_string_value(json_object_get(prop, "pattern"))) != NULL) {
 			if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
-				set_err(msg, msglen, "argument '%s': its pattern does not compile", name);
+				log_seterr(msg, msglen, "argument '%s': its pattern does not compile", name);
 				goto fail;
 			}
 			rc = regexec(&re, s, 0, NULL, 0);
 			regfree(&re);
 			if (rc != 0) {
-				set_err(msg, msglen, "argument '%s' must match the pattern %s", name,
+				log_seterr(msg, msglen, "argument '%s' must match the pattern %s", name,
 				    pattern);
 				goto fail;
 			}
@@ -629,14 +610,14 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 	if (json_is_number(v)) {
 		if ((bound = json_object_get(prop, "minimum")) != NULL && num_cmp(v, bound) < 0) {
 			dump = json_dumps(bound, JSON_ENCODE_ANY);
-			set_err(msg, msglen, "argument '%s' must be at least %s", name,
+			log_seterr(msg, msglen, "argument '%s' must be at least %s", name,
 			    dump ? dump : "its minimum");
 			free(dump);
 			goto fail;
 		}
 		if ((bound = json_object_get(prop, "maximum")) != NULL && num_cmp(v, bound) > 0) {
 			dump = json_dumps(bound, JSON_ENCODE_ANY);
-			set_err(msg, msglen, "argument '%s' must be at most %s", name,
+			log_seterr(msg, msglen, "argument '%s' must be at most %s", name,
 			    dump ? dump : "its maximum");
 			free(dump);
 			goto fail;
@@ -645,7 +626,7 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 	return v;
 bad_type:
 	type_phrase(bits, phrase, sizeof(phrase));
-	set_err(msg, msglen, "argument '%s' must be %s", name, phrase);
+	log_seterr(msg, msglen, "argument '%s' must be %s", name, phrase);
 fail:
 	json_decref(v);
 	return NULL;
@@ -663,21 +644,21 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 	int bits = 0, rc;
 
 	if (!is_tool_name(name)) {
-		set_err(err, errlen, "property name '%s' must match [a-z][a-z0-9_]{0,63}", name);
+		log_seterr(err, errlen, "property name '%s' must match [a-z][a-z0-9_]{0,63}", name);
 		return -1;
 	}
 	if (!json_is_object(prop)) {
-		set_err(err, errlen, "property '%s' must be an object", name);
+		log_seterr(err, errlen, "property '%s' must be an object", name);
 		return -1;
 	}
 	json_object_foreach(prop, key, v) {
 		if (!in_list(key, property_keys)) {
-			set_err(err, errlen, "property '%s': unknown keyword '%s'", name, key);
+			log_seterr(err, errlen, "property '%s': unknown keyword '%s'", name, key);
 			return -1;
 		}
 	}
 	if ((type = json_object_get(prop, "type")) == NULL) {
-		set_err(err, errlen, "property '%s': needs a type", name);
+		log_seterr(err, errlen, "property '%s': needs a type", name);
 		return -1;
 	}
 	if (json_is_string(type) || (json_is_array(type) && json_array_size(type) > 0)) {
@@ -688,24 +669,24 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 				    strcmp(json_string_value(v), type_table[k].name) == 0)
 					break;
 			if (k == NTYPES) {
-				set_err(err, errlen, "property '%s': keyword 'type' must name string, "
+				log_seterr(err, errlen, "property '%s': keyword 'type' must name string, "
 				    "integer, number, boolean, object, array or null", name);
 				return -1;
 			}
 			if (bits & type_table[k].bit) {
-				set_err(err, errlen, "property '%s': keyword 'type' names %s twice",
+				log_seterr(err, errlen, "property '%s': keyword 'type' names %s twice",
 				    name, type_table[k].name);
 				return -1;
 			}
 			bits |= type_table[k].bit;
 		}
 	} else {
-		set_err(err, errlen, "property '%s': keyword 'type' must be a string or a "
+		log_seterr(err, errlen, "property '%s': keyword 'type' must be a string or a "
 		    "non-empty array of strings", name);
 		return -1;
 	}
 	if (bits == T_NULL) {
-		set_err(err, errlen, "property '%s': keyword 'type' must allow a value other than "
+		log_seterr(err, errlen, "property '%s': keyword 'type' must allow a value other than "
 		    "null", name);
 		return -1;
 	}
@@ -713,7 +694,7 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		json_object_foreach(prop, key, v) {
 			if (!in_list(key, (const char *const[]){ "type", "description", "title",
 			    "default", "sensitive", NULL })) {
-				set_err(err, errlen, "property '%s': keyword '%s' does not apply to "
+				log_seterr(err, errlen, "property '%s': keyword '%s' does not apply to "
 				    "object and array types (they take no nested keywords)", name, key);
 				return -1;
 			}
@@ -724,19 +705,19 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		if ((v = json_object_get(prop, key)) == NULL)
 			continue;
 		if (!json_is_number(v)) {
-			set_err(err, errlen, "property '%s': keyword '%s' must be a number", name,
+			log_seterr(err, errlen, "property '%s': keyword '%s' must be a number", name,
 			    key);
 			return -1;
 		}
 		if (!(bits & (T_INTEGER | T_NUMBER))) {
-			set_err(err, errlen, "property '%s': keyword '%s' applies to integer and "
+			log_seterr(err, errlen, "property '%s': keyword '%s' applies to integer and "
 			    "number types only", name, key);
 			return -1;
 		}
 	}
 	if (json_object_get(prop, "minimum") != NULL && json_object_get(prop, "maximum") != NULL &&
 	    num_cmp(json_object_get(prop, "minimum"), json_object_get(prop, "maximum")) > 0) {
-		set_err(err, errlen, "property '%s': minimum is above maximum", name);
+		log_seterr(err, errlen, "property '%s': minimum is above maximum", name);
 		return -1;
 	}
 	for (i = 0; i < 3; i++) {
@@ -744,24 +725,24 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		if ((v = json_object_get(prop, key)) == NULL)
 			continue;
 		if (i < 2 && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-			set_err(err, errlen, "property '%s': keyword '%s' must be a non-negative "
+			log_seterr(err, errlen, "property '%s': keyword '%s' must be a non-negative "
 			    "integer", name, key);
 			return -1;
 		}
 		if (i == 2 && !json_is_string(v)) {
-			set_err(err, errlen, "property '%s': keyword 'pattern' must be a string",
+			log_seterr(err, errlen, "property '%s': keyword 'pattern' must be a string",
 			    name);
 			return -1;
 		}
 		if (!(bits & T_STRING)) {
-			set_err(err, errlen, "property '%s': keyword '%s' applies to string types "
+			log_seterr(err, errlen, "property '%s': keyword '%s' applies to string types "
 			    "only", name, key);
 			return -1;
 		}
 		if (i == 2) {
 			if ((rc = regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB)) != 0) {
 				regerror(rc, &re, rerr, sizeof(rerr));
-				set_err(err, errlen, "property '%s': pattern does not compile as a "
+				log_seterr(err, errlen, "property '%s': pattern does not compile as a "
 				    "POSIX extended regular expression: %s", name, rerr);
 				return -1;
 			}
@@ -771,37 +752,37 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 	if (json_object_get(prop, "minLength") != NULL && json_object_get(prop, "maxLength") != NULL &&
 	    json_integer_value(json_object_get(prop, "minLength")) >
 	    json_integer_value(json_object_get(prop, "maxLength"))) {
-		set_err(err, errlen, "property '%s': minLength is above maxLength", name);
+		log_seterr(err, errlen, "property '%s': minLength is above maxLength", name);
 		return -1;
 	}
 	for (i = 0; i < 2; i++) {
 		key = i == 0 ? "description" : "title";
 		if ((v = json_object_get(prop, key)) != NULL && !json_is_string(v)) {
-			set_err(err, errlen, "property '%s': keyword '%s' must be a string", name,
+			log_seterr(err, errlen, "property '%s': keyword '%s' must be a string", name,
 			    key);
 			return -1;
 		}
 	}
 	if ((v = json_object_get(prop, "sensitive")) != NULL && !json_is_boolean(v)) {
-		set_err(err, errlen, "property '%s': keyword 'sensitive' must be true or false",
+		log_seterr(err, errlen, "property '%s': keyword 'sensitive' must be true or false",
 		    name);
 		return -1;
 	}
 	if ((v = json_object_get(prop, "enum")) != NULL) {
 		if (!json_is_array(v) || json_array_size(v) == 0) {
-			set_err(err, errlen, "property '%s': keyword 'enum' must be a non-empty "
+			log_seterr(err, errlen, "property '%s': keyword 'enum' must be a non-empty "
 			    "array", name);
 			return -1;
 		}
 		json_array_foreach(v, i, e) {
 			if (json_is_object(e) || json_is_array(e)) {
-				set_err(err, errlen, "property '%s': enum values must be strings, "
+				log_seterr(err, errlen, "property '%s': enum values must be strings, "
 				    "numbers, booleans or null", name);
 				return -1;
 			}
 			for (j = 0; j < i; j++)
 				if (json_equal(e, json_array_get(v, j))) {
-					set_err(err, errlen, "property '%s': enum lists a value twice",
+					log_seterr(err, errlen, "property '%s': enum lists a value twice",
 					    name);
 					return -1;
 				}
@@ -811,14 +792,14 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 			json_t *plain = json_deep_copy(prop);
 
 			if (plain == NULL) {
-				set_err(err, errlen, "out of memory");
+				log_seterr(err, errlen, "out of memory");
 				return -1;
 			}
 			json_object_del(plain, "enum");
 			checked = check_value(name, plain, e, msg, sizeof(msg));
 			json_decref(plain);
 			if (checked == NULL) {
-				set_err(err, errlen, "property '%s': enum value %zu: %s", name, i + 1,
+				log_seterr(err, errlen, "property '%s': enum value %zu: %s", name, i + 1,
 				    msg);
 				return -1;
 			}
@@ -827,7 +808,7 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 	}
 	if ((v = json_object_get(prop, "default")) != NULL) {
 		if ((checked = check_value(name, prop, v, msg, sizeof(msg))) == NULL) {
-			set_err(err, errlen, "property '%s': default does not pass its own rules: %s",
+			log_seterr(err, errlen, "property '%s': default does not pass its own rules: %s",
 			    name, msg);
 			return -1;
 		}
@@ -845,32 +826,32 @@ check_schema(json_t *schema, char *err, size_t errlen)
 	size_t i, j;
 
 	if (!json_is_object(schema)) {
-		set_err(err, errlen, "arguments must be a JSON Schema object");
+		log_seterr(err, errlen, "arguments must be a JSON Schema object");
 		return -1;
 	}
 	json_object_foreach(schema, key, v) {
 		if (!in_list(key, top_schema_keys)) {
-			set_err(err, errlen, "arguments: unknown keyword '%s' (known: type, "
+			log_seterr(err, errlen, "arguments: unknown keyword '%s' (known: type, "
 			    "properties, required, additionalProperties, description)", key);
 			return -1;
 		}
 	}
 	if (!json_is_string(json_object_get(schema, "type")) ||
 	    strcmp(json_string_value(json_object_get(schema, "type")), "object") != 0) {
-		set_err(err, errlen, "arguments: type must be \"object\"");
+		log_seterr(err, errlen, "arguments: type must be \"object\"");
 		return -1;
 	}
 	if (!json_is_false(json_object_get(schema, "additionalProperties"))) {
-		set_err(err, errlen, "arguments: additionalProperties must be present and false");
+		log_seterr(err, errlen, "arguments: additionalProperties must be present and false");
 		return -1;
 	}
 	if ((v = json_object_get(schema, "description")) != NULL && !json_is_string(v)) {
-		set_err(err, errlen, "arguments: description must be a string");
+		log_seterr(err, errlen, "arguments: description must be a string");
 		return -1;
 	}
 	props = json_object_get(schema, "properties");
 	if (props != NULL && !json_is_object(props)) {
-		set_err(err, errlen, "arguments: properties must be an object");
+		log_seterr(err, errlen, "arguments: properties must be an object");
 		return -1;
 	}
 	json_object_foreach(props, key, v) {
@@ -878,30 +859,30 @@ check_schema(json_t *schema, char *err, size_t errlen)
 			char fault[1024];
 
 			strlcpy(fault, err, sizeof(fault));
-			set_err(err, errlen, "arguments: %s", fault);
+			log_seterr(err, errlen, "arguments: %s", fault);
 			return -1;
 		}
 	}
 	if ((req = json_object_get(schema, "required")) != NULL) {
 		if (!json_is_array(req)) {
-			set_err(err, errlen, "arguments: required must be an array of property "
+			log_seterr(err, errlen, "arguments: required must be an array of property "
 			    "names");
 			return -1;
 		}
 		json_array_foreach(req, i, v) {
 			if (!json_is_string(v)) {
-				set_err(err, errlen, "arguments: required must be an array of "
+				log_seterr(err, errlen, "arguments: required must be an array of "
 				    "property names");
 				return -1;
 			}
 			if (json_object_get(props, json_string_value(v)) == NULL) {
-				set_err(err, errlen, "arguments: required names '%s', which is not a "
+				log_seterr(err, errlen, "arguments: required names '%s', which is not a "
 				    "property", json_string_value(v));
 				return -1;
 			}
 			for (j = 0; j < i; j++)
 				if (json_equal(v, json_array_get(req, j))) {
-					set_err(err, errlen, "arguments: required names '%s' twice",
+					log_seterr(err, errlen, "arguments: required names '%s' twice",
 					    json_string_value(v));
 					return -1;
 				}
@@ -935,17 +916,17 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 	if (bad_arg != NULL)
 		*bad_arg = NULL;
 	if (args != NULL && !json_is_object(args)) {
-		set_err(msg, msglen, "arguments must be an object");
+		log_seterr(msg, msglen, "arguments must be an object");
 		return NULL;
 	}
 	if ((out = json_object()) == NULL) {
-		set_err(msg, msglen, "out of memory");
+		log_seterr(msg, msglen, "out of memory");
 		return NULL;
 	}
 	json_object_foreach(args, key, v) {
 		if (json_object_get(props, key) == NULL) {
 			strlcpy(extra, key, sizeof(extra));
-			set_err(msg, msglen, "unexpected argument '%s'", extra);
+			log_seterr(msg, msglen, "unexpected argument '%s'", extra);
 			if (bad_arg != NULL)
 				*bad_arg = extra;
 			goto fail;
@@ -956,11 +937,11 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 		if (v == NULL) {
 			if ((v = json_object_get(prop, "default")) != NULL) {
 				if (json_object_set_new(out, key, json_deep_copy(v)) == -1) {
-					set_err(msg, msglen, "out of memory");
+					log_seterr(msg, msglen, "out of memory");
 					goto fail;
 				}
 			} else if (is_required(t->schema, key)) {
-				set_err(msg, msglen, "missing required argument '%s'", key);
+				log_seterr(msg, msglen, "missing required argument '%s'", key);
 				if (bad_arg != NULL)
 					*bad_arg = key;
 				goto fail;
@@ -973,7 +954,7 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 			goto fail;
 		}
 		if (json_object_set_new(out, key, nv) == -1) {
-			set_err(msg, msglen, "out of memory");
+			log_seterr(msg, msglen, "out of memory");
 			goto fail;
 		}
 	}
@@ -1248,7 +1229,7 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 
 	json_object_foreach(props, key, v) {
 		if (!in_list(key, (const char *const[]){ "code", "input", "input_tool", NULL })) {
-			set_err(err, errlen, "a code tool's arguments are code, input and input_tool, "
+			log_seterr(err, errlen, "a code tool's arguments are code, input and input_tool, "
 			    "not '%s'", key);
 			return -1;
 		}
@@ -1261,7 +1242,7 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 		type = json_object_get(v, "type");
 		if (!json_is_string(type) || strcmp(json_string_value(type), "string") != 0 ||
 		    !is_required) {
-			set_err(err, errlen, "argument 'code' of a code tool must be a required "
+			log_seterr(err, errlen, "argument 'code' of a code tool must be a required "
 			    "string");
 			return -1;
 		}
@@ -1269,7 +1250,7 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 	if ((v = json_object_get(props, "input_tool")) != NULL) {
 		type = json_object_get(v, "type");
 		if (!json_is_string(type) || strcmp(json_string_value(type), "object") != 0) {
-			set_err(err, errlen, "argument 'input_tool' of a code tool must be an object");
+			log_seterr(err, errlen, "argument 'input_tool' of a code tool must be an object");
 			return -1;
 		}
 	}
@@ -1285,12 +1266,12 @@ check_code(json_t *code, char *err, size_t errlen)
 	size_t i, k;
 
 	if (!json_is_object(code)) {
-		set_err(err, errlen, "code must be an object {interpreter, limits, allow}");
+		log_seterr(err, errlen, "code must be an object {interpreter, limits, allow}");
 		return NULL;
 	}
 	json_object_foreach(code, key, v) {
 		if (!in_list(key, code_keys)) {
-			set_err(err, errlen, "code: unknown key '%s' (known: interpreter, limits, "
+			log_seterr(err, errlen, "code: unknown key '%s' (known: interpreter, limits, "
 			    "allow)", key);
 			return NULL;
 		}
@@ -1298,12 +1279,12 @@ check_code(json_t *code, char *err, size_t errlen)
 	interp = json_object_get(code, "interpreter");
 	if (!json_is_string(interp) || (strcmp(json_string_value(interp), "python3") != 0 &&
 	    strcmp(json_string_value(interp), "sh") != 0)) {
-		set_err(err, errlen, "code: interpreter must be \"python3\" or \"sh\"");
+		log_seterr(err, errlen, "code: interpreter must be \"python3\" or \"sh\"");
 		return NULL;
 	}
 	limits = json_object_get(code, "limits");
 	if (limits != NULL && !json_is_object(limits)) {
-		set_err(err, errlen, "code: limits must be an object");
+		log_seterr(err, errlen, "code: limits must be an object");
 		return NULL;
 	}
 	json_object_foreach(limits, key, v) {
@@ -1311,42 +1292,42 @@ check_code(json_t *code, char *err, size_t errlen)
 			if (strcmp(key, limit_keys[k].name) == 0)
 				break;
 		if (k == NLIMITS) {
-			set_err(err, errlen, "code: unknown limit '%s' (known: time_s, cpu_s, "
+			log_seterr(err, errlen, "code: unknown limit '%s' (known: time_s, cpu_s, "
 			    "mem_mb, pids, stdout_max, stderr_max)", key);
 			return NULL;
 		}
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 		    json_integer_value(v) > limit_keys[k].max) {
-			set_err(err, errlen, "code: limit '%s' must be an integer from 1 to %lld",
+			log_seterr(err, errlen, "code: limit '%s' must be an integer from 1 to %lld",
 			    key, (long long)limit_keys[k].max);
 			return NULL;
 		}
 	}
 	allow = json_object_get(code, "allow");
 	if (allow != NULL && !json_is_array(allow)) {
-		set_err(err, errlen, "code: allow must be an array of \"host:port\" strings");
+		log_seterr(err, errlen, "code: allow must be an array of \"host:port\" strings");
 		return NULL;
 	}
 	if (json_array_size(allow) > 64) {
-		set_err(err, errlen, "code: allow lists more than 64 entries");
+		log_seterr(err, errlen, "code: allow lists more than 64 entries");
 		return NULL;
 	}
 	json_array_foreach(allow, i, v) {
 		s = json_string_value(v);
 		if (s == NULL || (colon = strrchr(s, ':')) == NULL || colon == s ||
 		    colon - s > 253) {
-			set_err(err, errlen, "code: allow entry %zu must be \"host:port\"", i + 1);
+			log_seterr(err, errlen, "code: allow entry %zu must be \"host:port\"", i + 1);
 			return NULL;
 		}
 		for (const char *p = s; p < colon; p++)
 			if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' &&
 			    !(s[0] == '[' && (*p == ':' || *p == '[' || *p == ']'))) {
-				set_err(err, errlen, "code: allow entry '%s' has a bad host", s);
+				log_seterr(err, errlen, "code: allow entry '%s' has a bad host", s);
 				return NULL;
 			}
 		strtonum(colon + 1, 1, 65535, &errstr);
 		if (errstr != NULL || !all_digits(colon + 1, strlen(colon + 1))) {
-			set_err(err, errlen, "code: allow entry '%s' needs a port from 1 to 65535",
+			log_seterr(err, errlen, "code: allow entry '%s' needs a port from 1 to 65535",
 			    s);
 			return NULL;
 		}
@@ -1356,7 +1337,7 @@ check_code(json_t *code, char *err, size_t errlen)
 	v = json_pack("{s:O, s:o, s:o}", "interpreter", interp, "limits", out_limits,
 	    "allow", out_allow);
 	if (v == NULL)
-		set_err(err, errlen, "out of memory");
+		log_seterr(err, errlen, "out of memory");
 	return v;
 }
 
@@ -1473,11 +1454,11 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 	if (t->n_params > 0)
 		buf_str(&q, ")");
 	if (q.failed) {
-		set_err(err, errlen, "%s: out of memory", t->file);
+		log_seterr(err, errlen, "%s: out of memory", t->file);
 		goto fail;
 	}
 	if (run_cmd(conn, "SAVEPOINT airlock_plan", &res) == -1) {
-		set_err(err, errlen, "%s: cannot check the plan: %s", t->file, pg_message(res, conn));
+		log_seterr(err, errlen, "%s: cannot check the plan: %s", t->file, pg_message(res, conn));
 		goto fail;
 	}
 	res = PQexecParams(conn, q.s, 0, NULL, NULL, NULL, NULL, 0);
@@ -1487,29 +1468,29 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 			PQclear(res);
 			res = NULL;
 			if (run_cmd(conn, "ROLLBACK TO SAVEPOINT airlock_plan", &res) == -1) {
-				set_err(err, errlen, "%s: cannot check the plan: %s", t->file,
+				log_seterr(err, errlen, "%s: cannot check the plan: %s", t->file,
 				    pg_message(res, conn));
 				goto fail;
 			}
 			rc = 1;
 			goto fail;
 		}
-		set_err(err, errlen, "%s: cannot plan the statement: %s", t->file,
+		log_seterr(err, errlen, "%s: cannot plan the statement: %s", t->file,
 		    pg_message(res, conn));
 		goto fail;
 	}
 	if (PQntuples(res) != 1 || (plan = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
-		set_err(err, errlen, "%s: cannot read the statement's plan", t->file);
+		log_seterr(err, errlen, "%s: cannot read the statement's plan", t->file);
 		goto fail;
 	}
 	if (t->kind == TOOL_READ) {
 		if (count_nodes(plan, "ModifyTable", NULL) > 0) {
-			set_err(err, errlen, "%s: a read must not write: its plan modifies rows",
+			log_seterr(err, errlen, "%s: a read must not write: its plan modifies rows",
 			    t->file);
 			goto fail;
 		}
 		if (count_nodes(plan, "LockRows", NULL) > 0) {
-			set_err(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE): "
+			log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE): "
 			    "its plan locks rows", t->file);
 			goto fail;
 		}
@@ -1518,7 +1499,7 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 		 * refund_invoice does), but only by INSERT and UPDATE. */
 		n = count_nodes(plan, "ModifyTable", NULL);
 		if (n == 0 || n != count_modify(plan, "Insert") + count_modify(plan, "Update")) {
-			set_err(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
+			log_seterr(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
 			    "RETURNING", t->file);
 			goto fail;
 		}
@@ -1554,12 +1535,12 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	buf_str(&q, view);
 	buf_str(&q, " AS ");
 	if (scan_sql(orig, nullify_param, &nf, &q, fault, sizeof(fault)) == -1) {
-		set_err(err, errlen, "%s: %s", t->file, fault);
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
 		goto fail;
 	}
 	res = PQexecParams(conn, q.s, 0, NULL, NULL, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		set_err(err, errlen, "%s: cannot check what the read depends on (as a view): %s",
+		log_seterr(err, errlen, "%s: cannot check what the read depends on (as a view): %s",
 		    t->file, pg_message(res, conn));
 		goto fail;
 	}
@@ -1576,7 +1557,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	    "WHERE r.ev_class = $1::regclass AND d.refclassid = 'pg_class'::regclass "
 	    "AND d.refobjid <> r.ev_class ORDER BY 1", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		set_err(err, errlen, "%s: cannot check what the read depends on: %s", t->file,
+		log_seterr(err, errlen, "%s: cannot check what the read depends on: %s", t->file,
 		    pg_message(res, conn));
 		goto fail;
 	}
@@ -1585,7 +1566,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 		buf_str(&tables, PQgetvalue(res, i, 0));
 	}
 	if (PQntuples(res) > 0) {
-		set_err(err, errlen, "%s: the read uses the adopted tenant table%s %s directly; "
+		log_seterr(err, errlen, "%s: the read uses the adopted tenant table%s %s directly; "
 		    "read its _live view instead (soft-deleted rows left out)", t->file,
 		    PQntuples(res) > 1 ? "s" : "", tables.failed ? "(many)" : tables.s);
 		goto fail;
@@ -1594,12 +1575,12 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	res = PQexecParams(conn, "SELECT bool_or(ev_action::text ~ ':rowMarks \\(') "
 	    "FROM pg_rewrite WHERE ev_class = $1::regclass", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		set_err(err, errlen, "%s: cannot check the read for locks: %s", t->file,
+		log_seterr(err, errlen, "%s: cannot check the read for locks: %s", t->file,
 		    pg_message(res, conn));
 		goto fail;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-		set_err(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE)", t->file);
+		log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE)", t->file);
 		goto fail;
 	}
 	rc = 0;
@@ -1627,19 +1608,19 @@ param_type_names(PGconn *conn, const PGresult *desc, size_t n, char *err, size_t
 	}
 	buf_str(&arr, "}");
 	if (arr.failed || (types = calloc(n + 1, sizeof(*types))) == NULL) {
-		set_err(err, errlen, "out of memory");
+		log_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
 	params[0] = arr.s;
 	res = PQexecParams(conn, "SELECT format_type(u.t, NULL) FROM unnest($1::oid[]) "
 	    "WITH ORDINALITY AS u(t, i) ORDER BY u.i", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || (size_t)PQntuples(res) != n) {
-		set_err(err, errlen, "cannot name the parameter types: %s", pg_message(res, conn));
+		log_seterr(err, errlen, "cannot name the parameter types: %s", pg_message(res, conn));
 		goto fail;
 	}
 	for (k = 0; k < n; k++)
 		if ((types[k] = strdup(PQgetvalue(res, (int)k, 0))) == NULL) {
-			set_err(err, errlen, "out of memory");
+			log_seterr(err, errlen, "out of memory");
 			goto fail;
 		}
 	PQclear(res);
@@ -1669,7 +1650,7 @@ check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt
 
 	res = PQprepare(conn, stmt, t->sql, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		set_err(err, errlen, "%s: the statement does not prepare: %s", t->file,
+		log_seterr(err, errlen, "%s: the statement does not prepare: %s", t->file,
 		    pg_message(res, conn));
 		goto fail;
 	}
@@ -1677,17 +1658,17 @@ check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt
 	PQclear(res);
 	res = PQdescribePrepared(conn, stmt);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		set_err(err, errlen, "%s: cannot describe the statement: %s", t->file,
+		log_seterr(err, errlen, "%s: cannot describe the statement: %s", t->file,
 		    pg_message(res, conn));
 		goto fail;
 	}
 	if ((size_t)PQnparams(res) != t->n_params) {
-		set_err(err, errlen, "%s: the statement has %d parameters, expected %zu", t->file,
+		log_seterr(err, errlen, "%s: the statement has %d parameters, expected %zu", t->file,
 		    PQnparams(res), t->n_params);
 		goto fail;
 	}
 	if (PQnfields(res) == 0) {
-		set_err(err, errlen, t->kind == TOOL_READ ? "%s: a read must return rows (one "
+		log_seterr(err, errlen, t->kind == TOOL_READ ? "%s: a read must return rows (one "
 		    "SELECT)" : "%s: a write needs RETURNING (the changed rows are its result)",
 		    t->file);
 		goto fail;
@@ -1695,24 +1676,24 @@ check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt
 	t->n_cols = (size_t)PQnfields(res);
 	if ((t->col_types = calloc(t->n_cols, sizeof(*t->col_types))) == NULL ||
 	    (t->col_names = calloc(t->n_cols, sizeof(*t->col_names))) == NULL) {
-		set_err(err, errlen, "%s: out of memory", t->file);
+		log_seterr(err, errlen, "%s: out of memory", t->file);
 		goto fail;
 	}
 	for (k = 0; k < t->n_cols; k++) {
 		t->col_types[k] = PQftype(res, (int)k);
 		if ((t->col_names[k] = strdup(PQfname(res, (int)k))) == NULL) {
-			set_err(err, errlen, "%s: out of memory", t->file);
+			log_seterr(err, errlen, "%s: out of memory", t->file);
 			goto fail;
 		}
 		for (j = 0; j < k; j++)
 			if (strcmp(t->col_names[j], t->col_names[k]) == 0) {
-				set_err(err, errlen, "%s: the statement returns two columns named "
+				log_seterr(err, errlen, "%s: the statement returns two columns named "
 				    "'%s'; give them distinct names (AS)", t->file, t->col_names[k]);
 				goto fail;
 			}
 	}
 	if ((types = param_type_names(conn, res, t->n_params, fault, sizeof(fault))) == NULL) {
-		set_err(err, errlen, "%s: %s", t->file, fault);
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
 		goto fail;
 	}
 	PQclear(res);
@@ -1721,7 +1702,7 @@ check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt
 	/* The rest happens in a transaction that is always rolled back. */
 	if (run_cmd(conn, "BEGIN", &res) == -1 ||
 	    run_cmd(conn, "SET LOCAL plan_cache_mode = force_generic_plan", &res) == -1) {
-		set_err(err, errlen, "%s: %s", t->file, pg_message(res, conn));
+		log_seterr(err, errlen, "%s: %s", t->file, pg_message(res, conn));
 		goto fail;
 	}
 	if ((plan = check_plan(conn, t, stmt, err, errlen)) == -1)
@@ -1730,7 +1711,7 @@ check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt
 	    check_view(conn, t, orig, stmt, types, err, errlen) == -1)
 		goto fail;
 	if (run_cmd(conn, "ROLLBACK", &res) == -1) {
-		set_err(err, errlen, "%s: %s", t->file, pg_message(res, conn));
+		log_seterr(err, errlen, "%s: %s", t->file, pg_message(res, conn));
 		goto fail;
 	}
 	rc = 0;
@@ -1791,7 +1772,7 @@ get_uint(json_t *m, const char *key, unsigned def, unsigned lo, unsigned hi, uns
 		return 0;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		set_err(err, errlen, "%s: %s must be an integer from %u to %u", file, key, lo, hi);
+		log_seterr(err, errlen, "%s: %s must be an integer from %u to %u", file, key, lo, hi);
 		return -1;
 	}
 	*out = (unsigned)json_integer_value(v);
@@ -1815,30 +1796,30 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	if (errlen > 0)
 		err[0] = '\0';
 	if (snprintf(t->file, sizeof(t->file), "%s/%s", dir, fname) >= (int)sizeof(t->file)) {
-		set_err(err, errlen, "%s/%s: path too long", dir, fname);
+		log_seterr(err, errlen, "%s/%s: path too long", dir, fname);
 		goto fail;
 	}
 	if (stat(t->file, &st) == -1) {
-		set_err(err, errlen, "%s: %s", t->file, strerror(errno));
+		log_seterr(err, errlen, "%s: %s", t->file, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > MAX_MANIFEST) {
-		set_err(err, errlen, "%s: not a regular file of at most %d bytes", t->file,
+		log_seterr(err, errlen, "%s: not a regular file of at most %d bytes", t->file,
 		    MAX_MANIFEST);
 		goto fail;
 	}
 	if ((m = json_load_file(t->file, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-		set_err(err, errlen, "%s: line %d, column %d: %s", t->file, jerr.line,
+		log_seterr(err, errlen, "%s: line %d, column %d: %s", t->file, jerr.line,
 		    jerr.column, jerr.text);
 		goto fail;
 	}
 	if (!json_is_object(m)) {
-		set_err(err, errlen, "%s: a manifest must be a JSON object", t->file);
+		log_seterr(err, errlen, "%s: a manifest must be a JSON object", t->file);
 		goto fail;
 	}
 	json_object_foreach(m, key, v) {
 		if (!in_list(key, manifest_keys)) {
-			set_err(err, errlen, "%s: unknown key '%s' (known: name, description, kind, "
+			log_seterr(err, errlen, "%s: unknown key '%s' (known: name, description, kind, "
 			    "arguments, statement, max_rows, timeout_ms, title, destructive, code)",
 			    t->file, key);
 			goto fail;
@@ -1848,18 +1829,18 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	/* name: the file's basename. */
 	n = strlen(fname) - strlen(".json");
 	if (n >= sizeof(base)) {
-		set_err(err, errlen, "%s: the file name is too long for a tool name", t->file);
+		log_seterr(err, errlen, "%s: the file name is too long for a tool name", t->file);
 		goto fail;
 	}
 	memcpy(base, fname, n);
 	base[n] = '\0';
 	v = json_object_get(m, "name");
 	if (!json_is_string(v) || !is_tool_name(json_string_value(v))) {
-		set_err(err, errlen, "%s: name must match [a-z][a-z0-9_]{0,63}", t->file);
+		log_seterr(err, errlen, "%s: name must match [a-z][a-z0-9_]{0,63}", t->file);
 		goto fail;
 	}
 	if (strcmp(json_string_value(v), base) != 0) {
-		set_err(err, errlen, "%s: name '%s' differs from the file's name; call the file "
+		log_seterr(err, errlen, "%s: name '%s' differs from the file's name; call the file "
 		    "%s.json", t->file, json_string_value(v), json_string_value(v));
 		goto fail;
 	}
@@ -1867,14 +1848,14 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 
 	v = json_object_get(m, "description");
 	if (!json_is_string(v) || json_string_length(v) == 0) {
-		set_err(err, errlen, "%s: description must be a non-empty string", t->file);
+		log_seterr(err, errlen, "%s: description must be a non-empty string", t->file);
 		goto fail;
 	}
 	if ((t->description = strdup(json_string_value(v))) == NULL)
 		goto fail;
 	if ((v = json_object_get(m, "title")) != NULL) {
 		if (!json_is_string(v)) {
-			set_err(err, errlen, "%s: title must be a string", t->file);
+			log_seterr(err, errlen, "%s: title must be a string", t->file);
 			goto fail;
 		}
 		if ((t->title = strdup(json_string_value(v))) == NULL)
@@ -1889,16 +1870,16 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	else if (kind != NULL && strcmp(kind, "code") == 0)
 		t->kind = TOOL_CODE;
 	else {
-		set_err(err, errlen, "%s: kind must be \"read\", \"write\" or \"code\"", t->file);
+		log_seterr(err, errlen, "%s: kind must be \"read\", \"write\" or \"code\"", t->file);
 		goto fail;
 	}
 	if ((v = json_object_get(m, "destructive")) != NULL) {
 		if (t->kind != TOOL_WRITE) {
-			set_err(err, errlen, "%s: destructive applies to write tools only", t->file);
+			log_seterr(err, errlen, "%s: destructive applies to write tools only", t->file);
 			goto fail;
 		}
 		if (!json_is_boolean(v)) {
-			set_err(err, errlen, "%s: destructive must be true or false", t->file);
+			log_seterr(err, errlen, "%s: destructive must be true or false", t->file);
 			goto fail;
 		}
 		t->is_destructive = json_is_true(v);
@@ -1906,11 +1887,11 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		t->is_destructive = t->kind == TOOL_WRITE;
 
 	if ((v = json_object_get(m, "arguments")) == NULL) {
-		set_err(err, errlen, "%s: arguments (a JSON Schema) is required", t->file);
+		log_seterr(err, errlen, "%s: arguments (a JSON Schema) is required", t->file);
 		goto fail;
 	}
 	if (check_schema(v, fault, sizeof(fault)) == -1) {
-		set_err(err, errlen, "%s: %s", t->file, fault);
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
 		goto fail;
 	}
 	t->schema = json_incref(v);
@@ -1922,25 +1903,25 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		goto fail;
 	if (t->kind == TOOL_CODE) {
 		if (json_object_get(m, "statement") != NULL || json_object_get(m, "max_rows") != NULL) {
-			set_err(err, errlen, "%s: a code tool takes no statement and no max_rows",
+			log_seterr(err, errlen, "%s: a code tool takes no statement and no max_rows",
 			    t->file);
 			goto fail;
 		}
 		if ((v = json_object_get(m, "code")) == NULL) {
-			set_err(err, errlen, "%s: a code tool needs code: {interpreter, limits, "
+			log_seterr(err, errlen, "%s: a code tool needs code: {interpreter, limits, "
 			    "allow}", t->file);
 			goto fail;
 		}
 		if ((t->code = check_code(v, fault, sizeof(fault))) == NULL ||
 		    check_code_args(t->schema, fault, sizeof(fault)) == -1) {
-			set_err(err, errlen, "%s: %s", t->file, fault);
+			log_seterr(err, errlen, "%s: %s", t->file, fault);
 			goto fail;
 		}
 		if ((t->output_schema = code_schema()) == NULL)
 			goto fail;
 	} else {
 		if (json_object_get(m, "code") != NULL) {
-			set_err(err, errlen, "%s: code applies to code tools only", t->file);
+			log_seterr(err, errlen, "%s: code applies to code tools only", t->file);
 			goto fail;
 		}
 		if (get_uint(m, "max_rows", DEFAULT_ROWS, 1, MAX_ROWS_CAP, &t->max_rows, t->file,
@@ -1949,7 +1930,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		v = json_object_get(m, "statement");
 		if (!json_is_string(v) || json_string_length(v) == 0 ||
 		    json_string_length(v) > MAX_STATEMENT) {
-			set_err(err, errlen, "%s: statement must be a non-empty string of at most "
+			log_seterr(err, errlen, "%s: statement must be a non-empty string of at most "
 			    "%d bytes", t->file, MAX_STATEMENT);
 			goto fail;
 		}
@@ -1957,12 +1938,12 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		/* Unicode escapes (U&"...") could spell set_config without its letters: they
 		 * are refused too, anywhere in the statement. */
 		if (has_unicode_escape(statement)) {
-			set_err(err, errlen, "%s: the statement uses a Unicode escape (U&); a tool's "
+			log_seterr(err, errlen, "%s: the statement uses a Unicode escape (U&); a tool's "
 			    "statement names things plainly", t->file);
 			goto fail;
 		}
 		if (strcasestr(statement, "set_config") != NULL) {
-			set_err(err, errlen, "%s: the statement mentions set_config; a tool's "
+			log_seterr(err, errlen, "%s: the statement mentions set_config; a tool's "
 			    "statement may not touch settings (it could switch roles)", t->file);
 			goto fail;
 		}
@@ -1970,25 +1951,25 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		if (t->kind == TOOL_READ && strcmp(word, "select") != 0 &&
 		    strcmp(word, "with") != 0 && strcmp(word, "values") != 0 &&
 		    strcmp(word, "table") != 0) {
-			set_err(err, errlen, "%s: a read must be one SELECT (it starts with '%s')",
+			log_seterr(err, errlen, "%s: a read must be one SELECT (it starts with '%s')",
 			    t->file, word);
 			goto fail;
 		}
 		if (t->kind == TOOL_WRITE && strcmp(word, "delete") == 0) {
-			set_err(err, errlen, "%s: DELETE is refused: there is no hard delete; write "
+			log_seterr(err, errlen, "%s: DELETE is refused: there is no hard delete; write "
 			    "an UPDATE that sets deleted_at", t->file);
 			goto fail;
 		}
 		if (t->kind == TOOL_WRITE && strcmp(word, "insert") != 0 &&
 		    strcmp(word, "update") != 0 && strcmp(word, "with") != 0) {
-			set_err(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
+			log_seterr(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
 			    "RETURNING (it starts with '%s')", t->file, word);
 			goto fail;
 		}
 		rw.t = t;
 		rw.props = json_object_get(t->schema, "properties");
 		if (scan_sql(statement, rewrite_param, &rw, &sql, fault, sizeof(fault)) == -1) {
-			set_err(err, errlen, "%s: %s", t->file, fault);
+			log_seterr(err, errlen, "%s: %s", t->file, fault);
 			goto fail;
 		}
 		t->sql = sql.s;
@@ -2011,7 +1992,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 fail:
 	/* Every fault but an allocation's has set err by now. */
 	if (errlen > 0 && err[0] == '\0')
-		set_err(err, errlen, "%s: out of memory", t->file);
+		log_seterr(err, errlen, "%s: out of memory", t->file);
 	free(sql.s);
 	json_decref(m);
 	free_tool(t);
@@ -2037,11 +2018,11 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 		err[0] = '\0';
 	if (conn != NULL && (PQstatus(conn) != CONNECTION_OK ||
 	    PQtransactionStatus(conn) != PQTRANS_IDLE)) {
-		set_err(err, errlen, "%s: the database connection is not idle", dir);
+		log_seterr(err, errlen, "%s: the database connection is not idle", dir);
 		return NULL;
 	}
 	if ((d = opendir(dir)) == NULL) {
-		set_err(err, errlen, "%s: %s", dir, strerror(errno));
+		log_seterr(err, errlen, "%s: %s", dir, strerror(errno));
 		return NULL;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -2074,7 +2055,7 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 		cat->n++;
 		for (j = 0; j < i; j++)
 			if (strcmp(cat->tools[j].name, cat->tools[i].name) == 0) {
-				set_err(err, errlen, "%s: tool name '%s' is also used by %s",
+				log_seterr(err, errlen, "%s: tool name '%s' is also used by %s",
 				    cat->tools[i].file, cat->tools[i].name, cat->tools[j].file);
 				goto fail;
 			}
@@ -2086,7 +2067,7 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 fail:
 	/* Every fault but an allocation's has set err by now. */
 	if (errlen > 0 && err[0] == '\0')
-		set_err(err, errlen, "%s: out of memory", dir);
+		log_seterr(err, errlen, "%s: out of memory", dir);
 	if (d != NULL)
 		closedir(d);
 	for (i = 0; i < n; i++)

@@ -2,6 +2,8 @@
 #ifndef AIRLOCK_LOG_H
 #define AIRLOCK_LOG_H
 
+#include <stddef.h>
+
 #include <jansson.h>
 
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
@@ -14,6 +16,11 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 
 /* Writes the object as one line, after adding "ts" and "level".  Steals obj. */
 void log_json(enum log_level level, json_t *obj);
+
+/* Formats a message into a caller's error buffer (errlen may be 0), dropping the trailing
+ * newlines libpq's messages carry. */
+void log_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)

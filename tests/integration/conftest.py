@@ -1,5 +1,6 @@
 """Fixtures for the integration tests: a throwaway PostgreSQL cluster made by
 `airlockctl dev-db`, migrated, and real airlockd processes on free ports."""
+import contextlib
 import os
 import shutil
 import socket
@@ -43,17 +44,26 @@ class Cluster:
         return p if not check else p.stdout
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    path = tempfile.mkdtemp(prefix="alk-", dir="/tmp")
+@contextlib.contextmanager
+def own_cluster(prefix="alk-", migrate=True):
+    """A throwaway cluster made by airlockctl dev-db (migrated unless told not to), stopped
+    and removed afterwards."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     try:
         ctl("dev-db", "start", "--dir", path)
         c = Cluster(path)
-        ctl("migrate", "--db", c.operator_url, "--dir", ROOT / "migrations")
+        if migrate:
+            ctl("migrate", "--db", c.operator_url, "--dir", ROOT / "migrations")
         yield c
     finally:
         ctl("dev-db", "stop", "--dir", path, check=False)
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with own_cluster() as c:
+        yield c
 
 
 def free_port():

@@ -1,21 +1,18 @@
 """The audit log: digests set by the database for every writer, the sealer's chain (overall
 and per tenant), insert-only tables, verify catching each kind of tampering, export,
 replay and retention, against real PostgreSQL clusters and real airlockd processes."""
-import contextlib
 import hashlib
 import json
 import resource
 import secrets
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import CTL, ROOT, Cluster, ctl
+from conftest import CTL, ROOT, ctl, own_cluster
 
 JSON = {"Content-Type": "application/json"}
 AUDIT_TABLES = ["calls", "changes", "refusals", "checkpoints", "sealed", "tenant_checkpoints"]
@@ -40,18 +37,9 @@ def audit(c, *args, check=False):
     return ctl("audit", *args, "--db", c.operator_url, check=check)
 
 
-@contextlib.contextmanager
 def own_db():
     """A cluster of our own, migrated, for tests that tamper with the log."""
-    path = tempfile.mkdtemp(prefix="alk-aud-", dir="/tmp")
-    ctl("dev-db", "start", "--dir", path)
-    try:
-        c = Cluster(path)
-        ctl("migrate", "--db", c.operator_url, "--dir", ROOT / "migrations")
-        yield c
-    finally:
-        ctl("dev-db", "stop", "--dir", path, check=False)
-        shutil.rmtree(path, ignore_errors=True)
+    return own_cluster("alk-aud-")
 
 
 def add_records(c, tenant, n):
@@ -209,7 +197,7 @@ def test_verify_catches_reordered_records():
                        f" UPDATE airlock.sealed SET position = 4 WHERE call_id = '{ids[1]}'")
         assert broken(c).startswith(f"record {ids[4]}: reordered")
     with own_db() as c:
-        ids = add_records(c, "acme", 4)
+        add_records(c, "acme", 4)
         seal(c)
         # Swapping two records' digests (and sealed digests) is an edit of both.
         as_attacker(c, f"UPDATE airlock.calls SET digest = CASE id WHEN '{ids[0]}' THEN"
@@ -234,7 +222,7 @@ def test_verify_catches_an_inserted_record():
         seal(c)
         assert broken(c).startswith(f"record {forged}: edited")
     with own_db() as c:
-        ids = add_records(c, "acme", 4)
+        add_records(c, "acme", 4)
         seal(c)
         # An entry slipped into a checkpoint changes its hash and its count.
         as_attacker(c, "INSERT INTO airlock.calls (id, at, tenant, method, outcome, digest) VALUES"

@@ -6,14 +6,13 @@ import json
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import ROOT, Cluster, Daemon, ctl
+from conftest import ROOT, Daemon, ctl
 
 JSON = {"Content-Type": "application/json"}
 RATES = ["--rate-token", "1000/1000", "--rate-tenant", "1000/1000"]
@@ -139,21 +138,6 @@ def code_manifest(name, interpreter, limits, allow=None):
                                                             "number", "boolean", "null"]}},
                           "required": ["code"], "additionalProperties": False},
             "code": code}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A cluster of this module's own (it overrides the session's): the tenants made here
-    stay out of the tests that expect a database without any."""
-    path = tempfile.mkdtemp(prefix="alk-code-", dir="/tmp")
-    try:
-        ctl("dev-db", "start", "--dir", path)
-        c = Cluster(path)
-        ctl("migrate", "--db", c.operator_url, "--dir", ROOT / "migrations")
-        yield c
-    finally:
-        ctl("dev-db", "stop", "--dir", path, check=False)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

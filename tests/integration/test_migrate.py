@@ -4,11 +4,10 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import CTL, ROOT, ctl
+from conftest import CTL, ROOT, ctl, own_cluster
 
 MIGRATIONS = ROOT / "migrations"
 DATAERR = 65
@@ -19,13 +18,8 @@ UNAVAILABLE = 69
 @pytest.fixture(scope="module")
 def fresh():
     """A dev-db of its own, never migrated by the shared fixture."""
-    path = tempfile.mkdtemp(prefix="alk-", dir="/tmp")
-    try:
-        ctl("dev-db", "start", "--dir", path)
-        yield ctl("dev-db", "url", "--dir", path).stdout.strip()
-    finally:
-        ctl("dev-db", "stop", "--dir", path, check=False)
-        shutil.rmtree(path, ignore_errors=True)
+    with own_cluster(migrate=False) as c:
+        yield c.operator_url
 
 
 def migrate(url, dirpath=MIGRATIONS, env=None):

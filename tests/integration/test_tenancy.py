@@ -5,13 +5,11 @@ transaction-locally, as airlockd does); and the demo seed, on a database of its 
 The shared cluster is used with tenants and scratch schemas of random names, so these tests
 never meet another test's data."""
 import secrets
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import ROOT, ctl
+from conftest import ROOT, ctl, own_cluster
 
 USAGE = 64
 DATAERR = 65
@@ -482,11 +480,8 @@ def test_foreign_key_cannot_point_at_another_tenants_row(cluster, pair):
 def seeded():
     """A fresh dev-db: migrated, tenants acme and globex added, the demo seed loaded.
     Returns (operator URL, gateway URL)."""
-    path = tempfile.mkdtemp(prefix="alk-", dir="/tmp")
-    try:
-        ctl("dev-db", "start", "--dir", path)
-        op = ctl("dev-db", "url", "--dir", path).stdout.strip()
-        gw = ctl("dev-db", "url", "--role", "gateway", "--dir", path).stdout.strip()
+    with own_cluster(migrate=False) as c:
+        op, gw = c.operator_url, c.gateway_url
         p = ctl("tenant", "list", "--db", op, check=False)
         assert p.returncode == UNAVAILABLE and "not migrated" in p.stderr, p.stderr
         ctl("migrate", "--db", op, "--dir", ROOT / "migrations")
@@ -496,9 +491,6 @@ def seeded():
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         yield op, gw
-    finally:
-        ctl("dev-db", "stop", "--dir", path, check=False)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def seed_snapshot(gw):
