@@ -30,7 +30,7 @@
 #define SB_GID 65534
 
 /* Descriptor numbers in the bwrap process. */
-enum { FD_PROGRAM = 3, FD_SECCOMP = 4, FD_ARGS = 5, FD_EXECERR = 6 };
+enum { FD_PROGRAM = 3, FD_SECCOMP = 4, FD_ARGS = 5, FD_EXECERR = 6, FD_HELPER = 7 };
 
 #define SB_ARGS_MAX 160
 
@@ -148,7 +148,7 @@ sb_limit_name(enum sb_limit l)
 struct args {
 	const char *v[SB_ARGS_MAX];
 	size_t n;
-	char num[4][24];
+	char num[5][24];
 	int is_full;
 };
 
@@ -187,7 +187,7 @@ static const char *const etc_files[] = {
 };
 
 static int
-build_args(struct args *a, const struct sb_config *cfg, const char *sock, const char *helper,
+build_args(struct args *a, const struct sb_config *cfg, const char *sock,
     char links[][PATH_MAX])
 {
 	size_t i;
@@ -233,7 +233,11 @@ build_args(struct args *a, const struct sb_config *cfg, const char *sock, const 
 	add2(a, "--remount-ro", "/dev");
 	if (cfg->allow != NULL) {
 		add3(a, "--ro-bind", sock, "/airlock/proxy.sock");
-		add3(a, "--ro-bind", helper, "/airlock/airlock-sandbox");
+		/* A copy from a descriptor the launcher opened: bwrap may run as an uid that
+		 * cannot reach the helper's directory (a checkout under a 0700 directory). */
+		snprintf(a->num[4], sizeof(a->num[4]), "%d", FD_HELPER);
+		add2(a, "--perms", "0555");
+		add3(a, "--ro-bind-data", a->num[4], "/airlock/airlock-sandbox");
 	}
 	add2(a, "--remount-ro", "/");
 	add2(a, "--chdir", "/tmp");
@@ -267,27 +271,31 @@ fail:
 	return -1;
 }
 
-/* The helper defaults to airlock-sandbox in the directory of the running program. */
+/*
+ * Opens the egress helper: cfg->helper, else the running program when it is
+ * airlock-sandbox itself (through /proc/self/exe, which needs no access to its directory),
+ * else airlock-sandbox in the running program's directory.  Returns a descriptor or -1.
+ */
 static int
-find_helper(const struct sb_config *cfg, char *path, size_t len)
+open_helper(const struct sb_config *cfg)
 {
+	char path[PATH_MAX];
 	ssize_t n;
 	char *slash;
 
-	if (cfg->helper != NULL) {
-		if (strlcpy(path, cfg->helper, len) >= len)
-			return -1;
-	} else {
-		if ((n = readlink("/proc/self/exe", path, len - 1)) <= 0)
-			return -1;
-		path[n] = '\0';
-		if ((slash = strrchr(path, '/')) == NULL)
-			return -1;
-		slash[1] = '\0';
-		if (strlcat(path, "airlock-sandbox", len) >= len)
-			return -1;
-	}
-	return access(path, X_OK);
+	if (cfg->helper != NULL)
+		return open(cfg->helper, O_RDONLY | O_CLOEXEC);
+	if ((n = readlink("/proc/self/exe", path, sizeof(path) - 1)) <= 0)
+		return -1;
+	path[n] = '\0';
+	if ((slash = strrchr(path, '/')) == NULL)
+		return -1;
+	if (strcmp(slash + 1, "airlock-sandbox") == 0)
+		return open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	slash[1] = '\0';
+	if (strlcat(path, "airlock-sandbox", sizeof(path)) >= sizeof(path))
+		return -1;
+	return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 static int
@@ -333,19 +341,22 @@ static void __attribute__((noreturn))
 child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *bwrap,
     char *const *argv, char *const *envp, const int *src, pid_t parent)
 {
-	static const int dst[] = { 0, 1, 2, FD_PROGRAM, FD_SECCOMP, FD_ARGS, FD_EXECERR };
+	static const int dst[] = { 0, 1, 2, FD_PROGRAM, FD_SECCOMP, FD_ARGS, FD_EXECERR,
+	    FD_HELPER };
 	const struct sb_limits *l = &cfg->limits;
 	int e;
 
 	if (sb_cgroup_enter(cg) == -1)
 		goto fail;
-	if (place_fds(src, dst, 7) == -1)
+	if (place_fds(src, dst, 8) == -1)
 		goto fail;
 	if (src[3] == -1)
 		close(FD_PROGRAM);
+	if (src[7] == -1)
+		close(FD_HELPER);
 	if (fcntl(FD_EXECERR, F_SETFD, FD_CLOEXEC) == -1)
 		goto fail;
-	closefrom(FD_EXECERR + 1);
+	closefrom(FD_HELPER + 1);
 	if (set_limit(RLIMIT_CPU, (rlim_t)(l->cpu_ms + 999) / 1000,
 	    (rlim_t)(l->cpu_ms + 999) / 1000 + 1) == -1 ||
 	    set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_bytes, (rlim_t)l->fsize_bytes) == -1 ||
@@ -383,14 +394,13 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	struct args a;
 	char cgerr[256];
 	char sock[128] = "";
-	char helper[PATH_MAX] = "";
 	const char *bwrap = cfg->bwrap != NULL ? cfg->bwrap : "/usr/bin/bwrap";
 	char *envp[12];
 	size_t ne = 0;
 	int in[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 }, pg[2] = { -1, -1 };
 	int ex[2] = { -1, -1 };
-	int scfd = -1, afd = -1;
-	int src[7];
+	int scfd = -1, afd = -1, hfd = -1;
+	int src[8];
 	int child_errno;
 	ssize_t n;
 	pid_t parent = getpid();
@@ -437,7 +447,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	if (cfg->allow != NULL) {
 		char perr[256];
 
-		if (find_helper(cfg, helper, sizeof(helper)) == -1) {
+		if ((hfd = open_helper(cfg)) == -1) {
 			say(err, errlen, "cannot find the airlock-sandbox helper for egress");
 			goto fail;
 		}
@@ -489,7 +499,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		argv[ac++] = unconst(cfg->argv[n]);
 	argv[ac] = NULL;
 	pthread_mutex_lock(&links_lock);
-	n = build_args(&a, cfg, sock, helper, links);
+	n = build_args(&a, cfg, sock, links);
 	afd = n == 0 ? args_fd(&a) : -1;
 	pthread_mutex_unlock(&links_lock);
 	if (afd == -1) {
@@ -509,6 +519,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	src[4] = scfd;
 	src[5] = afd;
 	src[6] = ex[1];
+	src[7] = hfd;
 	run->pid = fork();
 	if (run->pid == -1) {
 		say(err, errlen, "fork: %s", strerror(errno));
@@ -523,6 +534,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	close_fd(&ex[1]);
 	close_fd(&scfd);
 	close_fd(&afd);
+	close_fd(&hfd);
 	run->in_w = in[1];
 	run->out.fd = o[0];
 	run->err.fd = e[0];
@@ -564,6 +576,7 @@ fail:
 	close_fd(&ex[1]);
 	close_fd(&scfd);
 	close_fd(&afd);
+	close_fd(&hfd);
 	sb_free(run);
 	return -1;
 }

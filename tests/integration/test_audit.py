@@ -197,7 +197,7 @@ def test_verify_catches_reordered_records():
                        f" UPDATE airlock.sealed SET position = 4 WHERE call_id = '{ids[1]}'")
         assert broken(c).startswith(f"record {ids[4]}: reordered")
     with own_db() as c:
-        add_records(c, "acme", 4)
+        ids = add_records(c, "acme", 4)
         seal(c)
         # Swapping two records' digests (and sealed digests) is an edit of both.
         as_attacker(c, f"UPDATE airlock.calls SET digest = CASE id WHEN '{ids[0]}' THEN"
