@@ -30,6 +30,7 @@ struct http_server {
 	struct gateway *gw;
 	struct rpc_limits limits;
 	atomic_uint inflight;		/* requests begun and not yet completed */
+	atomic_int draining;		/* SIGTERM: new connections are closed at once */
 	atomic_ulong served[6];		/* by status class: 1xx..5xx, index 0 unused */
 };
 
@@ -576,6 +577,22 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_json(LOG_LVL_WARN, json_pack("{s:s, s:s}", "msg", "http", "detail", buf));
 }
 
+/*
+ * Stopping to accept is done here and not with MHD_quiesce_daemon: in 0.9.75 with epoll
+ * that call races the polling thread removing the listen socket itself and aborts the
+ * process ("Failed to remove listen FD from epoll set").  A connection accepted while
+ * draining is closed before a byte is read.
+ */
+static enum MHD_Result
+on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct http_server *srv = cls;
+
+	(void)addr;
+	(void)addrlen;
+	return atomic_load(&srv->draining) ? MHD_NO : MHD_YES;
+}
+
 struct http_server *
 http_start(struct gateway *gw)
 {
@@ -609,7 +626,7 @@ http_start(struct gateway *gw)
 	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 	    (sa == (struct sockaddr *)&sa6 ? MHD_USE_IPv6 : 0),
-	    cfg->listen_port, NULL, NULL, on_request, srv,
+	    cfg->listen_port, on_accept, srv, on_request, srv,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, sa,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
@@ -641,11 +658,8 @@ void
 http_stop(struct http_server *srv, unsigned grace_ms)
 {
 	struct pool *db_pool, *sandbox_pool;
-	MHD_socket fd;
 
-	fd = MHD_quiesce_daemon(srv->mhd);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	atomic_store(&srv->draining, 1);
 	wait_inflight(srv, grace_ms);
 	/* Every queued call runs and resumes its connection before the daemon stops:
 	 * libmicrohttpd 0.9.75 aborts in MHD_stop_daemon while one is suspended. */
