@@ -224,9 +224,10 @@ is_param_char(unsigned char c)
 }
 
 /*
- * Copies sql to out, replacing each named parameter through fn.  Skips string literals
- * ('...' with '' and, after E, backslash escapes), quoted identifiers, -- and nested
- * block comments, and dollar-quoted strings.  Returns 0, or -1 with err set.
+ * Copies sql to out, replacing each named parameter through fn and each comment (-- and
+ * nested block comments) by a blank, as the server's lexer does.  Skips string literals
+ * ('...' with '' and, after E, backslash escapes), quoted identifiers and dollar-quoted
+ * strings.  Returns 0, or -1 with err set.
  */
 static int
 scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, size_t errlen)
@@ -263,7 +264,7 @@ scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, s
 			j = i;
 			while (j < n && sql[j] != '\n')
 				j++;
-			buf_add(out, sql + i, j - i);
+			buf_add(out, " ", 1);
 			i = j;
 		} else if (sql[i] == '/' && sql[i + 1] == '*') {
 			depth = 1;
@@ -278,7 +279,11 @@ scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, s
 				} else
 					j++;
 			}
-			buf_add(out, sql + i, j - i);
+			if (depth > 0) {
+				log_seterr(err, errlen, "unterminated /* comment in the statement");
+				return -1;
+			}
+			buf_add(out, " ", 1);
 			i = j;
 		} else if (sql[i] == '$' && i > 0 && is_ident_char((unsigned char)sql[i - 1])) {
 			/* Part of an identifier such as a$b. */
@@ -336,6 +341,35 @@ has_unicode_escape(const char *sql)
 	for (p = sql; (p = strchr(p, '&')) != NULL; p++)
 		if (p > sql && (p[-1] == 'u' || p[-1] == 'U') && (p[1] == '"' || p[1] == '\''))
 			return 1;
+	return 0;
+}
+
+/*
+ * A read runs as SELECT * FROM (statement) LIMIT max_rows + 1: the server stops after the
+ * one row that tells the result was truncated, so a statement that matches millions of rows
+ * costs neither the database nor the gateway's memory more than the cap.  The statement's
+ * own ORDER BY still orders the rows kept.  Comments are gone by now (scan_sql); trailing
+ * semicolons are dropped.
+ */
+static int
+cap_read(char **sql, unsigned max_rows)
+{
+	struct buf q = { NULL, 0, 0, 0 };
+	char limit[32];
+	size_t len = strlen(*sql);
+
+	while (len > 0 && (isspace((unsigned char)(*sql)[len - 1]) || (*sql)[len - 1] == ';'))
+		len--;
+	snprintf(limit, sizeof(limit), "\n) AS capped LIMIT %u", max_rows + 1);
+	buf_str(&q, "SELECT * FROM (\n");
+	buf_add(&q, *sql, len);
+	buf_str(&q, limit);
+	if (q.failed) {
+		free(q.s);
+		return -1;
+	}
+	free(*sql);
+	*sql = q.s;
 	return 0;
 }
 
@@ -1975,6 +2009,9 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		t->sql = sql.s;
 		sql.s = NULL;
 		if (conn != NULL && check_statement(conn, t, statement, stmt, err, errlen) == -1)
+			goto fail;
+		/* Checked as written, so its faults are named as written; then capped. */
+		if (t->kind == TOOL_READ && cap_read(&t->sql, t->max_rows) == -1)
 			goto fail;
 		if ((t->output_schema = rows_schema(t)) == NULL)
 			goto fail;

@@ -497,12 +497,19 @@ def test_row_cap_truncates(start_daemon, world, tmp_path):
         "name": "few_customers", "description": "Customers, at most one.", "kind": "read",
         "max_rows": 1,
         "arguments": {"type": "object", "properties": {}, "additionalProperties": False},
-        "statement": "SELECT id, email FROM billing.customers_live ORDER BY id"}))
+        "statement": "SELECT id, email FROM billing.customers_live ORDER BY id;\n-- first"}))
+    # The server stops one row past the cap: row 5000 would divide by zero, and is never made.
+    (tools / "series.json").write_text(json.dumps({
+        "name": "series", "description": "Numbers.", "kind": "read", "max_rows": 10,
+        "arguments": {"type": "object", "properties": {}, "additionalProperties": False},
+        "statement": "SELECT g, 100 / (g - 5000) AS q FROM generate_series(1, 100000) g"}))
     d = start_daemon("--tools", str(tools))
-    tok = world.mint(world.a, tools=["few_customers"])
+    tok = world.mint(world.a, tools=["few_customers", "series"])
     sc = tool(d, tok, "few_customers").json()["result"]["structuredContent"]
     assert sc["truncated"] is True and sc["row_count"] == 1 and len(sc["rows"]) == 1
     assert sc["rows"][0]["email"] == f"c0@{world.a}.example"
+    sc = tool(d, tok, "series").json()["result"]["structuredContent"]
+    assert sc["truncated"] is True and [r["g"] for r in sc["rows"]] == list(range(1, 11))
 
 
 def test_statement_that_switches_role_is_refused(start_daemon, world, cluster, tmp_path):
