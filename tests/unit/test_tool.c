@@ -269,6 +269,8 @@ test_load_faults(void)
 	refused_parts("write", NOARGS, "SELECT 1", "a write must be a single INSERT or UPDATE",
 	    "a write that is a SELECT");
 	refused_parts("read", NOARGS, "", "statement must be a non-empty string", "an empty statement");
+	refused_parts("read", NOARGS, "SELECT 1 /* open /* */", "unterminated /* comment",
+	    "an unterminated block comment");
 
 	/* Code tools. */
 	refused_parts("code", NOARGS, "{\"interpreter\":\"perl\"}", "interpreter must be",
@@ -308,7 +310,7 @@ rewrites(const char *statement, const char *want_sql, const char *want_params, c
 {
 	const char *args = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
 	    "\"b\":{\"type\":\"integer\"},\"c\":{\"type\":\"string\"}},\"additionalProperties\":false}";
-	char *m = manifest("t", "read", args, statement), err[1024], params[256];
+	char *m = manifest("t", "read", args, statement), err[1024], params[256], want[512];
 	struct catalog *cat = load_one("t.json", m, err, sizeof(err));
 	size_t k;
 
@@ -319,7 +321,9 @@ rewrites(const char *statement, const char *want_sql, const char *want_params, c
 				strlcat(params, ",", sizeof(params));
 			strlcat(params, cat->tools[0].params[k], sizeof(params));
 		}
-	ok(cat != NULL && strcmp(cat->tools[0].sql, want_sql) == 0 &&
+	/* Every read runs capped at the default max_rows (100) plus the row that tells. */
+	snprintf(want, sizeof(want), "SELECT * FROM (\n%s\n) AS capped LIMIT 101", want_sql);
+	ok(cat != NULL && strcmp(cat->tools[0].sql, want) == 0 &&
 	    strcmp(params, want_params) == 0, "rewrite: %s", what);
 	if (cat == NULL)
 		printf("# %s\n", err);
@@ -339,9 +343,11 @@ test_rewrite(void)
 	rewrites("SELECT \"$a\" FROM t WHERE x = $b", "SELECT \"$a\" FROM t WHERE x = $1", "b",
 	    "quoted identifiers");
 	rewrites("SELECT \"x\"\"$a\", $b", "SELECT \"x\"\"$a\", $1", "b", "doubled quotes in identifiers");
-	rewrites("SELECT $b -- and $a\n, $c", "SELECT $1 -- and $a\n, $2", "b,c", "line comments");
-	rewrites("SELECT /* $a /* nested $a */ still $a */ $b", "SELECT /* $a /* nested $a */ still $a */ $1",
+	rewrites("SELECT $b -- and $a\n, $c", "SELECT $1  \n, $2", "b,c", "line comments");
+	rewrites("SELECT /* $a /* nested $a */ still $a */ $b", "SELECT   $1",
 	    "b", "nested block comments");
+	rewrites("SELECT $a;\n-- the end\n", "SELECT $1", "a",
+	    "a trailing semicolon and comment, dropped before the cap");
 	rewrites("SELECT $$ $a $$, $b", "SELECT $$ $a $$, $1", "b", "dollar quotes");
 	rewrites("SELECT $q$ $a $$ $a $q$, $b", "SELECT $q$ $a $$ $a $q$, $1", "b", "tagged dollar quotes");
 	rewrites("SELECT a$b FROM t WHERE x = $c", "SELECT a$b FROM t WHERE x = $1", "c",
