@@ -402,11 +402,14 @@ audit_write(struct audit *a, const struct audit_record *rec)
 void
 audit_refusal(struct audit *a, const char *client, const char *reason)
 {
-	time_t now = time(NULL);
+	time_t now;
 	struct refusal *r;
 	size_t i;
 
+	/* The second is read under the lock: read before it, a refusal could wait while the
+	 * writer flushes its second, then start that second's row again. */
 	pthread_mutex_lock(&a->lock);
+	now = time(NULL);
 	for (;;) {
 		for (i = 0; i < a->n_refusals; i++) {
 			r = &a->refusals[i];

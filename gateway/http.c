@@ -647,11 +647,16 @@ http_start(struct gateway *gw)
 static void
 wait_inflight(struct http_server *srv, unsigned ms)
 {
-	struct timespec step = { 0, 10 * 1000 * 1000 };
-	unsigned waited;
+	struct timespec step = { 0, 10 * 1000 * 1000 }, start, now;
 
-	for (waited = 0; atomic_load(&srv->inflight) > 0 && waited < ms; waited += 10)
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (atomic_load(&srv->inflight) > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >=
+		    (long)ms)
+			break;
 		nanosleep(&step, NULL);
+	}
 }
 
 void
@@ -660,6 +665,7 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	struct pool *db_pool, *sandbox_pool;
 
 	atomic_store(&srv->draining, 1);
+	log_info("stopping: no new connections; finishing in-flight requests");
 	wait_inflight(srv, grace_ms);
 	/* Every queued call runs and resumes its connection before the daemon stops:
 	 * libmicrohttpd 0.9.75 aborts in MHD_stop_daemon while one is suspended. */
@@ -670,6 +676,7 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	pthread_rwlock_unlock(&srv->gw->pools_lock);
 	pool_destroy(db_pool);
 	pool_destroy(sandbox_pool);
+	log_info("stopping: workers stopped; a request still arriving is answered 503");
 	wait_inflight(srv, 2000);
 	MHD_stop_daemon(srv->mhd);
 	free(srv);

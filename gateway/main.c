@@ -119,7 +119,6 @@ main(int argc, char **argv)
 		} else if (has_catalog)
 			log_warn("reload failed: keeping the current tool catalog");
 	}
-	log_info("stopping: finishing in-flight requests");
 	http_stop(srv, cfg.grace * 1000);
 	seal_stop(sealer);
 	audit_stop(gw.audit);

@@ -76,21 +76,46 @@ class Daemon:
     """A running airlockd; stop() sends SIGTERM and returns the exit code."""
 
     def __init__(self, args, env=None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="airlockd-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([str(AIRLOCKD), "--listen", f"127.0.0.1:{self.port}", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        # The port is free when chosen but could be taken before airlockd binds it: a start
+        # that fails for that reason (exit 69, "cannot listen") is tried on another port.
+        for attempt in range(3):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.log = tempfile.NamedTemporaryFile(prefix="airlockd-", suffix=".log",
+                                                   delete=False)
+            self.proc = subprocess.Popen([str(AIRLOCKD), "--listen", f"127.0.0.1:{self.port}",
+                                          *args], stdout=self.log, stderr=subprocess.STDOUT,
+                                         env=env)
+            if self._up():
+                return
+            if not (self.proc.returncode == 69 and "cannot listen" in self.logtext()):
+                break
+        log = self.logtext()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("airlockd did not come up:\n" + log)
+        raise AssertionError(f"airlockd exited {self.proc.returncode}:\n{log}")
+
+    def _up(self):
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"airlockd exited {self.proc.returncode}:\n{self.logtext()}")
+                return False
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
+                    return True
+            except requests.RequestException:
                 time.sleep(0.05)
-        raise AssertionError("airlockd did not come up:\n" + self.logtext())
+        return False
+
+    def wait_log(self, text, timeout=15):
+        """Waits until the log holds text; returns the log."""
+        deadline = time.monotonic() + timeout
+        while text not in self.logtext():
+            assert time.monotonic() < deadline, f"no {text!r} in the log:\n{self.logtext()}"
+            time.sleep(0.05)
+        return self.logtext()
 
     def logtext(self):
         with open(self.log.name, encoding="utf-8", errors="replace") as f:

@@ -146,9 +146,11 @@ def world(cluster, tmp_path_factory):
     tools = tmp_path_factory.mktemp("code") / "tools"
     shutil.copytree(ROOT / "tools", tools)
     extra = [
-        code_manifest("tight_py", "python3", {"time_s": 3, "cpu_s": 1, "stdout_max": 4096,
+        # Wall limits far above the CPU limit, so that on a loaded machine the CPU limit is
+        # still the one that stops the spinning program.
+        code_manifest("tight_py", "python3", {"time_s": 30, "cpu_s": 1, "stdout_max": 4096,
                                               "stderr_max": 4096}),
-        code_manifest("tight_sh", "sh", {"time_s": 1}),
+        code_manifest("tight_sh", "sh", {"time_s": 3}),
         code_manifest("fetch_allowed", "python3", {"time_s": 10},
                       allow=[f"127.0.0.1:{listener.port}"]),
     ]
@@ -221,7 +223,7 @@ def test_limits_stop_the_program(gw, world):
     e = tool_error(tool(gw, tok, "tight_sh", {"code": "echo started; sleep 30"}))
     assert e["reason"] == "sandbox_limit" and e["limit"] == "wall"
     assert e["stdout"] == "started\n" and e["exit_code"] is None and e["signal"] != 0
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 20
 
 
 def test_huge_output_is_truncated(gw, world):
@@ -338,16 +340,28 @@ def test_per_tenant_concurrency_cap(cluster, world):
     d = Daemon(["--db", cluster.gateway_url, "--tools", str(world.tools), "--sandboxes", "4",
                 "--sandboxes-per-tenant", "1", *RATES])
     try:
-        toks = [world.mint(world.a), world.mint(world.a), world.mint(world.b)]
+        toks = [world.mint(world.a, tools=["fetch_allowed"]), world.mint(world.a),
+                world.mint(world.b)]
+        # The first program says it has started (through the egress it is allowed), then
+        # holds its tenant's only slot while the other two calls arrive.
+        started = f"/started-{secrets.token_hex(4)}"
+        first_prog = {"code": "import time, urllib.request\n"
+                              f"urllib.request.urlopen('http://127.0.0.1:{world.listener.port}"
+                              f"{started}', timeout=5).read()\n"
+                              "time.sleep(4)\nprint('done')"}
         slow = {"code": "import time\ntime.sleep(2)\nprint('done')"}
         results = [None] * 3
 
         def run(i):
-            results[i] = tool(d, toks[i], "run_python", slow)
+            results[i] = tool(d, toks[i], "fetch_allowed" if i == 0 else "run_python",
+                              first_prog if i == 0 else slow)
 
         first = threading.Thread(target=run, args=(0,))
         first.start()
-        time.sleep(0.7)                             # the first is running
+        deadline = time.monotonic() + 30
+        while started not in world.listener.hits and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started in world.listener.hits, results[0] and results[0].text
         rest = [threading.Thread(target=run, args=(i,)) for i in (1, 2)]
         for t in rest:
             t.start()

@@ -191,14 +191,29 @@ def test_garbage_flood_keeps_serving(daemon):
     assert rpc(daemon, {"jsonrpc": "2.0", "method": "ping", "id": 1}).json()["result"] == {}
 
 
+def in_flight(d):
+    """The daemon's count of requests begun and not answered, this one included."""
+    text = requests.get(d.url + "/metrics", timeout=5).text
+    return int(text.split("\nairlock_requests_in_flight ")[1].split()[0])
+
+
+def send_partial(d, body, n):
+    """A request whose headers and first n body bytes are sent, once the daemon counts it."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:n])
+    deadline = time.monotonic() + 10
+    while in_flight(d) < 2:
+        assert time.monotonic() < deadline, "the partial request was never begun"
+        time.sleep(0.05)
+    return s
+
+
 def test_sigterm_finishes_inflight_and_exits_zero(daemon):
     body = b'{"jsonrpc":"2.0","method":"ping","id":42}'
-    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-    time.sleep(0.3)
+    s = send_partial(daemon, body, 10)
     daemon.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    daemon.wait_log("no new connections")
     # Stopped accepting new connections: one that reaches the kernel's queue is closed
     # before a byte of it is read, so no new request is ever answered...
     try:
@@ -225,8 +240,9 @@ def test_sigterm_finishes_inflight_and_exits_zero(daemon):
 
 def test_request_log_line(daemon):
     rpc(daemon, {"jsonrpc": "2.0", "method": "ping", "id": 1})
-    time.sleep(0.1)
-    lines = [json.loads(x) for x in daemon.logtext().splitlines() if x.startswith("{")]
+    # The line is written once the response has gone out.
+    lines = [json.loads(x) for x in daemon.wait_log('"rpc":"ping"').splitlines()
+             if x.startswith("{")]
     reqs = [x for x in lines if x.get("msg") == "request" and x.get("rpc") == "ping"]
     assert reqs and reqs[-1]["status"] == 200 and reqs[-1]["path"] == "/rpc"
     assert {"ts", "level", "ms", "client", "method"} <= set(reqs[-1])
@@ -237,12 +253,9 @@ def test_request_finishing_after_the_grace_period(start_daemon):
     answered 503 (or dropped), and the daemon still exits cleanly."""
     d = start_daemon("--grace", "1")
     body = b'{"jsonrpc":"2.0","method":"tools/list","id":7}'
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
-    time.sleep(0.3)
+    s = send_partial(d, body, 5)
     d.proc.send_signal(signal.SIGTERM)
-    time.sleep(1.5)
+    d.wait_log("workers stopped")
     try:
         s.sendall(body[5:])
         out = s.recv(4096)
@@ -274,8 +287,15 @@ def test_connections_per_client_are_capped(start_daemon):
     # ...and once they go, the address is served again.
     for s in held:
         s.close()
-    time.sleep(0.3)
-    assert requests.get(d.url + "/healthz", timeout=5).status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if requests.get(d.url + "/healthz", timeout=5).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the address was not served again"
+        time.sleep(0.1)
 
 
 def test_trusted_proxy_names_the_client(start_daemon):

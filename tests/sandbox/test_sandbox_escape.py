@@ -211,7 +211,7 @@ def test_file_size_limit_stops_the_program(sb):
 def test_cpu_limit(sb):
     t0 = time.monotonic()
     r = sb.sh("while :; do :; done", "--cpu", "1", "--time", "20")
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 18       # well before the wall limit, even when loaded
     assert r.limit == "cpu", r
     assert 900 <= r.json["cpu_ms"] < 3000, r
 
@@ -220,7 +220,7 @@ def test_cpu_limit_across_processes(sb):
     t0 = time.monotonic()
     r = sb.sh("for i in 1 2 3 4; do (while :; do :; done) & done; wait", "--cpu", "1",
               "--time", "20")
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 18
     assert r.limit == "cpu", r
 
 
@@ -229,8 +229,8 @@ def test_wall_limit_kills_the_namespace(sb):
     r = sb.sh("trap '' TERM HUP INT; sleep 100 & sleep 100", "--time", "1")
     elapsed = time.monotonic() - t0
     assert r.limit == "wall" and r.json["signal"] == 9, r
-    assert 0.9 < elapsed < 4, elapsed
-    assert 900 <= r.json["wall_ms"] < 3000
+    assert 0.9 < elapsed < 10, elapsed
+    assert 900 <= r.json["wall_ms"] < 5000
 
 
 def test_output_capped_and_stopped(sb):
@@ -402,7 +402,7 @@ def test_fresh_namespace_each_run(sb):
     assert r1.out.strip() == "written" and r2.out.strip() == "end", (r1, r2)
     # Two runs alive at once have namespaces of their own.  (Compared while both live: the
     # kernel reuses the numbers of namespaces that are gone.)
-    cmd = "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt; sleep 1"
+    cmd = "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt; sleep 4"
     procs = [subprocess.Popen(sb.argv([], ["sh", "-c", cmd]), stdout=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=30)[0].splitlines() for p in procs]
