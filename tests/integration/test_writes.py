@@ -7,6 +7,7 @@ well as on the answers, and never touches another test module's rows."""
 import json
 import secrets
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -317,24 +318,114 @@ def test_concurrent_duplicates_one_effect(gw, world, tok):
     assert again["replayed"] is True and again["call_id"] == fresh[0]["call_id"]
 
 
+def wait_for(cond, what, timeout=60, every=0.02):
+    """Polls cond() until it returns a true value, which it returns; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def gateway_sessions(cluster, sql):
+    """A query on pg_stat_activity as the gateway's own role, which sees its sessions'
+    queries and wait events (the operator role would not)."""
+    return cluster.psql(sql, url=cluster.gateway_url)
+
+
+class Gate:
+    """An advisory lock held by a session of our own (psql reading its stdin) while the
+    gate is closed.  A statement that polls pg_try_advisory_xact_lock_shared(key) waits
+    for it without a lock wait, so the gateway's lock_timeout does not end the wait: the
+    statement's own statement timeout bounds it."""
+
+    def __init__(self, cluster, key):
+        self.cluster, self.key = cluster, key
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                                      cluster.operator_url], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.proc.stdin.write(f"SELECT pg_advisory_lock({key});\n")
+        self.proc.stdin.flush()
+        wait_for(lambda: self.proc.poll() is not None or cluster.psql(
+            f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND "
+            f"objid = {key} AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted").strip() == "1",
+            "the gate's lock")
+        assert self.proc.poll() is None, "the gate's psql exited"
+
+    def open(self):
+        """Ends the session, and with it the lock."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
     """While the first is still running, duplicates wait on the key (up to 8 per key in an
     instance) and then replay; those past the cap get 409 key_in_flight at once."""
+    cluster = world.cluster
+    gate_key = secrets.randbelow(2 ** 31 - 2) + 1
     tools = tmp_path / "tools"
     tools.mkdir()
+    # The write stays in its transaction, key claimed, until the test opens the gate: it
+    # polls the gate's lock (every 10 ms) rather than sleeping a fixed time.
     (tools / "slow_note.json").write_text(json.dumps({
-        "name": "slow_note", "description": "Adds a note, slowly.", "kind": "write",
+        "name": "slow_note", "description": "Adds a note once a gate opens.", "kind": "write",
         "destructive": False,
         "arguments": {"type": "object", "properties": {
             "customer_id": {"type": "integer", "minimum": 1},
             "body": {"type": "string", "minLength": 1, "maxLength": 200}},
             "required": ["customer_id", "body"], "additionalProperties": False},
         "statement": "INSERT INTO billing.support_notes (customer_id, body) SELECT $customer_id, "
-                     "$body FROM pg_sleep(0.6) RETURNING id, body",
-        "max_rows": 1, "timeout_ms": 5000}))
+                     "$body FROM (WITH RECURSIVE gate(opened) AS (SELECT "
+                     f"pg_try_advisory_xact_lock_shared({gate_key}) UNION ALL SELECT "
+                     f"pg_try_advisory_xact_lock_shared({gate_key}) FROM gate WHERE NOT opened "
+                     "AND pg_sleep(0.01) IS NOT NULL) SELECT 1 FROM gate WHERE opened) g "
+                     "RETURNING id, body",
+        "max_rows": 1, "timeout_ms": 60000}))
     d = start_daemon("--tools", str(tools), "--workers", "24", *NO_LIMITS)
     t = world.a
     tk = world.mint(t, tools=["slow_note"])
+
+    def at_gate():
+        """(claims waiting on another's key, statements waiting at the gate) in airlockd."""
+        out = gateway_sessions(cluster, (
+            "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND "
+            "query LIKE 'INSERT INTO airlock.idempotency_keys%'), count(*) FILTER (WHERE "
+            f"state = 'active' AND query LIKE '%pg_try_advisory_xact_lock_shared({gate_key})%') "
+            "FROM pg_stat_activity WHERE application_name = 'airlockd'"))
+        return tuple(int(x) for x in out.strip().split("|"))
+
+    # Every database worker opens its connection first: 12 previews of each of two tenants
+    # (a tenant runs on at most half the workers) held at the gate together.  Then no
+    # duplicate below is late for a connection, and the waiters queue on the key within
+    # milliseconds of each other, well inside the gateway's lock_timeout.
+    tb = world.mint(world.b, tools=["slow_note"])
+    gate = Gate(cluster, gate_key)
+    warm = []
+
+    def preview(token, tenant):
+        args_ = {"customer_id": world.cust[tenant][0], "body": f"warm {secrets.token_hex(4)}"}
+        warm.append(write(d, token, "slow_note", args_, dry_run=True, session=requests.Session()))
+
+    threads = [threading.Thread(target=preview, args=(tok_, ten)) for tok_, ten in
+               [(tk, t)] * 12 + [(tb, world.b)] * 12]
+    try:
+        for th in threads:
+            th.start()
+        wait_for(lambda: at_gate()[1] == 24, "24 previews at the gate")
+    finally:
+        gate.open()
+        for th in threads:
+            th.join(60)
+    assert len(warm) == 24 and all(ok(r)["dry_run"] is True for r in warm)
+
     key, body = newkey("slow"), f"slow {secrets.token_hex(4)}"
     args = {"customer_id": world.cust[t][0], "body": body}
     n = 20
@@ -344,15 +435,34 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
     def one(i):
         s = requests.Session()
         barrier.wait()
-        answers[i] = write(d, tk, "slow_note", args, key=key, session=s)
+        try:
+            answers[i] = write(d, tk, "slow_note", args, key=key, session=s)
+        except requests.RequestException as e:
+            answers[i] = e
 
+    gate = Gate(cluster, gate_key)
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    try:
+        for th in threads:
+            th.start()
+
+        # The gate opens once every duplicate is accounted for: answered already (refused:
+        # the first is still at the gate), or waiting on the key in the database.  Answers
+        # are counted before the sessions are read, so none is counted twice and none
+        # can still be on its way when the first commits.
+        def settled():
+            answered = sum(a is not None for a in answers)
+            waiting, holding = at_gate()
+            assert answered < n, answers
+            return holding == 1 and answered + waiting == n - 1 and waiting
+        waiting = wait_for(settled, "every duplicate answered or waiting on the key")
+    finally:
+        gate.open()
+        for th in threads:
+            th.join(60)
     fresh, replays, in_flight = [], [], 0
     for r in answers:
+        assert isinstance(r, requests.Response), r
         assert r.status_code < 500, r.text
         if "error" in r.json():
             assert err(r) == (409, "key_in_flight"), r.text
@@ -361,8 +471,10 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
             sc = ok(r)
             (replays if sc["replayed"] else fresh).append(sc)
     assert len(fresh) == 1 and replays and in_flight, (len(fresh), len(replays), in_flight)
-    assert len(replays) <= 7
+    assert len(fresh) + len(replays) + in_flight == n
+    assert len(replays) <= waiting <= 7, (len(replays), waiting)
     assert all(x["call_id"] == fresh[0]["call_id"] for x in replays)
+    assert all({**x, "replayed": False} == fresh[0] for x in replays)
     assert world.notes(t, body) == 1
     assert world.keyrow(t, key) == [fresh[0]["call_id"], "t"]
 
@@ -931,7 +1043,6 @@ def test_sigkill_mid_stream_then_retry(start_daemon, world):
     run = secrets.token_hex(3)
     key = lambda i: f"crash-{run}-k{i}"
     body = lambda i: f"crash {run} #{i}"
-    d = start_daemon(*NO_LIMITS)
     answered = {}
     lock = threading.Lock()
 
@@ -947,10 +1058,19 @@ def test_sigkill_mid_stream_then_retry(start_daemon, world):
                 with lock:
                     answered[i] = r.json()["result"]["structuredContent"]["call_id"]
 
+    # The daemon's sessions are the gateway role's sessions that were not there before it.
+    cluster = world.cluster
+    sessions_sql = ("SELECT pid FROM pg_stat_activity WHERE usename = current_user AND "
+                    "backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    before = set(gateway_sessions(cluster, sessions_sql).split())
+    d = start_daemon(*NO_LIMITS)
     threads = [threading.Thread(target=sender, args=(range(j, n, nthreads),)) for j in range(nthreads)]
-    t0 = time.monotonic()
     for th in threads:
         th.start()
+    # Killed mid-stream: once answers are coming back (a cold daemon first opens its
+    # connections), after half a second or a third of the writes, whichever comes first.
+    wait_for(lambda: answered, "a first answer", every=0.005)
+    t0 = time.monotonic()
     while time.monotonic() - t0 < 0.5 and len(answered) < n // 3:
         time.sleep(0.005)
     d.proc.kill()
@@ -958,24 +1078,29 @@ def test_sigkill_mid_stream_then_retry(start_daemon, world):
     for th in threads:
         th.join(30)
     assert 0 < len(answered) < n, len(answered)
+    # A COMMIT sent just before the kill still runs: the state is read once every session
+    # of the killed daemon has ended, so every commit that will happen has happened.
+    wait_for(lambda: not set(gateway_sessions(cluster, sessions_sql).split()) - before,
+             "the killed daemon's sessions to end", every=0.05)
 
     def state():
-        notes = {}
-        out = world.sql(t, f"SELECT body || '|' || count(*) FROM billing.support_notes "
-                           f"WHERE body LIKE 'crash {run} #%' GROUP BY body")
-        for line in out.split("\n"):
-            if line.startswith("crash"):
-                b, c = line.rsplit("|", 1)
-                notes[b] = int(c)
-        keys = {}
+        """The tenant's notes of this run and the keys, from one snapshot (the notes are
+        read as the tenant, under row-level security; the keys as the operator)."""
         out = world.cluster.psql(
-            f"SELECT k.key, k.call_id, k.response IS NOT NULL, "
+            f"BEGIN ISOLATION LEVEL REPEATABLE READ; SET ROLE tenant_{t}; "
+            f"SELECT 'N|' || body || '|' || count(*) FROM billing.support_notes "
+            f"WHERE body LIKE 'crash {run} #%' GROUP BY body; RESET ROLE; "
+            f"SELECT 'K|' || k.key || '|' || k.call_id || '|' || (k.response IS NOT NULL) || '|' || "
             f"coalesce((SELECT string_agg(x.after->>'body', ',') FROM airlock.changes x "
             f"WHERE x.call_id = k.call_id), '-') FROM airlock.idempotency_keys k "
-            f"WHERE k.tenant = '{t}' AND k.key LIKE 'crash-{run}-%'")
-        for line in out.strip().split("\n"):
-            if line:
-                k, cid, has, b = line.split("|")
+            f"WHERE k.tenant = '{t}' AND k.key LIKE 'crash-{run}-%'; COMMIT")
+        notes, keys = {}, {}
+        for line in out.split("\n"):
+            if line.startswith("N|"):
+                _, b, c = line.rsplit("|", 2)
+                notes[b] = int(c)
+            elif line.startswith("K|"):
+                _, k, cid, has, b = line.split("|")
                 keys[k] = (cid, has, b)
         return notes, keys
 
@@ -986,7 +1111,7 @@ def test_sigkill_mid_stream_then_retry(start_daemon, world):
         assert {body(i) for i in done} == set(notes)
         for i in done:
             cid, has, b = keys[key(i)]
-            assert has == "t" and b == body(i), (i, keys[key(i)])
+            assert has == "true" and b == body(i), (i, keys[key(i)])
         return done
 
     notes, keys = state()
