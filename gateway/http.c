@@ -518,6 +518,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	case R_HEALTHZ:
 		return respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
 	case R_READYZ:
+		/* Asked on a connection kept open from before SIGTERM: not ready, so a load
+		 * balancer stops sending here while in-flight requests finish. */
+		if (atomic_load(&req->srv->draining))
+			return respond_json(req, 503, json_pack("{s:s, s:s}", "status",
+			    "unavailable", "reason", "stopping"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
 		return defer(req, "readyz");
 	case R_METRICS:
 		return metrics(req);

@@ -211,9 +211,15 @@ def send_partial(d, body, n):
 
 def test_sigterm_finishes_inflight_and_exits_zero(daemon):
     body = b'{"jsonrpc":"2.0","method":"ping","id":42}'
+    kept = requests.Session()       # a connection kept open, as a load balancer's would be
+    assert kept.get(daemon.url + "/readyz", timeout=5).status_code == 200
     s = send_partial(daemon, body, 10)
     daemon.proc.send_signal(signal.SIGTERM)
     daemon.wait_log("no new connections")
+    # Asked on that connection, the daemon is no longer ready...
+    r = kept.get(daemon.url + "/readyz", timeout=5)
+    assert r.status_code == 503 and r.json()["reason"] == "stopping"
+    kept.close()
     # Stopped accepting new connections: one that reaches the kernel's queue is closed
     # before a byte of it is read, so no new request is ever answered...
     try:
