@@ -382,10 +382,16 @@ static enum MHD_Result
 metrics(struct request *req)
 {
 	struct http_server *srv = req->srv;
+	const union MHD_DaemonInfo *info;
 	size_t pending = 0;
+	unsigned conns = 0;
 	char *body;
 	int n;
 
+	/* Summed over the HTTP threads; a connection counts from its accept. */
+	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	if (info != NULL)
+		conns = info->num_connections;
 	pthread_rwlock_rdlock(&srv->gw->pools_lock);
 	if (srv->gw->pool != NULL)
 		pending = pool_pending(srv->gw->pool);
@@ -399,11 +405,14 @@ metrics(struct request *req)
 	    "# HELP airlock_requests_in_flight Requests begun and not yet answered.\n"
 	    "# TYPE airlock_requests_in_flight gauge\n"
 	    "airlock_requests_in_flight %u\n"
+	    "# HELP airlock_http_connections Client connections open.\n"
+	    "# TYPE airlock_http_connections gauge\n"
+	    "airlock_http_connections %u\n"
 	    "# HELP airlock_db_pending Calls waiting for or running on a database worker.\n"
 	    "# TYPE airlock_db_pending gauge\n"
 	    "airlock_db_pending %zu\n",
 	    atomic_load(&srv->served[2]), atomic_load(&srv->served[4]),
-	    atomic_load(&srv->served[5]), atomic_load(&srv->inflight),
+	    atomic_load(&srv->served[5]), atomic_load(&srv->inflight), conns,
 	    pending);
 	if (n == -1)
 		return MHD_NO;
