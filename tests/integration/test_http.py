@@ -16,9 +16,10 @@ def rpc(d, body, path="/rpc", headers=None):
     return requests.post(d.url + path, data=data, headers=h, timeout=10)
 
 
-def raw(d, payload, timeout=5):
-    """Sends bytes on a fresh connection; returns what came back until close or timeout."""
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=timeout)
+def raw(d, payload, timeout=5, source="127.0.0.1"):
+    """Sends bytes on a fresh connection from source; returns what came back until close or
+    timeout."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=timeout, source_address=(source, 0))
     try:
         s.sendall(payload)
         chunks = []
@@ -194,15 +195,8 @@ def test_garbage_flood_keeps_serving(daemon):
 def metric(d, name, source="127.0.0.1"):
     """One value of /metrics, asked from a loopback address of choice (another address than
     the test's own is not held to the test's per-client connection cap)."""
-    s = socket.socket()
-    s.bind((source, 0))
-    s.settimeout(5)
-    s.connect(("127.0.0.1", d.port))
-    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    out = b""
-    while (c := s.recv(65536)):
-        out += c
-    s.close()
+    out = raw(d, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              source=source)
     return int(out.decode().split(f"\n{name} ")[1].split()[0])
 
 

@@ -414,14 +414,19 @@ def test_reload_on_sighup(start_daemon, world, tmp_path):
     assert "count_customers" in names()
 
 
-def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
-    tools = tmp_path / "tools"
-    tools.mkdir()
+def write_slow_tool(tools):
+    """A read tool, slow, that sleeps $s seconds (at most 5)."""
     (tools / "slow.json").write_text(json.dumps({
         "name": "slow", "description": "Sleeps.", "kind": "read", "timeout_ms": 10000,
         "arguments": {"type": "object", "properties": {"s": {"type": "number", "maximum": 5}},
                       "required": ["s"], "additionalProperties": False},
         "statement": "SELECT pg_sleep($s::float8) IS NULL AS slept"}))
+
+
+def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    write_slow_tool(tools)
     shutil.copy(ROOT / "tools" / "get_customer.json", tools)
     d = start_daemon("--tools", str(tools), "--workers", "2", "--queue-per-tenant", "2",
                      "--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
@@ -472,11 +477,7 @@ def test_bad_manifest_refuses_start(cluster, tmp_path):
 def test_tokens_of_one_tenant_share_its_queue(start_daemon, world, tmp_path):
     tools = tmp_path / "tools"
     tools.mkdir()
-    (tools / "slow.json").write_text(json.dumps({
-        "name": "slow", "description": "Sleeps.", "kind": "read", "timeout_ms": 10000,
-        "arguments": {"type": "object", "properties": {"s": {"type": "number", "maximum": 5}},
-                      "required": ["s"], "additionalProperties": False},
-        "statement": "SELECT pg_sleep($s::float8) IS NULL AS slept"}))
+    write_slow_tool(tools)
     d = start_daemon("--tools", str(tools), "--workers", "1", "--queue-per-tenant", "2",
                      "--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
     t1, t2 = world.mint(world.a, tools=["slow"]), world.mint(world.a, tools=["slow"])

@@ -274,10 +274,9 @@ def test_key_reused_with_other_arguments(gw, world, tok):
     assert world.notes(world.b, body) == 1 and world.notes(world.a, body) == 1
 
 
-def test_concurrent_duplicates_one_effect(gw, world, tok):
-    key, body = newkey("dup"), f"concurrent {secrets.token_hex(4)}"
-    args = {"customer_id": world.cust[world.a][0], "body": body}
-    n = 50
+def send_together(n, d, token, tool, args, key):
+    """n threads, each on its own connection, send the same keyed write at once.  Returns
+    (answers, threads), the threads started; an answer is a response or the exception."""
     barrier = threading.Barrier(n)
     answers = [None] * n
 
@@ -285,27 +284,42 @@ def test_concurrent_duplicates_one_effect(gw, world, tok):
         s = requests.Session()
         barrier.wait()
         try:
-            answers[i] = write(gw, tok, "add_support_note", args, key=key, session=s)
+            answers[i] = write(d, token, tool, args, key=key, session=s)
         except requests.RequestException as e:
             answers[i] = e
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    return answers, threads
+
+
+def sort_duplicates(answers):
+    """(fresh, replays, in_flight) of send_together's answers: the first two lists of
+    results, the last of 409 key_in_flight refusals; anything else fails."""
     fresh, replays, in_flight = [], [], []
     for r in answers:
         assert isinstance(r, requests.Response), r
         assert r.status_code < 500, r.text
-        body_ = r.json()
-        if "error" in body_:
-            assert err(r) == (409, "key_in_flight"), body_
-            assert body_["error"]["data"]["retryAfterSeconds"] >= 1
+        body = r.json()
+        if "error" in body:
+            assert err(r) == (409, "key_in_flight"), body
+            assert body["error"]["data"]["retryAfterSeconds"] >= 1
             in_flight.append(r)
         else:
             sc = ok(r)
             (replays if sc["replayed"] else fresh).append(sc)
+    return fresh, replays, in_flight
+
+
+def test_concurrent_duplicates_one_effect(gw, world, tok):
+    key, body = newkey("dup"), f"concurrent {secrets.token_hex(4)}"
+    args = {"customer_id": world.cust[world.a][0], "body": body}
+    n = 50
+    answers, threads = send_together(n, gw, tok, "add_support_note", args, key)
+    for t in threads:
+        t.join()
+    fresh, replays, in_flight = sort_duplicates(answers)
     assert len(fresh) == 1, (len(fresh), len(replays), len(in_flight))
     assert len(fresh) + len(replays) + len(in_flight) == n
     assert all(s["call_id"] == fresh[0]["call_id"] for s in replays)
@@ -429,22 +443,10 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
     key, body = newkey("slow"), f"slow {secrets.token_hex(4)}"
     args = {"customer_id": world.cust[t][0], "body": body}
     n = 20
-    barrier = threading.Barrier(n)
-    answers = [None] * n
-
-    def one(i):
-        s = requests.Session()
-        barrier.wait()
-        try:
-            answers[i] = write(d, tk, "slow_note", args, key=key, session=s)
-        except requests.RequestException as e:
-            answers[i] = e
-
     gate = Gate(cluster, gate_key)
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    threads = []
     try:
-        for th in threads:
-            th.start()
+        answers, threads = send_together(n, d, tk, "slow_note", args, key)
 
         # The gate opens once every duplicate is accounted for: answered already (refused:
         # the first is still at the gate), or waiting on the key in the database.  Answers
@@ -460,18 +462,9 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
         gate.open()
         for th in threads:
             th.join(60)
-    fresh, replays, in_flight = [], [], 0
-    for r in answers:
-        assert isinstance(r, requests.Response), r
-        assert r.status_code < 500, r.text
-        if "error" in r.json():
-            assert err(r) == (409, "key_in_flight"), r.text
-            in_flight += 1
-        else:
-            sc = ok(r)
-            (replays if sc["replayed"] else fresh).append(sc)
-    assert len(fresh) == 1 and replays and in_flight, (len(fresh), len(replays), in_flight)
-    assert len(fresh) + len(replays) + in_flight == n
+    fresh, replays, in_flight = sort_duplicates(answers)
+    assert len(fresh) == 1 and replays and in_flight, (len(fresh), len(replays), len(in_flight))
+    assert len(fresh) + len(replays) + len(in_flight) == n
     assert len(replays) <= waiting <= 7, (len(replays), waiting)
     assert all(x["call_id"] == fresh[0]["call_id"] for x in replays)
     assert all({**x, "replayed": False} == fresh[0] for x in replays)
