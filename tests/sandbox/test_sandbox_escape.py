@@ -213,7 +213,9 @@ def test_cpu_limit(sb):
     r = sb.sh("while :; do :; done", "--cpu", "1", "--time", "20")
     assert time.monotonic() - t0 < 18       # well before the wall limit, even when loaded
     assert r.limit == "cpu", r
-    assert 900 <= r.json["cpu_ms"] < 3000, r
+    # RLIMIT_CPU counts scheduler ticks, cpu_ms is cpuacct's exact figure: on a loaded
+    # machine the tick count runs ahead, so SIGXCPU can come at 0.8 s of exact time.
+    assert 500 <= r.json["cpu_ms"] < 3000, r
 
 
 def test_cpu_limit_across_processes(sb):
