@@ -1,5 +1,6 @@
 """The escape battery: each probe tries one way out of the sandbox, as root and as an
 unprivileged launcher, and must be contained."""
+import json
 import os
 import socket
 import subprocess
@@ -85,8 +86,75 @@ except OSError as e:
 
 
 def test_no_network_interfaces_but_loopback(sb):
-    r = sb.py("import socket; print(sorted(n for _, n in socket.if_nameindex()))")
+    # Read from /proc: listing interfaces through netlink is refused (see below).
+    r = sb.py("print(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev')"
+              ".readlines()[2:]))")
     assert r.out.strip() == "['lo']", r
+
+
+# Socket families by number, as the kernel knows them (Python lacks names for several).
+FAMILIES = {
+    "AF_UNSPEC": 0, "AF_AX25": 3, "AF_IPX": 4, "AF_APPLETALK": 5, "AF_NETROM": 6,
+    "AF_BRIDGE": 7, "AF_ATMPVC": 8, "AF_X25": 9, "AF_ROSE": 11, "AF_DECnet": 12,
+    "AF_NETBEUI": 13, "AF_SECURITY": 14, "AF_KEY": 15, "AF_NETLINK": 16, "AF_PACKET": 17,
+    "AF_ASH": 18, "AF_ECONET": 19, "AF_ATMSVC": 20, "AF_RDS": 21, "AF_SNA": 22,
+    "AF_IRDA": 23, "AF_PPPOX": 24, "AF_WANPIPE": 25, "AF_LLC": 26, "AF_IB": 27,
+    "AF_MPLS": 28, "AF_CAN": 29, "AF_TIPC": 30, "AF_BLUETOOTH": 31, "AF_IUCV": 32,
+    "AF_RXRPC": 33, "AF_ISDN": 34, "AF_PHONET": 35, "AF_IEEE802154": 36, "AF_CAIF": 37,
+    "AF_ALG": 38, "AF_NFC": 39, "AF_VSOCK": 40, "AF_KCM": 41, "AF_QIPCRTR": 42,
+    "AF_SMC": 43, "AF_XDP": 44, "AF_MCTP": 45, "AF_MAX": 46, "47": 47, "63": 63,
+    "255": 255, "-1": -1, "AF_VSOCK|1<<32": (1 << 32) | 40,
+    "AF_NETLINK|0xffffffff<<32": (0xFFFFFFFF << 32) | 16,
+}
+
+FAMILY_PROBE = r"""
+import ctypes, json, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+SOCKET, SOCKETPAIR = 41, 53
+fams = json.loads(sys.argv[1])
+out = {}
+for name, fam in fams.items():
+    for call in ("socket", "socketpair"):
+        for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW,
+                    socket.SOCK_SEQPACKET):
+            pair = (ctypes.c_int * 2)(-1, -1)
+            args = [ctypes.c_long(fam), ctypes.c_long(typ), ctypes.c_long(0)]
+            if call == "socket":
+                rc = libc.syscall(ctypes.c_long(SOCKET), *args)
+            else:
+                rc = libc.syscall(ctypes.c_long(SOCKETPAIR), *args, pair)
+            out[f"{call} {name} {typ}"] = "ok" if rc >= 0 else ctypes.get_errno()
+print(json.dumps(out))
+"""
+
+
+def test_socket_families_outside_the_allow_list_refused(sb):
+    r = sb.run(["python3", "-c", FAMILY_PROBE, json.dumps(FAMILIES)])
+    assert r.json["exit_code"] == 0, r
+    got = json.loads(r.out)
+    wrong = {k: v for k, v in got.items() if v != 97}     # EAFNOSUPPORT
+    assert not wrong, wrong
+
+
+def test_allowed_socket_families_work(sb):
+    r = sb.py("""
+import os, socket
+a, b = socket.socketpair(socket.AF_UNIX)
+a.sendall(b"unix-pair"); print(b.recv(20).decode())
+srv = socket.socket(socket.AF_UNIX); srv.bind("/tmp/s"); srv.listen(1)
+c = socket.socket(socket.AF_UNIX); c.connect("/tmp/s"); s, _ = srv.accept()
+c.sendall(b"unix-stream"); print(s.recv(20).decode())
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(1)
+    c = socket.create_connection(srv.getsockname()[:2]); s, _ = srv.accept()
+    c.sendall(b"inet-loopback"); print(fam.name, s.recv(20).decode())
+# glibc asks netlink which address families are configured for AI_ADDRCONFIG; refused,
+# it assumes both, and the lookup goes on.
+print(socket.getaddrinfo("127.0.0.1", 80, flags=socket.AI_ADDRCONFIG)[0][4])
+""")
+    assert r.out.splitlines() == ["unix-pair", "unix-stream", "AF_INET inet-loopback",
+                                  "AF_INET6 inet-loopback", "('127.0.0.1', 80)"], r
 
 
 def test_dns_lookup_fails(sb):
@@ -426,7 +494,6 @@ def test_many_sandboxes_at_once(sb_root):
         "sh", "-c", "cat /proc/self/cgroup | grep -c sb- ; for i in 1 2 3 4 5 6 7 8 9 10; "
         "do sleep 1 & done 2>/dev/null; wait"]), stdout=subprocess.PIPE) for _ in range(8)]
     outs = [p.communicate(timeout=60)[0] for p in procs]
-    import json
     for o in outs:
         j = json.loads(o)
         assert "pids" in j["limits_hit"], j
