@@ -1,15 +1,19 @@
 """The escape battery: each probe tries one way out of the sandbox, as root and as an
 unprivileged launcher, and must be contained."""
+import grp
 import json
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from .sbhelpers import SANDBOX, cgroup_dirs, leftover_sandboxes
+from .sbhelpers import CGROUP, SANDBOX, cgroup_dirs, leftover_sandboxes
 
 # x86_64 system call numbers used by the ctypes probes.
 NR = {
@@ -498,3 +502,92 @@ def test_many_sandboxes_at_once(sb_root):
         j = json.loads(o)
         assert "pids" in j["limits_hit"], j
     assert not leftover_sandboxes(sb_root.cgroup_parent)
+
+
+@pytest.fixture(scope="module")
+def grouped_user():
+    """A user made for the test whose account has a supplementary group, a cgroup
+    delegated to it, and a file under /usr that only that group may read."""
+    tag = f"alksb{os.getpid() % 100000}"
+    user, group = f"{tag}u", f"{tag}g"
+    secret_dir = Path(f"/usr/local/share/airlock-test-groups-{os.getpid()}")
+    subprocess.run(["groupadd", "--system", group], check=True)
+    try:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
+                        "--shell", "/usr/sbin/nologin", "--groups", group, user], check=True)
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid
+        dirs = cgroup_dirs(f"airlock-test-groups-{os.getpid()}")
+        for d in dirs:
+            d.mkdir()
+            for p in [d, *d.iterdir()]:
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+        if (CGROUP / "cgroup.controllers").exists():
+            (dirs[0] / "cgroup.subtree_control").write_text("+pids +memory")
+        secret_dir.mkdir(mode=0o755)
+        secret = secret_dir / "secret"
+        secret.write_text("group-only\n")
+        os.chown(secret, 0, gid)
+        os.chmod(secret, 0o040)
+        yield {"user": user, "gid": gid, "cgroup": dirs[0].name, "secret": str(secret)}
+    finally:
+        if secret_dir.exists():
+            shutil.rmtree(secret_dir)
+        for d in cgroup_dirs(f"airlock-test-groups-{os.getpid()}"):
+            if d.is_dir():
+                for sub in d.iterdir():
+                    if sub.is_dir():
+                        sub.rmdir()
+                d.rmdir()
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        subprocess.run(["groupdel", group], check=False, capture_output=True)
+
+
+GROUPS_PROBE = "grep '^Groups:' /proc/self/status; cat {secret} 2>&1; id -G"
+
+
+def run_as(u, *setpriv_args):
+    return subprocess.run(
+        ["setpriv", f"--reuid={u['user']}", f"--regid={u['user']}", "--init-groups",
+         *setpriv_args, str(SANDBOX), "run", "--json", "--cgroup-parent", u["cgroup"], "--",
+         "sh", "-c", GROUPS_PROBE.format(secret=u["secret"])],
+        capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def test_launcher_user_has_the_group(grouped_user):
+    # The control: outside, the user reads the file through its supplementary group.
+    p = subprocess.run(["setpriv", f"--reuid={grouped_user['user']}",
+                        f"--regid={grouped_user['user']}", "--init-groups", "cat",
+                        grouped_user["secret"]], capture_output=True, text=True)
+    assert p.stdout == "group-only\n", p
+
+
+def test_supplementary_groups_dropped_with_cap_setgid(grouped_user):
+    p = run_as(grouped_user, "--inh-caps=+setgid", "--ambient-caps=+setgid")
+    assert p.returncode == 0, p
+    out = json.loads(p.stdout)
+    assert out["exit_code"] == 0, out
+    lines = out["stdout"].splitlines()
+    assert lines[0].split() == ["Groups:"], out        # none at all
+    assert "group-only" not in out["stdout"] and "Permission denied" in lines[1], out
+    assert lines[2].split() == ["65534"], out
+
+
+def test_supplementary_groups_that_cannot_be_dropped_refuse(grouped_user):
+    # Without CAP_SETGID the kernel keeps them (a user namespace made without privilege
+    # may not call setgroups), and they would open files inside: no run at all.
+    p = run_as(grouped_user)
+    assert p.returncode == 69, p
+    assert "supplementary groups" in p.stderr, p.stderr
+    assert "group-only" not in p.stdout
+
+
+def test_root_launcher_drops_its_groups(grouped_user, root_parent):
+    p = subprocess.run(["setpriv", f"--groups={grouped_user['gid']}", str(SANDBOX), "run",
+                        "--json", "--cgroup-parent", root_parent, "--", "sh", "-c",
+                        GROUPS_PROBE.format(secret=grouped_user["secret"])],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    out = json.loads(p.stdout)
+    lines = out["stdout"].splitlines()
+    assert lines[0].split() == ["Groups:"], out
+    assert "group-only" not in out["stdout"], out
