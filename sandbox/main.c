@@ -318,7 +318,8 @@ cmd_run(int argc, char **argv)
 		return EX_OSERR;
 	if (sb_spawn(&cfg, &run, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
-		rc = strncmp(err, "no cgroup", 9) == 0 || strncmp(err, "cannot execute", 14) == 0 ?
+		rc = strncmp(err, "no cgroup", 9) == 0 || strncmp(err, "cannot execute", 14) == 0 ||
+		    strncmp(err, "supplementary groups", 20) == 0 ?
 		    EX_UNAVAILABLE : strncmp(err, "limits", 6) == 0 ? EX_USAGE : EX_OSERR;
 		goto out;
 	}

@@ -174,7 +174,8 @@ answer(int fd, int code, const char *text)
 	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
 	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n", code, text,
 	    strlen(text) + 1, text);
-	(void)send_all(fd, buf, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)send_all(fd, buf, (size_t)n);
 }
 
 /* Reads the request head; returns its length with the bytes after it in buf, or -1. */
@@ -269,12 +270,18 @@ is_address_listed(const struct sb_proxy *p, int family, const unsigned char *a, 
 	return 0;
 }
 
-/* Copies both ways until both sides are done or the proxy stops. */
+/*
+ * Copies between the client a and the upstream b until the proxy stops. A tunnel
+ * (body_left -1) copies both ways until both sides are done. A forwarded request copies
+ * body_left more bytes of body to the upstream and nothing after them (a pipelined request
+ * is read and dropped), and ends when the upstream closes, asked to by Connection: close.
+ */
 static void
-relay(struct sb_proxy *p, int a, int b)
+relay(struct sb_proxy *p, int a, int b, long long body_left)
 {
 	char buf[16384];
 	int open_a = 1, open_b = 1;
+	int is_tunnel = body_left < 0;
 
 	while ((open_a || open_b) && !__atomic_load_n(&p->is_stopping, __ATOMIC_ACQUIRE)) {
 		struct pollfd pf[2] = { { a, open_a ? POLLIN : 0, 0 }, { b, open_b ? POLLIN : 0, 0 } };
@@ -285,17 +292,27 @@ relay(struct sb_proxy *p, int a, int b)
 		for (i = 0; i < 2; i++) {
 			int from = i == 0 ? a : b, to = i == 0 ? b : a;
 			int *is_open = i == 0 ? &open_a : &open_b;
+			size_t want = sizeof(buf);
 			ssize_t n;
 
 			if (!*is_open || pf[i].revents == 0)
 				continue;
-			n = recv(from, buf, sizeof(buf), 0);
+			n = recv(from, buf, want, 0);
 			if (n == -1 && (errno == EINTR || errno == EAGAIN))
 				continue;
 			if (n <= 0) {
 				*is_open = 0;
+				if (!is_tunnel && from == b)
+					return;		/* the response is complete */
 				shutdown(to, SHUT_WR);
 				continue;
+			}
+			if (!is_tunnel && from == a) {
+				if (body_left == 0)
+					continue;
+				if ((long long)n > body_left)
+					n = (ssize_t)body_left;
+				body_left -= n;
 			}
 			if (send_all(to, buf, (size_t)n) == -1)
 				return;
@@ -303,34 +320,181 @@ relay(struct sb_proxy *p, int a, int b)
 	}
 }
 
-/* Writes an absolute-form request's head to the upstream in origin form, in one piece,
- * dropping hop-by-hop proxy headers and asking the server to close after the response, so
- * that one connection never carries a request for another destination. */
+/* One request as the program sent it, checked. */
+struct request {
+	char method[16];
+	char host[256];		/* lower-cased, as in the allowlist */
+	unsigned port;
+	int is_connect;
+	char origin[HEAD_MAX + 2];	/* the path and query to send upstream, "/" at least */
+	char version[16];
+	const char *headers;	/* borrowed: the header lines after the request line */
+	size_t headers_len;	/* up to the blank line, excluded */
+	long long body_len;	/* from Content-Length; 0 without one */
+};
+
+/* Whether a header line is named name (lower case, without the colon). */
 static int
-forward_head(int up, const char *method, const char *path, const char *version,
-    const char *headers, size_t hlen)
+is_header(const char *line, size_t len, const char *name)
 {
-	char out[2 * HEAD_MAX + 64];
-	const char *h = headers, *end = headers + hlen;
+	size_t nl = strlen(name);
+
+	return len > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0;
+}
+
+/* Reads a Content-Length value: digits only, optional blanks around; -1 when invalid. */
+static long long
+content_length(const char *v, size_t len)
+{
+	char num[24];
+	const char *errstr;
+	long long n;
+
+	while (len > 0 && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= sizeof(num) || strspn(v, "0123456789") < len)
+		return -1;
+	memcpy(num, v, len);
+	num[len] = '\0';
+	n = strtonum(num, 0, LLONG_MAX / 2, &errstr);
+	return errstr != NULL ? -1 : n;
+}
+
+/*
+ * Parses a request head (head_len bytes, ending in the blank line) into rq. Returns 0, or
+ * the HTTP status to refuse it with: 400 for anything malformed or ambiguous (header lines
+ * without a name, folded or carrying a bare CR or LF, Content-Length twice with two
+ * values), 411 for a body without a Content-Length (Transfer-Encoding): a forwarded
+ * request ends where its Content-Length says, so that nothing after it reaches the
+ * upstream.
+ */
+static int
+parse_request(const char *head, size_t head_len, struct request *rq, const char **why)
+{
+	const char *eol, *sp1, *sp2, *target, *h, *end;
+	char authority[300];
+	size_t tlen, alen;
+	int has_length = 0;
+
+	memset(rq, 0, sizeof(*rq));
+	*why = "bad request";
+	if (head_len < 4 || memcmp(head + head_len - 4, "\r\n\r\n", 4) != 0 ||
+	    memchr(head, '\0', head_len) != NULL)
+		return 400;
+	eol = memmem(head, head_len, "\r\n", 2);
+	sp1 = memchr(head, ' ', (size_t)(eol - head));
+	sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+	if (sp1 == NULL || sp2 == NULL || sp1 == head ||
+	    (size_t)(sp1 - head) >= sizeof(rq->method) ||
+	    (size_t)(eol - sp2 - 1) >= sizeof(rq->version))
+		return 400;
+	memcpy(rq->method, head, (size_t)(sp1 - head));
+	memcpy(rq->version, sp2 + 1, (size_t)(eol - sp2 - 1));
+	if (strcmp(rq->version, "HTTP/1.1") != 0 && strcmp(rq->version, "HTTP/1.0") != 0)
+		return 400;
+	*why = "bad request: CONNECT host:port or an absolute http:// URL";
+	target = sp1 + 1;
+	tlen = (size_t)(sp2 - target);
+	if (tlen == 0 || memchr(target, '\r', tlen) != NULL || memchr(target, '\n', tlen) != NULL)
+		return 400;
+	rq->is_connect = strcmp(rq->method, "CONNECT") == 0;
+	if (rq->is_connect) {
+		if (tlen >= sizeof(authority))
+			return 400;
+		memcpy(authority, target, tlen);
+		authority[tlen] = '\0';
+	} else {
+		const char *a = target + 7, *rest;
+		size_t rlen;
+
+		if (tlen < 7 || strncasecmp(target, "http://", 7) != 0)
+			return 400;
+		for (alen = 0; a + alen < sp2 && strchr("/?#", a[alen]) == NULL; alen++)
+			;
+		if (alen == 0 || alen >= sizeof(authority) - 4 || memchr(a, '@', alen) != NULL)
+			return 400;
+		memcpy(authority, a, alen);
+		authority[alen] = '\0';
+		/* Without a port the default is 80. */
+		if (authority[alen - 1] == ']' || strchr(authority, ':') == NULL)
+			strlcat(authority, ":80", sizeof(authority));
+		/* The path and query, without a fragment; "/" when there is no path. */
+		rest = a + alen;
+		rlen = (size_t)(sp2 - rest);
+		if (memchr(rest, '#', rlen) != NULL)
+			rlen = (size_t)((const char *)memchr(rest, '#', rlen) - rest);
+		if (rlen + 2 > sizeof(rq->origin))
+			return 400;
+		if (rlen == 0 || rest[0] != '/')
+			rq->origin[0] = '/';
+		memcpy(rq->origin + strlen(rq->origin), rest, rlen);
+	}
+	if (sb_allow_parse(authority, rq->host, sizeof(rq->host), &rq->port) == -1)
+		return 400;
+	*why = "bad request: malformed header";
+	rq->headers = eol + 2;
+	rq->headers_len = (size_t)(head + head_len - 2 - rq->headers);
+	for (h = rq->headers, end = rq->headers + rq->headers_len; h < end;) {
+		const char *next = memmem(h, (size_t)(end - h), "\r\n", 2);
+		const char *colon;
+		size_t len;
+
+		if (next == NULL)
+			return 400;
+		len = (size_t)(next - h);
+		colon = memchr(h, ':', len);
+		if (colon == NULL || colon == h || h[0] == ' ' || h[0] == '\t' ||
+		    memchr(h, '\r', len) != NULL || memchr(h, '\n', len) != NULL ||
+		    memchr(h, ' ', (size_t)(colon - h)) != NULL)
+			return 400;
+		if (is_header(h, len, "transfer-encoding")) {
+			*why = "length required: a request body needs a Content-Length";
+			return 411;
+		}
+		if (is_header(h, len, "content-length")) {
+			long long n = content_length(colon + 1, (size_t)(next - colon - 1));
+
+			if (n < 0 || (has_length && n != rq->body_len))
+				return 400;
+			rq->body_len = n;
+			has_length = 1;
+		}
+		h = next + 2;
+	}
+	if (rq->is_connect && rq->body_len != 0)
+		return 400;
+	return 0;
+}
+
+/*
+ * Writes the head to send upstream for a parsed absolute-form request into out: the
+ * request line in origin form, the program's headers but its Host and the hop-by-hop
+ * ones (Proxy-*, Connection, Keep-Alive), then Host naming the listed destination and
+ * Connection: close, so that the upstream serves one request for that name and closes.
+ * Returns the length, or -1 when it does not fit.
+ */
+static ssize_t
+build_head(const struct request *rq, char *out, size_t cap)
+{
+	const char *h = rq->headers, *end = rq->headers + rq->headers_len;
+	int is_v6 = strchr(rq->host, ':') != NULL;
+	char port[8] = "";
 	size_t o;
 	int n;
 
-	n = snprintf(out, sizeof(out), "%s %s %s\r\n", method, path, version);
-	if (n < 0 || (size_t)n >= sizeof(out))
+	n = snprintf(out, cap, "%s %s %s\r\n", rq->method, rq->origin, rq->version);
+	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	o = (size_t)n;
 	while (h < end) {
 		const char *eol = memmem(h, (size_t)(end - h), "\r\n", 2);
-		size_t len;
+		size_t len = (size_t)(eol - h);
 
-		if (eol == NULL)
-			eol = end;
-		len = (size_t)(eol - h);
-		if (len == 0)
-			break;
-		if (!(strncasecmp(h, "proxy-", 6) == 0 || strncasecmp(h, "connection:", 11) == 0 ||
-		    strncasecmp(h, "keep-alive:", 11) == 0)) {
-			if (o + len + 2 > sizeof(out))
+		if (!(strncasecmp(h, "proxy-", 6) == 0 || is_header(h, len, "connection") ||
+		    is_header(h, len, "keep-alive") || is_header(h, len, "host"))) {
+			if (o + len + 2 > cap)
 				return -1;
 			memcpy(out + o, h, len);
 			memcpy(out + o + len, "\r\n", 2);
@@ -338,10 +502,13 @@ forward_head(int up, const char *method, const char *path, const char *version,
 		}
 		h = eol + 2;
 	}
-	if (o + 21 > sizeof(out))
+	if (rq->port != 80)
+		snprintf(port, sizeof(port), ":%u", rq->port);
+	n = snprintf(out + o, cap - o, "Host: %s%s%s%s\r\nConnection: close\r\n\r\n",
+	    is_v6 ? "[" : "", rq->host, is_v6 ? "]" : "", port);
+	if (n < 0 || (size_t)n >= cap - o)
 		return -1;
-	memcpy(out + o, "Connection: close\r\n\r\n", 21);
-	return send_all(up, out, o + 21);
+	return (ssize_t)(o + (size_t)n);
 }
 
 static void
@@ -349,16 +516,15 @@ serve(struct conn *c)
 {
 	struct sb_proxy *p = c->p;
 	char buf[HEAD_MAX + 1];
-	char method[16], target[HEAD_MAX], version[16], authority[300], host[256];
-	const char *path = "/";
+	char out[2 * HEAD_MAX + 64];
+	struct request rq;
 	char address[INET6_ADDRSTRLEN] = "";
 	struct addrinfo hints, *res = NULL, *ai;
-	unsigned port;
-	size_t got;
-	ssize_t hl;
-	const char *eol, *reason = "connect_failed";
-	int is_connect;
+	size_t got, extra;
+	ssize_t hl, ol = 0;
+	const char *reason = "connect_failed", *why;
 	char portstr[8];
+	int code;
 
 	if ((hl = read_head(c->client, buf, HEAD_MAX, &got)) == -1) {
 		answer(c->client, 400, "bad request");
@@ -366,54 +532,28 @@ serve(struct conn *c)
 		return;
 	}
 	buf[got] = '\0';
-	eol = strstr(buf, "\r\n");
-	if (eol == NULL || (size_t)(eol - buf) >= sizeof(target) ||
-	    sscanf(buf, "%15s %8191s %15s", method, target, version) != 3 ||
-	    strncmp(version, "HTTP/1.", 7) != 0) {
+	if ((code = parse_request(buf, (size_t)hl, &rq, &why)) != 0) {
+		answer(c->client, code, why);
+		report(p, rq.host, rq.port, "", 0, "bad_request");
+		return;
+	}
+	if (!rq.is_connect && (ol = build_head(&rq, out, sizeof(out))) == -1) {
 		answer(c->client, 400, "bad request");
-		report(p, "", 0, "", 0, "bad_request");
+		report(p, rq.host, rq.port, "", 0, "bad_request");
 		return;
 	}
-	is_connect = strcmp(method, "CONNECT") == 0;
-	if (is_connect) {
-		if (strlcpy(authority, target, sizeof(authority)) >= sizeof(authority))
-			authority[0] = '\0';
-	} else if (strncasecmp(target, "http://", 7) == 0) {
-		const char *a = target + 7;
-		size_t alen = strcspn(a, "/?#");
-
-		if (alen >= sizeof(authority) - 4 || memchr(a, '@', alen) != NULL)
-			alen = 0;
-		memcpy(authority, a, alen);
-		authority[alen] = '\0';
-		if (a[alen] == '/')
-			path = a + alen;
-		else if (a[alen] == '?')
-			path = a + alen - 1;	/* rebuilt below as "/?..." */
-		/* Without a port the default is 80. */
-		if (alen > 0 && authority[alen - 1] != ']' && strrchr(authority, ':') == NULL)
-			strlcat(authority, ":80", sizeof(authority));
-		else if (alen > 0 && authority[alen - 1] == ']')
-			strlcat(authority, ":80", sizeof(authority));
-	} else
-		authority[0] = '\0';
-	if (authority[0] == '\0' || sb_allow_parse(authority, host, sizeof(host), &port) == -1) {
-		answer(c->client, 400, "bad request: CONNECT host:port or an absolute http:// URL");
-		report(p, authority, 0, "", 0, "bad_request");
-		return;
-	}
-	if (!is_listed(p, host, port)) {
+	if (!is_listed(p, rq.host, rq.port)) {
 		answer(c->client, 403, "destination not in the sandbox's allowlist");
-		report(p, host, port, "", 0, "not_listed");
+		report(p, rq.host, rq.port, "", 0, "not_listed");
 		return;
 	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	if (getaddrinfo(host, portstr, &hints, &res) != 0) {
+	snprintf(portstr, sizeof(portstr), "%u", rq.port);
+	if (getaddrinfo(rq.host, portstr, &hints, &res) != 0) {
 		answer(c->client, 502, "cannot resolve the destination");
-		report(p, host, port, "", 0, "resolve_failed");
+		report(p, rq.host, rq.port, "", 0, "resolve_failed");
 		return;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -422,7 +562,7 @@ serve(struct conn *c)
 
 		if (addr_bytes(ai->ai_addr, &family, a, address, sizeof(address)) == -1)
 			continue;
-		if (is_restricted(family, a) && !is_address_listed(p, family, a, port)) {
+		if (is_restricted(family, a) && !is_address_listed(p, family, a, rq.port)) {
 			reason = "restricted_address";
 			continue;
 		}
@@ -436,30 +576,30 @@ serve(struct conn *c)
 
 		answer(c->client, is_policy ? 403 : 502, is_policy ?
 		    "destination address is restricted" : "cannot connect to the destination");
-		report(p, host, port, address, 0, reason);
+		report(p, rq.host, rq.port, address, 0, reason);
 		return;
 	}
-	report(p, host, port, address, 1, "allowed");
-	if (is_connect) {
+	report(p, rq.host, rq.port, address, 1, "allowed");
+	extra = got - (size_t)hl;
+	if (rq.is_connect) {
 		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 
 		if (send_all(c->client, ok, sizeof(ok) - 1) == -1)
 			return;
-	} else {
-		char origin[HEAD_MAX + 2];
-		const char *headers = eol + 2;
-
-		if (path[0] == '?')
-			snprintf(origin, sizeof(origin), "/%s", path);
-		else
-			strlcpy(origin, path, sizeof(origin));
-		if (forward_head(c->upstream, method, origin, version, headers,
-		    (size_t)(buf + hl - headers)) == -1)
+		/* Bytes sent ahead of the answer belong to the tunnel. */
+		if (extra > 0 && send_all(c->upstream, buf + hl, extra) == -1)
 			return;
-	}
-	if ((size_t)hl < got && send_all(c->upstream, buf + hl, got - (size_t)hl) == -1)
+		relay(p, c->client, c->upstream, -1);
 		return;
-	relay(p, c->client, c->upstream);
+	}
+	if (send_all(c->upstream, out, (size_t)ol) == -1)
+		return;
+	/* Of what came with the head, only the body goes on. */
+	if ((long long)extra > rq.body_len)
+		extra = (size_t)rq.body_len;
+	if (extra > 0 && send_all(c->upstream, buf + hl, extra) == -1)
+		return;
+	relay(p, c->client, c->upstream, rq.body_len - (long long)extra);
 }
 
 static void *

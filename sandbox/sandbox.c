@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -320,6 +321,74 @@ set_limit(int resource, rlim_t soft, rlim_t hard)
 	return setrlimit(resource, &rl);
 }
 
+/* Whether this process may call setgroups: root, or CAP_SETGID in its effective set. */
+static int
+can_setgid(void)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &hdr, data) == -1)
+		return geteuid() == 0;
+	return (data[CAP_TO_INDEX(CAP_SETGID)].effective & CAP_TO_MASK(CAP_SETGID)) != 0;
+}
+
+/*
+ * Supplementary groups travel into the sandbox: bwrap maps only the launcher's own gid, so
+ * inside they show as the overflow gid, yet the kernel still grants what they grant on the
+ * files the sandbox sees. setgroups is the only way to shed them, and it needs CAP_SETGID
+ * where the launcher runs (an unprivileged user namespace may never call it). Returns 0
+ * when the child will be able to drop them (or there are none but the primary gid), else
+ * -1 with a message.
+ */
+static int
+check_groups(char *err, size_t errlen)
+{
+	gid_t *list = NULL, egid = getegid();
+	int n, i, foreign = 0;
+
+	if ((n = getgroups(0, NULL)) <= 0 || can_setgid())
+		return 0;
+	if ((list = calloc((size_t)n, sizeof(*list))) == NULL ||
+	    (n = getgroups(n, list)) == -1) {
+		free(list);
+		say(err, errlen, "supplementary groups: cannot read them: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (list[i] != egid)
+			foreign++;
+	free(list);
+	if (foreign == 0)
+		return 0;
+	say(err, errlen, "supplementary groups: the launcher has %d besides its own gid and "
+	    "cannot drop them without CAP_SETGID; they would reach the sandbox's files, so it "
+	    "refuses to run (run it as a user without supplementary groups, or with CAP_SETGID)",
+	    foreign);
+	return -1;
+}
+
+/*
+ * In the child of a launcher that is not root: drops the supplementary groups, which
+ * check_groups found droppable, and clears ambient capabilities so that bwrap, not being
+ * setuid, starts with none (it refuses to run with any). Only async-signal-safe calls.
+ */
+static int
+drop_groups(void)
+{
+	gid_t only;
+	int n = getgroups(0, NULL);
+
+	if (n > 0 && setgroups(0, NULL) == -1) {
+		/* Only the primary gid in the list grants nothing more. */
+		if (n != 1 || getgroups(1, &only) != 1 || only != getegid())
+			return -1;
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == -1 && errno != EINVAL)
+		return -1;
+	return 0;
+}
+
 /* Moves each source descriptor to its target in the child; only async-signal-safe calls. */
 static int
 place_fds(const int *src, const int *dst, int n)
@@ -368,7 +437,8 @@ child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *bwrap
 		if (setgroups(0, NULL) == -1 || setresgid(SB_GID, SB_GID, SB_GID) == -1 ||
 		    setresuid(SB_UID, SB_UID, SB_UID) == -1)
 			goto fail;
-	}
+	} else if (drop_groups() == -1)
+		goto fail;
 	/* Changing credentials clears the parent-death signal, so set it after. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
 		goto fail;
@@ -415,6 +485,8 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		return -1;
 	}
 	if (check_limits(&cfg->limits, err, errlen) == -1)
+		return -1;
+	if (geteuid() != 0 && check_groups(err, errlen) == -1)
 		return -1;
 	if (access(bwrap, X_OK) == -1) {
 		say(err, errlen, "cannot execute %s: %s", bwrap, strerror(errno));

@@ -22,8 +22,12 @@ int sb_allow_parse(const char *entry, char *host, size_t hostlen, unsigned *port
  * at sock_path, in a thread of its own, for one sandbox. It dials only the host:port pairs
  * in allow (NULL-terminated, copied), resolving names itself, and refuses loopback,
  * private, link-local, metadata and other special addresses unless that very address is
- * listed. Every attempt is reported through fn (may be NULL). When owner is not -1 the
- * socket is given to that uid (mode 0600), else it is left 0600 for the caller.
+ * listed. An http:// request is forwarded once per connection, in origin form with Host
+ * naming the listed destination and Connection: close, its body cut at its Content-Length
+ * (a body without one is refused with 411) and nothing after it; a CONNECT tunnel carries
+ * bytes both ways unread. Every attempt is reported through fn (may be NULL). When owner
+ * is not -1 the socket is given to that uid (mode 0600), else it is left 0600 for the
+ * caller.
  * On success stores a new proxy in *out (released by sb_proxy_stop) and returns 0; on
  * error returns -1 with a message in err.
  */

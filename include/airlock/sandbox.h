@@ -97,7 +97,9 @@ void sb_limits_default(struct sb_limits *l);
 
 /*
  * Starts a sandbox: makes its cgroup (refusing, with a message, when there is no cgroup
- * control), the seccomp filter, the egress proxy when cfg->allow is set, and execs bwrap.
+ * control), the seccomp filter, the egress proxy when cfg->allow is set, and execs bwrap
+ * without the caller's supplementary groups (refusing, with a message starting
+ * "supplementary groups", when a caller that is not root has some and lacks CAP_SETGID).
  * The program may start running at once; its wall-clock limit starts with sb_wait.
  * cfg is borrowed for the call only (everything needed later is copied).
  * On success stores a new run in *out (released with sb_free) and returns 0; on error

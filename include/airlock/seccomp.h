@@ -12,7 +12,11 @@
  * any namespace flag (CLONE_NEWUSER among them) is refused; clone3 fails with ENOSYS so libc
  * falls back to clone, whose flags the filter can see; ioctl TIOCSTI and TIOCLINUX are
  * matched on the low 32 bits of the request, so variants with high bits set are refused too.
- * Calls from another architecture (32-bit x86 on x86_64) kill the process.
+ * socket and socketpair are allowed for AF_UNIX, AF_INET and AF_INET6 only; every other
+ * family (AF_NETLINK, AF_VSOCK, AF_PACKET, ...) fails with EAFNOSUPPORT, judged on the low
+ * 32 bits of the argument as the kernel reads it.
+ * Calls from another ABI (32-bit x86 with its socketcall, and x32, on x86_64) kill the
+ * process.
  * Returns the descriptor (close-on-exec, owned by the caller), or -1 with errno set.
  */
 int sb_seccomp_fd(void) __attribute__((warn_unused_result));

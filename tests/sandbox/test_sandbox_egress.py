@@ -1,8 +1,12 @@
 """Egress: no network by default; with an allowlist, only the listed host:port pairs through
 the proxy, every attempt reported."""
+import json
 import os
 import socket
+import threading
 import time
+
+import pytest
 
 FETCH = r"""
 import sys, urllib.request
@@ -163,3 +167,175 @@ def test_unlisted_host_never_resolved(sb):
     assert got["http://example.com/"] == ["403"], r
     assert r.json["egress"][0]["reason"] == "not_listed"
     assert socket  # the module is used by the listener fixture
+
+
+class Recorder:
+    """An upstream HTTP server on the host's loopback that keeps every byte each connection
+    brought, answers one keep-alive response, and goes on reading for a while, so that a
+    second request forwarded on the same connection would be seen."""
+
+    def __init__(self, linger=1.0):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.linger = linger
+        self.conns = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _read_for(self, c, data, secs):
+        deadline = time.monotonic() + secs
+        while time.monotonic() < deadline:
+            c.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = c.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                return data, False
+            if not chunk:
+                return data, False
+            data += chunk
+        return data, True
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(b"")
+            data = b""
+            deadline = time.monotonic() + 5
+            while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+                data, is_open = self._read_for(c, data, 0.2)
+                self.conns[-1] = data
+                if not is_open:
+                    break
+            # Whatever else arrives before answering and after it is recorded too.
+            data, is_open = self._read_for(c, data, 0.3)
+            self.conns[-1] = data
+            try:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nrecorded")
+            except OSError:
+                pass
+            if is_open:
+                data, _ = self._read_for(c, data, self.linger)
+                self.conns[-1] = data
+            c.close()
+            self.done.set()
+
+    def requests(self, i=0):
+        """The request lines and the Host headers one connection carried."""
+        lines = self.conns[i].split(b"\r\n")
+        starts = [ln for ln in lines if ln.split(b" ")[-1:] in ([b"HTTP/1.1"], [b"HTTP/1.0"])]
+        hosts = [ln.split(b":", 1)[1].strip() for ln in lines if ln.lower().startswith(b"host:")]
+        return starts, hosts
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def recorder():
+    made = []
+
+    def make(**kw):
+        r = Recorder(**kw)
+        made.append(r)
+        return r
+    yield make
+    for r in made:
+        r.close()
+
+
+# Sends raw bytes to the forwarder, in pieces with a pause between them, and prints what
+# came back until the proxy closed the connection.
+RAW = r"""
+import json, socket, sys, time
+s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+for piece in json.loads(sys.argv[1]):
+    s.sendall(piece.encode("latin-1"))
+    time.sleep(0.2)
+data = b""
+while True:
+    try:
+        chunk = s.recv(65536)
+    except OSError as e:
+        print("error", type(e).__name__); break
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode("latin-1"))
+"""
+
+
+def raw(sb, pieces, *allow):
+    args = [a for host in allow for a in ("--allow", host)]
+    r = sb.run(["python3", "-c", RAW, json.dumps(pieces)], *args)
+    assert r.json["exit_code"] == 0, r
+    return r
+
+
+def test_pipelined_request_not_forwarded_and_host_rewritten(sb, recorder):
+    up = recorder()
+    origin = f"127.0.0.1:{up.port}"
+    r = raw(sb, [f"GET http://{origin}/first HTTP/1.1\r\nHost: evil.example\r\n"
+                 f"User-Agent: probe\r\n\r\n"
+                 f"GET http://{origin}/second HTTP/1.1\r\nHost: evil.example\r\n\r\n"],
+            origin)
+    assert r.out.startswith("HTTP/1.1 200 OK") and r.out.count("HTTP/1.1") == 1, r
+    assert up.done.wait(5) and len(up.conns) == 1, up.conns
+    starts, hosts = up.requests()
+    assert starts == [b"GET /first HTTP/1.1"], up.conns
+    assert hosts == [origin.encode()], up.conns
+    assert b"evil.example" not in up.conns[0] and b"/second" not in up.conns[0], up.conns
+    assert b"User-Agent: probe\r\n" in up.conns[0], up.conns
+
+
+def test_request_body_forwarded_and_nothing_after_it(sb, recorder):
+    up = recorder()
+    origin = f"127.0.0.1:{up.port}"
+    r = raw(sb, [f"POST http://{origin}/post HTTP/1.1\r\nHost: {origin}\r\n"
+                 "Content-Length: 11\r\n\r\nhello",
+                 f" worldGET /smuggled HTTP/1.1\r\nHost: {origin}\r\n\r\n"], origin)
+    assert r.out.startswith("HTTP/1.1 200 OK"), r
+    assert up.done.wait(5) and len(up.conns) == 1, up.conns
+    head, body = up.conns[0].split(b"\r\n\r\n", 1)
+    assert head.startswith(b"POST /post HTTP/1.1\r\n"), up.conns
+    assert body == b"hello world", up.conns
+
+
+def test_query_only_url_gets_a_root_path(sb, recorder):
+    up = recorder(linger=0)
+    origin = f"127.0.0.1:{up.port}"
+    r = raw(sb, [f"GET http://{origin}?x=1 HTTP/1.1\r\n\r\n"], origin)
+    assert r.out.startswith("HTTP/1.1 200 OK"), r
+    assert up.done.wait(5)
+    starts, hosts = up.requests()
+    assert starts == [b"GET /?x=1 HTTP/1.1"] and hosts == [origin.encode()], up.conns
+
+
+def test_host_is_the_listed_name(sb, recorder):
+    up = recorder(linger=0)
+    r = raw(sb, [f"GET http://LocalHost:{up.port}/n HTTP/1.0\r\n"
+                 f"Host: 127.0.0.1:{up.port}\r\nhost: other\r\n\r\n"],
+            f"localhost:{up.port}", f"127.0.0.1:{up.port}")
+    assert r.out.startswith("HTTP/1.1 200 OK"), r
+    assert up.done.wait(5)
+    starts, hosts = up.requests()
+    assert starts == [b"GET /n HTTP/1.0"], up.conns
+    assert hosts == [f"localhost:{up.port}".encode()], up.conns
+
+
+def test_chunked_request_body_refused(sb, recorder):
+    up = recorder(linger=0)
+    origin = f"127.0.0.1:{up.port}"
+    r = raw(sb, [f"POST http://{origin}/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\r\n0\r\n\r\n"], origin)
+    assert r.out.startswith("HTTP/1.1 411 "), r
+    assert r.json["egress"][0]["reason"] == "bad_request", r
+    time.sleep(0.3)
+    assert up.conns == [], up.conns

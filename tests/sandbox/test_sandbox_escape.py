@@ -1,14 +1,19 @@
 """The escape battery: each probe tries one way out of the sandbox, as root and as an
 unprivileged launcher, and must be contained."""
+import grp
+import json
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from .sbhelpers import SANDBOX, cgroup_dirs, leftover_sandboxes
+from .sbhelpers import CGROUP, SANDBOX, cgroup_dirs, leftover_sandboxes
 
 # x86_64 system call numbers used by the ctypes probes.
 NR = {
@@ -85,8 +90,75 @@ except OSError as e:
 
 
 def test_no_network_interfaces_but_loopback(sb):
-    r = sb.py("import socket; print(sorted(n for _, n in socket.if_nameindex()))")
+    # Read from /proc: listing interfaces through netlink is refused (see below).
+    r = sb.py("print(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev')"
+              ".readlines()[2:]))")
     assert r.out.strip() == "['lo']", r
+
+
+# Socket families by number, as the kernel knows them (Python lacks names for several).
+FAMILIES = {
+    "AF_UNSPEC": 0, "AF_AX25": 3, "AF_IPX": 4, "AF_APPLETALK": 5, "AF_NETROM": 6,
+    "AF_BRIDGE": 7, "AF_ATMPVC": 8, "AF_X25": 9, "AF_ROSE": 11, "AF_DECnet": 12,
+    "AF_NETBEUI": 13, "AF_SECURITY": 14, "AF_KEY": 15, "AF_NETLINK": 16, "AF_PACKET": 17,
+    "AF_ASH": 18, "AF_ECONET": 19, "AF_ATMSVC": 20, "AF_RDS": 21, "AF_SNA": 22,
+    "AF_IRDA": 23, "AF_PPPOX": 24, "AF_WANPIPE": 25, "AF_LLC": 26, "AF_IB": 27,
+    "AF_MPLS": 28, "AF_CAN": 29, "AF_TIPC": 30, "AF_BLUETOOTH": 31, "AF_IUCV": 32,
+    "AF_RXRPC": 33, "AF_ISDN": 34, "AF_PHONET": 35, "AF_IEEE802154": 36, "AF_CAIF": 37,
+    "AF_ALG": 38, "AF_NFC": 39, "AF_VSOCK": 40, "AF_KCM": 41, "AF_QIPCRTR": 42,
+    "AF_SMC": 43, "AF_XDP": 44, "AF_MCTP": 45, "AF_MAX": 46, "47": 47, "63": 63,
+    "255": 255, "-1": -1, "AF_VSOCK|1<<32": (1 << 32) | 40,
+    "AF_NETLINK|0xffffffff<<32": (0xFFFFFFFF << 32) | 16,
+}
+
+FAMILY_PROBE = r"""
+import ctypes, json, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+SOCKET, SOCKETPAIR = 41, 53
+fams = json.loads(sys.argv[1])
+out = {}
+for name, fam in fams.items():
+    for call in ("socket", "socketpair"):
+        for typ in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW,
+                    socket.SOCK_SEQPACKET):
+            pair = (ctypes.c_int * 2)(-1, -1)
+            args = [ctypes.c_long(fam), ctypes.c_long(typ), ctypes.c_long(0)]
+            if call == "socket":
+                rc = libc.syscall(ctypes.c_long(SOCKET), *args)
+            else:
+                rc = libc.syscall(ctypes.c_long(SOCKETPAIR), *args, pair)
+            out[f"{call} {name} {typ}"] = "ok" if rc >= 0 else ctypes.get_errno()
+print(json.dumps(out))
+"""
+
+
+def test_socket_families_outside_the_allow_list_refused(sb):
+    r = sb.run(["python3", "-c", FAMILY_PROBE, json.dumps(FAMILIES)])
+    assert r.json["exit_code"] == 0, r
+    got = json.loads(r.out)
+    wrong = {k: v for k, v in got.items() if v != 97}     # EAFNOSUPPORT
+    assert not wrong, wrong
+
+
+def test_allowed_socket_families_work(sb):
+    r = sb.py("""
+import os, socket
+a, b = socket.socketpair(socket.AF_UNIX)
+a.sendall(b"unix-pair"); print(b.recv(20).decode())
+srv = socket.socket(socket.AF_UNIX); srv.bind("/tmp/s"); srv.listen(1)
+c = socket.socket(socket.AF_UNIX); c.connect("/tmp/s"); s, _ = srv.accept()
+c.sendall(b"unix-stream"); print(s.recv(20).decode())
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    srv = socket.socket(fam); srv.bind((host, 0)); srv.listen(1)
+    c = socket.create_connection(srv.getsockname()[:2]); s, _ = srv.accept()
+    c.sendall(b"inet-loopback"); print(fam.name, s.recv(20).decode())
+# glibc asks netlink which address families are configured for AI_ADDRCONFIG; refused,
+# it assumes both, and the lookup goes on.
+print(socket.getaddrinfo("127.0.0.1", 80, flags=socket.AI_ADDRCONFIG)[0][4])
+""")
+    assert r.out.splitlines() == ["unix-pair", "unix-stream", "AF_INET inet-loopback",
+                                  "AF_INET6 inet-loopback", "('127.0.0.1', 80)"], r
 
 
 def test_dns_lookup_fails(sb):
@@ -428,8 +500,96 @@ def test_many_sandboxes_at_once(sb_root):
         "sh", "-c", "cat /proc/self/cgroup | grep -c sb- ; for i in 1 2 3 4 5 6 7 8 9 10; "
         "do sleep 1 & done 2>/dev/null; wait"]), stdout=subprocess.PIPE) for _ in range(8)]
     outs = [p.communicate(timeout=60)[0] for p in procs]
-    import json
     for o in outs:
         j = json.loads(o)
         assert "pids" in j["limits_hit"], j
     assert not leftover_sandboxes(sb_root.cgroup_parent)
+
+
+@pytest.fixture(scope="module")
+def grouped_user():
+    """A user made for the test whose account has a supplementary group, a cgroup
+    delegated to it, and a file under /usr that only that group may read."""
+    tag = f"alksb{os.getpid() % 100000}"
+    user, group = f"{tag}u", f"{tag}g"
+    secret_dir = Path(f"/usr/local/share/airlock-test-groups-{os.getpid()}")
+    subprocess.run(["groupadd", "--system", group], check=True)
+    try:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
+                        "--shell", "/usr/sbin/nologin", "--groups", group, user], check=True)
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid
+        dirs = cgroup_dirs(f"airlock-test-groups-{os.getpid()}")
+        for d in dirs:
+            d.mkdir()
+            for p in [d, *d.iterdir()]:
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+        if (CGROUP / "cgroup.controllers").exists():
+            (dirs[0] / "cgroup.subtree_control").write_text("+pids +memory")
+        secret_dir.mkdir(mode=0o755)
+        secret = secret_dir / "secret"
+        secret.write_text("group-only\n")
+        os.chown(secret, 0, gid)
+        os.chmod(secret, 0o040)
+        yield {"user": user, "gid": gid, "cgroup": dirs[0].name, "secret": str(secret)}
+    finally:
+        if secret_dir.exists():
+            shutil.rmtree(secret_dir)
+        for d in cgroup_dirs(f"airlock-test-groups-{os.getpid()}"):
+            if d.is_dir():
+                for sub in d.iterdir():
+                    if sub.is_dir():
+                        sub.rmdir()
+                d.rmdir()
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        subprocess.run(["groupdel", group], check=False, capture_output=True)
+
+
+GROUPS_PROBE = "grep '^Groups:' /proc/self/status; cat {secret} 2>&1; id -G"
+
+
+def run_as(u, *setpriv_args):
+    return subprocess.run(
+        ["setpriv", f"--reuid={u['user']}", f"--regid={u['user']}", "--init-groups",
+         *setpriv_args, str(SANDBOX), "run", "--json", "--cgroup-parent", u["cgroup"], "--",
+         "sh", "-c", GROUPS_PROBE.format(secret=u["secret"])],
+        capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def test_launcher_user_has_the_group(grouped_user):
+    # The control: outside, the user reads the file through its supplementary group.
+    p = subprocess.run(["setpriv", f"--reuid={grouped_user['user']}",
+                        f"--regid={grouped_user['user']}", "--init-groups", "cat",
+                        grouped_user["secret"]], capture_output=True, text=True)
+    assert p.stdout == "group-only\n", p
+
+
+def test_supplementary_groups_dropped_with_cap_setgid(grouped_user):
+    p = run_as(grouped_user, "--inh-caps=+setgid", "--ambient-caps=+setgid")
+    assert p.returncode == 0, p
+    out = json.loads(p.stdout)
+    assert out["exit_code"] == 0, out
+    lines = out["stdout"].splitlines()
+    assert lines[0].split() == ["Groups:"], out        # none at all
+    assert "group-only" not in out["stdout"] and "Permission denied" in lines[1], out
+    assert lines[2].split() == ["65534"], out
+
+
+def test_supplementary_groups_that_cannot_be_dropped_refuse(grouped_user):
+    # Without CAP_SETGID the kernel keeps them (a user namespace made without privilege
+    # may not call setgroups), and they would open files inside: no run at all.
+    p = run_as(grouped_user)
+    assert p.returncode == 69, p
+    assert "supplementary groups" in p.stderr, p.stderr
+    assert "group-only" not in p.stdout
+
+
+def test_root_launcher_drops_its_groups(grouped_user, root_parent):
+    p = subprocess.run(["setpriv", f"--groups={grouped_user['gid']}", str(SANDBOX), "run",
+                        "--json", "--cgroup-parent", root_parent, "--", "sh", "-c",
+                        GROUPS_PROBE.format(secret=grouped_user["secret"])],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    out = json.loads(p.stdout)
+    lines = out["stdout"].splitlines()
+    assert lines[0].split() == ["Groups:"], out
+    assert "group-only" not in out["stdout"], out
