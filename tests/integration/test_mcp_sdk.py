@@ -158,7 +158,7 @@ def result(entry):
     assert "error" not in entry, entry["error"]
     assert "strict_errors" not in entry, entry["strict_errors"]
     res = entry["result"]
-    assert json.loads(res["content"][0]["text"]) == res["structuredContent"] or res["isError"]
+    assert res["isError"] or json.loads(res["content"][0]["text"]) == res["structuredContent"]
     return res
 
 
@@ -276,7 +276,7 @@ def test_writes_previews_replays_and_their_errors(sdk, gw, world):
     else:
         tool_error(keyless, "key_required")
     assert world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT status, currency FROM "
-                              f"billing.invoices WHERE id = {inv}").strip() == "void|USD"
+                              f"billing.invoices WHERE id = {inv}").split()[-1] == "void|USD"
     clean(out)
 
 
