@@ -29,7 +29,8 @@ lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: all asan check unit unit-asan integration fuzz fuzz-smoke demo stop install clean bootstrap lint
+.PHONY: all asan check unit unit-asan integration interop interop-deps fuzz fuzz-smoke demo stop install \
+        clean bootstrap lint
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 
 asan:
@@ -63,9 +64,23 @@ unit: all
 unit-asan: asan
 	ASAN_OPTIONS=detect_leaks=1 prove -f $(call unit_bins,$(ASAN))
 
-# Integration tests: a throwaway PostgreSQL cluster, real daemons on free ports.
-integration: all
+# Integration tests: a throwaway PostgreSQL cluster, real daemons on free ports.  They
+# include the MCP interop test (integration/test_mcp_sdk.py), which drives /mcp with the
+# official MCP SDK client, so its pinned packages are installed first.
+integration: all interop-deps
 	cd tests && $(PYTHON) -m pytest -q -p no:cacheprovider integration sandbox
+
+# The MCP interop test on its own.
+interop: all interop-deps
+	cd tests && $(PYTHON) -m pytest -q -p no:cacheprovider integration/test_mcp_sdk.py
+
+# npm ci from the committed lock file; the network only when the lock or the manifest is
+# newer than the last install.
+INTEROP := tests/interop
+interop-deps: $(INTEROP)/node_modules/.installed
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	npm ci --prefix $(INTEROP) --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree.
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude

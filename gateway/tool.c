@@ -1075,12 +1075,14 @@ all_digits(const char *s, size_t n)
 }
 
 /*
- * ISO 8601 from a DateStyle ISO timestamp: "2026-11-27 16:44:36.123+00" becomes
- * "2026-11-27T16:44:36.123+00:00".  Anything else (infinity, BC, years past 9999) is
- * returned as PostgreSQL wrote it.
+ * RFC 3339 from a DateStyle ISO timestamp: "2026-11-27 16:44:36.123+00" becomes
+ * "2026-11-27T16:44:36.123+00:00", and without an offset (timestamp without time zone)
+ * "2026-11-27 16:44:36" becomes "2026-11-27T16:44:36".  What RFC 3339 cannot say (infinity,
+ * BC, years past 9999, an offset with seconds) is returned as PostgreSQL wrote it, which
+ * tool_type_schema describes too.
  */
 static json_t *
-iso_timestamp(const char *text)
+iso_timestamp(const char *text, int has_offset)
 {
 	char out[96];
 	size_t n = strlen(text), i;
@@ -1088,17 +1090,22 @@ iso_timestamp(const char *text)
 	if (n < 19 || n + 4 >= sizeof(out) || !all_digits(text, 4) || text[4] != '-' ||
 	    !all_digits(text + 5, 2) || text[7] != '-' || !all_digits(text + 8, 2) ||
 	    text[10] != ' ' || !all_digits(text + 11, 2) || text[13] != ':' ||
-	    !all_digits(text + 14, 2) || text[16] != ':' || !all_digits(text + 17, 2) ||
-	    strchr(text, 'B') != NULL)
+	    !all_digits(text + 14, 2) || text[16] != ':' || !all_digits(text + 17, 2))
 		return json_string(text);
 	memcpy(out, text, n + 1);
 	out[10] = 'T';
 	i = 19;
-	if (out[i] == '.')
+	if (out[i] == '.' && isdigit((unsigned char)out[i + 1]))
 		for (i++; isdigit((unsigned char)out[i]); i++)
 			;
-	if ((out[i] == '+' || out[i] == '-') && all_digits(out + i + 1, 2) && out[i + 3] == '\0')
+	if (!has_offset)
+		return out[i] == '\0' ? json_string(out) : json_string(text);
+	if ((out[i] != '+' && out[i] != '-') || !all_digits(out + i + 1, 2))
+		return json_string(text);
+	if (out[i + 3] == '\0')
 		strlcat(out, ":00", sizeof(out));
+	else if (out[i + 3] != ':' || !all_digits(out + i + 4, 2) || out[i + 6] != '\0')
+		return json_string(text);
 	return json_string(out);
 }
 
@@ -1137,12 +1144,41 @@ tool_value_json(unsigned type_oid, const char *text, int is_null)
 		v = json_loads(text, JSON_DECODE_ANY, NULL);
 		return v != NULL ? v : json_string(text);
 	case OID_TIMESTAMPTZ:
+		return iso_timestamp(text, 1);
 	case OID_TIMESTAMP:
-		return iso_timestamp(text);
+		return iso_timestamp(text, 0);
 	default:
 		/* int8, numeric, date, text and the rest: the text itself. */
 		return json_string(text);
 	}
+}
+
+/*
+ * Patterns for what a column type's values look like where no standard format says it.
+ * They are plain POSIX extended expressions as well as ECMA 262 ones (the dialect JSON
+ * Schema names), so both kinds of validator read them alike.  Beside RFC 3339, PostgreSQL's
+ * own text for the dates and times RFC 3339 cannot write: the infinities, BC (year 1 BC
+ * and before) and years past 9999.
+ */
+#define PAT_INT8	"^-?[0-9]+$"
+#define PAT_NUMERIC	"^(-?[0-9]+(\\.[0-9]+)?|NaN|-?Infinity)$"
+#define PAT_FLOAT	"^(NaN|-?Infinity)$"
+#define PAT_PG_TIMESTAMPTZ "^(-?infinity|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" \
+			"(\\.[0-9]+)?[+-][0-9]{2}(:[0-9]{2}){0,2}( BC)?)$"
+#define PAT_TIMESTAMP	"^(-?infinity|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}" \
+			"(\\.[0-9]+)?|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" \
+			"(\\.[0-9]+)?( BC)?)$"
+#define PAT_PG_DATE	"^(-?infinity|[0-9]{4}-[0-9]{2}-[0-9]{2} BC|[0-9]{5,}-[0-9]{2}-[0-9]{2})$"
+
+/* A nullable string in a standard format, or PostgreSQL's text matching pattern. */
+static json_t *
+format_or_pattern(const char *format, const char *pattern, const char *description)
+{
+	return json_pack("{s:[{s:s, s:s}, {s:s, s:s}, {s:s}], s:s}", "anyOf",
+	    "type", "string", "format", format,
+	    "type", "string", "pattern", pattern,
+	    "type", "null",
+	    "description", description);
 }
 
 json_t *
@@ -1154,13 +1190,16 @@ tool_type_schema(unsigned type_oid)
 	case OID_OID:
 		return json_pack("{s:[ss]}", "type", "integer", "null");
 	case OID_INT8:
-		return json_pack("{s:[ss], s:s}", "type", "string", "null", "format", "int64");
+		return json_pack("{s:[ss], s:s, s:s}", "type", "string", "null", "pattern",
+		    PAT_INT8, "description", "int8 as a decimal string.");
 	case OID_NUMERIC:
-		return json_pack("{s:[ss], s:s}", "type", "string", "null", "format", "decimal");
+		return json_pack("{s:[ss], s:s, s:s}", "type", "string", "null", "pattern",
+		    PAT_NUMERIC, "description", "numeric as a decimal string, exactly as stored.");
 	case OID_FLOAT4:
 	case OID_FLOAT8:
-		/* NaN and the infinities come as strings. */
-		return json_pack("{s:[sss]}", "type", "number", "string", "null");
+		/* The pattern applies to strings only: NaN and the infinities come as strings. */
+		return json_pack("{s:[sss], s:s}", "type", "number", "string", "null",
+		    "pattern", PAT_FLOAT);
 	case OID_BOOL:
 		return json_pack("{s:[ss]}", "type", "boolean", "null");
 	case OID_JSON:
@@ -1168,13 +1207,16 @@ tool_type_schema(unsigned type_oid)
 		/* Any JSON value, null included. */
 		return json_object();
 	case OID_TIMESTAMPTZ:
-		return json_pack("{s:[ss], s:s}", "type", "string", "null", "format", "date-time");
+		return format_or_pattern("date-time", PAT_PG_TIMESTAMPTZ, "RFC 3339 in UTC; "
+		    "infinity, -infinity, BC and years past 9999 as PostgreSQL writes them.");
 	case OID_TIMESTAMP:
-		/* ISO 8601 without an offset: RFC 3339's date-time needs one. */
-		return json_pack("{s:[ss], s:s}", "type", "string", "null", "description",
-		    "ISO 8601 date and time without offset");
+		/* RFC 3339's date-time needs an offset: no format, a pattern. */
+		return json_pack("{s:[ss], s:s, s:s}", "type", "string", "null", "pattern",
+		    PAT_TIMESTAMP, "description", "ISO 8601 without offset; infinity, -infinity, "
+		    "BC and years past 9999 as PostgreSQL writes them.");
 	case OID_DATE:
-		return json_pack("{s:[ss], s:s}", "type", "string", "null", "format", "date");
+		return format_or_pattern("date", PAT_PG_DATE, "RFC 3339 full-date; infinity, "
+		    "-infinity, BC and years past 9999 as PostgreSQL writes them.");
 	case OID_UUID:
 		return json_pack("{s:[ss], s:s}", "type", "string", "null", "format", "uuid");
 	default:
@@ -1182,39 +1224,117 @@ tool_type_schema(unsigned type_oid)
 	}
 }
 
-/* The structuredContent schema of a read or write from its result columns. */
+/*
+ * structuredContent.error, the same in every tool's schema: a tool error (isError true)
+ * carries {reason, message, ...} and no result fields.  Its reasons grow with the
+ * gateway, so the schema names them in prose rather than in an enum a client would
+ * enforce.
+ */
+static const char error_schema[] =
+    "{\"type\": \"object\", \"required\": [\"reason\", \"message\"],"
+    " \"description\": \"Set instead of the result when the call failed as a tool error"
+    " (isError true): something the caller can correct.\","
+    " \"properties\": {"
+    "\"reason\": {\"type\": \"string\", \"description\": \"Why, one of a fixed set:"
+    " invalid_arguments, row_cap_exceeded, constraint_violated, program_failed,"
+    " sandbox_limit, and on /mcp the idempotency-key and binding faults.\"},"
+    "\"message\": {\"type\": \"string\"},"
+    "\"argument\": {\"type\": \"string\", \"description\": \"The argument at fault.\"},"
+    "\"count\": {\"type\": \"integer\", \"description\": \"row_cap_exceeded: the rows the"
+    " call would change.\"},"
+    "\"max_rows\": {\"type\": \"integer\", \"description\": \"row_cap_exceeded: the tool's"
+    " limit.\"},"
+    "\"constraint\": {\"type\": \"string\", \"description\": \"constraint_violated: its"
+    " name.\"}}}";
+
+/*
+ * One branch of an output schema's anyOf: {description, required: names (stolen),
+ * properties: {name: true, ...}}.  The top level's properties say what each member is; the
+ * branch repeats the names only so that a strict validator (Ajv's strictRequired) sees
+ * every required member defined where it is required.  Returns a new reference or NULL.
+ */
+static json_t *
+branch(const char *description, json_t *names)
+{
+	json_t *props = json_object();
+	size_t i;
+
+	for (i = 0; i < json_array_size(names); i++)
+		json_object_set_new(props, json_string_value(json_array_get(names, i)), json_true());
+	return json_pack("{s:s, s:o, s:o}", "description", description, "required", names,
+	    "properties", props);
+}
+
+/* The anyOf of a result (the names in ok, stolen) and a tool error, set on schema. */
+static int
+set_branches(json_t *schema, const char *ok_description, json_t *ok)
+{
+	return json_object_set_new(schema, "anyOf", json_pack("[o, o]",
+	    branch(ok_description, ok),
+	    branch("A tool error (isError true).", json_pack("[s]", "error"))));
+}
+
+/* The structuredContent schema of a read or write from its result columns: every result
+ * has call_id, and either the rows (a write's with its changes and plan) or an error. */
 static json_t *
 rows_schema(const struct tool *t)
 {
-	json_t *cols, *schema;
+	json_t *cols, *schema = NULL, *props, *ok;
 	size_t i;
 
 	if ((cols = json_object()) == NULL)
 		return NULL;
 	for (i = 0; i < t->n_cols; i++)
-		if (json_object_set_new(cols, t->col_names[i], tool_type_schema(t->col_types[i])) == -1) {
-			json_decref(cols);
-			return NULL;
-		}
-	schema = json_pack("{s:s, s:{s:{s:s}, s:{s:s, s:{s:s, s:o}}, s:{s:s}, s:{s:s}, s:{s:s}},"
-	    " s:[sssss]}",
+		if (json_object_set_new(cols, t->col_names[i], tool_type_schema(t->col_types[i])) == -1)
+			goto fail;
+	schema = json_pack("{s:s, s:{s:{s:s, s:s}, s:{s:s, s:{s:s, s:o}}, s:{s:s}, s:{s:s}, s:{s:s,"
+	    " s:s}, s:{s:s, s:s}, s:o}, s:[s]}",
 	    "type", "object",
 	    "properties",
-	    "call_id", "type", "string",
+	    "call_id", "type", "string", "description", "The call's id in the audit record.",
 	    "rows", "type", "array", "items", "type", "object", "properties", cols,
 	    "row_count", "type", "integer",
 	    "truncated", "type", "boolean",
-	    "dry_run", "type", "boolean",
-	    "required", "call_id", "rows", "row_count", "truncated", "dry_run");
+	    "dry_run", "type", "boolean", "description", "Whether this was a preview.",
+	    "replayed", "type", "boolean", "description",
+	    "Whether this is the stored answer of an earlier call with the same idempotency key.",
+	    "error", json_loads(error_schema, 0, NULL),
+	    "required", "call_id");
+	cols = NULL;
+	if (schema == NULL)
+		goto fail;
+	props = json_object_get(schema, "properties");
+	if (t->kind != TOOL_WRITE)
+		ok = json_pack("[ssss]", "rows", "row_count", "truncated", "dry_run");
+	else if (json_object_set_new(props, "changes", json_pack("{s:s, s:s, s:{s:s, s:{s:{s:s},"
+	    " s:{s:s}, s:{}, s:{}, s:{}}}}", "type", "array", "description",
+	    "Per row changed: the action and the row before and after.", "items",
+	    "type", "object", "properties", "table", "type", "string", "action", "type",
+	    "string", "key", "before", "after")) == -1 ||
+	    json_object_set_new(props, "plan_id", json_pack("{s:[ss], s:s}", "type", "string",
+	    "null", "description", "A preview's plan: commit with this plan_id to do exactly "
+	    "what it showed.")) == -1 ||
+	    json_object_set_new(props, "note", json_pack("{s:s}", "type", "string")) == -1)
+		goto fail;
+	else
+		ok = json_pack("[ssssss]", "rows", "row_count", "truncated", "dry_run", "changes",
+		    "plan_id");
+	if (set_branches(schema, "A result.", ok) == -1)
+		goto fail;
 	return schema;
+fail:
+	json_decref(cols);
+	json_decref(schema);
+	return NULL;
 }
 
 /* The structuredContent schema of a code tool: what code_run returns (gateway/code.c), the
- * program's outcome or, for a dry run, the plan.  A failed run is a tool error whose
- * structuredContent.error carries the same outcome fields. */
+ * program's outcome or, for a dry run, the plan; or a tool error, whose
+ * structuredContent.error carries the same outcome fields for a program that failed. */
 static const char code_output_schema[] =
-    "{\"type\": \"object\", \"required\": [\"call_id\", \"dry_run\"], \"properties\": {"
-    "\"call_id\": {\"type\": \"string\"},"
+    "{\"type\": \"object\", \"required\": [\"call_id\"], \"properties\": {"
+    "\"call_id\": {\"type\": \"string\", \"description\": \"The call's id in the audit"
+    " record.\"},"
     "\"dry_run\": {\"type\": \"boolean\"},"
     "\"exit_code\": {\"type\": [\"integer\", \"null\"],"
     " \"description\": \"The program's exit status; null when a signal ended it.\"},"
@@ -1246,7 +1366,21 @@ static const char code_output_schema[] =
 static json_t *
 code_schema(void)
 {
-	return json_loads(code_output_schema, 0, NULL);
+	json_t *schema = json_loads(code_output_schema, 0, NULL);
+
+	if (schema != NULL && (json_object_set_new(json_object_get(schema, "properties"), "error",
+	    json_loads(error_schema, 0, NULL)) == -1 || set_branches(schema, "A run, or a dry "
+	    "run's plan.", json_pack("[s]", "dry_run")) == -1)) {
+		json_decref(schema);
+		return NULL;
+	}
+	return schema;
+}
+
+json_t *
+tool_output_schema(const struct tool *t)
+{
+	return t->kind == TOOL_CODE ? code_schema() : rows_schema(t);
 }
 
 /*

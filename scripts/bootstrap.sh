@@ -12,6 +12,10 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+# The MCP interop test runs the official SDK client under Node.js.  A node installed by
+# other means (with its own npm) is used as it is; otherwise Debian's.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

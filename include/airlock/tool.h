@@ -89,17 +89,27 @@ void tool_unbind(const struct tool *t, char **values);
  * One result value as JSON by column type: int2/int4/oid → integer; int8 and numeric →
  * string, always; float4/float8 → number (NaN/Infinity → string); bool → true/false;
  * json/jsonb → parsed JSON (the text as a string when jansson refuses it); timestamptz →
- * "2026-11-27T16:44:36.123+00:00" and timestamp → "2026-11-27T16:44:36.123" (from DateStyle
- * ISO text); date → "YYYY-MM-DD"; everything else → string; NULL → null.
+ * RFC 3339 "2026-11-27T16:44:36.123+00:00" and timestamp → "2026-11-27T16:44:36.123" (from
+ * DateStyle ISO text), but what RFC 3339 cannot write (infinity, BC, years past 9999) as
+ * PostgreSQL wrote it; date → "YYYY-MM-DD" likewise; everything else → string; NULL → null.
  * Returns a new reference, or NULL when out of memory.
  */
 json_t *tool_value_json(unsigned type_oid, const char *text, int is_null);
 
 /*
- * The JSON Schema for one column type, consistent with tool_value_json, nullable: e.g.
- * {"type":["string","null"],"format":"int64"} for int8.  Returns a new reference, or NULL
- * when out of memory.
+ * The JSON Schema for one column type, nullable, that every value tool_value_json gives for
+ * that type conforms to, standard formats included: e.g. {"type":["string","null"],
+ * "pattern":"^-?[0-9]+$", ...} for int8, and for timestamptz an anyOf of format date-time
+ * and a pattern for PostgreSQL's infinities, BC dates and years past 9999.  Only formats
+ * JSON Schema defines.  Returns a new reference, or NULL when out of memory.
  */
 json_t *tool_type_schema(unsigned type_oid);
+
+/*
+ * The outputSchema of t, by its kind and, for reads and writes, its result columns: the
+ * shape of every structuredContent a tools/call of t can answer, tool errors included.
+ * Returns a new reference, or NULL when out of memory.
+ */
+json_t *tool_output_schema(const struct tool *t);
 
 #endif

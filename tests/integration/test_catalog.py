@@ -109,9 +109,14 @@ def test_demo_output_schema_types(cluster):
     p = ctl("tool", "export", "--tools", TOOLS, "--format", "mcp", "--db", cluster.operator_url)
     tools = {t["name"]: t for t in json.loads(p.stdout)}
     cols = tools["lookup_invoices"]["outputSchema"]["properties"]["rows"]["items"]["properties"]
-    assert cols["id"] == {"type": ["string", "null"], "format": "int64"}
-    assert cols["amount"] == {"type": ["string", "null"], "format": "decimal"}
-    assert cols["issued_at"] == {"type": ["string", "null"], "format": "date-time"}
+    # int8 and numeric: strings with a pattern (no nonstandard "format"); timestamptz: an
+    # RFC 3339 date-time, or PostgreSQL's text for what RFC 3339 cannot write.
+    assert cols["id"]["type"] == ["string", "null"] and cols["id"]["pattern"] == "^-?[0-9]+$"
+    assert "format" not in cols["id"] and "format" not in cols["amount"]
+    assert cols["amount"]["type"] == ["string", "null"] and "NaN" in cols["amount"]["pattern"]
+    assert cols["issued_at"]["anyOf"][0] == {"type": "string", "format": "date-time"}
+    assert cols["issued_at"]["anyOf"][2] == {"type": "null"}
+    assert "infinity" in cols["issued_at"]["anyOf"][1]["pattern"]
     assert cols["status"] == {"type": ["string", "null"]}
     assert "tenant" not in cols
     assert tools["lookup_invoices"]["annotations"]["readOnlyHint"] is True
@@ -243,15 +248,22 @@ def test_export_mcp(scratch, tmp_path):
     assert read["annotations"]["readOnlyHint"] is True
     assert read["annotations"]["destructiveHint"] is False
     out_schema = read["outputSchema"]
-    assert out_schema["required"] == ["call_id", "rows", "row_count", "truncated", "dry_run"]
+    # Every result has call_id; then either the rows or a tool error.
+    assert out_schema["required"] == ["call_id"]
+    assert [b["required"] for b in out_schema["anyOf"]] == [
+        ["rows", "row_count", "truncated", "dry_run"], ["error"]]
+    assert out_schema["properties"]["error"]["required"] == ["reason", "message"]
     cols = out_schema["properties"]["rows"]["items"]["properties"]
-    assert cols == {
-        "id": {"type": ["integer", "null"]},
-        "label": {"type": ["string", "null"]},
-        "price": {"type": ["string", "null"], "format": "decimal"},
-        "big": {"type": ["string", "null"], "format": "int64"},
-        "seen": {"type": ["string", "null"], "format": "date-time"},
-    }
+    assert list(cols) == ["id", "label", "price", "big", "seen"]
+    assert cols["id"] == {"type": ["integer", "null"]}
+    assert cols["label"] == {"type": ["string", "null"]}
+    assert cols["price"]["pattern"] == "^(-?[0-9]+(\\.[0-9]+)?|NaN|-?Infinity)$"
+    assert cols["big"]["pattern"] == "^-?[0-9]+$"
+    assert cols["seen"]["anyOf"][0]["format"] == "date-time"
+    assert [b["required"] for b in out["rename_thing"]["outputSchema"]["anyOf"]] == [
+        ["rows", "row_count", "truncated", "dry_run", "changes", "plan_id"], ["error"]]
+    assert [b["required"] for b in out["crunch"]["outputSchema"]["anyOf"]] == [
+        ["dry_run"], ["error"]]
     assert out["rename_thing"]["annotations"]["readOnlyHint"] is False
     assert out["rename_thing"]["annotations"]["destructiveHint"] is False
     assert out["add_thing"]["annotations"]["destructiveHint"] is True

@@ -1,8 +1,11 @@
 /* test_tool.c: gateway/tool.c without a database: manifests, argument rules, rewriting, values. */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <limits.h>
+#include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -531,8 +534,9 @@ test_catalog(void)
 	    json_is_false(json_object_get(t->annotations, "openWorldHint")) &&
 	    json_object_get(t->annotations, "title") == NULL, "read annotations");
 	ok(json_object_get(json_object_get(json_object_get(t->output_schema, "properties"), "rows"),
-	    "items") != NULL && json_array_size(json_object_get(t->output_schema, "required")) == 5,
-	    "output schema shape without a database");
+	    "items") != NULL && json_array_size(json_object_get(t->output_schema, "required")) == 1 &&
+	    json_array_size(json_object_get(t->output_schema, "anyOf")) == 2,
+	    "output schema shape without a database: call_id, then rows or an error");
 
 	/* Binding. */
 	args = json_pack("{s:i, s:n}", "customer_id", 42, "status");
@@ -604,6 +608,393 @@ test_catalog(void)
 	    strstr(err, "/nonexistent/tools") != NULL, "a missing directory is named (%s)", err);
 }
 
+/*
+ * A strict checker for the JSON Schema subset the output schemas use, as a client's
+ * validator with formats would apply it (Ajv with ajv-formats, as the MCP SDK does):
+ * true and false, type, enum, pattern, format (date-time and date as RFC 3339 says,
+ * uuid), anyOf, required, properties, items, description.  An unknown keyword or format fails, as in
+ * a strict validator.  Returns 1 when v conforms, else 0 with why in msg.
+ */
+static char why[512];
+
+static int fail_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+fail_why(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+static int
+is_type(json_t *v, const char *type)
+{
+	if (strcmp(type, "string") == 0)
+		return json_is_string(v);
+	if (strcmp(type, "integer") == 0)
+		return json_is_integer(v);
+	if (strcmp(type, "number") == 0)
+		return json_is_number(v);
+	if (strcmp(type, "boolean") == 0)
+		return json_is_boolean(v);
+	if (strcmp(type, "null") == 0)
+		return json_is_null(v);
+	if (strcmp(type, "object") == 0)
+		return json_is_object(v);
+	if (strcmp(type, "array") == 0)
+		return json_is_array(v);
+	return -1;
+}
+
+static int
+digits(const char *s, int n, int *out)
+{
+	int i;
+
+	*out = 0;
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return 0;
+		*out = *out * 10 + (s[i] - '0');
+	}
+	return 1;
+}
+
+/* RFC 3339 full-date at s; returns the characters used, or 0. */
+static int
+full_date(const char *s)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, m, d, leap;
+
+	if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &m) || s[7] != '-' ||
+	    !digits(s + 8, 2, &d) || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+		return 0;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (m == 2 && d == 29 && !leap)
+		return 0;
+	return 10;
+}
+
+/* RFC 3339 date-time: full-date "T" time-hour ":" minute ":" second [frac] offset. */
+static int
+is_date_time(const char *s)
+{
+	int h, mi, sec, oh, om, n = full_date(s);
+
+	if (n == 0 || (s[n] != 'T' && s[n] != 't'))
+		return 0;
+	s += n + 1;
+	if (!digits(s, 2, &h) || s[2] != ':' || !digits(s + 3, 2, &mi) || s[5] != ':' ||
+	    !digits(s + 6, 2, &sec) || h > 23 || mi > 59 || sec > 60)
+		return 0;
+	s += 8;
+	if (*s == '.') {
+		if (!isdigit((unsigned char)s[1]))
+			return 0;
+		for (s++; isdigit((unsigned char)*s); s++)
+			;
+	}
+	if ((*s == 'Z' || *s == 'z') && s[1] == '\0')
+		return 1;
+	return (*s == '+' || *s == '-') && digits(s + 1, 2, &oh) && s[3] == ':' &&
+	    digits(s + 4, 2, &om) && oh <= 23 && om <= 59 && s[6] == '\0';
+}
+
+static int
+is_uuid(const char *s)
+{
+	int i;
+
+	for (i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i]))
+			return 0;
+	}
+	return s[36] == '\0';
+}
+
+static int
+conforms(json_t *schema, json_t *v, const char *path)
+{
+	const char *k, *str;
+	json_t *kw, *x, *sub;
+	size_t i;
+	char sub_path[256];
+	int any;
+	regex_t re;
+
+	if (json_is_boolean(schema))
+		return json_is_true(schema) ? 1 : fail_why("%s: the schema is false", path);
+	if (!json_is_object(schema))
+		return fail_why("%s: the schema is not an object", path);
+	json_object_foreach(schema, k, kw) {
+		if (strcmp(k, "description") == 0 || strcmp(k, "title") == 0)
+			continue;
+		if (strcmp(k, "type") == 0) {
+			any = 0;
+			if (json_is_string(kw))
+				any = is_type(v, json_string_value(kw));
+			else
+				json_array_foreach(kw, i, x)
+					if (is_type(v, json_string_value(x)) == 1)
+						any = 1;
+			if (any != 1)
+				return fail_why("%s: not of the type %s", path,
+				    json_is_string(kw) ? json_string_value(kw) : "listed");
+		} else if (strcmp(k, "enum") == 0) {
+			any = 0;
+			json_array_foreach(kw, i, x)
+				if (json_equal(x, v))
+					any = 1;
+			if (!any)
+				return fail_why("%s: not in the enum", path);
+		} else if (strcmp(k, "pattern") == 0) {
+			if (!json_is_string(v))
+				continue;
+			if (regcomp(&re, json_string_value(kw), REG_EXTENDED | REG_NOSUB) != 0)
+				return fail_why("%s: bad pattern %s", path, json_string_value(kw));
+			any = regexec(&re, json_string_value(v), 0, NULL, 0) == 0;
+			regfree(&re);
+			if (!any)
+				return fail_why("%s: does not match %s", path, json_string_value(kw));
+		} else if (strcmp(k, "format") == 0) {
+			if (!json_is_string(v))
+				continue;
+			str = json_string_value(v);
+			if (strcmp(json_string_value(kw), "date-time") == 0)
+				any = is_date_time(str);
+			else if (strcmp(json_string_value(kw), "date") == 0)
+				any = full_date(str) == 10 && str[10] == '\0';
+			else if (strcmp(json_string_value(kw), "uuid") == 0)
+				any = is_uuid(str);
+			else
+				return fail_why("%s: unknown format %s", path, json_string_value(kw));
+			if (!any)
+				return fail_why("%s: not a %s", path, json_string_value(kw));
+		} else if (strcmp(k, "anyOf") == 0) {
+			any = 0;
+			json_array_foreach(kw, i, sub)
+				if (conforms(sub, v, path))
+					any = 1;
+			if (!any)
+				return fail_why("%s: matches no branch of anyOf", path);
+		} else if (strcmp(k, "required") == 0) {
+			if (!json_is_object(v))
+				continue;
+			json_array_foreach(kw, i, x)
+				if (json_object_get(v, json_string_value(x)) == NULL)
+					return fail_why("%s: missing %s", path, json_string_value(x));
+		} else if (strcmp(k, "properties") == 0) {
+			if (!json_is_object(v))
+				continue;
+			json_object_foreach(kw, str, sub) {
+				if ((x = json_object_get(v, str)) == NULL)
+					continue;
+				snprintf(sub_path, sizeof(sub_path), "%s.%s", path, str);
+				if (!conforms(sub, x, sub_path))
+					return 0;
+			}
+		} else if (strcmp(k, "items") == 0) {
+			if (!json_is_array(v))
+				continue;
+			json_array_foreach(v, i, x) {
+				snprintf(sub_path, sizeof(sub_path), "%s[%zu]", path, i);
+				if (!conforms(kw, x, sub_path))
+					return 0;
+			}
+		} else
+			return fail_why("%s: unknown keyword %s", path, k);
+	}
+	return 1;
+}
+
+/* What PostgreSQL (DateStyle ISO, TimeZone UTC, PostgreSQL 14 and later) can return for each
+ * type the gateway maps, edges first. */
+static const struct {
+	unsigned oid;
+	const char *text;
+} pg_values[] = {
+	{ 20, "9223372036854775807" }, { 20, "-9223372036854775808" }, { 20, "0" },
+	{ 1700, "12.50" }, { 1700, "-0.000001" }, { 1700, "NaN" }, { 1700, "Infinity" },
+	{ 1700, "-Infinity" }, { 1700, "123456789012345678901234567890.000000000001" },
+	{ 1700, "0" },
+	{ 701, "1.5" }, { 701, "-0" }, { 701, "NaN" }, { 701, "Infinity" }, { 701, "-Infinity" },
+	{ 701, "1e+308" }, { 701, "2.2250738585072014e-308" }, { 700, "3.4028235e+38" },
+	{ 700, "-Infinity" }, { 700, "1e-45" },
+	{ 21, "-32768" }, { 23, "2147483647" }, { 26, "4294967295" },
+	{ 16, "t" }, { 16, "f" },
+	{ 114, "{\"a\": 1}" }, { 114, "123456789012345678901234567890" }, { 3802, "null" },
+	{ 1184, "2026-11-27 16:44:36.123456+00" }, { 1184, "2026-11-27 16:44:36+00" },
+	{ 1184, "2026-11-27 16:44:36.5+05:30" }, { 1184, "infinity" }, { 1184, "-infinity" },
+	{ 1184, "0044-03-15 12:00:00+00 BC" }, { 1184, "4713-01-01 00:00:00+00 BC" },
+	{ 1184, "10000-01-01 00:00:00+00" }, { 1184, "294276-12-31 23:59:59.999999+00" },
+	{ 1184, "0001-01-01 00:00:00+00" }, { 1184, "0400-02-29 00:00:00.5+00" },
+	{ 1184, "1850-06-01 12:00:00+00:53:28" },
+	{ 1114, "2026-11-27 16:44:36.123456" }, { 1114, "2026-11-27 16:44:36" },
+	{ 1114, "infinity" }, { 1114, "-infinity" }, { 1114, "0044-03-15 12:00:00 BC" },
+	{ 1114, "10000-01-01 00:00:00" }, { 1114, "294276-12-31 23:59:59.999999" },
+	{ 1082, "2026-11-27" }, { 1082, "infinity" }, { 1082, "-infinity" },
+	{ 1082, "0044-03-15 BC" }, { 1082, "4713-01-01 BC" }, { 1082, "10000-01-01" },
+	{ 1082, "5874897-12-31" }, { 1082, "0001-01-01" },
+	{ 2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11" },
+	{ 25, "hello" }, { 25, "" }, { 1186, "P1DT2H" }, { 1083, "24:00:00" }, { 1007, "{1,2}" },
+};
+
+/* Values a column's schema must refuse: each schema says more than "a string". */
+static const struct {
+	unsigned oid;
+	const char *json;
+} not_values[] = {
+	{ 20, "\"12.5\"" }, { 20, "\"1e3\"" }, { 20, "\"abc\"" }, { 20, "12" },
+	{ 1700, "\"1e5\"" }, { 1700, "\"abc\"" }, { 1700, "\"inf\"" }, { 1700, "12.5" },
+	{ 701, "\"1.5\"" }, { 701, "\"abc\"" },
+	{ 1184, "\"yesterday\"" }, { 1184, "\"2026-02-30T00:00:00+00:00\"" },
+	{ 1184, "\"2026-11-27T16:44:36\"" }, { 1184, "12" },
+	{ 1114, "\"yesterday\"" }, { 1114, "\"2026-11-27T16:44:36+00:00\"" },
+	{ 1082, "\"2026-02-30\"" }, { 1082, "\"27/11/2026\"" },
+	{ 2950, "\"not-a-uuid\"" }, { 23, "\"1\"" }, { 16, "\"t\"" },
+};
+
+static void
+test_value_formats(void)
+{
+	json_t *schema, *v;
+	char *d;
+	size_t i;
+
+	for (i = 0; i < sizeof(pg_values) / sizeof(pg_values[0]); i++) {
+		schema = tool_type_schema(pg_values[i].oid);
+		v = tool_value_json(pg_values[i].oid, pg_values[i].text, 0);
+		d = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+		why[0] = '\0';
+		ok(schema != NULL && v != NULL && conforms(schema, v, "value"),
+		    "type %u: '%s' as %s conforms to its schema %s", pg_values[i].oid,
+		    pg_values[i].text, d ? d : "NULL", why);
+		free(d);
+		json_decref(v);
+		v = tool_value_json(pg_values[i].oid, NULL, 1);
+		ok(conforms(schema, v, "value"), "type %u: null conforms %s", pg_values[i].oid, why);
+		json_decref(v);
+		json_decref(schema);
+	}
+	for (i = 0; i < sizeof(not_values) / sizeof(not_values[0]); i++) {
+		schema = tool_type_schema(not_values[i].oid);
+		v = json_loads(not_values[i].json, JSON_DECODE_ANY, NULL);
+		ok(schema != NULL && v != NULL && !conforms(schema, v, "value"),
+		    "type %u: the schema refuses %s", not_values[i].oid, not_values[i].json);
+		json_decref(v);
+		json_decref(schema);
+	}
+}
+
+/* Whether sc (JSON text) conforms to schema; prints why not. */
+static int
+sc_conforms(json_t *schema, const char *sc)
+{
+	json_t *v = json_loads(sc, 0, NULL);
+	int r;
+
+	why[0] = '\0';
+	r = v != NULL && conforms(schema, v, "structuredContent");
+	if (!r)
+		printf("# not conforming: %s\n", v == NULL ? "bad JSON in the test" : why);
+	json_decref(v);
+	return r;
+}
+
+#define CALL_ID "\"call_id\":\"0b0c0d0e-1111-4222-8333-944445555666\""
+
+static void
+test_output_schemas(void)
+{
+	static char *names[] = { "id", "amount", "issued_at", "born", "seen", "price", "doc" };
+	static unsigned types[] = { 20, 1700, 1184, 1082, 1114, 701, 3802 };
+	struct tool t;
+	json_t *schema;
+
+	memset(&t, 0, sizeof(t));
+	t.col_names = names;
+	t.col_types = types;
+	t.n_cols = sizeof(names) / sizeof(names[0]);
+
+	t.kind = TOOL_READ;
+	schema = tool_output_schema(&t);
+	ok(schema != NULL && json_is_object(schema) &&
+	    strcmp(json_string_value(json_object_get(schema, "type")), "object") == 0,
+	    "read: the output schema is an object schema");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":\"9223372036854775807\","
+	    "\"amount\":\"NaN\",\"issued_at\":\"infinity\",\"born\":\"0044-03-15 BC\","
+	    "\"seen\":\"2026-11-27T16:44:36.5\",\"price\":\"-Infinity\",\"doc\":{\"a\":[1]}},"
+	    "{\"id\":null,\"amount\":\"12.50\",\"issued_at\":\"2026-11-27T16:44:36.123+00:00\","
+	    "\"born\":\"2026-11-27\",\"seen\":\"-infinity\",\"price\":1.5,\"doc\":null}],"
+	    "\"row_count\":2,\"truncated\":false,\"dry_run\":false,\"replayed\":false}"),
+	    "read: rows at the edges of every type conform");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"invalid_arguments\","
+	    "\"message\":\"argument 'customer_id' must be an integer\","
+	    "\"argument\":\"customer_id\"}}"), "read: an invalid_arguments tool error conforms");
+	ok(!sc_conforms(schema, "{" CALL_ID "}"), "read: neither rows nor error: refused");
+	ok(!sc_conforms(schema, "{\"error\":{\"reason\":\"invalid_arguments\",\"message\":\"m\"}}"),
+	    "read: an error without call_id: refused");
+	ok(!sc_conforms(schema, "{" CALL_ID ",\"error\":{\"message\":\"m\"}}"),
+	    "read: an error without a reason: refused");
+	ok(!sc_conforms(schema, "{" CALL_ID ",\"rows\":[],\"truncated\":false,\"dry_run\":false}"),
+	    "read: a result without row_count: refused");
+	ok(!sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":1}],\"row_count\":1,"
+	    "\"truncated\":false,\"dry_run\":false}"), "read: an int8 as a number: refused");
+	json_decref(schema);
+
+	t.kind = TOOL_WRITE;
+	schema = tool_output_schema(&t);
+	ok(schema != NULL && sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":\"7\"}],"
+	    "\"row_count\":1,\"truncated\":false,\"dry_run\":true,\"changes\":[{\"table\":"
+	    "\"billing.invoices\",\"key\":{\"id\":7},\"action\":\"update\",\"before\":{\"id\":7,"
+	    "\"status\":\"open\"},\"after\":{\"id\":7,\"status\":\"void\"}}],\"plan_id\":"
+	    "\"0b0c0d0e-1111-4222-8333-944445555666\",\"replayed\":false,\"note\":\"A preview\"}"),
+	    "write: a dry-run preview conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":\"7\"}],\"row_count\":1,"
+	    "\"truncated\":false,\"dry_run\":false,\"changes\":[{\"table\":\"t\",\"key\":{\"id\":7},"
+	    "\"action\":\"create\",\"before\":null,\"after\":{\"id\":7}}],\"plan_id\":null,"
+	    "\"replayed\":true}"), "write: a committed (replayed) write conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"row_cap_exceeded\","
+	    "\"message\":\"m\",\"count\":2,\"max_rows\":1}}"), "write: row_cap_exceeded conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"constraint_violated\","
+	    "\"message\":\"m\",\"constraint\":\"invoices_currency_check\"}}"),
+	    "write: constraint_violated conforms");
+	ok(!sc_conforms(schema, "{" CALL_ID ",\"rows\":[],\"row_count\":0,\"truncated\":false,"
+	    "\"dry_run\":false,\"plan_id\":7}"), "write: a plan_id that is not a string: refused");
+	json_decref(schema);
+
+	t.kind = TOOL_CODE;
+	schema = tool_output_schema(&t);
+	ok(schema != NULL && sc_conforms(schema, "{" CALL_ID ",\"dry_run\":false,\"exit_code\":0,"
+	    "\"signal\":0,\"limit\":null,\"limits_hit\":[],\"stdout\":{\"sum\":3},"
+	    "\"stdout_truncated\":false,\"stderr\":\"\",\"stderr_truncated\":false,\"wall_ms\":3,"
+	    "\"cpu_ms\":1,\"peak_memory_bytes\":null}"), "code: a run conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"dry_run\":true,\"plan\":{\"interpreter\":\"sh\","
+	    "\"limits\":{\"time_s\":5},\"allow\":[],\"input_bytes\":0}}"),
+	    "code: a dry-run plan conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"program_failed\",\"message\":"
+	    "\"The program exited with status 3\",\"dry_run\":false,\"exit_code\":3,\"signal\":0,"
+	    "\"limit\":null,\"limits_hit\":[],\"stdout\":\"partial\\n\",\"stdout_truncated\":false,"
+	    "\"stderr\":\"\",\"stderr_truncated\":false,\"wall_ms\":3,\"cpu_ms\":1,"
+	    "\"peak_memory_bytes\":1024}}"), "code: program_failed conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"sandbox_limit\",\"message\":"
+	    "\"m\",\"limit\":\"output\",\"exit_code\":null,\"signal\":9}}"),
+	    "code: sandbox_limit conforms");
+	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"invalid_arguments\","
+	    "\"message\":\"m\",\"argument\":\"code\"}}"), "code: invalid_arguments conforms");
+	ok(!sc_conforms(schema, "{" CALL_ID ",\"exit_code\":0}"),
+	    "code: neither dry_run nor error: refused");
+	json_decref(schema);
+}
+
 static void
 value_is(unsigned oid, const char *text, const char *want, const char *what)
 {
@@ -673,17 +1064,16 @@ test_values(void)
 	schema_is(21, "{\"type\":[\"integer\",\"null\"]}", "int2");
 	schema_is(23, "{\"type\":[\"integer\",\"null\"]}", "int4");
 	schema_is(26, "{\"type\":[\"integer\",\"null\"]}", "oid");
-	schema_is(20, "{\"type\":[\"string\",\"null\"],\"format\":\"int64\"}", "int8");
-	schema_is(1700, "{\"type\":[\"string\",\"null\"],\"format\":\"decimal\"}", "numeric");
-	schema_is(700, "{\"type\":[\"number\",\"string\",\"null\"]}", "float4");
-	schema_is(701, "{\"type\":[\"number\",\"string\",\"null\"]}", "float8");
+	schema_is(20, "{\"type\":[\"string\",\"null\"],\"pattern\":\"^-?[0-9]+$\","
+	    "\"description\":\"int8 as a decimal string.\"}", "int8: a pattern, no format");
+	schema_is(1700, "{\"type\":[\"string\",\"null\"],\"pattern\":"
+	    "\"^(-?[0-9]+(\\\\.[0-9]+)?|NaN|-?Infinity)$\",\"description\":\"numeric as a "
+	    "decimal string, exactly as stored.\"}", "numeric: a pattern");
+	schema_is(700, "{\"type\":[\"number\",\"string\",\"null\"],\"pattern\":"
+	    "\"^(NaN|-?Infinity)$\"}", "float4: NaN and the infinities as strings");
 	schema_is(16, "{\"type\":[\"boolean\",\"null\"]}", "bool");
 	schema_is(114, "{}", "json");
 	schema_is(3802, "{}", "jsonb");
-	schema_is(1184, "{\"type\":[\"string\",\"null\"],\"format\":\"date-time\"}", "timestamptz");
-	schema_is(1114, "{\"type\":[\"string\",\"null\"],\"description\":\"ISO 8601 date and time "
-	    "without offset\"}", "timestamp");
-	schema_is(1082, "{\"type\":[\"string\",\"null\"],\"format\":\"date\"}", "date");
 	schema_is(2950, "{\"type\":[\"string\",\"null\"],\"format\":\"uuid\"}", "uuid");
 	schema_is(25, "{\"type\":[\"string\",\"null\"]}", "text");
 }
@@ -726,6 +1116,8 @@ main(void)
 	test_rewrite();
 	test_catalog();
 	test_values();
+	test_value_formats();
+	test_output_schemas();
 	test_arg_text();
 	clear_dir();
 	rmdir(tmpdir);

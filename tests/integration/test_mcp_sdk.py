@@ -1,0 +1,310 @@
+"""/mcp driven by the official MCP TypeScript SDK client (tests/interop, pinned in its
+package.json and installed by `make interop-deps`) against a real airlockd and PostgreSQL:
+connect, list, reads, writes, code tools and every kind of tool error come back as results
+whose structuredContent the SDK validates against the tool's outputSchema (and a strict Ajv
+with ajv-formats too), and refused calls as the JSON-RPC errors the spec prescribes."""
+import json
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT, Daemon, ctl
+
+INTEROP = ROOT / "tests" / "interop"
+RATES = ["--rate-token", "1000/1000", "--rate-tenant", "1000/1000"]
+
+# Every kind of value PostgreSQL returns for the types the gateway maps, at their edges:
+# infinities, BC dates, years past 9999, numeric NaN and infinities, int8's extremes, NULLs.
+EDGE_SQL = """
+SELECT * FROM (VALUES
+ (1, timestamptz '2026-11-27 16:44:36.123456+00', timestamp '2026-11-27 16:44:36',
+  date '2026-11-27', numeric '12.50', int8 '9223372036854775807', float8 '1.5', real '0.25',
+  uuid 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', int2 '-32768', int4 '2147483647',
+  jsonb '{"a": [1, 2]}', true, text 'hello', interval '1 day 2 hours', time '12:30'),
+ (2, 'infinity', 'infinity', 'infinity', 'NaN', '-9223372036854775808', 'NaN', 'Infinity',
+  NULL, NULL, NULL, 'null', false, '', '-1 mons +2 days', '24:00'),
+ (3, '-infinity', '-infinity', '-infinity', 'Infinity', '0', 'Infinity', '-Infinity',
+  NULL, NULL, NULL, '"text"', NULL, NULL, NULL, NULL),
+ (4, '0044-03-15 12:00:00+00 BC', '0044-03-15 12:00:00 BC', '0044-03-15 BC', '-Infinity',
+  '-1', '-Infinity', '-0', NULL, NULL, NULL, '3', NULL, NULL, NULL, NULL),
+ (5, '10000-01-01 00:00:00+00', '10000-01-01 00:00:00', '10000-01-01', '-0.000001',
+  '42', '1e308', '3.4e38', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (6, '4713-01-01 00:00:00+00 BC', '4713-01-01 00:00:00 BC', '4713-01-01 BC', '1e100',
+  NULL, '-0', '1e-45', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (7, '294276-12-31 23:59:59.999999+00', '294276-12-31 23:59:59.999999', '5874897-12-31',
+  '0', NULL, '2.2250738585072014e-308', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (8, '0400-02-29 00:00:00.5+00', '0001-01-01 00:00:00', '0001-01-01', '-12345678901234567890.0001',
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (9, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+) v(k, tstz, ts, d, n, i8, f8, f4, u, i2, i4, j, b, t, iv, tm)
+WHERE k >= $from ORDER BY k
+"""
+
+
+def manifest(name, kind, statement, properties, required, **extra):
+    m = {"name": name, "description": f"Test tool {name}.", "kind": kind,
+         "arguments": {"type": "object", "properties": properties, "required": required,
+                       "additionalProperties": False},
+         "statement": statement}
+    m.update(extra)
+    return m
+
+
+EXTRA_TOOLS = [
+    manifest("edge_values", "read", EDGE_SQL,
+             {"from": {"type": "integer", "minimum": 1, "default": 1}}, []),
+    # A write over its cap: a customer with two invoices, at most one row.
+    manifest("void_all_invoices", "write",
+             "UPDATE billing.invoices SET status = 'void' WHERE customer_id = $customer_id "
+             "AND deleted_at IS NULL RETURNING id, number, status",
+             {"customer_id": {"type": "integer", "minimum": 1}}, ["customer_id"], max_rows=1),
+    # A write whose argument the table's CHECK constraint can refuse.
+    manifest("set_currency", "write",
+             "UPDATE billing.invoices SET currency = $currency WHERE id = $invoice_id "
+             "AND deleted_at IS NULL RETURNING id, currency",
+             {"invoice_id": {"type": "integer", "minimum": 1},
+              "currency": {"type": "string", "maxLength": 8}}, ["invoice_id", "currency"],
+             max_rows=1),
+    {"name": "tiny_sh", "description": "Test tool tiny_sh.", "kind": "code",
+     "arguments": {"type": "object", "properties": {"code": {"type": "string"}},
+                   "required": ["code"], "additionalProperties": False},
+     "code": {"interpreter": "sh", "limits": {"time_s": 10, "stdout_max": 4096}}},
+]
+
+
+class World:
+    """A tenant with one customer and two invoices, the demo catalog plus test tools."""
+
+    def __init__(self, cluster, tools):
+        self.cluster = cluster
+        self.tools = tools
+        self.tenant = f"sdk{secrets.token_hex(3)}"
+        ctl("tenant", "add", self.tenant, "--db", cluster.operator_url)
+        out = cluster.psql(
+            f"SET ROLE tenant_{self.tenant}; INSERT INTO billing.customers (email, name) "
+            f"VALUES ('sdk@{self.tenant}.example', 'SDK customer') RETURNING id")
+        self.customer = int([x for x in out.split() if x.isdigit()][0])
+        out = cluster.psql(
+            f"SET ROLE tenant_{self.tenant}; INSERT INTO billing.invoices "
+            f"(customer_id, number, status, amount, issued_at, paid_at) VALUES "
+            f"({self.customer}, '{self.tenant}-1', 'open', 10.50, now() - interval '1 day', NULL), "
+            f"({self.customer}, '{self.tenant}-2', 'paid', 99.00, now(), now()) RETURNING id")
+        self.invoices = [int(x) for x in out.split() if x.isdigit()]
+
+    def mint(self, *tools):
+        argv = ["token", "mint", "--tenant", self.tenant, "--ttl", "10m",
+                "--db", self.cluster.operator_url]
+        for t in tools:
+            argv += ["--tool", t]
+        return ctl(*argv).stdout.strip()
+
+    def record(self, call_id):
+        row = self.cluster.psql(
+            "SELECT json_build_object('outcome', outcome, 'reason', reason, 'dry_run', dry_run)"
+            f" FROM airlock.calls WHERE id = '{call_id}'")
+        return json.loads(row) if row.strip() else None
+
+
+@pytest.fixture(scope="module")
+def sdk():
+    """The node program and the SDK, installed by `make interop-deps` (npm ci)."""
+    node = shutil.which("node")
+    assert node is not None, "node is missing: run `make bootstrap`"
+    assert (INTEROP / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json").exists(), \
+        "the MCP SDK is not installed: run `make interop-deps`"
+    pinned = json.loads((INTEROP / "package.json").read_text())["dependencies"]
+    got = json.loads((INTEROP / "node_modules" / "@modelcontextprotocol" / "sdk" /
+                      "package.json").read_text())["version"]
+    assert got == pinned["@modelcontextprotocol/sdk"], "stale node_modules: run `make interop-deps`"
+    return node
+
+
+@pytest.fixture(scope="module")
+def world(cluster, tmp_path_factory):
+    tools = tmp_path_factory.mktemp("sdk") / "tools"
+    shutil.copytree(ROOT / "tools", tools)
+    for m in EXTRA_TOOLS:
+        (tools / f"{m['name']}.json").write_text(json.dumps(m))
+    return World(cluster, tools)
+
+
+@pytest.fixture(scope="module")
+def gw(cluster, world):
+    d = Daemon(["--db", cluster.gateway_url, "--tools", str(world.tools), *RATES])
+    yield d
+    d.stop()
+
+
+def session(sdk, gw, token, calls):
+    """Runs one SDK client session: connect, list, then each call.  Returns its report."""
+    p = subprocess.run([sdk, str(INTEROP / "mcp_client.mjs"), gw.url + "/mcp", token],
+                       input=json.dumps({"calls": calls}), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, f"mcp_client exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+    return json.loads(p.stdout)
+
+
+def clean(out):
+    """Nothing the SDK or a validator logged (an unknown format, an ignored keyword), and
+    every outputSchema compiles under the strict Ajv."""
+    assert out["warnings"] == [], out["warnings"]
+    assert out["schema_faults"] == {}, out["schema_faults"]
+
+
+def result(entry):
+    """The CallToolResult of a call the SDK accepted, checked by the strict Ajv too."""
+    assert "error" not in entry, entry["error"]
+    assert "strict_errors" not in entry, entry["strict_errors"]
+    res = entry["result"]
+    assert res["isError"] or json.loads(res["content"][0]["text"]) == res["structuredContent"]
+    return res
+
+
+def tool_error(entry, reason):
+    res = result(entry)
+    assert res["isError"] is True, res
+    e = res["structuredContent"]["error"]
+    assert e["reason"] == reason, e
+    return res["structuredContent"]
+
+
+def ok(entry):
+    res = result(entry)
+    assert res["isError"] is False, res
+    return res["structuredContent"]
+
+
+def test_connect_list_read_and_argument_errors(sdk, gw, world):
+    tok = world.mint("lookup_invoices", "get_customer")
+    out = session(sdk, gw, tok, [
+        {"name": "lookup_invoices", "arguments": {"customer_id": world.customer}},
+        {"name": "lookup_invoices", "arguments": {"customer_id": "1"}},
+        {"name": "lookup_invoices", "arguments": {"customer_id": 0}},
+        {"name": "lookup_invoices", "arguments": {"customer_id": 1, "tenant": "x"}},
+        {"name": "get_customer", "arguments": {}},
+    ])
+    assert out["server"]["name"] == "airlock"
+    assert out["protocol"] in ("2025-06-18", "2025-11-25")
+    assert sorted(out["tools"]) == ["get_customer", "lookup_invoices"]
+    read, wrong_type, too_small, unexpected, missing = out["results"]
+    sc = ok(read)
+    assert sc["row_count"] == 2 and sc["truncated"] is False and sc["dry_run"] is False
+    assert [r["number"] for r in sc["rows"]] == [f"{world.tenant}-2", f"{world.tenant}-1"]
+    assert sc["rows"][0]["amount"] == "99.00" and isinstance(sc["rows"][0]["id"], str)
+    for entry, argument in [(wrong_type, "customer_id"), (too_small, "customer_id"),
+                            (unexpected, "tenant"), (missing, "customer_id")]:
+        sc = tool_error(entry, "invalid_arguments")
+        assert sc["error"]["argument"] == argument
+        assert world.record(sc["call_id"]) == {"outcome": "tool_error",
+                                               "reason": "invalid_arguments", "dry_run": False}
+    clean(out)
+
+
+def test_refused_calls_are_jsonrpc_errors(sdk, gw, world):
+    tok = world.mint("lookup_invoices")
+    out = session(sdk, gw, tok, [
+        {"name": "no_such_tool", "arguments": {}},
+        {"name": "get_customer", "arguments": {"customer_id": world.customer}},
+    ])
+    unknown, not_granted = out["results"]
+    assert "result" not in unknown and unknown["error"]["code"] == -32602
+    assert unknown["error"]["data"]["reason"] == "tool_not_found"
+    assert "result" not in not_granted and not_granted["error"]["code"] == 403
+    assert not_granted["error"]["data"]["reason"] == "tool_not_granted"
+    clean(out)
+
+
+def test_every_value_matches_its_format(sdk, gw, world):
+    tok = world.mint("edge_values")
+    out = session(sdk, gw, tok, [{"name": "edge_values", "arguments": {}},
+                                 {"name": "edge_values", "arguments": {"from": "x"}}])
+    sc = ok(out["results"][0])
+    rows = {r["k"]: r for r in sc["rows"]}
+    assert len(rows) == 9
+    assert rows[1]["tstz"] == "2026-11-27T16:44:36.123456+00:00"
+    assert rows[1]["ts"] == "2026-11-27T16:44:36" and rows[1]["d"] == "2026-11-27"
+    assert rows[1]["n"] == "12.50" and rows[1]["i8"] == "9223372036854775807"
+    assert rows[2]["tstz"] == "infinity" and rows[2]["d"] == "infinity"
+    assert rows[2]["n"] == "NaN" and rows[2]["f8"] == "NaN"
+    assert rows[3]["tstz"] == "-infinity" and rows[3]["n"] == "Infinity"
+    assert rows[4]["tstz"] == "0044-03-15 12:00:00+00 BC" and rows[4]["d"] == "0044-03-15 BC"
+    assert rows[5]["tstz"] == "10000-01-01 00:00:00+00" and rows[5]["d"] == "10000-01-01"
+    assert rows[6]["n"] == "1" + "0" * 100
+    assert rows[8]["tstz"] == "0400-02-29T00:00:00.5+00:00"
+    assert all(v is None for k, v in rows[9].items() if k != "k")
+    tool_error(out["results"][1], "invalid_arguments")
+    clean(out)
+
+
+def test_writes_previews_replays_and_their_errors(sdk, gw, world):
+    tok = world.mint("update_invoice_status", "void_all_invoices", "set_currency")
+    inv = world.invoices[0]
+    key = secrets.token_hex(8)
+    out = session(sdk, gw, tok, [
+        {"name": "update_invoice_status", "arguments": {"invoice_id": inv, "status": "void"},
+         "params": {"dry_run": True}},
+        {"name": "update_invoice_status", "arguments": {"invoice_id": inv, "status": "void"},
+         "params": {"idempotency_key": key}},
+        {"name": "update_invoice_status", "arguments": {"invoice_id": inv, "status": "void"},
+         "params": {"idempotency_key": key}},
+        {"name": "update_invoice_status", "arguments": {"invoice_id": inv, "status": "lost"},
+         "params": {"idempotency_key": secrets.token_hex(8)}},
+        {"name": "void_all_invoices", "arguments": {"customer_id": world.customer},
+         "params": {"dry_run": True}},
+        {"name": "set_currency", "arguments": {"invoice_id": inv, "currency": "usd"},
+         "params": {"dry_run": True}},
+        {"name": "update_invoice_status", "arguments": {"invoice_id": inv, "status": "open"}},
+    ])
+    preview, commit, replay, bad, capped, constraint, keyless = out["results"]
+    sc = ok(preview)
+    assert sc["dry_run"] is True and sc["plan_id"] == sc["call_id"] and sc["row_count"] == 1
+    assert sc["changes"][0]["action"] == "update" and sc["changes"][0]["after"]["status"] == "void"
+    sc = ok(commit)
+    assert sc["dry_run"] is False and sc["replayed"] is False and sc["rows"][0]["status"] == "void"
+    again = ok(replay)
+    assert again["replayed"] is True and again["call_id"] == sc["call_id"]
+    assert tool_error(bad, "invalid_arguments")["error"]["argument"] == "status"
+    e = tool_error(capped, "row_cap_exceeded")["error"]
+    assert e["count"] == 2 and e["max_rows"] == 1
+    assert tool_error(constraint, "constraint_violated")["call_id"]
+    # A write without a key: refused, either as a JSON-RPC error or as a tool error the
+    # model can correct, but never as a result the SDK rejects.
+    if "error" in keyless:
+        assert keyless["error"]["data"]["reason"] == "key_required", keyless
+    else:
+        tool_error(keyless, "key_required")
+    assert world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT status, currency FROM "
+                              f"billing.invoices WHERE id = {inv}").split()[-1] == "void|USD"
+    clean(out)
+
+
+def test_code_tools_and_their_errors(sdk, gw, world):
+    tok = world.mint("run_sh", "tiny_sh")
+    out = session(sdk, gw, tok, [
+        {"name": "run_sh", "arguments": {"code": "echo '{\"sum\": 3}'"}},
+        {"name": "run_sh", "arguments": {"code": "echo text; echo note >&2"}},
+        {"name": "run_sh", "arguments": {"code": "echo hi"}, "params": {"dry_run": True}},
+        {"name": "run_sh", "arguments": {"code": "echo partial; exit 3"}},
+        {"name": "tiny_sh", "arguments": {"code": "head -c 100000 /dev/zero | tr '\\0' x"}},
+        {"name": "run_sh", "arguments": {}},
+    ])
+    as_json, as_text, plan, failed, limited, no_code = out["results"]
+    assert ok(as_json)["stdout"] == {"sum": 3}
+    assert ok(as_text)["stdout"] == "text\n" and ok(as_text)["stderr"] == "note\n"
+    sc = ok(plan)
+    assert sc["dry_run"] is True and sc["plan"]["interpreter"] == "sh"
+    e = tool_error(failed, "program_failed")["error"]
+    assert e["exit_code"] == 3 and e["stdout"] == "partial\n"
+    e = tool_error(limited, "sandbox_limit")["error"]
+    assert e["limit"] == "output"
+    assert tool_error(no_code, "invalid_arguments")["error"]["argument"] == "code"
+    clean(out)
+
+
+def test_whole_catalog_lists_cleanly(sdk, gw, world):
+    names = sorted(p.stem for p in world.tools.glob("*.json"))
+    out = session(sdk, gw, world.mint(*names), [])
+    assert sorted(out["tools"]) == names
+    clean(out)
