@@ -220,27 +220,18 @@ tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char
 
 	if (json_object_size(bindings) == 0)
 		return 0;
-	json_array_foreach(tools, i, name) {
-		if ((t = tool_find(cat, json_string_value(name))) == NULL) {
+	json_array_foreach(tools, i, name)
+		if (tool_find(cat, json_string_value(name)) == NULL) {
 			snprintf(msg, len, "tool %.64s is not in the catalog, so the bindings cannot "
 			    "be checked against it", json_string_value(name));
 			return -1;
 		}
-		if (t->kind == TOOL_CODE)
-			continue;
-		json_object_foreach(bindings, k, v) {
-			if (json_object_get(json_object_get(t->schema, "properties"), k) == NULL) {
-				snprintf(msg, len, "tool %s takes no argument %.64s, so it cannot "
-				    "honour that binding: grant it to another token", t->name, k);
-				return -1;
-			}
-		}
-	}
+	/* A binding no granted tool takes would bind nothing. */
 	json_object_foreach(bindings, k, v) {
 		is_used = 0;
 		json_array_foreach(tools, i, name) {
 			t = tool_find(cat, json_string_value(name));
-			is_used |= t != NULL && t->kind != TOOL_CODE &&
+			is_used |= t->kind != TOOL_CODE &&
 			    json_object_get(json_object_get(t->schema, "properties"), k) != NULL;
 		}
 		if (!is_used) {
@@ -248,6 +239,19 @@ tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char
 			    "(code tools are bound through their input_tool)", k);
 			return -1;
 		}
+	}
+	/* A tool without a bound argument could not be held to the binding.  Code tools
+	 * reach data only through their input_tool, which is checked when called. */
+	json_array_foreach(tools, i, name) {
+		t = tool_find(cat, json_string_value(name));
+		if (t->kind == TOOL_CODE)
+			continue;
+		json_object_foreach(bindings, k, v)
+			if (json_object_get(json_object_get(t->schema, "properties"), k) == NULL) {
+				snprintf(msg, len, "tool %s takes no argument %.64s, so it cannot "
+				    "honour that binding: grant it to another token", t->name, k);
+				return -1;
+			}
 	}
 	return 0;
 }
