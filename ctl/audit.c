@@ -849,11 +849,19 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 	args = PQgetisnull(res, 0, 4) ? json_object() :
 	    json_loads(PQgetvalue(res, 0, 4), JSON_DECODE_ANY, NULL);
 	props = json_object_get(t->schema, "properties");
+	/* Arguments past the record's cap were kept as a digest and a prefix only. */
+	if (json_is_string(json_object_get(args, "hmac_sha256")) &&
+	    json_is_integer(json_object_get(args, "bytes"))) {
+		*detail = json_pack("{s:s}", "reason", "arguments kept as a digest");
+		json_decref(args);
+		return V_NOT_REPLAYABLE;
+	}
 	/* A sensitive argument was recorded as its digest: the value to run it with is gone. */
 	json_object_foreach(args, k, val) {
 		if (json_is_true(json_object_get(json_object_get(props, k), "sensitive")) ||
 		    (json_is_object(val) && json_object_size(val) == 1 &&
-		    json_is_string(json_object_get(val, "sha256")))) {
+		    (json_is_string(json_object_get(val, "hmac_sha256")) ||
+		    json_is_string(json_object_get(val, "sha256"))))) {
 			*detail = json_pack("{s:s, s:s}", "reason", "sensitive argument",
 			    "argument", k);
 			json_decref(args);

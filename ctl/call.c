@@ -157,6 +157,7 @@ cmd_call(int argc, char **argv)
 	const char *db = NULL, *action;
 	char conninfo[1024];
 	int opt, is_dry_run = 0, is_force = 0, rc;
+	PGresult *res;
 	PGconn *conn;
 
 	while ((opt = cli_getopt(argc, argv, "h", options)) != -1) {
@@ -190,6 +191,19 @@ cmd_call(int argc, char **argv)
 	if (cli_conninfo(db, conninfo, sizeof(conninfo)) == -1 ||
 	    (conn = cli_connect("call", db)) == NULL)
 		return EX_UNAVAILABLE;
+	/* Images are compared as jsonb text, in which a timestamptz is written in the session's
+	 * time zone: the gateway's sessions write and compare them in UTC, so this one must too,
+	 * whatever PGTZ or the server's default says.  The revert's fingerprint is keyed. */
+	res = PQexec(conn, "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
+	    "SET intervalstyle = 'iso_8601'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK || (strcmp(action, "revert") == 0 &&
+	    audit_key_load(conn) == -1)) {
+		cli_warnx("call", "cannot set up the session: %s", PQerrorMessage(conn));
+		PQclear(res);
+		PQfinish(conn);
+		return EX_UNAVAILABLE;
+	}
+	PQclear(res);
 	if (strcmp(action, "show") == 0)
 		rc = show(conn, argv[optind + 1]);
 	else

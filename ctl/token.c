@@ -17,26 +17,31 @@
 static const char usage[] =
     "usage: airlockctl token mint --tenant T --tool NAME... [--bind ARG=VALUE]... --ttl TTL\n"
     "                             [--max-calls N] [--preview-only] [--revert] [--task ID]\n"
+    "                             [--tools DIR]\n"
     "       airlockctl token revoke ID\n"
     "       airlockctl token list [--tenant T]\n"
     "       airlockctl token admin-key FILE\n"
     "\n"
     "  mint        print a new token (alk_ + 43 characters) on a line of its own; only its\n"
     "              SHA-256 is stored. --tool is repeatable; --bind ARG=VALUE lets the token\n"
-    "              pass only VALUE for argument ARG; --ttl like 60s, 5m, 1h (at most 24h);\n"
-    "              --max-calls caps tools/call; --preview-only turns every call into a\n"
-    "              dry-run; --revert grants airlock/calls.revert; --task names the task\n"
-    "              (default: the token id)\n"
+    "              pass only VALUE for argument ARG, and every granted tool but code tools\n"
+    "              must take ARG (checked against the catalog in --tools DIR, default\n"
+    "              $AIRLOCK_TOOLS, else ./tools); --ttl like 60s, 5m, 1h (at most 24h);\n"
+    "              --max-calls caps tools/call and reverts; --preview-only turns every\n"
+    "              call into a dry-run; --revert grants airlock/calls.revert; --task names\n"
+    "              the task (default: the token id)\n"
     "  revoke ID   revoke at once, on every gateway instance\n"
     "  list        one token per line: id, tenant, task, state, expires, calls used, tools\n"
     "  admin-key FILE  write a new admin credential (alkadm_...) to FILE, mode 0600;\n"
     "              airlockd --admin-key-file FILE picks it up without a restart\n"
     "\n"
     "options: --db URL (default: $AIRLOCK_DB, else the dev-db operator URL); -h, --help\n"
-    "Exit status: 0, 64 bad usage, 65 refused (no such tenant or token), 69 database\n"
-    "unreachable, 73 cannot write FILE.\n";
+    "Exit status: 0, 64 bad usage, 65 refused (no such tenant or token, a binding a granted\n"
+    "tool cannot honour), 66 no catalog to check bindings against, 69 database unreachable,\n"
+    "73 cannot write FILE.\n";
 
-enum { O_TENANT = 256, O_TOOL, O_BIND, O_TTL, O_MAX, O_PREVIEW, O_REVERT, O_TASK, O_DB };
+enum { O_TENANT = 256, O_TOOL, O_BIND, O_TTL, O_MAX, O_PREVIEW, O_REVERT, O_TASK, O_DB,
+    O_TOOLS };
 
 static const struct option options[] = {
 	{ "tenant", required_argument, NULL, O_TENANT },
@@ -48,6 +53,7 @@ static const struct option options[] = {
 	{ "revert", no_argument, NULL, O_REVERT },
 	{ "task", required_argument, NULL, O_TASK },
 	{ "db", required_argument, NULL, O_DB },
+	{ "tools", required_argument, NULL, O_TOOLS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -72,21 +78,40 @@ record(PGconn *conn, const char *method, const char *tenant, json_t *args)
 }
 
 static int
-mint_token(const char *db, struct tok_spec *spec)
+mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 {
-	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], err[256];
+	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], err[512];
+	struct catalog *cat = NULL;
+	const char *env;
 	int is_user_error;
 	PGconn *conn;
 	json_t *args;
 
-	if ((conn = cli_connect("token", db)) == NULL)
+	/* Bindings are checked against the tools' arguments: the catalog's schemas, which
+	 * need no database (its statements are airlockd's and tool check's to verify). */
+	if (json_object_size(spec->bindings) > 0) {
+		if (tools_dir == NULL)
+			tools_dir = (env = getenv("AIRLOCK_TOOLS")) != NULL && *env != '\0' ?
+			    env : "tools";
+		if ((cat = tool_load(tools_dir, NULL, err, sizeof(err))) == NULL) {
+			cli_warnx("token", "--bind is checked against the catalog: %s", err);
+			return EX_NOINPUT;
+		}
+		spec->catalog = cat;
+	}
+	if ((conn = cli_connect("token", db)) == NULL) {
+		tool_catalog_free(cat);
 		return EX_UNAVAILABLE;
+	}
 	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
 	    &is_user_error) == -1) {
 		cli_warnx("token", "%s", err);
 		PQfinish(conn);
+		tool_catalog_free(cat);
 		return is_user_error ? EX_DATAERR : EX_UNAVAILABLE;
 	}
+	tool_catalog_free(cat);
+	spec->catalog = NULL;
 	args = json_pack("{s:s, s:s, s:O, s:O?, s:I, s:I, s:b, s:b}", "token_id", id, "tenant",
 	    spec->tenant, "tools", spec->tools, "bindings", spec->bindings,
 	    "ttl", (json_int_t)spec->ttl, "max_calls", (json_int_t)spec->max_calls,
@@ -196,7 +221,7 @@ int
 cmd_token(int argc, char **argv)
 {
 	struct tok_spec spec;
-	const char *db = NULL, *errstr, *action;
+	const char *db = NULL, *tools_dir = NULL, *errstr, *action;
 	json_t *tools = json_array(), *bindings = json_object();
 	char *eq;
 	int opt, rc = EX_USAGE, ttl_set = 0;
@@ -249,6 +274,9 @@ cmd_token(int argc, char **argv)
 		case O_DB:
 			db = optarg;
 			break;
+		case O_TOOLS:
+			tools_dir = optarg;
+			break;
 		default:
 			goto out;
 		}
@@ -264,7 +292,7 @@ cmd_token(int argc, char **argv)
 			goto out;
 		}
 		spec.bindings = bindings;
-		rc = mint_token(db, &spec);
+		rc = mint_token(db, &spec, tools_dir);
 	} else if (strcmp(action, "revoke") == 0 && optind + 1 == argc)
 		rc = revoke_token(db, argv[optind]);
 	else if (strcmp(action, "list") == 0 && optind == argc)

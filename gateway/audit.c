@@ -1,8 +1,10 @@
 /*
  * audit.c: the audit writer.  Callers queue their records and wait; one thread
  * writes everything queued in one INSERT and one commit (group commit), then wakes
- * them all.  Refusals before authentication are only counted here, per client
- * address and second, and written as one row per (second, address, reason).
+ * them all.  Refusals before authentication, and a token's refusals by rate limit, are
+ * only counted here, per client address, token and second, and written as one row per
+ * (second, address, token, reason).  It also holds the deployment's digest key, and bounds
+ * what a record's arguments may hold.
  */
 #include <pthread.h>
 #include <sha256.h>
@@ -28,6 +30,7 @@ struct pending {
 struct refusal {
 	time_t second;
 	char client[64];
+	char token_id[16];		/* "" when no token is known */
 	const char *reason;
 	int count;
 };
@@ -64,9 +67,16 @@ static const char insert_plan[] =
     " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, now() + interval '15 minutes')";
 
 static const char insert_refusals[] =
-    "INSERT INTO airlock.refusals (second, client, reason, count)"
-    " SELECT to_timestamp((r->>0)::bigint), r->>1, r->>2, (r->>3)::integer"
+    "INSERT INTO airlock.refusals (second, client, reason, count, token_id)"
+    " SELECT to_timestamp((r->>0)::bigint), r->>1, r->>2, (r->>3)::integer, NULLIF(r->>4, '')"
     " FROM json_array_elements($1::json) r";
+
+static const char key_sql[] = "SELECT encode(key, 'hex') FROM airlock.digest_key";
+
+/* The deployment's digest key (airlock.digest_key), read once per process. */
+static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t digest_key[32];
+static int has_key;
 
 void
 audit_new_id(char id[AUDIT_ID_LEN + 1])
@@ -111,6 +121,123 @@ audit_digest(json_t *v, char hex[65])
 	free(text);
 }
 
+int
+audit_key_load(PGconn *conn)
+{
+	PGresult *res;
+	const char *hex;
+	unsigned v;
+	size_t i;
+	int rc = -1;
+
+	pthread_mutex_lock(&key_lock);
+	if (has_key) {
+		pthread_mutex_unlock(&key_lock);
+		return 0;
+	}
+	res = conn != NULL ? PQexecParams(conn, key_sql, 0, NULL, NULL, NULL, NULL, 0) : NULL;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    strlen(hex = PQgetvalue(res, 0, 0)) == 2 * sizeof(digest_key)) {
+		for (i = 0; i < sizeof(digest_key) && sscanf(hex + 2 * i, "%2x", &v) == 1; i++)
+			digest_key[i] = (uint8_t)v;
+		if (i == sizeof(digest_key)) {
+			has_key = 1;
+			rc = 0;
+		}
+	} else if (res != NULL)
+		log_error("cannot read the digest key (airlock.digest_key; run airlockctl migrate): "
+		    "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	pthread_mutex_unlock(&key_lock);
+	return rc;
+}
+
+int
+audit_has_key(void)
+{
+	int yes;
+
+	pthread_mutex_lock(&key_lock);
+	yes = has_key;
+	pthread_mutex_unlock(&key_lock);
+	return yes;
+}
+
+void
+audit_keyed_digest(json_t *v, char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t pad[64], inner[32], mac[32];
+	char *text;
+	SHA2_CTX ctx;
+	size_t i;
+
+	hex[0] = '\0';
+	if (!audit_has_key() || (text = audit_canonical(v)) == NULL)
+		return;
+	/* HMAC-SHA256 (RFC 2104): the key is shorter than a block, so it is zero-padded. */
+	memset(pad, 0, sizeof(pad));
+	memcpy(pad, digest_key, sizeof(digest_key));
+	for (i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36;
+	SHA256Init(&ctx);
+	SHA256Update(&ctx, pad, sizeof(pad));
+	SHA256Update(&ctx, (const uint8_t *)text, strlen(text));
+	SHA256Final(inner, &ctx);
+	for (i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	SHA256Init(&ctx);
+	SHA256Update(&ctx, pad, sizeof(pad));
+	SHA256Update(&ctx, inner, sizeof(inner));
+	SHA256Final(mac, &ctx);
+	for (i = 0; i < sizeof(mac); i++) {
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 15];
+	}
+	hex[64] = '\0';
+	explicit_bzero(pad, sizeof(pad));
+	free(text);
+}
+
+json_t *
+audit_summary(json_t *sent, json_t *shown)
+{
+	char hex[65], *text;
+	size_t n;
+	json_t *out;
+
+	text = json_dumps(sent, JSON_COMPACT | JSON_ENCODE_ANY);
+	n = text != NULL ? strlen(text) : 0;
+	free(text);
+	audit_keyed_digest(sent, hex);
+	/* The prefix is cut from ASCII-only text, so it never splits a character. */
+	text = shown != NULL ? json_dumps(shown, JSON_COMPACT | JSON_ENSURE_ASCII |
+	    JSON_ENCODE_ANY) : NULL;
+	out = json_pack("{s:s, s:I, s:s#}", "hmac_sha256", hex, "bytes", (json_int_t)n,
+	    "prefix", text != NULL ? text : "", text != NULL ?
+	    (int)strnlen(text, AUDIT_PREFIX_MAX) : 0);
+	free(text);
+	return out;
+}
+
+/* What a record keeps of arguments (borrowed): themselves up to AUDIT_ARGS_MAX bytes,
+ * else their summary.  Returns a new reference. */
+static json_t *
+bounded_args(json_t *args)
+{
+	char *text;
+	size_t n;
+
+	if (args == NULL)
+		return json_null();
+	text = json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
+	n = text != NULL ? strlen(text) : 0;
+	free(text);
+	if (text != NULL && n <= AUDIT_ARGS_MAX)
+		return json_incref(args);
+	return audit_summary(args, args);
+}
+
 void
 audit_record_init(struct audit_record *rec, const char *method, const char *client)
 {
@@ -150,11 +277,12 @@ audit_record_json(const struct audit_record *r)
 	snprintf(at, sizeof(at), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	    (long)(r->at.tv_nsec / 1000) % 1000000);
-	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:O?, s:b, s:o, s:o, s:s, s:o,"
+	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o, s:s, s:o,"
 	    " s:f, s:o, s:o, s:O?}",
 	    "id", r->id, "at", at, "tenant", text_or_null(r->tenant),
 	    "token_id", text_or_null(r->token_id), "task", text_or_null(r->task),
-	    "method", r->method, "tool", text_or_null(r->tool), "arguments", r->arguments,
+	    "method", r->method, "tool", text_or_null(r->tool), "arguments",
+	    bounded_args(r->arguments),
 	    "dry_run", r->is_dry_run, "idempotency_key", text_or_null(r->idem_key),
 	    "plan_id", text_or_null(r->plan_id), "outcome", r->outcome,
 	    "reason", text_or_null(r->reason), "duration_ms", r->duration_ms,
@@ -283,8 +411,8 @@ take_refusals(struct audit *a, time_t now)
 		struct refusal *r = &a->refusals[i];
 
 		if (r->second < now || a->stopping)
-			json_array_append_new(rows, json_pack("[I, s, s, i]", (json_int_t)r->second,
-			    r->client, r->reason, r->count));
+			json_array_append_new(rows, json_pack("[I, s, s, i, s]", (json_int_t)r->second,
+			    r->client, r->reason, r->count, r->token_id));
 		else
 			a->refusals[kept++] = *r;
 	}
@@ -402,6 +530,12 @@ audit_write(struct audit *a, const struct audit_record *rec)
 void
 audit_refusal(struct audit *a, const char *client, const char *reason)
 {
+	audit_refusal_of(a, client, NULL, reason);
+}
+
+void
+audit_refusal_of(struct audit *a, const char *client, const char *token_id, const char *reason)
+{
 	time_t now;
 	struct refusal *r;
 	size_t i;
@@ -410,10 +544,13 @@ audit_refusal(struct audit *a, const char *client, const char *reason)
 	 * writer flushes its second, then start that second's row again. */
 	pthread_mutex_lock(&a->lock);
 	now = time(NULL);
+	if (token_id == NULL)
+		token_id = "";
 	for (;;) {
 		for (i = 0; i < a->n_refusals; i++) {
 			r = &a->refusals[i];
-			if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0) {
+			if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0 &&
+			    strcmp(r->token_id, token_id) == 0) {
 				r->count++;
 				goto out;
 			}
@@ -428,10 +565,12 @@ audit_refusal(struct audit *a, const char *client, const char *reason)
 			goto out;
 		}
 		client = "(other)";
+		token_id = "";
 	}
 	r = &a->refusals[a->n_refusals++];
 	r->second = now;
 	strlcpy(r->client, client, sizeof(r->client));
+	strlcpy(r->token_id, token_id, sizeof(r->token_id));
 	r->reason = reason;
 	r->count = 1;
 	pthread_cond_signal(&a->wake);

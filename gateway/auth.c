@@ -65,6 +65,8 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, struct 
 		unauthorized(err, "token_invalid", "Unknown token");
 		goto fail;
 	}
+	/* A refusal of a token that exists keeps its id (the caller counts it with it). */
+	strlcpy(p->token_id, PQgetvalue(res, 0, 0), sizeof(p->token_id));
 	if (strcmp(PQgetvalue(res, 0, 13), "t") == 0) {
 		unauthorized(err, "token_revoked", "The token was revoked");
 		goto fail;
@@ -77,7 +79,6 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, struct 
 		rpc_error_set(err, RPC_FORBIDDEN, "tenant_disabled", "The tenant is disabled");
 		goto fail;
 	}
-	strlcpy(p->token_id, PQgetvalue(res, 0, 0), sizeof(p->token_id));
 	strlcpy(p->tenant, PQgetvalue(res, 0, 1), sizeof(p->tenant));
 	strlcpy(p->role, PQgetvalue(res, 0, 2), sizeof(p->role));
 	strlcpy(p->task, PQgetvalue(res, 0, 4), sizeof(p->task));
@@ -164,11 +165,18 @@ auth_check_bindings(const struct principal *p, const struct tool *t, json_t *arg
 	char *text;
 	int same;
 
-	if (p->is_admin)
+	/* A code tool reaches data only through its input_tool, which is checked itself. */
+	if (p->is_admin || t->kind == TOOL_CODE)
 		return 0;
 	json_object_foreach(p->bindings, k, v) {
-		if (json_object_get(props, k) == NULL)
-			continue;	/* a binding for another tool's argument */
+		/* A tool without the bound argument cannot honour the binding: minting refuses
+		 * such a grant, and a catalog changed since fails closed here. */
+		if (json_object_get(props, k) == NULL) {
+			rpc_error_set(err, RPC_FORBIDDEN, "binding_mismatch", "This token is bound "
+			    "to a value of argument '%s', which tool '%s' does not take", k, t->name);
+			err->data = json_pack("{s:s}", "argument", k);
+			return -1;
+		}
 		text = tool_arg_text(json_object_get(args, k));
 		same = text != NULL && strcmp(text, json_string_value(v)) == 0;
 		free(text);

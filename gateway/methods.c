@@ -3,6 +3,7 @@
  * token methods.  Every method that names a token runs on a database worker and leaves a
  * call record; a call is answered only once its record is durable.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,9 +148,21 @@ limited(struct rpc_error *err, const char *what, int retry)
 	err->data = json_pack("{s:i}", "retryAfterSeconds", retry);
 }
 
+/* A call over its token's or tenant's rate limit is counted per token and second, like
+ * refusals before authentication, not recorded: a token flooding past its limit would
+ * otherwise add a record per refusal.  Returns -1. */
+static int
+rate_refusal(struct call *c, const struct rpc_error *err)
+{
+	audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id, err->reason);
+	c->is_identified = 0;	/* call_end writes no record */
+	return -1;
+}
+
 /*
  * Authenticates and rate-limits a call.  Returns 0, or -1 with err set.  Refusals before
- * authentication are only counted; from here on every call gets a record (call_end).
+ * authentication and by rate limit are only counted; every other call gets a record
+ * (call_end).
  */
 static int
 call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err)
@@ -165,10 +178,17 @@ call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err
 	audit_record_init(&c->rec, method, c->ctx->client);
 	if (auth_identify(c->ctx->db, c->ctx->bearer, cfg->admin_key_file, &c->p, err) == -1) {
 		if (err->code != RPC_UNAVAILABLE)
-			audit_refusal(c->gw->audit, c->ctx->client, err->reason);
+			audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id[0] != '\0' ?
+			    c->p.token_id : NULL, err->reason);
 		return -1;
 	}
 	c->is_identified = 1;
+	/* Records hold keyed digests: no call goes on without the deployment's key. */
+	if (!audit_has_key() && (db_ensure(c->ctx->db) == -1 ||
+	    audit_key_load(c->ctx->db->conn) == -1)) {
+		db_unavailable(err);
+		return -1;
+	}
 	if (!c->p.is_admin)
 		gw_note_tenant(c->gw, c->p.token_id, c->p.tenant);
 	strlcpy(c->rec.token_id, c->p.token_id, sizeof(c->rec.token_id));
@@ -179,13 +199,13 @@ call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err
 	snprintf(key, sizeof(key), "token:%s", c->p.token_id);
 	if (rl_take(c->gw->rl, key, cfg->rate_token, cfg->burst_token, &retry) == -1) {
 		limited(err, "token", retry);
-		return -1;
+		return rate_refusal(c, err);
 	}
 	snprintf(key, sizeof(key), "tenant:%s", c->p.tenant);
 	if (rl_take(c->gw->rl, key, c->p.rate > 0 ? c->p.rate : cfg->rate_tenant,
 	    c->p.rate > 0 ? c->p.burst : cfg->burst_tenant, &retry) == -1) {
 		limited(err, "tenant", retry);
-		return -1;
+		return rate_refusal(c, err);
 	}
 	return 0;
 }
@@ -256,23 +276,6 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 	audit_record_clear(&c->rec);
 	auth_clear(&c->p);
 	return result;
-}
-
-/* write_run's finish callback: completes a committed write's record from its result. */
-static void
-finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
-{
-	struct timespec now;
-	json_t *v = digest_view(sc);
-
-	(void)arg;
-	clock_gettime(CLOCK_REALTIME, &now);
-	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
-	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
-	rec->outcome = "ok";
-	rec->reason = NULL;
-	audit_digest(v, rec->result_digest);
-	json_decref(v);
 }
 
 static json_t *
@@ -350,25 +353,99 @@ m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	return call_end(&c, entry, entry, err);
 }
 
-/* Copies args with each property marked sensitive replaced by {"sha256": digest}. */
+/*
+ * args (borrowed) as a record shows them: each value of a property t marks sensitive as
+ * {"hmac_sha256": its keyed digest}, a code tool's input_tool arguments by the input tool's
+ * marks.  With is_known_only (a refused call), argument names t does not declare are left
+ * out and counted in *n_unknown: a model's stray key may hold anything.  t may be NULL (no
+ * such tool: every name is unknown).  Returns a new reference.
+ */
 static json_t *
-recorded_args(const struct tool *t, json_t *args)
+shown_args(const struct catalog *cat, const struct tool *t, json_t *args, int is_known_only,
+    size_t *n_unknown)
 {
-	json_t *out, *props, *v;
-	const char *k;
+	const struct tool *it;
+	json_t *out, *props, *prop, *v, *spec;
+	const char *k, *name;
 	char hex[65];
 
 	if (!json_is_object(args))
-		return json_null();
-	out = json_deep_copy(args);
-	props = json_object_get(t->schema, "properties");
+		return is_known_only ? json_null() : json_incref(args);
+	out = json_object();
+	props = t != NULL ? json_object_get(t->schema, "properties") : NULL;
 	json_object_foreach(args, k, v) {
-		if (json_is_true(json_object_get(json_object_get(props, k), "sensitive"))) {
-			audit_digest(v, hex);
-			json_object_set_new(out, k, json_pack("{s:s}", "sha256", hex));
+		if ((prop = json_object_get(props, k)) == NULL) {
+			if (is_known_only)
+				(*n_unknown)++;
+			else
+				json_object_set(out, k, v);
+			continue;
 		}
+		if (json_is_true(json_object_get(prop, "sensitive"))) {
+			audit_keyed_digest(v, hex);
+			json_object_set_new(out, k, json_pack("{s:s}", "hmac_sha256", hex));
+		} else if (t->kind == TOOL_CODE && strcmp(k, "input_tool") == 0) {
+			name = json_string_value(json_object_get(v, "name"));
+			it = name != NULL && cat != NULL ? tool_find(cat, name) : NULL;
+			spec = json_object();
+			if (name != NULL)
+				json_object_set_new(spec, "name", json_string(name));
+			if (json_object_get(v, "arguments") != NULL) {
+				if (it != NULL)
+					json_object_set_new(spec, "arguments", shown_args(cat, it,
+					    json_object_get(v, "arguments"), is_known_only, n_unknown));
+				else
+					(*n_unknown)++;	/* whose marks are unknown */
+			}
+			json_object_set_new(out, k, spec);
+		} else
+			json_object_set(out, k, v);
 	}
 	return out;
+}
+
+/* The arguments of an accepted call, as its record keeps them.  Returns a new reference. */
+static json_t *
+recorded_args(const struct catalog *cat, const struct tool *t, json_t *args)
+{
+	size_t n = 0;
+
+	return args == NULL ? json_null() : shown_args(cat, t, args, 0, &n);
+}
+
+/*
+ * What a refused call's record keeps of what it sent (borrowed, may be NULL): its keyed
+ * digest and size, and a short prefix of its declared arguments, sensitive ones as
+ * digests (audit_summary), with how many undeclared names were left out.  A refusal
+ * costs the caller little, so its record must cost little too.  Returns a new reference.
+ */
+static json_t *
+refused_args(const struct catalog *cat, const struct tool *t, json_t *sent)
+{
+	json_t *shown, *out;
+	size_t n = 0;
+
+	if (sent == NULL)
+		return json_null();
+	shown = shown_args(cat, t, sent, 1, &n);
+	out = audit_summary(sent, shown);
+	json_object_set_new(out, "unknown_keys", json_integer((json_int_t)n));
+	json_decref(shown);
+	return out;
+}
+
+/* Whether a call that answered result (or err) was refused: a protocol refusal, or
+ * arguments its tool's schema refused. */
+static int
+is_refused(json_t *result, const struct rpc_error *err)
+{
+	const char *reason;
+
+	if (result == NULL)
+		return err->reason != NULL && strcmp(outcome_of(err), "refused") == 0;
+	reason = json_string_value(json_object_get(json_object_get(json_object_get(result,
+	    "structuredContent"), "error"), "reason"));
+	return reason != NULL && strcmp(reason, "invalid_arguments") == 0;
 }
 
 /* A result the model sees as a failed tool call it can correct. */
@@ -525,13 +602,47 @@ limit_changes(json_t *changes, const struct tool *t)
 	}
 }
 
+/* The columns a write's answer shows: its tool's (t NULL: the keys only), or all of them. */
+struct shown_cols {
+	const struct tool *t;
+	int is_whole;
+};
+
+/* Limits the images of a write's answer sc to the columns it may show.  Idempotent. */
+static void
+limit_answer(json_t *sc, const struct shown_cols *cols)
+{
+	if (!cols->is_whole)
+		limit_changes(json_object_get(sc, "changes"), cols->t);
+}
+
+/* write_run's finish callback: shapes a committed write's answer (arg: its shown_cols)
+ * before it is stored for replays, and completes its record from it. */
+static void
+finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
+{
+	struct timespec now;
+	json_t *v;
+
+	limit_answer(sc, arg);
+	v = digest_view(sc);
+	clock_gettime(CLOCK_REALTIME, &now);
+	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
+	rec->outcome = "ok";
+	rec->reason = NULL;
+	audit_digest(v, rec->result_digest);
+	json_decref(v);
+}
+
 /*
  * Runs a write through write_run and shapes the answer: a CallToolResult, a tool error
  * result, or NULL with err.  Sets the record's key, plan and dry-run fields.
  */
 static json_t *
 run_write(struct call *c, const struct write_stmt *st, const char *role, const char *tenant,
-    const char *tool, const char *fp, json_t *params, struct rpc_error *err)
+    const char *tool, const char *fp, json_t *params, const struct shown_cols *cols,
+    struct rpc_error *err)
 {
 	const char *key = NULL, *plan_id;
 	json_t *sc, *result = NULL, *view;
@@ -547,7 +658,7 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 	if (plan_id != NULL)
 		strlcpy(c->rec.plan_id, plan_id, sizeof(c->rec.plan_id));
 	sc = write_run(c->ctx->db, st, role, tenant, tool, fp, key, plan_id, is_dry_run, &c->rec,
-	    finish_write_record, NULL, &is_replay, &c->is_recorded, err);
+	    finish_write_record, (void *)(uintptr_t)cols, &is_replay, &c->is_recorded, err);
 	if (sc == NULL) {
 		if (call_is_tool_error(err)) {
 			result = tool_error_result(c->rec.id, err, NULL);
@@ -555,6 +666,8 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 		}
 		return result;
 	}
+	/* A preview, and a reply stored before answers were limited, are limited here. */
+	limit_answer(sc, cols);
 	if (is_dry_run)
 		json_object_set_new(sc, "call_id", json_string(c->rec.id));
 	if (!json_is_boolean(json_object_get(sc, "replayed")))
@@ -565,9 +678,9 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 		audit_digest(view, c->rec.result_digest);
 		json_decref(view);
 	}
-	/* A write's own answer shows whole before and after images: what an approver needs to
-	 * judge a preview, and rows of the caller's own tenant.  calls.get, which can reach back
-	 * to any call of the task, shows only the tool's columns. */
+	/* Answers, previews, stored replies and calls.get show the tool's columns only, as its
+	 * RETURNING declares them: a preview-only token must not read what the tool does not
+	 * show.  The record keeps whole images, for revert and for the operator. */
 	return call_result(sc);
 }
 
@@ -576,6 +689,7 @@ static json_t *
 call_write(struct call *c, const struct tool *t, unsigned long version, json_t *params,
     json_t *args, struct rpc_error *err)
 {
+	struct shown_cols cols;
 	struct write_stmt st;
 	char name[96], fp[65], **values = NULL;
 	PGresult *res = NULL;
@@ -595,7 +709,9 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 		return NULL;
 	}
 	write_fingerprint(t->name, args, fp);
-	result = run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, err);
+	cols.t = t;
+	cols.is_whole = 0;
+	result = run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, &cols, err);
 	write_unbind(t, values);
 	return result;
 }
@@ -604,7 +720,7 @@ static json_t *
 m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
 	struct catalog_ref *ref = NULL;
-	const struct tool *t;
+	const struct tool *t = NULL;
 	const char *tool_name, *bad_arg = NULL;
 	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *digest = NULL;
 	char msg[256];
@@ -624,7 +740,6 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		    tool_name);
 		goto done;
 	}
-	c.rec.arguments = recorded_args(t, json_object_get(params, "arguments"));
 	if (t->kind == TOOL_CODE && !c.ctx->is_sandbox) {
 		/* Only a single tools/call is routed to the sandbox pool; in a batch a program
 		 * would hold a database worker for as long as it runs. */
@@ -651,6 +766,8 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	/* A read counts its call in its own round trip (call_read); the others count here. */
 	if (t->kind != TOOL_READ && auth_count_call(c.ctx->db, &c.p, err) == -1)
 		goto done;
+	/* Accepted so far: the record keeps the arguments (a write's goes in with its effect). */
+	c.rec.arguments = recorded_args(ref->cat, t, args);
 	if (t->kind == TOOL_CODE) {
 		is_dry_run = c.p.is_preview_only ||
 		    json_is_true(json_object_get(params, "dry_run"));
@@ -690,6 +807,11 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	json_object_set_new(sc, "replayed", json_false());
 	result = call_result(sc);
 done:
+	if (c.rec.arguments == NULL || is_refused(result, err)) {
+		json_decref(c.rec.arguments);
+		c.rec.arguments = refused_args(ref != NULL ? ref->cat : NULL, t,
+		    json_object_get(params, "arguments"));
+	}
 	json_decref(rows);
 	json_decref(args);
 	gw_catalog_put(c.gw, ref);
@@ -744,9 +866,10 @@ static json_t *
 m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
 	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], msg[256];
+	struct catalog_ref *ref;
 	struct tok_spec spec;
 	json_t *result = NULL, *ttl, *v;
-	int is_user_error;
+	int is_user_error, rc;
 	struct call c;
 
 	if (call_begin(&c, vctx, name, err) == -1 || require_admin(&c, params, err) == -1)
@@ -766,8 +889,13 @@ m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *er
 	spec.can_revert = json_is_true(json_object_get(params, "revert"));
 	if (spec.tenant != NULL)
 		strlcpy(c.rec.tenant, spec.tenant, sizeof(c.rec.tenant));
-	if (tok_mint(c.ctx->db->conn, &spec, token, id, expires, sizeof(expires), msg, sizeof(msg),
-	    &is_user_error) == -1) {
+	/* Bindings are checked against the catalog in use. */
+	ref = gw_catalog_get(c.gw);
+	spec.catalog = ref != NULL ? ref->cat : NULL;
+	rc = tok_mint(c.ctx->db->conn, &spec, token, id, expires, sizeof(expires), msg,
+	    sizeof(msg), &is_user_error);
+	gw_catalog_put(c.gw, ref);
+	if (rc == -1) {
 		if (is_user_error)
 			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s", msg);
 		else {
@@ -842,8 +970,10 @@ call_not_found(struct rpc_error *err)
 static json_t *
 m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
+	struct catalog_ref *ref = NULL;
 	const char *target, *values[2];
 	char tenant[64], role[64], tool[65], fp[65], *groups = NULL;
+	struct shown_cols cols;
 	struct write_stmt st;
 	json_t *result = NULL, *v;
 	struct call c;
@@ -875,18 +1005,32 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 	    c.p.is_admin ? NULL : c.p.task, tenant, role, tool, &groups, err) == -1)
 		goto done;
 	strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
+	/* A revert changes state like any write, so it counts against the quota. */
+	if (auth_count_call(c.ctx->db, &c.p, err) == -1)
+		goto done;
 	write_stmt_revert(&st, groups, is_force, values);
 	v = json_pack("{s:s, s:b}", "call_id", target, "force", is_force);
 	write_fingerprint("airlock/calls.revert", v, fp);
 	json_decref(v);
-	result = run_write(&c, &st, role, tenant, "airlock/calls.revert", fp, params, err);
+	/* It shows the columns of the tool whose write it undoes (tool: the chain's first). */
+	ref = gw_catalog_get(c.gw);
+	cols.t = ref != NULL && tool[0] != '\0' ? tool_find(ref->cat, tool) : NULL;
+	cols.is_whole = c.p.is_admin;
+	result = run_write(&c, &st, role, tenant, "airlock/calls.revert", fp, params, &cols, err);
 done:
+	if (result == NULL && is_refused(NULL, err)) {
+		/* What a refused revert sent is kept bounded, like a refused tool call's. */
+		json_decref(c.rec.arguments);
+		c.rec.arguments = json_is_object(params) ? audit_summary(params, params) : NULL;
+	}
+	gw_catalog_put(c.gw, ref);
 	free(groups);
 	return call_end(&c, result, result ? json_object_get(result, "structuredContent") : NULL,
 	    err);
 }
 
-/* A call record of the token's own task, and its changes limited to the tool's columns. */
+/* A call record of the token's own task, its changes (limited to the tool's columns by
+ * the caller), and the tool whose columns those are. */
 static const char calls_get_sql[] =
     "SELECT jsonb_build_object('call_id', id, 'at', at, 'tenant', tenant, 'task', task,"
     " 'method', method, 'tool', tool, 'arguments', arguments, 'dry_run', dry_run,"
@@ -895,7 +1039,8 @@ static const char calls_get_sql[] =
     " (SELECT coalesce(jsonb_agg(jsonb_build_object('table', table_name,"
     "  'key', airlock.image_json(key), 'action', CASE op WHEN 'insert' THEN 'create' ELSE op END,"
     "  'before', airlock.image_json(before), 'after', airlock.image_json(after)) ORDER BY x.id),"
-    "  '[]')::text FROM airlock.changes x WHERE x.call_id = c.id), c.tenant, c.task"
+    "  '[]')::text FROM airlock.changes x WHERE x.call_id = c.id), c.tenant, c.task,"
+    " coalesce(airlock.origin_tool(c.id), '')"
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
 static json_t *
@@ -935,8 +1080,8 @@ m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 	call = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	changes = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
 	ref = gw_catalog_get(c.gw);
-	t = ref && json_is_string(json_object_get(call, "tool")) ?
-	    tool_find(ref->cat, json_string_value(json_object_get(call, "tool"))) : NULL;
+	/* A revert's record shows the columns of the tool whose write it undid. */
+	t = ref != NULL ? tool_find(ref->cat, PQgetvalue(res, 0, 4)) : NULL;
 	if (!c.p.is_admin)
 		limit_changes(changes, t);
 	result = json_pack("{s:o, s:o}", "call", call ? call : json_null(), "changes",

@@ -76,11 +76,13 @@ seal_once(struct seal *s, time_t *last_warn)
 	}
 	if (id > 0)
 		log_msg(LOG_LVL_DEBUG, "audit sealer: checkpoint %lld, %lld records", id, n);
-	/* The same background round sweeps expired idempotency keys, once a minute. */
+	/* The same background round sweeps expired idempotency keys and plans, once a minute. */
 	if (now - s->last_sweep >= KEY_SWEEP_S) {
 		s->last_sweep = now;
 		if ((n = write_sweep_keys(&s->db)) > 0)
 			log_msg(LOG_LVL_DEBUG, "swept %lld expired idempotency keys", n);
+		if ((n = write_sweep_plans(&s->db)) > 0)
+			log_msg(LOG_LVL_DEBUG, "swept %lld expired plans", n);
 	}
 }
 

@@ -208,6 +208,54 @@ is_tool_name(const char *s)
 	return 1;
 }
 
+int
+tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char *msg,
+    size_t len)
+{
+	const struct tool *t;
+	const char *k;
+	json_t *name, *v;
+	size_t i;
+	int is_used;
+
+	if (json_object_size(bindings) == 0)
+		return 0;
+	json_array_foreach(tools, i, name)
+		if (tool_find(cat, json_string_value(name)) == NULL) {
+			snprintf(msg, len, "tool %.64s is not in the catalog, so the bindings cannot "
+			    "be checked against it", json_string_value(name));
+			return -1;
+		}
+	/* A binding no granted tool takes would bind nothing. */
+	json_object_foreach(bindings, k, v) {
+		is_used = 0;
+		json_array_foreach(tools, i, name) {
+			t = tool_find(cat, json_string_value(name));
+			is_used |= t->kind != TOOL_CODE &&
+			    json_object_get(json_object_get(t->schema, "properties"), k) != NULL;
+		}
+		if (!is_used) {
+			snprintf(msg, len, "binding %.64s names no argument of a granted tool "
+			    "(code tools are bound through their input_tool)", k);
+			return -1;
+		}
+	}
+	/* A tool without a bound argument could not be held to the binding.  Code tools
+	 * reach data only through their input_tool, which is checked when called. */
+	json_array_foreach(tools, i, name) {
+		t = tool_find(cat, json_string_value(name));
+		if (t->kind == TOOL_CODE)
+			continue;
+		json_object_foreach(bindings, k, v)
+			if (json_object_get(json_object_get(t->schema, "properties"), k) == NULL) {
+				snprintf(msg, len, "tool %s takes no argument %.64s, so it cannot "
+				    "honour that binding: grant it to another token", t->name, k);
+				return -1;
+			}
+	}
+	return 0;
+}
+
 /* Checks spec; returns 0, or -1 with the fault in err. */
 static int
 check_spec(const struct tok_spec *spec, char *err, size_t errlen)
@@ -241,6 +289,15 @@ check_spec(const struct tok_spec *spec, char *err, size_t errlen)
 				    k);
 				return -1;
 			}
+	}
+	if (json_object_size(spec->bindings) > 0) {
+		if (spec->catalog == NULL) {
+			snprintf(err, errlen, "bindings are checked against the tool catalog, "
+			    "and none was given");
+			return -1;
+		}
+		if (tok_check_grant(spec->catalog, spec->tools, spec->bindings, err, errlen) == -1)
+			return -1;
 	}
 	if (spec->ttl < 1 || spec->ttl > TOK_MAX_TTL) {
 		snprintf(err, errlen, "ttl must be 1 to %d seconds", TOK_MAX_TTL);

@@ -518,7 +518,7 @@ static const char revert_groups_sql[] =
 
 static const char revert_target_sql[] =
     "SELECT c.tenant, c.method, c.dry_run, c.outcome, t.role, coalesce(c.task, ''),"
-    " coalesce(c.tool, '')"
+    " coalesce(airlock.origin_tool(c.id), '')"
     " FROM airlock.calls c JOIN airlock.tenants t ON t.name = c.tenant WHERE c.id = $1::uuid";
 
 /* Runs as the tenant: each row back to its image, after checking it is as the call left it. */
@@ -568,6 +568,24 @@ out:
 	PQclear(res);
 	PQclear(g);
 	return rc;
+}
+
+long long
+write_sweep_plans(struct db *db)
+{
+	static const char sweep_sql[] = "SELECT airlock.sweep_plans(5000)";
+	PGresult *res;
+	long long n = -1;
+
+	if (db_ensure(db) == -1)
+		return -1;
+	res = PQexec(db->conn, sweep_sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	else
+		log_warn("sweeping expired plans: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return n;
 }
 
 long long
@@ -636,6 +654,7 @@ write_fingerprint(const char *tool, json_t *args, char hex[65])
 {
 	json_t *v = json_pack("{s:s, s:O}", "tool", tool, "arguments", args);
 
-	audit_digest(v, hex);
+	/* Keyed: the arguments may hold sensitive values, and the fingerprint is stored. */
+	audit_keyed_digest(v, hex);
 	json_decref(v);
 }

@@ -4,8 +4,11 @@
 
 #include <time.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #define AUDIT_ID_LEN 36		/* a UUID in text */
+#define AUDIT_ARGS_MAX	(64 * 1024)	/* bytes of arguments a record keeps as sent */
+#define AUDIT_PREFIX_MAX 256		/* bytes of a summary's prefix */
 
 struct audit_record {
 	char id[AUDIT_ID_LEN + 1];
@@ -15,7 +18,8 @@ struct audit_record {
 	char task[129];
 	char method[64];
 	char tool[65];
-	json_t *arguments;		/* owned; sensitive values already replaced by digests */
+	json_t *arguments;		/* owned; sensitive values already replaced by digests;
+					   past AUDIT_ARGS_MAX bytes, kept as audit_summary */
 	json_t *egress;			/* owned; a code step's egress attempts, or NULL */
 	/* A dry-run of a write: its preview's changes and its plan, written with the record
 	 * because the transaction that made them rolled back.  JSON text from PostgreSQL, kept
@@ -56,6 +60,28 @@ int audit_write(struct audit *a, const struct audit_record *rec)
 /* Counts a refusal before authentication for client in the current second; the
  * counts are written once that second is over, never one row per refusal. */
 void audit_refusal(struct audit *a, const char *client, const char *reason);
+
+/* The same, with the id of the token refused (NULL when none is known): a revoked or
+ * expired token, or one over its rate limit.  reason must be a static string. */
+void audit_refusal_of(struct audit *a, const char *client, const char *token_id,
+    const char *reason);
+
+/* Reads the deployment's digest key from airlock.digest_key through conn (borrowed), once
+ * per process.  Returns 0 (also when it was read before), or -1 (logged). */
+int audit_key_load(PGconn *conn) __attribute__((warn_unused_result));
+
+/* Whether the digest key has been read. */
+int audit_has_key(void);
+
+/* Writes the HMAC-SHA256, keyed with the deployment's digest key, of audit_canonical(v),
+ * in hex, into hex: what stands for a sensitive value in every record.  hex is empty when
+ * the key has not been read (nothing is given away then). */
+void audit_keyed_digest(json_t *v, char hex[65]);
+
+/* What a record keeps of sent (borrowed) when not the value itself: {"hmac_sha256": keyed
+ * digest, "bytes": length of its compact JSON, "prefix": the first AUDIT_PREFIX_MAX bytes of
+ * shown's (borrowed, may be NULL) compact ASCII JSON}.  Returns a new reference. */
+json_t *audit_summary(json_t *sent, json_t *shown);
 
 /* Flushes what is pending and stops the writer. */
 void audit_stop(struct audit *a);

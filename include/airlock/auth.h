@@ -40,7 +40,9 @@ int auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
     __attribute__((warn_unused_result));
 
 /* Checks a tool's checked arguments (borrowed) against p's bindings: a bound argument
- * must be passed, with the bound value.  Returns 0, or -1 with err (403 binding_mismatch). */
+ * must be passed, with the bound value, and a tool without a bound argument is refused
+ * (code tools are bound through their input_tool).  Returns 0, or -1 with err (403
+ * binding_mismatch). */
 int auth_check_bindings(const struct principal *p, const struct tool *t, json_t *args,
     struct rpc_error *err) __attribute__((warn_unused_result));
 

@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "airlock/tool.h"
+
 #define TOK_PREFIX	"alk_"
 #define TOK_ADMIN_PREFIX "alkadm_"
 #define TOK_B64_LEN	43		/* 32 bytes, unpadded base64url */
@@ -36,6 +38,8 @@ struct tok_spec {
 	const char *task;		/* NULL: the token id */
 	json_t *tools;			/* array of tool names (borrowed) */
 	json_t *bindings;		/* object: argument -> value (borrowed; NULL for none) */
+	const struct catalog *catalog;	/* what bindings are checked against (borrowed);
+					   NULL refuses any binding */
 	long long ttl;			/* seconds, 1..TOK_MAX_TTL */
 	long long max_calls;		/* 0: no quota */
 	int is_preview_only;
@@ -46,11 +50,21 @@ struct tok_spec {
  * Checks spec and inserts a new token through conn (as the operator or the gateway role).
  * On success returns 0 with the secret in token, its id in id and expiry (ISO 8601) in
  * expires; on failure -1 with a message for the caller in err (an unknown tenant, a bad
- * tool name, a bad ttl) and *is_user_error set when the spec, not the database, was at fault.
+ * tool name, a bad ttl, a binding a granted tool cannot honour: tok_check_grant) and
+ * *is_user_error set when the spec, not the database, was at fault.
  */
 int tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
     char id[TOK_ID_LEN + 1], char *expires, size_t expires_len, char *err, size_t errlen,
     int *is_user_error) __attribute__((warn_unused_result));
+
+/*
+ * Checks a token's grant before it is minted: with bindings (borrowed; NULL or empty: no
+ * check), every tool in tools (borrowed) must be in cat and take every bound argument,
+ * except code tools, which are bound through their input_tool; and each binding must name
+ * an argument of a granted tool.  Returns 0, or -1 with the fault in msg.
+ */
+int tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char *msg,
+    size_t len) __attribute__((warn_unused_result));
 
 /* Parses a ttl: "90", "90s", "5m", "1h".  Returns seconds, or -1. */
 long long tok_parse_ttl(const char *s);

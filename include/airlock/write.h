@@ -36,7 +36,8 @@ struct write_stmt {
  * replayed: true and sets *is_replay; nothing ran.  *is_recorded says whether rec went
  * into the database with the effect (then the caller must not write it again).
  * finish(rec, result, arg) is called just before the commit, to complete rec (outcome,
- * digest, duration) from the result.
+ * digest, duration) from the result; it may shape the result first (what it leaves is
+ * what is stored for replays and returned).
  */
 json_t *write_run(struct db *db, const struct write_stmt *st, const char *role,
     const char *tenant, const char *tool, const char *fingerprint, const char *idem_key,
@@ -45,7 +46,8 @@ json_t *write_run(struct db *db, const struct write_stmt *st, const char *role,
     int *is_replay, int *is_recorded, struct rpc_error *err);
 
 /*
- * What reverting call_id takes: the call's tenant, its role and its tool, and the rows to
+ * What reverting call_id takes: the call's tenant, its role and its tool (for a revert, the
+ * tool of the write the chain of reverts began with; "" when none), and the rows to
  * put back as a JSON array for write_revert_sql's first parameter (*groups, a new string).
  * tenant and task (or NULL, for an operator or the admin credential) must be the call's: a
  * token reverts the calls of its own task.  Returns 0, or -1 with err: call_not_found
@@ -63,6 +65,10 @@ extern const char write_revert_sql[];
  * or -1 (logged). */
 long long write_sweep_keys(struct db *db);
 
+/* Deletes plans expired over an hour ago (airlock.sweep_plans).  Returns how many, or -1
+ * (logged). */
+long long write_sweep_plans(struct db *db);
+
 /*
  * Sets st up to run write tool t, prepared as name on the connection: binds args (checked;
  * borrowed) into *values (a new array for write_unbind).  Returns 0, or -1 (no memory).
@@ -75,7 +81,8 @@ void write_unbind(const struct tool *t, char **values);
 void write_stmt_revert(struct write_stmt *st, const char *groups, int is_force,
     const char *values[2]);
 
-/* The fingerprint a key and a plan bind: SHA-256 (hex) of the canonical {tool, arguments}. */
+/* The fingerprint a key and a plan bind: the keyed digest (audit_keyed_digest, so the
+ * deployment's key must have been read) of the canonical {tool, arguments}. */
 void write_fingerprint(const char *tool, json_t *args, char hex[65]);
 
 /* Sets the idempotency keys' lifetime (seconds; default a day) and the waiters allowed

@@ -2,9 +2,11 @@
 and per tenant), insert-only tables, verify catching each kind of tampering, export,
 replay and retention, against real PostgreSQL clusters and real airlockd processes."""
 import hashlib
+import hmac
 import json
 import resource
 import secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -439,3 +441,203 @@ def test_archive_then_verify_passes(tmp_path):
         # without breaking the chain.
         as_attacker(c, "DELETE FROM airlock.checkpoints WHERE kind = 'archive'")
         assert "removed" in broken(c) or "link" in broken(c)
+
+
+# ---------------------------------------------------------------------------------------
+# Bounded records: what a refused call sent, and what any record may hold
+
+JUNK = "j" * (512 * 1024)
+
+
+def args_of(c, call_id):
+    return json.loads(c.psql(f"SELECT arguments FROM airlock.calls WHERE id = '{call_id}'"))
+
+
+def size_of(c, call_id):
+    return int(c.psql(f"SELECT octet_length(arguments::text) FROM airlock.calls"
+                      f" WHERE id = '{call_id}'"))
+
+
+def call_ids_of(c, token_id):
+    return c.psql(f"SELECT id FROM airlock.calls WHERE token_id = '{token_id}'"
+                  f" ORDER BY seq").split()
+
+
+def token_id(tok):
+    return hashlib.sha256(tok.encode()).hexdigest()[:12]
+
+
+def test_refused_calls_record_a_digest_and_a_prefix(cluster, start_daemon, world):
+    d = start_daemon(*FAST)
+    tok = world.mint(["get_customer"])
+    tid = token_id(tok)
+    sent = {"customer_id": world.cust[0], "junk": JUNK}
+    # Not granted, arguments the schema refuses, and (below) over the quota: each refusal
+    # keeps what was sent as a keyed digest, its size and a short prefix.
+    r = rpc(d, tok, "lookup_invoices", sent)
+    assert r.json()["error"]["data"]["reason"] == "tool_not_granted"
+    r = rpc(d, tok, "get_customer", sent)
+    assert r.json()["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
+    q = ctl("token", "mint", "--tenant", world.t, "--ttl", "10m", "--tool", "get_customer",
+            "--max-calls", "1", "--db", cluster.operator_url).stdout.strip()
+    assert "result" in rpc(d, q, "get_customer", {"customer_id": world.cust[0]}).json()
+    r = rpc(d, q, "get_customer", {"customer_id": world.cust[0], "junk": JUNK})
+    assert r.json()["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
+    r = rpc(d, q, "get_customer", {"customer_id": world.cust[0] + 1000})
+    assert r.json()["error"]["data"]["reason"] == "quota_exhausted"
+    # A revert with an enormous call id is refused with its record bounded too.
+    r = requests.post(d.url + "/rpc", timeout=15, headers={**JSON, "Authorization": f"Bearer {tok}"},
+                      data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "airlock/calls.revert",
+                                       "params": {"call_id": JUNK}}))
+    assert "error" in r.json()
+    mine, theirs = call_ids_of(cluster, tid), call_ids_of(cluster, token_id(q))
+    assert len(mine) == 3 and len(theirs) == 3
+    for cid in mine + theirs:
+        assert size_of(cluster, cid) < 1024, cid
+    text = json.dumps(sent, separators=(",", ":"))
+    for a in (args_of(cluster, mine[0]), args_of(cluster, mine[1]), args_of(cluster, theirs[1])):
+        assert a["bytes"] == len(text) and a["hmac_sha256"] == keyed(cluster, sent)
+        assert a["hmac_sha256"] != hashlib.sha256(text.encode()).hexdigest()
+        assert len(a["prefix"]) <= 256 and JUNK[:300] not in json.dumps(a)
+        assert a["prefix"].startswith('{"customer_id":')
+    assert args_of(cluster, mine[2])["bytes"] > len(JUNK)
+    # The accepted call keeps its arguments; the one over the quota is kept as a digest.
+    assert args_of(cluster, theirs[0]) == {"customer_id": world.cust[0]}
+    assert "hmac_sha256" in args_of(cluster, theirs[2])
+
+
+def test_accepted_arguments_are_capped_too(cluster, start_daemon, world):
+    d = start_daemon(*FAST)
+    tok = world.mint(["run_python"])
+    code = "print(1)  # " + "x" * 90000
+    r = rpc(d, tok, "run_python", {"code": code}, dry_run=True)
+    cid = r.json()["result"]["structuredContent"]["call_id"]
+    a = args_of(cluster, cid)
+    assert set(a) == {"hmac_sha256", "bytes", "prefix"} and a["bytes"] > 90000
+    assert size_of(cluster, cid) < 1024
+    assert a["prefix"].startswith('{"code":"print(1)')
+
+
+def test_rate_limited_refusals_of_a_token_are_counted(cluster, start_daemon, world):
+    d = start_daemon("--rate-token", "0.01/2", "--rate-client", "0/0", "--rate-tenant", "0/0")
+    tok = world.mint(["get_customer"])
+    tid = token_id(tok)
+    codes = [rpc(d, tok, "get_customer", {"customer_id": world.cust[0], "junk": JUNK}).status_code
+             for _ in range(30)]
+    limited = codes.count(429)
+    assert limited >= 25, codes
+    # Only the calls under the limit have records; the rest are counted per token and second.
+    assert len(call_ids_of(cluster, tid)) == 30 - limited
+    q = (f"SELECT coalesce(sum(count), 0), count(*) FROM airlock.refusals"
+         f" WHERE token_id = '{tid}' AND reason = 'rate_limited'")
+    deadline = time.monotonic() + 10
+    while int(cluster.psql(q).split("|")[0]) < limited:
+        assert time.monotonic() < deadline, cluster.psql(q)
+        time.sleep(0.3)
+    total, rows = map(int, cluster.psql(q).split("|"))
+    assert total == limited and rows <= 5
+
+
+def test_refusals_of_revoked_and_expired_tokens_keep_the_token_id(cluster, start_daemon, world):
+    d = start_daemon(*FAST)
+    revoked, expired = world.mint(), world.mint()
+    ctl("token", "revoke", token_id(revoked), "--db", cluster.operator_url)
+    cluster.psql(f"UPDATE airlock.tokens SET expires_at = now() - interval '1 s'"
+                 f" WHERE id = '{token_id(expired)}'")
+    for tok, reason in ((revoked, "token_revoked"), (expired, "token_expired")):
+        r = rpc(d, tok, "get_customer", {"customer_id": world.cust[0]})
+        assert r.status_code == 401 and r.json()["error"]["data"]["reason"] == reason
+    for tok, reason in ((revoked, "token_revoked"), (expired, "token_expired")):
+        q = (f"SELECT coalesce(sum(count), 0) FROM airlock.refusals WHERE token_id ="
+             f" '{token_id(tok)}' AND reason = '{reason}'")
+        deadline = time.monotonic() + 10
+        while cluster.psql(q).strip() != "1":
+            assert time.monotonic() < deadline, cluster.psql(q)
+            time.sleep(0.3)
+
+
+# ---------------------------------------------------------------------------------------
+# Sensitive values: keyed digests everywhere they are recorded
+
+SECRET_TOOLS = {
+    "note_secret": {
+        "name": "note_secret", "description": "Keeps a secret note; returns only its id.",
+        "kind": "write", "destructive": False,
+        "arguments": {"type": "object", "properties": {
+            "customer_id": {"type": "integer", "minimum": 1},
+            "body": {"type": "string", "minLength": 1, "maxLength": 200, "sensitive": True}},
+            "required": ["customer_id", "body"], "additionalProperties": False},
+        "statement": "INSERT INTO billing.support_notes (customer_id, body) VALUES"
+                     " ($customer_id, $body) RETURNING id, customer_id",
+        "max_rows": 1, "timeout_ms": 2000},
+    "customer_by_email": {
+        "name": "customer_by_email", "description": "A customer by email.", "kind": "read",
+        "arguments": {"type": "object", "properties": {
+            "email": {"type": "string", "minLength": 1, "maxLength": 200, "sensitive": True}},
+            "required": ["email"], "additionalProperties": False},
+        "statement": "SELECT id, name FROM billing.customers_live WHERE email = $email"},
+}
+
+
+def secret_catalog(tmp_path):
+    tools = tmp_path / "tools"
+    shutil.copytree(ROOT / "tools", tools)
+    for name, manifest in SECRET_TOOLS.items():
+        (tools / f"{name}.json").write_text(json.dumps(manifest))
+    return tools
+
+
+def digest_key(c):
+    return bytes.fromhex(c.psql("SELECT encode(key, 'hex') FROM airlock.digest_key").strip())
+
+
+def keyed(c, value):
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    return hmac.new(digest_key(c), text.encode(), hashlib.sha256).hexdigest()
+
+
+def test_sensitive_values_are_kept_as_keyed_digests_only(cluster, start_daemon, world, tmp_path):
+    tools = secret_catalog(tmp_path)
+    d = start_daemon("--tools", str(tools), *FAST)
+    tok = world.mint(["note_secret", "customer_by_email", "run_python", "get_customer"])
+    secret = f"S3cr3t-{secrets.token_hex(6)}"
+    pin = f"4{secrets.token_hex(2)}"
+    key = secrets.token_hex(8)
+    # A write with a sensitive argument, its preview and its replay.
+    pv = rpc(d, tok, "note_secret", {"customer_id": world.cust[0], "body": secret}, dry_run=True)
+    pv = pv.json()["result"]["structuredContent"]
+    args = {"customer_id": world.cust[0], "body": secret}
+    w = rpc(d, tok, "note_secret", args, idempotency_key=key, plan_id=pv["plan_id"]).json()
+    assert w["result"]["isError"] is False, w
+    again = rpc(d, tok, "note_secret", args, idempotency_key=key).json()
+    assert again["result"]["structuredContent"]["replayed"] is True
+    assert secret not in json.dumps(w) and secret not in json.dumps(pv)
+    # A code tool's input_tool with a sensitive argument (a dry run: nothing runs).
+    email = f"a@{world.t}.example"
+    r = rpc(d, tok, "run_python", {"code": "print(1)", "input_tool": {
+        "name": "customer_by_email", "arguments": {"email": email}}}, dry_run=True).json()
+    code_id = r["result"]["structuredContent"]["call_id"]
+    # An unknown argument, refused: neither its name nor its value is kept in clear.
+    r = rpc(d, tok, "get_customer", {"customer_id": world.cust[0], "pin_code": pin}).json()
+    assert r["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
+    refused_id = r["result"]["structuredContent"]["call_id"]
+    # Nowhere in the call records, the keys' stored replies or the plans.
+    for table in ("calls", "idempotency_keys", "plans"):
+        text = cluster.psql(f"SELECT coalesce(string_agg(t::text, ' '), '') FROM airlock.{table} t")
+        for value in (secret, email, pin, "pin_code"):
+            assert value not in text, (table, value)
+    # The digests are keyed with the deployment's key: not a plain SHA-256.
+    rec = args_of(cluster, w["result"]["structuredContent"]["call_id"])
+    assert rec["body"] == {"hmac_sha256": keyed(cluster, secret)}
+    assert rec["body"]["hmac_sha256"] not in (hashlib.sha256(secret.encode()).hexdigest(),
+                                              hashlib.sha256(json.dumps(secret).encode()).hexdigest())
+    rec = args_of(cluster, code_id)
+    assert rec["input_tool"]["arguments"]["email"] == {"hmac_sha256": keyed(cluster, email)}
+    rec = args_of(cluster, refused_id)
+    assert rec["unknown_keys"] == 1 and "hmac_sha256" in rec
+    # The fingerprint binding the key and the plan is keyed too.
+    fp = cluster.psql(f"SELECT fingerprint FROM airlock.idempotency_keys WHERE key = '{key}'").strip()
+    assert fp == keyed(cluster, {"tool": "note_secret", "arguments": args})
+    # The stored reply holds the tool's columns only: the secret body is not among them.
+    resp = cluster.psql(f"SELECT response FROM airlock.idempotency_keys WHERE key = '{key}'")
+    assert "body" not in json.loads(resp)["changes"][0]["after"]

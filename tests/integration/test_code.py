@@ -315,7 +315,7 @@ def test_input_tool_needs_its_own_grant_and_bindings(gw, world):
     assert r.status_code == 200 and rpc_error(r) == (403, "tool_not_granted")
     assert world.records_of(tok)[-1] == {"outcome": "refused", "reason": "tool_not_granted",
                                         "tool": "run_python"}
-    tok = world.mint(world.a, "--bind", f"customer_id={c}",
+    tok = world.mint(world.a, "--bind", f"customer_id={c}", "--tools", world.tools,
                      tools=["run_python", "lookup_invoices"])
     r = tool(gw, tok, "run_python", {"code": "print(1)", "input_tool": {
         "name": "lookup_invoices", "arguments": {"customer_id": c + 1}}})

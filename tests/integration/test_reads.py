@@ -202,12 +202,11 @@ def test_grants_bindings_quota(gw, world):
     assert t["outputSchema"]["properties"]["rows"]["items"]["properties"]["id"]["type"] == ["string", "null"]
 
     c0, c1 = world.cust[world.a]
-    tok = world.mint(world.a, "--bind", f"customer_id={c0}")
+    tok = world.mint(world.a, "--bind", f"customer_id={c0}", "--tools", ROOT / "tools",
+                     tools=["lookup_invoices", "get_customer"])
     assert tool(gw, tok, "lookup_invoices", {"customer_id": c0}).json()["result"]["isError"] is False
     r = tool(gw, tok, "lookup_invoices", {"customer_id": c1})
     assert err(r) == (403, "binding_mismatch")
-    # A binding also applies to search tools' absent argument: none there, so search is allowed.
-    assert tool(gw, tok, "search_customers", {"query": "x"}).json()["result"]["isError"] is False
 
     tok = world.mint(world.a, "--max-calls", "2")
     for _ in range(2):
@@ -598,3 +597,41 @@ def test_quota_counted_with_the_read(start_daemon, world, tmp_path, cluster):
     assert err(tool(d, tok, "ratio", {"d": 5})) == (403, "quota_exhausted")
     me = call(d, tok, "airlock/tokens.self").json()["result"]
     assert me["calls_used"] == 1 and me["calls_left"] == 0
+
+
+def test_bindings_must_bind_every_granted_tool(gw, world, cluster):
+    """A binding names an argument of every tool the token grants (code tools excepted: their
+    input_tool is checked against the bindings); anything else is refused at mint, and a
+    tool that lost the argument since is refused at call time."""
+    c0 = world.cust[world.a][0]
+    cat = ("--tools", ROOT / "tools")
+    base = ["token", "mint", "--tenant", world.a, "--ttl", "5m", "--db", cluster.operator_url, *cat]
+    # search_customers has no customer_id: a token bound to one customer must not search all.
+    p = ctl(*base, "--tool", "get_customer", "--tool", "search_customers",
+            "--bind", f"customer_id={c0}", check=False)
+    assert p.returncode == 65 and "search_customers" in p.stderr and "customer_id" in p.stderr, p.stderr
+    # A binding that names no argument of any granted tool binds nothing.
+    p = ctl(*base, "--tool", "get_customer", "--bind", f"customer={c0}", check=False)
+    assert p.returncode == 65 and "customer" in p.stderr, p.stderr
+    # The catalog is needed to check bindings.
+    p = ctl(*base[:-2], "--tools", "/nonexistent", "--tool", "get_customer",
+            "--bind", f"customer_id={c0}", check=False)
+    assert p.returncode == 66, p.stderr
+    before = cluster.psql("SELECT count(*) FROM airlock.tokens").strip()
+    for spec in ({"tools": ["get_customer", "search_customers"], "bindings": {"customer_id": str(c0)}},
+                 {"tools": ["get_customer"], "bindings": {"customer": str(c0)}}):
+        r = call(gw, world.admin, "airlock/tokens.mint", {"tenant": world.a, "ttl": 60, **spec})
+        assert err(r) == (-32602, "invalid_params"), r.text
+    assert cluster.psql("SELECT count(*) FROM airlock.tokens").strip() == before
+    # Every granted tool has the argument, or is a code tool: accepted.
+    tok = ctl(*base, "--tool", "get_customer", "--tool", "lookup_invoices", "--tool", "run_python",
+              "--bind", f"customer_id={c0}").stdout.strip()
+    assert tool(gw, tok, "get_customer", {"customer_id": c0}).status_code == 200
+    r = call(gw, world.admin, "airlock/tokens.mint", {"tenant": world.a, "ttl": 60,
+             "tools": ["get_customer", "lookup_invoices"], "bindings": {"customer_id": str(c0)}})
+    assert "token" in r.json()["result"]
+    # A token whose bindings a granted tool cannot honour (the catalog changed since, or the
+    # row was written by hand) is refused that tool: bindings fail closed.
+    tid = call(gw, tok, "airlock/tokens.self").json()["result"]["token_id"]
+    cluster.psql(f"UPDATE airlock.tokens SET tools = tools || ARRAY['search_customers'] WHERE id = '{tid}'")
+    assert err(tool(gw, tok, "search_customers", {"query": "x"})) == (403, "binding_mismatch")

@@ -5,6 +5,7 @@ record, revert and calls.get, and a SIGKILL in the middle of a stream of keyed w
 Every test works on tenants and rows of its own (random names), asserts on the database as
 well as on the answers, and never touches another test module's rows."""
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -928,14 +929,19 @@ def test_refund_changes_two_tables_and_reverts(gw, world, tok):
     assert refund["amount"] == "30.50" and refund["invoice_id"] == str(inv)
     acts = sorted((c["table"], c["action"]) for c in sc["changes"])
     assert acts == [("billing.invoices", "update"), ("billing.refunds", "create")]
+    # The invoice's images show only what the tool declares (its result columns by name):
+    # its status is not among them.  The record keeps it.
     upd = [c for c in sc["changes"] if c["table"] == "billing.invoices"][0]
-    assert (upd["before"]["status"], upd["after"]["status"]) == ("paid", "refunded")
+    assert "status" not in upd["before"] and "status" not in upd["after"]
+    assert upd["key"]["id"] == str(inv) and upd["after"]["id"] == str(inv)
     assert world.row(t, "invoices", inv)["status"] == "refunded"
     rrow = world.row(t, "refunds", refund["id"])
     assert rrow["deleted_at"] is None and rrow["reason"] == "customer asked"
     caught = world.changes(sc["call_id"])
     assert sorted((x[0], x[1]) for x in caught) == [("billing.invoices", "update"),
                                                     ("billing.refunds", "insert")]
+    [(_, _, _, before, after)] = [x for x in caught if x[0] == "billing.invoices"]
+    assert (before["status"], after["status"]) == ("paid", "refunded")
     # A refund of an invoice that is not paid does nothing (no rows).
     again = ok(write(gw, tok, "refund_invoice", {"invoice_id": inv, "amount": "1.00",
                                                  "reason": "twice"}, key=newkey()))
@@ -1218,3 +1224,89 @@ def test_replay_is_the_same_answer(gw, world, tok):
     # Byte for byte, but for replayed: the text item, and the order of every object's keys.
     assert a["content"][0]["text"].replace('"replayed":false', '"replayed":true') == b["content"][0]["text"]
     assert list(a["structuredContent"]["rows"][0]) == list(b["structuredContent"]["rows"][0])
+
+
+# ---------------------------------------------------------------------------------------
+# Reverts count against the quota; answers show the tool's columns only
+
+def test_a_revert_counts_against_the_quota(gw, world):
+    t = world.a
+    tk = world.mint(t, "--revert", "--max-calls", "3")
+    inv = world.invoice(t)
+    w = ok(write(gw, tk, "update_invoice_status", {"invoice_id": inv, "status": "void"}, key=newkey()))
+    r1 = ok(revert(gw, tk, w["call_id"], key=newkey()))
+    r2 = ok(revert(gw, tk, r1["call_id"], key=newkey()))
+    assert world.row(t, "invoices", inv)["status"] == "void"
+    me = rpc(gw, tk, "airlock/tokens.self").json()["result"]
+    assert me["calls_used"] == 3 and me["calls_left"] == 0
+    # No fourth state change, not even a revert of the revert of the revert.
+    assert err(revert(gw, tk, r2["call_id"], key=newkey())) == (403, "quota_exhausted")
+    assert err(revert(gw, tk, r2["call_id"], dry_run=True)) == (403, "quota_exhausted")
+    assert world.row(t, "invoices", inv)["status"] == "void"
+
+
+INVOICE_TOOL_COLUMNS = {"id", "number", "status", "amount", "paid_at", "tenant"}
+
+
+def test_previews_answers_and_replays_show_only_the_tools_columns(gw, world):
+    """update_invoice_status returns id, number, status, amount and paid_at: an invoice's
+    customer, currency and dates are not the tool's to show."""
+    t = world.a
+    pv_tok = world.mint(t, "--preview-only", tools=["update_invoice_status"])
+    inv = world.invoice(t)
+    args = {"invoice_id": inv, "status": "void"}
+    shown = []
+    pv = ok(write(gw, pv_tok, "update_invoice_status", args))
+    shown.append(pv)
+    tk = world.mint(t, "--revert", tools=["update_invoice_status"])
+    pv = ok(write(gw, tk, "update_invoice_status", args, dry_run=True))
+    key = newkey()
+    sc = ok(write(gw, tk, "update_invoice_status", args, key=key, plan_id=pv["plan_id"]))
+    again = ok(write(gw, tk, "update_invoice_status", args, key=key))
+    assert again["replayed"] is True
+    rv = ok(revert(gw, tk, sc["call_id"], key=newkey()))
+    rrv = ok(revert(gw, tk, rv["call_id"], dry_run=True))
+    got = rpc(gw, tk, "airlock/calls.get", {"call_id": rv["call_id"]}).json()["result"]
+    shown += [pv, sc, again, rv, rrv, got]
+    for answer in shown:
+        for ch in answer["changes"]:
+            for img in (ch["before"], ch["after"]):
+                assert set(img) == INVOICE_TOOL_COLUMNS, (answer, img)
+    stored = json.loads(world.cluster.psql(
+        f"SELECT response FROM airlock.idempotency_keys WHERE tenant = '{t}' AND key = '{key}'"))
+    for ch in stored["changes"]:
+        assert set(ch["before"]) == INVOICE_TOOL_COLUMNS and set(ch["after"]) == INVOICE_TOOL_COLUMNS
+    # The record keeps the whole images, for revert.
+    [(_, _, _, b, a)] = world.changes(sc["call_id"])
+    assert {"customer_id", "currency", "issued_at"} <= set(b) and set(b) == set(a)
+
+
+def test_operator_revert_compares_times_in_utc(gw, world, tok):
+    """The change record's images were written by the gateway's UTC session; an operator
+    whose environment names another time zone reverts them all the same."""
+    t = world.a
+    inv = world.invoice(t)
+    w = ok(write(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "paid"}, key=newkey()))
+    env = {**os.environ, "TZ": "America/New_York", "PGTZ": "America/New_York"}
+    p = ctl("call", "revert", w["call_id"], "--db", world.cluster.operator_url, env=env, check=False)
+    assert p.returncode == 0, p.stderr
+    row = world.row(t, "invoices", inv)
+    assert row["status"] == "open" and row["paid_at"] is None
+    # And the gateway can revert the operator's revert: its images are in UTC too.
+    rv = json.loads(p.stdout)["call_id"]
+    ok(revert(gw, world.admin, rv, key=newkey()))
+    assert world.row(t, "invoices", inv)["status"] == "paid"
+
+
+def test_expired_plans_are_swept(start_daemon, world, cluster):
+    """Plans expired for over an hour go in the background round; recent ones stay."""
+    old, recent = str(uuid.uuid4()), str(uuid.uuid4())
+    for pid, at in ((old, "now() - interval '2 hours'"), (recent, "now() - interval '1 minute'")):
+        cluster.psql(f"INSERT INTO airlock.plans (id, tenant, tool, fingerprint, updates, inserts,"
+                     f" expires_at) VALUES ('{pid}', '{world.a}', 'x', 'f', '[]', '{{}}', {at})")
+    start_daemon()
+    q = lambda pid: cluster.psql(f"SELECT count(*) FROM airlock.plans WHERE id = '{pid}'").strip()
+    deadline = time.monotonic() + 10
+    while q(old) != "0" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert q(old) == "0" and q(recent) == "1"

@@ -1,4 +1,5 @@
-/* test_token.c: gateway/token.c: the token format, hashing, ttl parsing and the admin credential. */
+/* test_token.c: gateway/token.c: the token format, hashing, ttl parsing, the admin credential
+ * and the check of a grant's bindings against the catalog. */
 #include <sha256.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,55 @@
 
 #include "airlock/token.h"
 #include "tap.h"
+
+/* Whether a grant of tools (comma-separated) with bindings (JSON text) passes the check
+ * against the demo catalog; msg gets the fault. */
+static int
+grant_ok(const struct catalog *cat, const char *tools, const char *bindings, char *msg,
+    size_t len)
+{
+	json_t *t = json_array(), *b = json_loads(bindings, 0, NULL);
+	char buf[256], *name, *next = buf;
+	int rc;
+
+	strlcpy(buf, tools, sizeof(buf));
+	while ((name = strsep(&next, ",")) != NULL)
+		json_array_append_new(t, json_string(name));
+	msg[0] = '\0';
+	rc = tok_check_grant(cat, t, b, msg, len);
+	json_decref(t);
+	json_decref(b);
+	return rc == 0;
+}
+
+/* Bindings bind every granted tool, or the grant is refused. */
+static void
+test_grants(void)
+{
+	struct catalog *cat;
+	char err[512], msg[512];
+
+	cat = tool_load("tools", NULL, err, sizeof(err));
+	ok(cat != NULL, "the demo catalog loads without a database (%s)", cat ? "" : err);
+	if (cat == NULL)
+		return;
+	ok(grant_ok(cat, "lookup_invoices,get_customer", "{\"customer_id\": \"7\"}", msg,
+	    sizeof(msg)), "every granted tool takes the bound argument");
+	ok(!grant_ok(cat, "get_customer,search_customers", "{\"customer_id\": \"7\"}", msg,
+	    sizeof(msg)) && strstr(msg, "search_customers") != NULL && strstr(msg, "customer_id"),
+	    "a tool without the bound argument is refused: %s", msg);
+	ok(!grant_ok(cat, "get_customer", "{\"customer\": \"7\"}", msg, sizeof(msg)),
+	    "a binding naming no argument of a granted tool is refused: %s", msg);
+	ok(grant_ok(cat, "lookup_invoices,run_python", "{\"customer_id\": \"7\"}", msg,
+	    sizeof(msg)), "code tools are bound through their input_tool");
+	ok(!grant_ok(cat, "run_python", "{\"customer_id\": \"7\"}", msg, sizeof(msg)),
+	    "a binding that only code tools would carry binds nothing: %s", msg);
+	ok(!grant_ok(cat, "get_customer,no_such_tool", "{\"customer_id\": \"7\"}", msg,
+	    sizeof(msg)) && strstr(msg, "no_such_tool") != NULL,
+	    "with bindings, every tool must be in the catalog: %s", msg);
+	ok(grant_ok(cat, "no_such_tool", "{}", msg, sizeof(msg)), "no bindings: nothing to check");
+	tool_catalog_free(cat);
+}
 
 int
 main(void)
@@ -97,5 +147,6 @@ main(void)
 	ok(tok_is_admin(path, "alkadm_short") == 0, "a too short credential is never accepted");
 	unlink(path);
 	ok(tok_is_admin(path, "alkadm_ffffffffffffffffffffffffffffffffffff") == 0, "file removed");
+	test_grants();
 	return tap_done();
 }
