@@ -32,7 +32,9 @@ static const char usage[] =
     "           chain of --tenant; --from/--to select checkpoints by sealing time); with\n"
     "           --anchor, the hash kept from an earlier seal must still be in the chain.\n"
     "           Prints the first broken record and what is wrong: edited, removed,\n"
-    "           reordered, inserted, tail removed\n"
+    "           reordered, inserted, tail removed; and records with a forged seq,\n"
+    "           changes attached to another call, un-revoked tokens, tokens minted\n"
+    "           without a record\n"
     "  export   one JSON object per line per call, in seq order, streamed (--from/--to\n"
     "           select records by their time)\n"
     "  replay   re-run each recorded tools/call that succeeded, as its tenant, with the\n"
@@ -139,6 +141,48 @@ static const char unsealed_sql[] =
     " WHERE NOT EXISTS (SELECT 1 FROM airlock.sealed s WHERE s.call_id = c.id)"
     " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
     " AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
+/* Forgeries the chain alone does not show.  A seq the identity never gave out: a record
+ * placed after every later one (and, sealed, a horizon that would hide them from the
+ * sealer). */
+#define SEQ_ISSUED "coalesce(pg_catalog.pg_sequence_last_value(" \
+	"pg_catalog.pg_get_serial_sequence('airlock.calls', 'seq')::pg_catalog.regclass), 0)"
+static const char forged_seq_sql[] =
+    "SELECT c.id::text, c.seq, " SEQ_ISSUED " FROM airlock.calls c"
+    " WHERE c.seq > " SEQ_ISSUED " AND ($1::text IS NULL OR c.tenant = $1) ORDER BY c.seq";
+/* Changes the database lets in only with their call's record, in its transaction, for a
+ * write: one added to a record after it was sealed, one on a record that is no write, one
+ * added to a record not yet sealed by another transaction than the record's. */
+static const char forged_changes_sql[] =
+    "SELECT * FROM (SELECT ch.id AS change_id, c.id::text, s.checkpoint_id, c.method, c.outcome,"
+    "  s.call_id IS NOT NULL AND ch.at > k.created_at AS is_late,"
+    "  c.method IN ('tools/call', 'airlock/calls.revert') AND c.outcome = 'ok' AS is_write,"
+    "  s.call_id IS NOT NULL OR ch.xmin = c.xmin AS is_same"
+    "  FROM airlock.changes ch JOIN airlock.calls c ON c.id = ch.call_id"
+    "  LEFT JOIN airlock.sealed s ON s.call_id = c.id"
+    "  LEFT JOIN airlock.checkpoints k ON k.id = s.checkpoint_id"
+    "  WHERE ($1::text IS NULL OR c.tenant = $1)) x"
+    " WHERE x.is_late OR NOT x.is_write OR NOT x.is_same ORDER BY x.change_id";
+/* A token whose revocation is recorded but whose revoked_at is empty. */
+static const char unrevoked_sql[] =
+    "SELECT t.id, r.id::text FROM airlock.tokens t"
+    " JOIN LATERAL (SELECT c.id FROM airlock.calls c WHERE c.method = 'airlock/tokens.revoke'"
+    "  AND c.outcome = 'ok' AND c.arguments ->> 'token_id' = t.id ORDER BY c.seq LIMIT 1) r"
+    "  ON true"
+    " WHERE t.revoked_at IS NULL AND ($1::text IS NULL OR t.tenant = $1) ORDER BY t.id";
+/* A token minted since tokens name their mint's record (migration 11), after what retention
+ * removed, whose mint left no record. */
+static const char unminted_sql[] =
+    "SELECT t.id FROM airlock.tokens t"
+    " WHERE ($1::text IS NULL OR t.tenant = $1)"
+    " AND t.created_at > coalesce((SELECT m.applied_at"
+    "  FROM airlock.schema_migrations m WHERE m.version = 11), '-infinity')"
+    " AND t.created_at > coalesce((SELECT pg_catalog.max((k.archived ->>"
+    "  'sealed_before')::timestamptz) FROM airlock.checkpoints k WHERE k.kind = 'archive'),"
+    "  '-infinity')"
+    " AND NOT EXISTS (SELECT 1 FROM airlock.calls c WHERE c.id = t.mint_call"
+    "  AND c.method = 'airlock/tokens.mint' AND c.outcome = 'ok'"
+    "  AND c.tenant IS NOT DISTINCT FROM t.tenant)"
+    " ORDER BY t.created_at, t.id";
 static const char anchor_sql[] =
     "SELECT EXISTS (SELECT 1 FROM airlock.checkpoints k WHERE k.hash = $1"
     "  OR (k.kind = 'archive' AND k.archived->>'hash' = $1))";
@@ -410,6 +454,46 @@ unsealed_row(const PGresult *res, void *arg)
 	return 0;
 }
 
+static int
+forged_seq_row(const PGresult *res, void *arg)
+{
+	problem(arg, "record %s: forged seq (%s was never issued: the sequence has given out "
+	    "up to %s)", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+	return 0;
+}
+
+static int
+forged_change_row(const PGresult *res, void *arg)
+{
+	const char *change = PQgetvalue(res, 0, 0), *call = PQgetvalue(res, 0, 1);
+
+	if (strcmp(PQgetvalue(res, 0, 5), "t") == 0)
+		problem(arg, "change %s: attached to record %s after it was sealed in checkpoint %s",
+		    change, call, PQgetvalue(res, 0, 2));
+	if (strcmp(PQgetvalue(res, 0, 6), "t") != 0)
+		problem(arg, "change %s: attached to record %s, which is not a write (%s, %s)",
+		    change, call, PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4));
+	if (strcmp(PQgetvalue(res, 0, 7), "t") != 0)
+		problem(arg, "change %s: attached to record %s by another transaction than the "
+		    "record's", change, call);
+	return 0;
+}
+
+static int
+unrevoked_row(const PGresult *res, void *arg)
+{
+	problem(arg, "token %s: un-revoked (revoked by call %s, its revoked_at is empty now)",
+	    PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+	return 0;
+}
+
+static int
+unminted_row(const PGresult *res, void *arg)
+{
+	problem(arg, "token %s: minted without a tokens.mint call record", PQgetvalue(res, 0, 0));
+	return 0;
+}
+
 /* Sets where the walk starts: after the checkpoint before --from, else after what
  * retention removed, else at checkpoint 1 with a zero prev_hash.  Returns 0 or -1. */
 static int
@@ -476,7 +560,11 @@ do_verify(const struct opts *o)
 	    verify_row, &v) == -1)
 		goto fail;
 	end_group(&v);
-	if (stream(conn, unsealed_sql, 3, uv, unsealed_row, &v) == -1)
+	if (stream(conn, unsealed_sql, 3, uv, unsealed_row, &v) == -1 ||
+	    stream(conn, forged_seq_sql, 1, uv, forged_seq_row, &v) == -1 ||
+	    stream(conn, forged_changes_sql, 1, uv, forged_change_row, &v) == -1 ||
+	    stream(conn, unrevoked_sql, 1, uv, unrevoked_row, &v) == -1 ||
+	    stream(conn, unminted_sql, 1, uv, unminted_row, &v) == -1)
 		goto fail;
 	if (o->anchor != NULL) {
 		if ((res = query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,

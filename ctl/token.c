@@ -60,16 +60,15 @@ static const struct option options[] = {
 
 /* Records a mint or revoke made here as a call, like the gateway's. */
 static void
-record(PGconn *conn, const char *method, const char *tenant, json_t *args)
+record(PGconn *conn, const char *id, const char *method, const char *tenant, json_t *args)
 {
 	static const char sql[] =
 	    "INSERT INTO airlock.calls (id, at, tenant, token_id, method, arguments, outcome, client)"
 	    " VALUES ($1, now(), $2, 'operator', $3, $4::jsonb, 'ok', 'airlockctl')";
-	char id[AUDIT_ID_LEN + 1], *text = json_dumps(args, JSON_COMPACT);
+	char *text = json_dumps(args, JSON_COMPACT);
 	const char *values[4] = { id, tenant, method, text ? text : "{}" };
 	PGresult *res;
 
-	audit_new_id(id);
 	res = PQexecParams(conn, sql, 4, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		cli_warnx("token", "could not record the call: %s", PQresultErrorMessage(res));
@@ -81,6 +80,7 @@ static int
 mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 {
 	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], err[512];
+	char call_id[AUDIT_ID_LEN + 1];
 	struct catalog *cat = NULL;
 	const char *env;
 	int is_user_error;
@@ -103,6 +103,9 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 		tool_catalog_free(cat);
 		return EX_UNAVAILABLE;
 	}
+	/* The token names its mint's record, written just after it. */
+	audit_new_id(call_id);
+	spec->mint_call = call_id;
 	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
 	    &is_user_error) == -1) {
 		cli_warnx("token", "%s", err);
@@ -116,7 +119,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	    spec->tenant, "tools", spec->tools, "bindings", spec->bindings,
 	    "ttl", (json_int_t)spec->ttl, "max_calls", (json_int_t)spec->max_calls,
 	    "preview_only", spec->is_preview_only, "revert", spec->can_revert);
-	record(conn, "airlock/tokens.mint", spec->tenant, args);
+	record(conn, call_id, "airlock/tokens.mint", spec->tenant, args);
 	json_decref(args);
 	printf("%s\n", token);
 	fprintf(stderr, "token %s for tenant %s, expires %s\n", id, spec->tenant, expires);
@@ -146,8 +149,11 @@ revoke_token(const char *db, const char *id)
 		cli_warnx("token", "no token with id %s", id);
 		rc = EX_DATAERR;
 	} else {
+		char call_id[AUDIT_ID_LEN + 1];
+
+		audit_new_id(call_id);
 		args = json_pack("{s:s}", "token_id", id);
-		record(conn, "airlock/tokens.revoke", PQgetvalue(res, 0, 0), args);
+		record(conn, call_id, "airlock/tokens.revoke", PQgetvalue(res, 0, 0), args);
 		json_decref(args);
 		printf("revoked %s\n", id);
 	}

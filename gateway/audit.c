@@ -48,28 +48,18 @@ struct audit {
 	struct db db;
 };
 
-const char audit_insert_calls_sql[] =
-    "INSERT INTO airlock.calls (id, at, tenant, token_id, task, method, tool, arguments,"
-    " dry_run, idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client,"
-    " egress)"
-    " SELECT id, at, tenant, token_id, task, method, tool, arguments, dry_run,"
-    " idempotency_key, plan_id, outcome, reason, duration_ms, result_digest, client, egress"
-    " FROM json_populate_recordset(NULL::airlock.calls, $1::json)";
+/* The gateway inserts nothing itself: procedures owned by the operator write the records
+ * (seq and digest are the database's), a dry-run's previewed changes and plan (only with
+ * its record, in the same transaction) and the refusal counts. */
+const char audit_insert_calls_sql[] = "CALL airlock.record_calls($1::json)";
 
-static const char insert_changes[] =
-    "INSERT INTO airlock.changes (call_id, tenant, table_name, key, op, before, after)"
-    " SELECT $1::uuid, c->>'tenant', c->>'table_name', c->'key', c->>'op', c->'before', c->'after'"
-    " FROM jsonb_array_elements($2::jsonb) c";
+static const char insert_changes[] = "CALL airlock.record_preview($1::uuid, $2::jsonb)";
 
-/* Plans live as long as a preview is worth committing. */
+/* Plans live as long as a preview is worth committing (15 minutes, set by the database). */
 static const char insert_plan[] =
-    "INSERT INTO airlock.plans (id, tenant, tool, fingerprint, updates, inserts, expires_at)"
-    " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, now() + interval '15 minutes')";
+    "CALL airlock.create_plan($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb)";
 
-static const char insert_refusals[] =
-    "INSERT INTO airlock.refusals (second, client, reason, count, token_id)"
-    " SELECT to_timestamp((r->>0)::bigint), r->>1, r->>2, (r->>3)::integer, NULLIF(r->>4, '')"
-    " FROM json_array_elements($1::json) r";
+static const char insert_refusals[] = "CALL airlock.record_refusals($1::json)";
 
 static const char key_sql[] = "SELECT encode(key, 'hex') FROM airlock.digest_key";
 

@@ -22,6 +22,7 @@
 
 #include "airlock/http.h"
 #include "airlock/log.h"
+#include "airlock/seal.h"
 
 enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS };
 
@@ -385,6 +386,8 @@ metrics(struct request *req)
 	const union MHD_DaemonInfo *info;
 	size_t pending = 0;
 	unsigned conns = 0;
+	double seal_lag;
+	int seal_stalled;
 	char *body;
 	int n;
 
@@ -396,6 +399,7 @@ metrics(struct request *req)
 	if (srv->gw->pool != NULL)
 		pending = pool_pending(srv->gw->pool);
 	pthread_rwlock_unlock(&srv->gw->pools_lock);
+	seal_health(&seal_lag, &seal_stalled);
 	n = asprintf(&body,
 	    "# HELP airlock_http_requests_total HTTP requests answered, by status class.\n"
 	    "# TYPE airlock_http_requests_total counter\n"
@@ -410,10 +414,16 @@ metrics(struct request *req)
 	    "airlock_http_connections %u\n"
 	    "# HELP airlock_db_pending Calls waiting for or running on a database worker.\n"
 	    "# TYPE airlock_db_pending gauge\n"
-	    "airlock_db_pending %zu\n",
+	    "airlock_db_pending %zu\n"
+	    "# HELP airlock_seal_lag_seconds Seconds since the audit sealer's last round ran.\n"
+	    "# TYPE airlock_seal_lag_seconds gauge\n"
+	    "airlock_seal_lag_seconds %.3f\n"
+	    "# HELP airlock_seal_stalled 1 while sealing has not run for too long (the alarm).\n"
+	    "# TYPE airlock_seal_stalled gauge\n"
+	    "airlock_seal_stalled %d\n",
 	    atomic_load(&srv->served[2]), atomic_load(&srv->served[4]),
 	    atomic_load(&srv->served[5]), atomic_load(&srv->inflight), conns,
-	    pending);
+	    pending, seal_lag, seal_stalled);
 	if (n == -1)
 		return MHD_NO;
 	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);

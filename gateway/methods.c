@@ -887,6 +887,7 @@ m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *er
 	    json_integer_value(v) : -1;
 	spec.is_preview_only = json_is_true(json_object_get(params, "preview_only"));
 	spec.can_revert = json_is_true(json_object_get(params, "revert"));
+	spec.mint_call = c.rec.id;
 	if (spec.tenant != NULL)
 		strlcpy(c.rec.tenant, spec.tenant, sizeof(c.rec.tenant));
 	/* Bindings are checked against the catalog in use. */
@@ -920,10 +921,11 @@ m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *er
 static json_t *
 m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
+	/* airlock.revoke_token() only ever sets a revocation; asked again, it changes nothing
+	 * and names the token's tenant. */
 	static const char revoke_sql[] =
-	    "UPDATE airlock.tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
-	    " RETURNING tenant";
-	static const char find_sql[] = "SELECT tenant FROM airlock.tokens WHERE id = $1";
+	    "SELECT token_tenant FROM airlock.revoke_token($1) WHERE NOT was_revoked";
+	static const char find_sql[] = "SELECT token_tenant FROM airlock.revoke_token($1)";
 	const char *values[1];
 	PGresult *res = NULL;
 	json_t *result = NULL;

@@ -1,10 +1,14 @@
 /*
- * seal.c: the sealer.  The work is one call of airlock.seal() (migrations/0007_audit.sql),
- * which takes an advisory lock so that one sealer at a time, across every airlockd and
+ * seal.c: the sealer.  The work is one call of airlock.seal_round() (migrations/0011), which
+ * takes an advisory lock so that one sealer at a time, across every airlockd and
  * airlockctl, links the committed records not yet sealed into a checkpoint.  airlockd runs
- * it from a thread every second; airlockctl audit seal runs it once.
+ * it from a thread every second; airlockctl audit seal runs it once.  Advisory locks are not
+ * permission-checked: any session (a leaked gateway credential's too) can hold that lock and
+ * stop sealing.  That cannot be prevented, only seen: when airlockd's rounds have not run
+ * for SEAL_STALL_MS, it says so in the log, once, and in /metrics, until they run again.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,7 +33,34 @@ struct seal {
 	struct db db;
 };
 
-static const char seal_sql[] = "SELECT checkpoint_id, records FROM airlock.seal($1::boolean)";
+static const char seal_sql[] =
+    "SELECT checkpoint_id, records, blocked_by FROM airlock.seal_round($1::boolean)";
+
+/* The daemon's sealer, for /metrics: when its last round ran (CLOCK_MONOTONIC ms; 0 before
+ * the sealer starts), and whether the log has said it is stalled. */
+static atomic_llong last_round_ms;
+static atomic_int is_stalled_now;
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+seal_health(double *lag_seconds, int *is_stalled)
+{
+	long long last = atomic_load(&last_round_ms);
+
+	long long lag = last > 0 ? now_ms() - last : 0;
+
+	/* From the clock, not the last round's verdict: a round that hangs is a stall too. */
+	*lag_seconds = (double)lag / 1000.0;
+	*is_stalled = lag >= SEAL_STALL_MS;
+}
 
 int
 seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, char *err,
@@ -46,6 +77,11 @@ seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, c
 		    PQresultErrorMessage(res) : "database unavailable");
 		goto fail;
 	}
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 2)) {
+		snprintf(err, errlen, "the sealer's lock is held by another session (pid %s)",
+		    PQgetvalue(res, 0, 2));
+		goto fail;
+	}
 	if (PQntuples(res) == 1) {
 		*checkpoint = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		*records = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -56,6 +92,22 @@ fail:
 	return rc;
 }
 
+/* Raises the alarm once the last round that ran is SEAL_STALL_MS old, and lowers it
+ * when one runs again; each said once in the log. */
+static void
+watch(const char *why)
+{
+	long long lag = now_ms() - atomic_load(&last_round_ms);
+
+	if (why == NULL) {
+		if (atomic_exchange(&is_stalled_now, 0))
+			log_warn("audit sealer: sealing again (alarm cleared)");
+		return;
+	}
+	if (lag >= SEAL_STALL_MS && !atomic_exchange(&is_stalled_now, 1))
+		log_error("audit sealer: ALARM: no sealing round for %lld s: %s", lag / 1000, why);
+}
+
 /* One round; failures are logged at most once a minute. */
 static void
 seal_once(struct seal *s, time_t *last_warn)
@@ -64,16 +116,21 @@ seal_once(struct seal *s, time_t *last_warn)
 	char err[512];
 	time_t now = time(NULL);
 
-	if (db_ensure(&s->db) == -1)
+	if (db_ensure(&s->db) == -1) {
+		watch("the database is unreachable");
 		return;
+	}
 	if (seal_run(s->db.conn, 0, &id, &n, err, sizeof(err)) == -1) {
 		err[strcspn(err, "\n")] = '\0';
+		watch(err);
 		if (now - *last_warn >= WARN_EVERY_S) {
 			log_warn("audit sealer: %s", err);
 			*last_warn = now;
 		}
 		return;
 	}
+	atomic_store(&last_round_ms, now_ms());
+	watch(NULL);
 	if (id > 0)
 		log_msg(LOG_LVL_DEBUG, "audit sealer: checkpoint %lld, %lld records", id, n);
 	/* The same background round sweeps expired idempotency keys and plans, once a minute. */
@@ -131,6 +188,7 @@ seal_start(const char *conninfo)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	db_init(&s->db, conninfo);
+	atomic_store(&last_round_ms, now_ms());
 	if (pthread_create(&s->thread, NULL, sealer, s) != 0) {
 		pthread_cond_destroy(&s->wake);
 		pthread_mutex_destroy(&s->lock);

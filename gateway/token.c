@@ -319,16 +319,13 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
     char id[TOK_ID_LEN + 1], char *expires, size_t expires_len, char *err, size_t errlen,
     int *is_user_error)
 {
+	/* The operator's function checks the spec again and stores the token with its mint's
+	 * call id; no row when there is no such tenant. */
 	static const char sql[] =
-	    "INSERT INTO airlock.tokens (id, hash, tenant, task, tools, bindings, can_revert,"
-	    " preview_only, max_calls, expires_at)"
-	    " SELECT $1, decode($2, 'hex'), t.name, $3, ARRAY(SELECT json_array_elements_text($4::json)),"
-	    " $5::jsonb, $6::boolean, $7::boolean, NULLIF($8::integer, 0),"
-	    " now() + make_interval(secs => $9::integer)"
-	    " FROM airlock.tenants t WHERE t.name = $10"
-	    " RETURNING to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+	    "SELECT e FROM airlock.mint_token($11::uuid, $1, $2, $10, $3, $4::json, $5::jsonb,"
+	    " $6::boolean, $7::boolean, $8::integer, $9::integer) e";
 	char hexhash[65], calls[24], ttl[24], *tools = NULL, *bindings = NULL;
-	const char *values[10];
+	const char *values[11];
 	uint8_t hash[32];
 	PGresult *res = NULL;
 	size_t i;
@@ -360,7 +357,8 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	values[7] = calls;
 	values[8] = ttl;
 	values[9] = spec->tenant;
-	res = PQexecParams(conn, sql, 10, NULL, values, NULL, NULL, 0);
+	values[10] = spec->mint_call;
+	res = PQexecParams(conn, sql, 11, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "cannot store the token: %s", PQresultErrorField(res,
 		    PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) :

@@ -26,12 +26,12 @@
 static const char setup_sql[] =
     "SELECT set_config('airlock.call_id', $1, true), set_config('statement_timeout', $2, true),"
     " set_config('lock_timeout', $3, true)";
-static const char sweep_key_sql[] =
-    "DELETE FROM airlock.idempotency_keys WHERE tenant = $1 AND key = $2 AND expires_at < now()";
-/* A plain INSERT: a concurrent duplicate waits on the unique index, then fails. */
+/* Keys are claimed, answered and swept through the operator's functions
+ * (migrations/0011_gateway_functions.sql): the gateway's role cannot touch the table. */
+static const char sweep_key_sql[] = "SELECT airlock.sweep_key($1, $2)";
+/* A plain INSERT inside: a concurrent duplicate waits on the unique index, then fails. */
 static const char claim_sql[] =
-    "INSERT INTO airlock.idempotency_keys (tenant, key, fingerprint, call_id, expires_at)"
-    " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::integer))";
+    "SELECT airlock.claim_key($1, $2, $3, $4::uuid, $5::integer)";
 static const char role_sql[] = "SELECT set_config('role', $1, true)";
 static const char unrole_sql[] = "SELECT set_config('role', 'none', true)";
 /* The captured changes: how many rows, the preview (numbers as strings), the raw images
@@ -51,14 +51,11 @@ static const char changes_sql[] =
     "  FROM airlock.changes WHERE call_id = $1 AND op = 'insert' GROUP BY 1) s), '{}')::text"
     " FROM airlock.changes WHERE call_id = $1";
 /* The response is kept as the text that was sent, so a replay is byte for byte the same. */
-static const char store_sql[] =
-    "UPDATE airlock.idempotency_keys SET response = $3 WHERE tenant = $1 AND key = $2";
+static const char store_sql[] = "CALL airlock.store_key_response($1, $2, $3)";
 static const char lookup_key_sql[] =
-    "SELECT fingerprint, response FROM airlock.idempotency_keys"
-    " WHERE tenant = $1 AND key = $2 AND expires_at >= now()";
+    "SELECT fingerprint, response FROM airlock.key_lookup($1, $2)";
 static const char plan_sql[] =
-    "SELECT tool, fingerprint, updates::text, inserts::text, expires_at < now()"
-    " FROM airlock.plans WHERE id = $1::uuid AND tenant = $2";
+    "SELECT tool, fingerprint, updates, inserts, is_expired FROM airlock.plan_get($1::uuid, $2)";
 
 static long long key_ttl = 86400;
 static unsigned max_waiters_key = 8, max_waiters_tenant = 64;
@@ -591,17 +588,15 @@ write_sweep_plans(struct db *db)
 long long
 write_sweep_keys(struct db *db)
 {
-	static const char sweep_sql[] =
-	    "DELETE FROM airlock.idempotency_keys WHERE (tenant, key) IN (SELECT tenant, key"
-	    " FROM airlock.idempotency_keys WHERE expires_at < now() LIMIT 5000)";
+	static const char sweep_sql[] = "SELECT airlock.sweep_keys()";
 	PGresult *res;
 	long long n = -1;
 
 	if (db_ensure(db) == -1)
 		return -1;
 	res = PQexec(db->conn, sweep_sql);
-	if (PQresultStatus(res) == PGRES_COMMAND_OK)
-		n = strtoll(PQcmdTuples(res), NULL, 10);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	else
 		log_warn("sweeping idempotency keys: %s", PQresultErrorMessage(res));
 	PQclear(res);

@@ -44,6 +44,7 @@ struct tok_spec {
 	long long max_calls;		/* 0: no quota */
 	int is_preview_only;
 	int can_revert;
+	const char *mint_call;		/* the id of the mint's call record (borrowed) */
 };
 
 /*

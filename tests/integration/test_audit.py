@@ -159,7 +159,7 @@ def test_gateway_cannot_update_delete_or_truncate(cluster):
                      f" (999999, 'seal', '{'0' * 64}', '{'1' * 64}', 0)",
                      url=cluster.gateway_url, check=False)
     assert p.returncode != 0 and "permission denied" in p.stderr
-    cluster.psql("SELECT * FROM airlock.seal()", url=cluster.gateway_url)
+    cluster.psql("SELECT * FROM airlock.seal_round()", url=cluster.gateway_url)
 
 
 def test_verify_catches_an_edited_record():

@@ -412,7 +412,7 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
         """(claims waiting on another's key, statements waiting at the gate) in airlockd."""
         out = gateway_sessions(cluster, (
             "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND "
-            "query LIKE 'INSERT INTO airlock.idempotency_keys%'), count(*) FILTER (WHERE "
+            "query LIKE 'SELECT airlock.claim_key(%'), count(*) FILTER (WHERE "
             f"state = 'active' AND query LIKE '%pg_try_advisory_xact_lock_shared({gate_key})%') "
             "FROM pg_stat_activity WHERE application_name = 'airlockd'"))
         return tuple(int(x) for x in out.strip().split("|"))
