@@ -62,6 +62,12 @@ main(int argc, char **argv)
 		return rc > 0 ? 0 : EX_USAGE;
 	if (cfg.verbose)
 		log_set_level(LOG_LVL_DEBUG);
+	if (config_load_secrets(&cfg) == -1)
+		return EX_CONFIG;
+	if (cfg.db_password_in_argv)
+		log_warn("the database password is on the command line (--db), where any local "
+		    "user can read it; it was wiped from this process's arguments once read, but "
+		    "use a libpq passfile (passfile= or PGPASSFILE), AIRLOCK_DB or --db-file");
 	signal(SIGPIPE, SIG_IGN);
 	/* Block the signals before any thread starts, so every thread inherits the mask and
 	 * only this one takes them, with sigtimedwait. */
