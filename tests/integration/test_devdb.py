@@ -216,6 +216,18 @@ def test_socket_dir_closed_to_other_users(cluster):
         subprocess.run(["userdel", name], capture_output=True, timeout=30)
 
 
+def test_ctl_warns_of_a_password_on_its_command_line():
+    p = run_ctl("tenant", "list", "--db",
+                "postgresql://airlock_operator:not-the-password@/airlock?host=/nonexistent-alk")
+    assert p.returncode == UNAVAILABLE
+    assert "password is on the command line" in p.stderr
+    assert "not-the-password" not in p.stderr
+    # From the environment (readable by root and the same account only), it is not.
+    p = run_ctl("tenant", "list", env={"AIRLOCK_DB": "postgresql://airlock_operator:"
+                                       "not-the-password@/airlock?host=/nonexistent-alk"})
+    assert p.returncode == UNAVAILABLE and "command line" not in p.stderr
+
+
 def cmdline(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().decode(errors="replace")
