@@ -39,7 +39,8 @@ static const char *const devdb_usage =
     "          an already running cluster is reused\n"
     "  stop    stop it (fast shutdown); fine when it is not running\n"
     "  status  one line; exit 0 when running, 69 otherwise\n"
-    "  url     print a libpq URL for the operator role (or --role gateway)\n"
+    "  url     print a libpq URL for the operator role (or --role gateway); it holds no\n"
+    "          password but names DIR/pgpass, libpq's password file, which libpq reads\n"
     "\n"
     "options:\n"
     "  --dir DIR     where the cluster lives (default: $AIRLOCK_DEV_DIR, else ./var when the\n"
@@ -47,9 +48,9 @@ static const char *const devdb_usage =
     "  --role ROLE   operator (default) or gateway, for url\n"
     "  -h, --help    this text\n"
     "\n"
-    "DIR holds data/ (PGDATA), sock/ (the socket directory), passwords (0600: role and\n"
-    "password per line) and postgres.log.  Run as root, the server runs as the postgres\n"
-    "account.\n";
+    "DIR holds data/ (PGDATA), sock/ (the socket directory, 0700: only the server's\n"
+    "account, and root, may connect), pgpass (0600, libpq's password file) and\n"
+    "postgres.log.  Run as root, the server runs as the postgres account.\n";
 
 /* The account that runs initdb, pg_ctl and the server. */
 struct pgacct {
@@ -67,7 +68,8 @@ struct layout {
 	char	conf[PATH_MAX];
 	char	sock[PATH_MAX];
 	char	log[PATH_MAX];
-	char	passwords[PATH_MAX];
+	char	pgpass[PATH_MAX];	/* libpq's password file for the two login roles */
+	char	legacy[PATH_MAX];	/* "role password" lines, from before the passfile */
 	char	bootstrap[PATH_MAX];	/* the superuser's password until provisioning ends */
 };
 
@@ -89,7 +91,8 @@ make_layout(struct layout *l, const char *dir)
 	    join(l->conf, sizeof(l->conf), l->data, "postgresql.conf") == -1 ||
 	    join(l->sock, sizeof(l->sock), dir, "sock") == -1 ||
 	    join(l->log, sizeof(l->log), dir, "postgres.log") == -1 ||
-	    join(l->passwords, sizeof(l->passwords), dir, "passwords") == -1 ||
+	    join(l->pgpass, sizeof(l->pgpass), dir, "pgpass") == -1 ||
+	    join(l->legacy, sizeof(l->legacy), dir, "passwords") == -1 ||
 	    join(l->bootstrap, sizeof(l->bootstrap), dir, "bootstrap.pw") == -1) {
 		cli_warnx("dev-db", "path too long: %s", dir);
 		return -1;
@@ -317,12 +320,16 @@ devdb_dir(const char *dir, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* Reads role's password from the passwords file into pw. Returns 0 or -1. */
+/*
+ * Reads role's password into pw, from a libpq password file (host:port:database:user:password,
+ * as written by write_pgpass: the last two fields hold no colon) or, when is_legacy, from
+ * the older "role password" lines.  Returns 0 or -1.
+ */
 static int
-read_password(const char *path, const char *role, char *pw, size_t len)
+read_password(const char *path, const char *role, int is_legacy, char *pw, size_t len)
 {
 	FILE *f;
-	char line[256], *sp, *nl;
+	char line[PATH_MAX + 256], *sep, *user, *nl;
 	int rc = -1;
 
 	if ((f = fopen(path, "re")) == NULL)
@@ -330,14 +337,21 @@ read_password(const char *path, const char *role, char *pw, size_t len)
 	while (fgets(line, sizeof(line), f) != NULL) {
 		if ((nl = strchr(line, '\n')) != NULL)
 			*nl = '\0';
-		if ((sp = strchr(line, ' ')) == NULL)
+		if (line[0] == '#' || (sep = strrchr(line, is_legacy ? ' ' : ':')) == NULL)
 			continue;
-		*sp = '\0';
-		if (strcmp(line, role) == 0) {
-			rc = strlcpy(pw, sp + 1, len) < len ? 0 : -1;
+		*sep = '\0';
+		if (is_legacy)
+			user = line;
+		else if ((user = strrchr(line, ':')) != NULL)
+			user++;
+		else
+			continue;
+		if (strcmp(user, role) == 0) {
+			rc = strlcpy(pw, sep + 1, len) < len ? 0 : -1;
 			break;
 		}
 	}
+	explicit_bzero(line, sizeof(line));
 	fclose(f);
 	return rc;
 }
@@ -393,20 +407,25 @@ int
 devdb_url(const char *dir, enum devdb_role role, char *buf, size_t len)
 {
 	struct layout l;
-	char abs[PATH_MAX], pw[128], host[3 * PATH_MAX];
+	char abs[PATH_MAX], pw[128], host[3 * PATH_MAX], passfile[3 * PATH_MAX];
 	const char *name;
 	int n;
 
 	name = role == DEVDB_GATEWAY ? DEVDB_GATEWAY_ROLE : DEVDB_OPERATOR_ROLE;
 	if (devdb_dir(dir, abs, sizeof(abs)) == -1 || make_layout(&l, abs) == -1)
 		return -1;
-	if (read_password(l.passwords, name, pw, sizeof(pw)) == -1)
-		return -1;
-	if (url_encode(l.sock, host, sizeof(host)) == -1)
-		return -1;
-	n = snprintf(buf, len, "postgresql://%s:%s@/%s?host=%s&port=%s", name, pw,
-	    DEVDB_DATABASE, host, PG_PORT);
+	/* Only a provisioned dev-db has a URL: its passfile must know the role. */
+	n = read_password(l.pgpass, name, 0, pw, sizeof(pw));
 	explicit_bzero(pw, sizeof(pw));
+	if (n == -1)
+		return -1;
+	if (url_encode(l.sock, host, sizeof(host)) == -1 ||
+	    url_encode(l.pgpass, passfile, sizeof(passfile)) == -1)
+		return -1;
+	/* No password in the URL: it ends up on command lines, which every local user can
+	 * read; libpq takes it from the passfile the URL names. */
+	n = snprintf(buf, len, "postgresql://%s@/%s?host=%s&port=%s&passfile=%s", name,
+	    DEVDB_DATABASE, host, PG_PORT, passfile);
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -495,6 +514,9 @@ server_dir(const struct pgacct *a, const char *path, mode_t mode)
 	}
 	if (a->must_drop && st.st_uid != a->uid && chown(path, a->uid, a->gid) == -1)
 		goto fail;
+	/* A directory made by an older version, or under another umask, is brought to mode. */
+	if ((st.st_mode & 07777) != mode && chmod(path, mode) == -1)
+		goto fail;
 	return 0;
 fail:
 	cli_warnx("dev-db", "%s: %s", path, strerror(errno));
@@ -503,7 +525,10 @@ fail:
 
 /*
  * Creates DIR and what the server needs in it: DIR itself (ours, traversable by the server
- * account), data/ and sock/ (the server's), postgres.log (the server's, 0600).
+ * account), data/ and sock/ (the server's, 0700), postgres.log (the server's, 0600).  The
+ * socket directory is closed to every other account: a password that leaked would not let
+ * another local user connect.  The account that made the dev-db connects either as the
+ * server's own account or as root, which the mode does not stop.
  */
 static int
 prepare_dir(const struct pgacct *a, const struct layout *l)
@@ -529,7 +554,7 @@ prepare_dir(const struct pgacct *a, const struct layout *l)
 		    "closed to it); choose another --dir", a->name, l->dir);
 		return -1;
 	}
-	if (server_dir(a, l->data, 0700) == -1 || server_dir(a, l->sock, 0755) == -1)
+	if (server_dir(a, l->data, 0700) == -1 || server_dir(a, l->sock, 0700) == -1)
 		return -1;
 	fd = open(l->log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1 || (a->must_drop && fchown(fd, a->uid, a->gid) == -1)) {
@@ -744,6 +769,72 @@ fail:
 	return rc;
 }
 
+/* Copies s into buf with the passfile's escapes (backslash before ':' and '\\'). */
+static int
+pgpass_escape(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	for (; *s != '\0'; s++) {
+		if ((*s == ':' || *s == '\\') && o + 1 < len)
+			buf[o++] = '\\';
+		if (o + 1 >= len)
+			return -1;
+		buf[o++] = *s;
+	}
+	buf[o] = '\0';
+	return 0;
+}
+
+/*
+ * Writes DIR/pgpass (0600, ours): libpq's password file, one line per login role, for
+ * this dev-db's socket directory, port and database only.  Returns 0 or -1 with a message.
+ */
+static int
+write_pgpass(const struct layout *l, const char *op, const char *gw)
+{
+	char host[2 * PATH_MAX], text[2 * (2 * PATH_MAX + 256)];
+	int n, rc;
+
+	if (pgpass_escape(l->sock, host, sizeof(host)) == -1) {
+		cli_warnx("dev-db", "path too long: %s", l->sock);
+		return -1;
+	}
+	n = snprintf(text, sizeof(text), "# libpq password file of this dev-db "
+	    "(host:port:database:user:password)\n"
+	    "%s:%s:%s:%s:%s\n%s:%s:%s:%s:%s\n", host, PG_PORT, DEVDB_DATABASE,
+	    DEVDB_OPERATOR_ROLE, op, host, PG_PORT, DEVDB_DATABASE, DEVDB_GATEWAY_ROLE, gw);
+	rc = n < 0 || (size_t)n >= sizeof(text) ? -1 :
+	    write_secret(l->pgpass, text, (uid_t)-1, (gid_t)-1);
+	explicit_bzero(text, sizeof(text));
+	return rc;
+}
+
+/*
+ * A dev-db made before the passfile kept "role password" lines in DIR/passwords: writes
+ * the passfile from them and removes the old file.  Returns 0 (also when there is nothing
+ * to do) or -1 with a message.
+ */
+static int
+upgrade_legacy(const struct layout *l)
+{
+	char op[128], gw[128];
+	int rc = 0;
+
+	if (exists(l->pgpass) || !exists(l->legacy))
+		return 0;
+	if (read_password(l->legacy, DEVDB_OPERATOR_ROLE, 1, op, sizeof(op)) == -1 ||
+	    read_password(l->legacy, DEVDB_GATEWAY_ROLE, 1, gw, sizeof(gw)) == -1) {
+		cli_warnx("dev-db", "%s is unreadable; stop the dev-db, remove %s and start "
+		    "again", l->legacy, l->dir);
+		rc = -1;
+	} else if ((rc = write_pgpass(l, op, gw)) == 0)
+		(void)unlink(l->legacy);
+	explicit_bzero(op, sizeof(op));
+	explicit_bzero(gw, sizeof(gw));
+	return rc;
+}
+
 static PGconn *
 connect_bootstrap(const struct layout *l, const char *dbname, const char *password)
 {
@@ -765,13 +856,13 @@ connect_bootstrap(const struct layout *l, const char *dbname, const char *passwo
 
 /*
  * Connected as the bootstrap superuser, creates the operator and gateway roles and the
- * database, then writes DIR/passwords and forgets the superuser's password.  Safe to
+ * database, then writes DIR/pgpass and forgets the superuser's password.  Safe to
  * repeat after a failure half way.
  */
 static int
 provision(const struct layout *l)
 {
-	char boot[128], op[PASSWORD_LEN + 1], gw[PASSWORD_LEN + 1], text[512];
+	char boot[128], op[PASSWORD_LEN + 1], gw[PASSWORD_LEN + 1];
 	PGconn *conn = NULL;
 	int has, rc = -1;
 
@@ -814,10 +905,7 @@ provision(const struct layout *l)
 	PQfinish(conn);
 	conn = NULL;
 
-	if (snprintf(text, sizeof(text), "%s %s\n%s %s\n", DEVDB_OPERATOR_ROLE, op,
-	    DEVDB_GATEWAY_ROLE, gw) >= (int)sizeof(text))
-		goto fail;
-	if (write_secret(l->passwords, text, (uid_t)-1, (gid_t)-1) == -1)
+	if (write_pgpass(l, op, gw) == -1)
 		goto fail;
 	(void)unlink(l->bootstrap);
 	rc = 0;
@@ -826,7 +914,6 @@ fail:
 	explicit_bzero(boot, sizeof(boot));
 	explicit_bzero(op, sizeof(op));
 	explicit_bzero(gw, sizeof(gw));
-	explicit_bzero(text, sizeof(text));
 	return rc;
 }
 
@@ -845,8 +932,10 @@ start(const struct layout *l)
 		return EX_CANTCREAT;
 	if (!exists(l->version) && init_cluster(&a, bindir, l) == -1)
 		return EX_CANTCREAT;
+	if (upgrade_legacy(l) == -1)
+		return EX_CANTCREAT;
 	if (is_running(&a, bindir, l)) {
-		if (!exists(l->passwords) && provision(l) == -1)
+		if (!exists(l->pgpass) && provision(l) == -1)
 			return EX_UNAVAILABLE;
 		printf("dev-db: already running in %s (socket %s)\n", l->dir, l->sock);
 		return EX_OK;
@@ -856,7 +945,7 @@ start(const struct layout *l)
 		print_log_tail(l->log);
 		return EX_UNAVAILABLE;
 	}
-	if (!exists(l->passwords) && provision(l) == -1)
+	if (!exists(l->pgpass) && provision(l) == -1)
 		return EX_UNAVAILABLE;
 	printf("dev-db: started in %s (socket %s)\n", l->dir, l->sock);
 	return EX_OK;

@@ -1,8 +1,15 @@
 /* config.c: airlockd's flags and environment, with defaults that are safe on a laptop. */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "airlock/config.h"
 
@@ -10,9 +17,14 @@ static const char usage[] =
 "usage: airlockd [options]\n"
 "  --listen HOST:PORT     address to serve (AIRLOCK_LISTEN; default 127.0.0.1:8080)\n"
 "  --db CONNINFO          libpq URL or conninfo of the gateway role (AIRLOCK_DB;\n"
-"                         default: libpq's PGHOST, PGUSER, ... environment)\n"
+"                         default: libpq's PGHOST, PGUSER, ... environment).  Never\n"
+"                         put a password here (any local user reads the command\n"
+"                         line): use a passfile (passfile=, PGPASSFILE) or --db-file\n"
+"  --db-file FILE         read the conninfo from FILE, which only its owner may read\n"
+"                         or write (AIRLOCK_DB_FILE)\n"
 "  --tools DIR            tool catalog (AIRLOCK_TOOLS; default ./tools)\n"
-"  --admin-key-file FILE  admin credential, re-read on change (AIRLOCK_ADMIN_KEY_FILE)\n"
+"  --admin-key-file FILE  admin credential, re-read on change; only its owner may read\n"
+"                         or write it (AIRLOCK_ADMIN_KEY_FILE)\n"
 "  --trust-proxy ADDR     a TLS-terminating proxy's address: for its requests the client\n"
 "                         is the last address in X-Forwarded-For (AIRLOCK_TRUST_PROXY)\n"
 "  --allow-origin ORIGIN  an Origin /mcp accepts; repeatable (AIRLOCK_ALLOW_ORIGINS,\n"
@@ -45,11 +57,13 @@ static const char usage[] =
 
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT, O_TRUST };
+	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT, O_TRUST,
+	O_DB_FILE };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
 	{ "db", required_argument, NULL, O_DB },
+	{ "db-file", required_argument, NULL, O_DB_FILE },
 	{ "tools", required_argument, NULL, O_TOOLS },
 	{ "admin-key-file", required_argument, NULL, O_ADMIN },
 	{ "allow-origin", required_argument, NULL, O_ORIGIN },
@@ -196,7 +210,12 @@ apply(struct config *cfg, int opt, const char *arg)
 	case O_LISTEN:
 		return set_listen(cfg, arg);
 	case O_DB:
+		/* The last of --db and --db-file given wins. */
+		cfg->db_file[0] = '\0';
 		return set_string(cfg->db, sizeof(cfg->db), arg, "--db");
+	case O_DB_FILE:
+		cfg->db[0] = '\0';
+		return set_string(cfg->db_file, sizeof(cfg->db_file), arg, "--db-file");
 	case O_TOOLS:
 		return set_string(cfg->tools_dir, sizeof(cfg->tools_dir), arg, "--tools");
 	case O_ADMIN:
@@ -297,6 +316,101 @@ apply(struct config *cfg, int opt, const char *arg)
 	return 0;
 }
 
+/* Whether a libpq URL or conninfo string sets a password (password=, or user:pass@). */
+static int
+has_password(const char *conninfo)
+{
+	PQconninfoOption *opts, *o;
+	int found = 0;
+
+	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return 0;	/* not parseable: libpq says why when it connects */
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
+			found = 1;
+	PQconninfoFree(opts);
+	return found;
+}
+
+/*
+ * Opens a file that holds a secret and checks, as ssh does for keys, that neither group
+ * nor others may read or write it.  Returns the descriptor (the caller closes it), -2 when
+ * it does not exist (and may_be_missing), or -1 after a message naming the file.
+ */
+static int
+open_secret(const char *path, const char *what, int may_be_missing)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		if (errno == ENOENT && may_be_missing)
+			return -2;
+		fprintf(stderr, "airlockd: %s %s: %s\n", what, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "airlockd: %s %s is not a regular file\n", what, path);
+		goto fail;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		fprintf(stderr, "airlockd: %s %s is open to group or others (mode %04o): it holds "
+		    "a secret; chmod 600 it\n", what, path, (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+int
+config_load_secrets(struct config *cfg)
+{
+	char buf[sizeof(cfg->db) + 8];
+	ssize_t n;
+	size_t len;
+	int fd, rc = -1;
+
+	/* A missing admin key file only leaves the admin methods off until it appears. */
+	if (cfg->admin_key_file[0] != '\0') {
+		if ((fd = open_secret(cfg->admin_key_file, "admin key file", 1)) == -1)
+			return -1;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (cfg->db_file[0] == '\0')
+		return 0;
+	if ((fd = open_secret(cfg->db_file, "database file", 0)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0) {
+		fprintf(stderr, "airlockd: database file %s: %s\n", cfg->db_file, strerror(errno));
+		goto out;
+	}
+	buf[n] = '\0';
+	/* One conninfo; the trailing newline an editor leaves is not part of it. */
+	len = strlen(buf);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		buf[--len] = '\0';
+	if ((size_t)n == sizeof(buf) - 1 || len >= sizeof(cfg->db)) {
+		fprintf(stderr, "airlockd: database file %s: longer than %zu bytes\n", cfg->db_file,
+		    sizeof(cfg->db) - 1);
+		goto out;
+	}
+	if (len == 0 || strchr(buf, '\n') != NULL) {
+		fprintf(stderr, "airlockd: database file %s must hold one libpq URL or conninfo "
+		    "line\n", cfg->db_file);
+		goto out;
+	}
+	strlcpy(cfg->db, buf, sizeof(cfg->db));
+	rc = 0;
+out:
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
 int
 config_parse(struct config *cfg, int argc, char **argv)
 {
@@ -304,6 +418,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 		{ "AIRLOCK_LISTEN", O_LISTEN }, { "AIRLOCK_DB", O_DB },
 		{ "AIRLOCK_TOOLS", O_TOOLS }, { "AIRLOCK_ADMIN_KEY_FILE", O_ADMIN },
 		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN }, { "AIRLOCK_TRUST_PROXY", O_TRUST },
+		{ "AIRLOCK_DB_FILE", O_DB_FILE },
 	};
 	const char *v;
 	size_t i;
@@ -348,6 +463,12 @@ config_parse(struct config *cfg, int argc, char **argv)
 		if (opt == '?' || apply(cfg, opt, optarg) == -1) {
 			fputs(usage, stderr);
 			return -1;
+		}
+		/* A password on the command line is readable by every local user in
+		 * /proc/PID/cmdline: wipe it from there now (main warns), as the copy is made. */
+		if (opt == O_DB && has_password(optarg)) {
+			cfg->db_password_in_argv = 1;
+			explicit_bzero(optarg, strlen(optarg));
 		}
 	}
 	if (optind < argc) {

@@ -1,10 +1,93 @@
 /* db.c: a worker's PostgreSQL connection: connect lazily, notice breakage, reconnect. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "airlock/db.h"
 #include "airlock/log.h"
 #include "airlock/rpc.h"
+
+/* While the database stays down, a line this often says so, with the count. */
+#define OUTAGE_REPORT_S 60
+
+/*
+ * The process's view of the database: when it is down, every worker, the audit writer and
+ * the sealer fail on every attempt, many times a millisecond under load.  The first
+ * failure is logged with libpq's reason, the rest only counted; a line every
+ * OUTAGE_REPORT_S says it lasts, and the first connection that succeeds says it is back,
+ * with how long it was down and how many attempts failed.
+ */
+static pthread_mutex_t outage_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	int is_down;
+	unsigned long long failures;	/* attempts failed since it went down */
+	struct timespec since, reported;
+} outage;
+
+static double
+seconds_since(const struct timespec *t, const struct timespec *now)
+{
+	return (double)(now->tv_sec - t->tv_sec) + (double)(now->tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* Counts a failed attempt; what says so (once) is what, with conn's message. */
+static void
+outage_failed(const char *what, const PGconn *conn)
+{
+	struct timespec now;
+	unsigned long long n = 0;
+	double down = 0;
+	int is_first = 0;
+	char why[512];
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&outage_lock);
+	if (!outage.is_down) {
+		outage.is_down = 1;
+		outage.failures = 1;
+		outage.since = outage.reported = now;
+		is_first = 1;
+	} else {
+		outage.failures++;
+		if (seconds_since(&outage.reported, &now) >= OUTAGE_REPORT_S) {
+			outage.reported = now;
+			n = outage.failures;
+			down = seconds_since(&outage.since, &now);
+		}
+	}
+	pthread_mutex_unlock(&outage_lock);
+	/* libpq's message may name the host; it goes to the log, never to a client. */
+	if (is_first) {
+		log_seterr(why, sizeof(why), "%s", conn != NULL ? PQerrorMessage(conn) :
+		    "out of memory");
+		log_warn("%s: %s (repeats are counted, not logged, until it is back)", what, why);
+	} else if (n > 0)
+		log_json(LOG_LVL_WARN, json_pack("{s:s, s:f, s:I}", "msg",
+		    "database still unavailable", "down_s", down, "failures", (json_int_t)n));
+}
+
+/* A connection succeeded: ends an outage, if there was one, with one line. */
+static void
+outage_ended(void)
+{
+	struct timespec now;
+	unsigned long long n;
+	double down;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&outage_lock);
+	if (!outage.is_down) {
+		pthread_mutex_unlock(&outage_lock);
+		return;
+	}
+	outage.is_down = 0;
+	n = outage.failures;
+	down = seconds_since(&outage.since, &now);
+	pthread_mutex_unlock(&outage_lock);
+	log_json(LOG_LVL_INFO, json_pack("{s:s, s:f, s:I}", "msg", "database back",
+	    "down_s", down, "failures", (json_int_t)n));
+}
 
 void
 db_init(struct db *db, const char *conninfo)
@@ -24,12 +107,12 @@ db_ensure(struct db *db)
 	db_close(db);
 	db->conn = PQconnectdb(db->conninfo);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
-		/* libpq's message may name the host; it goes to the log, never to a client. */
-		log_warn("database unavailable: %s", PQerrorMessage(db->conn));
+		outage_failed("database unavailable", db->conn);
 		PQfinish(db->conn);
 		db->conn = NULL;
 		return -1;
 	}
+	outage_ended();
 	db->generation++;
 	/* Results are rendered by type (tool_value_json): fix the formats it reads. */
 	res = PQexec(db->conn, "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
@@ -148,7 +231,7 @@ db_pipeline(struct db *db, struct db_query *q, size_t n)
 		goto lost;
 	return 0;
 lost:
-	log_warn("database connection lost: %s", PQerrorMessage(db->conn));
+	outage_failed("database connection lost", db->conn);
 	for (i = 0; i < n; i++) {
 		PQclear(q[i].res);
 		q[i].res = NULL;

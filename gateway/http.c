@@ -324,20 +324,40 @@ defer(struct request *req, const char *key)
 	return respond_rpc(req);
 }
 
-/* The rate limit per client address, before authentication.  Returns 0, or -1 with
- * every call of the message answered 429. */
+/*
+ * Takes n units of the client address's rate, all or none.  Returns 0, or -1 with *retry
+ * set and each of the n refusals counted.
+ */
+static int
+take_client(struct request *req, unsigned n, int *retry)
+{
+	const struct config *cfg = req->srv->gw->cfg;
+	char key[96];
+	unsigned i;
+
+	snprintf(key, sizeof(key), "client:%s", req->client);
+	if (rl_take_n(req->srv->gw->rl, key, cfg->rate_client, cfg->burst_client, n, retry) == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		audit_refusal(req->srv->gw->audit, req->client, "rate_limited");
+	return -1;
+}
+
+/*
+ * The rate limit per client address, before authentication: one unit per call, so a
+ * batch of N calls (each of which may cost a token lookup) costs what N requests would.
+ * Returns 0, or -1 with every call of the message answered 429.
+ */
 static int
 limit_client(struct request *req)
 {
-	const struct config *cfg = req->srv->gw->cfg;
 	struct rpc_error err = { 0 };
-	char key[96];
+	size_t n;
 	int retry;
 
-	snprintf(key, sizeof(key), "client:%s", req->client);
-	if (rl_take(req->srv->gw->rl, key, cfg->rate_client, cfg->burst_client, &retry) == 0)
+	n = req->msg.is_batch ? json_array_size(req->msg.root) : 1;
+	if (take_client(req, (unsigned)n, &retry) == 0)
 		return 0;
-	audit_refusal(req->srv->gw->audit, req->client, "rate_limited");
 	rpc_error_set(&err, RPC_TOO_MANY, "rate_limited",
 	    "Too many requests from this address; retry in %d s", retry);
 	err.data = json_pack("{s:i}", "retryAfterSeconds", retry);
@@ -429,21 +449,35 @@ metrics(struct request *req)
 	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);
 }
 
+/* MHD_get_connection_values' iterator: keeps the last X-Forwarded-For line in *cls. */
+static enum MHD_Result
+last_xff(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	(void)kind;
+	if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0)
+		*(const char **)cls = value;
+	return MHD_YES;
+}
+
 /*
- * Behind the trusted proxy, the client is the last address of X-Forwarded-For (the one
- * the proxy added; earlier ones are the client's own word).  Anything that is not a
- * numeric address leaves the proxy's.
+ * Behind the trusted proxy, the client is the last address of X-Forwarded-For, across
+ * every line of that header: the proxy appends its peer to the last line (or adds a line),
+ * and every earlier line and entry is the client's own word.  libmicrohttpd keeps each
+ * line apart and its lookup returns the first, so the lines are walked.  Anything that is
+ * not a numeric address leaves the proxy's.
  */
 static void
 forwarded_client(struct request *req)
 {
-	const char *trusted = req->srv->gw->cfg->trust_proxy, *xff, *last;
+	const char *trusted = req->srv->gw->cfg->trust_proxy, *xff = NULL, *last;
 	char addr[INET6_ADDRSTRLEN];
 	unsigned char buf[sizeof(struct in6_addr)];
 	size_t n;
 
-	if (trusted[0] == '\0' || strcmp(req->client, trusted) != 0 ||
-	    (xff = header(req, "X-Forwarded-For")) == NULL)
+	if (trusted[0] == '\0' || strcmp(req->client, trusted) != 0)
+		return;
+	(void)MHD_get_connection_values(req->conn, MHD_HEADER_KIND, last_xff, &xff);
+	if (xff == NULL)
 		return;
 	last = strrchr(xff, ',');
 	last = last ? last + 1 : xff;
@@ -511,6 +545,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 {
 	struct http_server *srv = cls;
 	struct request *req = *con_cls;
+	char seconds[24];
+	int retry;
 
 	(void)version;
 	if (req == NULL)
@@ -542,6 +578,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (atomic_load(&req->srv->draining))
 			return respond_json(req, 503, json_pack("{s:s, s:s}", "status",
 			    "unavailable", "reason", "stopping"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
+		/* It asks the database, so it costs the client address a unit of its rate;
+		 * /healthz and /metrics answer from memory and stay free. */
+		if (take_client(req, 1, &retry) == -1) {
+			snprintf(seconds, sizeof(seconds), "%d", retry);
+			return respond_json(req, 429, json_pack("{s:s, s:s}", "status",
+			    "unavailable", "reason", "rate_limited"), MHD_HTTP_HEADER_RETRY_AFTER,
+			    seconds);
+		}
 		return defer(req, "readyz");
 	case R_METRICS:
 		return metrics(req);

@@ -21,10 +21,12 @@ enum load_status { LOAD_OK, LOAD_DB_DOWN, LOAD_REFUSED };
  * Loads and checks the tool catalog (the checks need the database).  Returns LOAD_OK
  * with a new catalog in *out; LOAD_DB_DOWN when the database cannot be reached; or
  * LOAD_REFUSED when a manifest is at fault (logged, naming the file and the fault).
+ * A database that is down is logged once until a load succeeds, not at every retry.
  */
 static enum load_status
 load_catalog(const struct config *cfg, struct catalog **out)
 {
+	static int is_down_logged;
 	enum load_status st = LOAD_OK;
 	char err[1024];
 	PGconn *conn;
@@ -32,15 +34,20 @@ load_catalog(const struct config *cfg, struct catalog **out)
 	*out = NULL;
 	conn = PQconnectdb(cfg->db);
 	if (PQstatus(conn) != CONNECTION_OK) {
-		log_warn("cannot check the tool catalog yet: database unavailable: %s",
-		    PQerrorMessage(conn));
+		log_seterr(err, sizeof(err), "%s", PQerrorMessage(conn));
+		log_msg(is_down_logged ? LOG_LVL_DEBUG : LOG_LVL_WARN, "cannot check the tool "
+		    "catalog yet: database unavailable: %s (retried every %d s)", err,
+		    CATALOG_RETRY_S);
+		is_down_logged = 1;
 		st = LOAD_DB_DOWN;
 	} else if ((*out = tool_load(cfg->tools_dir, conn, err, sizeof(err))) == NULL) {
 		log_error("tool catalog refused: %s", err);
 		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;
-	} else
+	} else {
+		is_down_logged = 0;
 		log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:I}", "msg", "tool catalog loaded",
 		    "dir", cfg->tools_dir, "tools", (json_int_t)(*out)->n));
+	}
 	PQfinish(conn);
 	return st;
 }
@@ -62,6 +69,12 @@ main(int argc, char **argv)
 		return rc > 0 ? 0 : EX_USAGE;
 	if (cfg.verbose)
 		log_set_level(LOG_LVL_DEBUG);
+	if (config_load_secrets(&cfg) == -1)
+		return EX_CONFIG;
+	if (cfg.db_password_in_argv)
+		log_warn("the database password is on the command line (--db), where any local "
+		    "user can read it; it was wiped from this process's arguments once read, but "
+		    "use a libpq passfile (passfile= or PGPASSFILE), AIRLOCK_DB or --db-file");
 	signal(SIGPIPE, SIG_IGN);
 	/* Block the signals before any thread starts, so every thread inherits the mask and
 	 * only this one takes them, with sigtimedwait. */

@@ -87,13 +87,22 @@ rl_create(void)
 int
 rl_take(struct rl *rl, const char *key, double rate, double burst, int *retry_after)
 {
+	return rl_take_n(rl, key, rate, burst, 1, retry_after);
+}
+
+int
+rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n,
+    int *retry_after)
+{
 	struct bucket find = { 0 }, *b;
-	double now = now_seconds();
+	double now = now_seconds(), cost;
 	int rc = 0;
 
 	*retry_after = 0;
 	if (rate <= 0 || burst < 1)
 		return 0;	/* no limit configured */
+	/* More than a full bucket could never be taken: that much takes a full bucket. */
+	cost = fmin((double)(n > 0 ? n : 1), floor(burst));
 	strlcpy(find.key, key, sizeof(find.key));
 	pthread_mutex_lock(&rl->lock);
 	if (++rl->takes % SWEEP_EVERY == 0)
@@ -110,10 +119,10 @@ rl_take(struct rl *rl, const char *key, double rate, double burst, int *retry_af
 	b->rate = rate;
 	b->burst = burst;
 	refill(b, now);
-	if (b->tokens >= 1) {
-		b->tokens -= 1;
+	if (b->tokens >= cost) {
+		b->tokens -= cost;
 	} else {
-		*retry_after = (int)ceil((1 - b->tokens) / rate);
+		*retry_after = (int)ceil((cost - b->tokens) / rate);
 		if (*retry_after < 1)
 			*retry_after = 1;
 		rc = -1;

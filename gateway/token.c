@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "airlock/log.h"
 #include "airlock/token.h"
 
 static const char b64url[] =
@@ -102,6 +103,7 @@ static struct {
 	dev_t dev;
 	ino_t ino;
 	off_t size;
+	mode_t mode;
 	struct timespec mtime;
 	char value[256];
 	size_t len;
@@ -111,12 +113,13 @@ static int
 is_same_file(const struct stat *st)
 {
 	return st->st_dev == admin.dev && st->st_ino == admin.ino && st->st_size == admin.size &&
-	    st->st_mtim.tv_sec == admin.mtime.tv_sec && st->st_mtim.tv_nsec == admin.mtime.tv_nsec;
+	    st->st_mode == admin.mode && st->st_mtim.tv_sec == admin.mtime.tv_sec && st->st_mtim.tv_nsec == admin.mtime.tv_nsec;
 }
 
 static void
 reload_admin(const char *path, const struct stat *st)
 {
+	struct stat fst;
 	char buf[256];
 	ssize_t n;
 	int fd;
@@ -126,9 +129,18 @@ reload_admin(const char *path, const struct stat *st)
 	admin.dev = st->st_dev;
 	admin.ino = st->st_ino;
 	admin.size = st->st_size;
+	admin.mode = st->st_mode;
 	admin.mtime = st->st_mtim;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return;
+	/* airlockd refuses to start with a key others may read or write; a replacement made
+	 * so is refused too, until its mode is fixed. */
+	if (fstat(fd, &fst) == -1 || (fst.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		close(fd);
+		log_warn("admin key file %s is open to group or others: the admin credential is "
+		    "refused until it is chmod 600", path);
+		return;
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)

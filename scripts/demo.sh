@@ -10,6 +10,8 @@ $CTL migrate
 for t in acme globex; do
 	$CTL tenant list | cut -f1 | grep -qx "$t" || $CTL tenant add "$t"
 done
+# dev-db URLs hold no password: they name the dev-db's libpq passfile, so no command line
+# here (psql's, airlockd's) carries a secret.
 psql -X -q -v ON_ERROR_STOP=1 "$($CTL dev-db url)" -f scripts/demo-seed.sql >/dev/null
 # The dev-db directory holds the socket directory; the admin credential lives beside it.
 DIR=$(dirname "$($CTL dev-db url | sed -n 's/.*host=\([^&]*\).*/\1/p')")

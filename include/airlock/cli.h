@@ -40,7 +40,8 @@ void cli_warnx(const char *cmd, const char *fmt, ...) __attribute__((format(prin
  * The database rule for every command that needs the database: db_opt (the --db value) when
  * not NULL, else $AIRLOCK_DB, else the operator URL of the dev-db when one exists in the
  * default dev-db directory, else "" (libpq's own environment: PGHOST, PGUSER and so on).
- * Writes the conninfo string into buf.  Returns 0, or -1 when it does not fit.
+ * Writes the conninfo string into buf.  Returns 0, or -1 when it does not fit.  Warns
+ * (once) when db_opt, which came from the command line, holds a password.
  */
 int cli_conninfo(const char *db_opt, char *buf, size_t len)
 	__attribute__((warn_unused_result));

@@ -12,6 +12,8 @@ struct config {
 	unsigned short listen_port;
 	char tools_dir[PATH_MAX];
 	char db[1024];			/* libpq conninfo or URL; "" means libpq's environment */
+	char db_file[PATH_MAX];		/* a file holding db, read by config_load_secrets */
+	int db_password_in_argv;	/* --db held a password (now wiped from argv) */
 	char admin_key_file[PATH_MAX];
 	char trust_proxy[64];		/* peer whose X-Forwarded-For names the client, or "" */
 	size_t max_body;		/* bytes of a request body */
@@ -42,5 +44,13 @@ struct config {
  * Returns 0; on bad usage prints a message to stderr and returns -1;
  * returns 1 when --help was shown. */
 int config_parse(struct config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
+
+/*
+ * Checks and reads the files that hold secrets: the admin key file (when set and present)
+ * and the database file (when set, read into cfg->db) must be regular files that neither
+ * group nor others may read or write.  Returns 0, or -1 after a message on stderr naming
+ * the file (the caller exits 78).
+ */
+int config_load_secrets(struct config *cfg) __attribute__((warn_unused_result));
 
 #endif

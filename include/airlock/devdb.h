@@ -27,9 +27,11 @@ int devdb_dir(const char *dir, char *buf, size_t len) __attribute__((warn_unused
 
 /*
  * Writes the libpq URL for role into buf:
- * postgresql://ROLE:PASSWORD@/airlock?host=DIR/sock&port=5432.  dir as for devdb_dir (NULL
- * for the default).  The server need not be running.  Returns 0, or -1 when there is no
- * provisioned dev-db there (no DIR/passwords) or buf is too small; prints nothing.
+ * postgresql://ROLE@/airlock?host=DIR/sock&port=5432&passfile=DIR/pgpass.  It holds no
+ * password (URLs end up on command lines, which any local user reads): libpq reads it from
+ * the passfile the URL names.  dir as for devdb_dir (NULL for the default).  The server
+ * need not be running.  Returns 0, or -1 when there is no provisioned dev-db there (no
+ * DIR/pgpass naming the role) or buf is too small; prints nothing.
  */
 int devdb_url(const char *dir, enum devdb_role role, char *buf, size_t len)
 	__attribute__((warn_unused_result));

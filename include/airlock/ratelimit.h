@@ -14,6 +14,13 @@ struct rl *rl_create(void);
 int rl_take(struct rl *rl, const char *key, double rate, double burst, int *retry_after)
     __attribute__((warn_unused_result));
 
+/*
+ * Takes n units at once, or none: as rl_take, with *retry_after the seconds until n are
+ * there.  n above the burst costs the burst (a full bucket), so a large batch can pass.
+ */
+int rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n,
+    int *retry_after) __attribute__((warn_unused_result));
+
 void rl_free(struct rl *rl);
 
 #endif

@@ -30,10 +30,20 @@ def ctl(*args, check=True, env=None, input=None):
 
 
 class Cluster:
+    """A dev-db.  Its URLs carry no password: they name the dev-db's libpq passfile, so
+    psql and every program given one finds the password there, and no command line holds
+    it."""
+
     def __init__(self, path):
         self.dir = path
         self.operator_url = ctl("dev-db", "url", "--dir", path).stdout.strip()
         self.gateway_url = ctl("dev-db", "url", "--role", "gateway", "--dir", path).stdout.strip()
+
+    def passwords(self):
+        """The roles' passwords, from the passfile (host:port:database:user:password)."""
+        with open(os.path.join(self.dir, "pgpass")) as f:
+            return {line.rsplit(":", 2)[1]: line.rsplit(":", 2)[2]
+                    for line in f.read().splitlines() if line and not line.startswith("#")}
 
     def psql(self, sql, url=None, check=True):
         """Runs SQL through psql; returns stdout (unaligned, tuples only)."""

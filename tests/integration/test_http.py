@@ -1,10 +1,17 @@
 """HTTP-level behaviour of a real airlockd: routes, methods, limits, hostile bodies, shutdown."""
 import json
+import os
+import secrets
 import signal
 import socket
+import subprocess
+import threading
 import time
 
+import pytest
 import requests
+
+from conftest import AIRLOCKD, ROOT, Daemon, ctl, own_cluster
 
 JSON = {"Content-Type": "application/json"}
 
@@ -337,3 +344,228 @@ def test_trusted_proxy_names_the_client(start_daemon):
     time.sleep(0.2)
     clients = [json.loads(x).get("client") for x in d.logtext().splitlines() if x.startswith("{")]
     assert "192.0.2.1" in clients and "192.0.2.2" in clients and "203.0.113.9" not in clients
+
+
+# --- X-Forwarded-For over several header lines -------------------------------------------
+
+def unique_v6():
+    """An address of the documentation range no other test uses, so the session cluster's
+    refusal counts for it are this test's alone."""
+    return "2001:db8:%x::%x" % (secrets.randbits(16), secrets.randbits(16))
+
+
+def post_raw(d, body, header_lines):
+    """A POST of body to /rpc with these header lines as sent, each on its own line (requests
+    would merge repeated headers into one); returns the HTTP status."""
+    out = raw(d, b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\n" + b"".join(h.encode() + b"\r\n" for h in header_lines)
+              + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return int(out.split(b" ", 2)[1])
+
+
+def refusals(cluster, client, reason, want, timeout=10):
+    """The refusals counted for client and reason, once they reach want (they are written
+    when their second is over), or what there is at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = int(cluster.psql(f"SELECT coalesce(sum(count), 0) FROM airlock.refusals"
+                             f" WHERE client = '{client}' AND reason = '{reason}'"))
+        if n >= want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
+def test_trusted_proxy_reads_the_last_forwarded_line(start_daemon, cluster):
+    """The proxy appends its peer to the last X-Forwarded-For line; every earlier line and
+    entry is the client's own word, and cannot pick its rate-limit bucket or its record."""
+    d = start_daemon("--trust-proxy", "127.0.0.1", "--rate-client", "0.01/1")
+    ping = b'{"jsonrpc":"2.0","method":"ping","id":1}'
+    a, b, forged = unique_v6(), unique_v6(), unique_v6()
+    assert post_raw(d, ping, [f"X-Forwarded-For: {forged}",
+                              f"X-Forwarded-For: 203.0.113.9, {a}"]) == 200
+    # Same first line, another last entry: another client, with a bucket of its own.
+    assert post_raw(d, ping, [f"X-Forwarded-For: {forged}", f"X-Forwarded-For: {b}"]) == 200
+    # Another first line, the same last entry: the same client, whose one request is spent.
+    assert post_raw(d, ping, [f"X-Forwarded-For: {b}", "X-Forwarded-For: 192.0.2.1",
+                              f"x-forwarded-for: {a}"]) == 429
+    # The refusal is recorded against the address the proxy named.
+    assert refusals(cluster, a, "rate_limited", 1) == 1
+    assert refusals(cluster, forged, "rate_limited", 1, timeout=1.5) == 0
+    d.wait_log(a)
+    clients = [json.loads(x).get("client") for x in d.logtext().splitlines()
+               if x.startswith("{") and '"request"' in x]
+    assert clients.count(a) == 2 and clients.count(b) == 1 and forged not in clients
+
+
+# --- /readyz is throttled, /healthz is not -----------------------------------------------
+
+def test_readyz_is_rate_limited_per_client(start_daemon):
+    """/readyz asks the database, so a flood of it is held to the client address's rate;
+    /healthz answers from memory and stays unthrottled, for liveness probes."""
+    d = start_daemon("--rate-client", "0.01/5")
+    codes = [requests.get(d.url + "/readyz", timeout=5).status_code for _ in range(8)]
+    assert codes == [200] * 5 + [429] * 3, codes
+    r = requests.get(d.url + "/readyz", timeout=5)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.json() == {"status": "unavailable", "reason": "rate_limited"}
+    assert all(requests.get(d.url + "/healthz", timeout=5).status_code == 200
+               for _ in range(50))
+
+
+# --- a batch is charged per call ---------------------------------------------------------
+
+def test_batch_is_rate_limited_per_call(start_daemon, cluster):
+    """A batch of N calls costs N units of its address's rate, all or none: a batch of
+    unknown tokens costs as many lookups as it is charged for."""
+    d = start_daemon("--trust-proxy", "127.0.0.1", "--rate-client", "0.01/10")
+    addr = unique_v6()
+    h = {"Authorization": "Bearer alk_" + "A" * 43, "X-Forwarded-For": addr}
+
+    def batch(n):
+        out = rpc(d, [{"jsonrpc": "2.0", "method": "tools/list", "id": i} for i in range(n)],
+                  headers=h).json()
+        assert len(out) == n
+        return {e["error"]["data"]["reason"] for e in out}
+
+    assert batch(6) == {"token_invalid"}        # 6 of 10 units
+    assert batch(6) == {"rate_limited"}         # 4 left: refused whole, nothing spent
+    assert batch(4) == {"token_invalid"}        # the last 4
+    r = rpc(d, {"jsonrpc": "2.0", "method": "tools/list", "id": 1}, headers=h)
+    assert r.status_code == 429
+    # Ten lookups answered, seven calls refused for the rate, each counted.
+    assert refusals(cluster, addr, "token_invalid", 10) == 10
+    assert refusals(cluster, addr, "rate_limited", 7) == 7
+
+
+# --- secrets stay off the command line ---------------------------------------------------
+
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def test_no_password_on_the_command_line(daemon, cluster):
+    """Started as the demo starts it (--db with the dev-db's gateway URL)."""
+    argv = cmdline(daemon.proc.pid)
+    assert "--db" in argv and "passfile=" in argv
+    assert not any(pw in argv for pw in cluster.passwords().values()), argv
+    assert requests.get(daemon.url + "/readyz", timeout=5).status_code == 200
+    assert "command line" not in daemon.logtext()
+
+
+@pytest.mark.parametrize("db", [
+    "postgresql://airlock_gateway:not-the-password@/airlock?host=/nonexistent-airlock",
+    "host=/nonexistent-airlock dbname=airlock user=airlock_gateway password=not-the-password",
+])
+def test_password_in_argv_is_warned_about_and_wiped(start_daemon, db):
+    d = start_daemon(db=db)
+    log = d.wait_log("password is on the command line")
+    lines = [json.loads(x) for x in log.splitlines()
+             if x.startswith("{") and "password is on the command line" in x]
+    assert len(lines) == 1 and lines[0]["level"] == "warn"
+    assert "not-the-password" not in log
+    # The value is wiped from the process's arguments once read.
+    assert "not-the-password" not in cmdline(d.proc.pid)
+
+
+def test_db_from_file_or_environment(cluster, tmp_path):
+    path = tmp_path / "db.conninfo"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, (cluster.gateway_url + "\n").encode())
+    os.close(fd)
+    tools = ["--tools", str(ROOT / "tools")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AIRLOCK_"))}
+    for args, extra in [(["--db-file", str(path)], {}),
+                        ([], {"AIRLOCK_DB_FILE": str(path)}),
+                        ([], {"AIRLOCK_DB": "postgresql://x:not-the-password@/nowhere"}),
+                        ([], {"AIRLOCK_DB": cluster.gateway_url})]:
+        d = Daemon([*args, *tools], env={**env, **extra})
+        try:
+            ready = requests.get(d.url + "/readyz", timeout=5).status_code
+            # A password in the environment is not warned about: only root and the
+            # daemon's own account read /proc/PID/environ.
+            assert "command line" not in d.logtext()
+            assert ready == (503 if "nowhere" in str(extra) else 200), (args, extra)
+        finally:
+            assert d.stop() == 0
+    # A conninfo file others may read is refused, like the admin key.
+    os.chmod(path, 0o640)
+    p = subprocess.run([str(AIRLOCKD), "--listen", "127.0.0.1:1", "--db-file", str(path),
+                        *tools], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 78 and str(path) in p.stderr, p.stderr
+
+
+def test_admin_key_file_open_to_others_refuses_start(cluster, tmp_path):
+    key = tmp_path / "admin.key"
+    ctl("token", "admin-key", key)
+    argv = [str(AIRLOCKD), "--listen", "127.0.0.1:1", "--db", cluster.gateway_url,
+            "--tools", str(ROOT / "tools"), "--admin-key-file", str(key)]
+    for mode in (0o640, 0o620, 0o604, 0o602, 0o644):
+        os.chmod(key, mode)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 78, (oct(mode), p.returncode, p.stderr)
+        assert str(key) in p.stderr and "group or others" in p.stderr, p.stderr
+    os.chmod(key, 0o600)
+    d = Daemon(argv[3:])
+    try:
+        secret = key.read_text().strip()
+        me = {"jsonrpc": "2.0", "method": "airlock/tokens.self", "id": 1}
+        bearer = {"Authorization": f"Bearer {secret}"}
+        assert rpc(d, me, headers=bearer).json()["result"] == {"admin": True}
+        # A replacement others may read is refused as well, until its mode is fixed.
+        tmp = tmp_path / "admin.key.new"
+        tmp.write_text(secret + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, key)
+        assert rpc(d, me, headers=bearer).status_code == 401
+        assert "group or others" in d.logtext()
+        os.chmod(key, 0o600)
+        assert rpc(d, me, headers=bearer).json()["result"] == {"admin": True}
+    finally:
+        assert d.stop() == 0
+
+
+# --- a database outage is logged once ----------------------------------------------------
+
+def test_database_outage_is_logged_once_then_counted():
+    """While the database is down, every worker fails on every call: the log says so once,
+    counts the repeats, and says when it is back, with the count."""
+    with own_cluster(prefix="alk-down-") as c:
+        d = Daemon(["--db", c.gateway_url, "--tools", str(ROOT / "tools"), "--workers", "4",
+                    "--rate-client", "0/0"])
+        try:
+            assert requests.get(d.url + "/readyz", timeout=5).status_code == 200
+            ctl("dev-db", "stop", "--dir", c.dir)
+            answered = []
+            until = time.monotonic() + 2
+
+            def hammer():
+                h = {"Authorization": "Bearer alk_" + "B" * 43}
+                while time.monotonic() < until:
+                    answered.append(requests.get(d.url + "/readyz", timeout=5).status_code)
+                    answered.append(rpc(d, {"jsonrpc": "2.0", "method": "tools/list", "id": 1},
+                                        headers=h).status_code)
+
+            threads = [threading.Thread(target=hammer) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert answered.count(503) >= 20, answered
+            lines = [json.loads(x) for x in d.logtext().splitlines() if x.startswith("{")]
+            down = [x for x in lines if x.get("level") == "warn" and
+                    x["msg"].startswith(("database unavailable", "database connection lost"))]
+            assert 1 <= len(down) <= 3, down
+            ctl("dev-db", "start", "--dir", c.dir)
+            deadline = time.monotonic() + 30
+            while requests.get(d.url + "/readyz", timeout=5).status_code != 200:
+                assert time.monotonic() < deadline, "the database did not come back"
+                time.sleep(0.1)
+            d.wait_log('"database back"')
+            back = [json.loads(x) for x in d.logtext().splitlines()
+                    if x.startswith("{") and '"database back"' in x]
+            assert len(back) == 1
+            assert back[0]["failures"] >= answered.count(503) // 2, back
+            assert back[0]["down_s"] >= 1
+        finally:
+            assert d.stop() == 0

@@ -265,7 +265,8 @@ def test_admin_key_replaced_without_restart(gw, world):
         assert call(gw, d_key, "airlock/tokens.self").json()["result"] == {"admin": True}
         assert err(call(gw, world.admin, "airlock/tokens.self"))[0] == 401
     finally:
-        with open(world.admin_key + ".tmp", "w") as f:
+        with open(os.open(world.admin_key + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                  "w") as f:
             f.write(world.admin + "\n")
         os.replace(world.admin_key + ".tmp", world.admin_key)
 
