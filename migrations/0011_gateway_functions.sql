@@ -26,7 +26,8 @@ ALTER TABLE airlock.tokens ADD COLUMN mint_call uuid UNIQUE;
 COMMENT ON COLUMN airlock.tokens.mint_call IS
     'The id of the airlock/tokens.mint call record that minted the token.';
 
--- A token's revocation is final and its grants never change; calls_used only grows.  For
+-- A token's revocation is final, its grants never change, its expiry may only come sooner
+-- (an operator cutting a token short) and calls_used only grows.  For
 -- everyone, the owner included (an owner who disables this is what verify is for).
 CREATE FUNCTION airlock.guard_token() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -35,13 +36,13 @@ BEGIN
         RAISE EXCEPTION 'token %: a revocation cannot be undone or moved', OLD.id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF NEW.calls_used < OLD.calls_used OR
+    IF NEW.calls_used < OLD.calls_used OR NEW.expires_at > OLD.expires_at OR
        (NEW.id, NEW.hash, NEW.tenant, NEW.task, NEW.tools, NEW.bindings, NEW.can_revert,
-        NEW.preview_only, NEW.max_calls, NEW.created_at, NEW.expires_at, NEW.mint_call)
+        NEW.preview_only, NEW.max_calls, NEW.created_at, NEW.mint_call)
        IS DISTINCT FROM
        (OLD.id, OLD.hash, OLD.tenant, OLD.task, OLD.tools, OLD.bindings, OLD.can_revert,
-        OLD.preview_only, OLD.max_calls, OLD.created_at, OLD.expires_at, OLD.mint_call) THEN
-        RAISE EXCEPTION 'token %: only its revocation and its call count may change', OLD.id
+        OLD.preview_only, OLD.max_calls, OLD.created_at, OLD.mint_call) THEN
+        RAISE EXCEPTION 'token %: only its revocation, its call count and an earlier expiry may change', OLD.id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;

@@ -634,5 +634,8 @@ def test_bindings_must_bind_every_granted_tool(gw, world, cluster):
     # A token whose bindings a granted tool cannot honour (the catalog changed since, or the
     # row was written by hand) is refused that tool: bindings fail closed.
     tid = call(gw, tok, "airlock/tokens.self").json()["result"]["token_id"]
-    cluster.psql(f"UPDATE airlock.tokens SET tools = tools || ARRAY['search_customers'] WHERE id = '{tid}'")
+    # (The token guard keeps grants fixed, so the hand-written row needs it off for a moment.)
+    cluster.psql("ALTER TABLE airlock.tokens DISABLE TRIGGER airlock_token_guard;"
+                 f" UPDATE airlock.tokens SET tools = tools || ARRAY['search_customers'] WHERE id = '{tid}';"
+                 " ALTER TABLE airlock.tokens ENABLE TRIGGER airlock_token_guard")
     assert err(tool(gw, tok, "search_customers", {"query": "x"})) == (403, "binding_mismatch")
