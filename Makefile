@@ -1,5 +1,8 @@
 # Airlock: plain GNU Makefile.  `make`, `make check`, `make demo`, `make stop`.
 
+# The version every program prints for --version: set here and nowhere else.
+VERSION   := 0.1.0
+
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 DESTDIR   ?=
@@ -16,7 +19,8 @@ WARNINGS  := -std=c17 -Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith -Wcast-q
              -Wvla -Wimplicit-fallthrough -Werror
 # The user's CFLAGS add to these; they never replace them.
 CFLAGS    ?= -O2 -g
-REQ_CFLAGS = $(WARNINGS) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -MMD -MP
+REQ_CFLAGS = $(WARNINGS) -D_GNU_SOURCE -DAIRLOCK_VERSION='"$(VERSION)"' -Iinclude \
+             $(PKG_CFLAGS) -MMD -MP
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 # Every .c under these folders but the programs' main.c is a module of the library
@@ -29,16 +33,22 @@ lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: all asan check unit unit-asan integration interop interop-deps fuzz fuzz-smoke demo stop install \
+.PHONY: FORCE all asan check unit unit-asan integration interop interop-deps fuzz fuzz-smoke demo stop install \
         clean bootstrap lint
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 
 asan:
 	$(MAKE) BUILD=$(ASAN) CFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" all
 
-$(BUILD)/obj/%.o: %.c
+# Objects are rebuilt when VERSION changes: the stamp is rewritten only then.
+$(BUILD)/obj/%.o: %.c $(BUILD)/version
 	@mkdir -p $(dir $@)
 	$(CC) $(REQ_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/version: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+FORCE:
 
 $(BUILD)/libairlock.a: $(call lib_objs,$(BUILD))
 	@rm -f $@
@@ -116,14 +126,30 @@ stop:
 	@if [ -x $(BUILD)/airlockctl ]; then $(BUILD)/airlockctl dev-db stop; fi
 
 SHAREDIR  ?= $(PREFIX)/share/airlock
+MANDIR    ?= $(PREFIX)/share/man
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
 
-# Programs in BINDIR; the migrations and the demo catalog in SHAREDIR (airlockctl migrate
-# --dir $(SHAREDIR)/migrations, airlockd --tools a catalog of your own).
+# Programs in BINDIR; the migrations, the demo catalog and an example configuration in
+# SHAREDIR (airlockctl migrate --dir $(SHAREDIR)/migrations, airlockd --tools a catalog of
+# your own); the manual pages in MANDIR; the systemd unit in UNITDIR, with the paths of
+# this install.  DESTDIR stages it all elsewhere (packaging, tests).
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/migrations $(DESTDIR)$(SHAREDIR)/tools
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/migrations $(DESTDIR)$(SHAREDIR)/tools \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(addprefix $(BUILD)/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)
 	install -m 0644 migrations/*.sql $(DESTDIR)$(SHAREDIR)/migrations
 	install -m 0644 tools/*.json tools/README.md $(DESTDIR)$(SHAREDIR)/tools
+	install -m 0644 examples/airlockd.conf $(DESTDIR)$(SHAREDIR)/airlockd.conf.example
+	for m in man/*.[158]; do \
+	    sed -e '1,3s/"Airlock"/"Airlock $(VERSION)"/' -e 's|/usr/local/share/airlock|$(SHAREDIR)|g' \
+	        -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' -e 's|/etc/airlock/|$(SYSCONFDIR)/airlock/|g' \
+	        $$m > $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/} && \
+	    chmod 0644 $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/} || exit 1; done
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/airlock/|$(SYSCONFDIR)/airlock/|g' \
+	    dist/airlockd.service > $(DESTDIR)$(UNITDIR)/airlockd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/airlockd.service
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -44,6 +45,9 @@ static const char usage[] =
     "  archive  seal, export the records sealed before TS to FILE (JSON lines, as export),\n"
     "           then remove them and their changes, leaving an archive checkpoint\n"
     "\n"
+    "verify, export, replay and archive end with a summary on stderr (records, time, rate);\n"
+    "while stderr is a terminal they also keep a progress line there (records done of\n"
+    "how many, rate, time left).\n"
     "TS is anything PostgreSQL reads as a timestamptz (2026-01-31T00:00:00Z).\n"
     "options: --db URL (default: $AIRLOCK_DB, else the dev-db operator URL); -h, --help\n"
     "Exit status: 0; 64 bad usage; 65 verify found a break, or replay found a call that\n"
@@ -268,6 +272,124 @@ stream(PGconn *conn, const char *sql, int n, const char *const *values,
 	return rc;
 }
 
+/* progress */
+
+/*
+ * Long walks (verify, export, archive, replay) show a progress line on stderr while it is
+ * a terminal: records done (of how many, when known), the rate, and the time left; it is
+ * redrawn at most four times a second.  At the end a one-line summary goes to stderr
+ * whether or not it is a terminal, so a script's log says how much was done and how fast,
+ * while stdout keeps only the command's own output.
+ */
+struct progress {
+	const char *what;
+	int is_tty;
+	long long done, total;		/* total: -1 when not counted */
+	double start, drawn;		/* monotonic seconds */
+};
+
+/* The records a walk will see, counted only to show a terminal how far it has come:
+ * export's filter; verify, whose walk is by checkpoint, gets an estimate from it. */
+static const char progress_count_sql[] =
+    "SELECT pg_catalog.count(*) FROM airlock.calls c"
+    " LEFT JOIN airlock.sealed s ON s.call_id = c.id"
+    " WHERE ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
+    " AND ($3::timestamptz IS NULL OR c.at < $3)"
+    " AND ($4::bigint IS NULL OR s.checkpoint_id <= $4)";
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Starts p; when stderr is a terminal and conn is given, counts the records (values: the
+ * four parameters of progress_count_sql) so the line can show a total and a time left. */
+static void
+progress_start(struct progress *p, const char *what, PGconn *conn, const char *const *values)
+{
+	PGresult *res;
+
+	memset(p, 0, sizeof(*p));
+	p->what = what;
+	p->is_tty = isatty(STDERR_FILENO);
+	p->total = -1;
+	p->start = now_seconds();
+	if (p->is_tty && conn != NULL) {
+		res = PQexecParams(conn, progress_count_sql, 4, NULL, values, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			p->total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+	}
+}
+
+static double
+progress_rate(const struct progress *p, double now)
+{
+	double elapsed = now - p->start;
+
+	return (double)p->done / (elapsed > 0.001 ? elapsed : 0.001);
+}
+
+/* Clears the progress line, so that a line of output can be printed in its place. */
+static void
+progress_clear(struct progress *p)
+{
+	if (p->is_tty && p->drawn > 0)
+		fputs("\r\033[K", stderr);
+}
+
+static void
+progress_draw(struct progress *p, double now)
+{
+	double rate = progress_rate(p, now);
+	long long left;
+
+	fprintf(stderr, "\r\033[K%s: %lld", p->what, p->done);
+	if (p->total >= p->done && p->total > 0)
+		fprintf(stderr, "/%lld records (%d%%)", p->total, (int)(p->done * 100 / p->total));
+	else
+		fputs(" records", stderr);
+	fprintf(stderr, ", %.0f/s", rate);
+	if (p->total >= p->done && p->total > 0) {
+		left = (long long)((double)(p->total - p->done) / (rate > 0 ? rate : 1) + 0.5);
+		fprintf(stderr, ", %lld s left", left);
+	}
+	fflush(stderr);
+	p->drawn = now;
+}
+
+/* One more record done. */
+static void
+progress_step(struct progress *p)
+{
+	double now;
+
+	p->done++;
+	if (!p->is_tty)
+		return;
+	now = now_seconds();
+	if (p->drawn == 0 || now - p->drawn >= 0.25)
+		progress_draw(p, now);
+}
+
+/* Ends the line and prints the summary: "airlockctl audit WHAT: N records in T s (R/s)",
+ * and extra (may be NULL) after it. */
+static void
+progress_end(struct progress *p, const char *extra)
+{
+	double now = now_seconds();
+
+	progress_clear(p);
+	fprintf(stderr, "%s audit %s: %lld record%s in %.1f s (%.0f/s)%s%s\n", CLI_PROG, p->what,
+	    p->done, p->done == 1 ? "" : "s", now - p->start, progress_rate(p, now),
+	    extra ? "; " : "", extra ? extra : "");
+	fflush(stderr);
+}
+
 /* seal */
 
 static int
@@ -307,6 +429,7 @@ fail:
 /* verify */
 
 struct verify {
+	struct progress pr;
 	int is_tenant;
 	int problems;
 	long long checkpoints, records, pending;
@@ -331,6 +454,7 @@ problem(struct verify *v, const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_clear(&v->pr);
 	v->problems++;
 	v->group_problems++;
 	if (v->problems > MAX_PROBLEMS)
@@ -365,6 +489,9 @@ verify_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
 	const char *prev = PQgetvalue(res, 0, 2), *call_id, *sealed_d, *sealed_cd, *now_cd;
+
+	if (!PQgetisnull(res, 0, 6))
+		progress_step(&v->pr);
 	long long id = strtoll(PQgetvalue(res, 0, 0), NULL, 10), pos, seq;
 	char hex[65];
 
@@ -537,6 +664,8 @@ do_verify(const struct opts *o)
 	struct verify v;
 	const char *wv[3] = { o->from, o->to, o->tenant }, *uv[3] = { o->tenant, o->from, o->to };
 	const char *anv[2] = { o->anchor, o->tenant };
+	const char *cv[4] = { o->tenant, o->from, o->to, NULL };
+	char extra[64];
 	PGresult *res = NULL;
 	PGconn *conn;
 	int rc = EX_UNAVAILABLE;
@@ -545,6 +674,7 @@ do_verify(const struct opts *o)
 	v.is_tenant = o->tenant != NULL;
 	if ((conn = cli_connect("audit", o->db)) == NULL)
 		return EX_UNAVAILABLE;
+	progress_start(&v.pr, "verify", conn, cv);
 	/* One snapshot for the whole walk; nothing but pg_catalog on the search path, so no
 	 * function or operator of the database's owners takes part. */
 	if ((res = query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL)) == NULL)
@@ -586,6 +716,9 @@ do_verify(const struct opts *o)
 		    v.checkpoints > 0 ? v.next_prev : "");
 		rc = EX_OK;
 	}
+	snprintf(extra, sizeof(extra), "%lld checkpoints, %d problems", v.checkpoints,
+	    v.problems);
+	progress_end(&v.pr, extra);
 fail:
 	PQclear(res);
 	PQfinish(conn);
@@ -595,6 +728,7 @@ fail:
 /* export and archive */
 
 struct export {
+	struct progress pr;
 	FILE *out;
 	long long lines;
 	SHA256_CTX ctx;
@@ -615,6 +749,7 @@ export_row(const PGresult *res, void *arg)
 		return -1;
 	}
 	e->lines++;
+	progress_step(&e->pr);
 	return 0;
 }
 
@@ -635,10 +770,12 @@ do_export(const struct opts *o)
 	SHA256Init(&e.ctx);
 	if ((conn = cli_connect("audit", o->db)) == NULL)
 		return EX_UNAVAILABLE;
+	progress_start(&e.pr, "export", conn, values);
 	if (stream(conn, export_sql, 4, values, export_row, &e) == -1)
 		rc = e.is_write_error ? EX_IOERR : EX_UNAVAILABLE;
 	if (fflush(stdout) == EOF)
 		rc = EX_IOERR;
+	progress_end(&e.pr, rc == EX_OK ? NULL : "stopped by an error");
 	PQfinish(conn);
 	return rc;
 }
@@ -696,8 +833,10 @@ do_archive(const struct opts *o)
 	}
 	SHA256Init(&e.ctx);
 	values[3] = through;
+	progress_start(&e.pr, "archive", conn, values);
 	if (stream(conn, export_sql, 4, values, export_row, &e) == -1 || fflush(e.out) == EOF ||
 	    fsync(fileno(e.out)) == -1) {
+		progress_end(&e.pr, "stopped by an error; nothing removed");
 		if (e.is_write_error)
 			cli_warnx("audit", "cannot write %s: %s", tmp, strerror(errno));
 		rc = e.is_write_error ? EX_CANTCREAT : EX_UNAVAILABLE;
@@ -716,6 +855,7 @@ do_archive(const struct opts *o)
 		rc = EX_CANTCREAT;
 		goto fail;
 	}
+	progress_end(&e.pr, NULL);
 	printf("archived %lld records sealed up to checkpoint %s to %s (sha256 %s); "
 	    "archive checkpoint %s\n", e.lines, through, o->out, hex, PQgetvalue(res, 0, 0));
 	rc = EX_OK;
@@ -742,9 +882,8 @@ struct replay {
 	const struct opts *o;
 	struct db db;
 	struct catalog *cat;
-	long long total, done;
+	struct progress pr;
 	long long counts[V_COUNT];
-	int is_tty;
 	int is_unavailable;
 };
 
@@ -975,23 +1114,6 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 	return verdict;
 }
 
-static void
-progress(struct replay *r)
-{
-	int width = 30, filled;
-
-	if (!r->is_tty || r->total == 0)
-		return;
-	if (r->done != r->total && r->done % 20 != 0)
-		return;
-	filled = (int)(r->done * width / r->total);
-	fprintf(stderr, "\rreplay [%.*s%*s] %lld/%lld", filled,
-	    "##############################", width - filled, "", r->done, r->total);
-	if (r->done == r->total)
-		fputc('\n', stderr);
-	fflush(stderr);
-}
-
 static int
 replay_row(const PGresult *res, void *arg)
 {
@@ -1007,7 +1129,6 @@ replay_row(const PGresult *res, void *arg)
 		return -1;
 	}
 	r->counts[verdict]++;
-	r->done++;
 	if (r->o->is_json) {
 		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id", PQgetvalue(res, 0, 0),
 		    "tenant", value_or_null(res, 0, 1), "tool", value_or_null(res, 0, 3),
@@ -1020,8 +1141,7 @@ replay_row(const PGresult *res, void *arg)
 	} else {
 		if (verdict != V_MATCH) {
 			dtext = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
-			if (r->is_tty)
-				fputs("\r\033[K", stderr);
+			progress_clear(&r->pr);
 			printf("%s  %s  %s  %s\n", PQgetvalue(res, 0, 0), value_or_null(res, 0, 3) ?
 			    PQgetvalue(res, 0, 3) : "-", verdict_titles[verdict], dtext ? dtext : "");
 			fflush(stdout);
@@ -1029,7 +1149,7 @@ replay_row(const PGresult *res, void *arg)
 		}
 		json_decref(detail);
 	}
-	progress(r);
+	progress_step(&r->pr);
 	return 0;
 }
 
@@ -1047,7 +1167,6 @@ do_replay(const struct opts *o)
 
 	memset(&r, 0, sizeof(r));
 	r.o = o;
-	r.is_tty = isatty(STDERR_FILENO);
 	if (cli_conninfo(o->db, conninfo, sizeof(conninfo)) == -1) {
 		cli_warnx("audit", "database URL too long");
 		return EX_USAGE;
@@ -1065,17 +1184,17 @@ do_replay(const struct opts *o)
 		rc = EX_CONFIG;
 		goto fail;
 	}
-	if (r.is_tty) {
+	progress_start(&r.pr, "replay", NULL, NULL);
+	if (r.pr.is_tty) {
 		if ((res = query(list, replay_count_sql, 3, values)) == NULL)
 			goto fail;
-		r.total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		r.pr.total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
 		res = NULL;
 	}
 	if (stream(list, replay_list_sql, 3, values, replay_row, &r) == -1)
 		goto fail;
-	if (r.is_tty && r.done != r.total)
-		fputc('\n', stderr);
+	progress_end(&r.pr, NULL);
 	if (o->is_json) {
 		summary = json_object();
 		for (i = 0; i < V_COUNT; i++)
@@ -1089,7 +1208,7 @@ do_replay(const struct opts *o)
 		printf("\n%-16s %10s\n", "replayed", "calls");
 		for (i = 0; i < V_COUNT; i++)
 			printf("%-16s %10lld\n", verdict_titles[i], r.counts[i]);
-		printf("%-16s %10lld\n", "total", r.done);
+		printf("%-16s %10lld\n", "total", r.pr.done);
 	}
 	rc = r.counts[V_DIFFERS] > 0 || r.counts[V_REFUSED] > 0 ? EX_DATAERR : EX_OK;
 fail:

@@ -5,6 +5,7 @@
 #include <sysexits.h>
 
 #include "airlock/cli.h"
+#include "airlock/version.h"
 
 /* One line per command: its singular noun (the plural is accepted too), entry, summary. */
 static const struct command {
@@ -30,7 +31,8 @@ usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "usage: %s COMMAND [ARGS...]\n"
-	    "       %s COMMAND --help\n\ncommands:\n", CLI_PROG, CLI_PROG);
+	    "       %s COMMAND --help\n"
+	    "       %s --version\n\ncommands:\n", CLI_PROG, CLI_PROG, CLI_PROG);
 	for (i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].noun, commands[i].summary);
 	fprintf(f, "\nThe database, for commands that need one: --db URL, else $AIRLOCK_DB, "
@@ -58,6 +60,10 @@ main(int argc, char **argv)
 	if (argc < 2) {
 		usage(stderr);
 		return EX_USAGE;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("%s %s\n", CLI_PROG, AIRLOCK_VERSION);
+		return EX_OK;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {

@@ -8,6 +8,7 @@
 #include "airlock/call.h"
 #include "airlock/code.h"
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/sandbox.h"
 
 #define EGRESS_MAX	256	/* attempts kept per call; the rest are only counted in the log */
@@ -414,6 +415,7 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *code,
 	}
 	if (sb_spawn(&cfg, &run, msg, sizeof(msg)) == -1) {
 		log_error("code tool %s: the sandbox did not start: %s", t->name, msg);
+		metrics_count(METRICS_SANDBOX_FAILED);
 		sandbox_unavailable(err);
 		goto done;
 	}
@@ -424,9 +426,11 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *code,
 	}
 	if (sb_wait(run, &res, msg, sizeof(msg)) == -1) {
 		log_error("code tool %s: the sandbox failed: %s", t->name, msg);
+		metrics_count(METRICS_SANDBOX_FAILED);
 		sandbox_unavailable(err);
 		goto done;
 	}
+	metrics_sandbox_run(res.limit != SB_LIMIT_NONE ? sb_limit_name(res.limit) : NULL);
 	if ((*out = outcome_json(&res)) == NULL) {
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
 		goto done;

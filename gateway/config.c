@@ -1,4 +1,8 @@
-/* config.c: airlockd's flags and environment, with defaults that are safe on a laptop. */
+/*
+ * config.c: airlockd's settings, with defaults that are safe on a laptop, from a
+ * configuration file, the environment and flags, in that order, each overriding the one
+ * before.  The file holds `key = value` lines whose keys are the long flags' names.
+ */
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -7,14 +11,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "airlock/config.h"
+#include "airlock/version.h"
 
 static const char usage[] =
-"usage: airlockd [options]\n"
+"usage: airlockd [--config FILE] [--check-config] [options]\n"
+"  --config FILE          read settings from FILE first: `key = value` lines, a key for\n"
+"                         every option below (listen = 127.0.0.1:8080, verbose = true);\n"
+"                         the environment and flags override it (AIRLOCK_CONFIG)\n"
+"  --check-config         check the settings and the files they name, then exit: 0 when\n"
+"                         airlockd would start with them, 78 when not\n"
+"  --version              print the version and exit\n"
 "  --listen HOST:PORT     address to serve (AIRLOCK_LISTEN; default 127.0.0.1:8080)\n"
 "  --db CONNINFO          libpq URL or conninfo of the gateway role (AIRLOCK_DB;\n"
 "                         default: libpq's PGHOST, PGUSER, ... environment).  Never\n"
@@ -58,7 +70,7 @@ static const char usage[] =
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
 	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT, O_TRUST,
-	O_DB_FILE };
+	O_DB_FILE, O_CONFIG, O_CHECK, O_VERSION };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -87,6 +99,9 @@ static const struct option options[] = {
 	{ "rate-token", required_argument, NULL, O_RATE_TOKEN },
 	{ "rate-tenant", required_argument, NULL, O_RATE_TENANT },
 	{ "verbose", no_argument, NULL, 'v' },
+	{ "config", required_argument, NULL, O_CONFIG },
+	{ "check-config", no_argument, NULL, O_CHECK },
+	{ "version", no_argument, NULL, O_VERSION },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -178,10 +193,20 @@ bad:
 	return -1;
 }
 
+/* Where the settings being applied come from: the file, the environment, the flags.  A
+ * repeatable setting (allow-origin) from one source replaces what an earlier source set. */
+enum source { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAGS };
+static enum source applying, origins_from;
+
 static int
 add_origins(struct config *cfg, const char *list)
 {
 	char buf[4096], *p, *tok, *save = NULL;
+
+	if (origins_from != applying) {
+		cfg->n_origins = 0;
+		origins_from = applying;
+	}
 
 	if (set_string(buf, sizeof(buf), list, "origin list") == -1)
 		return -1;
@@ -411,6 +436,123 @@ out:
 	return rc;
 }
 
+/* A boolean value of the file: true/false, yes/no, on/off, 1/0. */
+static int
+parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return *out = 1, 0;
+		if (strcasecmp(v, no[i]) == 0)
+			return *out = 0, 0;
+	}
+	return -1;
+}
+
+/* Removes leading and trailing blanks in place; returns the first non-blank. */
+static char *
+trim(char *s)
+{
+	size_t n;
+
+	s += strspn(s, " \t");
+	n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
+	    s[n - 1] == '\n'))
+		s[--n] = '\0';
+	return s;
+}
+
+/*
+ * Reads FILE: `key = value` lines, blank lines and `#` comments; a value may be in double
+ * quotes.  Keys are the long options' names (every option but config, check-config,
+ * version and help).  A file whose db value holds a password must be one only its owner
+ * may read or write, as --db-file.  Returns 0, or -1 after a message naming the file and
+ * the line.
+ */
+static int
+read_file(struct config *cfg, const char *path)
+{
+	char line[4096], *key, *val, *eq;
+	const struct option *o;
+	struct stat st;
+	unsigned lineno = 0;
+	int rc = -1, on;
+	size_t n;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		fprintf(stderr, "airlockd: config file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == -1 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "airlockd: config file %s is not a regular file\n", path);
+		goto out;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			fprintf(stderr, "airlockd: %s:%u: line too long\n", path, lineno);
+			goto out;
+		}
+		key = trim(line);
+		if (*key == '\0' || *key == '#')
+			continue;
+		if ((eq = strchr(key, '=')) == NULL) {
+			fprintf(stderr, "airlockd: %s:%u: want key = value\n", path, lineno);
+			goto out;
+		}
+		*eq = '\0';
+		key = trim(key);
+		val = trim(eq + 1);
+		n = strlen(val);
+		if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+			val[n - 1] = '\0';
+			val++;
+		}
+		for (o = options; o->name != NULL; o++)
+			if (strcmp(o->name, key) == 0)
+				break;
+		if (o->name == NULL || o->val == O_CONFIG || o->val == O_CHECK ||
+		    o->val == O_VERSION || o->val == 'h') {
+			fprintf(stderr, "airlockd: %s:%u: unknown key '%s'\n", path, lineno, key);
+			goto out;
+		}
+		if (o->has_arg == no_argument) {
+			if (parse_bool(val, &on) == -1) {
+				fprintf(stderr, "airlockd: %s:%u: %s wants true or false\n", path,
+				    lineno, key);
+				goto out;
+			}
+			cfg->verbose = on;
+			continue;
+		}
+		if (o->val == O_DB && has_password(val) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+			fprintf(stderr, "airlockd: config file %s sets a database password but is open "
+			    "to group or others (mode %04o): chmod 600 it, or use db-file\n", path,
+			    (unsigned)(st.st_mode & 07777));
+			goto out;
+		}
+		if (apply(cfg, o->val, val) == -1) {
+			fprintf(stderr, "airlockd: %s:%u: bad value for %s\n", path, lineno, key);
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "airlockd: config file %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	explicit_bzero(line, sizeof(line));
+	fclose(f);
+	return rc;
+}
+
 int
 config_parse(struct config *cfg, int argc, char **argv)
 {
@@ -420,11 +562,12 @@ config_parse(struct config *cfg, int argc, char **argv)
 		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN }, { "AIRLOCK_TRUST_PROXY", O_TRUST },
 		{ "AIRLOCK_DB_FILE", O_DB_FILE },
 	};
-	const char *v;
+	const char *v, *file = NULL;
 	size_t i;
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
+	applying = origins_from = SRC_DEFAULT;
 	strlcpy(cfg->listen_host, "127.0.0.1", sizeof(cfg->listen_host));
 	cfg->listen_port = 8080;
 	strlcpy(cfg->tools_dir, "tools", sizeof(cfg->tools_dir));
@@ -451,15 +594,42 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->rate_tenant = 100;
 	cfg->burst_tenant = 200;
 
-	for (i = 0; i < sizeof(env) / sizeof(env[0]); i++)
-		if ((v = getenv(env[i].name)) != NULL && apply(cfg, env[i].opt, v) == -1)
-			return -1;
+	/* The file first (--config, else AIRLOCK_CONFIG), then the environment, then the
+	 * flags; --help and --version answer before anything is read. */
+	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
 		if (opt == 'h') {
 			fputs(usage, stdout);
 			return 1;
 		}
+		if (opt == O_VERSION) {
+			printf("airlockd %s\n", AIRLOCK_VERSION);
+			return 1;
+		}
+		if (opt == O_CONFIG)
+			file = optarg;
+		else if (opt == O_CHECK)
+			cfg->check_only = 1;
+	}
+	opterr = 1;
+	if (file == NULL && (v = getenv("AIRLOCK_CONFIG")) != NULL && *v != '\0')
+		file = v;
+	if (file != NULL) {
+		applying = SRC_FILE;
+		if (set_string(cfg->config_file, sizeof(cfg->config_file), file, "--config") == -1 ||
+		    read_file(cfg, file) == -1)
+			return -2;
+	}
+	applying = SRC_ENV;
+	for (i = 0; i < sizeof(env) / sizeof(env[0]); i++)
+		if ((v = getenv(env[i].name)) != NULL && apply(cfg, env[i].opt, v) == -1)
+			return -1;
+	applying = SRC_FLAGS;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "vh", options, NULL)) != -1) {
+		if (opt == O_CONFIG || opt == O_CHECK)
+			continue;
 		if (opt == '?' || apply(cfg, opt, optarg) == -1) {
 			fputs(usage, stderr);
 			return -1;

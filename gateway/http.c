@@ -22,7 +22,7 @@
 
 #include "airlock/http.h"
 #include "airlock/log.h"
-#include "airlock/seal.h"
+#include "airlock/metrics.h"
 
 enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS };
 
@@ -32,7 +32,6 @@ struct http_server {
 	struct rpc_limits limits;
 	atomic_uint inflight;		/* requests begun and not yet completed */
 	atomic_int draining;		/* SIGTERM: new connections are closed at once */
-	atomic_ulong served[6];		/* by status class: 1xx..5xx, index 0 unused */
 };
 
 struct request {
@@ -402,51 +401,19 @@ finish_rpc(struct request *req)
 static enum MHD_Result
 metrics(struct request *req)
 {
-	struct http_server *srv = req->srv;
 	const union MHD_DaemonInfo *info;
-	size_t pending = 0;
 	unsigned conns = 0;
-	double seal_lag;
-	int seal_stalled;
+	size_t len;
 	char *body;
-	int n;
 
 	/* Summed over the HTTP threads; a connection counts from its accept. */
-	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	info = MHD_get_daemon_info(req->srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	if (info != NULL)
 		conns = info->num_connections;
-	pthread_rwlock_rdlock(&srv->gw->pools_lock);
-	if (srv->gw->pool != NULL)
-		pending = pool_pending(srv->gw->pool);
-	pthread_rwlock_unlock(&srv->gw->pools_lock);
-	seal_health(&seal_lag, &seal_stalled);
-	n = asprintf(&body,
-	    "# HELP airlock_http_requests_total HTTP requests answered, by status class.\n"
-	    "# TYPE airlock_http_requests_total counter\n"
-	    "airlock_http_requests_total{class=\"2xx\"} %lu\n"
-	    "airlock_http_requests_total{class=\"4xx\"} %lu\n"
-	    "airlock_http_requests_total{class=\"5xx\"} %lu\n"
-	    "# HELP airlock_requests_in_flight Requests begun and not yet answered.\n"
-	    "# TYPE airlock_requests_in_flight gauge\n"
-	    "airlock_requests_in_flight %u\n"
-	    "# HELP airlock_http_connections Client connections open.\n"
-	    "# TYPE airlock_http_connections gauge\n"
-	    "airlock_http_connections %u\n"
-	    "# HELP airlock_db_pending Calls waiting for or running on a database worker.\n"
-	    "# TYPE airlock_db_pending gauge\n"
-	    "airlock_db_pending %zu\n"
-	    "# HELP airlock_seal_lag_seconds Seconds since the audit sealer's last round ran.\n"
-	    "# TYPE airlock_seal_lag_seconds gauge\n"
-	    "airlock_seal_lag_seconds %.3f\n"
-	    "# HELP airlock_seal_stalled 1 while sealing has not run for too long (the alarm).\n"
-	    "# TYPE airlock_seal_stalled gauge\n"
-	    "airlock_seal_stalled %d\n",
-	    atomic_load(&srv->served[2]), atomic_load(&srv->served[4]),
-	    atomic_load(&srv->served[5]), atomic_load(&srv->inflight), conns,
-	    pending, seal_lag, seal_stalled);
-	if (n == -1)
+	body = metrics_render(req->srv->gw, atomic_load(&req->srv->inflight), conns, &len);
+	if (body == NULL)
 		return MHD_NO;
-	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);
+	return respond(req, 200, "text/plain; version=0.0.4", body, len, NULL, NULL);
 }
 
 /* MHD_get_connection_values' iterator: keeps the last X-Forwarded-For line in *cls. */
@@ -615,8 +582,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
 	    (double)(now.tv_nsec - req->start.tv_nsec) / 1e6;
-	if (req->status >= 100 && req->status < 600)
-		atomic_fetch_add(&srv->served[req->status / 100], 1);
+	metrics_http_answered(req->status);
 	line = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s}", "msg", "request",
 	    "method", req->http_method, "path", req->path, "status", req->status,
 	    "ms", ms, "client", req->client);

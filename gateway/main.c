@@ -1,4 +1,8 @@
 /* main.c: airlockd, the gateway daemon: configuration, start-up checks, signals, shutdown. */
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,38 @@
 #define CATALOG_RETRY_S 2	/* seconds between tries while the database is down */
 
 enum load_status { LOAD_OK, LOAD_DB_DOWN, LOAD_REFUSED };
+
+/*
+ * --check-config: what can be checked without starting: the files the settings name (the
+ * secrets' modes, the tool catalog's directory) and the listen address.  The manifests
+ * themselves need the database: airlockctl tool check.  Returns 0 or EX_CONFIG.
+ */
+static int
+check_config(struct config *cfg)
+{
+	unsigned char addr[16];
+	struct stat st;
+
+	if (config_load_secrets(cfg) == -1)
+		return EX_CONFIG;
+	if (stat(cfg->tools_dir, &st) == -1) {
+		fprintf(stderr, "airlockd: tools %s: %s\n", cfg->tools_dir, strerror(errno));
+		return EX_CONFIG;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "airlockd: tools %s: not a directory\n", cfg->tools_dir);
+		return EX_CONFIG;
+	}
+	if (inet_pton(AF_INET, cfg->listen_host, addr) != 1 &&
+	    inet_pton(AF_INET6, cfg->listen_host, addr) != 1) {
+		fprintf(stderr, "airlockd: listen address %s is not a numeric IPv4 or IPv6 "
+		    "address\n", cfg->listen_host);
+		return EX_CONFIG;
+	}
+	printf("airlockd: configuration ok%s%s\n", cfg->config_file[0] ? ": " : "",
+	    cfg->config_file);
+	return 0;
+}
 
 /*
  * Loads and checks the tool catalog (the checks need the database).  Returns LOAD_OK
@@ -65,8 +101,13 @@ main(int argc, char **argv)
 	sigset_t mask;
 	int rc, sig, has_catalog;
 
-	if ((rc = config_parse(&cfg, argc, argv)) != 0)
-		return rc > 0 ? 0 : EX_USAGE;
+	rc = config_parse(&cfg, argc, argv);
+	if (rc > 0)
+		return 0;
+	if (rc < 0)
+		return rc == -2 || cfg.check_only ? EX_CONFIG : EX_USAGE;
+	if (cfg.check_only)
+		return check_config(&cfg);
 	if (cfg.verbose)
 		log_set_level(LOG_LVL_DEBUG);
 	if (config_load_secrets(&cfg) == -1)

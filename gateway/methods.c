@@ -14,6 +14,7 @@
 #include "airlock/code.h"
 #include "airlock/gateway.h"
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/write.h"
 
 #define SERVER_VERSION "0.1.0"
@@ -235,6 +236,48 @@ digest_view(json_t *sc)
 }
 
 /*
+ * Counts the call for /metrics, as answered: result (borrowed) or err.  The tool label is
+ * a tool of the current catalog or "", never a name a request made up.
+ */
+static void
+count_call(struct call *c, json_t *result, const struct rpc_error *err)
+{
+	struct catalog_ref *ref;
+	struct timespec now;
+	const char *tool = "", *outcome, *reason;
+	json_t *sc;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (c->rec.tool[0] != '\0' && (ref = gw_catalog_get(c->gw)) != NULL) {
+		if (tool_find(ref->cat, c->rec.tool) != NULL)
+			tool = c->rec.tool;
+		gw_catalog_put(c->gw, ref);
+	}
+	sc = json_object_get(result, "structuredContent");
+	if (result == NULL) {
+		outcome = outcome_of(err);
+		reason = err->reason;
+	} else if (json_is_true(json_object_get(result, "isError"))) {
+		outcome = "tool_error";
+		reason = json_string_value(json_object_get(json_object_get(sc, "error"),
+		    "reason"));
+	} else {
+		outcome = "ok";
+		reason = "";
+		if (json_is_object(sc))
+			metrics_call_result(tool, json_is_true(json_object_get(sc, "dry_run")),
+			    json_is_string(json_object_get(sc, "plan_id")),
+			    json_is_true(json_object_get(sc, "replayed")));
+		if (strcmp(c->rec.method, "airlock/calls.revert") == 0 &&
+		    !json_is_true(json_object_get(sc, "dry_run")) &&
+		    !json_is_true(json_object_get(sc, "replayed")))
+			metrics_count(METRICS_REVERTS);
+	}
+	metrics_call(c->rec.method, tool, outcome, reason,
+	    (double)(now.tv_sec - c->rec.at.tv_sec) + (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e9);
+}
+
+/*
  * Records the call and returns what to answer: result (stolen), or NULL with err.
  * digest_of (borrowed, may be NULL) is what the record's result digest covers.  When
  * the record cannot be written the call fails closed: no data without its record.
@@ -273,6 +316,7 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 		}
 	}
+	count_call(c, result, err);
 	audit_record_clear(&c->rec);
 	auth_clear(&c->p);
 	return result;

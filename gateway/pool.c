@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "airlock/log.h"
+#include "airlock/metrics.h"
 #include "airlock/pool.h"
 
 /* libbsd leaves __unused undefined (glibc has members of that name); tree.h needs it. */
@@ -93,6 +94,7 @@ worker(void *arg)
 	struct pool_job *job;
 	struct keyq *q;
 	struct db db;
+	unsigned generation;
 
 	db_init(&db, pool->conninfo);
 	pthread_mutex_lock(&pool->lock);
@@ -104,7 +106,11 @@ worker(void *arg)
 		pool->running++;
 		q = job->q;
 		pthread_mutex_unlock(&pool->lock);
+		generation = db.generation;
 		job->run(job, &db);	/* the job is the submitter's again from here */
+		/* A connection made in place of one this worker had: a reconnect. */
+		if (generation != 0 && db.generation != generation)
+			metrics_count(METRICS_DB_RECONNECTS);
 		pthread_mutex_lock(&pool->lock);
 		pool->running--;
 		q->running--;
@@ -159,8 +165,10 @@ pool_submit(struct pool *pool, struct pool_job *job)
 
 	strlcpy(find.key, job->key, sizeof(find.key));
 	pthread_mutex_lock(&pool->lock);
-	if (pool->stopping || pool->queued >= pool->max_queued)
+	if (pool->stopping)
 		goto out;
+	if (pool->queued >= pool->max_queued)
+		goto full;
 	q = RB_FIND(keyq_tree, &pool->keys, &find);
 	if (q == NULL) {
 		if ((q = calloc(1, sizeof(*q))) == NULL)
@@ -169,7 +177,7 @@ pool_submit(struct pool *pool, struct pool_job *job)
 		TAILQ_INIT(&q->jobs);
 		RB_INSERT(keyq_tree, &pool->keys, q);
 	} else if (q->n >= pool->max_per_key)
-		goto out;
+		goto full;
 	if (!q->is_in_ring) {
 		TAILQ_INSERT_TAIL(&pool->ring, q, ring);
 		q->is_in_ring = 1;
@@ -179,6 +187,9 @@ pool_submit(struct pool *pool, struct pool_job *job)
 	pool->queued++;
 	pthread_cond_signal(&pool->work);
 	rc = 0;
+	goto out;
+full:
+	metrics_count(METRICS_POOL_REJECTED);
 out:
 	pthread_mutex_unlock(&pool->lock);
 	return rc;
@@ -193,6 +204,16 @@ pool_pending(struct pool *pool)
 	n = pool->queued + pool->running;
 	pthread_mutex_unlock(&pool->lock);
 	return n;
+}
+
+void
+pool_stats(struct pool *pool, size_t *workers, size_t *busy, size_t *waiting)
+{
+	pthread_mutex_lock(&pool->lock);
+	*workers = pool->n;
+	*busy = pool->running;
+	*waiting = pool->queued;
+	pthread_mutex_unlock(&pool->lock);
 }
 
 void

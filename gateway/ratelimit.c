@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "airlock/metrics.h"
 #include "airlock/ratelimit.h"
 
 #ifndef __unused
@@ -122,6 +123,7 @@ rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n,
 	if (b->tokens >= cost) {
 		b->tokens -= cost;
 	} else {
+		metrics_rate_limited(key, n > 0 ? n : 1);
 		*retry_after = (int)ceil((cost - b->tokens) / rate);
 		if (*retry_after < 1)
 			*retry_after = 1;

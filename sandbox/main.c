@@ -13,9 +13,11 @@
 
 #include "airlock/proxy.h"
 #include "airlock/sandbox.h"
+#include "airlock/version.h"
 
 static const char usage_text[] =
 "usage: airlock-sandbox run [options] -- CMD [ARG...]\n"
+"       airlock-sandbox --version\n"
 "\n"
 "Runs CMD in a fresh bubblewrap sandbox: every namespace unshared, no network, a\n"
 "read-only view of /usr, a private /tmp, uid 65534, a seccomp filter, a cgroup of its\n"
@@ -383,6 +385,10 @@ main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "forward") == 0)
 		return cmd_forward(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+		printf("airlock-sandbox %s\n", AIRLOCK_VERSION);
+		return EX_OK;
+	}
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0)) {
 		fputs(usage_text, stdout);

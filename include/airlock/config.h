@@ -1,4 +1,4 @@
-/* config.h: airlockd's settings, from flags and the environment. */
+/* config.h: airlockd's settings, from a configuration file, the environment and flags. */
 #ifndef AIRLOCK_CONFIG_H
 #define AIRLOCK_CONFIG_H
 
@@ -38,11 +38,17 @@ struct config {
 	char origins[CONFIG_MAX_ORIGINS][256];	/* Origin values /mcp accepts */
 	unsigned n_origins;
 	int verbose;
+	char config_file[PATH_MAX];	/* the file read first, or "" */
+	int check_only;			/* --check-config: check, then exit */
 };
 
-/* Sets the defaults, then reads the environment (AIRLOCK_*), then argv.
- * Returns 0; on bad usage prints a message to stderr and returns -1;
- * returns 1 when --help was shown. */
+/*
+ * Sets the defaults, then reads the configuration file (--config FILE, else
+ * $AIRLOCK_CONFIG), then the environment (AIRLOCK_*), then argv; each overrides the one
+ * before.  Returns 0; 1 when --help or --version was answered; -1 after a message on
+ * stderr for bad usage or a bad value in the environment or flags; -2 after a message
+ * naming the file and line when the configuration file is at fault (the caller exits 78).
+ */
 int config_parse(struct config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
 
 /*

@@ -32,6 +32,9 @@ int pool_submit(struct pool *pool, struct pool_job *job) __attribute__((warn_unu
 /* Jobs waiting plus running. */
 size_t pool_pending(struct pool *pool);
 
+/* The pool's workers, those running a job now, and the jobs waiting for one. */
+void pool_stats(struct pool *pool, size_t *workers, size_t *busy, size_t *waiting);
+
 /* Stops taking jobs, lets the workers finish every queued one, joins them, frees the pool. */
 void pool_destroy(struct pool *pool);
 

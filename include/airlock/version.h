@@ -1,0 +1,9 @@
+/* version.h: the version every program prints for --version; the Makefile sets it. */
+#ifndef AIRLOCK_VERSION_H
+#define AIRLOCK_VERSION_H
+
+#ifndef AIRLOCK_VERSION
+#define AIRLOCK_VERSION "unknown"
+#endif
+
+#endif
