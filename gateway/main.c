@@ -6,6 +6,7 @@
 #include <sysexits.h>
 
 #include "airlock/config.h"
+#include "airlock/doctor.h"
 #include "airlock/gateway.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
@@ -20,7 +21,8 @@ enum load_status { LOAD_OK, LOAD_DB_DOWN, LOAD_REFUSED };
 /*
  * Loads and checks the tool catalog (the checks need the database).  Returns LOAD_OK
  * with a new catalog in *out; LOAD_DB_DOWN when the database cannot be reached; or
- * LOAD_REFUSED when a manifest is at fault (logged, naming the file and the fault).
+ * LOAD_REFUSED when a manifest is at fault (logged, naming the file and the fault) or the
+ * database fails the self-check (logged, naming each fault).
  */
 static enum load_status
 load_catalog(const struct config *cfg, struct catalog **out)
@@ -35,6 +37,10 @@ load_catalog(const struct config *cfg, struct catalog **out)
 		log_warn("cannot check the tool catalog yet: database unavailable: %s",
 		    PQerrorMessage(conn));
 		st = LOAD_DB_DOWN;
+	} else if (doc_gate(conn, err, sizeof(err)) == -1) {
+		/* The containment self-check (airlockctl doctor's database checks). */
+		log_error("refusing to serve: self-check failed: %s", err);
+		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;
 	} else if ((*out = tool_load(cfg->tools_dir, conn, err, sizeof(err))) == NULL) {
 		log_error("tool catalog refused: %s", err);
 		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;
