@@ -33,8 +33,8 @@ lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: FORCE all asan check unit unit-asan integration interop interop-deps fuzz fuzz-smoke demo stop install \
-        clean bootstrap lint
+.PHONY: FORCE all asan check unit unit-asan integration interop interop-deps fuzz fuzz-smoke fuzz-run \
+        demo stop install clean bootstrap lint
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 
 asan:
@@ -92,25 +92,36 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 	npm ci --prefix $(INTEROP) --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree.
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
-FUZZ_RPC   := tests/fuzz/fuzz_rpc.c gateway/rpc.c
-FUZZ_ARGS  := tests/fuzz/fuzz_args.c gateway/tool.c gateway/token.c gateway/log.c
-build/fuzz/fuzz_rpc: $(FUZZ_RPC) include/airlock/rpc.h
+# libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree
+# (tests/fuzz/corpus/<target>/).  A target that #includes the .c it fuzzes (to reach its
+# static parser) is built with every other module.
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
+FUZZ_TARGETS := rpc args token manifest proxy result
+FUZZ_SRCS_rpc      := gateway/rpc.c
+FUZZ_SRCS_args     := gateway/tool.c gateway/token.c gateway/log.c
+FUZZ_SRCS_token    := gateway/token.c gateway/log.c
+FUZZ_SRCS_manifest := gateway/tool.c gateway/token.c gateway/log.c
+FUZZ_SRCS_proxy    :=
+FUZZ_SRCS_result   := $(filter-out gateway/code.c,$(LIB_SRCS))
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard include/airlock/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_RPC) $(PKG_LIBS)
-build/fuzz/fuzz_args: $(FUZZ_ARGS) include/airlock/tool.h include/airlock/token.h
-	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_ARGS) $(PKG_LIBS)
-fuzz: build/fuzz/fuzz_rpc build/fuzz/fuzz_args
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(PKG_LIBS)
+fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
 
 # A short, fixed run of each target over its corpus (a copy: the tree's corpus stays as is).
+# FUZZ_SECONDS=600 make fuzz-run runs each target that long instead, one after the other.
 FUZZ_RUNS ?= 20000
 fuzz-smoke: fuzz
-	@for t in rpc args; do d=$$(mktemp -d); \
+	@for t in $(FUZZ_TARGETS); do d=$$(mktemp -d); \
 	    build/fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -max_len=4096 $$d tests/fuzz/corpus/$$t \
 	        >$$d.log 2>&1 || { tail -30 $$d.log; rm -rf $$d $$d.log; exit 1; }; \
 	    echo "fuzz_$$t: $$(tail -1 $$d.log)"; rm -rf $$d $$d.log; done
+FUZZ_SECONDS ?= 60
+fuzz-run: fuzz
+	@for t in $(FUZZ_TARGETS); do d=$$(mktemp -d); \
+	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	        $$d tests/fuzz/corpus/$$t >$$d.log 2>&1 || { tail -30 $$d.log; rm -rf $$d $$d.log; exit 1; }; \
+	    echo "fuzz_$$t: $$(grep -E '^stat::number_of_executed_units' $$d.log)"; rm -rf $$d $$d.log; done
 
 check: bootstrap
 	$(MAKE) lint

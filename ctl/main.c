@@ -21,6 +21,7 @@ static const struct command {
 	{ "call", cmd_call, "show|revert: a recorded call and its changes" },
 	{ "tool", cmd_tool, "check|export: the tool catalog, checked as airlockd loads it" },
 	{ "audit", cmd_audit, "seal|verify|export|replay|archive: the tamper-evident call record" },
+	{ "doctor", cmd_doctor, "the containment self-check: roles, policies, keys, host" },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

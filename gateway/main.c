@@ -10,6 +10,7 @@
 #include <sysexits.h>
 
 #include "airlock/config.h"
+#include "airlock/doctor.h"
 #include "airlock/gateway.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
@@ -56,8 +57,9 @@ check_config(struct config *cfg)
 /*
  * Loads and checks the tool catalog (the checks need the database).  Returns LOAD_OK
  * with a new catalog in *out; LOAD_DB_DOWN when the database cannot be reached; or
- * LOAD_REFUSED when a manifest is at fault (logged, naming the file and the fault).
- * A database that is down is logged once until a load succeeds, not at every retry.
+ * LOAD_REFUSED when a manifest is at fault (logged, naming the file and the fault) or the
+ * database fails the self-check (logged, naming each fault).  A database that is down is
+ * logged once until a load succeeds, not at every retry.
  */
 static enum load_status
 load_catalog(const struct config *cfg, struct catalog **out)
@@ -76,6 +78,10 @@ load_catalog(const struct config *cfg, struct catalog **out)
 		    CATALOG_RETRY_S);
 		is_down_logged = 1;
 		st = LOAD_DB_DOWN;
+	} else if (doc_gate(conn, err, sizeof(err)) == -1) {
+		/* The containment self-check (airlockctl doctor's database checks). */
+		log_error("refusing to serve: self-check failed: %s", err);
+		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;
 	} else if ((*out = tool_load(cfg->tools_dir, conn, err, sizeof(err))) == NULL) {
 		log_error("tool catalog refused: %s", err);
 		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;

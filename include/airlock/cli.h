@@ -21,6 +21,7 @@ int cmd_token(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_tool(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 /* The program name used in messages. */
 #define CLI_PROG "airlockctl"
