@@ -194,7 +194,7 @@ respond_rpc(struct request *req)
 {
 	struct rpc_msg *msg = &req->msg;
 	json_t *resp = msg->response;
-	json_t *retry, *v;
+	json_t *retry;
 	char seconds[24];
 	size_t i;
 
@@ -202,8 +202,8 @@ respond_rpc(struct request *req)
 		return respond(req, MHD_HTTP_ACCEPTED, NULL, NULL, 0, NULL, NULL);
 	msg->response = NULL;
 	if (json_is_array(resp)) {
-		json_array_foreach(resp, i, v)
-			decorate(req, v);
+		for (i = 0; i < json_array_size(resp); i++)
+			decorate(req, json_array_get(resp, i));
 	} else
 		decorate(req, resp);
 	switch (msg->http_status) {
