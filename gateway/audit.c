@@ -269,7 +269,7 @@ audit_record_json(const struct audit_record *r)
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	    (long)(r->at.tv_nsec / 1000) % 1000000);
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o, s:s, s:o,"
-	    " s:f, s:o, s:o, s:O?}",
+	    " s:f, s:o, s:o, s:O?, s:o}",
 	    "id", r->id, "at", at, "tenant", text_or_null(r->tenant),
 	    "token_id", text_or_null(r->token_id), "task", text_or_null(r->task),
 	    "method", r->method, "tool", text_or_null(r->tool), "arguments",
@@ -278,7 +278,7 @@ audit_record_json(const struct audit_record *r)
 	    "plan_id", text_or_null(r->plan_id), "outcome", r->outcome,
 	    "reason", text_or_null(r->reason), "duration_ms", r->duration_ms,
 	    "result_digest", text_or_null(r->result_digest), "client", text_or_null(r->client),
-	    "egress", r->egress);
+	    "egress", r->egress, "trace_id", text_or_null(r->trace_id));
 }
 
 /* Runs one INSERT with a JSON array parameter.  Returns 0 or -1 (logged). */

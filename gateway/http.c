@@ -3,11 +3,17 @@
  * the connection's context and freed in the completion callback; it owns the
  * body, the parsed JSON-RPC message and the response.  Calls that need the
  * database are handed to the worker pool with the connection suspended, so no
- * HTTP thread ever waits on PostgreSQL.
+ * HTTP thread ever waits on PostgreSQL; a watcher cancels the statement of a call
+ * whose client closed its connection meanwhile.  /mcp adds MCP's rules to /rpc's:
+ * Origin, the protocol version and the mirrored Mcp-* headers, HTTP statuses for
+ * malformed input and unknown methods.
  */
+#include <sys/queue.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,12 +32,24 @@
 
 enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS };
 
+/* JSON-RPC codes of the 2026-07-28 revision of MCP (its reserved -32020..-32099). */
+#define MCP_HEADER_MISMATCH	(-32020)
+#define MCP_UNSUPPORTED_VERSION	(-32022)
+
+struct request;
+LIST_HEAD(request_list, request);
+
 struct http_server {
 	struct MHD_Daemon *mhd;
 	struct gateway *gw;
 	struct rpc_limits limits;
 	atomic_uint inflight;		/* requests begun and not yet completed */
 	atomic_int draining;		/* SIGTERM: new connections are closed at once */
+	char self_origins[2][96];	/* a loopback listener's own origins, else "" */
+	pthread_mutex_t watch_lock;	/* guards watched and each one's cancel */
+	struct request_list watched;	/* requests handed to a pool, connection suspended */
+	pthread_t watcher;
+	atomic_int is_stopping;
 };
 
 struct request {
@@ -49,13 +67,16 @@ struct request {
 	int in_worker;			/* handed to the pool, connection suspended */
 	int worker_done;
 	int is_ready;			/* /readyz: the database answered */
+	int is_modern;			/* MCP 2026-07-28: the version in params._meta */
+	int fd;				/* the connection's socket, for the watcher */
+	PGcancel *cancel;		/* the worker's connection's, while its job runs */
+	int is_cancel_sent;
+	LIST_ENTRY(request) watch;	/* in srv->watched while in_worker */
 	struct rpc_msg msg;
 	struct request_ctx ctx;
 	struct pool_job job;
 };
 
-/* The revisions initialize offers (methods.c); the header must name one of them. */
-static const char *const mcp_versions[] = { "2025-11-25", "2025-06-18", NULL };
 
 static enum route
 route_of(const char *url)
@@ -121,6 +142,51 @@ respond_json(struct request *req, int status, json_t *obj, const char *hname,
 	return respond(req, status, "application/json", body, strlen(body), hname, hvalue);
 }
 
+/* Sets key to value (stolen) in the _meta of a response's result, if it has one. */
+static void
+set_result_meta(json_t *resp, const char *key, json_t *value)
+{
+	json_t *result = json_object_get(resp, "result"), *meta;
+
+	if (!json_is_object(result)) {
+		json_decref(value);
+		return;
+	}
+	if (!json_is_object(meta = json_object_get(result, "_meta"))) {
+		json_object_set_new(result, "_meta", json_object());
+		meta = json_object_get(result, "_meta");
+	}
+	json_object_set_new(meta, key, value);
+}
+
+/* What every answer of the request carries beside its method's result: the trace id it
+ * came with; and for the stateless revision of MCP, resultType and the server's name. */
+static void
+decorate(struct request *req, json_t *resp)
+{
+	json_t *result;
+
+	if (req->ctx.trace_id[0] != '\0')
+		set_result_meta(resp, "airlock/traceId", json_string(req->ctx.trace_id));
+	if (req->is_modern && json_is_object(result = json_object_get(resp, "result"))) {
+		if (json_object_get(result, "resultType") == NULL)
+			json_object_set_new(result, "resultType", json_string("complete"));
+		set_result_meta(resp, "io.modelcontextprotocol/serverInfo", gw_server_info());
+	}
+}
+
+/* RFC 6750: no error code when no credentials came; invalid_token for the others
+ * (unknown, malformed, expired or revoked). */
+static const char *
+www_authenticate(json_t *resp)
+{
+	const char *reason = json_string_value(json_object_get(json_object_get(json_object_get(
+	    resp, "error"), "data"), "reason"));
+
+	return reason != NULL && strcmp(reason, "token_missing") == 0 ? "Bearer realm=\"airlock\"" :
+	    "Bearer realm=\"airlock\", error=\"invalid_token\"";
+}
+
 /* Sends what rpc_execute (or rpc_parse, or rpc_fail_all) left in req->msg. */
 static enum MHD_Result
 respond_rpc(struct request *req)
@@ -129,13 +195,20 @@ respond_rpc(struct request *req)
 	json_t *resp = msg->response;
 	json_t *retry;
 	char seconds[24];
+	size_t i;
 
 	if (resp == NULL)
 		return respond(req, MHD_HTTP_ACCEPTED, NULL, NULL, 0, NULL, NULL);
 	msg->response = NULL;
+	if (json_is_array(resp)) {
+		for (i = 0; i < json_array_size(resp); i++)
+			decorate(req, json_array_get(resp, i));
+	} else
+		decorate(req, resp);
 	switch (msg->http_status) {
 	case 401:
-		return respond_json(req, 401, resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+		return respond_json(req, 401, resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		    www_authenticate(resp));
 	case 429:
 	case 503:
 		retry = json_object_get(json_object_get(json_object_get(resp, "error"), "data"),
@@ -164,13 +237,19 @@ is_json_type(const char *ctype)
 	    (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
 }
 
+/* A configured origin, or one of a loopback listener's own (a page it serves itself, or
+ * a local client naming it): a DNS-rebound page's origin is neither. */
 static int
-is_allowed_origin(const struct config *cfg, const char *origin)
+is_allowed_origin(const struct http_server *srv, const char *origin)
 {
+	const struct config *cfg = srv->gw->cfg;
 	unsigned i;
 
 	for (i = 0; i < cfg->n_origins; i++)
 		if (strcmp(cfg->origins[i], origin) == 0)
+			return 1;
+	for (i = 0; i < 2; i++)
+		if (srv->self_origins[i][0] != '\0' && strcmp(srv->self_origins[i], origin) == 0)
 			return 1;
 	return 0;
 }
@@ -180,8 +259,8 @@ is_known_mcp_version(const char *v)
 {
 	size_t i;
 
-	for (i = 0; mcp_versions[i] != NULL; i++)
-		if (strcmp(v, mcp_versions[i]) == 0)
+	for (i = 0; gw_mcp_versions[i] != NULL; i++)
+		if (strcmp(v, gw_mcp_versions[i]) == 0)
 			return 1;
 	return 0;
 }
@@ -214,12 +293,8 @@ check_post(struct request *req)
 		return respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
 	if (req->route == R_MCP) {
 		v = header(req, "Origin");
-		if (v != NULL && !is_allowed_origin(cfg, v))
+		if (v != NULL && !is_allowed_origin(req->srv, v))
 			return respond_plain(req, 403, "Origin not allowed", NULL, NULL);
-		v = header(req, "MCP-Protocol-Version");
-		if (v != NULL && !is_known_mcp_version(v))
-			return respond_plain(req, 400, "unsupported MCP-Protocol-Version", NULL,
-			    NULL);
 	}
 	return MHD_YES;
 }
@@ -255,12 +330,102 @@ append_body(struct request *req, const char *data, size_t size)
 	return MHD_YES;
 }
 
+/* Stops watching req (idempotent); its cancel object goes with it. */
+static void
+unwatch(struct request *req)
+{
+	pthread_mutex_lock(&req->srv->watch_lock);
+	if (req->fd >= 0) {
+		LIST_REMOVE(req, watch);
+		req->fd = -1;
+	}
+	if (req->cancel != NULL)
+		PQfreeCancel(req->cancel);
+	req->cancel = NULL;
+	pthread_mutex_unlock(&req->srv->watch_lock);
+}
+
+/* Watches req's connection while its calls run on a pool.  Returns 0, or -1 when its
+ * socket is unknown (then it is not watched). */
+static int
+watch(struct request *req)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	req->fd = -1;
+	ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL)
+		return -1;
+	pthread_mutex_lock(&req->srv->watch_lock);
+	req->fd = ci->connect_fd;
+	LIST_INSERT_HEAD(&req->srv->watched, req, watch);
+	pthread_mutex_unlock(&req->srv->watch_lock);
+	return 0;
+}
+
+/*
+ * The watcher: libmicrohttpd does not poll a suspended connection, so a client that
+ * leaves while its call runs would go unnoticed until the call ends.  Every 50 ms the
+ * watched sockets are polled for the peer's close (POLLRDHUP, or an error); a call whose
+ * client left has its statement cancelled (PQcancel on the worker's connection) and is
+ * recorded as cancelled.  A sandboxed program runs on to its limits.
+ */
+static void *
+watcher(void *arg)
+{
+	struct http_server *srv = arg;
+	struct timespec step = { 0, 50 * 1000 * 1000 };
+	struct pollfd *fds = NULL, *grown;
+	struct request *req;
+	size_t n, cap = 0, i;
+	char errbuf[256];
+
+	while (!atomic_load(&srv->is_stopping)) {
+		nanosleep(&step, NULL);
+		pthread_mutex_lock(&srv->watch_lock);
+		n = 0;
+		LIST_FOREACH(req, &srv->watched, watch)
+			n++;
+		if (n > cap) {
+			if ((grown = realloc(fds, n * sizeof(*fds))) == NULL) {
+				pthread_mutex_unlock(&srv->watch_lock);
+				continue;
+			}
+			fds = grown;
+			cap = n;
+		}
+		i = 0;
+		LIST_FOREACH(req, &srv->watched, watch) {
+			fds[i].fd = req->is_cancel_sent ? -1 : req->fd;
+			fds[i].events = POLLRDHUP;
+			fds[i++].revents = 0;
+		}
+		/* Under the lock, without waiting: a request leaves the list, and its socket
+		 * may close, only under it. */
+		if (n > 0 && poll(fds, (nfds_t)n, 0) > 0) {
+			i = 0;
+			LIST_FOREACH(req, &srv->watched, watch) {
+				if (fds[i++].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+					req->is_cancel_sent = 1;
+					atomic_store(&req->ctx.is_cancelled, 1);
+					if (req->cancel != NULL)
+						(void)PQcancel(req->cancel, errbuf, sizeof(errbuf));
+				}
+			}
+		}
+		pthread_mutex_unlock(&srv->watch_lock);
+	}
+	free(fds);
+	return NULL;
+}
+
 /* Runs on a database worker: the request's calls, then wakes its connection. */
 static void
 run_job(struct pool_job *job, struct db *db)
 {
 	struct request *req = (struct request *)((char *)job - offsetof(struct request, job));
 	PGresult *res;
+	int is_up;
 
 	if (req->route == R_READYZ) {
 		struct catalog_ref *ref = gw_catalog_get(req->srv->gw);
@@ -275,9 +440,17 @@ run_job(struct pool_job *job, struct db *db)
 		gw_catalog_put(req->srv->gw, ref);
 	} else {
 		req->ctx.db = db;
+		/* The watcher may cancel this connection's statement while the job runs.  A
+		 * worker connects on its first job: connected here, the job has its cancel
+		 * object from the start (a failure is the methods' to report). */
+		is_up = db->conn != NULL || db_ensure(db) == 0;
+		pthread_mutex_lock(&req->srv->watch_lock);
+		req->cancel = is_up ? PQgetCancel(db->conn) : NULL;
+		pthread_mutex_unlock(&req->srv->watch_lock);
 		rpc_execute(&req->msg, methods_table, &req->ctx);
 		req->ctx.db = NULL;
 	}
+	unwatch(req);
 	req->worker_done = 1;
 	MHD_resume_connection(req->conn);
 }
@@ -299,8 +472,11 @@ defer(struct request *req, const char *key)
 	if (pool != NULL) {
 		req->ctx.is_sandbox = pool == gw->sandbox_pool;
 		req->in_worker = 1;
+		if (req->route != R_READYZ)
+			(void)watch(req);
 		MHD_suspend_connection(req->conn);
 		if ((rc = pool_submit(pool, &req->job)) == -1) {
+			unwatch(req);
 			MHD_resume_connection(req->conn);
 			req->in_worker = 0;
 		}
@@ -365,12 +541,233 @@ limit_client(struct request *req)
 	return -1;
 }
 
+/*
+ * Whether s is a W3C traceparent (version 00 exactly, or a later version's first four
+ * fields): version, trace id and parent id in lowercase hex, neither id all zeros, flags.
+ * Copies the trace id into trace (33 bytes) when it is.
+ */
+static int
+parse_traceparent(const char *s, char trace[33])
+{
+	static const size_t widths[] = { 2, 32, 16, 2 };
+	size_t f, i, len;
+	const char *p = s;
+	int nonzero;
+
+	if (s == NULL)
+		return 0;
+	len = strlen(s);
+	if (len < 55 || strncmp(s, "ff", 2) == 0 || (strncmp(s, "00", 2) == 0 && len != 55) ||
+	    (len > 55 && s[55] != '-'))
+		return 0;
+	for (f = 0; f < 4; f++) {
+		nonzero = 0;
+		for (i = 0; i < widths[f]; i++, p++) {
+			if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+				return 0;
+			nonzero |= *p != '0';
+		}
+		if ((f == 1 || f == 2) && !nonzero)
+			return 0;
+		if (f < 3 && *p++ != '-')
+			return 0;
+	}
+	memcpy(trace, s + 3, 32);
+	trace[32] = '\0';
+	return 1;
+}
+
+/* The value of a Base64 (RFC 4648) text, NUL-terminated, into out.  Returns its length,
+ * or -1 when text is not Base64 or the value does not fit.  (None of the libraries
+ * Airlock links offers a decoder.) */
+static long
+base64_decode(const char *text, size_t len, char *out, size_t cap)
+{
+	static const char digits[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned long acc = 0;
+	size_t i, n = 0, bits = 0, pad = 0;
+	const char *d;
+
+	if (len % 4 != 0)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (text[i] == '=') {
+			if (++pad > 2 || i < len - 2)
+				return -1;
+			continue;
+		}
+		if (pad > 0 || text[i] == '\0' || (d = strchr(digits, text[i])) == NULL)
+			return -1;
+		acc = (acc << 6) | (unsigned long)(d - digits);
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			if (n + 1 >= cap)
+				return -1;
+			out[n++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	out[n] = '\0';
+	return (long)n;
+}
+
+/* Whether the Mcp-Name header value h names the same as the body's value v (h decoded
+ * first when in the =?base64?...?= form). */
+static int
+is_same_name(const char *h, const char *v)
+{
+	char buf[1024];
+	size_t len = strlen(h);
+	long n;
+
+	if (len >= 11 && strncmp(h, "=?base64?", 9) == 0 && strcmp(h + len - 2, "?=") == 0) {
+		n = base64_decode(h + 9, len - 11, buf, sizeof(buf));
+		return n >= 0 && (size_t)n == strlen(v) && memcmp(buf, v, (size_t)n) == 0;
+	}
+	return strcmp(h, v) == 0;
+}
+
+/* Fills err with MCP's UnsupportedProtocolVersion for asked. */
+static void
+unsupported_version(struct rpc_error *err, const char *asked)
+{
+	json_t *versions = json_array();
+	size_t i;
+
+	for (i = 0; gw_mcp_versions[i] != NULL; i++)
+		json_array_append_new(versions, json_string(gw_mcp_versions[i]));
+	rpc_error_set(err, MCP_UNSUPPORTED_VERSION, "unsupported_version",
+	    "Unsupported protocol version '%.40s'", asked);
+	err->data = json_pack("{s:o, s:s}", "supported", versions, "requested", asked);
+}
+
+/*
+ * MCP's checks of a single request on /mcp, before it runs: the protocol version (the
+ * MCP-Protocol-Version header and _meta's, known and equal), and the headers that mirror
+ * the body (Mcp-Method, Mcp-Name), which the stateless revision requires and which must
+ * match the body whenever present.  Returns 0, or -1 with err: -32022 for a version not
+ * spoken here, -32020 for a header missing or not matching, -32602 for a stateless
+ * request without its required _meta.  Sets req->is_modern.
+ */
+static int
+check_mcp(struct request *req, struct rpc_error *err)
+{
+	json_t *root = req->msg.root, *params, *meta;
+	const char *hv, *bv, *method, *mh, *nh, *name;
+	int needs_name;
+
+	method = json_string_value(json_object_get(root, "method"));
+	if (!json_is_object(root) || method == NULL)
+		return 0;	/* an invalid request: rpc_execute says so */
+	params = json_object_get(root, "params");
+	meta = json_object_get(params, "_meta");
+	hv = header(req, "MCP-Protocol-Version");
+	bv = gw_meta_version(params);
+	if (hv != NULL && !is_known_mcp_version(hv)) {
+		unsupported_version(err, hv);
+		return -1;
+	}
+	if (bv != NULL && !is_known_mcp_version(bv)) {
+		unsupported_version(err, bv);
+		return -1;
+	}
+	if (hv != NULL && bv != NULL && strcmp(hv, bv) != 0) {
+		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
+		    "MCP-Protocol-Version '%s' differs from _meta's '%s'", hv, bv);
+		return -1;
+	}
+	req->is_modern = (hv != NULL && strcmp(hv, GW_MCP_MODERN) == 0) ||
+	    (bv != NULL && strcmp(bv, GW_MCP_MODERN) == 0);
+	mh = header(req, "Mcp-Method");
+	nh = header(req, "Mcp-Name");
+	name = json_string_value(json_object_get(params, "name"));
+	if (name == NULL)
+		name = json_string_value(json_object_get(params, "uri"));
+	needs_name = strcmp(method, "tools/call") == 0 || strcmp(method, "resources/read") == 0 ||
+	    strcmp(method, "prompts/get") == 0;
+	if (req->is_modern) {
+		if (hv == NULL || mh == NULL || (needs_name && nh == NULL)) {
+			rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
+			    "the %s header is required", hv == NULL ? "MCP-Protocol-Version" :
+			    mh == NULL ? "Mcp-Method" : "Mcp-Name");
+			return -1;
+		}
+		if (bv == NULL || !json_is_object(json_object_get(meta,
+		    "io.modelcontextprotocol/clientCapabilities"))) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "A %s request "
+			    "carries _meta io.modelcontextprotocol/protocolVersion and "
+			    "io.modelcontextprotocol/clientCapabilities", GW_MCP_MODERN);
+			return -1;
+		}
+	}
+	if (mh != NULL && strcmp(mh, method) != 0) {
+		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
+		    "Mcp-Method '%.64s' differs from the body's '%.64s'", mh, method);
+		return -1;
+	}
+	if (nh != NULL && (name == NULL || !is_same_name(nh, name))) {
+		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
+		    "Mcp-Name differs from the body's name");
+		return -1;
+	}
+	return 0;
+}
+
+/* The HTTP status of a single request's answer on /mcp: malformed input is 400 and a
+ * method not served 404, as MCP's Streamable HTTP transport says; the rest as on /rpc. */
+static void
+mcp_status(struct rpc_msg *msg)
+{
+	json_t *e = json_object_get(msg->response, "error");
+	const char *reason;
+
+	if (e == NULL || msg->is_batch)
+		return;
+	reason = json_string_value(json_object_get(json_object_get(e, "data"), "reason"));
+	switch (json_integer_value(json_object_get(e, "code"))) {
+	case RPC_PARSE_ERROR:
+	case RPC_INVALID_REQUEST:
+	case MCP_HEADER_MISMATCH:
+	case MCP_UNSUPPORTED_VERSION:
+		msg->http_status = 400;
+		break;
+	case RPC_METHOD_NOT_FOUND:
+		msg->http_status = 404;
+		break;
+	case RPC_INVALID_PARAMS:
+		/* Malformed params; an unknown tool or a missing key is an answer, not a fault. */
+		if (reason != NULL && strcmp(reason, "invalid_params") == 0)
+			msg->http_status = 400;
+		break;
+	default:
+		break;
+	}
+}
+
+/* The request's trace id: the traceparent header's, else (one request) its _meta's. */
+static void
+take_trace(struct request *req)
+{
+	json_t *params;
+
+	if (parse_traceparent(header(req, "traceparent"), req->ctx.trace_id))
+		return;
+	req->ctx.trace_id[0] = '\0';
+	if (req->msg.root == NULL || req->msg.is_batch)
+		return;
+	params = json_object_get(req->msg.root, "params");
+	if (!parse_traceparent(json_string_value(json_object_get(json_object_get(params, "_meta"),
+	    "traceparent")), req->ctx.trace_id))
+		req->ctx.trace_id[0] = '\0';
+}
+
 static enum MHD_Result
 finish_rpc(struct request *req)
 {
 	struct http_server *srv = req->srv;
 	struct rpc_error err = { 0 };
 	const char *auth;
+	json_t *resp;
 	char key[96];
 
 	rpc_parse(&req->msg, &srv->limits, req->body ? req->body : "", req->len);
@@ -380,6 +777,18 @@ finish_rpc(struct request *req)
 		    "Invalid Request: batches are not accepted on /mcp");
 		return respond_json(req, 400, rpc_error_response(NULL, &err), NULL, NULL);
 	}
+	take_trace(req);
+	if (req->route == R_MCP && req->msg.root == NULL) {
+		req->msg.http_status = 400;
+		return respond_rpc(req);
+	}
+	if (req->route == R_MCP && check_mcp(req, &err) == -1) {
+		resp = rpc_error_response(json_object_get(req->msg.root, "id"), &err);
+		rpc_error_clear(&err);
+		return respond_json(req, 400, resp, NULL, NULL);
+	}
+	if (req->route != R_MCP && req->msg.root != NULL && !req->msg.is_batch)
+		req->is_modern = gw_meta_version(json_object_get(req->msg.root, "params")) != NULL;
 	if (req->msg.root != NULL && limit_client(req) == -1)
 		return respond_rpc(req);
 	auth = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -395,6 +804,8 @@ finish_rpc(struct request *req)
 		return defer(req, key);
 	}
 	rpc_execute(&req->msg, methods_table, &req->ctx);
+	if (req->route == R_MCP)
+		mcp_status(&req->msg);
 	return respond_rpc(req);
 }
 
@@ -473,6 +884,7 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 	atomic_fetch_add(&srv->inflight, 1);
 	req->srv = srv;
 	req->conn = conn;
+	req->fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &req->start);
 	strlcpy(req->path, url, sizeof(req->path));
 	req->route = route_of(url);
@@ -534,6 +946,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		req->in_worker = 0;
 		if (req->route == R_READYZ)
 			goto ready;
+		if (req->route == R_MCP)
+			mcp_status(&req->msg);
 		return respond_rpc(req);
 	}
 	switch (req->route) {
@@ -590,6 +1004,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		json_object_set_new(line, "rpc", json_string(req->msg.method));
 		json_object_set_new(line, "calls", json_integer(req->msg.n_calls));
 	}
+	if (req->ctx.trace_id[0] != '\0')
+		json_object_set_new(line, "trace_id", json_string(req->ctx.trace_id));
+	if (atomic_load(&req->ctx.is_cancelled))
+		json_object_set_new(line, "cancelled", json_true());
 	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		json_object_set_new(line, "aborted", json_integer(toe));
 	log_json(LOG_LVL_INFO, line);
@@ -639,6 +1057,8 @@ http_start(struct gateway *gw)
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		return NULL;
 	srv->gw = gw;
+	LIST_INIT(&srv->watched);
+	pthread_mutex_init(&srv->watch_lock, NULL);
 	srv->limits.max_depth = cfg->max_depth;
 	srv->limits.max_batch = cfg->max_batch;
 	memset(&sa4, 0, sizeof(sa4));
@@ -657,6 +1077,17 @@ http_start(struct gateway *gw)
 		free(srv);
 		return NULL;
 	}
+	/* On loopback, the listener's own origins are allowed on /mcp: a local client or a
+	 * page served from that very address.  Behind any other address only the configured
+	 * ones are (a public name is the proxy's to know). */
+	if (sa == (struct sockaddr *)&sa4 ? (ntohl(sa4.sin_addr.s_addr) >> 24) == 127 :
+	    IN6_IS_ADDR_LOOPBACK(&sa6.sin6_addr)) {
+		snprintf(srv->self_origins[0], sizeof(srv->self_origins[0]),
+		    sa == (struct sockaddr *)&sa4 ? "http://%s:%u" : "http://[%s]:%u",
+		    cfg->listen_host, cfg->listen_port);
+		snprintf(srv->self_origins[1], sizeof(srv->self_origins[1]), "http://localhost:%u",
+		    cfg->listen_port);
+	}
 	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 	    (sa == (struct sockaddr *)&sa6 ? MHD_USE_IPv6 : 0),
@@ -672,6 +1103,12 @@ http_start(struct gateway *gw)
 	if (srv->mhd == NULL) {
 		log_error("cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
 		    strerror(errno));
+		free(srv);
+		return NULL;
+	}
+	if ((errno = pthread_create(&srv->watcher, NULL, watcher, srv)) != 0) {
+		log_error("cannot start the connection watcher: %s", strerror(errno));
+		MHD_stop_daemon(srv->mhd);
 		free(srv);
 		return NULL;
 	}
@@ -712,6 +1149,9 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	pool_destroy(sandbox_pool);
 	log_info("stopping: workers stopped; a request still arriving is answered 503");
 	wait_inflight(srv, 2000);
+	atomic_store(&srv->is_stopping, 1);
+	pthread_join(srv->watcher, NULL);
 	MHD_stop_daemon(srv->mhd);
+	pthread_mutex_destroy(&srv->watch_lock);
 	free(srv);
 }

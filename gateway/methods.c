@@ -19,8 +19,20 @@
 
 #define SERVER_VERSION "0.1.0"
 
-/* MCP revisions this gateway speaks, newest first. */
-static const char *const protocol_versions[] = { "2025-11-25", "2025-06-18", NULL };
+const char *const gw_mcp_versions[] = { GW_MCP_MODERN, "2025-11-25", "2025-06-18", NULL };
+const char *const gw_mcp_legacy[] = { "2025-11-25", "2025-06-18", NULL };
+
+/* How long a client may keep a tools/list answer: grants are fixed per token, and a
+ * catalog reloaded with SIGHUP is seen within this. */
+#define LIST_TTL_MS	60000
+#define DISCOVER_TTL_MS	3600000
+
+static const char instructions[] =
+    "Tools run as one tenant under row-level security. A write is previewed with dry_run "
+    "(which answers a plan_id), committed with an idempotency key of your choice (reuse it "
+    "when retrying), and can be reverted. Hosts that pass only arguments use the write's "
+    "airlock_dry_run, airlock_idempotency_key and airlock_plan_id arguments; adapters may "
+    "send them in _meta as airlock/dryRun, airlock/idempotencyKey and airlock/planId.";
 
 /* One call's state, from authentication to its record. */
 struct call {
@@ -30,7 +42,16 @@ struct call {
 	struct audit_record rec;
 	int is_identified;
 	int is_recorded;		/* the record went in with a write's effect */
+	int is_refusal_result;		/* refused, answered as an isError result (/mcp) */
 };
+
+const char *
+gw_meta_version(json_t *params)
+{
+	json_t *meta = json_is_object(params) ? json_object_get(params, "_meta") : NULL;
+
+	return json_string_value(json_object_get(meta, "io.modelcontextprotocol/protocolVersion"));
+}
 
 struct catalog_ref *
 gw_catalog_get(struct gateway *gw)
@@ -195,6 +216,7 @@ call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err
 	strlcpy(c->rec.token_id, c->p.token_id, sizeof(c->rec.token_id));
 	strlcpy(c->rec.tenant, c->p.tenant, sizeof(c->rec.tenant));
 	strlcpy(c->rec.task, c->p.task, sizeof(c->rec.task));
+	strlcpy(c->rec.trace_id, c->ctx->trace_id, sizeof(c->rec.trace_id));
 	if (c->p.is_admin)
 		return 0;
 	snprintf(key, sizeof(key), "token:%s", c->p.token_id);
@@ -291,9 +313,15 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 		clock_gettime(CLOCK_REALTIME, &now);
 		c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
 		    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
-		if (result != NULL) {
+		if (result == NULL && atomic_load(&c->ctx->is_cancelled)) {
+			/* The client left: its statement was cancelled, whatever err says. */
+			c->rec.outcome = "error";
+			c->rec.reason = "cancelled";
+		} else if (result != NULL) {
 			if (json_is_true(json_object_get(result, "isError"))) {
-				c->rec.outcome = "tool_error";
+				/* A refusal answered as a result the model can act on is still a
+				 * refusal in the record, as it is on /rpc. */
+				c->rec.outcome = c->is_refusal_result ? "refused" : "tool_error";
 				c->rec.reason = json_string_value(json_object_get(json_object_get(
 				    json_object_get(result, "structuredContent"), "error"), "reason"));
 			}
@@ -325,7 +353,7 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 static json_t *
 m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	const char *asked = NULL, *chosen = protocol_versions[0];
+	const char *asked = NULL, *chosen = gw_mcp_legacy[0];
 	size_t i;
 
 	(void)vctx; (void)name;
@@ -342,16 +370,41 @@ m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err
 			return NULL;
 		}
 		/* The client's version when spoken here, else ours, and the client decides. */
-		for (i = 0; protocol_versions[i] != NULL; i++)
-			if (strcmp(asked, protocol_versions[i]) == 0)
-				chosen = protocol_versions[i];
+		for (i = 0; gw_mcp_legacy[i] != NULL; i++)
+			if (strcmp(asked, gw_mcp_legacy[i]) == 0)
+				chosen = gw_mcp_legacy[i];
 	}
 	return json_pack("{s:s, s:{s:{s:b}}, s:{s:s, s:s}, s:s}",
 	    "protocolVersion", chosen,
 	    "capabilities", "tools", "listChanged", 0,
 	    "serverInfo", "name", "airlock", "version", SERVER_VERSION,
-	    "instructions", "Tools run as one tenant under row-level security. Writes take an "
-	    "idempotency key, can be previewed with dry_run, and can be reverted.");
+	    "instructions", instructions);
+}
+
+/* server/discover (2026-07-28): what initialize told, for clients that send none.  The
+ * same for everyone, so shared caches may keep it. */
+static json_t *
+m_discover(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	json_t *versions = json_array();
+	size_t i;
+
+	(void)vctx; (void)name; (void)params; (void)err;
+	for (i = 0; gw_mcp_versions[i] != NULL; i++)
+		json_array_append_new(versions, json_string(gw_mcp_versions[i]));
+	return json_pack("{s:o, s:{s:{s:b}}, s:s, s:i, s:s}",
+	    "supportedVersions", versions,
+	    "capabilities", "tools", "listChanged", 0,
+	    "instructions", instructions,
+	    "ttlMs", DISCOVER_TTL_MS, "cacheScope", "public");
+}
+
+/* The server's name and version, as results of the stateless revision carry them in
+ * _meta.  Returns a new reference. */
+json_t *
+gw_server_info(void)
+{
+	return json_pack("{s:s, s:s}", "name", "airlock", "version", SERVER_VERSION);
 }
 
 static json_t *
@@ -375,7 +428,6 @@ m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	json_t *tools, *entry;
 	size_t i;
 
-	(void)params;
 	if (call_begin(&c, vctx, name, err) == -1)
 		return call_end(&c, NULL, NULL, err);
 	tools = json_array();
@@ -385,15 +437,19 @@ m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err
 
 		if (!is_granted_or_admin(&c.p, t->name))
 			continue;
-		entry = json_pack("{s:s, s:s, s:O, s:O, s:O}", "name", t->name,
-		    "description", t->description, "inputSchema", t->input_schema,
-		    "outputSchema", t->output_schema, "annotations", t->annotations);
-		if (t->title != NULL)
-			json_object_set_new(entry, "title", json_string(t->title));
+		entry = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "name", t->name,
+		    "title", t->title, "description", t->description,
+		    "inputSchema", t->listed_schema, "outputSchema", t->output_schema,
+		    "annotations", t->annotations);
 		json_array_append_new(tools, entry);
 	}
 	gw_catalog_put(c.gw, ref);
 	entry = json_pack("{s:o}", "tools", tools);
+	/* The list is this token's: a cache may keep it for the same token only. */
+	if (gw_meta_version(params) != NULL) {
+		json_object_set_new(entry, "ttlMs", json_integer(LIST_TTL_MS));
+		json_object_set_new(entry, "cacheScope", json_string("private"));
+	}
 	return call_end(&c, entry, entry, err);
 }
 
@@ -562,6 +618,11 @@ check_params(const char *method, json_t *params, const char *const *known,
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "arguments must be an object");
 		return -1;
 	}
+	v = json_object_get(params, "_meta");
+	if (v != NULL && !json_is_object(v)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "_meta must be an object");
+		return -1;
+	}
 	for (i = 0; booleans[i] != NULL; i++) {
 		v = json_object_get(params, booleans[i]);
 		if (v != NULL && !json_is_boolean(v)) {
@@ -585,6 +646,116 @@ check_params(const char *method, json_t *params, const char *const *known,
 	return 0;
 }
 
+/* Where each call option of tools/call may come from: a member of params, a key of
+ * params._meta (for adapters), an argument (for hosts that pass only arguments, where the
+ * tool takes its options as arguments). */
+static const struct {
+	const char *param, *meta, *arg;
+} call_options[] = {
+	{ "dry_run", "airlock/dryRun", TOOL_OPTION_DRY_RUN },
+	{ "idempotency_key", "airlock/idempotencyKey", TOOL_OPTION_KEY },
+	{ "plan_id", "airlock/planId", TOOL_OPTION_PLAN },
+};
+#define N_OPTIONS (sizeof(call_options) / sizeof(call_options[0]))
+
+/* Whether v is a valid value of option i. */
+static int
+is_option_value(size_t i, json_t *v)
+{
+	switch (i) {
+	case 0:
+		return json_is_boolean(v);
+	case 1:
+		return json_is_string(v) && json_string_length(v) >= 1 &&
+		    json_string_length(v) <= 255;
+	default:
+		return json_is_string(v) && audit_is_id(json_string_value(v));
+	}
+}
+
+/*
+ * A tools/call's params with its options gathered: each option from wherever it was given
+ * (params, _meta, arguments) as a member of params, and the arguments without the options.
+ * Returns a new object, or NULL with err: invalid_params (-32602) for an option given
+ * twice with different values or a _meta value of the wrong type, or a tool error
+ * (code 0, invalid_arguments, *bad_arg naming the argument) for an argument of the wrong
+ * type.
+ */
+static json_t *
+gather_options(const struct tool *t, json_t *params, const char **bad_arg,
+    struct rpc_error *err)
+{
+	static const char *const rules[] = { "a boolean", "a string of 1 to 255 characters",
+	    "a call id" };
+	json_t *out = json_copy(params), *meta, *args, *v, *chosen;
+	size_t i;
+
+	*bad_arg = NULL;
+	if (out == NULL)
+		goto oom;
+	meta = json_object_get(params, "_meta");
+	args = json_object_get(params, "arguments");
+	if (t->has_call_options && json_is_object(args)) {
+		if ((args = json_copy(args)) == NULL)
+			goto oom;
+		json_object_set_new(out, "arguments", args);
+	} else
+		args = NULL;
+	for (i = 0; i < N_OPTIONS; i++) {
+		chosen = json_object_get(params, call_options[i].param);
+		if ((v = json_object_get(meta, call_options[i].meta)) != NULL) {
+			if (!is_option_value(i, v)) {
+				rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "_meta %s must "
+				    "be %s", call_options[i].meta, rules[i]);
+				goto fail;
+			}
+			if (chosen != NULL && !json_equal(chosen, v))
+				goto twice;
+			chosen = v;
+		}
+		if ((v = json_object_get(args, call_options[i].arg)) != NULL) {
+			if (!is_option_value(i, v)) {
+				*bad_arg = call_options[i].arg;
+				rpc_error_set(err, 0, "invalid_arguments", "argument '%s' must be %s",
+				    call_options[i].arg, rules[i]);
+				goto fail;
+			}
+			if (chosen != NULL && !json_equal(chosen, v))
+				goto twice;
+			chosen = v;
+		}
+		if (chosen != NULL && json_object_set(out, call_options[i].param, chosen) == -1)
+			goto oom;
+		json_object_del(args, call_options[i].arg);
+	}
+	return out;
+twice:
+	rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s is given twice with "
+	    "different values", call_options[i].param);
+	goto fail;
+oom:
+	rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+fail:
+	json_decref(out);
+	return NULL;
+}
+
+/* Whether a refusal is one the model can correct by itself: on /mcp it is answered as an
+ * isError result with its reason, which the model sees, rather than as a protocol error,
+ * which most hosts do not show it. */
+static int
+is_correctable(const char *reason)
+{
+	static const char *const reasons[] = { "key_required", "key_mismatch",
+	    "binding_mismatch", "plan_stale", "plan_mismatch", "plan_expired", NULL };
+	size_t i;
+
+	for (i = 0; reason != NULL && reasons[i] != NULL; i++)
+		if (strcmp(reason, reasons[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* The idempotency key of a write: params.idempotency_key, else the Idempotency-Key
  * header of a single request.  Returns it (borrowed), or NULL with err when it is
  * missing or malformed. */
@@ -598,7 +769,10 @@ idem_key_of(struct call *c, json_t *params, struct rpc_error *err)
 		key = c->ctx->idem_header;
 	if (key == NULL) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "key_required", "A write needs an "
-		    "idempotency key: params.idempotency_key or the Idempotency-Key header");
+		    "idempotency key: a key of your choice, the same when you retry (the argument "
+		    "airlock_idempotency_key where the tool takes it, params.idempotency_key, _meta "
+		    "airlock/idempotencyKey or the Idempotency-Key header); or preview it with "
+		    "dry_run");
 		return NULL;
 	}
 	/* The header is bytes: a key that is not UTF-8 could not be stored or recorded. */
@@ -766,7 +940,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	struct catalog_ref *ref = NULL;
 	const struct tool *t = NULL;
 	const char *tool_name, *bad_arg = NULL;
-	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *digest = NULL;
+	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *digest = NULL, *sent = params;
 	char msg[256];
 	struct call c;
 	int truncated, is_dry_run;
@@ -795,6 +969,15 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		rpc_error_set(err, RPC_FORBIDDEN, c.p.is_admin ? "admin_required" :
 		    "tool_not_granted", c.p.is_admin ? "The admin credential calls no tools" :
 		    "This token does not grant tool '%s'", t->name);
+		goto done;
+	}
+	/* From here on params holds the options wherever they were given, and arguments
+	 * without them; sent stays what the client sent, for a refusal's record. */
+	if ((params = gather_options(t, sent, &bad_arg, err)) == NULL) {
+		if (err->code == 0) {
+			result = tool_error_result(c.rec.id, err, bad_arg);
+			rpc_error_clear(err);
+		}
 		goto done;
 	}
 	args = tool_check_args(t, json_object_get(params, "arguments"), &bad_arg, msg,
@@ -854,8 +1037,16 @@ done:
 	if (c.rec.arguments == NULL || is_refused(result, err)) {
 		json_decref(c.rec.arguments);
 		c.rec.arguments = refused_args(ref != NULL ? ref->cat : NULL, t,
-		    json_object_get(params, "arguments"));
+		    json_object_get(sent, "arguments"));
 	}
+	if (result == NULL && c.ctx->is_mcp && is_correctable(err->reason) &&
+	    !atomic_load(&c.ctx->is_cancelled)) {
+		result = tool_error_result(c.rec.id, err, NULL);
+		rpc_error_clear(err);
+		c.is_refusal_result = 1;
+	}
+	if (params != sent)
+		json_decref(params);
 	json_decref(rows);
 	json_decref(args);
 	gw_catalog_put(c.gw, ref);
@@ -1140,6 +1331,7 @@ done:
 
 const struct rpc_method methods_table[] = {
 	{ "initialize", m_initialize, 0 },
+	{ "server/discover", m_discover, 0 },
 	{ "notifications/initialized", m_empty, 0 },
 	{ "ping", m_empty, 0 },
 	{ "tools/list", m_tools_list, RPC_SLOW },

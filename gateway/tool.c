@@ -11,8 +11,14 @@
  *   max_rows     read: row cap (more rows: truncated); write: change cap.  1..100000,
  *                default 100 (refused for code)
  *   timeout_ms   statement timeout, 1..60000, default 5000
- *   title        optional human title
+ *   title        optional human title (default: the name with its first letter capitalised
+ *                and underscores as spaces, "lookup_invoices" -> "Lookup invoices")
  *   destructive  write only, optional boolean, default true
+ *   idempotent   write only, optional boolean, default false: whether calling it again
+ *                with the same arguments has no further effect (idempotentHint)
+ *   call_options write only, optional boolean, default true: whether tools/list shows the
+ *                call options (airlock_dry_run, airlock_idempotency_key, airlock_plan_id) as
+ *                arguments, for hosts that pass nothing but a tool's arguments
  *   code         code only (required there): {"interpreter": "python3" | "sh",
  *                "limits": {time_s, cpu_s, mem_mb, pids, stdout_max, stderr_max: positive
  *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist)}
@@ -116,7 +122,7 @@ static const struct {
 
 static const char *const manifest_keys[] = {
 	"name", "description", "kind", "arguments", "statement", "max_rows", "timeout_ms",
-	"title", "destructive", "code", NULL
+	"title", "destructive", "idempotent", "call_options", "code", NULL
 };
 static const char *const top_schema_keys[] = {
 	"type", "properties", "required", "additionalProperties", "description", NULL
@@ -889,6 +895,12 @@ check_schema(json_t *schema, char *err, size_t errlen)
 		return -1;
 	}
 	json_object_foreach(props, key, v) {
+		/* The call options' argument names are the gateway's (tool_listed_schema). */
+		if (strncmp(key, TOOL_OPTION_PREFIX, strlen(TOOL_OPTION_PREFIX)) == 0) {
+			log_seterr(err, errlen, "arguments: property '%s': names starting with '%s' "
+			    "are the gateway's call options", key, TOOL_OPTION_PREFIX);
+			return -1;
+		}
 		if (check_property(key, v, err, errlen) == -1) {
 			char fault[1024];
 
@@ -1237,7 +1249,8 @@ static const char error_schema[] =
     " \"properties\": {"
     "\"reason\": {\"type\": \"string\", \"description\": \"Why, one of a fixed set:"
     " invalid_arguments, row_cap_exceeded, constraint_violated, program_failed,"
-    " sandbox_limit, and on /mcp the idempotency-key and binding faults.\"},"
+    " sandbox_limit, and on /mcp key_required, key_mismatch, binding_mismatch,"
+    " plan_stale, plan_mismatch, plan_expired.\"},"
     "\"message\": {\"type\": \"string\"},"
     "\"argument\": {\"type\": \"string\", \"description\": \"The argument at fault.\"},"
     "\"count\": {\"type\": \"integer\", \"description\": \"row_cap_exceeded: the rows the"
@@ -1914,6 +1927,7 @@ free_tool(struct tool *t)
 	free(t->title);
 	json_decref(t->schema);
 	json_decref(t->input_schema);
+	json_decref(t->listed_schema);
 	json_decref(t->output_schema);
 	json_decref(t->annotations);
 	json_decref(t->code);
@@ -1926,6 +1940,81 @@ free_tool(struct tool *t)
 		free(t->col_names[k]);
 	free(t->col_names);
 	memset(t, 0, sizeof(*t));
+}
+
+/* "lookup_invoices" -> "Lookup invoices": a title for people when the manifest gives
+ * none.  Returns a new string, or NULL when out of memory. */
+static char *
+humanised(const char *name)
+{
+	char *s = strdup(name), *p;
+
+	if (s == NULL)
+		return NULL;
+	for (p = s; *p != '\0'; p++)
+		if (*p == '_')
+			*p = ' ';
+	s[0] = (char)toupper((unsigned char)s[0]);
+	return s;
+}
+
+/*
+ * Reads an optional boolean key that only a write tool may carry into *out (def when
+ * absent).  Returns 0, or -1 with err set.
+ */
+static int
+write_flag(json_t *m, const char *key, int def, const struct tool *t, int *out, char *err,
+    size_t errlen)
+{
+	json_t *v = json_object_get(m, key);
+
+	*out = t->kind == TOOL_WRITE ? def : 0;
+	if (v == NULL)
+		return 0;
+	if (t->kind != TOOL_WRITE) {
+		log_seterr(err, errlen, "%s: %s applies to write tools only", t->file, key);
+		return -1;
+	}
+	if (!json_is_boolean(v)) {
+		log_seterr(err, errlen, "%s: %s must be true or false", t->file, key);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+/*
+ * The inputSchema tools/list shows for a write that takes its call options as arguments:
+ * input (borrowed) plus airlock_dry_run, airlock_idempotency_key and airlock_plan_id, none
+ * required.  Returns a new reference, or NULL when out of memory.
+ */
+static json_t *
+options_schema(json_t *input)
+{
+	json_t *s = json_deep_copy(input), *props;
+
+	if (s == NULL)
+		return NULL;
+	props = json_object_get(s, "properties");
+	if (props == NULL) {
+		json_object_set_new(s, "properties", json_object());
+		props = json_object_get(s, "properties");
+	}
+	if (json_object_set_new(props, TOOL_OPTION_DRY_RUN, json_pack("{s:s, s:s}",
+	    "type", "boolean", "description", "Preview only: run the write, show per row what "
+	    "it would change, change nothing. The answer's plan_id commits exactly that.")) == -1 ||
+	    json_object_set_new(props, TOOL_OPTION_KEY, json_pack("{s:s, s:i, s:i, s:s}",
+	    "type", "string", "minLength", 1, "maxLength", 255, "description", "Required to "
+	    "commit: a key of your choice for this change. Send the same key when you retry, so "
+	    "it happens once; a new change needs a new key.")) == -1 ||
+	    json_object_set_new(props, TOOL_OPTION_PLAN, json_pack("{s:s, s:s, s:s}",
+	    "type", "string", "pattern", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+	    "[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", "description", "The plan_id of a preview: commit "
+	    "only if the change is still exactly what the preview showed.")) == -1) {
+		json_decref(s);
+		return NULL;
+	}
+	return s;
 }
 
 /* Reads an optional integer key within lo..hi; 0, or -1 with err set. */
@@ -1988,7 +2077,8 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	json_object_foreach(m, key, v) {
 		if (!in_list(key, manifest_keys)) {
 			log_seterr(err, errlen, "%s: unknown key '%s' (known: name, description, kind, "
-			    "arguments, statement, max_rows, timeout_ms, title, destructive, code)",
+			    "arguments, statement, max_rows, timeout_ms, title, destructive, idempotent, "
+			    "call_options, code)",
 			    t->file, key);
 			goto fail;
 		}
@@ -2028,7 +2118,8 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		}
 		if ((t->title = strdup(json_string_value(v))) == NULL)
 			goto fail;
-	}
+	} else if ((t->title = humanised(t->name)) == NULL)
+		goto fail;
 
 	kind = json_string_value(json_object_get(m, "kind"));
 	if (kind != NULL && strcmp(kind, "read") == 0)
@@ -2053,6 +2144,9 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		t->is_destructive = json_is_true(v);
 	} else
 		t->is_destructive = t->kind == TOOL_WRITE;
+	if (write_flag(m, "idempotent", 0, t, &t->is_idempotent, err, errlen) == -1 ||
+	    write_flag(m, "call_options", 1, t, &t->has_call_options, err, errlen) == -1)
+		goto fail;
 
 	if ((v = json_object_get(m, "arguments")) == NULL) {
 		log_seterr(err, errlen, "%s: arguments (a JSON Schema) is required", t->file);
@@ -2064,6 +2158,9 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	}
 	t->schema = json_incref(v);
 	if ((t->input_schema = client_schema(t->schema)) == NULL)
+		goto fail;
+	if ((t->listed_schema = t->has_call_options ? options_schema(t->input_schema) :
+	    json_incref(t->input_schema)) == NULL)
 		goto fail;
 
 	if (get_uint(m, "timeout_ms", DEFAULT_TIMEOUT, 1, MAX_TIMEOUT, &t->timeout_ms, t->file,
@@ -2150,13 +2247,17 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		if ((t->output_schema = rows_schema(t)) == NULL)
 			goto fail;
 	}
-	t->annotations = json_pack("{s:b, s:b, s:b, s:b}",
+	/* A read changes nothing, so it is idempotent; a write is when its manifest says so;
+	 * a program is not (it may reach the world, or keep state in it).  The world beyond
+	 * the gateway's own database is open only to a code tool with an egress allowlist. */
+	t->annotations = json_pack("{s:s, s:b, s:b, s:b, s:b}",
+	    "title", t->title,
 	    "readOnlyHint", t->kind == TOOL_READ,
 	    "destructiveHint", t->kind == TOOL_WRITE && t->is_destructive,
-	    "idempotentHint", t->kind == TOOL_READ,
-	    "openWorldHint", 0);
-	if (t->annotations == NULL || (t->title != NULL &&
-	    json_object_set_new(t->annotations, "title", json_string(t->title)) == -1))
+	    "idempotentHint", t->kind == TOOL_READ || (t->kind == TOOL_WRITE && t->is_idempotent),
+	    "openWorldHint", t->kind == TOOL_CODE &&
+	    json_array_size(json_object_get(t->code, "allow")) > 0);
+	if (t->annotations == NULL)
 		goto fail;
 	json_decref(m);
 	return 0;

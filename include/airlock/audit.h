@@ -36,6 +36,8 @@ struct audit_record {
 	double duration_ms;
 	char result_digest[65];
 	char client[64];
+	char trace_id[33];		/* the request's W3C trace id, or "": the client's word,
+					   kept beside the record, not covered by its digest */
 };
 
 struct audit;

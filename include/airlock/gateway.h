@@ -3,6 +3,7 @@
 #define AIRLOCK_GATEWAY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "airlock/audit.h"
 #include "airlock/config.h"
@@ -64,7 +65,21 @@ struct request_ctx {
 	const char *idem_header;	/* Idempotency-Key header (single requests only), or NULL */
 	int is_mcp;
 	int is_sandbox;			/* running on the sandbox pool (code tools run only there) */
+	char trace_id[33];		/* the W3C trace id the request carried, or "" */
+	atomic_int is_cancelled;	/* the client closed its connection while the call ran */
 };
+
+/* MCP revisions: the stateless one, then those that begin with initialize, newest first. */
+#define GW_MCP_MODERN	"2026-07-28"
+extern const char *const gw_mcp_versions[];	/* every one spoken here, NULL-terminated */
+extern const char *const gw_mcp_legacy[];	/* those initialize offers, NULL-terminated */
+
+/* The protocol version a request's params._meta names (borrowed), or NULL: a request of
+ * the stateless revision carries it; initialize-era requests do not. */
+const char *gw_meta_version(json_t *params);
+
+/* {name, version} of this server, for a result's _meta.  Returns a new reference. */
+json_t *gw_server_info(void);
 
 /* The methods airlockd serves on /rpc and /mcp. */
 extern const struct rpc_method methods_table[];

@@ -10,19 +10,33 @@
 
 enum tool_kind { TOOL_READ, TOOL_WRITE, TOOL_CODE };
 
+/*
+ * A write's call options as arguments, for MCP hosts that pass nothing but a tool's
+ * arguments: the gateway takes them out of the arguments before the tool's schema sees
+ * them, and no manifest may declare a property with this prefix.
+ */
+#define TOOL_OPTION_PREFIX	"airlock_"
+#define TOOL_OPTION_DRY_RUN	"airlock_dry_run"
+#define TOOL_OPTION_KEY		"airlock_idempotency_key"
+#define TOOL_OPTION_PLAN	"airlock_plan_id"
+
 struct tool {
 	char name[65];
 	char file[PATH_MAX];	/* manifest path, for messages */
 	char *description;
-	char *title;		/* may be NULL */
+	char *title;		/* the manifest's, else made from the name */
 	enum tool_kind kind;
 	int is_destructive;
+	int is_idempotent;	/* a write the manifest says is idempotent */
+	int has_call_options;	/* a write whose listed schema shows the call options */
 	json_t *schema;		/* the arguments schema as written (owned) */
 	json_t *input_schema;	/* for clients: "sensitive" marks removed (owned) */
+	json_t *listed_schema;	/* what tools/list shows: input_schema, plus the call
+				   options (TOOL_OPTION_*) for a write that takes them (owned) */
 	json_t *output_schema;	/* structuredContent schema built from the statement's
 				   description (owned); for code: a fixed schema */
-	json_t *annotations;	/* {title?, readOnlyHint, destructiveHint, idempotentHint,
-				   openWorldHint:false} (owned) */
+	json_t *annotations;	/* {title, readOnlyHint, destructiveHint, idempotentHint,
+				   openWorldHint} (owned) */
 	json_t *code;		/* kind code: {interpreter, limits, allow} (owned), else NULL */
 	char *sql;		/* rewritten statement, $1..$n; NULL for code */
 	char **params;		/* $k binds argument params[k-1] */

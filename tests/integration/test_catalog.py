@@ -242,7 +242,9 @@ def test_export_mcp(scratch, tmp_path):
     out = {t["name"]: t for t in export(scratch, write_dir(tmp_path, *GOOD), "mcp")}
     for t in out.values():
         assert {"name", "description", "inputSchema", "outputSchema", "annotations"} <= set(t)
-        assert t["annotations"]["openWorldHint"] is False
+        # Only a code tool with an egress allowlist reaches beyond the gateway.
+        assert t["annotations"]["openWorldHint"] is (t["name"] == "crunch")
+        assert t["title"] and t["annotations"]["title"] == t["title"]
     assert "sensitive" not in json.dumps(out)
     read = out["list_things"]
     assert read["annotations"]["readOnlyHint"] is True

@@ -173,7 +173,9 @@ def test_mcp_origin_and_version(start_daemon):
     assert rpc(d, ping, path="/mcp", headers={"Origin": "https://app.example"}).status_code == 200
     assert rpc(d, ping, path="/mcp", headers={"Origin": "https://evil.example"}).status_code == 403
     assert rpc(d, ping, path="/mcp", headers={"MCP-Protocol-Version": "2025-06-18"}).status_code == 200
-    assert rpc(d, ping, path="/mcp", headers={"MCP-Protocol-Version": "1900-01-01"}).status_code == 400
+    r = rpc(d, ping, path="/mcp", headers={"MCP-Protocol-Version": "1900-01-01"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32022
+    assert "2025-11-25" in r.json()["error"]["data"]["supported"]
 
 
 def test_slow_client_does_not_block_others(start_daemon):

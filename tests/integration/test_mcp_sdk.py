@@ -1,8 +1,12 @@
-"""/mcp driven by the official MCP TypeScript SDK client (tests/interop, pinned in its
-package.json and installed by `make interop-deps`) against a real airlockd and PostgreSQL:
-connect, list, reads, writes, code tools and every kind of tool error come back as results
-whose structuredContent the SDK validates against the tool's outputSchema (and a strict Ajv
-with ajv-formats too), and refused calls as the JSON-RPC errors the spec prescribes."""
+"""Real clients against a real airlockd and PostgreSQL (tests/interop, pinned in its
+package.json and installed by `make interop-deps`).
+
+/mcp driven by the official MCP TypeScript SDK client: connect, list, reads, writes, code
+tools and every kind of tool error come back as results whose structuredContent the SDK
+validates against the tool's outputSchema (and a strict Ajv with ajv-formats too), and
+refused calls as the JSON-RPC errors the spec prescribes; a write previewed, committed and
+reverted as any MCP host can.  /rpc driven by a plain JSON-RPC 2.0 client library
+(json-rpc-2.0), as an orchestrator that speaks no MCP would."""
 import json
 import secrets
 import shutil
@@ -93,9 +97,9 @@ class World:
             f"({self.customer}, '{self.tenant}-2', 'paid', 99.00, now(), now()) RETURNING id")
         self.invoices = [int(x) for x in out.split() if x.isdigit()]
 
-    def mint(self, *tools):
+    def mint(self, *tools, extra=()):
         argv = ["token", "mint", "--tenant", self.tenant, "--ttl", "10m",
-                "--db", self.cluster.operator_url]
+                "--db", self.cluster.operator_url, *extra]
         for t in tools:
             argv += ["--tool", t]
         return ctl(*argv).stdout.strip()
@@ -308,3 +312,109 @@ def test_whole_catalog_lists_cleanly(sdk, gw, world):
     out = session(sdk, gw, world.mint(*names), [])
     assert sorted(out["tools"]) == names
     clean(out)
+
+
+def test_write_from_a_host_preview_commit_revert(sdk, gw, world):
+    """What any MCP host can do: the options in _meta (for adapters) or as the write's own
+    airlock_* arguments (for hosts that pass only arguments); a missing key comes back as
+    an isError result the model can act on; the change is reverted."""
+    tok = world.mint("update_invoice_status", extra=("--revert",))
+    out = world.cluster.psql(
+        f"SET ROLE tenant_{world.tenant}; INSERT INTO billing.invoices (customer_id, number, "
+        f"status, amount, issued_at) VALUES ({world.customer}, '{world.tenant}-h', 'open', 5, "
+        f"now()), ({world.customer}, '{world.tenant}-i', 'open', 6, now()) RETURNING id")
+    inv, inv2 = [int(x) for x in out.split("\n") if x.strip().isdigit()]
+    args = {"invoice_id": inv, "status": "void"}
+    key, undo = secrets.token_hex(8), secrets.token_hex(8)
+    out = session(sdk, gw, tok, [
+        {"name": "update_invoice_status", "arguments": args,
+         "params": {"_meta": {"airlock/dryRun": True}}},
+        {"name": "update_invoice_status", "arguments": args,
+         "params": {"_meta": {"airlock/idempotencyKey": key,
+                              "airlock/planId": "$ref:0.structuredContent.plan_id"}}},
+        {"name": "update_invoice_status", "arguments": args,
+         "params": {"_meta": {"airlock/idempotencyKey": key}}},
+        {"method": "airlock/calls.revert",
+         "params": {"call_id": "$ref:1.structuredContent.call_id", "idempotency_key": undo}},
+        {"name": "update_invoice_status", "arguments": {"invoice_id": inv2, "status": "paid"}},
+        {"name": "update_invoice_status",
+         "arguments": {"invoice_id": inv2, "status": "paid", "airlock_dry_run": True}},
+        {"name": "update_invoice_status",
+         "arguments": {"invoice_id": inv2, "status": "paid", "airlock_idempotency_key": key + "x",
+                       "airlock_plan_id": "$ref:5.structuredContent.plan_id"}},
+    ])
+    preview, commit, replay, revert, keyless, arg_preview, arg_commit = out["results"]
+    assert ok(preview)["dry_run"] is True
+    sc = ok(commit)
+    assert sc["rows"][0]["status"] == "void" and sc["replayed"] is False
+    assert ok(replay)["replayed"] is True
+    assert "error" not in revert, revert
+    assert revert["result"]["isError"] is False
+    assert revert["result"]["structuredContent"]["changes"][0]["after"]["status"] == "open"
+    sc = tool_error(keyless, "key_required")
+    assert "airlock_idempotency_key" in sc["error"]["message"]
+    assert ok(arg_preview)["dry_run"] is True
+    assert ok(arg_commit)["rows"][0]["status"] == "paid"
+    status = world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT string_agg(status, ',' "
+                                f"ORDER BY id) FROM billing.invoices WHERE id IN ({inv}, {inv2})")
+    assert status.split()[-1] == "open,paid"
+    clean(out)
+
+
+def rpc_session(sdk, gw, token, calls):
+    """Runs the plain JSON-RPC client (json-rpc-2.0) on /rpc.  Returns its report."""
+    p = subprocess.run([sdk, str(INTEROP / "rpc_client.mjs"), gw.url + "/rpc", token],
+                       input=json.dumps({"calls": calls}), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, f"rpc_client exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+    return json.loads(p.stdout)["results"]
+
+
+def test_plain_jsonrpc_client_on_rpc(sdk, gw, world):
+    """/rpc keeps JSON-RPC's own semantics: what /mcp answers as a correctable isError
+    result (a missing key) is a JSON-RPC error here, as are refusals; batches work."""
+    tok = world.mint("lookup_invoices", "update_invoice_status", extra=("--revert",))
+    out = world.cluster.psql(
+        f"SET ROLE tenant_{world.tenant}; INSERT INTO billing.invoices (customer_id, number, "
+        f"status, amount, issued_at) VALUES ({world.customer}, '{world.tenant}-r', 'open', 7, "
+        f"now()) RETURNING id")
+    inv = [int(x) for x in out.split("\n") if x.strip().isdigit()][0]
+    args = {"invoice_id": inv, "status": "void"}
+    key = secrets.token_hex(8)
+    res = rpc_session(sdk, gw, tok, [
+        {"method": "airlock/tokens.self"},
+        {"method": "tools/list"},
+        {"method": "tools/call", "params": {"name": "lookup_invoices",
+                                            "arguments": {"customer_id": world.customer}}},
+        {"method": "tools/call", "params": {"name": "lookup_invoices",
+                                            "arguments": {"customer_id": "x"}}},
+        {"method": "tools/call", "params": {"name": "update_invoice_status", "arguments": args,
+                                            "dry_run": True}},
+        {"method": "tools/call", "params": {"name": "update_invoice_status", "arguments": args,
+                                            "idempotency_key": key,
+                                            "plan_id": "$ref:4.structuredContent.plan_id"}},
+        {"method": "airlock/calls.revert", "params": {"call_id": "$ref:5.structuredContent.call_id",
+                                                      "idempotency_key": key + "-undo"}},
+        {"method": "tools/call", "params": {"name": "update_invoice_status", "arguments": args}},
+        {"method": "tools/call", "params": {"name": "no_such_tool", "arguments": {}}},
+        {"method": "no/such/method"},
+        {"batch": [{"method": "ping"}, {"method": "tools/call", "params": {
+            "name": "lookup_invoices", "arguments": {"customer_id": world.customer}}}]},
+    ])
+    me, listed, read, bad, preview, commit, revert, keyless, unknown, nomethod, batch = res
+    assert me["result"]["tenant"] == world.tenant
+    assert sorted(t["name"] for t in listed["result"]["tools"]) == ["lookup_invoices",
+                                                                    "update_invoice_status"]
+    assert read["result"]["isError"] is False and read["result"]["structuredContent"]["row_count"] >= 1
+    assert bad["result"]["isError"] is True
+    assert bad["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
+    assert preview["result"]["structuredContent"]["dry_run"] is True
+    assert commit["result"]["structuredContent"]["rows"][0]["status"] == "void"
+    assert revert["result"]["structuredContent"]["changes"][0]["after"]["status"] == "open"
+    assert keyless["error"]["code"] == -32602 and keyless["error"]["data"]["reason"] == "key_required"
+    assert unknown["error"]["code"] == -32602 and unknown["error"]["data"]["reason"] == "tool_not_found"
+    assert nomethod["error"]["code"] == -32601
+    assert "result" in batch["batch"][0] and batch["batch"][1]["result"]["isError"] is False
+    status = world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT status FROM "
+                                f"billing.invoices WHERE id = {inv}")
+    assert status.split()[-1] == "open"

@@ -109,7 +109,9 @@ def test_no_bad_unknown_tokens_are_401(gw, world):
                           ("alk_" + "A" * 42 + "B", "token_invalid")]:
         r = tool(gw, token, "lookup_invoices", {"customer_id": 1})
         assert r.status_code == 401, token
-        assert r.headers["WWW-Authenticate"] == "Bearer"
+        # RFC 6750: an error code only when credentials came and were refused.
+        assert r.headers["WWW-Authenticate"] == ('Bearer realm="airlock"' if token is None else
+                                                 'Bearer realm="airlock", error="invalid_token"')
         assert err(r) == (401, reason)
     # In a batch, the same errors travel with HTTP 200.
     r = requests.post(gw.url + "/rpc", headers=JSON, timeout=5, data=json.dumps(

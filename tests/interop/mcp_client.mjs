@@ -2,7 +2,10 @@
 // MCP host would, and prints what came back as one JSON document for the test to judge.
 //
 // Usage: node mcp_client.mjs URL TOKEN < plan.json
-// plan.json: {"calls": [{"name": TOOL, "arguments": {...}, "params": {...extra params}}]}
+// plan.json: {"calls": [{"name": TOOL, "arguments": {...}, "params": {...extra params}}
+//                       or {"method": METHOD, "params": {...}} (a request of Airlock's own)]}
+// A string "$ref:N.path.to.value" anywhere in a call stands for that value of the Nth
+// call's result (a preview's plan_id for its commit, a commit's call_id for its revert).
 //
 // Output: {"server": serverVersion, "protocol": negotiated version, "tools": [names],
 //          "schema_faults": {tool: message}, "warnings": [...],
@@ -17,7 +20,7 @@
 // is validated by it too.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { McpError, ResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 
@@ -29,6 +32,18 @@ async function readStdin() {
 		chunks.push(c);
 	const text = Buffer.concat(chunks).toString('utf8').trim();
 	return text === '' ? { calls: [] } : JSON.parse(text);
+}
+
+function resolve(v, results) {
+	if (typeof v === 'string' && v.startsWith('$ref:')) {
+		const [n, ...path] = v.slice(5).split('.');
+		return path.reduce((o, k) => (o == null ? o : o[k]), results[Number(n)]?.result);
+	}
+	if (Array.isArray(v))
+		return v.map((x) => resolve(x, results));
+	if (v !== null && typeof v === 'object')
+		return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolve(x, results)]));
+	return v;
 }
 
 function errorJson(e) {
@@ -75,9 +90,16 @@ async function main() {
 				out.schema_faults[t.name] = String(e.message);
 			}
 		}
-		for (const c of plan.calls) {
+		for (const planned of plan.calls) {
+			const c = resolve(planned, out.results);
 			const entry = {};
 			try {
+				if (c.method !== undefined) {
+					entry.result = await client.request({ method: c.method,
+					    params: c.params ?? {} }, ResultSchema);
+					out.results.push(entry);
+					continue;
+				}
 				entry.result = await client.callTool({ name: c.name,
 				    arguments: c.arguments ?? {}, ...(c.params ?? {}) });
 				const check = strictValidators.get(c.name);

@@ -123,6 +123,17 @@ test_load_faults(void)
 {
 	char *m;
 
+	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"idempotent\":true,"
+	    "\"arguments\":" NOARGS ",\"statement\":\"SELECT 1\"}", "idempotent applies to write "
+	    "tools only", "idempotent on a read");
+	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"write\",\"call_options\":1,"
+	    "\"arguments\":" NOARGS ",\"statement\":\"UPDATE t SET a = 1 RETURNING a\"}",
+	    "call_options must be true or false", "call_options not a boolean");
+	refused_parts("read", "{\"type\":\"object\",\"properties\":{\"airlock_plan_id\":"
+	    "{\"type\":\"string\"}},\"additionalProperties\":false}", "SELECT $airlock_plan_id",
+	    "names starting with 'airlock_' are the gateway's call options",
+	    "a property named like a call option");
+
 	refused("{\"name\": \"t\",\n \"kind\": }", "line 2", "JSON that does not parse, with line");
 	refused("[1]", "must be a JSON object", "not an object");
 	refused("{\"name\":\"t\",\"name\":\"t\"}", "duplicate", "a duplicate key");
@@ -532,7 +543,9 @@ test_catalog(void)
 	    json_is_false(json_object_get(t->annotations, "destructiveHint")) &&
 	    json_is_true(json_object_get(t->annotations, "idempotentHint")) &&
 	    json_is_false(json_object_get(t->annotations, "openWorldHint")) &&
-	    json_object_get(t->annotations, "title") == NULL, "read annotations");
+	    strcmp(json_string_value(json_object_get(t->annotations, "title")), "T") == 0 &&
+	    strcmp(t->title, "T") == 0, "read annotations, a title made from the name");
+	ok(json_equal(t->listed_schema, t->input_schema), "a read lists its schema as is");
 	ok(json_object_get(json_object_get(json_object_get(t->output_schema, "properties"), "rows"),
 	    "items") != NULL && json_array_size(json_object_get(t->output_schema, "required")) == 1 &&
 	    json_array_size(json_object_get(t->output_schema, "anyOf")) == 2,
@@ -587,6 +600,41 @@ test_catalog(void)
 	ok(cat != NULL && json_is_array(json_object_get(cat->tools[0].code, "allow")) &&
 	    json_is_object(json_object_get(cat->tools[0].code, "limits")),
 	    "code: limits and allow default to empty (%s)", err);
+	ok(cat != NULL && json_is_false(json_object_get(cat->tools[0].annotations,
+	    "openWorldHint")) && json_is_false(json_object_get(cat->tools[0].annotations,
+	    "idempotentHint")), "code without egress: a closed world, not idempotent");
+	tool_catalog_free(cat);
+	cat = load_one("c.json", "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
+	    "\"arguments\":" NOARGS ",\"code\":{\"interpreter\":\"sh\",\"allow\":"
+	    "[\"api.example.com:443\"]}}", err, sizeof(err));
+	ok(cat != NULL && json_is_true(json_object_get(cat->tools[0].annotations, "openWorldHint")),
+	    "code with egress: an open world (%s)", err);
+	tool_catalog_free(cat);
+
+	/* Titles made from names; idempotent writes; call options as arguments. */
+	cat = load_one("look_up_things.json", "{\"name\":\"look_up_things\",\"description\":"
+	    "\"d\",\"kind\":\"write\",\"idempotent\":true,\"arguments\":{\"type\":\"object\","
+	    "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"],"
+	    "\"additionalProperties\":false},\"statement\":\"UPDATE t SET a = $a RETURNING a\"}", err, sizeof(err));
+	t = cat != NULL ? &cat->tools[0] : NULL;
+	ok(t != NULL && strcmp(t->title, "Look up things") == 0 &&
+	    json_is_true(json_object_get(t->annotations, "idempotentHint")) && t->has_call_options,
+	    "write: humanised title, idempotent when it says so, call options by default (%s)", err);
+	p = t != NULL ? json_object_get(t->listed_schema, "properties") : NULL;
+	ok(json_is_object(json_object_get(p, TOOL_OPTION_DRY_RUN)) &&
+	    json_is_object(json_object_get(p, TOOL_OPTION_KEY)) &&
+	    json_is_object(json_object_get(p, TOOL_OPTION_PLAN)) &&
+	    json_object_get(json_object_get(t->input_schema, "properties"), TOOL_OPTION_KEY) == NULL &&
+	    json_equal(json_object_get(t->listed_schema, "required"),
+	    json_object_get(t->input_schema, "required")),
+	    "write: listed schema adds the options, none required; input_schema keeps none");
+	tool_catalog_free(cat);
+	cat = load_one("w.json", "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
+	    "\"call_options\":false,\"arguments\":" NOARGS ",\"statement\":\"UPDATE t SET a = 1 "
+	    "RETURNING a\"}", err, sizeof(err));
+	ok(cat != NULL && !cat->tools[0].has_call_options &&
+	    json_equal(cat->tools[0].listed_schema, cat->tools[0].input_schema),
+	    "write: call_options false lists the schema as is (%s)", err);
 	tool_catalog_free(cat);
 
 	/* Several files load sorted by name; other files are ignored. */
