@@ -651,7 +651,9 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 	is_dry_run = c->p.is_preview_only || json_is_true(json_object_get(params, "dry_run"));
 	plan_id = json_string_value(json_object_get(params, "plan_id"));
 	c->rec.is_dry_run = is_dry_run;
-	if (!is_dry_run && (key = idem_key_of(c, params, err)) == NULL)
+	/* A call that needs approval and names no plan will only be previewed: no key yet. */
+	if (!is_dry_run && (plan_id != NULL || !st->needs_approval) &&
+	    (key = idem_key_of(c, params, err)) == NULL)
 		return NULL;
 	if (key != NULL)
 		strlcpy(c->rec.idem_key, key, sizeof(c->rec.idem_key));
@@ -668,7 +670,8 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 	}
 	/* A preview, and a reply stored before answers were limited, are limited here. */
 	limit_answer(sc, cols);
-	if (is_dry_run)
+	/* A call held for approval became a preview in write_run. */
+	if (c->rec.is_dry_run)
 		json_object_set_new(sc, "call_id", json_string(c->rec.id));
 	if (!json_is_boolean(json_object_get(sc, "replayed")))
 		json_object_set_new(sc, "replayed", json_false());
@@ -709,6 +712,9 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 		return NULL;
 	}
 	write_fingerprint(t->name, args, fp);
+	st.needs_approval = tool_needs_approval(t, args);
+	st.approval_rows = t->approval_rows;
+	st.is_four_eyes = t->is_four_eyes;
 	cols.t = t;
 	cols.is_whole = 0;
 	result = run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, &cols, err);

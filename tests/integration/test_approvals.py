@@ -1,0 +1,303 @@
+"""Approvals against a real airlockd and PostgreSQL: write tools that need an approver's
+approval (always, above a row count, above an argument's value), approver tokens and the
+airlock/plans.* methods, the commit of an approved plan (and the refusal of a pending,
+rejected, expired or stale one), four eyes, tenancy, the chained record of every step,
+the airlock_plans NOTIFY channel and airlockctl plan list|show|approve|reject|watch.
+
+Every test works on a tenant and rows of its own and asserts on the database too."""
+import json
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import CTL, ROOT, Daemon, ctl
+
+JSON = {"Content-Type": "application/json"}
+NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
+INTEROP = ROOT / "tests" / "interop"
+
+
+def manifest(name, statement, properties, required, **extra):
+    m = {"name": name, "description": f"Test tool {name}.", "kind": "write",
+         "arguments": {"type": "object", "properties": properties, "required": required,
+                       "additionalProperties": False},
+         "statement": statement, "max_rows": 10}
+    m.update(extra)
+    return m
+
+
+INVOICE = {"invoice_id": {"type": "integer", "minimum": 1}}
+EXTRA_TOOLS = [
+    # Always, with the string form.
+    manifest("void_required", "UPDATE billing.invoices SET status = 'void' WHERE id = "
+             "$invoice_id AND deleted_at IS NULL RETURNING id, status", INVOICE,
+             ["invoice_id"], approval="required"),
+    # Above a row count: one customer's open invoices, voided together.
+    manifest("void_open_invoices", "UPDATE billing.invoices SET status = 'void' WHERE "
+             "customer_id = $customer_id AND status = 'open' AND deleted_at IS NULL "
+             "RETURNING id, status", {"customer_id": {"type": "integer", "minimum": 1}},
+             ["customer_id"], approval={"above_rows": 1}),
+    # Above an argument's value (a decimal string).
+    manifest("set_amount", "UPDATE billing.invoices SET amount = $amount::numeric WHERE id = "
+             "$invoice_id AND deleted_at IS NULL RETURNING id, amount",
+             {**INVOICE, "amount": {"type": "string", "pattern": "^[0-9]{1,10}([.][0-9]{1,2})?$"}},
+             ["invoice_id", "amount"], approval={"argument": "amount", "above": 100}),
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Requests
+
+def rpc(d, token, method, params=None, headers=None):
+    body = {"jsonrpc": "2.0", "id": 1, "method": method}
+    if params is not None:
+        body["params"] = params
+    h = dict(JSON)
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    h.update(headers or {})
+    return requests.post(d.url + "/rpc", data=json.dumps(body), headers=h, timeout=15)
+
+
+def call(d, token, name, args, **extra):
+    return rpc(d, token, "tools/call", {"name": name, "arguments": args, **extra})
+
+
+def ok(r):
+    """structuredContent of a CallToolResult that is not a tool error."""
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "result" in body, body
+    assert body["result"]["isError"] is False, body
+    sc = body["result"]["structuredContent"]
+    assert json.loads(body["result"]["content"][0]["text"]) == sc
+    return sc
+
+
+def result(r):
+    body = r.json()
+    assert "result" in body, body
+    return body["result"]
+
+
+def err(r):
+    e = r.json()["error"]
+    return e["code"], e["data"]["reason"]
+
+
+def key(tag="k"):
+    return f"{tag}-{secrets.token_hex(6)}"
+
+
+# ---------------------------------------------------------------------------------------
+# The world: tenants and rows of our own
+
+class World:
+    def __init__(self, cluster, tools):
+        self.cluster = cluster
+        self.tools = tools
+        sfx = secrets.token_hex(3)
+        self.a, self.b = f"apa{sfx}", f"apb{sfx}"
+        for t in (self.a, self.b):
+            ctl("tenant", "add", t, "--db", cluster.operator_url)
+        self.cust = {t: self.customer(t) for t in (self.a, self.b)}
+        self.admin_key = f"{cluster.dir}/admin-ap{sfx}.key"
+        ctl("token", "admin-key", self.admin_key)
+        with open(self.admin_key) as f:
+            self.admin = f.read().strip()
+
+    def sql(self, tenant, sql):
+        return self.cluster.psql(f"SET ROLE tenant_{tenant}; {sql}")
+
+    def one(self, sql):
+        out = self.cluster.psql(sql).strip()
+        return out.split("\n")[-1] if out else None
+
+    def customer(self, t):
+        n = secrets.token_hex(4)
+        out = self.sql(t, f"INSERT INTO billing.customers (email, name) VALUES "
+                          f"('c{n}@{t}.example', 'Customer {n}') RETURNING id")
+        return int([x for x in out.split() if x.isdigit()][0])
+
+    def invoice(self, t, cust=None, status="open", amount="50.00"):
+        out = self.sql(t, f"INSERT INTO billing.invoices (customer_id, number, status, amount, "
+                          f"issued_at) VALUES ({cust or self.cust[t]}, 'INV-{secrets.token_hex(5)}', "
+                          f"'{status}', {amount}, now()) RETURNING id")
+        return int([x for x in out.split() if x.isdigit()][0])
+
+    def status(self, t, inv):
+        return self.sql(t, f"SELECT status FROM billing.invoices WHERE id = {inv}").split()[-1]
+
+    def amount(self, t, inv):
+        return self.sql(t, f"SELECT amount FROM billing.invoices WHERE id = {inv}").split()[-1]
+
+    def plan(self, plan_id):
+        out = self.cluster.psql(f"SELECT row_to_json(p) FROM airlock.plans p WHERE id = '{plan_id}'")
+        return json.loads(out) if out.strip() else None
+
+    def record(self, call_id):
+        out = self.cluster.psql(f"SELECT row_to_json(c) FROM airlock.calls c WHERE id = '{call_id}'")
+        return json.loads(out) if out.strip() else None
+
+    def mint(self, tenant, *tools, task=None, ttl="10m"):
+        argv = ["token", "mint", "--tenant", tenant, "--ttl", ttl, "--db", self.cluster.operator_url]
+        for t in tools:
+            argv += ["--tool", t]
+        if task:
+            argv += ["--task", task]
+        return ctl(*argv).stdout.strip()
+
+    def approver(self, tenant, name="Pat Lead", task=None, ttl="10m"):
+        argv = ["token", "mint", "--approver", name, "--tenant", tenant, "--ttl", ttl,
+                "--db", self.cluster.operator_url]
+        if task:
+            argv += ["--task", task]
+        return ctl(*argv).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def world(cluster, tmp_path_factory):
+    tools = tmp_path_factory.mktemp("approvals") / "tools"
+    shutil.copytree(ROOT / "tools", tools)
+    for m in EXTRA_TOOLS:
+        (tools / f"{m['name']}.json").write_text(json.dumps(m))
+    return World(cluster, tools)
+
+
+@pytest.fixture(scope="module")
+def gw(cluster, world):
+    d = Daemon(["--db", cluster.gateway_url, "--tools", str(world.tools),
+                "--admin-key-file", world.admin_key, *NO_LIMITS])
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def agent(world):
+    return world.mint(world.a, "void_invoice", "void_required", "void_open_invoices",
+                      "set_amount", "update_invoice_status", task="agent-task")
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Approval as policy
+
+def test_required_write_is_held_as_a_preview(gw, world, agent):
+    inv = world.invoice(world.a)
+    # No idempotency key needed: nothing will be committed.
+    sc = ok(call(gw, agent, "void_required", {"invoice_id": inv}))
+    assert sc["status"] == "approval_required"
+    assert sc["dry_run"] is True and sc["plan_id"] == sc["call_id"]
+    assert sc["changes"][0]["action"] == "update"
+    assert sc["changes"][0]["before"]["status"] == "open"
+    assert sc["changes"][0]["after"]["status"] == "void"
+    assert sc["approval"] == {"four_eyes": False}
+    assert world.status(world.a, inv) == "open"
+    # With a key the same: the key is not used up.
+    k = key()
+    sc2 = ok(call(gw, agent, "void_required", {"invoice_id": inv}, idempotency_key=k))
+    assert sc2["status"] == "approval_required" and sc2["plan_id"] != sc["plan_id"]
+    assert world.status(world.a, inv) == "open"
+    assert world.one(f"SELECT count(*) FROM airlock.idempotency_keys WHERE key = '{k}'") == "0"
+    # The plan waits, with who asked; the record is a preview that says why.
+    p = world.plan(sc["plan_id"])
+    assert p["approval"] == "pending" and p["tenant"] == world.a
+    assert p["asked_task"] == "agent-task" and p["asked_by"] == world.record(sc["call_id"])["token_id"]
+    rec = world.record(sc2["call_id"])
+    assert rec["dry_run"] is True and rec["outcome"] == "ok"
+    assert rec["reason"] == "approval_required" and rec["idempotency_key"] is None
+    # A commit of the pending plan is refused, and changes nothing.
+    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=sc["plan_id"],
+             idempotency_key=key())
+    assert err(r) == (403, "approval_pending")
+    assert world.status(world.a, inv) == "open"
+
+
+def test_explicit_preview_of_a_held_tool_waits_too(gw, world, agent):
+    inv = world.invoice(world.a)
+    sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, dry_run=True))
+    assert sc["status"] == "approval_required" and sc["approval"] == {"four_eyes": True}
+    assert world.plan(sc["plan_id"])["four_eyes"] is True
+    # A tool without approval previews as before: no status, no pending plan.
+    sc = ok(call(gw, agent, "update_invoice_status", {"invoice_id": inv, "status": "paid"},
+                 dry_run=True))
+    assert "status" not in sc and world.plan(sc["plan_id"])["approval"] is None
+
+
+def test_threshold_on_rows(gw, world, agent):
+    one = world.customer(world.a)
+    inv = world.invoice(world.a, one)
+    sc = ok(call(gw, agent, "void_open_invoices", {"customer_id": one}, idempotency_key=key()))
+    assert sc["dry_run"] is False and "status" not in sc
+    assert world.status(world.a, inv) == "void"
+    many = world.customer(world.a)
+    invs = [world.invoice(world.a, many) for _ in range(3)]
+    sc = ok(call(gw, agent, "void_open_invoices", {"customer_id": many}, idempotency_key=key()))
+    assert sc["status"] == "approval_required" and sc["dry_run"] is True
+    assert len(sc["changes"]) == 3
+    assert [world.status(world.a, i) for i in invs] == ["open"] * 3
+
+
+def test_threshold_on_an_argument(gw, world, agent):
+    inv = world.invoice(world.a)
+    sc = ok(call(gw, agent, "set_amount", {"invoice_id": inv, "amount": "99.99"},
+                 idempotency_key=key()))
+    assert sc["dry_run"] is False and world.amount(world.a, inv) == "99.99"
+    sc = ok(call(gw, agent, "set_amount", {"invoice_id": inv, "amount": "100.01"},
+                 idempotency_key=key()))
+    assert sc["status"] == "approval_required"
+    assert world.amount(world.a, inv) == "99.99"
+
+
+def test_held_result_conforms_to_the_output_schema(gw, world, agent):
+    """The official MCP SDK client validates structuredContent against outputSchema (and the
+    interop client's strict Ajv too): a held preview must pass both."""
+    node = shutil.which("node")
+    assert node is not None, "node is missing: run `make bootstrap`"
+    assert (INTEROP / "node_modules" / "@modelcontextprotocol" / "sdk").exists(), \
+        "the MCP SDK is not installed: run `make interop-deps`"
+    inv = world.invoice(world.a)
+    p = subprocess.run([node, str(INTEROP / "mcp_client.mjs"), gw.url + "/mcp", agent],
+                       input=json.dumps({"calls": [
+                           {"name": "void_invoice", "arguments": {"invoice_id": inv}}]}),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    assert out["warnings"] == [] and out["schema_faults"] == {}, out
+    entry = out["results"][0]
+    assert "error" not in entry and "strict_errors" not in entry, entry
+    assert entry["result"]["isError"] is False
+    assert entry["result"]["structuredContent"]["status"] == "approval_required"
+
+
+def test_manifest_checks(cluster, tmp_path):
+    bad = [
+        ({"approval": "maybe"}, "approval must be"),
+        ({"approval": {"above_rows": -1}}, "above_rows"),
+        ({"approval": {"argument": "invoice_id"}}, "go together"),
+        ({"approval": {"argument": "nope", "above": 1}}, "argument must name"),
+        ({"approval": {"four_eyes": "yes"}}, "four_eyes"),
+        ({"approval": {"when": 1}}, "unknown key 'when'"),
+    ]
+    for extra, message in bad:
+        d = tmp_path / secrets.token_hex(3)
+        d.mkdir()
+        m = manifest("w", "UPDATE billing.invoices SET status = 'void' WHERE id = $invoice_id "
+                     "RETURNING id", INVOICE, ["invoice_id"], **extra)
+        (d / "w.json").write_text(json.dumps(m))
+        p = ctl("tool", "check", "--tools", d, "--db", cluster.operator_url, check=False)
+        assert p.returncode != 0 and message in p.stderr, (extra, p.stderr)
+    d = tmp_path / "read"
+    d.mkdir()
+    (d / "r.json").write_text(json.dumps({
+        "name": "r", "description": "r", "kind": "read", "approval": "required",
+        "arguments": {"type": "object", "properties": {}, "required": [],
+                      "additionalProperties": False},
+        "statement": "SELECT 1 AS one"}))
+    p = ctl("tool", "check", "--tools", d, "--db", cluster.operator_url, check=False)
+    assert p.returncode != 0 and "write tools only" in p.stderr
