@@ -16,8 +16,9 @@ static const struct command {
 	{ "migrate", cmd_migrate, "apply the migrations in order, once each" },
 	{ "tenant", cmd_tenant, "add|list|disable|enable: tenants and their roles" },
 	{ "table", cmd_table, "adopt|list: tables given the tenant treatment" },
-	{ "token", cmd_token, "mint|revoke|list|admin-key: task-scoped tokens" },
+	{ "token", cmd_token, "mint|revoke|list|admin-key: task-scoped and approver tokens" },
 	{ "call", cmd_call, "show|revert: a recorded call and its changes" },
+	{ "plan", cmd_plan, "list|show|approve|reject|watch: plans held for an approver" },
 	{ "tool", cmd_tool, "check|export: the tool catalog, checked as airlockd loads it" },
 	{ "audit", cmd_audit, "seal|verify|export|replay|archive: the tamper-evident call record" },
 };

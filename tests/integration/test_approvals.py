@@ -301,3 +301,187 @@ def test_manifest_checks(cluster, tmp_path):
         "statement": "SELECT 1 AS one"}))
     p = ctl("tool", "check", "--tools", d, "--db", cluster.operator_url, check=False)
     assert p.returncode != 0 and "write tools only" in p.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# 2. Approvers
+
+def held(gw, agent, world, tool="void_required", args=None):
+    """A held call on a fresh open invoice of tenant a: (invoice, plan_id)."""
+    inv = world.invoice(world.a)
+    sc = ok(call(gw, agent, tool, args or {"invoice_id": inv}, idempotency_key=key()))
+    assert sc["status"] == "approval_required"
+    return inv, sc["plan_id"]
+
+
+def decide(gw, tok, plan_id, approve=True, note=None):
+    params = {"plan_id": plan_id}
+    if note is not None:
+        params["note"] = note
+    return rpc(gw, tok, "airlock/plans.approve" if approve else "airlock/plans.reject", params)
+
+
+def test_approver_tokens_call_no_tools(gw, world, agent):
+    appr = world.approver(world.a, "Pat Lead")
+    listed = ctl("token", "list", "--tenant", world.a, "--db", world.cluster.operator_url).stdout
+    assert "approver:Pat Lead" in listed
+    r = call(gw, appr, "void_required", {"invoice_id": 1}, idempotency_key=key())
+    assert err(r) == (403, "tool_not_granted") and "approver" in r.json()["error"]["message"]
+    assert result(rpc(gw, appr, "tools/list"))["tools"] == []
+    me = result(rpc(gw, appr, "airlock/tokens.self"))
+    assert me["approver"] == "Pat Lead" and me["tools"] == [] and me["tenant"] == world.a
+    # A token that calls tools is no approver, and the other way round.
+    assert err(rpc(gw, agent, "airlock/plans.list")) == (403, "approver_required")
+    p = ctl("token", "mint", "--approver", "X", "--tool", "void_invoice", "--tenant", world.a,
+            "--ttl", "1m", "--db", world.cluster.operator_url, check=False)
+    assert p.returncode == 64
+    # Minted over JSON-RPC with the admin credential too, never with tools.
+    r = rpc(gw, world.admin, "airlock/tokens.mint", {"tenant": world.a, "approver": "Robin",
+                                                     "ttl": 60})
+    tok = result(r)["token"]
+    assert result(rpc(gw, tok, "airlock/tokens.self"))["approver"] == "Robin"
+    r = rpc(gw, world.admin, "airlock/tokens.mint", {"tenant": world.a, "approver": "Robin",
+                                                     "tools": ["void_invoice"], "ttl": 60})
+    assert err(r) == (-32602, "invalid_params")
+
+
+def test_approve_then_apply(gw, world, agent):
+    appr = world.approver(world.a, "Pat Lead", task="support-lead")
+    inv, plan_id = held(gw, agent, world)
+    plans = result(rpc(gw, appr, "airlock/plans.list"))["plans"]
+    mine = [p for p in plans if p["plan_id"] == plan_id]
+    assert mine and mine[0]["status"] == "pending" and mine[0]["tool"] == "void_required"
+    assert mine[0]["asked_task"] == "agent-task" and mine[0]["rows_updated"] == 1
+    got = result(rpc(gw, appr, "airlock/plans.get", {"plan_id": plan_id}))["plan"]
+    assert got["arguments"] == {"invoice_id": inv}
+    assert got["changes"][0]["after"]["status"] == "void"
+    # Columns the tool does not show stay hidden from an approver token too.
+    assert "customer_id" not in got["changes"][0]["after"]
+    sc = result(decide(gw, appr, plan_id, note="customer asked, ticket 42"))
+    assert sc["status"] == "approved" and sc["approver"] == "Pat Lead"
+    assert world.status(world.a, inv) == "open"  # an approval changes nothing by itself
+    k = key("apply")
+    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id, idempotency_key=k)
+    applied = ok(r)
+    assert applied["dry_run"] is False and applied["plan_id"] == plan_id
+    assert world.status(world.a, inv) == "void"
+    again = ok(call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+                    idempotency_key=k))
+    assert again["replayed"] is True and again["call_id"] == applied["call_id"]
+    p = world.plan(plan_id)
+    assert p["approval"] == "approved" and p["note"] == "customer asked, ticket 42"
+    assert p["approver"] == "Pat Lead" and p["decided_task"] == "support-lead"
+    listed = result(rpc(gw, appr, "airlock/plans.list", {"status": "approved"}))["plans"]
+    assert [x["applied_by"] for x in listed if x["plan_id"] == plan_id] == [applied["call_id"]]
+    # Decided once only.
+    assert err(decide(gw, appr, plan_id)) == (409, "plan_decided")
+    assert err(decide(gw, appr, plan_id, approve=False)) == (409, "plan_decided")
+
+
+def test_reject_then_apply_is_refused(gw, world, agent):
+    appr = world.approver(world.a)
+    inv, plan_id = held(gw, agent, world)
+    sc = result(decide(gw, appr, plan_id, approve=False, note="not this one"))
+    assert sc["status"] == "rejected"
+    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+             idempotency_key=key())
+    assert err(r) == (403, "plan_rejected")
+    assert world.status(world.a, inv) == "open"
+    assert world.plan(plan_id)["approval"] == "rejected"
+
+
+def test_an_approval_never_covers_a_changed_world(gw, world, agent):
+    appr = world.approver(world.a)
+    inv, plan_id = held(gw, agent, world)
+    result(decide(gw, appr, plan_id))
+    world.sql(world.a, f"UPDATE billing.invoices SET amount = amount + 1 WHERE id = {inv}")
+    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+             idempotency_key=key())
+    assert err(r) == (409, "plan_stale")
+    assert world.status(world.a, inv) == "open"
+    # Other arguments are another plan.
+    inv2, plan2 = held(gw, agent, world)
+    result(decide(gw, appr, plan2))
+    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan2,
+             idempotency_key=key())
+    assert err(r) == (409, "plan_mismatch")
+    assert world.status(world.a, inv2) == "open"
+
+
+def test_approvals_expire_with_their_plan(gw, world, agent):
+    appr = world.approver(world.a)
+    inv, plan_id = held(gw, agent, world)
+    result(decide(gw, appr, plan_id))
+    world.cluster.psql(f"UPDATE airlock.plans SET expires_at = now() - interval '1 second' "
+                       f"WHERE id = '{plan_id}'")
+    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+             idempotency_key=key())
+    assert err(r) == (409, "plan_expired")
+    assert world.status(world.a, inv) == "open"
+    # A pending plan past its time can no longer be approved.
+    inv, plan_id = held(gw, agent, world)
+    world.cluster.psql(f"UPDATE airlock.plans SET expires_at = now() - interval '1 second' "
+                       f"WHERE id = '{plan_id}'")
+    assert err(decide(gw, appr, plan_id)) == (409, "plan_expired")
+    assert [p["status"] for p in result(rpc(gw, appr, "airlock/plans.list",
+                                            {"status": "expired"}))["plans"]
+            if p["plan_id"] == plan_id] == ["expired"]
+
+
+def test_an_approver_decides_only_its_tenants_plans(gw, world, agent):
+    other = world.approver(world.b, "Other Tenant")
+    inv, plan_id = held(gw, agent, world)
+    assert err(decide(gw, other, plan_id)) == (-32602, "plan_not_found")
+    assert err(rpc(gw, other, "airlock/plans.get", {"plan_id": plan_id})) == \
+        (-32602, "plan_not_found")
+    assert plan_id not in [p["plan_id"] for p in result(
+        rpc(gw, other, "airlock/plans.list", {"status": "all"}))["plans"]]
+    # tenant is the admin's filter only: an approver's is its own, whatever it asks.
+    assert plan_id not in [p["plan_id"] for p in result(
+        rpc(gw, other, "airlock/plans.list", {"tenant": world.a}))["plans"]]
+    assert world.plan(plan_id)["approval"] == "pending"
+    # The admin credential sees and decides every tenant's.
+    assert plan_id in [p["plan_id"] for p in result(
+        rpc(gw, world.admin, "airlock/plans.list", {"tenant": world.a}))["plans"]]
+    assert result(decide(gw, world.admin, plan_id))["approver"] == "admin"
+
+
+def test_four_eyes(gw, world, agent):
+    same_task = world.approver(world.a, "Same Task", task="agent-task")
+    other_task = world.approver(world.a, "Other Task", task="lead-task")
+    inv, plan_id = held(gw, agent, world, tool="void_invoice")
+    assert err(decide(gw, same_task, plan_id)) == (403, "four_eyes")
+    assert world.plan(plan_id)["approval"] == "pending"
+    # Rejecting one's own is allowed: it only stops a write.
+    result(decide(gw, other_task, plan_id))
+    ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
+            idempotency_key=key()))
+    assert world.status(world.a, inv) == "void"
+    # Without four eyes the same task may approve.
+    inv, plan_id = held(gw, agent, world)
+    result(decide(gw, same_task, plan_id))
+
+
+def test_airlockctl_plan(gw, world, agent):
+    db = ("--db", world.cluster.operator_url)
+    inv, plan_id = held(gw, agent, world)
+    out = ctl("plan", "list", "--tenant", world.a, *db).stdout
+    line = [x for x in out.splitlines() if x.startswith(plan_id)]
+    assert line and line[0].split("\t")[1:5] == [world.a, "void_required", "pending", "agent-task"]
+    shown = json.loads(ctl("plan", "show", plan_id, *db).stdout)
+    assert shown["plan"]["plan_id"] == plan_id and shown["arguments"] == {"invoice_id": inv}
+    assert shown["changes"][0]["after"]["status"] == "void"
+    out = ctl("plan", "approve", plan_id, "--note", "ok by phone", "--by", "Sam Ops", *db).stdout
+    assert out.startswith(f"approved {plan_id}")
+    p = world.plan(plan_id)
+    assert p["approval"] == "approved" and p["approver"] == "Sam Ops"
+    assert p["decided_by"] == "operator" and p["note"] == "ok by phone"
+    assert ctl("plan", "approve", plan_id, *db, check=False).returncode == 65
+    ok(call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+            idempotency_key=key()))
+    inv, plan_id = held(gw, agent, world)
+    ctl("plan", "reject", plan_id, "--note", "no", *db)
+    assert err(call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+                    idempotency_key=key())) == (403, "plan_rejected")
+    assert ctl("plan", "show", "00000000-0000-4000-8000-000000000000", *db,
+               check=False).returncode == 65
