@@ -182,7 +182,7 @@ decide(PGconn *conn, const char *id, int is_approve, const char *note, const cha
 		return EX_DATAERR;
 	}
 	audit_new_id(call_id);
-	args = json_pack("{s:s}", "plan_id", id);
+	args = json_pack("{s:s, s:s}", "plan_id", id, "approver", by);
 	if (note != NULL)
 		json_object_set_new(args, "note", json_string(note));
 	args_text = json_dumps(args, JSON_COMPACT);

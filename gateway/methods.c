@@ -1319,6 +1319,8 @@ m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *e
 	who.token_id = c.p.token_id;
 	who.task = c.p.is_admin ? NULL : c.p.task;
 	who.approver = c.p.is_admin ? "admin" : c.p.approver;
+	/* The person is in the chained record itself, not only behind the token id. */
+	json_object_set_new(c.rec.arguments, "approver", json_string(who.approver));
 	if (approval_decide(c.ctx->db, &c.rec, plan_id, is_approve, &who, note, err) == -1) {
 		json_decref(result);
 		result = NULL;

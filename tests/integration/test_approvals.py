@@ -485,3 +485,61 @@ def test_airlockctl_plan(gw, world, agent):
                     idempotency_key=key())) == (403, "plan_rejected")
     assert ctl("plan", "show", "00000000-0000-4000-8000-000000000000", *db,
                check=False).returncode == 65
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Everything recorded, in the chained record
+
+def test_every_step_is_in_the_chained_record(gw, world, agent):
+    db = ("--db", world.cluster.operator_url)
+    appr = world.approver(world.a, "Pat Lead", task="lead-42")
+    inv, plan_id = held(gw, agent, world, tool="void_invoice")
+    same = world.approver(world.a, "Self", task="agent-task")
+    assert err(decide(gw, same, plan_id)) == (403, "four_eyes")
+    result(decide(gw, appr, plan_id, note="checked with the customer"))
+    applied = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
+                      idempotency_key=key()))
+    inv2, rejected = held(gw, agent, world, tool="void_invoice")
+    result(decide(gw, appr, rejected, approve=False, note="duplicate request"))
+    r = call(gw, agent, "void_invoice", {"invoice_id": inv2}, plan_id=rejected,
+             idempotency_key=key())
+    assert err(r) == (403, "plan_rejected")
+
+    ctl("audit", "seal", *db)
+    v = ctl("audit", "verify", "--tenant", world.a, *db)
+    assert v.stdout.startswith("intact"), v.stdout
+    lines = [json.loads(x) for x in ctl("audit", "export", "--format", "jsonl", "--tenant",
+                                        world.a, *db).stdout.splitlines()]
+    about = [x for x in lines if x["plan_id"] == plan_id or x["id"] == plan_id]
+    by_method = {}
+    for x in about:
+        by_method.setdefault((x["method"], x["outcome"]), []).append(x)
+    # Who asked: the held preview, by the agent's token and task.
+    asked = [x for x in about if x["id"] == plan_id][0]
+    assert asked["dry_run"] is True and asked["reason"] == "approval_required"
+    assert asked["task"] == "agent-task" and asked["checkpoint"] is not None
+    assert asked["changes"][0]["after"]["status"] == "void"
+    # Who approved, when, with which note; and the refused attempt of the asking task.
+    approved = by_method[("airlock/plans.approve", "ok")][0]
+    assert approved["task"] == "lead-42" and approved["tool"] == "void_invoice"
+    assert approved["arguments"] == {"plan_id": plan_id, "note": "checked with the customer",
+                                     "approver": "Pat Lead"}
+    assert approved["token_id"] == world.plan(plan_id)["decided_by"]
+    assert approved["checkpoint"] is not None and approved["tenant"] == world.a
+    refused = by_method[("airlock/plans.approve", "refused")][0]
+    assert refused["reason"] == "four_eyes" and refused["task"] == "agent-task"
+    # Which call applied it.
+    commit = by_method[("tools/call", "ok")]
+    assert [x["id"] for x in commit if not x["dry_run"]] == [applied["call_id"]]
+    assert world.plan(plan_id)["decision_call"] == approved["id"]
+    # The rejection and the refused commit.
+    rej = [x for x in lines if x["plan_id"] == rejected and x["method"] == "airlock/plans.reject"]
+    assert rej and rej[0]["arguments"]["note"] == "duplicate request"
+    refused_commit = [x for x in lines if x["plan_id"] == rejected and x["method"] == "tools/call"
+                      and x["outcome"] == "refused"]
+    assert refused_commit and refused_commit[0]["reason"] == "plan_rejected"
+    # A decision cannot be slipped in without its record (the gateway's role, directly).
+    p = world.cluster.psql(f"SELECT * FROM airlock.decide_plan('{rejected}', 'approved', NULL,"
+                           f" 'x', NULL, 'x', NULL, gen_random_uuid())",
+                           url=world.cluster.gateway_url, check=False)
+    assert p.returncode != 0 and "own call record" in p.stderr
