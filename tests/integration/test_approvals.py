@@ -543,3 +543,46 @@ def test_every_step_is_in_the_chained_record(gw, world, agent):
                            f" 'x', NULL, 'x', NULL, gen_random_uuid())",
                            url=world.cluster.gateway_url, check=False)
     assert p.returncode != 0 and "own call record" in p.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# 4. The airlock_plans channel and airlockctl plan watch
+
+def test_plan_watch_prints_pending_plans_as_they_come(gw, world, agent):
+    agent_b = world.mint(world.b, "void_required", task="agent-b")
+    w = subprocess.Popen([str(CTL), "plan", "watch", "--tenant", world.a, "--count", "2",
+                          "--db", world.cluster.operator_url], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        # It says when it listens; what comes after that is seen.
+        ready, _, _ = select.select([w.stderr], [], [], 15)
+        assert ready and "watching" in w.stderr.readline()
+        inv_b = world.invoice(world.b)
+        ok(call(gw, agent_b, "void_required", {"invoice_id": inv_b}))   # another tenant's
+        _, first = held(gw, agent, world)
+        # A plain preview of a tool without approval is not announced.
+        ok(call(gw, agent, "update_invoice_status", {"invoice_id": inv_b, "status": "paid"},
+                dry_run=True))
+        _, second = held(gw, agent, world, tool="void_invoice")
+        out, errs = w.communicate(timeout=15)
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    assert w.returncode == 0, errs
+    lines = out.splitlines()
+    assert len(lines) == 2
+    got = [json.loads(x) for x in lines]
+    assert [x["plan_id"] for x in got] == [first, second]
+    assert all(x["status"] == "pending" and x["tenant"] == world.a for x in got)
+    assert got[0]["tool"] == "void_required" and got[1]["four_eyes"] is True
+    assert got[0]["asked_task"] == "agent-task" and got[0]["rows_updated"] == 1
+
+
+def test_watch_stops_on_sigint(world):
+    w = subprocess.Popen([str(CTL), "plan", "watch", "--db", world.cluster.operator_url],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([w.stderr], [], [], 15)
+    assert ready and "watching" in w.stderr.readline()
+    w.send_signal(2)
+    assert w.wait(timeout=10) == 0
