@@ -13,6 +13,7 @@
 #include "airlock/auth.h"
 #include "airlock/call.h"
 #include "airlock/code.h"
+#include "airlock/console.h"
 #include "airlock/gateway.h"
 #include "airlock/log.h"
 #include "airlock/write.h"
@@ -1337,6 +1338,78 @@ done:
 	return call_end(&c, result, result, err);
 }
 
+/* The console's list of calls: the admin credential, or an approver token (its tenant). */
+static json_t *
+m_calls_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "tenant", "tool", "outcome", "from", "to",
+	    "before", "limit", "_meta", NULL };
+	static const char *const strings[] = { "tool", "outcome", "from", "to", "before", NULL };
+	struct console_filter f;
+	json_t *result = NULL, *v;
+	struct call c;
+	size_t i;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1)
+		goto done;
+	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	memset(&f, 0, sizeof(f));
+	if (approver_tenant(&c, params, &f.tenant, err) == -1)
+		goto done;
+	for (i = 0; strings[i] != NULL; i++) {
+		v = json_object_get(params, strings[i]);
+		if (v != NULL && (!json_is_string(v) || json_string_length(v) > 64)) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "%s must be a string of at most 64 characters", strings[i]);
+			goto done;
+		}
+	}
+	f.tool = json_string_value(json_object_get(params, "tool"));
+	f.outcome = json_string_value(json_object_get(params, "outcome"));
+	f.from = json_string_value(json_object_get(params, "from"));
+	f.to = json_string_value(json_object_get(params, "to"));
+	f.before = json_string_value(json_object_get(params, "before"));
+	f.limit = 50;
+	if ((v = json_object_get(params, "limit")) != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 200) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "limit must be an integer from 1 to 200");
+			goto done;
+		}
+		f.limit = (int)json_integer_value(v);
+	}
+	if (f.tenant != NULL)
+		strlcpy(c.rec.tenant, f.tenant, sizeof(c.rec.tenant));
+	result = console_calls(c.ctx->db, &f, err);
+done:
+	/* The record's digest covers the page shown, not the whole record it was read from. */
+	return call_end(&c, result, result, err);
+}
+
+/* The chain's state for the console: the admin credential, or an approver token (with its
+ * tenant's head). */
+static json_t *
+m_audit_state(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "tenant", "_meta", NULL };
+	const char *tenant;
+	json_t *result = NULL;
+	struct call c;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1 ||
+	    approver_tenant(&c, params, &tenant, err) == -1)
+		goto done;
+	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	result = console_chain(c.ctx->db, tenant, err);
+done:
+	return call_end(&c, result, result, err);
+}
+
 const struct rpc_method methods_table[] = {
 	{ "initialize", m_initialize, 0 },
 	{ "notifications/initialized", m_empty, 0 },
@@ -1349,6 +1422,8 @@ const struct rpc_method methods_table[] = {
 	{ "airlock/tokens.mint", m_tokens_mint, RPC_SLOW },
 	{ "airlock/tokens.revoke", m_tokens_revoke, RPC_SLOW },
 	{ "airlock/plans.list", m_plans_list, RPC_SLOW },
+	{ "airlock/calls.list", m_calls_list, RPC_SLOW },
+	{ "airlock/audit.state", m_audit_state, RPC_SLOW },
 	{ "airlock/plans.get", m_plans_get, RPC_SLOW },
 	{ "airlock/plans.approve", m_plans_decide, RPC_SLOW },
 	{ "airlock/plans.reject", m_plans_decide, RPC_SLOW },
