@@ -653,8 +653,10 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 	is_dry_run = c->p.is_preview_only || json_is_true(json_object_get(params, "dry_run"));
 	plan_id = json_string_value(json_object_get(params, "plan_id"));
 	c->rec.is_dry_run = is_dry_run;
-	/* A call that needs approval and names no plan will only be previewed: no key yet. */
-	if (!is_dry_run && (plan_id != NULL || !st->needs_approval) &&
+	/* A call that needs approval and names no plan is held as a preview: it needs no key
+	 * (without one, write_run commits nothing). */
+	if (!is_dry_run && (plan_id != NULL || !st->needs_approval ||
+	    json_object_get(params, "idempotency_key") != NULL || c->ctx->idem_header != NULL) &&
 	    (key = idem_key_of(c, params, err)) == NULL)
 		return NULL;
 	if (key != NULL)

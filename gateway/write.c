@@ -432,8 +432,9 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	}
 	/* A call that needs an approver's approval and has no approved plan changes nothing:
 	 * its preview is the plan an approver decides on.  Rows changed count too (above_rows),
-	 * so this is decided here, once they are known. */
-	is_held = !is_approved && (st->needs_approval ||
+	 * so this is decided here, once they are known; a call that changes no row has nothing
+	 * to approve. */
+	is_held = !is_approved && changed > 0 && (st->needs_approval ||
 	    (st->approval_rows > 0 && changed >= (long long)st->approval_rows));
 	if (is_held && !is_dry_run) {
 		is_dry_run = 1;
@@ -442,6 +443,12 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		free(plan_updates);
 		free(plan_inserts);
 		plan_updates = plan_inserts = NULL;
+	}
+	/* Asked without a key (it was expected to need approval) and not held: it changes
+	 * nothing, and nothing commits without a key. */
+	if (!is_held && !is_dry_run && idem_key == NULL && st->needs_approval) {
+		is_dry_run = 1;
+		rec->is_dry_run = 1;
 	}
 	if (plan_updates != NULL && check_plan(plan_updates, plan_inserts,
 	    PQgetvalue(q[i_changes].res, 0, 3), PQgetvalue(q[i_changes].res, 0, 4), err) == -1) {

@@ -218,6 +218,19 @@ def test_required_write_is_held_as_a_preview(gw, world, agent):
     assert world.status(world.a, inv) == "open"
 
 
+def test_a_write_that_changes_nothing_needs_no_approval(gw, world, agent):
+    inv = world.invoice(world.a, status="void")
+    # void_invoice voids open invoices only: nothing to approve, nothing held.
+    sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, idempotency_key=key()))
+    assert sc["dry_run"] is False and sc["row_count"] == 0 and "status" not in sc
+    assert world.one(f"SELECT count(*) FROM airlock.plans WHERE tenant = '{world.a}' AND "
+                     f"id = '{sc['call_id']}'") == "0"
+    assert world.status(world.a, inv) == "void"
+    # Without a key it is only a preview: nothing commits without one.
+    sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}))
+    assert sc["dry_run"] is True and sc["row_count"] == 0 and "status" not in sc
+
+
 def test_explicit_preview_of_a_held_tool_waits_too(gw, world, agent):
     inv = world.invoice(world.a)
     sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, dry_run=True))
