@@ -65,6 +65,16 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libairlock.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# The console's files (gateway/console/), embedded in airlockd: xxd -i writes each as a C
+# array, which gateway/console.c serves at /console.
+CONSOLE_FILES := gateway/console/index.html gateway/console/console.js \
+                 gateway/console/console.css gateway/console/favicon.svg
+$(BUILD)/gen/console_files.h: $(CONSOLE_FILES)
+	@mkdir -p $(dir $@)
+	for f in $(CONSOLE_FILES); do xxd -i $$f; done > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gateway/console.o: $(BUILD)/gen/console_files.h
+$(BUILD)/obj/gateway/console.o: REQ_CFLAGS += -I$(BUILD)/gen
+
 bootstrap:
 	@sh scripts/bootstrap.sh
 
@@ -99,6 +109,16 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 $(CONFORMANCE)/node_modules/.installed: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
 	npm ci --prefix $(CONFORMANCE) --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The console's browser test (integration/test_console.py) drives Debian's Chromium with
+# playwright-core, pinned in tests/browser; installed like the interop client's packages.
+BROWSERTEST := tests/browser
+browser-deps: $(BROWSERTEST)/node_modules/.installed
+$(BROWSERTEST)/node_modules/.installed: $(BROWSERTEST)/package.json $(BROWSERTEST)/package-lock.json
+	npm ci --prefix $(BROWSERTEST) --no-audit --no-fund --loglevel=error
+	@touch $@
+integration: browser-deps
+.PHONY: browser-deps
 
 # libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree
 # (tests/fuzz/corpus/<target>/).  A target that #includes the .c it fuzzes (to reach its

@@ -18,6 +18,7 @@ static const char usage[] =
     "usage: airlockctl token mint --tenant T --tool NAME... [--bind ARG=VALUE]... --ttl TTL\n"
     "                             [--max-calls N] [--preview-only] [--revert] [--task ID]\n"
     "                             [--tools DIR]\n"
+    "       airlockctl token mint --approver NAME --tenant T --ttl TTL [--task ID]\n"
     "       airlockctl token revoke ID\n"
     "       airlockctl token list [--tenant T]\n"
     "       airlockctl token admin-key FILE\n"
@@ -30,8 +31,12 @@ static const char usage[] =
     "              --max-calls caps tools/call and reverts; --preview-only turns every\n"
     "              call into a dry-run; --revert grants airlock/calls.revert; --task names\n"
     "              the task (default: the token id)\n"
+    "  mint --approver NAME  an approver token for person NAME: it calls no tools; it\n"
+    "              lists, reads, approves and rejects its tenant's plans held for approval\n"
+    "              (airlock/plans.*) and reads its tenant's call record (the console)\n"
     "  revoke ID   revoke at once, on every gateway instance\n"
     "  list        one token per line: id, tenant, task, state, expires, calls used, tools\n"
+    "              (approver:NAME for an approver token)\n"
     "  admin-key FILE  write a new admin credential (alkadm_...) to FILE, mode 0600;\n"
     "              airlockd --admin-key-file FILE picks it up without a restart\n"
     "\n"
@@ -41,7 +46,7 @@ static const char usage[] =
     "73 cannot write FILE.\n";
 
 enum { O_TENANT = 256, O_TOOL, O_BIND, O_TTL, O_MAX, O_PREVIEW, O_REVERT, O_TASK, O_DB,
-    O_TOOLS };
+    O_TOOLS, O_APPROVER };
 
 static const struct option options[] = {
 	{ "tenant", required_argument, NULL, O_TENANT },
@@ -54,6 +59,7 @@ static const struct option options[] = {
 	{ "task", required_argument, NULL, O_TASK },
 	{ "db", required_argument, NULL, O_DB },
 	{ "tools", required_argument, NULL, O_TOOLS },
+	{ "approver", required_argument, NULL, O_APPROVER },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -119,10 +125,13 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	    spec->tenant, "tools", spec->tools, "bindings", spec->bindings,
 	    "ttl", (json_int_t)spec->ttl, "max_calls", (json_int_t)spec->max_calls,
 	    "preview_only", spec->is_preview_only, "revert", spec->can_revert);
+	if (spec->approver != NULL)
+		json_object_set_new(args, "approver", json_string(spec->approver));
 	record(conn, call_id, "airlock/tokens.mint", spec->tenant, args);
 	json_decref(args);
 	printf("%s\n", token);
-	fprintf(stderr, "token %s for tenant %s, expires %s\n", id, spec->tenant, expires);
+	fprintf(stderr, "%s %s for tenant %s, expires %s\n", spec->approver ? "approver token" :
+	    "token", id, spec->tenant, expires);
 	explicit_bzero(token, sizeof(token));
 	PQfinish(conn);
 	return EX_OK;
@@ -169,7 +178,9 @@ list_tokens(const char *db, const char *tenant)
 	    "SELECT id, tenant, task, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
 	    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END,"
 	    " to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-	    " calls_used::text || '/' || coalesce(max_calls::text, '-'), array_to_string(tools, ',')"
+	    " calls_used::text || '/' || coalesce(max_calls::text, '-'),"
+	    " CASE WHEN approver IS NOT NULL THEN 'approver:' || approver"
+	    " ELSE array_to_string(tools, ',') END"
 	    " FROM airlock.tokens WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id";
 	const char *values[1] = { tenant };
 	PGresult *res;
@@ -283,6 +294,9 @@ cmd_token(int argc, char **argv)
 		case O_TOOLS:
 			tools_dir = optarg;
 			break;
+		case O_APPROVER:
+			spec.approver = optarg;
+			break;
 		default:
 			goto out;
 		}
@@ -293,8 +307,10 @@ cmd_token(int argc, char **argv)
 	}
 	action = argv[optind++];
 	if (strcmp(action, "mint") == 0 && optind == argc) {
-		if (spec.tenant == NULL || json_array_size(tools) == 0 || !ttl_set) {
-			cli_warnx("token", "mint needs --tenant, at least one --tool and --ttl");
+		if (spec.tenant == NULL || (json_array_size(tools) == 0) != (spec.approver != NULL) ||
+		    !ttl_set) {
+			cli_warnx("token", "mint needs --tenant, --ttl and at least one --tool, or "
+			    "--approver NAME and no --tool");
 			goto out;
 		}
 		spec.bindings = bindings;

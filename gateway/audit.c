@@ -60,6 +60,11 @@ static const char insert_changes[] = "CALL airlock.record_preview($1::uuid, $2::
 static const char insert_plan[] =
     "CALL airlock.create_plan($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb)";
 
+/* A plan held for an approver: stored pending, then announced on airlock_plans. */
+static const char insert_held_plan[] =
+    "CALL airlock.create_plan_for_approval($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb,"
+    " $7::boolean)";
+
 static const char insert_refusals[] = "CALL airlock.record_refusals($1::json)";
 
 static const char key_sql[] = "SELECT encode(key, 'hex') FROM airlock.digest_key";
@@ -335,7 +340,7 @@ write_batch(struct audit *a, struct pending *batch)
 			n++;
 	}
 	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL ||
-	    (q = calloc(n, sizeof(*q))) == NULL || (values = calloc(n * 6, sizeof(*values))) == NULL)
+	    (q = calloc(n, sizeof(*q))) == NULL || (values = calloc(n * 7, sizeof(*values))) == NULL)
 		goto out;
 	values[0] = text;
 	q[0].sql = audit_insert_calls_sql;
@@ -345,7 +350,7 @@ write_batch(struct audit *a, struct pending *batch)
 		const struct audit_record *r = p->rec;
 
 		if (r->changes != NULL) {
-			k = i * 6;
+			k = i * 7;
 			values[k] = r->id;
 			values[k + 1] = r->changes;
 			q[i].sql = insert_changes;
@@ -353,15 +358,16 @@ write_batch(struct audit *a, struct pending *batch)
 			q[i++].values = values + k;
 		}
 		if (r->plan_updates != NULL) {
-			k = i * 6;
+			k = i * 7;
 			values[k] = r->id;
 			values[k + 1] = r->tenant;
 			values[k + 2] = r->tool;
 			values[k + 3] = r->fingerprint;
 			values[k + 4] = r->plan_updates;
 			values[k + 5] = r->plan_inserts ? r->plan_inserts : "{}";
-			q[i].sql = insert_plan;
-			q[i].n = 6;
+			values[k + 6] = r->is_four_eyes ? "true" : "false";
+			q[i].sql = r->needs_approval ? insert_held_plan : insert_plan;
+			q[i].n = r->needs_approval ? 7 : 6;
 			q[i++].values = values + k;
 		}
 	}

@@ -86,6 +86,9 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, struct 
 	strlcpy(p->expires_at, PQgetvalue(res, 0, 11), sizeof(p->expires_at));
 	p->rate = strtod(PQgetvalue(res, 0, 14), NULL);
 	p->burst = strtod(PQgetvalue(res, 0, 15), NULL);
+	/* An approver token grants no tools; its person is what its decisions record. */
+	if (PQnfields(res) > 16 && !PQgetisnull(res, 0, 16))
+		strlcpy(p->approver, PQgetvalue(res, 0, 16), sizeof(p->approver));
 	if (!json_is_array(p->tools) || !json_is_object(p->bindings)) {
 		auth_clear(p);
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");

@@ -26,11 +26,12 @@
 
 #include <microhttpd.h>
 
+#include "airlock/console.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 
-enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS };
+enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS, R_CONSOLE };
 
 /* JSON-RPC codes of the 2026-07-28 revision of MCP (its reserved -32020..-32099). */
 #define MCP_HEADER_MISMATCH	(-32020)
@@ -90,7 +91,7 @@ route_of(const char *url)
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (strcmp(url, routes[i].path) == 0)
 			return routes[i].r;
-	return R_NONE;
+	return console_is_path(url) ? R_CONSOLE : R_NONE;
 }
 
 /* Queues a response; steals body (malloc'd, may be NULL for an empty body). */
@@ -291,6 +292,10 @@ check_post(struct request *req)
 	}
 	if (!is_json_type(header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
 		return respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
+	/* A page of another origin has no business on /rpc; the console is of this one. */
+	if (req->route == R_RPC && (v = header(req, "Origin")) != NULL &&
+	    !is_allowed_origin(cfg, v) && !console_is_same_origin(v, header(req, "Host")))
+		return respond_plain(req, 403, "Origin not allowed", NULL, NULL);
 	if (req->route == R_MCP) {
 		v = header(req, "Origin");
 		if (v != NULL && !is_allowed_origin(req->srv, v))
@@ -869,6 +874,22 @@ forwarded_client(struct request *req)
 		strlcpy(req->client, addr, sizeof(req->client));
 }
 
+/* The console's page and files (console.c), with their security headers. */
+static enum MHD_Result
+console(struct request *req)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result rc;
+	unsigned status;
+
+	if ((resp = console_response(req->path, &status)) == NULL)
+		return MHD_NO;
+	req->status = (int)status;
+	rc = MHD_queue_response(req->conn, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
 /* The first call for a request: route, method and header checks. */
 static enum MHD_Result
 begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
@@ -910,6 +931,7 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 	case R_HEALTHZ:
 	case R_READYZ:
 	case R_METRICS:
+	case R_CONSOLE:
 		if (!is_get)
 			return respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
 			    "GET, HEAD");
@@ -970,6 +992,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return defer(req, "readyz");
 	case R_METRICS:
 		return metrics(req);
+	case R_CONSOLE:
+		return console(req);
 	default:
 		return finish_rpc(req);
 	}

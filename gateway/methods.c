@@ -9,9 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "airlock/approval.h"
 #include "airlock/auth.h"
 #include "airlock/call.h"
 #include "airlock/code.h"
+#include "airlock/console.h"
 #include "airlock/gateway.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
@@ -869,7 +871,11 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 	is_dry_run = c->p.is_preview_only || json_is_true(json_object_get(params, "dry_run"));
 	plan_id = json_string_value(json_object_get(params, "plan_id"));
 	c->rec.is_dry_run = is_dry_run;
-	if (!is_dry_run && (key = idem_key_of(c, params, err)) == NULL)
+	/* A call that needs approval and names no plan is held as a preview: it needs no key
+	 * (without one, write_run commits nothing). */
+	if (!is_dry_run && (plan_id != NULL || !st->needs_approval ||
+	    json_object_get(params, "idempotency_key") != NULL || c->ctx->idem_header != NULL) &&
+	    (key = idem_key_of(c, params, err)) == NULL)
 		return NULL;
 	if (key != NULL)
 		strlcpy(c->rec.idem_key, key, sizeof(c->rec.idem_key));
@@ -886,7 +892,8 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 	}
 	/* A preview, and a reply stored before answers were limited, are limited here. */
 	limit_answer(sc, cols);
-	if (is_dry_run)
+	/* A call held for approval became a preview in write_run. */
+	if (c->rec.is_dry_run)
 		json_object_set_new(sc, "call_id", json_string(c->rec.id));
 	if (!json_is_boolean(json_object_get(sc, "replayed")))
 		json_object_set_new(sc, "replayed", json_false());
@@ -927,6 +934,9 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 		return NULL;
 	}
 	write_fingerprint(t->name, args, fp);
+	st.needs_approval = tool_needs_approval(t, args);
+	st.approval_rows = t->approval_rows;
+	st.is_four_eyes = t->is_four_eyes;
 	cols.t = t;
 	cols.is_whole = 0;
 	result = run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, &cols, err);
@@ -968,6 +978,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	if (!auth_is_granted(&c.p, t->name)) {
 		rpc_error_set(err, RPC_FORBIDDEN, c.p.is_admin ? "admin_required" :
 		    "tool_not_granted", c.p.is_admin ? "The admin credential calls no tools" :
+		    c.p.approver[0] != '\0' ? "An approver token calls no tools" :
 		    "This token does not grant tool '%s'", t->name);
 		goto done;
 	}
@@ -1068,12 +1079,13 @@ m_tokens_self(void *vctx, const char *name, json_t *params, struct rpc_error *er
 	if (c.p.is_admin)
 		result = json_pack("{s:b}", "admin", 1);
 	else
-		result = json_pack("{s:s, s:s, s:s, s:O, s:O, s:s, s:b, s:b, s:I, s:o}",
+		result = json_pack("{s:s, s:s, s:s, s:O, s:O, s:s, s:b, s:b, s:I, s:o, s:o}",
 		    "token_id", c.p.token_id, "tenant", c.p.tenant, "task", c.p.task,
 		    "tools", c.p.tools, "bindings", c.p.bindings, "expires_at", c.p.expires_at,
 		    "preview_only", c.p.is_preview_only, "revert", c.p.can_revert,
 		    "calls_used", (json_int_t)c.p.calls_used, "calls_left", c.p.max_calls > 0 ?
-		    json_integer(c.p.max_calls - c.p.calls_used) : json_null());
+		    json_integer(c.p.max_calls - c.p.calls_used) : json_null(),
+		    "approver", c.p.approver[0] != '\0' ? json_string(c.p.approver) : json_null());
 	return call_end(&c, result, result, err);
 }
 
@@ -1122,6 +1134,9 @@ m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *er
 	    json_integer_value(v) : -1;
 	spec.is_preview_only = json_is_true(json_object_get(params, "preview_only"));
 	spec.can_revert = json_is_true(json_object_get(params, "revert"));
+	spec.approver = json_string_value(json_object_get(params, "approver"));
+	if (json_object_get(params, "approver") != NULL && spec.approver == NULL)
+		spec.approver = "";	/* refused by the spec's check */
 	spec.mint_call = c.rec.id;
 	if (spec.tenant != NULL)
 		strlcpy(c.rec.tenant, spec.tenant, sizeof(c.rec.tenant));
@@ -1309,8 +1324,9 @@ m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 		db_unavailable(err);
 		goto done;
 	}
+	/* A token reads its own task's calls; an approver its tenant's (the console). */
 	if (PQntuples(res) == 0 || (!c.p.is_admin && (strcmp(PQgetvalue(res, 0, 2), c.p.tenant) != 0 ||
-	    strcmp(PQgetvalue(res, 0, 3), c.p.task) != 0))) {
+	    (c.p.approver[0] == '\0' && strcmp(PQgetvalue(res, 0, 3), c.p.task) != 0)))) {
 		call_not_found(err);
 		goto done;
 	}
@@ -1329,6 +1345,308 @@ done:
 	return call_end(&c, result, result, err);
 }
 
+/* Approvers: an approver token or the admin credential.  Returns 0, or -1 with err. */
+static int
+require_approver(struct call *c, json_t *params, const char *const *known,
+    struct rpc_error *err)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	if (!c->p.is_admin && c->p.approver[0] == '\0') {
+		rpc_error_set(err, RPC_FORBIDDEN, "approver_required",
+		    "This method needs an approver token or the admin credential");
+		return -1;
+	}
+	if (params != NULL && !json_is_object(params)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "params must be an object");
+		return -1;
+	}
+	json_object_foreach(params, k, v) {
+		for (i = 0; known[i] != NULL && strcmp(known[i], k) != 0; i++)
+			;
+		if (known[i] == NULL) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "%s has no parameter '%.64s'", c->rec.method, k);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The tenant an approver's request is limited to: its own, or for the admin credential
+ * params.tenant (NULL: every tenant).  Returns 0, or -1 with err. */
+static int
+approver_tenant(struct call *c, json_t *params, const char **tenant, struct rpc_error *err)
+{
+	json_t *v = json_object_get(params, "tenant");
+
+	if (v != NULL && !json_is_string(v)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "tenant must be a string");
+		return -1;
+	}
+	*tenant = c->p.is_admin ? json_string_value(v) : c->p.tenant;
+	return 0;
+}
+
+static const char *const plan_statuses[] = { "pending", "approved", "rejected", "expired",
+    "all", NULL };
+
+static json_t *
+m_plans_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "status", "tenant", "limit", "_meta", NULL };
+	const char *tenant, *status;
+	json_t *plans, *result = NULL, *v;
+	struct call c;
+	json_int_t limit = 100;
+	size_t i;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1 ||
+	    approver_tenant(&c, params, &tenant, err) == -1)
+		goto done;
+	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	status = params != NULL && json_object_get(params, "status") != NULL ?
+	    json_string_value(json_object_get(params, "status")) : "pending";
+	for (i = 0; status != NULL && plan_statuses[i] != NULL &&
+	    strcmp(plan_statuses[i], status) != 0; i++)
+		;
+	if (status == NULL || plan_statuses[i] == NULL) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "status must be one of "
+		    "pending, approved, rejected, expired, all");
+		goto done;
+	}
+	if ((v = json_object_get(params, "limit")) != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 500) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "limit must be an integer from 1 to 500");
+			goto done;
+		}
+		limit = json_integer_value(v);
+	}
+	if (tenant != NULL)
+		strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
+	plans = approval_plans(c.ctx->db, tenant, NULL, strcmp(status, "all") == 0 ? NULL : status,
+	    (int)limit, err);
+	if (plans != NULL)
+		result = json_pack("{s:o}", "plans", plans);
+done:
+	return call_end(&c, result, result, err);
+}
+
+/* The plan params.plan_id names, as its approver may see it (another tenant's is not
+ * found).  Returns it (new), or NULL with err. */
+static json_t *
+find_plan(struct call *c, json_t *params, const char **plan_id, struct rpc_error *err)
+{
+	json_t *plans, *plan;
+
+	*plan_id = json_string_value(json_object_get(params, "plan_id"));
+	if (*plan_id == NULL || !audit_is_id(*plan_id)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "plan_id must be a call id");
+		return NULL;
+	}
+	strlcpy(c->rec.plan_id, *plan_id, sizeof(c->rec.plan_id));
+	if ((plans = approval_plans(c->ctx->db, c->p.is_admin ? NULL : c->p.tenant, *plan_id,
+	    NULL, 1, err)) == NULL)
+		return NULL;
+	plan = json_incref(json_array_get(plans, 0));
+	json_decref(plans);
+	if (plan == NULL)
+		rpc_error_set(err, RPC_INVALID_PARAMS, "plan_not_found", "No plan %s waits for "
+		    "approval", *plan_id);
+	else {
+		strlcpy(c->rec.tenant, json_string_value(json_object_get(plan, "tenant")),
+		    sizeof(c->rec.tenant));
+		strlcpy(c->rec.tool, json_string_value(json_object_get(plan, "tool")),
+		    sizeof(c->rec.tool));
+	}
+	return plan;
+}
+
+static json_t *
+m_plans_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "plan_id", "_meta", NULL };
+	struct catalog_ref *ref = NULL;
+	const char *plan_id;
+	json_t *plan = NULL, *changes, *args = NULL, *result = NULL;
+	struct call c;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1)
+		goto done;
+	c.rec.arguments = json_deep_copy(params);
+	if ((plan = find_plan(&c, params, &plan_id, err)) == NULL)
+		goto done;
+	if ((changes = approval_preview(c.ctx->db, plan_id, &args, err)) == NULL)
+		goto done;
+	/* An approver sees what the tool shows, as the asking agent did. */
+	ref = gw_catalog_get(c.gw);
+	if (!c.p.is_admin)
+		limit_changes(changes, ref != NULL ? tool_find(ref->cat, c.rec.tool) : NULL);
+	json_object_set_new(plan, "arguments", args);
+	json_object_set_new(plan, "changes", changes);
+	result = json_pack("{s:O}", "plan", plan);
+done:
+	gw_catalog_put(c.gw, ref);
+	json_decref(plan);
+	return call_end(&c, result, result, err);
+}
+
+/* airlock/plans.approve and airlock/plans.reject. */
+static json_t *
+m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "plan_id", "note", "_meta", NULL };
+	struct approval_decider who;
+	struct timespec now;
+	const char *plan_id, *note, *status;
+	json_t *plan = NULL, *result = NULL, *v;
+	struct call c;
+	int is_approve = strcmp(name, "airlock/plans.approve") == 0;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1)
+		goto done;
+	c.rec.arguments = json_deep_copy(params);
+	v = json_object_get(params, "note");
+	if (v != NULL && (!json_is_string(v) || json_string_length(v) > APPROVAL_NOTE_MAX)) {
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "note must be a string of at most %d bytes", APPROVAL_NOTE_MAX);
+		goto done;
+	}
+	note = json_string_value(v);
+	if ((plan = find_plan(&c, params, &plan_id, err)) == NULL)
+		goto done;
+	/* Told here for a clear answer; decide_plan checks all of it again under a lock. */
+	status = json_string_value(json_object_get(plan, "status"));
+	if (status != NULL && strcmp(status, "expired") == 0) {
+		rpc_error_set(err, RPC_CONFLICT, "plan_expired", "Plan %s has expired", plan_id);
+		goto done;
+	}
+	if (status == NULL || strcmp(status, "pending") != 0) {
+		rpc_error_set(err, RPC_CONFLICT, "plan_decided", "Plan %s was %s already", plan_id,
+		    status ? status : "decided");
+		goto done;
+	}
+	if (is_approve && json_is_true(json_object_get(plan, "four_eyes")) && !c.p.is_admin &&
+	    strcmp(c.p.task, json_string_value(json_object_get(plan, "asked_task")) ?: "") == 0) {
+		rpc_error_set(err, RPC_FORBIDDEN, "four_eyes", "Four eyes: a token of the task "
+		    "that asked cannot approve its plan");
+		goto done;
+	}
+	result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "plan_id", plan_id,
+	    "status", is_approve ? "approved" : "rejected", "tenant", c.rec.tenant,
+	    "tool", c.rec.tool, "decided_by", c.p.token_id, "approver",
+	    c.p.is_admin ? "admin" : c.p.approver, "note", note ? json_string(note) : json_null());
+	/* The record commits with the decision, so it is finished here. */
+	v = digest_view(result);
+	audit_digest(v, c.rec.result_digest);
+	json_decref(v);
+	clock_gettime(CLOCK_REALTIME, &now);
+	c.rec.duration_ms = (double)(now.tv_sec - c.rec.at.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - c.rec.at.tv_nsec) / 1e6;
+	who.tenant = c.p.is_admin ? NULL : c.p.tenant;
+	who.token_id = c.p.token_id;
+	who.task = c.p.is_admin ? NULL : c.p.task;
+	who.approver = c.p.is_admin ? "admin" : c.p.approver;
+	/* The person is in the chained record itself, not only behind the token id. */
+	json_object_set_new(c.rec.arguments, "approver", json_string(who.approver));
+	if (approval_decide(c.ctx->db, &c.rec, plan_id, is_approve, &who, note, err) == -1) {
+		json_decref(result);
+		result = NULL;
+		goto done;
+	}
+	c.is_recorded = 1;
+done:
+	if (result == NULL && is_refused(NULL, err)) {
+		/* What a refused decision sent is kept bounded, like a refused tool call's. */
+		json_decref(c.rec.arguments);
+		c.rec.arguments = json_is_object(params) ? audit_summary(params, params) : NULL;
+	}
+	json_decref(plan);
+	return call_end(&c, result, result, err);
+}
+
+/* The console's list of calls: the admin credential, or an approver token (its tenant). */
+static json_t *
+m_calls_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "tenant", "tool", "outcome", "from", "to",
+	    "before", "limit", "_meta", NULL };
+	static const char *const strings[] = { "tool", "outcome", "from", "to", "before", NULL };
+	struct console_filter f;
+	json_t *result = NULL, *v;
+	struct call c;
+	size_t i;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1)
+		goto done;
+	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	memset(&f, 0, sizeof(f));
+	if (approver_tenant(&c, params, &f.tenant, err) == -1)
+		goto done;
+	for (i = 0; strings[i] != NULL; i++) {
+		v = json_object_get(params, strings[i]);
+		if (v != NULL && (!json_is_string(v) || json_string_length(v) > 64)) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "%s must be a string of at most 64 characters", strings[i]);
+			goto done;
+		}
+	}
+	f.tool = json_string_value(json_object_get(params, "tool"));
+	f.outcome = json_string_value(json_object_get(params, "outcome"));
+	f.from = json_string_value(json_object_get(params, "from"));
+	f.to = json_string_value(json_object_get(params, "to"));
+	f.before = json_string_value(json_object_get(params, "before"));
+	f.limit = 50;
+	if ((v = json_object_get(params, "limit")) != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 200) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "limit must be an integer from 1 to 200");
+			goto done;
+		}
+		f.limit = (int)json_integer_value(v);
+	}
+	if (f.tenant != NULL)
+		strlcpy(c.rec.tenant, f.tenant, sizeof(c.rec.tenant));
+	result = console_calls(c.ctx->db, &f, err);
+done:
+	/* The record's digest covers the page shown, not the whole record it was read from. */
+	return call_end(&c, result, result, err);
+}
+
+/* The chain's state for the console: the admin credential, or an approver token (with its
+ * tenant's head). */
+static json_t *
+m_audit_state(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+{
+	static const char *const known[] = { "tenant", "_meta", NULL };
+	const char *tenant;
+	json_t *result = NULL;
+	struct call c;
+
+	if (call_begin(&c, vctx, name, err) == -1)
+		return call_end(&c, NULL, NULL, err);
+	if (require_approver(&c, params, known, err) == -1 ||
+	    approver_tenant(&c, params, &tenant, err) == -1)
+		goto done;
+	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	result = console_chain(c.ctx->db, tenant, err);
+done:
+	return call_end(&c, result, result, err);
+}
+
 const struct rpc_method methods_table[] = {
 	{ "initialize", m_initialize, 0 },
 	{ "server/discover", m_discover, 0 },
@@ -1341,5 +1659,11 @@ const struct rpc_method methods_table[] = {
 	{ "airlock/calls.revert", m_calls_revert, RPC_SLOW },
 	{ "airlock/tokens.mint", m_tokens_mint, RPC_SLOW },
 	{ "airlock/tokens.revoke", m_tokens_revoke, RPC_SLOW },
+	{ "airlock/plans.list", m_plans_list, RPC_SLOW },
+	{ "airlock/calls.list", m_calls_list, RPC_SLOW },
+	{ "airlock/audit.state", m_audit_state, RPC_SLOW },
+	{ "airlock/plans.get", m_plans_get, RPC_SLOW },
+	{ "airlock/plans.approve", m_plans_decide, RPC_SLOW },
+	{ "airlock/plans.reject", m_plans_decide, RPC_SLOW },
 	{ NULL, NULL, 0 },
 };

@@ -268,6 +268,23 @@ tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char
 	return 0;
 }
 
+/* Whether s can name a person in records and lists: 1 to 128 bytes of UTF-8 text with no
+ * control characters (a tab or a newline would break a list's columns). */
+static int
+is_person_name(const char *s)
+{
+	size_t i, n = strlen(s);
+	json_t *utf8;
+
+	if (n == 0 || n > 128 || (utf8 = json_string(s)) == NULL)
+		return 0;
+	json_decref(utf8);
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
 /* Checks spec; returns 0, or -1 with the fault in err. */
 static int
 check_spec(const struct tok_spec *spec, char *err, size_t errlen)
@@ -279,6 +296,29 @@ check_spec(const struct tok_spec *spec, char *err, size_t errlen)
 	if (spec->tenant == NULL || spec->tenant[0] == '\0') {
 		snprintf(err, errlen, "a tenant is required");
 		return -1;
+	}
+	if (spec->approver != NULL) {
+		/* An approver decides on plans; it calls nothing itself. */
+		if (json_array_size(spec->tools) > 0 || json_object_size(spec->bindings) > 0 ||
+		    spec->max_calls != 0 || spec->is_preview_only || spec->can_revert) {
+			snprintf(err, errlen, "an approver token grants no tools, bindings, quota, "
+			    "revert or preview");
+			return -1;
+		}
+		if (!is_person_name(spec->approver)) {
+			snprintf(err, errlen, "approver must name a person: 1 to 128 printable "
+			    "characters");
+			return -1;
+		}
+		if (spec->ttl < 1 || spec->ttl > TOK_MAX_TTL) {
+			snprintf(err, errlen, "ttl must be 1 to %d seconds", TOK_MAX_TTL);
+			return -1;
+		}
+		if (spec->task != NULL && (strlen(spec->task) == 0 || strlen(spec->task) > 128)) {
+			snprintf(err, errlen, "task must be 1 to 128 characters");
+			return -1;
+		}
+		return 0;
 	}
 	if (!json_is_array(spec->tools) || json_array_size(spec->tools) == 0 ||
 	    json_array_size(spec->tools) > 256) {
@@ -336,6 +376,9 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	static const char sql[] =
 	    "SELECT e FROM airlock.mint_token($11::uuid, $1, $2, $10, $3, $4::json, $5::jsonb,"
 	    " $6::boolean, $7::boolean, $8::integer, $9::integer) e";
+	static const char approver_sql[] =
+	    "SELECT e FROM airlock.mint_approver_token($6::uuid, $1, $2, $5, $3, $4,"
+	    " $7::integer) e";
 	char hexhash[65], calls[24], ttl[24], *tools = NULL, *bindings = NULL;
 	const char *values[11];
 	uint8_t hash[32];
@@ -351,7 +394,7 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	tok_generate(token, hash, id);
 	for (i = 0; i < 32; i++)
 		snprintf(hexhash + 2 * i, 3, "%02x", hash[i]);
-	tools = json_dumps(spec->tools, JSON_COMPACT);
+	tools = spec->tools != NULL ? json_dumps(spec->tools, JSON_COMPACT) : strdup("[]");
 	bindings = spec->bindings ? json_dumps(spec->bindings, JSON_COMPACT) : strdup("{}");
 	if (tools == NULL || bindings == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -370,7 +413,14 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	values[8] = ttl;
 	values[9] = spec->tenant;
 	values[10] = spec->mint_call;
-	res = PQexecParams(conn, sql, 11, NULL, values, NULL, NULL, 0);
+	if (spec->approver != NULL) {
+		values[3] = spec->approver;
+		values[4] = spec->tenant;
+		values[5] = spec->mint_call;
+		values[6] = ttl;
+		res = PQexecParams(conn, approver_sql, 7, NULL, values, NULL, NULL, 0);
+	} else
+		res = PQexecParams(conn, sql, 11, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "cannot store the token: %s", PQresultErrorField(res,
 		    PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) :

@@ -22,6 +22,11 @@
  *   code         code only (required there): {"interpreter": "python3" | "sh",
  *                "limits": {time_s, cpu_s, mem_mb, pids, stdout_max, stderr_max: positive
  *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist)}
+ *   approval     write only, optional: "required", or {"above_rows": N, "argument": NAME,
+ *                "above": NUMBER, "four_eyes": BOOLEAN}, each member optional (no threshold:
+ *                always; argument and above go together, and NAME is an integer, number
+ *                or string argument).  A commit that needs it goes through only with a plan
+ *                an approver approved.
  *
  * Any other key is refused.  The arguments schema: at the top, "type": "object",
  * "properties", "required" (names of properties), "additionalProperties": false (present and
@@ -122,8 +127,10 @@ static const struct {
 
 static const char *const manifest_keys[] = {
 	"name", "description", "kind", "arguments", "statement", "max_rows", "timeout_ms",
-	"title", "destructive", "idempotent", "call_options", "code", NULL
+	"title", "destructive", "idempotent", "call_options", "code", "approval", NULL
 };
+static const char *const approval_keys[] = { "above_rows", "argument", "above", "four_eyes",
+    NULL };
 static const char *const top_schema_keys[] = {
 	"type", "properties", "required", "additionalProperties", "description", NULL
 };
@@ -1327,7 +1334,12 @@ rows_schema(const struct tool *t)
 	    json_object_set_new(props, "plan_id", json_pack("{s:[ss], s:s}", "type", "string",
 	    "null", "description", "A preview's plan: commit with this plan_id to do exactly "
 	    "what it showed.")) == -1 ||
-	    json_object_set_new(props, "note", json_pack("{s:s}", "type", "string")) == -1)
+	    json_object_set_new(props, "note", json_pack("{s:s}", "type", "string")) == -1 ||
+	    json_object_set_new(props, "status", json_pack("{s:s, s:s}", "type", "string",
+	    "description", "approval_required: a preview held for an approver; nothing was "
+	    "changed. Once an approver approves plan_id, commit with it.")) == -1 ||
+	    json_object_set_new(props, "approval", json_pack("{s:s, s:s}", "type", "object",
+	    "description", "With status approval_required: {four_eyes, expires_at}.")) == -1)
 		goto fail;
 	else
 		ok = json_pack("[ssssss]", "rows", "row_count", "truncated", "dry_run", "changes",
@@ -1925,6 +1937,7 @@ free_tool(struct tool *t)
 
 	free(t->description);
 	free(t->title);
+	free(t->approval_arg);
 	json_decref(t->schema);
 	json_decref(t->input_schema);
 	json_decref(t->listed_schema);
@@ -2036,6 +2049,113 @@ get_uint(json_t *m, const char *key, unsigned def, unsigned lo, unsigned hi, uns
 	return 0;
 }
 
+/*
+ * Reads a write's approval policy v into t: "required", or an object of approval_keys.
+ * Returns 0, or -1 with the fault in err.
+ */
+static int
+check_approval(struct tool *t, json_t *v, char *err, size_t errlen)
+{
+	json_t *x, *prop;
+	const char *k;
+	int bits;
+
+	if (t->kind != TOOL_WRITE) {
+		snprintf(err, errlen, "approval applies to write tools only");
+		return -1;
+	}
+	t->has_approval = 1;
+	if (json_is_string(v) && strcmp(json_string_value(v), "required") == 0) {
+		t->is_approval_always = 1;
+		return 0;
+	}
+	if (!json_is_object(v)) {
+		snprintf(err, errlen, "approval must be \"required\" or an object of above_rows, "
+		    "argument and above, four_eyes");
+		return -1;
+	}
+	json_object_foreach(v, k, x)
+		if (!in_list(k, approval_keys)) {
+			snprintf(err, errlen, "approval: unknown key '%.64s' (known: above_rows, "
+			    "argument, above, four_eyes)", k);
+			return -1;
+		}
+	if ((x = json_object_get(v, "four_eyes")) != NULL) {
+		if (!json_is_boolean(x)) {
+			snprintf(err, errlen, "approval: four_eyes must be true or false");
+			return -1;
+		}
+		t->is_four_eyes = json_is_true(x);
+	}
+	if ((x = json_object_get(v, "above_rows")) != NULL) {
+		if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+		    json_integer_value(x) > MAX_ROWS_CAP) {
+			snprintf(err, errlen, "approval: above_rows must be an integer from 0 to %d",
+			    MAX_ROWS_CAP);
+			return -1;
+		}
+		/* Stored plus one, so that 0 (every write that changes a row) is not "none". */
+		t->approval_rows = (unsigned)json_integer_value(x) + 1;
+	}
+	x = json_object_get(v, "argument");
+	if ((x == NULL) != (json_object_get(v, "above") == NULL)) {
+		snprintf(err, errlen, "approval: argument and above go together");
+		return -1;
+	}
+	if (x != NULL) {
+		prop = json_object_get(json_object_get(t->schema, "properties"),
+		    json_string_value(x) ? json_string_value(x) : "");
+		bits = prop != NULL ? type_bits(prop) : 0;
+		if (!json_is_string(x) || prop == NULL ||
+		    (bits & (T_INTEGER | T_NUMBER | T_STRING)) == 0) {
+			snprintf(err, errlen, "approval: argument must name an integer, number or "
+			    "string argument of the tool");
+			return -1;
+		}
+		if (!json_is_number(json_object_get(v, "above"))) {
+			snprintf(err, errlen, "approval: above must be a number");
+			return -1;
+		}
+		if ((t->approval_arg = strdup(json_string_value(x))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		t->approval_above = json_number_value(json_object_get(v, "above"));
+	}
+	t->is_approval_always = t->approval_rows == 0 && t->approval_arg == NULL;
+	return 0;
+}
+
+int
+tool_needs_approval(const struct tool *t, json_t *args)
+{
+	json_t *v;
+	const char *s;
+	char *end;
+	double d;
+
+	if (!t->has_approval)
+		return 0;
+	if (t->is_approval_always)
+		return 1;
+	if (t->approval_arg == NULL)
+		return 0;
+	v = json_object_get(args, t->approval_arg);
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (json_is_number(v))
+		return json_number_value(v) > t->approval_above;
+	if (!json_is_string(v))
+		return 1;
+	s = json_string_value(v);
+	errno = 0;
+	d = strtod(s, &end);
+	/* A value that does not read as a number cannot be shown to be under the threshold. */
+	if (end == s || *end != '\0' || errno != 0 || isnan(d))
+		return 1;
+	return d > t->approval_above;
+}
+
 /* Loads and checks one manifest into t (zeroed); on failure t owns nothing. */
 static int
 load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, struct tool *t,
@@ -2078,7 +2198,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		if (!in_list(key, manifest_keys)) {
 			log_seterr(err, errlen, "%s: unknown key '%s' (known: name, description, kind, "
 			    "arguments, statement, max_rows, timeout_ms, title, destructive, idempotent, "
-			    "call_options, code)",
+			    "call_options, code, approval)",
 			    t->file, key);
 			goto fail;
 		}
@@ -2166,6 +2286,11 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	if (get_uint(m, "timeout_ms", DEFAULT_TIMEOUT, 1, MAX_TIMEOUT, &t->timeout_ms, t->file,
 	    err, errlen) == -1)
 		goto fail;
+	if ((v = json_object_get(m, "approval")) != NULL &&
+	    check_approval(t, v, fault, sizeof(fault)) == -1) {
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
+		goto fail;
+	}
 	if (t->kind == TOOL_CODE) {
 		if (json_object_get(m, "statement") != NULL || json_object_get(m, "max_rows") != NULL) {
 			log_seterr(err, errlen, "%s: a code tool takes no statement and no max_rows",

@@ -55,7 +55,8 @@ static const char store_sql[] = "CALL airlock.store_key_response($1, $2, $3)";
 static const char lookup_key_sql[] =
     "SELECT fingerprint, response FROM airlock.key_lookup($1, $2)";
 static const char plan_sql[] =
-    "SELECT tool, fingerprint, updates, inserts, is_expired FROM airlock.plan_get($1::uuid, $2)";
+    "SELECT tool, fingerprint, updates, inserts, is_expired, coalesce(approval, '')"
+    " FROM airlock.plan_get($1::uuid, $2)";
 
 static long long key_ttl = 86400;
 static unsigned max_waiters_key = 8, max_waiters_tenant = 64;
@@ -171,11 +172,16 @@ is_state(const PGresult *res, const char *state)
 	return s != NULL && strcmp(s, state) == 0;
 }
 
-/* The plan presented with a commit: its rows and counts.  Returns 0, or -1 with err. */
+/* The plan presented with a commit: its rows and counts, and whether an approver approved
+ * it (*is_approved).  A plan held for approval and not approved refuses the commit.
+ * Returns 0, or -1 with err. */
 static int
 load_plan(struct db *db, const char *plan_id, const char *tenant, const char *tool,
-    const char *fingerprint, char **updates, char **inserts, struct rpc_error *err)
+    const char *fingerprint, char **updates, char **inserts, int *is_approved,
+    struct rpc_error *err)
 {
+	const char *approval;
+
 	const char *values[2] = { plan_id, tenant };
 	PGresult *res;
 	int rc = -1;
@@ -190,7 +196,14 @@ load_plan(struct db *db, const char *plan_id, const char *tenant, const char *to
 	else if (strcmp(PQgetvalue(res, 0, 4), "t") == 0)
 		rpc_error_set(err, RPC_CONFLICT, "plan_expired", "Plan %s has expired; preview again",
 		    plan_id);
+	else if (strcmp(approval = PQgetvalue(res, 0, 5), "pending") == 0)
+		rpc_error_set(err, RPC_FORBIDDEN, "approval_pending", "Plan %s waits for an "
+		    "approver; commit it once it is approved", plan_id);
+	else if (strcmp(approval, "rejected") == 0)
+		rpc_error_set(err, RPC_FORBIDDEN, "plan_rejected", "Plan %s was rejected by an "
+		    "approver; nothing was done", plan_id);
 	else {
+		*is_approved = strcmp(approval, "approved") == 0;
 		*updates = strdup(PQgetvalue(res, 0, 2));
 		*inserts = strdup(PQgetvalue(res, 0, 3));
 		rc = *updates != NULL && *inserts != NULL ? 0 : -1;
@@ -312,7 +325,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	json_t *sc = NULL, *rows, *preview, *record = NULL;
 	const PGresult *bad = NULL;
 	long long changed;
-	int entered = 0;
+	int entered = 0, is_approved = 0, is_held;
 
 	*is_replay = *is_recorded = 0;
 	memset(q, 0, sizeof(q));
@@ -330,7 +343,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 			goto out;
 	}
 	if (plan_id != NULL && !is_dry_run && load_plan(db, plan_id, tenant, tool, fingerprint,
-	    &plan_updates, &plan_inserts, err) == -1)
+	    &plan_updates, &plan_inserts, &is_approved, err) == -1)
 		goto out;
 	if (idem_key != NULL && !is_dry_run) {
 		if (waiters_enter(tenant, idem_key, err) == -1)
@@ -417,6 +430,26 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		    (int)st->max_rows);
 		goto out;
 	}
+	/* A call that needs an approver's approval and has no approved plan changes nothing:
+	 * its preview is the plan an approver decides on.  Rows changed count too (above_rows),
+	 * so this is decided here, once they are known; a call that changes no row has nothing
+	 * to approve. */
+	is_held = !is_approved && changed > 0 && (st->needs_approval ||
+	    (st->approval_rows > 0 && changed >= (long long)st->approval_rows));
+	if (is_held && !is_dry_run) {
+		is_dry_run = 1;
+		rec->is_dry_run = 1;
+		rec->idem_key[0] = '\0';	/* the key is not used up: the commit will take it */
+		free(plan_updates);
+		free(plan_inserts);
+		plan_updates = plan_inserts = NULL;
+	}
+	/* Asked without a key (it was expected to need approval) and not held: it changes
+	 * nothing, and nothing commits without a key. */
+	if (!is_held && !is_dry_run && idem_key == NULL && st->needs_approval) {
+		is_dry_run = 1;
+		rec->is_dry_run = 1;
+	}
 	if (plan_updates != NULL && check_plan(plan_updates, plan_inserts,
 	    PQgetvalue(q[i_changes].res, 0, 3), PQgetvalue(q[i_changes].res, 0, 4), err) == -1) {
 		rollback(db);
@@ -428,6 +461,24 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	    "row_count", (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run,
 	    "changes", preview ? preview : json_array(), "plan_id",
 	    is_dry_run ? json_string(rec->id) : plan_id ? json_string(plan_id) : json_null());
+	if (is_dry_run && is_held) {
+		rollback(db);
+		json_object_set_new(sc, "status", json_string("approval_required"));
+		json_object_set_new(sc, "approval", json_pack("{s:b}", "four_eyes",
+		    st->is_four_eyes));
+		json_object_set_new(sc, "note", json_string("This write needs an approver's "
+		    "approval: nothing was changed. The preview above is plan_id, waiting for an "
+		    "approver (it expires in 15 minutes). Once it is approved, commit with this "
+		    "plan_id and an idempotency key to do exactly this."));
+		rec->needs_approval = 1;
+		rec->is_four_eyes = st->is_four_eyes;
+		rec->reason = "approval_required";
+		rec->changes = strdup(PQgetvalue(q[i_changes].res, 0, 2));
+		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
+		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
+		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
+		goto out;
+	}
 	if (is_dry_run) {
 		rollback(db);
 		json_object_set_new(sc, "note", json_string("A preview: nothing was changed. "

@@ -28,6 +28,8 @@ struct audit_record {
 	char *plan_updates;		/* [{table, key, before_digest}] */
 	char *plan_inserts;		/* {table: rows} */
 	char fingerprint[65];
+	int needs_approval;		/* the plan waits for an approver (airlock/plans.*) */
+	int is_four_eyes;		/* ... who must not be of the asking task */
 	int is_dry_run;
 	char idem_key[256];
 	char plan_id[AUDIT_ID_LEN + 1];

@@ -23,6 +23,7 @@ struct principal {
 	long long calls_used;
 	char expires_at[40];
 	double rate, burst;		/* the tenant's rate limit; 0: the gateway's default */
+	char approver[129];		/* an approver token's person; "" for a caller */
 };
 
 /*

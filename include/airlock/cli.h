@@ -19,6 +19,7 @@ int cmd_tenant(int argc, char **argv);
 int cmd_table(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_call(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 int cmd_tool(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);

@@ -45,6 +45,9 @@ struct tok_spec {
 	int is_preview_only;
 	int can_revert;
 	const char *mint_call;		/* the id of the mint's call record (borrowed) */
+	const char *approver;		/* an approver token for this person (1 to 128
+					   printable characters): no tools, bindings, quota,
+					   revert or preview; NULL for a token that calls tools */
 };
 
 /*

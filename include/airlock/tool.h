@@ -46,6 +46,14 @@ struct tool {
 	size_t n_cols;
 	unsigned max_rows;
 	unsigned timeout_ms;
+	/* A write's "approval": a commit that needs it goes through only with a plan an
+	 * approver approved; without one it is answered as a preview held for approval. */
+	int has_approval;	/* the manifest sets approval */
+	int is_approval_always;	/* "required", or an object with no threshold */
+	unsigned approval_rows;	/* above_rows: more changed rows than this need it; 0: no */
+	char *approval_arg;	/* argument: its value above approval_above needs it; or NULL */
+	double approval_above;
+	int is_four_eyes;	/* the approver's task must differ from the asker's */
 };
 
 struct catalog {
@@ -118,6 +126,13 @@ json_t *tool_value_json(unsigned type_oid, const char *text, int is_null);
  * JSON Schema defines.  Returns a new reference, or NULL when out of memory.
  */
 json_t *tool_type_schema(unsigned type_oid);
+
+/*
+ * Whether a call of write tool t with checked args (borrowed) needs approval whatever rows
+ * it changes: always, or an approval argument above its threshold (a value that is not a
+ * number, or a string that is not one, counts as above: fail closed).  Returns 1 or 0.
+ */
+int tool_needs_approval(const struct tool *t, json_t *args);
 
 /*
  * The outputSchema of t, by its kind and, for reads and writes, its result columns: the

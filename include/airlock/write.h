@@ -17,6 +17,11 @@ struct write_stmt {
 	const char *const *values;
 	unsigned max_rows;		/* most rows it may change; 0: no cap */
 	unsigned timeout_ms;
+	/* Approval (a tool's "approval"): a call that needs it and has no approved plan is
+	 * rolled back and answered as a preview held for an approver (rec->needs_approval). */
+	int needs_approval;		/* whatever rows it changes */
+	unsigned approval_rows;		/* also when it changes at least this many rows; 0: no */
+	int is_four_eyes;
 };
 
 /*
@@ -32,6 +37,9 @@ struct write_stmt {
  * Returns the structuredContent (new; without replayed), or NULL with err: a tool error
  * (row_cap_exceeded, constraint_violated, invalid_arguments), 409 key_in_flight /
  * plan_stale / plan_mismatch / plan_expired / revert_conflict, 422 key_mismatch, 503.
+ * A call that needs approval (st) without an approved plan is answered the same as a
+ * dry-run, with status "approval_required", rec->is_dry_run and rec->needs_approval set;
+ * a plan still pending is 403 approval_pending, a rejected one 403 plan_rejected.
  * When the key was already used with these arguments, returns the stored result with
  * replayed: true and sets *is_replay; nothing ran.  *is_recorded says whether rec went
  * into the database with the effect (then the caller must not write it again).

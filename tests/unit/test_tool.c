@@ -1152,6 +1152,56 @@ test_arg_text(void)
 	ok(tool_arg_text(NULL) == NULL, "arg text: no value is NULL");
 }
 
+/* tool_needs_approval: always, by an argument's value (failing closed), never. */
+static void
+test_approval(void)
+{
+	static const char m[] = "{\"name\": \"w\", \"description\": \"w\", \"kind\": \"write\","
+	    " \"approval\": %s, \"arguments\": {\"type\": \"object\", \"properties\":"
+	    " {\"amount\": {\"type\": [\"string\", \"number\", \"null\"]}},"
+	    " \"required\": [], \"additionalProperties\": false},"
+	    " \"statement\": \"UPDATE t SET a = $amount RETURNING a\"}";
+	static const struct {
+		const char *policy, *args;
+		int needs;
+	} cases[] = {
+		{ "\"required\"", "{}", 1 },
+		{ "{\"four_eyes\": true}", "{}", 1 },
+		{ "{\"above_rows\": 3}", "{\"amount\": \"1000\"}", 0 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": \"100.00\"}", 0 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": \"100.01\"}", 1 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": 250}", 1 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": \"1e3\"}", 1 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": \"lots\"}", 1 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": \"nan\"}", 1 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": \"50 \"}", 1 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{\"amount\": null}", 0 },
+		{ "{\"argument\": \"amount\", \"above\": 100}", "{}", 0 },
+	};
+	struct catalog *cat;
+	char text[1024], err[512];
+	json_t *args;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), m, cases[i].policy);
+		cat = load_one("w.json", text, err, sizeof(err));
+		args = json_loads(cases[i].args, 0, NULL);
+		ok(cat != NULL && tool_needs_approval(&cat->tools[0], args) == cases[i].needs,
+		    "approval %s with %s: %s", cases[i].policy, cases[i].args,
+		    cases[i].needs ? "needed" : "not needed");
+		if (cat == NULL)
+			printf("# %s\n", err);
+		json_decref(args);
+		tool_catalog_free(cat);
+	}
+	snprintf(text, sizeof(text), m, "{\"above_rows\": 0}");
+	cat = load_one("w.json", text, err, sizeof(err));
+	ok(cat != NULL && cat->tools[0].approval_rows == 1 && !cat->tools[0].is_approval_always,
+	    "above_rows 0: every write that changes a row");
+	tool_catalog_free(cat);
+}
+
 int
 main(void)
 {
@@ -1167,6 +1217,7 @@ main(void)
 	test_value_formats();
 	test_output_schemas();
 	test_arg_text();
+	test_approval();
 	clear_dir();
 	rmdir(tmpdir);
 	return tap_done();
