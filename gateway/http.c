@@ -294,7 +294,7 @@ check_post(struct request *req)
 		return respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
 	/* A page of another origin has no business on /rpc; the console is of this one. */
 	if (req->route == R_RPC && (v = header(req, "Origin")) != NULL &&
-	    !is_allowed_origin(cfg, v) && !console_is_same_origin(v, header(req, "Host")))
+	    !is_allowed_origin(req->srv, v) && !console_is_same_origin(v, header(req, "Host")))
 		return respond_plain(req, 403, "Origin not allowed", NULL, NULL);
 	if (req->route == R_MCP) {
 		v = header(req, "Origin");
