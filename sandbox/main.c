@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "airlock/gvisor.h"
 #include "airlock/proxy.h"
 #include "airlock/sandbox.h"
 
@@ -19,7 +20,7 @@ static const char usage_text[] =
 "\n"
 "Runs CMD in a fresh bubblewrap sandbox: every namespace unshared, no network, a\n"
 "read-only view of /usr, a private /tmp, uid 65534, a seccomp filter, a cgroup of its\n"
-"own. Passes this program's stdin to CMD, prints CMD's stdout and stderr, then a line on\n"
+"own; or, with --isolation gvisor, the same behind gVisor's kernel in user space. Passes this program's stdin to CMD, prints CMD's stdout and stderr, then a line on\n"
 "stderr saying how it ended. Exits with CMD's status (128+N when signal N ended it),\n"
 "or a sysexits code when the sandbox itself could not run (64 usage, 69 unavailable,\n"
 "70 internal, 71 system error).\n"
@@ -37,6 +38,8 @@ static const char usage_text[] =
 "  --allow HOST:PORT allow egress to HOST:PORT through the proxy (repeatable); CMD then\n"
 "                    sees HTTP_PROXY=http://127.0.0.1:3128 and the like\n"
 "  --cgroup-parent P cgroup under which each sandbox's own is made (default airlock)\n"
+"  --isolation L     namespace (bubblewrap, the default) or gvisor (runsc; needs root)\n"
+"  --runsc PATH      the runsc program for --isolation gvisor (default /usr/bin/runsc)\n"
 "  --json            print one JSON object with the outcome and the output instead\n"
 "  -h, --help        this text\n";
 
@@ -187,7 +190,7 @@ static int
 cmd_run(int argc, char **argv)
 {
 	enum { O_TIME = 256, O_CPU, O_MEM, O_PIDS, O_FSIZE, O_NOFILE, O_TMP, O_OUTMAX, O_ERRMAX,
-	    O_ALLOW, O_CGROUP, O_JSON };
+	    O_ALLOW, O_CGROUP, O_JSON, O_ISOLATION, O_RUNSC };
 	static const struct option opts[] = {
 		{ "time", required_argument, NULL, O_TIME },
 		{ "cpu", required_argument, NULL, O_CPU },
@@ -201,6 +204,8 @@ cmd_run(int argc, char **argv)
 		{ "allow", required_argument, NULL, O_ALLOW },
 		{ "cgroup-parent", required_argument, NULL, O_CGROUP },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "isolation", required_argument, NULL, O_ISOLATION },
+		{ "runsc", required_argument, NULL, O_RUNSC },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -295,6 +300,16 @@ cmd_run(int argc, char **argv)
 		case O_JSON:
 			log.is_json = 1;
 			break;
+		case O_ISOLATION:
+			if (sb_isolation_parse(optarg, &cfg.isolation) == -1) {
+				fprintf(stderr, "airlock-sandbox: --isolation: \"%s\" is neither "
+				    "namespace nor gvisor\n", optarg);
+				return EX_USAGE;
+			}
+			break;
+		case O_RUNSC:
+			cfg.runsc = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return EX_OK;
@@ -319,13 +334,14 @@ cmd_run(int argc, char **argv)
 	if (sb_spawn(&cfg, &run, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
 		rc = strncmp(err, "no cgroup", 9) == 0 || strncmp(err, "cannot execute", 14) == 0 ||
-		    strncmp(err, "supplementary groups", 20) == 0 ?
+		    strncmp(err, "supplementary groups", 20) == 0 ||
+		    strncmp(err, "gvisor", 6) == 0 ?
 		    EX_UNAVAILABLE : strncmp(err, "limits", 6) == 0 ? EX_USAGE : EX_OSERR;
 		goto out;
 	}
 	if (sb_wait(run, &res, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
-		rc = EX_OSERR;
+		rc = strncmp(err, "gvisor", 6) == 0 ? EX_UNAVAILABLE : EX_OSERR;
 		goto out;
 	}
 	/* Stopping the proxy first means no egress report arrives after this point. */
@@ -383,6 +399,8 @@ main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "forward") == 0)
 		return cmd_forward(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "guest") == 0)
+		return sb_guest_main(argc, argv);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0)) {
 		fputs(usage_text, stdout);
