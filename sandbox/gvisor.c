@@ -429,6 +429,9 @@ guest_child(const struct guest_opts *o, int in_r, int prog_r, struct sock_filter
 {
 	const char *what = "setsid";
 	rlim_t cpu = (rlim_t)(o->cpu_ms + 999) / 1000;
+	/* gVisor refuses a fork once the count is past the limit, Linux once it reaches it:
+	 * one less gives the same number of processes at most. */
+	rlim_t nproc = o->pids > 1 ? (rlim_t)o->pids - 1 : 1;
 
 	if (setsid() == -1)
 		goto fail;
@@ -442,7 +445,7 @@ guest_child(const struct guest_opts *o, int in_r, int prog_r, struct sock_filter
 	if (set_limit(RLIMIT_CPU, cpu, cpu + 1) == -1 ||
 	    set_limit(RLIMIT_FSIZE, (rlim_t)o->fsize, (rlim_t)o->fsize) == -1 ||
 	    set_limit(RLIMIT_NOFILE, (rlim_t)o->nofile, (rlim_t)o->nofile) == -1 ||
-	    set_limit(RLIMIT_NPROC, (rlim_t)o->pids, (rlim_t)o->pids) == -1 ||
+	    set_limit(RLIMIT_NPROC, nproc, nproc) == -1 ||
 	    set_limit(RLIMIT_CORE, 0, 0) == -1)
 		goto fail;
 	what = "credentials";
@@ -679,10 +682,12 @@ sb_guest_main(int argc, char **argv)
 		if (r == child)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (!pids_hit && (now.tv_sec - counted.tv_sec) * 1000000000L +
+		if (is_header && !pids_hit && (now.tv_sec - counted.tv_sec) * 1000000000L +
 		    (now.tv_nsec - counted.tv_nsec) >= 10000000L) {
 			counted = now;
-			pids_hit = count_procs() >= o.pids;
+			/* Said at once: a run stopped from outside never gets to its end line. */
+			if ((pids_hit = count_procs() >= o.pids))
+				dprintf(2, SB_GUEST_PIDS "%s\n", nonce);
 		}
 		pf[np++] = (struct pollfd){ sp[0], POLLIN, 0 };
 		if (!is_done && off >= have)
@@ -703,7 +708,7 @@ sb_guest_main(int argc, char **argv)
 	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
 		;
 	if (is_header)
-		dprintf(2, SB_GUEST_END "%s %d %d\n", nonce, status, pids_hit);
+		dprintf(2, SB_GUEST_END "%s %d\n", nonce, status);
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);

@@ -966,18 +966,26 @@ check_ready(struct sb_run *run)
 }
 
 /*
- * gVisor: takes the guest's end line off the end of stderr (only one carrying this run's
- * nonce counts), then applies the program's own stderr cap.  Returns 1 when the program
- * wrote more than that cap, else 0.
+ * gVisor: takes the guest's end line off the end of stderr and its process-limit lines off
+ * wherever they are (only lines carrying this run's nonce count), then applies the
+ * program's own stderr cap.  Returns 1 when the program wrote more than that cap, else 0.
  */
 static int
 take_end(struct sb_run *run)
 {
 	struct outbuf *b = &run->err;
 	size_t k = sizeof(SB_GUEST_END) - 1, from;
-	char line[SB_GUEST_END_MAX + 1], nonce[40];
-	const char *p;
-	int status, pids;
+	char line[SB_GUEST_END_MAX + 1], nonce[40], pids_line[80];
+	char *p;
+	int status, pl;
+
+	pl = snprintf(pids_line, sizeof(pids_line), SB_GUEST_PIDS "%s\n", run->nonce);
+	while (b->data != NULL && pl > 0 &&
+	    (p = memmem(b->data, b->len, pids_line, (size_t)pl)) != NULL) {
+		memmove(p, p + pl, b->len - (size_t)(p - b->data) - (size_t)pl);
+		b->len -= (size_t)pl;
+		run->end_pids = 1;
+	}
 
 	if (b->data != NULL && b->len > k && b->data[b->len - 1] == '\n') {
 		from = b->len > SB_GUEST_END_MAX ? b->len - SB_GUEST_END_MAX : 0;
@@ -986,11 +994,10 @@ take_end(struct sb_run *run)
 		    memcmp(p, SB_GUEST_END, k) == 0) {
 			memcpy(line, p + k, (size_t)(b->data + b->len - p) - k);
 			line[b->data + b->len - p - k] = '\0';
-			if (sscanf(line, "%39s %d %d", nonce, &status, &pids) == 3 &&
+			if (sscanf(line, "%39s %d", nonce, &status) == 2 &&
 			    strcmp(nonce, run->nonce) == 0) {
 				run->has_end = 1;
 				run->end_status = status;
-				run->end_pids = pids;
 				b->len = (size_t)(p - b->data);
 			}
 		}

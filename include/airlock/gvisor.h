@@ -20,9 +20,12 @@
 /* The first bytes the guest writes on stderr, once it runs: the sandbox has booted. */
 #define SB_GUEST_READY "\036airlock-guest-ready\n"
 /* The last line the guest writes on stderr, after every process of the program is gone:
- * "\036airlock-guest-end NONCE STATUS PIDS\n", STATUS the main process's wait status and
- * PIDS 1 when the process count reached its limit.  The nonce makes it unforgeable. */
+ * "\036airlock-guest-end NONCE STATUS\n", STATUS the main process's wait status.  The nonce
+ * makes it unforgeable. */
 #define SB_GUEST_END "\036airlock-guest-end "
+/* A line the guest writes on stderr, among the program's output, when the number of the
+ * program's processes reaches its limit: "\036airlock-guest-pids NONCE\n". */
+#define SB_GUEST_PIDS "\036airlock-guest-pids "
 #define SB_GUEST_END_MAX 96
 
 /* Memory and host processes the runtime itself needs beside the program (sentry, gofer,
