@@ -70,7 +70,9 @@ integration: all
 # libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree.
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
 FUZZ_RPC   := tests/fuzz/fuzz_rpc.c gateway/rpc.c
-FUZZ_ARGS  := tests/fuzz/fuzz_args.c gateway/tool.c gateway/token.c gateway/log.c
+FUZZ_ARGS  := tests/fuzz/fuzz_args.c gateway/tool.c gateway/token.c gateway/log.c \
+              sandbox/gvisor.c sandbox/sandbox.c sandbox/cgroup.c sandbox/proxy.c \
+              sandbox/seccomp.c
 build/fuzz/fuzz_rpc: $(FUZZ_RPC) include/airlock/rpc.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_RPC) $(PKG_LIBS)

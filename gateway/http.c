@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "airlock/code.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 
@@ -385,7 +386,7 @@ metrics(struct request *req)
 	const union MHD_DaemonInfo *info;
 	size_t pending = 0;
 	unsigned conns = 0;
-	char *body;
+	char *body, *warm;
 	int n;
 
 	/* Summed over the HTTP threads; a connection counts from its accept. */
@@ -416,6 +417,17 @@ metrics(struct request *req)
 	    pending);
 	if (n == -1)
 		return MHD_NO;
+	/* The warm pools' size, hits and misses. */
+	if ((warm = code_warm_metrics()) != NULL) {
+		char *both;
+
+		if (asprintf(&both, "%s%s", body, warm) != -1) {
+			free(body);
+			body = both;
+			n = (int)strlen(body);
+		}
+		free(warm);
+	}
 	return respond(req, 200, "text/plain; version=0.0.4", body, (size_t)n, NULL, NULL);
 }
 

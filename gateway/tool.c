@@ -15,7 +15,11 @@
  *   destructive  write only, optional boolean, default true
  *   code         code only (required there): {"interpreter": "python3" | "sh",
  *                "limits": {time_s, cpu_s, mem_mb, pids, stdout_max, stderr_max: positive
- *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist)}
+ *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist),
+ *                "isolation": "namespace" (bubblewrap, the default) | "gvisor" (runsc;
+ *                refused when gVisor cannot start a sandbox here, which one real start,
+ *                once per process, tells), "warm": 0..16 sandboxes kept started ahead
+ *                (default 0)}
  *
  * Any other key is refused.  The arguments schema: at the top, "type": "object",
  * "properties", "required" (names of properties), "additionalProperties": false (present and
@@ -62,6 +66,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "airlock/gvisor.h"
 #include "airlock/tool.h"
 #include "airlock/log.h"
 
@@ -125,7 +130,10 @@ static const char *const property_keys[] = {
 	"type", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
 	"description", "title", "default", "sensitive", NULL
 };
-static const char *const code_keys[] = { "interpreter", "limits", "allow", NULL };
+static const char *const code_keys[] = {
+	"interpreter", "limits", "allow", "isolation", "warm", NULL
+};
+#define MAX_WARM 16
 static const struct {
 	const char *name;
 	json_int_t max;
@@ -1239,6 +1247,7 @@ static const char code_output_schema[] =
     " \"properties\": {\"interpreter\": {\"type\": \"string\"},"
     " \"limits\": {\"type\": \"object\"},"
     " \"allow\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}},"
+    " \"isolation\": {\"type\": \"string\", \"enum\": [\"namespace\", \"gvisor\"]},"
     " \"input_bytes\": {\"type\": [\"integer\", \"null\"]},"
     " \"input_tool\": {\"type\": \"string\"}}}"
     "}}";
@@ -1296,8 +1305,10 @@ static json_t *
 check_code(json_t *code, char *err, size_t errlen)
 {
 	json_t *interp, *limits, *allow, *v, *out_limits = NULL, *out_allow = NULL;
+	json_t *isolation, *warm;
 	const char *key, *s, *colon, *errstr;
 	size_t i, k;
+	char why[600];
 
 	if (!json_is_object(code)) {
 		log_seterr(err, errlen, "code must be an object {interpreter, limits, allow}");
@@ -1306,7 +1317,7 @@ check_code(json_t *code, char *err, size_t errlen)
 	json_object_foreach(code, key, v) {
 		if (!in_list(key, code_keys)) {
 			log_seterr(err, errlen, "code: unknown key '%s' (known: interpreter, limits, "
-			    "allow)", key);
+			    "allow, isolation, warm)", key);
 			return NULL;
 		}
 	}
@@ -1366,10 +1377,31 @@ check_code(json_t *code, char *err, size_t errlen)
 			return NULL;
 		}
 	}
+	isolation = json_object_get(code, "isolation");
+	if (isolation != NULL && (!json_is_string(isolation) ||
+	    (strcmp(json_string_value(isolation), "namespace") != 0 &&
+	    strcmp(json_string_value(isolation), "gvisor") != 0))) {
+		log_seterr(err, errlen, "code: isolation must be \"namespace\" (bubblewrap) or "
+		    "\"gvisor\" (runsc)");
+		return NULL;
+	}
+	if (isolation != NULL && strcmp(json_string_value(isolation), "gvisor") == 0 &&
+	    sb_gvisor_check(NULL, why, sizeof(why)) == -1) {
+		log_seterr(err, errlen, "code: isolation \"gvisor\" is refused: %s (install "
+		    "Debian's runsc package and run airlockd as root, or use \"namespace\")", why);
+		return NULL;
+	}
+	warm = json_object_get(code, "warm");
+	if (warm != NULL && (!json_is_integer(warm) || json_integer_value(warm) < 0 ||
+	    json_integer_value(warm) > MAX_WARM)) {
+		log_seterr(err, errlen, "code: warm must be an integer from 0 to %d", MAX_WARM);
+		return NULL;
+	}
 	out_limits = limits != NULL ? json_deep_copy(limits) : json_object();
 	out_allow = allow != NULL ? json_deep_copy(allow) : json_array();
-	v = json_pack("{s:O, s:o, s:o}", "interpreter", interp, "limits", out_limits,
-	    "allow", out_allow);
+	v = json_pack("{s:O, s:o, s:o, s:s, s:I}", "interpreter", interp, "limits", out_limits,
+	    "allow", out_allow, "isolation", isolation != NULL ? json_string_value(isolation) :
+	    "namespace", "warm", warm != NULL ? json_integer_value(warm) : (json_int_t)0);
 	if (v == NULL)
 		log_seterr(err, errlen, "out of memory");
 	return v;

@@ -1223,6 +1223,18 @@ sb_result_release(struct sb_result *res)
 	res->out_len = res->err_len = 0;
 }
 
+int
+sb_is_alive(const struct sb_run *run)
+{
+	struct pollfd pf = { run->pidfd, POLLIN, 0 };
+
+	if (run->is_reaped || run->is_fed || run->pidfd == -1)
+		return 0;
+	/* A gVisor runtime that failed to boot has exited too; one that booted said so on
+	 * stderr, which stays unread until the call. */
+	return poll(&pf, 1, 0) == 0;
+}
+
 void
 sb_free(struct sb_run *run)
 {

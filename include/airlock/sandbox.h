@@ -149,6 +149,10 @@ int sb_feed(struct sb_run *run, const void *program, size_t program_len, const v
 int sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Whether a started sandbox still runs and has not been waited for: a sandbox started
+ * ahead can die while it waits (killed, or out of memory). Returns 1 or 0. */
+int sb_is_alive(const struct sb_run *run);
+
 /* Kills the sandbox if it still runs, stops its proxy, removes its cgroup; NULL allowed. */
 void sb_free(struct sb_run *run);
 

@@ -63,11 +63,13 @@ class Launcher:
 
     def run(self, cmd, *args, input=b"", env=None, pass_fds=(), timeout=60):
         """Runs cmd in a sandbox with --json; returns a Result."""
+        before = set(gvisor_leftovers())
         p = self.raw(["--json", *args], cmd, input=input, env=env, pass_fds=pass_fds,
                      timeout=timeout)
         r = Result(p)
         assert not leftover_sandboxes(self.cgroup_parent), "a sandbox's cgroup was left behind"
-        assert not gvisor_leftovers(), "a gVisor sandbox's bundle or processes were left behind"
+        left = set(gvisor_leftovers()) - before
+        assert not left, f"a gVisor sandbox's bundle or processes were left behind: {left}"
         return r
 
     def py(self, code, *args, **kw):

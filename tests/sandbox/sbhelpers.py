@@ -38,7 +38,8 @@ def runsc_unavailable():
 
 
 def gvisor_leftovers():
-    """Bundles and runsc processes of finished gVisor sandboxes."""
+    """Bundles and runsc processes of gVisor sandboxes (a test compares them before and
+    after a run: a running airlockd keeps warm ones)."""
     left = glob.glob("/tmp/airlock-gv-*")
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     left += [line for line in ps.splitlines()
