@@ -717,7 +717,8 @@ warm_start(struct warm_pool *p)
 		return NULL;
 	}
 	code_config(p->code, &p->limits, allow, w->log, &cfg);
-	if (sb_spawn(&cfg, &w->run, msg, sizeof(msg)) == -1) {
+	if (sb_spawn(&cfg, &w->run, msg, sizeof(msg)) == -1 ||
+	    sb_ready(w->run, SB_BOOT_MS, msg, sizeof(msg)) == -1) {
 		log_warn("warm pool: a sandbox did not start: %s", msg);
 		warm_destroy(w);
 		return NULL;

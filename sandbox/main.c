@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -40,6 +41,11 @@ static const char usage_text[] =
 "  --cgroup-parent P cgroup under which each sandbox's own is made (default airlock)\n"
 "  --isolation L     namespace (bubblewrap, the default) or gvisor (runsc; needs root)\n"
 "  --runsc PATH      the runsc program for --isolation gvisor (default /usr/bin/runsc)\n"
+"  --program TEXT    hand TEXT to CMD on descriptor 3 (a pipe, read it to its end),\n"
+"                    as airlockd hands a code tool's program to its interpreter\n"
+"  --warm            start the sandbox ahead, as a warm pool does: wait until it is\n"
+"                    ready (booted, CMD started) and idle, then hand stdin over; the\n"
+"                    clocks start at the hand-over\n"
 "  --json            print one JSON object with the outcome and the output instead\n"
 "  -h, --help        this text\n";
 
@@ -190,7 +196,7 @@ static int
 cmd_run(int argc, char **argv)
 {
 	enum { O_TIME = 256, O_CPU, O_MEM, O_PIDS, O_FSIZE, O_NOFILE, O_TMP, O_OUTMAX, O_ERRMAX,
-	    O_ALLOW, O_CGROUP, O_JSON, O_ISOLATION, O_RUNSC };
+	    O_ALLOW, O_CGROUP, O_JSON, O_ISOLATION, O_RUNSC, O_WARM, O_PROGRAM };
 	static const struct option opts[] = {
 		{ "time", required_argument, NULL, O_TIME },
 		{ "cpu", required_argument, NULL, O_CPU },
@@ -206,6 +212,8 @@ cmd_run(int argc, char **argv)
 		{ "json", no_argument, NULL, O_JSON },
 		{ "isolation", required_argument, NULL, O_ISOLATION },
 		{ "runsc", required_argument, NULL, O_RUNSC },
+		{ "warm", no_argument, NULL, O_WARM },
+		{ "program", required_argument, NULL, O_PROGRAM },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -217,7 +225,8 @@ cmd_run(int argc, char **argv)
 	size_t nallow = 0;
 	char err[512];
 	long long v;
-	int c, rc = EX_SOFTWARE;
+	int c, rc = EX_SOFTWARE, is_warm = 0;
+	const char *program = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&res, 0, sizeof(res));
@@ -310,6 +319,13 @@ cmd_run(int argc, char **argv)
 		case O_RUNSC:
 			cfg.runsc = optarg;
 			break;
+		case O_WARM:
+			is_warm = 1;
+			break;
+		case O_PROGRAM:
+			program = optarg;
+			cfg.has_program = 1;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return EX_OK;
@@ -338,6 +354,22 @@ cmd_run(int argc, char **argv)
 		    strncmp(err, "gvisor", 6) == 0 ?
 		    EX_UNAVAILABLE : strncmp(err, "limits", 6) == 0 ? EX_USAGE : EX_OSERR;
 		goto out;
+	}
+	if (program != NULL && sb_feed(run, program, strlen(program), NULL, 0) == -1) {
+		fprintf(stderr, "airlock-sandbox: cannot queue the program: out of memory\n");
+		rc = EX_OSERR;
+		goto out;
+	}
+	if (is_warm) {
+		/* Ready, then idle a while: what a warm pool's sandbox has been through. */
+		struct timespec idle = { 0, 300 * 1000 * 1000 };
+
+		if (sb_ready(run, SB_BOOT_MS, err, sizeof(err)) == -1) {
+			fprintf(stderr, "airlock-sandbox: %s\n", err);
+			rc = EX_UNAVAILABLE;
+			goto out;
+		}
+		nanosleep(&idle, NULL);
 	}
 	if (sb_wait(run, &res, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);

@@ -1084,7 +1084,8 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 		return -1;
 	}
 	run->is_fed = 1;
-	if (!run->is_gvisor)
+	/* A sandbox found ready before (a warm one) starts its clocks now, like any other. */
+	if (!run->is_gvisor || run->is_ready)
 		hand_over(run);
 	deadline = run->is_ready ? run->ready_us + run->limits.wall_ms * 1000 :
 	    now_us() + (int64_t)SB_BOOT_MS * 1000;
@@ -1221,6 +1222,33 @@ sb_result_release(struct sb_result *res)
 	free(res->err);
 	res->out = res->err = NULL;
 	res->out_len = res->err_len = 0;
+}
+
+int
+sb_ready(struct sb_run *run, int timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
+
+	while (run->is_gvisor && !run->is_ready) {
+		struct pollfd pf = { run->err.fd, POLLIN, 0 };
+		int64_t left = deadline - now_us();
+
+		if (run->is_boot_failed || run->err.fd == -1 || left <= 0) {
+			say(err, errlen, "gvisor: the sandbox did not boot%s",
+			    left <= 0 ? " in time" : "");
+			return -1;
+		}
+		if (poll(&pf, 1, (int)((left + 999) / 1000)) == -1 && errno != EINTR) {
+			say(err, errlen, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (pf.revents != 0 && drain(&run->err)) {
+			say(err, errlen, "gvisor: the runtime wrote too much before booting");
+			return -1;
+		}
+		check_ready(run);
+	}
+	return 0;
 }
 
 int

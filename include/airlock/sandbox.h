@@ -149,6 +149,15 @@ int sb_feed(struct sb_run *run, const void *program, size_t program_len, const v
 int sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/*
+ * Waits until a started sandbox is ready for its program: at the gVisor level, until the
+ * guest has said that the sandbox booted (at most timeout_ms); at the namespace level at
+ * once.  Nothing of the clocks starts here.  Returns 0, or -1 with a message in err when
+ * the sandbox ended or did not become ready in time (the caller then frees it).
+ */
+int sb_ready(struct sb_run *run, int timeout_ms, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 /* Whether a started sandbox still runs and has not been waited for: a sandbox started
  * ahead can die while it waits (killed, or out of memory). Returns 1 or 0. */
 int sb_is_alive(const struct sb_run *run);

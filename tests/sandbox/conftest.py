@@ -38,10 +38,11 @@ class Launcher:
     """Runs airlock-sandbox as one identity (root, or the unprivileged user) at one
     isolation level (namespace, or gvisor)."""
 
-    def __init__(self, identity, cgroup_parent, isolation="namespace"):
+    def __init__(self, identity, cgroup_parent, isolation="namespace", warm=False):
         self.identity = identity
         self.cgroup_parent = cgroup_parent
         self.isolation = isolation
+        self.warm = warm
 
     @property
     def is_gvisor(self):
@@ -54,6 +55,11 @@ class Launcher:
 
     def argv(self, args, cmd):
         extra = ["--cgroup-parent", self.cgroup_parent, "--isolation", self.isolation]
+        if self.warm:
+            # As in a warm pool: the sandbox is started ahead and waits, blocked reading
+            # descriptor 3, until the hand-over gives it its program (here: go on to CMD).
+            extra += ["--warm", "--program", "go\n"]
+            cmd = ["sh", "-c", 'read -r _ <&3; exec 3<&-; exec "$@"', "warm", *cmd]
         return [*self.prefix(), str(SANDBOX), "run", *extra, *args, "--", *cmd]
 
     def raw(self, args, cmd, input=b"", env=None, pass_fds=(), timeout=60):
@@ -122,15 +128,18 @@ def need_gvisor():
         pytest.skip(f"gVisor cannot start a sandbox here: {why}")
 
 
-@pytest.fixture(params=["root", "nobody", "gvisor"])
+@pytest.fixture(params=["root", "nobody", "warm", "gvisor", "gvisor-warm"])
 def sb(request, delegated, root_parent):
     """The launcher at the namespace level as root and as the unprivileged user, and at
-    the gVisor level (as root: runsc needs it)."""
+    the gVisor level (as root: runsc needs it); started cold, and started ahead and handed
+    its input once ready, as a warm pool's sandbox is ("warm")."""
     if request.param == "root":
         return Launcher("root", root_parent)
-    if request.param == "gvisor":
+    if request.param == "warm":
+        return Launcher("root", root_parent, warm=True)
+    if request.param.startswith("gvisor"):
         need_gvisor()
-        return Launcher("root", root_parent, "gvisor")
+        return Launcher("root", root_parent, "gvisor", warm=request.param.endswith("warm"))
     return Launcher("nobody", delegated)
 
 

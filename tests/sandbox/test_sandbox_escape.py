@@ -301,7 +301,10 @@ def test_cpu_limit(sb):
     assert r.limit == "cpu", r
     # RLIMIT_CPU counts scheduler ticks, cpu_ms is cpuacct's exact figure: on a loaded
     # machine the tick count runs ahead, so SIGXCPU can come at 0.8 s of exact time.
-    assert 500 <= r.json["cpu_ms"] < 3000, r
+    # gVisor's kernel (ptrace platform) counts the time a task is let run, waiting for the
+    # host's CPU included: on a loaded host it stops a program sooner still.
+    low = 0 if sb.is_gvisor else 500
+    assert low <= r.json["cpu_ms"] < 3000, r
 
 
 def test_cpu_limit_across_processes(sb):
