@@ -47,6 +47,7 @@ static const char usage_text[] =
 "                    ready (booted, CMD started) and idle, then hand stdin over; the\n"
 "                    clocks start at the hand-over\n"
 "  --json            print one JSON object with the outcome and the output instead\n"
+"                    (handover_ms: from the hand-over to the sandbox's end, destroyed)\n"
 "  -h, --help        this text\n";
 
 struct egress_log {
@@ -160,8 +161,17 @@ text(const char *s, size_t len)
 	return j;
 }
 
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 static int
-print_json(const struct sb_result *res, json_t *events)
+print_json(const struct sb_result *res, json_t *events, double handover_ms)
 {
 	json_t *o, *hit;
 	int l, rc;
@@ -184,8 +194,10 @@ print_json(const struct sb_result *res, json_t *events)
 	    "cpu_ms", res->cpu_us >= 0 ? json_real((double)res->cpu_us / 1000.0) : json_null(),
 	    "mem_peak_bytes", res->mem_peak >= 0 ? json_integer(res->mem_peak) : json_null(),
 	    "egress", events);
-	if (o == NULL)
+	if (o == NULL || json_object_set_new(o, "handover_ms", json_real(handover_ms)) == -1) {
+		json_decref(o);
 		return -1;
+	}
 	rc = json_dumpf(o, stdout, JSON_COMPACT);
 	putchar('\n');
 	json_decref(o);
@@ -226,6 +238,7 @@ cmd_run(int argc, char **argv)
 	char err[512];
 	long long v;
 	int c, rc = EX_SOFTWARE, is_warm = 0;
+	double t_handover = 0;
 	const char *program = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -371,6 +384,7 @@ cmd_run(int argc, char **argv)
 		}
 		nanosleep(&idle, NULL);
 	}
+	t_handover = now_ms();
 	if (sb_wait(run, &res, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
 		rc = strncmp(err, "gvisor", 6) == 0 ? EX_UNAVAILABLE : EX_OSERR;
@@ -380,7 +394,7 @@ cmd_run(int argc, char **argv)
 	sb_free(run);
 	run = NULL;
 	if (log.is_json) {
-		if (print_json(&res, log.events) == -1) {
+		if (print_json(&res, log.events, now_ms() - t_handover) == -1) {
 			rc = EX_SOFTWARE;
 			goto out;
 		}

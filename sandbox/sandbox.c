@@ -965,6 +965,23 @@ check_ready(struct sb_run *run)
 	hand_over(run);
 }
 
+/* gVisor: whether stderr ends with this run's end line (the program and all it started
+ * are gone, its status is known). */
+static int
+is_ended(const struct sb_run *run)
+{
+	const struct outbuf *b = &run->err;
+	size_t k = sizeof(SB_GUEST_END) - 1, from;
+	const char *p;
+
+	if (b->data == NULL || b->len <= k || b->data[b->len - 1] != '\n')
+		return 0;
+	from = b->len > SB_GUEST_END_MAX ? b->len - SB_GUEST_END_MAX : 0;
+	p = memrchr(b->data + from, '\036', b->len - from);
+	return p != NULL && (size_t)(b->data + b->len - p) > k + 32 &&
+	    memcmp(p, SB_GUEST_END, k) == 0 && memcmp(p + k, run->nonce, 32) == 0;
+}
+
 /*
  * gVisor: takes the guest's end line off the end of stderr and its process-limit lines off
  * wherever they are (only lines carrying this run's nonce count), then applies the
@@ -1146,6 +1163,13 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 			check_ready(run);
 			if (run->is_ready)
 				deadline = run->ready_us + run->limits.wall_ms * 1000;
+		}
+		if (run->is_gvisor && !run->is_reaped && run->is_ready && is_ended(run)) {
+			/* Everything the program wrote is in the pipes: take it, and end the
+			 * runtime at once rather than wait for its own shutdown. */
+			if (run->out.fd != -1 && drain(&run->out))
+				stop(run, SB_LIMIT_OUTPUT, &stopped);
+			stop(run, SB_LIMIT_NONE, &stopped);
 		}
 		if (i_prog != -1 && pf[i_prog].revents != 0) {
 			feed_pipe(&run->prog_w, run->prog, run->prog_len, &run->prog_off);

@@ -3,8 +3,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libbsd-dev
-libseccomp-dev postgresql bubblewrap python3 python3-pytest python3-requests curl iproute2
-clang libclang-rt-14-dev cppcheck"
+libseccomp-dev postgresql bubblewrap runsc python3 python3-pytest python3-requests curl
+iproute2 clang libclang-rt-14-dev cppcheck"
 
 missing=""
 for p in $PKGS; do
