@@ -18,8 +18,8 @@
  *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist),
  *                "isolation": "namespace" (bubblewrap, the default) | "gvisor" (runsc;
  *                refused when gVisor cannot start a sandbox here, which one real start,
- *                once per process, tells), "warm": 0..16 sandboxes kept started ahead
- *                (default 0)}
+ *                once per process, tells; checked with a connection only), "warm": 0..16
+ *                sandboxes kept started ahead (default 0)}
  *
  * Any other key is refused.  The arguments schema: at the top, "type": "object",
  * "properties", "required" (names of properties), "additionalProperties": false (present and
@@ -1300,9 +1300,11 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 	return 0;
 }
 
-/* Checks and normalizes a code tool's "code" object; returns a new one or NULL. */
+/* Checks and normalizes a code tool's "code" object; returns a new one or NULL.  Whether
+ * gVisor can start here is checked only for a catalog loaded to be served (is_live: with a
+ * database connection), not offline. */
 static json_t *
-check_code(json_t *code, char *err, size_t errlen)
+check_code(json_t *code, int is_live, char *err, size_t errlen)
 {
 	json_t *interp, *limits, *allow, *v, *out_limits = NULL, *out_allow = NULL;
 	json_t *isolation, *warm;
@@ -1385,7 +1387,7 @@ check_code(json_t *code, char *err, size_t errlen)
 		    "\"gvisor\" (runsc)");
 		return NULL;
 	}
-	if (isolation != NULL && strcmp(json_string_value(isolation), "gvisor") == 0 &&
+	if (is_live && isolation != NULL && strcmp(json_string_value(isolation), "gvisor") == 0 &&
 	    sb_gvisor_check(NULL, why, sizeof(why)) == -1) {
 		log_seterr(err, errlen, "code: isolation \"gvisor\" is refused: %s (install "
 		    "Debian's runsc package and run airlockd as root, or use \"namespace\")", why);
@@ -1978,7 +1980,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			    "allow}", t->file);
 			goto fail;
 		}
-		if ((t->code = check_code(v, fault, sizeof(fault))) == NULL ||
+		if ((t->code = check_code(v, conn != NULL, fault, sizeof(fault))) == NULL ||
 		    check_code_args(t->schema, fault, sizeof(fault)) == -1) {
 			log_seterr(err, errlen, "%s: %s", t->file, fault);
 			goto fail;
