@@ -126,9 +126,11 @@ integration: browser-deps
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
 FUZZ_TARGETS := rpc args token manifest proxy result
 FUZZ_SRCS_rpc      := gateway/rpc.c
-FUZZ_SRCS_args     := gateway/tool.c gateway/token.c gateway/log.c
+FUZZ_SANDBOX       := sandbox/gvisor.c sandbox/sandbox.c sandbox/cgroup.c sandbox/proxy.c \
+                      sandbox/seccomp.c
+FUZZ_SRCS_args     := gateway/tool.c gateway/token.c gateway/log.c $(FUZZ_SANDBOX)
 FUZZ_SRCS_token    := gateway/token.c gateway/log.c
-FUZZ_SRCS_manifest := gateway/tool.c gateway/token.c gateway/log.c
+FUZZ_SRCS_manifest := gateway/tool.c gateway/token.c gateway/log.c $(FUZZ_SANDBOX)
 FUZZ_SRCS_proxy    :=
 FUZZ_SRCS_result   := $(filter-out gateway/code.c,$(LIB_SRCS))
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard include/airlock/*.h)

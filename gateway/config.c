@@ -59,6 +59,9 @@ static const char usage[] =
 "                         tenant, in this instance (default 8/64); more get 409/429 at once\n"
 "  --sandboxes N          code steps running at once (default 4)\n"
 "  --sandboxes-per-tenant N  code steps running at once per tenant (default 2)\n"
+"  --warm N               sandboxes started ahead for code tools that ask for them\n"
+"                         (code.warm), in all (default 4; 0 turns warm pools off)\n"
+"  --warm-per-tenant N    warm sandboxes one tenant may take at once (default 1)\n"
 "  --rate-client R/B      requests per second and burst per client address, before\n"
 "                         authentication (default 100/200; 0/0 turns it off)\n"
 "  --rate-token R/B       calls per second and burst per token (default 20/40)\n"
@@ -70,7 +73,7 @@ static const char usage[] =
 enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
 	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
 	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT, O_TRUST,
-	O_DB_FILE, O_CONFIG, O_CHECK, O_VERSION };
+	O_DB_FILE, O_CONFIG, O_CHECK, O_VERSION, O_WARM, O_WARM_TENANT };
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -95,6 +98,8 @@ static const struct option options[] = {
 	{ "key-waiters", required_argument, NULL, O_KEY_WAITERS },
 	{ "sandboxes", required_argument, NULL, O_SANDBOXES },
 	{ "sandboxes-per-tenant", required_argument, NULL, O_SANDBOXES_TENANT },
+	{ "warm", required_argument, NULL, O_WARM },
+	{ "warm-per-tenant", required_argument, NULL, O_WARM_TENANT },
 	{ "rate-client", required_argument, NULL, O_RATE_CLIENT },
 	{ "rate-token", required_argument, NULL, O_RATE_TOKEN },
 	{ "rate-tenant", required_argument, NULL, O_RATE_TENANT },
@@ -334,6 +339,16 @@ apply(struct config *cfg, int opt, const char *arg)
 		if (set_number(&n, arg, 1, 256, "--sandboxes-per-tenant") == -1)
 			return -1;
 		cfg->sandboxes_per_tenant = (unsigned)n;
+		break;
+	case O_WARM:
+		if (set_number(&n, arg, 0, 256, "--warm") == -1)
+			return -1;
+		cfg->warm_max = (unsigned)n;
+		break;
+	case O_WARM_TENANT:
+		if (set_number(&n, arg, 1, 256, "--warm-per-tenant") == -1)
+			return -1;
+		cfg->warm_per_tenant = (unsigned)n;
 		break;
 	default:
 		return -1;
@@ -587,6 +602,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 	cfg->key_waiters_tenant = 64;
 	cfg->sandboxes = 4;
 	cfg->sandboxes_per_tenant = 2;
+	cfg->warm_max = 4;
+	cfg->warm_per_tenant = 1;
 	cfg->rate_client = 100;
 	cfg->burst_client = 200;
 	cfg->rate_token = 20;

@@ -26,6 +26,7 @@
 
 #include <microhttpd.h>
 
+#include "airlock/code.h"
 #include "airlock/console.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
@@ -820,7 +821,7 @@ metrics(struct request *req)
 	const union MHD_DaemonInfo *info;
 	unsigned conns = 0;
 	size_t len;
-	char *body;
+	char *body, *warm, *both;
 
 	/* Summed over the HTTP threads; a connection counts from its accept. */
 	info = MHD_get_daemon_info(req->srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
@@ -829,6 +830,15 @@ metrics(struct request *req)
 	body = metrics_render(req->srv->gw, atomic_load(&req->srv->inflight), conns, &len);
 	if (body == NULL)
 		return MHD_NO;
+	/* The warm pools' size, hits and misses. */
+	if ((warm = code_warm_metrics()) != NULL) {
+		if (asprintf(&both, "%s%s", body, warm) != -1) {
+			free(body);
+			body = both;
+			len = strlen(body);
+		}
+		free(warm);
+	}
 	return respond(req, 200, "text/plain; version=0.0.4", body, len, NULL, NULL);
 }
 

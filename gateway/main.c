@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "airlock/code.h"
 #include "airlock/config.h"
 #include "airlock/doctor.h"
 #include "airlock/gateway.h"
@@ -162,6 +163,8 @@ main(int argc, char **argv)
 		pool_destroy(gw.sandbox_pool);
 		return EX_UNAVAILABLE;
 	}
+	/* Warm sandboxes for the code tools that ask for them; calls start cold without. */
+	(void)code_warm_start(&gw);
 	log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:i, s:i, s:i}", "msg", "listening",
 	    "host", cfg.listen_host, "port", cfg.listen_port, "http_threads", cfg.http_threads,
 	    "db_workers", cfg.db_workers));
@@ -180,6 +183,7 @@ main(int argc, char **argv)
 			log_warn("reload failed: keeping the current tool catalog");
 	}
 	http_stop(srv, cfg.grace * 1000);
+	code_warm_stop();
 	seal_stop(sealer);
 	audit_stop(gw.audit);
 	rl_free(gw.rl);

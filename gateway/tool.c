@@ -21,7 +21,11 @@
  *                arguments, for hosts that pass nothing but a tool's arguments
  *   code         code only (required there): {"interpreter": "python3" | "sh",
  *                "limits": {time_s, cpu_s, mem_mb, pids, stdout_max, stderr_max: positive
- *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist)}
+ *                integers, each optional}, "allow": ["host:port", ...] (egress allowlist),
+ *                "isolation": "namespace" (bubblewrap, the default) | "gvisor" (runsc;
+ *                refused when gVisor cannot start a sandbox here, which one real start,
+ *                once per process, tells; checked with a connection only), "warm": 0..16
+ *                sandboxes kept started ahead (default 0)}
  *   approval     write only, optional: "required", or {"above_rows": N, "argument": NAME,
  *                "above": NUMBER, "four_eyes": BOOLEAN}, each member optional (no threshold:
  *                always; argument and above go together, and NAME is an integer, number
@@ -73,6 +77,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "airlock/gvisor.h"
 #include "airlock/tool.h"
 #include "airlock/log.h"
 
@@ -138,7 +143,10 @@ static const char *const property_keys[] = {
 	"type", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
 	"description", "title", "default", "sensitive", NULL
 };
-static const char *const code_keys[] = { "interpreter", "limits", "allow", NULL };
+static const char *const code_keys[] = {
+	"interpreter", "limits", "allow", "isolation", "warm", NULL
+};
+#define MAX_WARM 16
 static const struct {
 	const char *name;
 	json_int_t max;
@@ -1384,6 +1392,7 @@ static const char code_output_schema[] =
     " \"properties\": {\"interpreter\": {\"type\": \"string\"},"
     " \"limits\": {\"type\": \"object\"},"
     " \"allow\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}},"
+    " \"isolation\": {\"type\": \"string\", \"enum\": [\"namespace\", \"gvisor\"]},"
     " \"input_bytes\": {\"type\": [\"integer\", \"null\"]},"
     " \"input_tool\": {\"type\": \"string\"}}}"
     "}}";
@@ -1450,13 +1459,17 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 	return 0;
 }
 
-/* Checks and normalizes a code tool's "code" object; returns a new one or NULL. */
+/* Checks and normalizes a code tool's "code" object; returns a new one or NULL.  Whether
+ * gVisor can start here is checked only for a catalog loaded to be served (is_live: with a
+ * database connection), not offline. */
 static json_t *
-check_code(json_t *code, char *err, size_t errlen)
+check_code(json_t *code, int is_live, char *err, size_t errlen)
 {
 	json_t *interp, *limits, *allow, *v, *out_limits = NULL, *out_allow = NULL;
+	json_t *isolation, *warm;
 	const char *key, *s, *colon, *errstr;
 	size_t i, k;
+	char why[600];
 
 	if (!json_is_object(code)) {
 		log_seterr(err, errlen, "code must be an object {interpreter, limits, allow}");
@@ -1465,7 +1478,7 @@ check_code(json_t *code, char *err, size_t errlen)
 	json_object_foreach(code, key, v) {
 		if (!in_list(key, code_keys)) {
 			log_seterr(err, errlen, "code: unknown key '%s' (known: interpreter, limits, "
-			    "allow)", key);
+			    "allow, isolation, warm)", key);
 			return NULL;
 		}
 	}
@@ -1525,10 +1538,31 @@ check_code(json_t *code, char *err, size_t errlen)
 			return NULL;
 		}
 	}
+	isolation = json_object_get(code, "isolation");
+	if (isolation != NULL && (!json_is_string(isolation) ||
+	    (strcmp(json_string_value(isolation), "namespace") != 0 &&
+	    strcmp(json_string_value(isolation), "gvisor") != 0))) {
+		log_seterr(err, errlen, "code: isolation must be \"namespace\" (bubblewrap) or "
+		    "\"gvisor\" (runsc)");
+		return NULL;
+	}
+	if (is_live && isolation != NULL && strcmp(json_string_value(isolation), "gvisor") == 0 &&
+	    sb_gvisor_check(NULL, why, sizeof(why)) == -1) {
+		log_seterr(err, errlen, "code: isolation \"gvisor\" is refused: %s (install "
+		    "Debian's runsc package and run airlockd as root, or use \"namespace\")", why);
+		return NULL;
+	}
+	warm = json_object_get(code, "warm");
+	if (warm != NULL && (!json_is_integer(warm) || json_integer_value(warm) < 0 ||
+	    json_integer_value(warm) > MAX_WARM)) {
+		log_seterr(err, errlen, "code: warm must be an integer from 0 to %d", MAX_WARM);
+		return NULL;
+	}
 	out_limits = limits != NULL ? json_deep_copy(limits) : json_object();
 	out_allow = allow != NULL ? json_deep_copy(allow) : json_array();
-	v = json_pack("{s:O, s:o, s:o}", "interpreter", interp, "limits", out_limits,
-	    "allow", out_allow);
+	v = json_pack("{s:O, s:o, s:o, s:s, s:I}", "interpreter", interp, "limits", out_limits,
+	    "allow", out_allow, "isolation", isolation != NULL ? json_string_value(isolation) :
+	    "namespace", "warm", warm != NULL ? json_integer_value(warm) : (json_int_t)0);
 	if (v == NULL)
 		log_seterr(err, errlen, "out of memory");
 	return v;
@@ -2302,7 +2336,7 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			    "allow}", t->file);
 			goto fail;
 		}
-		if ((t->code = check_code(v, fault, sizeof(fault))) == NULL ||
+		if ((t->code = check_code(v, conn != NULL, fault, sizeof(fault))) == NULL ||
 		    check_code_args(t->schema, fault, sizeof(fault)) == -1) {
 			log_seterr(err, errlen, "%s: %s", t->file, fault);
 			goto fail;

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "airlock/gvisor.h"
 #include "airlock/proxy.h"
 #include "airlock/sandbox.h"
 #include "airlock/version.h"
@@ -21,7 +23,7 @@ static const char usage_text[] =
 "\n"
 "Runs CMD in a fresh bubblewrap sandbox: every namespace unshared, no network, a\n"
 "read-only view of /usr, a private /tmp, uid 65534, a seccomp filter, a cgroup of its\n"
-"own. Passes this program's stdin to CMD, prints CMD's stdout and stderr, then a line on\n"
+"own; or, with --isolation gvisor, the same behind gVisor's kernel in user space. Passes this program's stdin to CMD, prints CMD's stdout and stderr, then a line on\n"
 "stderr saying how it ended. Exits with CMD's status (128+N when signal N ended it),\n"
 "or a sysexits code when the sandbox itself could not run (64 usage, 69 unavailable,\n"
 "70 internal, 71 system error).\n"
@@ -39,7 +41,15 @@ static const char usage_text[] =
 "  --allow HOST:PORT allow egress to HOST:PORT through the proxy (repeatable); CMD then\n"
 "                    sees HTTP_PROXY=http://127.0.0.1:3128 and the like\n"
 "  --cgroup-parent P cgroup under which each sandbox's own is made (default airlock)\n"
+"  --isolation L     namespace (bubblewrap, the default) or gvisor (runsc; needs root)\n"
+"  --runsc PATH      the runsc program for --isolation gvisor (default /usr/bin/runsc)\n"
+"  --program TEXT    hand TEXT to CMD on descriptor 3 (a pipe, read it to its end),\n"
+"                    as airlockd hands a code tool's program to its interpreter\n"
+"  --warm            start the sandbox ahead, as a warm pool does: wait until it is\n"
+"                    ready (booted, CMD started) and idle, then hand stdin over; the\n"
+"                    clocks start at the hand-over\n"
 "  --json            print one JSON object with the outcome and the output instead\n"
+"                    (handover_ms: from the hand-over to the sandbox's end, destroyed)\n"
 "  -h, --help        this text\n";
 
 struct egress_log {
@@ -153,8 +163,17 @@ text(const char *s, size_t len)
 	return j;
 }
 
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 static int
-print_json(const struct sb_result *res, json_t *events)
+print_json(const struct sb_result *res, json_t *events, double handover_ms)
 {
 	json_t *o, *hit;
 	int l, rc;
@@ -177,8 +196,10 @@ print_json(const struct sb_result *res, json_t *events)
 	    "cpu_ms", res->cpu_us >= 0 ? json_real((double)res->cpu_us / 1000.0) : json_null(),
 	    "mem_peak_bytes", res->mem_peak >= 0 ? json_integer(res->mem_peak) : json_null(),
 	    "egress", events);
-	if (o == NULL)
+	if (o == NULL || json_object_set_new(o, "handover_ms", json_real(handover_ms)) == -1) {
+		json_decref(o);
 		return -1;
+	}
 	rc = json_dumpf(o, stdout, JSON_COMPACT);
 	putchar('\n');
 	json_decref(o);
@@ -189,7 +210,7 @@ static int
 cmd_run(int argc, char **argv)
 {
 	enum { O_TIME = 256, O_CPU, O_MEM, O_PIDS, O_FSIZE, O_NOFILE, O_TMP, O_OUTMAX, O_ERRMAX,
-	    O_ALLOW, O_CGROUP, O_JSON };
+	    O_ALLOW, O_CGROUP, O_JSON, O_ISOLATION, O_RUNSC, O_WARM, O_PROGRAM };
 	static const struct option opts[] = {
 		{ "time", required_argument, NULL, O_TIME },
 		{ "cpu", required_argument, NULL, O_CPU },
@@ -203,6 +224,10 @@ cmd_run(int argc, char **argv)
 		{ "allow", required_argument, NULL, O_ALLOW },
 		{ "cgroup-parent", required_argument, NULL, O_CGROUP },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "isolation", required_argument, NULL, O_ISOLATION },
+		{ "runsc", required_argument, NULL, O_RUNSC },
+		{ "warm", no_argument, NULL, O_WARM },
+		{ "program", required_argument, NULL, O_PROGRAM },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -214,7 +239,9 @@ cmd_run(int argc, char **argv)
 	size_t nallow = 0;
 	char err[512];
 	long long v;
-	int c, rc = EX_SOFTWARE;
+	int c, rc = EX_SOFTWARE, is_warm = 0;
+	double t_handover = 0;
+	const char *program = NULL;
 
 	memset(&cfg, 0, sizeof(cfg));
 	memset(&res, 0, sizeof(res));
@@ -297,6 +324,23 @@ cmd_run(int argc, char **argv)
 		case O_JSON:
 			log.is_json = 1;
 			break;
+		case O_ISOLATION:
+			if (sb_isolation_parse(optarg, &cfg.isolation) == -1) {
+				fprintf(stderr, "airlock-sandbox: --isolation: \"%s\" is neither "
+				    "namespace nor gvisor\n", optarg);
+				return EX_USAGE;
+			}
+			break;
+		case O_RUNSC:
+			cfg.runsc = optarg;
+			break;
+		case O_WARM:
+			is_warm = 1;
+			break;
+		case O_PROGRAM:
+			program = optarg;
+			cfg.has_program = 1;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return EX_OK;
@@ -321,20 +365,38 @@ cmd_run(int argc, char **argv)
 	if (sb_spawn(&cfg, &run, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
 		rc = strncmp(err, "no cgroup", 9) == 0 || strncmp(err, "cannot execute", 14) == 0 ||
-		    strncmp(err, "supplementary groups", 20) == 0 ?
+		    strncmp(err, "supplementary groups", 20) == 0 ||
+		    strncmp(err, "gvisor", 6) == 0 ?
 		    EX_UNAVAILABLE : strncmp(err, "limits", 6) == 0 ? EX_USAGE : EX_OSERR;
 		goto out;
 	}
+	if (program != NULL && sb_feed(run, program, strlen(program), NULL, 0) == -1) {
+		fprintf(stderr, "airlock-sandbox: cannot queue the program: out of memory\n");
+		rc = EX_OSERR;
+		goto out;
+	}
+	if (is_warm) {
+		/* Ready, then idle a while: what a warm pool's sandbox has been through. */
+		struct timespec idle = { 0, 300 * 1000 * 1000 };
+
+		if (sb_ready(run, SB_BOOT_MS, err, sizeof(err)) == -1) {
+			fprintf(stderr, "airlock-sandbox: %s\n", err);
+			rc = EX_UNAVAILABLE;
+			goto out;
+		}
+		nanosleep(&idle, NULL);
+	}
+	t_handover = now_ms();
 	if (sb_wait(run, &res, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
-		rc = EX_OSERR;
+		rc = strncmp(err, "gvisor", 6) == 0 ? EX_UNAVAILABLE : EX_OSERR;
 		goto out;
 	}
 	/* Stopping the proxy first means no egress report arrives after this point. */
 	sb_free(run);
 	run = NULL;
 	if (log.is_json) {
-		if (print_json(&res, log.events) == -1) {
+		if (print_json(&res, log.events, now_ms() - t_handover) == -1) {
 			rc = EX_SOFTWARE;
 			goto out;
 		}
@@ -389,6 +451,8 @@ main(int argc, char **argv)
 		printf("airlock-sandbox %s\n", AIRLOCK_VERSION);
 		return EX_OK;
 	}
+	if (argc >= 2 && strcmp(argv[1], "guest") == 0)
+		return sb_guest_main(argc, argv);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0)) {
 		fputs(usage_text, stdout);

@@ -1,4 +1,4 @@
-/* The sandbox launcher: runs one program in a fresh bubblewrap namespace under hard limits. */
+/* The sandbox launcher: runs one program in a fresh sandbox (bubblewrap or gVisor) under limits. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "airlock/cgroup.h"
+#include "airlock/gvisor.h"
 #include "airlock/proxy.h"
 #include "airlock/sandbox.h"
 #include "airlock/seccomp.h"
@@ -44,6 +45,16 @@ struct outbuf {
 };
 
 struct sb_run {
+	int is_gvisor;
+	char bundle[PATH_MAX];	/* gVisor: the OCI bundle's directory, runsc's state in it */
+	char nonce[33];		/* gVisor: what the guest's end line must carry */
+	int is_ready;		/* the program has been handed over: the clocks run */
+	int is_boot_failed;	/* gVisor: stderr did not start with the guest's ready line */
+	int has_end;		/* gVisor: the guest's end line was read */
+	int end_status;		/* ... and the wait status it gave */
+	int end_pids;		/* ... and whether the process count reached its limit */
+	int64_t ready_us;
+	int64_t cpu_base;	/* the cgroup's CPU time at the hand-over, ns */
 	pid_t pid;
 	int pidfd;
 	int in_w;
@@ -106,6 +117,24 @@ close_fd(int *fd)
 		close(*fd);
 		*fd = -1;
 	}
+}
+
+const char *
+sb_isolation_name(enum sb_isolation i)
+{
+	return i == SB_ISOLATION_GVISOR ? "gvisor" : "namespace";
+}
+
+int
+sb_isolation_parse(const char *s, enum sb_isolation *i)
+{
+	if (strcmp(s, "namespace") == 0)
+		*i = SB_ISOLATION_NAMESPACE;
+	else if (strcmp(s, "gvisor") == 0)
+		*i = SB_ISOLATION_GVISOR;
+	else
+		return -1;
+	return 0;
 }
 
 void
@@ -407,42 +436,48 @@ place_fds(const int *src, const int *dst, int n)
 }
 
 static void __attribute__((noreturn))
-child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *bwrap,
-    char *const *argv, char *const *envp, const int *src, pid_t parent)
+child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *prog,
+    char *const *argv, char *const *envp, const int *src, pid_t parent, int is_gvisor)
 {
 	static const int dst[] = { 0, 1, 2, FD_PROGRAM, FD_SECCOMP, FD_ARGS, FD_EXECERR,
 	    FD_HELPER };
 	const struct sb_limits *l = &cfg->limits;
-	int e;
+	int e, i;
 
 	if (sb_cgroup_enter(cg) == -1)
 		goto fail;
 	if (place_fds(src, dst, 8) == -1)
 		goto fail;
-	if (src[3] == -1)
-		close(FD_PROGRAM);
-	if (src[7] == -1)
-		close(FD_HELPER);
+	for (i = 3; i < 8; i++)
+		if (src[i] == -1 && dst[i] != FD_EXECERR)
+			close(dst[i]);
 	if (fcntl(FD_EXECERR, F_SETFD, FD_CLOEXEC) == -1)
 		goto fail;
 	closefrom(FD_HELPER + 1);
-	if (set_limit(RLIMIT_CPU, (rlim_t)(l->cpu_ms + 999) / 1000,
-	    (rlim_t)(l->cpu_ms + 999) / 1000 + 1) == -1 ||
-	    set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_bytes, (rlim_t)l->fsize_bytes) == -1 ||
-	    set_limit(RLIMIT_NOFILE, (rlim_t)l->nofile, (rlim_t)l->nofile) == -1 ||
-	    set_limit(RLIMIT_CORE, 0, 0) == -1)
-		goto fail;
-	if (geteuid() == 0) {
-		/* Inside, the sandbox's uid maps to ours: root's would own every root file. */
-		if (setgroups(0, NULL) == -1 || setresgid(SB_GID, SB_GID, SB_GID) == -1 ||
-		    setresuid(SB_UID, SB_UID, SB_UID) == -1)
+	if (is_gvisor) {
+		/* runsc, its sentry and its gofer need their descriptors and run as root; the
+		 * program's own limits and uid are set inside, by the guest. */
+		if (set_limit(RLIMIT_CORE, 0, 0) == -1)
 			goto fail;
-	} else if (drop_groups() == -1)
-		goto fail;
+	} else {
+		if (set_limit(RLIMIT_CPU, (rlim_t)(l->cpu_ms + 999) / 1000,
+		    (rlim_t)(l->cpu_ms + 999) / 1000 + 1) == -1 ||
+		    set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_bytes, (rlim_t)l->fsize_bytes) == -1 ||
+		    set_limit(RLIMIT_NOFILE, (rlim_t)l->nofile, (rlim_t)l->nofile) == -1 ||
+		    set_limit(RLIMIT_CORE, 0, 0) == -1)
+			goto fail;
+		if (geteuid() == 0) {
+			/* Inside, the sandbox's uid maps to ours: root's would own every root file. */
+			if (setgroups(0, NULL) == -1 || setresgid(SB_GID, SB_GID, SB_GID) == -1 ||
+			    setresuid(SB_UID, SB_UID, SB_UID) == -1)
+				goto fail;
+		} else if (drop_groups() == -1)
+			goto fail;
+	}
 	/* Changing credentials clears the parent-death signal, so set it after. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
 		goto fail;
-	execve(bwrap, argv, envp);
+	execve(prog, argv, envp);
 fail:
 	e = errno;
 	(void)!write(FD_EXECERR, &e, sizeof(e));
@@ -455,18 +490,82 @@ make_pipe(int fds[2])
 	return pipe2(fds, O_CLOEXEC);
 }
 
+/*
+ * The host path of the launcher's own program, bound into a gVisor sandbox as its guest:
+ * cfg->helper, else the running program when it is airlock-sandbox, else airlock-sandbox
+ * in the running program's directory.  Returns 0, or -1 when there is none.
+ */
+static int
+helper_path(const struct sb_config *cfg, char *path, size_t len)
+{
+	ssize_t n;
+	char *slash;
+
+	if (cfg->helper != NULL) {
+		if (realpath(cfg->helper, path) == NULL)
+			return -1;
+		return access(path, R_OK | X_OK);
+	}
+	if ((n = readlink("/proc/self/exe", path, len - 1)) <= 0)
+		return -1;
+	path[n] = '\0';
+	if ((slash = strrchr(path, '/')) == NULL)
+		return -1;
+	if (strcmp(slash + 1, "airlock-sandbox") != 0) {
+		slash[1] = '\0';
+		if (strlcat(path, "airlock-sandbox", len) >= len)
+			return -1;
+	}
+	return access(path, R_OK | X_OK);
+}
+
+/* Starts the egress proxy of a run on a socket in a new directory; 0, or -1 with err. */
+static int
+start_proxy(struct sb_run *run, const struct sb_config *cfg, char *sock, size_t socklen,
+    char *err, size_t errlen)
+{
+	char perr[256];
+
+	strlcpy(run->sockdir, "/tmp/airlock-sb-XXXXXX", sizeof(run->sockdir));
+	if (mkdtemp(run->sockdir) == NULL) {
+		run->sockdir[0] = '\0';
+		say(err, errlen, "cannot make the proxy's directory: %s", strerror(errno));
+		return -1;
+	}
+	/* bwrap runs as SB_UID when we are root: it must reach the socket. */
+	if (chmod(run->sockdir, 0711) == -1) {
+		say(err, errlen, "chmod %s: %s", run->sockdir, strerror(errno));
+		return -1;
+	}
+	snprintf(sock, socklen, "%s/proxy.sock", run->sockdir);
+	if (sb_proxy_start(cfg->allow, cfg->on_egress, cfg->egress_arg, sock,
+	    geteuid() == 0 ? SB_UID : (uid_t)-1, &run->proxy, perr, sizeof(perr)) == -1) {
+		say(err, errlen, "%s", perr);
+		return -1;
+	}
+	return 0;
+}
+
 int
 sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t errlen)
 {
 	static char links[sizeof(top_dirs) / sizeof(top_dirs[0])][PATH_MAX];
 	static pthread_mutex_t links_lock = PTHREAD_MUTEX_INITIALIZER;
+	static const char *const proxy_env[] = {
+		"HTTP_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
+		"http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3128",
+		"NO_PROXY=", "no_proxy=",
+	};
 	struct sb_run *run = NULL;
 	struct args a;
 	char cgerr[256];
 	char sock[128] = "";
-	const char *bwrap = cfg->bwrap != NULL ? cfg->bwrap : "/usr/bin/bwrap";
+	char helper[PATH_MAX], state[PATH_MAX + 16], id[64];
+	int is_gvisor = cfg->isolation == SB_ISOLATION_GVISOR;
+	const char *prog = is_gvisor ? (cfg->runsc != NULL ? cfg->runsc : "/usr/bin/runsc") :
+	    cfg->bwrap != NULL ? cfg->bwrap : "/usr/bin/bwrap";
 	char *envp[12];
-	size_t ne = 0;
+	size_t ne = 0, i;
 	int in[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 }, pg[2] = { -1, -1 };
 	int ex[2] = { -1, -1 };
 	int scfd = -1, afd = -1, hfd = -1;
@@ -476,6 +575,8 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	pid_t parent = getpid();
 	char **argv = NULL;
 	size_t ac;
+	int64_t mem, pids;
+	uint8_t rnd[16];
 	static const char fdnum[] = { '0' + FD_ARGS, '\0' };
 
 	*out = NULL;
@@ -486,16 +587,27 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	}
 	if (check_limits(&cfg->limits, err, errlen) == -1)
 		return -1;
-	if (geteuid() != 0 && check_groups(err, errlen) == -1)
+	if (is_gvisor && geteuid() != 0) {
+		say(err, errlen, "gvisor: runsc needs a launcher running as root (uid %d is not); "
+		    "use the namespace level", (int)geteuid());
 		return -1;
-	if (access(bwrap, X_OK) == -1) {
-		say(err, errlen, "cannot execute %s: %s", bwrap, strerror(errno));
+	}
+	if (!is_gvisor && geteuid() != 0 && check_groups(err, errlen) == -1)
+		return -1;
+	if (access(prog, X_OK) == -1) {
+		say(err, errlen, "cannot execute %s: %s", prog, strerror(errno));
+		return -1;
+	}
+	if (is_gvisor && helper_path(cfg, helper, sizeof(helper)) == -1) {
+		say(err, errlen, "gvisor: cannot find the airlock-sandbox program to run as the "
+		    "sandbox's init");
 		return -1;
 	}
 	if ((run = calloc(1, sizeof(*run))) == NULL) {
 		say(err, errlen, "out of memory");
 		return -1;
 	}
+	run->is_gvisor = is_gvisor;
 	run->pid = -1;
 	run->pidfd = run->in_w = run->prog_w = run->out.fd = run->err.fd = -1;
 	run->stdin_src = cfg->stdin_fd;
@@ -503,84 +615,97 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	run->out.cap = cfg->limits.stdout_max;
 	run->err.cap = cfg->limits.stderr_max;
 	run->start_us = now_us();
-	if (sb_cgroup_create(cfg->cgroup_parent, cfg->limits.mem_bytes, cfg->limits.pids,
-	    &run->cg, cgerr, sizeof(cgerr)) == -1) {
+	mem = cfg->limits.mem_bytes;
+	pids = cfg->limits.pids;
+	if (is_gvisor) {
+		/* Room for the guest's two lines, which are taken out again. */
+		run->err.cap += sizeof(SB_GUEST_READY) + SB_GUEST_END_MAX;
+		mem += SB_GVISOR_MEM_EXTRA;
+		pids += SB_GVISOR_PIDS_EXTRA;
+		arc4random_buf(rnd, sizeof(rnd));
+		for (i = 0; i < sizeof(rnd); i++)
+			snprintf(run->nonce + 2 * i, 3, "%02x", rnd[i]);
+	}
+	if (sb_cgroup_create(cfg->cgroup_parent, mem, pids, &run->cg, cgerr, sizeof(cgerr)) ==
+	    -1) {
 		say(err, errlen, "no cgroup control, refusing to run: %s", cgerr);
 		goto fail;
 	}
-	if ((scfd = sb_seccomp_fd()) == -1) {
-		say(err, errlen, "cannot build the seccomp filter: %s", strerror(errno));
-		goto fail;
-	}
 	envp[ne++] = (char *)"PATH=/usr/local/bin:/usr/bin:/bin";
-	envp[ne++] = (char *)"HOME=/tmp";
-	envp[ne++] = (char *)"TMPDIR=/tmp";
-	envp[ne++] = (char *)"LANG=C.UTF-8";
+	if (!is_gvisor) {
+		if ((scfd = sb_seccomp_fd()) == -1) {
+			say(err, errlen, "cannot build the seccomp filter: %s", strerror(errno));
+			goto fail;
+		}
+		envp[ne++] = (char *)"HOME=/tmp";
+		envp[ne++] = (char *)"TMPDIR=/tmp";
+		envp[ne++] = (char *)"LANG=C.UTF-8";
+	}
 	if (cfg->allow != NULL) {
-		char perr[256];
-
-		if ((hfd = open_helper(cfg)) == -1) {
+		if (!is_gvisor && (hfd = open_helper(cfg)) == -1) {
 			say(err, errlen, "cannot find the airlock-sandbox helper for egress");
 			goto fail;
 		}
-		strlcpy(run->sockdir, "/tmp/airlock-sb-XXXXXX", sizeof(run->sockdir));
-		if (mkdtemp(run->sockdir) == NULL) {
-			run->sockdir[0] = '\0';
-			say(err, errlen, "cannot make the proxy's directory: %s", strerror(errno));
+		if (start_proxy(run, cfg, sock, sizeof(sock), err, errlen) == -1)
 			goto fail;
-		}
-		/* bwrap runs as SB_UID when we are root: it must reach the socket. */
-		if (chmod(run->sockdir, 0711) == -1) {
-			say(err, errlen, "chmod %s: %s", run->sockdir, strerror(errno));
-			goto fail;
-		}
-		snprintf(sock, sizeof(sock), "%s/proxy.sock", run->sockdir);
-		if (sb_proxy_start(cfg->allow, cfg->on_egress, cfg->egress_arg, sock,
-		    geteuid() == 0 ? SB_UID : (uid_t)-1, &run->proxy, perr, sizeof(perr)) == -1) {
-			say(err, errlen, "%s", perr);
-			goto fail;
-		}
-		envp[ne++] = (char *)"HTTP_PROXY=http://127.0.0.1:3128";
-		envp[ne++] = (char *)"HTTPS_PROXY=http://127.0.0.1:3128";
-		envp[ne++] = (char *)"http_proxy=http://127.0.0.1:3128";
-		envp[ne++] = (char *)"https_proxy=http://127.0.0.1:3128";
-		envp[ne++] = (char *)"NO_PROXY=";
-		envp[ne++] = (char *)"no_proxy=";
+		for (i = 0; !is_gvisor && i < sizeof(proxy_env) / sizeof(proxy_env[0]); i++)
+			envp[ne++] = unconst(proxy_env[i]);
 	}
 	envp[ne] = NULL;
-	/* bwrap takes the command from its own command line, not from --args. */
 	for (n = 0; cfg->argv[n] != NULL; n++)
 		;
-	if ((argv = calloc((size_t)n + 10, sizeof(*argv))) == NULL) {
+	if ((argv = calloc((size_t)n + 16, sizeof(*argv))) == NULL) {
 		say(err, errlen, "out of memory");
 		goto fail;
 	}
 	ac = 0;
-	argv[ac++] = (char *)"bwrap";
-	argv[ac++] = (char *)"--args";
-	argv[ac++] = unconst(fdnum);
-	argv[ac++] = (char *)"--";
-	if (cfg->allow != NULL) {
-		argv[ac++] = (char *)"/airlock/airlock-sandbox";
-		argv[ac++] = (char *)"forward";
-		argv[ac++] = (char *)"/airlock/proxy.sock";
-		argv[ac++] = (char *)"3128";
+	if (is_gvisor) {
+		if (sb_gvisor_bundle(cfg, helper, cfg->allow != NULL ? sock : NULL, run->bundle,
+		    sizeof(run->bundle), id, sizeof(id), err, errlen) == -1)
+			goto fail;
+		snprintf(state, sizeof(state), "--root=%s/state", run->bundle);
+		argv[ac++] = (char *)"runsc";
+		argv[ac++] = state;
+		argv[ac++] = (char *)"--network=none";
+		argv[ac++] = (char *)"--platform=ptrace";
+		/* The runtime stays in the sandbox's own cgroup, made above. */
+		argv[ac++] = (char *)"--ignore-cgroups";
+		argv[ac++] = cfg->allow != NULL ? (char *)"--host-uds=open" :
+		    (char *)"--host-uds=none";
+		argv[ac++] = (char *)"--overlay2=none";
+		argv[ac++] = (char *)"run";
+		argv[ac++] = (char *)"--bundle";
+		argv[ac++] = run->bundle;
+		argv[ac++] = id;
+		argv[ac] = NULL;
+	} else {
+		/* bwrap takes the command from its own command line, not from --args. */
+		argv[ac++] = (char *)"bwrap";
+		argv[ac++] = (char *)"--args";
+		argv[ac++] = unconst(fdnum);
 		argv[ac++] = (char *)"--";
-	}
-	for (n = 0; cfg->argv[n] != NULL; n++)
-		argv[ac++] = unconst(cfg->argv[n]);
-	argv[ac] = NULL;
-	pthread_mutex_lock(&links_lock);
-	n = build_args(&a, cfg, sock, links);
-	afd = n == 0 ? args_fd(&a) : -1;
-	pthread_mutex_unlock(&links_lock);
-	if (afd == -1) {
-		say(err, errlen, "cannot pass bwrap its arguments (too many, or %s)",
-		    strerror(errno));
-		goto fail;
+		if (cfg->allow != NULL) {
+			argv[ac++] = (char *)"/airlock/airlock-sandbox";
+			argv[ac++] = (char *)"forward";
+			argv[ac++] = (char *)"/airlock/proxy.sock";
+			argv[ac++] = (char *)"3128";
+			argv[ac++] = (char *)"--";
+		}
+		for (n = 0; cfg->argv[n] != NULL; n++)
+			argv[ac++] = unconst(cfg->argv[n]);
+		argv[ac] = NULL;
+		pthread_mutex_lock(&links_lock);
+		n = build_args(&a, cfg, sock, links);
+		afd = n == 0 ? args_fd(&a) : -1;
+		pthread_mutex_unlock(&links_lock);
+		if (afd == -1) {
+			say(err, errlen, "cannot pass bwrap its arguments (too many, or %s)",
+			    strerror(errno));
+			goto fail;
+		}
 	}
 	if (make_pipe(in) == -1 || make_pipe(o) == -1 || make_pipe(e) == -1 ||
-	    make_pipe(ex) == -1 || (cfg->has_program && make_pipe(pg) == -1)) {
+	    make_pipe(ex) == -1 || (cfg->has_program && !is_gvisor && make_pipe(pg) == -1)) {
 		say(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -598,7 +723,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		goto fail;
 	}
 	if (run->pid == 0)
-		child(cfg, run->cg, bwrap, argv, envp, src, parent);
+		child(cfg, run->cg, prog, argv, envp, src, parent, is_gvisor);
 	close_fd(&in[0]);
 	close_fd(&o[1]);
 	close_fd(&e[1]);
@@ -617,7 +742,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	while (n == -1 && errno == EINTR);
 	close_fd(&ex[0]);
 	if (n == (ssize_t)sizeof(child_errno)) {
-		say(err, errlen, "cannot start %s: %s", bwrap, strerror(child_errno));
+		say(err, errlen, "cannot start %s: %s", prog, strerror(child_errno));
 		goto fail;
 	}
 	run->pidfd = (int)syscall(SYS_pidfd_open, run->pid, 0);
@@ -653,15 +778,38 @@ fail:
 	return -1;
 }
 
+/* gVisor: the guest reads a header, the program and then stdin, all from its stdin. */
+static int
+frame(struct sb_run *run, const void *program, size_t program_len, const void *input,
+    size_t input_len)
+{
+	char head[SB_GUEST_HEADER_MAX];
+	int hl;
+
+	hl = snprintf(head, sizeof(head), "AIRLOCK1 %s %zu\n", run->nonce, program_len);
+	if (hl < 0 || (size_t)hl >= sizeof(head) ||
+	    (run->input = malloc((size_t)hl + program_len + input_len)) == NULL)
+		return -1;
+	memcpy(run->input, head, (size_t)hl);
+	if (program_len > 0)
+		memcpy(run->input + hl, program, program_len);
+	if (input_len > 0)
+		memcpy(run->input + hl + program_len, input, input_len);
+	run->input_len = (size_t)hl + program_len + input_len;
+	return 0;
+}
+
 int
 sb_feed(struct sb_run *run, const void *program, size_t program_len, const void *input,
     size_t input_len)
 {
-	if (run->is_fed || (program_len > 0 && run->prog_w == -1)) {
+	if (run->is_fed || (program_len > 0 && run->prog_w == -1 && !run->is_gvisor)) {
 		errno = EINVAL;
 		return -1;
 	}
 	run->is_fed = 1;
+	if (run->is_gvisor)
+		return frame(run, program, program_len, input, input_len);
 	if (program_len > 0) {
 		if ((run->prog = malloc(program_len)) == NULL)
 			return -1;
@@ -784,15 +932,116 @@ take(struct outbuf *b, char **data, size_t *len, int *is_truncated)
 	return 0;
 }
 
+/* The program is handed over: its wall clock and CPU time count from now. */
+static void
+hand_over(struct sb_run *run)
+{
+	int64_t cpu = sb_cgroup_cpu_ns(run->cg);
+
+	run->is_ready = 1;
+	run->ready_us = now_us();
+	run->cpu_base = cpu > 0 ? cpu : 0;
+}
+
+/* gVisor: takes the guest's ready line off the start of stderr, once it is all there. */
+static void
+check_ready(struct sb_run *run)
+{
+	struct outbuf *b = &run->err;
+	size_t k = sizeof(SB_GUEST_READY) - 1, m;
+
+	if (b->data == NULL || b->len == 0)
+		return;
+	m = b->len < k ? b->len : k;
+	if (memcmp(b->data, SB_GUEST_READY, m) != 0) {
+		/* runsc itself complaining: it never booted. */
+		run->is_boot_failed = 1;
+		return;
+	}
+	if (b->len < k)
+		return;
+	memmove(b->data, b->data + k, b->len - k);
+	b->len -= k;
+	hand_over(run);
+}
+
+/* gVisor: whether stderr ends with this run's end line (the program and all it started
+ * are gone, its status is known). */
+static int
+is_ended(const struct sb_run *run)
+{
+	const struct outbuf *b = &run->err;
+	size_t k = sizeof(SB_GUEST_END) - 1, from;
+	const char *p;
+
+	if (b->data == NULL || b->len <= k || b->data[b->len - 1] != '\n')
+		return 0;
+	from = b->len > SB_GUEST_END_MAX ? b->len - SB_GUEST_END_MAX : 0;
+	p = memrchr(b->data + from, '\036', b->len - from);
+	return p != NULL && (size_t)(b->data + b->len - p) > k + 32 &&
+	    memcmp(p, SB_GUEST_END, k) == 0 && memcmp(p + k, run->nonce, 32) == 0;
+}
+
+/*
+ * gVisor: takes the guest's end line off the end of stderr and its process-limit lines off
+ * wherever they are (only lines carrying this run's nonce count), then applies the
+ * program's own stderr cap.  Returns 1 when the program wrote more than that cap, else 0.
+ */
+static int
+take_end(struct sb_run *run)
+{
+	struct outbuf *b = &run->err;
+	size_t k = sizeof(SB_GUEST_END) - 1, from;
+	char line[SB_GUEST_END_MAX + 1], nonce[40], pids_line[80];
+	char *p;
+	int status, pl;
+
+	pl = snprintf(pids_line, sizeof(pids_line), SB_GUEST_PIDS "%s\n", run->nonce);
+	while (b->data != NULL && pl > 0 &&
+	    (p = memmem(b->data, b->len, pids_line, (size_t)pl)) != NULL) {
+		memmove(p, p + pl, b->len - (size_t)(p - b->data) - (size_t)pl);
+		b->len -= (size_t)pl;
+		run->end_pids = 1;
+	}
+
+	if (b->data != NULL && b->len > k && b->data[b->len - 1] == '\n') {
+		from = b->len > SB_GUEST_END_MAX ? b->len - SB_GUEST_END_MAX : 0;
+		p = memrchr(b->data + from, '\036', b->len - from);
+		if (p != NULL && (size_t)(b->data + b->len - p) <= SB_GUEST_END_MAX &&
+		    memcmp(p, SB_GUEST_END, k) == 0) {
+			memcpy(line, p + k, (size_t)(b->data + b->len - p) - k);
+			line[b->data + b->len - p - k] = '\0';
+			if (sscanf(line, "%39s %d", nonce, &status) == 2 &&
+			    strcmp(nonce, run->nonce) == 0) {
+				run->has_end = 1;
+				run->end_status = status;
+				b->len = (size_t)(p - b->data);
+			}
+		}
+	}
+	if (b->len > run->limits.stderr_max) {
+		b->len = run->limits.stderr_max;
+		b->is_truncated = 1;
+		return 1;
+	}
+	return 0;
+}
+
 static void
 judge(struct sb_run *run, enum sb_limit stopped, struct sb_result *res)
 {
 	struct sb_cgroup_stats st;
-	int st_code = run->status;
+	int st_code = run->has_end ? run->end_status : run->status;
 
 	res->exit_code = -1;
 	res->signal = 0;
-	if (WIFEXITED(st_code)) {
+	if (run->has_end) {
+		/* The guest saw the program's own status: nothing to decode. */
+		if (WIFEXITED(st_code))
+			res->exit_code = WEXITSTATUS(st_code);
+		else if (WIFSIGNALED(st_code))
+			res->signal = WTERMSIG(st_code);
+	} else if (WIFEXITED(st_code)) {
 		int code = WEXITSTATUS(st_code);
 
 		/* bwrap reports a program killed by signal N as exit status 128 + N. */
@@ -803,6 +1052,11 @@ judge(struct sb_run *run, enum sb_limit stopped, struct sb_result *res)
 	} else if (WIFSIGNALED(st_code))
 		res->signal = WTERMSIG(st_code);
 	sb_cgroup_stats(run->cg, &st);
+	if (run->is_gvisor && !run->has_end && st.oom_kills > 0) {
+		/* The kernel killed the runtime, and the program with it. */
+		res->exit_code = -1;
+		res->signal = SIGKILL;
+	}
 	res->limit = stopped;
 	res->limits_hit = stopped != SB_LIMIT_NONE ? SB_LIMIT_BIT(stopped) : 0;
 	if (res->signal == SIGXCPU)
@@ -811,7 +1065,7 @@ judge(struct sb_run *run, enum sb_limit stopped, struct sb_result *res)
 		res->limits_hit |= SB_LIMIT_BIT(SB_LIMIT_FSIZE);
 	if (st.oom_kills > 0)
 		res->limits_hit |= SB_LIMIT_BIT(SB_LIMIT_MEMORY);
-	if (st.pids_refused > 0)
+	if (st.pids_refused > 0 || run->end_pids)
 		res->limits_hit |= SB_LIMIT_BIT(SB_LIMIT_PIDS);
 	if (res->limit == SB_LIMIT_NONE && res->exit_code != 0) {
 		static const enum sb_limit order[] = {
@@ -825,7 +1079,7 @@ judge(struct sb_run *run, enum sb_limit stopped, struct sb_result *res)
 				break;
 			}
 	}
-	res->cpu_us = st.cpu_ns >= 0 ? st.cpu_ns / 1000 :
+	res->cpu_us = st.cpu_ns >= 0 ? (st.cpu_ns - run->cpu_base) / 1000 :
 	    (int64_t)run->ru.ru_utime.tv_sec * 1000000 + run->ru.ru_utime.tv_usec +
 	    (int64_t)run->ru.ru_stime.tv_sec * 1000000 + run->ru.ru_stime.tv_usec;
 	res->mem_peak = st.mem_peak;
@@ -835,12 +1089,23 @@ int
 sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 {
 	enum sb_limit stopped = SB_LIMIT_NONE;
-	int64_t deadline = now_us() + run->limits.wall_ms * 1000;
+	int64_t deadline;
 	int64_t drain_until = 0;
 	int64_t exit_us = 0;
 	int is_src_open = run->stdin_src != -1;
+	int is_boot_late = 0;
 
 	memset(res, 0, sizeof(*res));
+	if (run->is_gvisor && !run->is_fed && frame(run, NULL, 0, NULL, 0) == -1) {
+		say(err, errlen, "out of memory");
+		return -1;
+	}
+	run->is_fed = 1;
+	/* A sandbox found ready before (a warm one) starts its clocks now, like any other. */
+	if (!run->is_gvisor || run->is_ready)
+		hand_over(run);
+	deadline = run->is_ready ? run->ready_us + run->limits.wall_ms * 1000 :
+	    now_us() + (int64_t)SB_BOOT_MS * 1000;
 	if (run->prog_w != -1 && run->prog_len == 0)
 		close_fd(&run->prog_w);
 	for (;;) {
@@ -894,6 +1159,18 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 			stop(run, SB_LIMIT_OUTPUT, &stopped);
 		if (i_err != -1 && pf[i_err].revents != 0 && drain(&run->err))
 			stop(run, SB_LIMIT_OUTPUT, &stopped);
+		if (run->is_gvisor && !run->is_ready && !run->is_boot_failed) {
+			check_ready(run);
+			if (run->is_ready)
+				deadline = run->ready_us + run->limits.wall_ms * 1000;
+		}
+		if (run->is_gvisor && !run->is_reaped && run->is_ready && is_ended(run)) {
+			/* Everything the program wrote is in the pipes: take it, and end the
+			 * runtime at once rather than wait for its own shutdown. */
+			if (run->out.fd != -1 && drain(&run->out))
+				stop(run, SB_LIMIT_OUTPUT, &stopped);
+			stop(run, SB_LIMIT_NONE, &stopped);
+		}
 		if (i_prog != -1 && pf[i_prog].revents != 0) {
 			feed_pipe(&run->prog_w, run->prog, run->prog_len, &run->prog_off);
 			if (run->prog_off >= run->prog_len)
@@ -924,16 +1201,31 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 			drain_until = exit_us + 1000000;
 		}
 		now = now_us();
-		if (!run->is_reaped && now >= deadline)
-			stop(run, SB_LIMIT_WALL, &stopped);
-		if (!run->is_reaped) {
+		if (!run->is_reaped && now >= deadline) {
+			if (run->is_ready)
+				stop(run, SB_LIMIT_WALL, &stopped);
+			else {
+				is_boot_late = 1;
+				stop(run, SB_LIMIT_NONE, &stopped);
+			}
+		}
+		if (!run->is_reaped && run->is_ready) {
 			int64_t cpu = sb_cgroup_cpu_ns(run->cg);
 
-			if (cpu > run->limits.cpu_ms * 1000000)
+			if (cpu - run->cpu_base > run->limits.cpu_ms * 1000000)
 				stop(run, SB_LIMIT_CPU, &stopped);
 		}
 	}
-	res->wall_us = exit_us - run->start_us;
+	if (run->is_gvisor && !run->is_ready) {
+		if (run->err.data != NULL)
+			run->err.data[run->err.len] = '\0';
+		say(err, errlen, "gvisor: the sandbox did not boot%s: %.300s",
+		    is_boot_late ? " in time" : "", run->err.data != NULL ? run->err.data : "");
+		goto fail;
+	}
+	if (run->is_gvisor && take_end(run) == 1 && stopped == SB_LIMIT_NONE)
+		stopped = SB_LIMIT_OUTPUT;
+	res->wall_us = exit_us - run->ready_us;
 	judge(run, stopped, res);
 	if (take(&run->out, &res->out, &res->out_len, &res->out_truncated) == -1 ||
 	    take(&run->err, &res->err, &res->err_len, &res->err_truncated) == -1) {
@@ -956,6 +1248,45 @@ sb_result_release(struct sb_result *res)
 	res->out_len = res->err_len = 0;
 }
 
+int
+sb_ready(struct sb_run *run, int timeout_ms, char *err, size_t errlen)
+{
+	int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
+
+	while (run->is_gvisor && !run->is_ready) {
+		struct pollfd pf = { run->err.fd, POLLIN, 0 };
+		int64_t left = deadline - now_us();
+
+		if (run->is_boot_failed || run->err.fd == -1 || left <= 0) {
+			say(err, errlen, "gvisor: the sandbox did not boot%s",
+			    left <= 0 ? " in time" : "");
+			return -1;
+		}
+		if (poll(&pf, 1, (int)((left + 999) / 1000)) == -1 && errno != EINTR) {
+			say(err, errlen, "poll: %s", strerror(errno));
+			return -1;
+		}
+		if (pf.revents != 0 && drain(&run->err)) {
+			say(err, errlen, "gvisor: the runtime wrote too much before booting");
+			return -1;
+		}
+		check_ready(run);
+	}
+	return 0;
+}
+
+int
+sb_is_alive(const struct sb_run *run)
+{
+	struct pollfd pf = { run->pidfd, POLLIN, 0 };
+
+	if (run->is_reaped || run->is_fed || run->pidfd == -1)
+		return 0;
+	/* A gVisor runtime that failed to boot has exited too; one that booted said so on
+	 * stderr, which stays unread until the call. */
+	return poll(&pf, 1, 0) == 0;
+}
+
 void
 sb_free(struct sb_run *run)
 {
@@ -976,6 +1307,7 @@ sb_free(struct sb_run *run)
 	sb_proxy_stop(run->proxy);
 	if (run->sockdir[0] != '\0')
 		(void)rmdir(run->sockdir);
+	sb_gvisor_remove(run->bundle);
 	free(run->out.data);
 	free(run->err.data);
 	free(run->prog);

@@ -5,7 +5,7 @@ set -eu
 # xxd embeds the console's files in airlockd; chromium is the browser the console's test
 # drives (through playwright-core, which never downloads a browser of its own).
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libbsd-dev
-libseccomp-dev postgresql bubblewrap python3 python3-pytest python3-requests
+libseccomp-dev postgresql bubblewrap runsc python3 python3-pytest python3-requests
 python3-prometheus-client curl iproute2
 clang libclang-rt-14-dev cppcheck xxd chromium"
 

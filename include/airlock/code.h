@@ -29,4 +29,18 @@ json_t *code_run(struct gateway *gw, struct db *db, const struct principal *p,
     const struct tool *t, unsigned long version, json_t *args, const char *call_id,
     int is_dry_run, json_t **egress, struct rpc_error *err);
 
+/*
+ * Starts the thread that keeps the warm pools filled (gateway/code.c says what they are):
+ * the catalog's code tools with code.warm above 0 get that many sandboxes started ahead,
+ * --warm in all.  Does nothing when --warm is 0.  Returns 0, or -1 when the thread cannot
+ * start (calls then start cold).
+ */
+int code_warm_start(struct gateway *gw);
+
+/* Stops that thread and destroys every warm sandbox; safe when never started. */
+void code_warm_stop(void);
+
+/* The warm pools' lines for /metrics (a new string, freed by the caller), or NULL. */
+char *code_warm_metrics(void);
+
 #endif

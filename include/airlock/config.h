@@ -32,6 +32,8 @@ struct config {
 	unsigned key_waiters_tenant;	/* keyed writes in flight per tenant, per instance */
 	unsigned sandboxes;		/* code steps running at once, in all */
 	unsigned sandboxes_per_tenant;	/* code steps running at once, per tenant */
+	unsigned warm_max;		/* sandboxes started ahead, in all (0: none) */
+	unsigned warm_per_tenant;	/* warm sandboxes one tenant may take at once */
 	double rate_client, burst_client;	/* per client address, before authentication */
 	double rate_token, burst_token;		/* per token */
 	double rate_tenant, burst_tenant;	/* per tenant, unless the tenant sets its own */

@@ -1,4 +1,5 @@
-/* The sandbox launcher: runs one program in a fresh bubblewrap namespace under hard limits. */
+/* The sandbox launcher: runs one program in a fresh sandbox (a bubblewrap namespace, or gVisor)
+ * under hard limits. */
 #ifndef AIRLOCK_SANDBOX_H
 #define AIRLOCK_SANDBOX_H
 
@@ -30,9 +31,25 @@ enum sb_limit {
 };
 #define SB_LIMIT_BIT(l) (1u << (l))
 
+/* The boundary a sandbox runs behind. */
+enum sb_isolation {
+	SB_ISOLATION_NAMESPACE = 0,	/* bubblewrap: namespaces, seccomp, the host's kernel */
+	SB_ISOLATION_GVISOR,		/* gVisor's runsc: a kernel in user space (ptrace platform) */
+};
+
+/*
+ * The wall-clock and whole-sandbox CPU limits count from when the program is handed over:
+ * the start of sb_wait, or, at the gVisor level, the moment its guest reports that the
+ * sandbox has booted, if that comes later (booting is bounded by SB_BOOT_MS on its own).
+ * A sandbox started ahead (a warm one) spends nothing of either while it waits.
+ */
+#define SB_BOOT_MS 30000
+
 struct sb_limits {
-	int64_t wall_ms;	/* wall-clock time from sb_wait to exit */
-	int64_t cpu_ms;		/* CPU time, whole sandbox; each process also gets RLIMIT_CPU */
+	int64_t wall_ms;	/* wall-clock time from the hand-over to exit */
+	int64_t cpu_ms;		/* CPU time, whole sandbox (the runtime's own work for it
+				   included), from the hand-over; each process also gets
+				   RLIMIT_CPU, which counts from its start */
 	int64_t mem_bytes;	/* memory cgroup limit, /tmp included (tmpfs is charged there) */
 	int64_t pids;		/* processes and threads at once */
 	int64_t fsize_bytes;	/* RLIMIT_FSIZE */
@@ -71,6 +88,8 @@ struct sb_config {
 	const char *helper;		/* NULL: airlock-sandbox beside the running program; runs the
 					   forwarder inside when allow is set */
 	const char *cgroup_parent;	/* NULL: "airlock" under each cgroup hierarchy */
+	enum sb_isolation isolation;
+	const char *runsc;		/* NULL: /usr/bin/runsc (gVisor level only) */
 };
 
 struct sb_result {
@@ -84,9 +103,10 @@ struct sb_result {
 	char *err;		/* stderr, likewise */
 	size_t err_len;
 	int err_truncated;
-	int64_t wall_us;	/* from spawn to exit */
-	int64_t cpu_us;		/* whole sandbox, -1 if unknown */
-	int64_t mem_peak;	/* bytes, -1 if unknown */
+	int64_t wall_us;	/* from the hand-over to exit */
+	int64_t cpu_us;		/* whole sandbox from the hand-over, -1 if unknown */
+	int64_t mem_peak;	/* bytes, -1 if unknown; at the gVisor level the runtime's own
+				   memory is counted too */
 };
 
 struct sb_run;
@@ -100,7 +120,11 @@ void sb_limits_default(struct sb_limits *l);
  * control), the seccomp filter, the egress proxy when cfg->allow is set, and execs bwrap
  * without the caller's supplementary groups (refusing, with a message starting
  * "supplementary groups", when a caller that is not root has some and lacks CAP_SETGID).
- * The program may start running at once; its wall-clock limit starts with sb_wait.
+ * At the gVisor level it writes an OCI bundle and execs runsc instead (refusing, with a
+ * message starting "gvisor", when the caller is not root), the program's limits holding
+ * inside gVisor's kernel and the cgroup bounding the whole runtime.
+ * The program may start running at once (its interpreter loads and waits for the program
+ * text); its wall-clock and CPU limits start with the hand-over (see SB_BOOT_MS).
  * cfg is borrowed for the call only (everything needed later is copied).
  * On success stores a new run in *out (released with sb_free) and returns 0; on error
  * returns -1 with a message in err, having released everything it made.
@@ -125,11 +149,30 @@ int sb_feed(struct sb_run *run, const void *program, size_t program_len, const v
 int sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/*
+ * Waits until a started sandbox is ready for its program: at the gVisor level, until the
+ * guest has said that the sandbox booted (at most timeout_ms); at the namespace level at
+ * once.  Nothing of the clocks starts here.  Returns 0, or -1 with a message in err when
+ * the sandbox ended or did not become ready in time (the caller then frees it).
+ */
+int sb_ready(struct sb_run *run, int timeout_ms, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Whether a started sandbox still runs and has not been waited for: a sandbox started
+ * ahead can die while it waits (killed, or out of memory). Returns 1 or 0. */
+int sb_is_alive(const struct sb_run *run);
+
 /* Kills the sandbox if it still runs, stops its proxy, removes its cgroup; NULL allowed. */
 void sb_free(struct sb_run *run);
 
 /* Frees the buffers of a result filled by sb_wait. */
 void sb_result_release(struct sb_result *res);
+
+/* Returns "namespace" or "gvisor". */
+const char *sb_isolation_name(enum sb_isolation i);
+
+/* Parses "namespace" or "gvisor" into *i; returns 0, or -1 for anything else. */
+int sb_isolation_parse(const char *s, enum sb_isolation *i) __attribute__((warn_unused_result));
 
 /* Returns a static name for a limit: "none", "wall", "cpu", "memory", "pids", "fsize",
  * "output". */

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from .sbhelpers import CGROUP, SANDBOX, UNPRIV, UNPRIV_GROUP, cgroup_dirs, leftover_sandboxes
+from .sbhelpers import (CGROUP, SANDBOX, UNPRIV, UNPRIV_GROUP, cgroup_dirs, gvisor_leftovers,
+                        leftover_sandboxes, runsc_unavailable)
 
 
 class Result:
@@ -34,11 +35,18 @@ class Result:
 
 
 class Launcher:
-    """Runs airlock-sandbox as one identity: root, or the unprivileged user."""
+    """Runs airlock-sandbox as one identity (root, or the unprivileged user) at one
+    isolation level (namespace, or gvisor)."""
 
-    def __init__(self, identity, cgroup_parent):
+    def __init__(self, identity, cgroup_parent, isolation="namespace", warm=False):
         self.identity = identity
         self.cgroup_parent = cgroup_parent
+        self.isolation = isolation
+        self.warm = warm
+
+    @property
+    def is_gvisor(self):
+        return self.isolation == "gvisor"
 
     def prefix(self):
         if self.identity == "root":
@@ -46,7 +54,12 @@ class Launcher:
         return ["setpriv", f"--reuid={UNPRIV}", f"--regid={UNPRIV_GROUP}", "--clear-groups"]
 
     def argv(self, args, cmd):
-        extra = ["--cgroup-parent", self.cgroup_parent]
+        extra = ["--cgroup-parent", self.cgroup_parent, "--isolation", self.isolation]
+        if self.warm:
+            # As in a warm pool: the sandbox is started ahead and waits, blocked reading
+            # descriptor 3, until the hand-over gives it its program (here: go on to CMD).
+            extra += ["--warm", "--program", "go\n"]
+            cmd = ["sh", "-c", 'read -r _ <&3; exec 3<&-; exec "$@"', "warm", *cmd]
         return [*self.prefix(), str(SANDBOX), "run", *extra, *args, "--", *cmd]
 
     def raw(self, args, cmd, input=b"", env=None, pass_fds=(), timeout=60):
@@ -56,10 +69,13 @@ class Launcher:
 
     def run(self, cmd, *args, input=b"", env=None, pass_fds=(), timeout=60):
         """Runs cmd in a sandbox with --json; returns a Result."""
+        before = set(gvisor_leftovers())
         p = self.raw(["--json", *args], cmd, input=input, env=env, pass_fds=pass_fds,
                      timeout=timeout)
         r = Result(p)
         assert not leftover_sandboxes(self.cgroup_parent), "a sandbox's cgroup was left behind"
+        left = set(gvisor_leftovers()) - before
+        assert not left, f"a gVisor sandbox's bundle or processes were left behind: {left}"
         return r
 
     def py(self, code, *args, **kw):
@@ -106,17 +122,33 @@ def root_parent():
             d.rmdir()
 
 
-@pytest.fixture(params=["root", "nobody"])
+def need_gvisor():
+    why = runsc_unavailable()
+    if why:
+        pytest.skip(f"gVisor cannot start a sandbox here: {why}")
+
+
+@pytest.fixture(params=["root", "nobody", "warm", "gvisor", "gvisor-warm"])
 def sb(request, delegated, root_parent):
-    """The launcher, once as root and once as the unprivileged user."""
+    """The launcher at the namespace level as root and as the unprivileged user, and at
+    the gVisor level (as root: runsc needs it); started cold, and started ahead and handed
+    its input once ready, as a warm pool's sandbox is ("warm")."""
     if request.param == "root":
         return Launcher("root", root_parent)
+    if request.param == "warm":
+        return Launcher("root", root_parent, warm=True)
+    if request.param.startswith("gvisor"):
+        need_gvisor()
+        return Launcher("root", root_parent, "gvisor", warm=request.param.endswith("warm"))
     return Launcher("nobody", delegated)
 
 
-@pytest.fixture
-def sb_root(root_parent):
-    return Launcher("root", root_parent)
+@pytest.fixture(params=["namespace", "gvisor"])
+def sb_root(request, root_parent):
+    """The launcher as root, at each level."""
+    if request.param == "gvisor":
+        need_gvisor()
+    return Launcher("root", root_parent, request.param)
 
 
 class Listener:

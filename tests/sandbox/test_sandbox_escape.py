@@ -186,19 +186,27 @@ echo ok > /tmp/ok && cat /tmp/ok
 
 
 def test_host_secrets_absent(sb):
-    r = sb.sh("""
-for p in /etc/shadow /etc/gshadow /etc/passwd /etc/sudoers /home /root /run /var /srv \
-         /mnt /opt /sys /work /etc/ssh /etc/ssl/private /proc/1/root/etc/shadow; do
+    # gVisor keeps a /sys of its own: there it must be empty.  (Listed with the shell:
+    # coreutils' ls fails under gVisor, whose statx refuses AT_NO_AUTOMOUNT.)
+    sys_dir = "" if sb.is_gvisor else "/sys"
+    r = sb.sh(f"""
+for p in /etc/shadow /etc/gshadow /etc/passwd /etc/sudoers /home /root /run /var /srv \\
+         /mnt /opt {sys_dir} /work /etc/ssh /etc/ssl/private /proc/1/root/etc/shadow \\
+         /sys/fs /sys/class /sys/kernel /sys/devices; do
     if [ -e $p ]; then echo "present $p"; fi
 done
 cat /etc/shadow 2>&1 || echo "no shadow"
-ls /
+cd / && echo *
 """)
     assert "present" not in r.out, r
     assert "no shadow" in r.out, r
     top = set(r.out.split("no shadow\n", 1)[1].split())
-    assert top <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin",
-                   "tmp", "usr"}, top
+    allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp",
+               "usr"}
+    if sb.is_gvisor:
+        # The guest init, and the empty /sys.
+        allowed |= {"airlock", "sys"}
+    assert top <= allowed, top
 
 
 def test_caller_environment_invisible(sb):
@@ -212,7 +220,7 @@ env
     assert "AIRLOCK_TEST_SECRET" not in r.out
     assert "PATH=/usr/local/bin:/usr/bin:/bin" in r.out
     # /proc/1 is the sandbox's own init, not the host's.
-    assert "bwrap" in r.out
+    assert ("airlock-sandbox" if sb.is_gvisor else "bwrap") in r.out
 
 
 def test_proc_shows_only_the_sandbox(sb):
@@ -222,7 +230,8 @@ def test_proc_shows_only_the_sandbox(sb):
     pids, comm, host, uid = r.out.rsplit(" ", 3)
     # Only the sandbox's init and the probe itself.
     assert pids == "[1, 2]", r
-    assert comm == "bwrap" and host == "airlock" and uid.strip() == "65534", r
+    init = "airlock-sandbox" if sb.is_gvisor else "bwrap"
+    assert comm == init and host == "airlock" and uid.strip() == "65534", r
 
 
 def test_fork_bomb_contained(sb):
@@ -236,6 +245,9 @@ def test_fork_bomb_contained(sb):
 
 
 def test_python_fork_bomb_contained(sb):
+    # Forks are slow under gVisor's ptrace platform, and its RLIMIT_CPU counts time a
+    # spinning process waits for the host's CPU: the bomb gets the room to reach its limit.
+    room = ["--time", "15", "--cpu", "10"] if sb.is_gvisor else ["--time", "3", "--cpu", "2"]
     r = sb.py("""
 import os
 n = 0
@@ -246,7 +258,7 @@ while True:
         n += 1
     except OSError:
         print("refused after", n); break
-""", "--pids", "16", "--time", "3", "--cpu", "2")
+""", "--pids", "16", *room)
     assert "refused after" in r.out, r
     assert int(r.out.split()[-1]) < 16
     assert "pids" in r.json["limits_hit"], r
@@ -256,18 +268,20 @@ def test_memory_limit(sb):
     r = sb.py("x = bytearray(200 << 20); print('allocated')", "--mem", "64")
     assert "allocated" not in r.out, r
     assert r.limit == "memory" and r.json["signal"] == 9, r
-    assert r.json["mem_peak_bytes"] <= 64 << 20
+    # Under gVisor the cgroup holds the runtime too, with room for it on top.
+    extra = 64 << 20 if sb.is_gvisor else 0
+    assert r.json["mem_peak_bytes"] <= (64 << 20) + extra
 
 
 def test_tmp_is_size_limited(sb):
-    r = sb.sh("dd if=/dev/zero of=/tmp/big bs=1M count=64 2>&1; stat -c 'size %s' /tmp/big",
+    r = sb.sh("dd if=/dev/zero of=/tmp/big bs=1M count=64 2>&1; echo size $(wc -c < /tmp/big)",
               "--tmp", "8")
     assert "No space left" in r.out, r
     assert int(r.out.split("size ")[1]) <= 8 << 20, r
 
 
 def test_file_size_limit(sb):
-    r = sb.sh("head -c 3000000 /dev/zero > /tmp/f; echo status $?; stat -c 'size %s' /tmp/f",
+    r = sb.sh("head -c 3000000 /dev/zero > /tmp/f; echo status $?; echo size $(wc -c < /tmp/f)",
               "--fsize", "1")
     # head dies of SIGXFSZ (25) at the limit.
     assert "status 153" in r.out, r
@@ -287,7 +301,10 @@ def test_cpu_limit(sb):
     assert r.limit == "cpu", r
     # RLIMIT_CPU counts scheduler ticks, cpu_ms is cpuacct's exact figure: on a loaded
     # machine the tick count runs ahead, so SIGXCPU can come at 0.8 s of exact time.
-    assert 500 <= r.json["cpu_ms"] < 3000, r
+    # gVisor's kernel (ptrace platform) counts the time a task is let run, waiting for the
+    # host's CPU included: on a loaded host it stops a program sooner still.
+    low = 0 if sb.is_gvisor else 500
+    assert low <= r.json["cpu_ms"] < 3000, r
 
 
 def test_cpu_limit_across_processes(sb):
@@ -411,13 +428,13 @@ def test_setuid_binaries_do_not_elevate(sb):
     for path in ("/usr/bin/su", "/usr/bin/mount", "/usr/bin/passwd"):
         assert os.stat(path).st_mode & 0o4000, f"{path} is not setuid on the host"
     r = sb.sh("""
-grep NoNewPrivs /proc/self/status
+python3 -c 'import ctypes; print("NoNewPrivs", ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))'
 su root -c id 2>&1; echo rc=$?
 mount -t proc none /tmp 2>&1; echo rc=$?
 passwd -S 2>&1; echo rc=$?
 python3 -c 'import os; print("ids", os.getresuid(), os.getresgid())'
 """)
-    assert "NoNewPrivs:\t1" in r.out, r
+    assert "NoNewPrivs 1" in r.out, r
     assert r.out.count("rc=0") == 0, r
     assert "ids (65534, 65534, 65534) (65534, 65534, 65534)" in r.out, r
 
@@ -461,10 +478,11 @@ for f in fds:
 
 
 def test_planted_tmp_symlink_gone_next_run(sb):
+    listing = "for f in /tmp/* /tmp/.[!.]*; do [ -e $f -o -L $f ] && echo $f; done; "
     r1 = sb.sh("ln -s /usr/bin /tmp/planted && ln -s /etc/passwd /tmp/passwd && "
-               "echo data > /tmp/file && ls -A /tmp")
+               "echo data > /tmp/file && " + listing)
     assert "planted" in r1.out and "file" in r1.out, r1
-    r2 = sb.sh("ls -A /tmp; echo end; echo x > /tmp/planted/y 2>&1; echo rc=$?")
+    r2 = sb.sh(listing + "echo end; echo x > /tmp/planted/y 2>&1; echo rc=$?")
     assert r2.out.startswith("end\n"), r2
     assert not os.path.exists("/usr/bin/y")
 
@@ -479,8 +497,10 @@ def test_fresh_namespace_each_run(sb):
     cmd = "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt; sleep 4"
     procs = [subprocess.Popen(sb.argv([], ["sh", "-c", cmd]), stdout=subprocess.PIPE,
                               text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=30)[0].splitlines() for p in procs]
-    assert len(outs[0]) == 3 and len(outs[1]) == 3, outs
+    outs = [p.communicate(timeout=60)[0].splitlines() for p in procs]
+    # gVisor's kernel shows no mount namespace link: two of three there.
+    want = 2 if sb.is_gvisor else 3
+    assert len(outs[0]) == want and len(outs[1]) == want, outs
     assert set(outs[0]).isdisjoint(outs[1]), outs
 
 
@@ -495,11 +515,13 @@ def test_no_cgroup_control_refuses(tmp_path):
 
 
 def test_many_sandboxes_at_once(sb_root):
-    # Limits hold per sandbox: eight concurrent runs each get their own cgroup.
-    procs = [subprocess.Popen(sb_root.argv(["--json", "--pids", "8"], [
+    # Limits hold per sandbox: eight concurrent runs each get their own cgroup (and, under
+    # gVisor, a kernel of their own; eight of those on two loaded cores take their time).
+    room = ["--time", "60"] if sb_root.is_gvisor else []
+    procs = [subprocess.Popen(sb_root.argv(["--json", "--pids", "8", *room], [
         "sh", "-c", "cat /proc/self/cgroup | grep -c sb- ; for i in 1 2 3 4 5 6 7 8 9 10; "
         "do sleep 1 & done 2>/dev/null; wait"]), stdout=subprocess.PIPE) for _ in range(8)]
-    outs = [p.communicate(timeout=60)[0] for p in procs]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
     for o in outs:
         j = json.loads(o)
         assert "pids" in j["limits_hit"], j
