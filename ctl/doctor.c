@@ -29,6 +29,8 @@ static const char usage[] =
     "  sandbox   bwrap is not setuid, an unprivileged user can make a user namespace,\n"
     "            the kernel has seccomp filters: failures when the catalog (--tools) has\n"
     "            a code tool, else warnings\n"
+    "  gvisor    runsc starts a sandbox here: a failure when a code tool asks for\n"
+    "            \"isolation\": \"gvisor\", else a warning\n"
     "\n"
     "options:\n"
     "  --db URL              the database (default: $AIRLOCK_DB, else the dev-db's\n"
@@ -37,13 +39,14 @@ static const char usage[] =
     "  --tools DIR           the tool catalog (default: $AIRLOCK_TOOLS, else ./tools)\n"
     "  --admin-key-file FILE the admin credential airlockd reads\n"
     "  --bwrap PATH          the bwrap the sandbox runs (default /usr/bin/bwrap)\n"
+    "  --runsc PATH          the runsc the gVisor level runs (default /usr/bin/runsc)\n"
     "  --pid PID             check the arguments of this airlockd only (default: all)\n"
     "  -h, --help            this text\n"
     "Exit status: 0 every check passed (warnings allowed), 78 a check failed,\n"
     "64 bad usage, 69 database unreachable or a check's query failed.\n"
     "airlockd runs the database checks as its own role before it serves, and refuses.\n";
 
-enum { O_DB = 256, O_ROLE, O_TOOLS, O_KEY, O_BWRAP, O_PID };
+enum { O_DB = 256, O_ROLE, O_TOOLS, O_KEY, O_BWRAP, O_RUNSC, O_PID };
 
 static const struct option options[] = {
 	{ "db", required_argument, NULL, O_DB },
@@ -51,6 +54,7 @@ static const struct option options[] = {
 	{ "tools", required_argument, NULL, O_TOOLS },
 	{ "admin-key-file", required_argument, NULL, O_KEY },
 	{ "bwrap", required_argument, NULL, O_BWRAP },
+	{ "runsc", required_argument, NULL, O_RUNSC },
 	{ "pid", required_argument, NULL, O_PID },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -72,9 +76,10 @@ cmd_doctor(int argc, char **argv)
 {
 	const char *db = NULL, *role = "airlock_gateway", *tools = getenv("AIRLOCK_TOOLS");
 	const char *key = NULL, *bwrap = "/usr/bin/bwrap", *errstr;
+	const char *runsc = NULL;
 	struct doc_report r;
 	PGconn *conn;
-	int c, rc, pid = 0;
+	int c, rc, pid = 0, has_code, has_gvisor;
 
 	if (tools == NULL || *tools == '\0')
 		tools = "tools";
@@ -94,6 +99,9 @@ cmd_doctor(int argc, char **argv)
 			break;
 		case O_BWRAP:
 			bwrap = optarg;
+			break;
+		case O_RUNSC:
+			runsc = optarg;
 			break;
 		case O_PID:
 			pid = (int)strtonum(optarg, 1, INT_MAX, &errstr);
@@ -121,7 +129,9 @@ cmd_doctor(int argc, char **argv)
 	PQfinish(conn);
 	doc_check_argv(&r, pid);
 	doc_check_key_file(&r, key);
-	doc_check_sandbox(&r, bwrap, doc_catalog_has_code(tools));
+	has_code = doc_catalog_needs(tools, &has_gvisor);
+	doc_check_sandbox(&r, bwrap, has_code);
+	doc_check_gvisor(&r, runsc, has_gvisor);
 	print(&r);
 	rc = r.has_db_error ? EX_UNAVAILABLE : r.has_failure ? EX_CONFIG : EX_OK;
 	doc_report_free(&r);

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "airlock/doctor.h"
+#include "airlock/gvisor.h"
 
 #define NOBODY_ID	65534	/* who the user-namespace probe runs as when we are root */
 
@@ -455,8 +456,18 @@ doc_check_sandbox(struct doc_report *r, const char *bwrap, int is_needed)
 		add(r, "seccomp", DOC_OK, "seccomp filters available");
 }
 
+/* Whether manifest m asks for gVisor: "code": {"isolation": "gvisor"}. */
+static int
+is_gvisor(json_t *m)
+{
+	const char *iso = json_string_value(json_object_get(json_object_get(m, "code"),
+	    "isolation"));
+
+	return iso != NULL && strcmp(iso, "gvisor") == 0;
+}
+
 int
-doc_catalog_has_code(const char *dir)
+doc_catalog_needs(const char *dir, int *has_gvisor)
 {
 	char path[PATH_MAX];
 	struct dirent *de;
@@ -466,9 +477,11 @@ doc_catalog_has_code(const char *dir)
 	DIR *d;
 	int has = 0;
 
+	if (has_gvisor != NULL)
+		*has_gvisor = 0;
 	if ((d = opendir(dir)) == NULL)
 		return 0;
-	while (!has && (de = readdir(d)) != NULL) {
+	while ((de = readdir(d)) != NULL) {
 		len = strlen(de->d_name);
 		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0 ||
 		    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
@@ -476,11 +489,28 @@ doc_catalog_has_code(const char *dir)
 		if ((m = json_load_file(path, 0, NULL)) == NULL)
 			continue;
 		kind = json_string_value(json_object_get(m, "kind"));
-		has = kind != NULL && strcmp(kind, "code") == 0;
+		if (kind != NULL && strcmp(kind, "code") == 0) {
+			has = 1;
+			if (has_gvisor != NULL && is_gvisor(m))
+				*has_gvisor = 1;
+		}
 		json_decref(m);
 	}
 	closedir(d);
 	return has;
+}
+
+void
+doc_check_gvisor(struct doc_report *r, const char *runsc, int is_needed)
+{
+	char err[512];
+
+	if (sb_gvisor_check(runsc, err, sizeof(err)) == 0)
+		add(r, "gvisor", DOC_OK, "runsc starts a sandbox here");
+	else
+		add(r, "gvisor", is_needed ? DOC_FAIL : DOC_WARN, "the gVisor level cannot run: "
+		    "%s%s", err, is_needed ? " (a code tool asks for \"isolation\": \"gvisor\")" :
+		    " (no gvisor tool in the catalog)");
 }
 
 int

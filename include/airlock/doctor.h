@@ -54,8 +54,17 @@ void doc_check_key_file(struct doc_report *r, const char *path);
  */
 void doc_check_sandbox(struct doc_report *r, const char *bwrap, int is_needed);
 
-/* Whether the catalog in dir holds a code tool (a manifest with "kind": "code"). */
-int doc_catalog_has_code(const char *dir);
+/*
+ * Whether the catalog in dir holds a code tool (a manifest with "kind": "code"); sets
+ * *has_gvisor (may be NULL) when one of them asks for "isolation": "gvisor".
+ */
+int doc_catalog_needs(const char *dir, int *has_gvisor);
+
+/*
+ * Whether the gVisor level can run here (runsc at runsc, NULL for /usr/bin/runsc, starts a
+ * sandbox): a failure when is_needed (a gvisor tool in the catalog), else a warning.
+ */
+void doc_check_gvisor(struct doc_report *r, const char *runsc, int is_needed);
 
 /*
  * airlockd's start-up gate: the database checks as the connected role.  Returns 0 when

@@ -81,7 +81,7 @@ def test_demo_passes(demo, tmp_path):
     assert {c for c, _, _ in got} >= {
         "role", "superuser", "bypassrls", "createrole", "inherit", "table owner", "direct grant",
         "rls", "policy", "view", "security definer", "tenant key", "argv", "admin key file",
-        "bwrap", "user namespaces", "seccomp"}
+        "bwrap", "user namespaces", "seccomp", "gvisor"}
     assert all(s == "ok" for _, s, _ in got), p.stdout
 
 
@@ -230,6 +230,25 @@ def test_setuid_bwrap(demo, tmp_path):
     p = demo.doctor("--bwrap", bwrap, tools=no_code)
     assert p.returncode == 0, p.stdout
     assert any(c == "bwrap" and s == "warn" and "(no code tool in the catalog)" in d
+               for c, s, d in rows(p.stdout)), p.stdout
+
+
+def test_gvisor_unavailable(demo, tmp_path):
+    # The demo catalog has a gvisor tool (run_python_isolated): a runsc that cannot start
+    # a sandbox is a failure naming the level ...
+    missing = tmp_path / "no-runsc"
+    p = demo.doctor("--runsc", missing)
+    assert p.returncode == CONFIG, p.stdout
+    assert any(c == "gvisor" and "gVisor level cannot run" in d and '"gvisor"' in d
+               for c, d in failures(p)), p.stdout
+    # ... and with no gvisor tool in the catalog, a warning.
+    ns_only = tmp_path / "tools"
+    ns_only.mkdir()
+    for name in ("lookup_invoices.json", "run_python.json"):
+        shutil.copy(ROOT / "tools" / name, ns_only)
+    p = demo.doctor("--runsc", missing, tools=ns_only)
+    assert p.returncode == 0, p.stdout
+    assert any(c == "gvisor" and s == "warn" and "(no gvisor tool in the catalog)" in d
                for c, s, d in rows(p.stdout)), p.stdout
 
 
