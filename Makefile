@@ -121,21 +121,22 @@ integration: browser-deps
 .PHONY: browser-deps
 
 # libFuzzer targets (clang), one per parser of untrusted input, with seed corpora in the tree
-# (tests/fuzz/corpus/<target>/).  A target that #includes the .c it fuzzes (to reach its
-# static parser) is built with every other module.
-FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude
+# (tests/fuzz/corpus/<target>/).  Every module is built once more with the fuzzer's
+# instrumentation into an archive each target links against; a target that #includes the
+# .c it fuzzes (to reach its static parser) takes that module from its own source.
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -D_GNU_SOURCE \
+              -DAIRLOCK_VERSION='"$(VERSION)"' -Iinclude -Ibuild/gen -MMD -MP
 FUZZ_TARGETS := rpc args token manifest proxy result
-FUZZ_SRCS_rpc      := gateway/rpc.c
-FUZZ_SANDBOX       := sandbox/gvisor.c sandbox/sandbox.c sandbox/cgroup.c sandbox/proxy.c \
-                      sandbox/seccomp.c
-FUZZ_SRCS_args     := gateway/tool.c gateway/token.c gateway/log.c $(FUZZ_SANDBOX)
-FUZZ_SRCS_token    := gateway/token.c gateway/log.c
-FUZZ_SRCS_manifest := gateway/tool.c gateway/token.c gateway/log.c $(FUZZ_SANDBOX)
-FUZZ_SRCS_proxy    :=
-FUZZ_SRCS_result   := $(filter-out gateway/code.c,$(LIB_SRCS))
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard include/airlock/*.h)
+FUZZ_LIB := build/fuzz/libairlock.a
+build/fuzz/obj/%.o: %.c build/gen/console_files.h
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRCS_$*) $(PKG_LIBS)
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -c -o $@ $<
+$(FUZZ_LIB): $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) build/gen/console_files.h
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(PKG_LIBS)
 fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ_TARGETS))
 
 # A short, fixed run of each target over its corpus (a copy: the tree's corpus stays as is).
