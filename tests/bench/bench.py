@@ -88,7 +88,8 @@ class Daemon:
             [str(AIRLOCKD), "--listen", f"127.0.0.1:{self.port}", "--db", db,
              "--tools", str(ROOT / "tools"), "--workers", str(workers),
              "--rate-client", rate, "--rate-token", rate, "--rate-tenant", rate,
-             "--max-conns-per-client", "1024"],
+             "--max-conns-per-client", "1024", "--queue", "8192", "--queue-per-tenant",
+             "4096"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -152,17 +153,21 @@ def wrk(daemons, conns, env):
 
 
 def pgbench(url, script, conns, lo, hi):
+    """Runs pgbench; its clients connect one by one (about 20 a second here) within its
+    duration, so it is given that much longer, and its rate excludes that time."""
     logdir = tempfile.mkdtemp(prefix="pgbench-")
     try:
         p = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", str(conns), "-j", "2",
-                            "-T", str(SECONDS), "-D", f"lo={lo}", "-D", f"hi={hi}",
+                            "-T", str(SECONDS + conns // 20), "-D", f"lo={lo}", "-D", f"hi={hi}",
                             "-f", str(HERE / script), "-l", "--log-prefix",
                             os.path.join(logdir, "tx"), url],
                            capture_output=True, text=True, timeout=SECONDS + 120, cwd=logdir)
         if p.returncode != 0:
             sys.exit(f"bench: pgbench {script} failed:\n{p.stdout}{p.stderr}")
-        tps = next(float(l.split()[2]) for l in p.stdout.splitlines()
-                   if l.startswith("tps = "))
+        tps = next((float(l.split()[2]) for l in p.stdout.splitlines()
+                    if l.startswith("tps = ")), None)
+        if tps is None:
+            sys.exit(f"bench: pgbench {script} gave no figure:\n{p.stdout}{p.stderr}")
         lat = []
         for f in Path(logdir).iterdir():
             lat += [int(l.split()[2]) for l in f.read_text().splitlines() if l]
