@@ -129,8 +129,11 @@ cache_put(const uint8_t hash[32], const struct principal *p, unsigned long epoch
 void
 auth_forget(const char *what)
 {
-	const char *tenant = strncmp(what, "tenant:", 7) == 0 ? what + 7 : NULL;
+	const char *tenant = NULL;
 	size_t i;
+
+	if (strlen(what) > 7 && strncmp(what, "tenant:", 7) == 0)
+		tenant = &what[7];
 
 	pthread_mutex_lock(&cache_lock);
 	cache_epoch++;
