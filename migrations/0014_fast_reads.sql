@@ -52,8 +52,8 @@ END
 $$;
 
 -- Gateways keep what never changes of a token (tenant, grants, bindings, task, expiry) for
--- at most a second; a revocation, a token's removal and any change of a tenant (disabled,
--- its rate) are announced on the channel airlock_tokens, so every gateway forgets them at
+-- at most a second; a revocation (or any change but a count), a token's removal and any
+-- change of a tenant (disabled, its rate) are announced on the channel airlock_tokens, so every gateway forgets them at
 -- once: the payload is the token's id, or 'tenant:' and the tenant's name.  Triggers, so
 -- that every way of changing them announces it (airlockctl, airlock/tokens.revoke, SQL).
 CREATE FUNCTION airlock.announce_token_change() RETURNS trigger
@@ -68,8 +68,11 @@ BEGIN
 END
 $$;
 
+-- Any change but a count is announced: the guard allows only a revocation, but an owner may
+-- lift it to write a row by hand, and a gateway must not keep the old one.
 CREATE TRIGGER airlock_token_announce
-    AFTER UPDATE OF revoked_at, expires_at OR DELETE ON airlock.tokens
+    AFTER UPDATE OF revoked_at, expires_at, hash, tenant, task, tools, bindings, can_revert,
+        preview_only, max_calls, approver OR DELETE ON airlock.tokens
     FOR EACH ROW EXECUTE FUNCTION airlock.announce_token_change();
 
 CREATE TRIGGER airlock_tenant_announce
