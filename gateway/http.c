@@ -45,6 +45,7 @@ struct http_server {
 	struct gateway *gw;
 	struct rpc_limits limits;
 	atomic_uint inflight;		/* requests begun and not yet completed */
+	atomic_uint handed;		/* suspended, their record handed to the audit writer */
 	atomic_int draining;		/* SIGTERM: new connections are closed at once */
 	char self_origins[2][96];	/* a loopback listener's own origins, else "" */
 	pthread_mutex_t watch_lock;	/* guards watched and each one's cancel */
@@ -446,6 +447,7 @@ recorded(void *arg, int rc)
 
 	if (rc == -1)
 		req->is_unrecorded = 1;
+	atomic_fetch_sub(&req->srv->handed, 1);
 	release(req);
 }
 
@@ -485,8 +487,13 @@ run_job(struct pool_job *job, struct db *db)
 		if (!req->msg.is_batch) {
 			req->ctx.on_recorded = recorded;
 			req->ctx.recorded_arg = req;
+			/* Counted before it can be handed: recorded() may run before rpc_execute
+			 * returns. */
+			atomic_fetch_add(&req->srv->handed, 1);
 		}
 		rpc_execute(&req->msg, methods_table, &req->ctx);
+		if (!req->msg.is_batch && !req->ctx.is_record_handed)
+			atomic_fetch_sub(&req->srv->handed, 1);
 		req->ctx.db = NULL;
 		req->ctx.on_recorded = NULL;
 	}
@@ -1225,6 +1232,10 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	pthread_rwlock_unlock(&srv->gw->pools_lock);
 	pool_destroy(db_pool);
 	pool_destroy(sandbox_pool);
+	/* The workers handed their last records to the audit writer: those connections are
+	 * resumed once the records are durable (or failed), however long that takes. */
+	while (atomic_load(&srv->handed) > 0)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	log_info("stopping: workers stopped; a request still arriving is answered 503");
 	wait_inflight(srv, 2000);
 	atomic_store(&srv->is_stopping, 1);
