@@ -33,7 +33,7 @@ lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: FORCE all asan check unit unit-asan integration interop interop-deps fuzz fuzz-smoke fuzz-run \
+.PHONY: FORCE all asan check bench bench-smoke unit unit-asan integration interop interop-deps fuzz fuzz-smoke fuzz-run \
         demo stop install clean bootstrap lint
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 
@@ -160,6 +160,15 @@ check: bootstrap
 	$(MAKE) unit-asan
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
+	$(MAKE) bench-smoke
+
+# The benchmark (tests/bench, docs/benchmarks.md): its own PostgreSQL and airlockd, wrk and
+# pgbench.  bench-smoke runs it for a second per figure and writes nothing: it fails only
+# when something breaks, never for a figure.
+bench: bootstrap all
+	sh tests/bench/run.sh
+bench-smoke: all
+	BENCH_SMOKE=1 sh tests/bench/run.sh
 
 demo: bootstrap all
 	@sh scripts/demo.sh

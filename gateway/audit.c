@@ -1,7 +1,8 @@
 /*
- * audit.c: the audit writer.  Callers queue their records and wait; one thread
- * writes everything queued in one INSERT and one commit (group commit), then wakes
- * them all.  Refusals before authentication, and a token's refusals by rate limit, are
+ * audit.c: the audit writer.  Callers queue their records, and either wait (audit_write)
+ * or hand the record over with what answers the call once it is durable (audit_submit, so
+ * a database worker never waits for a flush); one thread writes everything queued in one
+ * INSERT and one commit (group commit), then wakes or answers them all.  Refusals before authentication, and a token's refusals by rate limit, are
  * only counted here, per client address, token and second, and written as one row per
  * (second, address, token, reason).  It also holds the deployment's digest key, and bounds
  * what a record's arguments may hold.
@@ -26,6 +27,10 @@ struct pending {
 	int done;
 	int rc;
 	struct pending *next;
+	/* A record handed over (audit_submit): the writer's own copy, and what to call. */
+	void (*on_done)(void *arg, int rc);
+	void *arg;
+	struct audit_record own;
 };
 
 struct refusal {
@@ -445,7 +450,7 @@ static void *
 writer(void *arg)
 {
 	struct audit *a = arg;
-	struct pending *batch, *p, *next;
+	struct pending *batch, *p, *next, *handed;
 	struct timespec deadline;
 	json_t *refusals;
 	size_t n;
@@ -494,9 +499,27 @@ writer(void *arg)
 		}
 
 		pthread_mutex_lock(&a->lock);
-		for (p = batch; p != NULL; p = p->next)
-			p->done = 1;
+		handed = NULL;
+		for (p = batch; p != NULL; p = next) {
+			/* A waiter's record lives on its stack: untouched once it is done. */
+			next = p->next;
+			if (p->on_done != NULL) {
+				p->next = handed;
+				handed = p;
+			} else
+				p->done = 1;
+		}
 		pthread_cond_broadcast(&a->done);
+		pthread_mutex_unlock(&a->lock);
+		/* The records handed over: each call is answered now that its record is durable
+		 * (or fails closed when it is not). */
+		for (p = handed; p != NULL; p = next) {
+			next = p->next;
+			p->on_done(p->arg, p->rc);
+			audit_record_clear(&p->own);
+			free(p);
+		}
+		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
@@ -524,7 +547,11 @@ audit_start(const char *conninfo)
 int
 audit_write(struct audit *a, const struct audit_record *rec)
 {
-	struct pending p = { rec, 0, -1, NULL };
+	struct pending p;
+
+	memset(&p, 0, sizeof(p));
+	p.rec = rec;
+	p.rc = -1;
 
 	pthread_mutex_lock(&a->lock);
 	if (a->stopping) {
@@ -541,6 +568,34 @@ audit_write(struct audit *a, const struct audit_record *rec)
 		pthread_cond_wait(&a->done, &a->lock);
 	pthread_mutex_unlock(&a->lock);
 	return p.rc;
+}
+
+int
+audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *arg, int rc),
+    void *arg)
+{
+	struct pending *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -1;
+	pthread_mutex_lock(&a->lock);
+	if (a->stopping) {
+		pthread_mutex_unlock(&a->lock);
+		free(p);
+		return -1;
+	}
+	/* The record's content moves to the writer; rec is left empty for its owner to clear. */
+	p->own = *rec;
+	rec->arguments = rec->egress = NULL;
+	rec->changes = rec->plan_updates = rec->plan_inserts = NULL;
+	p->rec = &p->own;
+	p->on_done = on_done;
+	p->arg = arg;
+	*a->tail = p;
+	a->tail = &p->next;
+	pthread_cond_signal(&a->wake);
+	pthread_mutex_unlock(&a->lock);
+	return 0;
 }
 
 void

@@ -7,11 +7,19 @@
 #include "airlock/call.h"
 #include "airlock/log.h"
 
-/* The role and the call id, set transaction-locally in one statement with the limits. */
+/*
+ * The role and the call id, set transaction-locally in one statement with the limits.  A
+ * read writes nothing but, for a token with a quota, its count; that transaction commits
+ * without waiting for its WAL flush (synchronous_commit off), and loses nothing answered:
+ * its commit record is in the WAL before the audit batch's that holds the call's record,
+ * and the call is answered only once that batch is flushed, which flushes everything
+ * before it.
+ */
 static const char setup_read_sql[] =
     "SELECT set_config('role', $1, true), set_config('airlock.call_id', $2, true),"
     " set_config('statement_timeout', $3, true), set_config('lock_timeout', $4, true),"
-    " set_config('transaction_read_only', 'on', true)";
+    " set_config('transaction_read_only', 'on', true),"
+    " set_config('synchronous_commit', 'off', true)";
 
 #define LOCK_TIMEOUT_MS 2000
 

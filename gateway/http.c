@@ -46,6 +46,7 @@ struct http_server {
 	struct gateway *gw;
 	struct rpc_limits limits;
 	atomic_uint inflight;		/* requests begun and not yet completed */
+	atomic_uint handed;		/* suspended, their record handed to the audit writer */
 	atomic_int draining;		/* SIGTERM: new connections are closed at once */
 	char self_origins[2][96];	/* a loopback listener's own origins, else "" */
 	pthread_mutex_t watch_lock;	/* guards watched and each one's cancel */
@@ -68,6 +69,9 @@ struct request {
 	int too_big;
 	int in_worker;			/* handed to the pool, connection suspended */
 	int worker_done;
+	atomic_int holds;		/* what must end before it is resumed: its job, and
+					   the audit writer when its record was handed over */
+	int is_unrecorded;		/* the handed record could not be written */
 	int is_ready;			/* /readyz: the database answered */
 	int is_modern;			/* MCP 2026-07-28: the version in params._meta */
 	int fd;				/* the connection's socket, for the watcher */
@@ -425,13 +429,40 @@ watcher(void *arg)
 	return NULL;
 }
 
-/* Runs on a database worker: the request's calls, then wakes its connection. */
+/* One of req's holds ends; the last resumes its connection. */
+static void
+release(struct request *req)
+{
+	if (atomic_fetch_sub(&req->holds, 1) == 1) {
+		req->worker_done = 1;
+		MHD_resume_connection(req->conn);
+	}
+}
+
+/* On the audit writer's thread: the record req's worker handed over is durable (rc 0), or
+ * could not be written, and then the answer is not sent (on_request replaces it). */
+static void
+recorded(void *arg, int rc)
+{
+	struct request *req = arg;
+
+	if (rc == -1)
+		req->is_unrecorded = 1;
+	atomic_fetch_sub(&req->srv->handed, 1);
+	release(req);
+}
+
+/* Runs on a database worker: the request's calls, then wakes its connection, or leaves that
+ * to the audit writer once the record it was handed is durable: the worker never waits for
+ * a flush. */
 static void
 run_job(struct pool_job *job, struct db *db)
 {
 	struct request *req = (struct request *)((char *)job - offsetof(struct request, job));
 	PGresult *res;
 	int is_up;
+
+	atomic_store(&req->holds, 2);
 
 	if (req->route == R_READYZ) {
 		struct catalog_ref *ref = gw_catalog_get(req->srv->gw);
@@ -453,12 +484,40 @@ run_job(struct pool_job *job, struct db *db)
 		pthread_mutex_lock(&req->srv->watch_lock);
 		req->cancel = is_up ? PQgetCancel(db->conn) : NULL;
 		pthread_mutex_unlock(&req->srv->watch_lock);
+		/* A batch's calls wait for their records one by one, as calls run inline do. */
+		if (!req->msg.is_batch) {
+			req->ctx.on_recorded = recorded;
+			req->ctx.recorded_arg = req;
+			/* Counted before it can be handed: recorded() may run before rpc_execute
+			 * returns. */
+			atomic_fetch_add(&req->srv->handed, 1);
+		}
 		rpc_execute(&req->msg, methods_table, &req->ctx);
+		if (!req->msg.is_batch && !req->ctx.is_record_handed)
+			atomic_fetch_sub(&req->srv->handed, 1);
 		req->ctx.db = NULL;
+		req->ctx.on_recorded = NULL;
 	}
 	unwatch(req);
-	req->worker_done = 1;
-	MHD_resume_connection(req->conn);
+	if (!req->ctx.is_record_handed)
+		atomic_fetch_sub(&req->holds, 1);	/* no record on its way */
+	release(req);
+}
+
+/* The record of req's call could not be written: whatever was to be answered is replaced
+ * by the refusal a call gets when its record fails (no data without its record). */
+static void
+fail_unrecorded(struct request *req)
+{
+	struct rpc_error err = { 0 };
+
+	rpc_error_set(&err, RPC_UNAVAILABLE, "backend_unavailable",
+	    "The call could not be recorded, so it was not answered; retry shortly");
+	err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	json_decref(req->msg.response);
+	req->msg.response = NULL;
+	rpc_fail_all(&req->msg, &err);
+	rpc_error_clear(&err);
 }
 
 /* Hands req to the pool with its connection suspended; answers 429/503 when full. */
@@ -978,6 +1037,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		req->in_worker = 0;
 		if (req->route == R_READYZ)
 			goto ready;
+		if (req->is_unrecorded)
+			fail_unrecorded(req);
 		if (req->route == R_MCP)
 			mcp_status(&req->msg);
 		return respond_rpc(req);
@@ -1181,6 +1242,10 @@ http_stop(struct http_server *srv, unsigned grace_ms)
 	pthread_rwlock_unlock(&srv->gw->pools_lock);
 	pool_destroy(db_pool);
 	pool_destroy(sandbox_pool);
+	/* The workers handed their last records to the audit writer: those connections are
+	 * resumed once the records are durable (or failed), however long that takes. */
+	while (atomic_load(&srv->handed) > 0)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	log_info("stopping: workers stopped; a request still arriving is answered 503");
 	wait_inflight(srv, 2000);
 	atomic_store(&srv->is_stopping, 1);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "airlock/auth.h"
 #include "airlock/code.h"
 #include "airlock/config.h"
 #include "airlock/doctor.h"
@@ -155,6 +156,9 @@ main(int argc, char **argv)
 		log_error("cannot start the database workers");
 		return EX_OSERR;
 	}
+	/* Revocations and tenants' changes drop the principals kept in memory at once. */
+	if (auth_watch_start(cfg.db) == -1)
+		log_warn("revocations reach this instance within %d ms only", AUTH_CACHE_TTL_MS);
 	/* The audit sealer; without it, airlockctl audit seal still seals. */
 	if ((sealer = seal_start(cfg.db)) == NULL)
 		log_warn("cannot start the audit sealer");
@@ -186,6 +190,7 @@ main(int argc, char **argv)
 	code_warm_stop();
 	seal_stop(sealer);
 	audit_stop(gw.audit);
+	auth_watch_stop();
 	rl_free(gw.rl);
 	gw_catalog_set(&gw, NULL);
 	log_info("stopped");

@@ -2,7 +2,10 @@
  * pool.c: database workers.  Jobs wait in one FIFO per key (the caller's tenant); keys
  * with work wait in a ring, and each worker takes one job from the first key in the ring
  * that runs fewer than its share of the workers, and moves that key to the tail.  So one
- * tenant's flood waits its turn, and one tenant's slow calls never hold every worker.
+ * tenant's flood waits its turn.  The share limits a key only while another key waits:
+ * when every waiting key is at its share, a free worker takes the first of them anyway
+ * (work-conserving), and a key that arrives later is served by the next worker to finish
+ * (each call's statement has its timeout, so that is soon).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -70,7 +73,8 @@ take(struct pool *pool)
 	TAILQ_FOREACH(q, &pool->ring, ring)
 		if (q->running < pool->max_running_per_key)
 			break;
-	if (q == NULL)
+	/* No waiting key is below its share: no one else waits for this worker. */
+	if (q == NULL && (q = TAILQ_FIRST(&pool->ring)) == NULL)
 		return NULL;
 	job = TAILQ_FIRST(&q->jobs);
 	TAILQ_REMOVE(&q->jobs, job, entry);

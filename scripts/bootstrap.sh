@@ -2,12 +2,12 @@
 # Installs the Debian packages Airlock builds, runs and tests with; quiet when all are present.
 set -eu
 
-# xxd embeds the console's files in airlockd; chromium is the browser the console's test
+# xxd embeds the console's files in airlockd; wrk drives make bench; chromium is the browser the console's test
 # drives (through playwright-core, which never downloads a browser of its own).
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libbsd-dev
 libseccomp-dev postgresql bubblewrap runsc python3 python3-pytest python3-requests
 python3-prometheus-client curl iproute2
-clang libclang-rt-14-dev cppcheck xxd chromium"
+clang libclang-rt-14-dev cppcheck xxd chromium wrk"
 
 missing=""
 for p in $PKGS; do

@@ -61,6 +61,16 @@ struct audit *audit_start(const char *conninfo);
 int audit_write(struct audit *a, const struct audit_record *rec)
     __attribute__((warn_unused_result));
 
+/*
+ * Hands rec over to the writer and returns at once: its content moves (rec is left empty,
+ * for its owner to clear).  on_done(arg, rc) is called once, on the writer's thread, when
+ * the record is committed (rc 0) or could not be (-1, after it was tried on its own): only
+ * then may the call be answered.  Returns 0, or -1 (out of memory, or the writer is
+ * stopping) with rec untouched and on_done never called.
+ */
+int audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *arg, int rc),
+    void *arg) __attribute__((warn_unused_result));
+
 /* Counts a refusal before authentication for client in the current second; the
  * counts are written once that second is over, never one row per refusal. */
 void audit_refusal(struct audit *a, const char *client, const char *reason);

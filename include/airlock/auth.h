@@ -26,17 +26,41 @@ struct principal {
 	char approver[129];		/* an approver token's person; "" for a caller */
 };
 
+/* How long a token's principal is kept without asking the database again (fallback for a
+ * lost announcement; announcements drop it at once). */
+#define AUTH_CACHE_TTL_MS	1000
+
 /*
  * Identifies the caller of bearer (NULL when the request had none).  Returns 0 with p
  * filled (release with auth_clear), or -1 with err set: 401 token_missing,
  * token_invalid, token_expired, token_revoked; 403 tenant_disabled; 503
  * backend_unavailable.  The admin credential (admin_file) yields p->is_admin.
+ * A token looked up within AUTH_CACHE_TTL_MS is answered from memory unless is_fresh:
+ * revocation, expiry, the tenant's state and the quota are then exact only through
+ * auth_count_call (or auth_count_sql in the call's own transaction), which every call
+ * that reads or changes data makes; p->calls_used is exact only with is_fresh.
  */
-int auth_identify(struct db *db, const char *bearer, const char *admin_file,
+int auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_fresh,
     struct principal *p, struct rpc_error *err) __attribute__((warn_unused_result));
 
-/* Counts one call against p's quota.  Returns 0, or -1 with err (403 quota_exhausted,
- * 401 token_revoked/token_expired when that happened meanwhile, 503). */
+/* Forgets the kept principal of token id what, those of tenant NAME for "tenant:NAME", or
+ * every one for "". */
+void auth_forget(const char *what);
+
+/* Starts the listener of the airlock_tokens channel on its own connection to conninfo
+ * (borrowed, must outlive it).  Returns 0, or -1 (logged; the cache's lifetime then bounds
+ * how long a revoked token's principal is kept). */
+int auth_watch_start(const char *conninfo) __attribute__((warn_unused_result));
+
+/* Whether the listener holds a connection that listens now. */
+int auth_is_watching(void);
+
+/* Stops the listener and empties the cache. */
+void auth_watch_stop(void);
+
+/* Counts one call against p's quota (a token without one is only checked, nothing is
+ * written).  Returns 0, or -1 with err (403 quota_exhausted, 401 token_revoked/
+ * token_expired, 403 tenant_disabled when that happened meanwhile, 503). */
 int auth_count_call(struct db *db, struct principal *p, struct rpc_error *err)
     __attribute__((warn_unused_result));
 

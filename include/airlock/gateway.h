@@ -67,6 +67,12 @@ struct request_ctx {
 	int is_sandbox;			/* running on the sandbox pool (code tools run only there) */
 	char trace_id[33];		/* the W3C trace id the request carried, or "" */
 	atomic_int is_cancelled;	/* the client closed its connection while the call ran */
+	/* Set by the HTTP layer for a single request on a worker: the call's record is handed
+	 * to the audit writer (audit_submit) instead of waited for, and on_recorded(
+	 * recorded_arg, rc) lets the answer go once the record is durable. */
+	void (*on_recorded)(void *arg, int rc);
+	void *recorded_arg;
+	int is_record_handed;		/* set when it was */
 };
 
 /* MCP revisions: the stateless one, then those that begin with initialize, newest first. */

@@ -22,7 +22,8 @@ struct pool_job {
 struct pool;
 
 /* Returns a new pool of n workers on conninfo (borrowed, must outlive the pool), or NULL.
- * Jobs of one key run on at most half of the workers (at least one). */
+ * While jobs of other keys wait, jobs of one key take at most half of the free workers'
+ * turns (at least one worker); alone, a key may use them all. */
 struct pool *pool_create(unsigned n, const char *conninfo, size_t max_queued, size_t max_per_key);
 
 /* Queues job.  Returns 0; -1 when the pool is full, that key has too many waiting,

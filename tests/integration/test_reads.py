@@ -439,7 +439,7 @@ def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
     done = []
 
     def flood():
-        r = tool(d, flooder, "slow", {"s": 3})
+        r = tool(d, flooder, "slow", {"s": 2})
         done.append((time.monotonic(), r))
 
     threads = [threading.Thread(target=flood) for _ in range(8)]
@@ -452,13 +452,36 @@ def test_flooding_token_does_not_block_another(start_daemon, world, tmp_path):
         t.join()
     assert r.status_code == 200
     refused = [x for _, x in done if x.status_code == 429]
-    served = [at for at, x in done if x.status_code == 200]
+    served = sorted(at for at, x in done if x.status_code == 200)
     # The flooding tenant's queue is capped: the rest are refused at once...
     assert refused and refused[0].json()["error"]["data"]["reason"] == "concurrency_limited"
-    # ...it runs on at most half the workers (one of two), with two waiting...
-    assert len(served) == 3
-    # ...so the other tenant's call ran on the free worker, before any slow call ended.
-    assert other_done < min(served)
+    # ...alone, it ran on both workers, with two waiting...
+    assert len(served) == 4
+    # ...and once the other tenant waited, the first worker to finish served it, before
+    # the flooder's calls that had waited longer.
+    assert other_done < served[2]
+
+
+def test_lone_tenant_uses_every_worker(start_daemon, world, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    write_slow_tool(tools)
+    d = start_daemon("--tools", str(tools), "--workers", "4", "--rate-token", "0/0",
+                     "--rate-tenant", "0/0", "--rate-client", "0/0")
+    tok = world.mint(world.a, tools=["slow"])
+    assert tool(d, tok, "slow", {"s": 0}).status_code == 200
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(
+        tool(d, tok, "slow", {"s": 2}).status_code)) for _ in range(4)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200] * 4
+    # No other tenant waits, so its four calls ran at once, on the four workers (two at a
+    # time would have taken twice as long).
+    assert time.monotonic() - start < 3.8
 
 
 def test_bad_manifest_refuses_start(cluster, tmp_path):
