@@ -198,8 +198,9 @@ export_one(const char *cmd, const struct tool *t, const char *format)
 	if (strcmp(format, "anthropic") == 0)
 		return json_pack("{s:s, s:s, s:O}", "name", t->name, "description",
 		    t->description, "input_schema", t->input_schema);
+	/* MCP: exactly what tools/list shows, the call options' arguments included. */
 	o = json_pack("{s:s, s:s, s:O, s:O, s:O}", "name", t->name, "description",
-	    t->description, "inputSchema", t->input_schema, "outputSchema", t->output_schema,
+	    t->description, "inputSchema", t->listed_schema, "outputSchema", t->output_schema,
 	    "annotations", t->annotations);
 	if (o != NULL && t->title != NULL &&
 	    json_object_set_new(o, "title", json_string(t->title)) == -1) {

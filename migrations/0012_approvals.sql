@@ -25,15 +25,13 @@ BEGIN
         RAISE EXCEPTION 'token %: a revocation cannot be undone or moved', OLD.id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF NEW.calls_used < OLD.calls_used OR
+    IF NEW.calls_used < OLD.calls_used OR NEW.expires_at > OLD.expires_at OR
        (NEW.id, NEW.hash, NEW.tenant, NEW.task, NEW.tools, NEW.bindings, NEW.can_revert,
-        NEW.preview_only, NEW.max_calls, NEW.created_at, NEW.expires_at, NEW.mint_call,
-        NEW.approver)
+        NEW.preview_only, NEW.max_calls, NEW.created_at, NEW.mint_call, NEW.approver)
        IS DISTINCT FROM
        (OLD.id, OLD.hash, OLD.tenant, OLD.task, OLD.tools, OLD.bindings, OLD.can_revert,
-        OLD.preview_only, OLD.max_calls, OLD.created_at, OLD.expires_at, OLD.mint_call,
-        OLD.approver) THEN
-        RAISE EXCEPTION 'token %: only its revocation and its call count may change', OLD.id
+        OLD.preview_only, OLD.max_calls, OLD.created_at, OLD.mint_call, OLD.approver) THEN
+        RAISE EXCEPTION 'token %: only its revocation, its call count and an earlier expiry may change', OLD.id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;

@@ -86,6 +86,10 @@ class Daemon:
     """A running airlockd; stop() sends SIGTERM and returns the exit code."""
 
     def __init__(self, args, env=None):
+        # Warm sandboxes only where a test asks for them (--warm N): each one started ahead
+        # is a sandbox boot (a gVisor one costs about a second of CPU) per daemon.
+        if not any(str(a).startswith("--warm") or str(a) == "--config" for a in args):
+            args = [*args, "--warm", "0"]
         # The port is free when chosen but could be taken before airlockd binds it: a start
         # that fails for that reason (exit 69, "cannot listen") is tried on another port.
         for attempt in range(3):

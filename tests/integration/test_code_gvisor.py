@@ -51,7 +51,7 @@ def world(cluster, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gw(cluster, world):
-    d = Daemon(["--db", cluster.gateway_url, "--tools", str(world.tools), *RATES])
+    d = Daemon(["--db", cluster.gateway_url, "--tools", str(world.tools), "--warm", "4", *RATES])
     yield d
     d.stop()
 

@@ -51,7 +51,7 @@ SAMPLES = {
     "max-batch": "3", "conn-timeout": "5", "grace": "1", "max-conns": "10",
     "max-conns-per-client": "5", "threads": "1", "workers": "2", "queue": "10",
     "queue-per-tenant": "5", "key-ttl": "60", "key-waiters": "2/4", "sandboxes": "1",
-    "sandboxes-per-tenant": "1", "rate-client": "1/2", "rate-token": "1/2",
+    "sandboxes-per-tenant": "1", "warm": "0", "warm-per-tenant": "1", "rate-client": "1/2", "rate-token": "1/2",
     "rate-tenant": "1/2", "verbose": "true", "db-file": None,
 }
 
