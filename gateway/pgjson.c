@@ -8,8 +8,7 @@
 
 #include <jansson.h>
 
-#include "airlock/tool.h"
-#include "tool_int.h"
+#include "airlock/pgjson.h"
 
 /* Type OIDs from PostgreSQL's pg_type.dat; they are fixed. */
 #define OID_BOOL	16
@@ -27,12 +26,24 @@
 #define OID_UUID	2950
 #define OID_JSONB	3802
 
+/* Whether s[0..n) are all digits. */
+static int
+all_digits(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
 /*
  * RFC 3339 from a DateStyle ISO timestamp: "2026-11-27 16:44:36.123+00" becomes
  * "2026-11-27T16:44:36.123+00:00", and without an offset (timestamp without time zone)
  * "2026-11-27 16:44:36" becomes "2026-11-27T16:44:36".  What RFC 3339 cannot say (infinity,
  * BC, years past 9999, an offset with seconds) is returned as PostgreSQL wrote it, which
- * tool_type_schema describes too.
+ * pgjson_type_schema describes too.
  */
 static json_t *
 iso_timestamp(const char *text, int has_offset)
@@ -63,7 +74,7 @@ iso_timestamp(const char *text, int has_offset)
 }
 
 json_t *
-tool_value_json(unsigned type_oid, const char *text, int is_null)
+pgjson_value(unsigned type_oid, const char *text, int is_null)
 {
 	const char *errstr;
 	long long n;
@@ -135,7 +146,7 @@ format_or_pattern(const char *format, const char *pattern, const char *descripti
 }
 
 json_t *
-tool_type_schema(unsigned type_oid)
+pgjson_type_schema(unsigned type_oid)
 {
 	switch (type_oid) {
 	case OID_INT2:

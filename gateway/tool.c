@@ -1,4 +1,4 @@
-/* tool.c: the tool catalog: loads and checks the manifests in tools/, checks call arguments. */
+/* tool.c: the tool catalog: loads the manifests in tools/, hands each part to its checker. */
 /*
  * A manifest is tools/NAME.json, one JSON object:
  *
@@ -36,6 +36,7 @@
  */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -67,6 +68,7 @@ static const char *const approval_keys[] = { "above_rows", "argument", "above", 
 
 static unsigned long last_version;
 
+/* Frees what a tool owns. */
 static void
 free_tool(struct tool *t)
 {
@@ -131,40 +133,6 @@ write_flag(json_t *m, const char *key, int def, const struct tool *t, int *out, 
 	}
 	*out = json_is_true(v);
 	return 0;
-}
-
-/*
- * The inputSchema tools/list shows for a write that takes its call options as arguments:
- * input (borrowed) plus airlock_dry_run, airlock_idempotency_key and airlock_plan_id, none
- * required.  Returns a new reference, or NULL when out of memory.
- */
-static json_t *
-options_schema(json_t *input)
-{
-	json_t *s = json_deep_copy(input), *props;
-
-	if (s == NULL)
-		return NULL;
-	props = json_object_get(s, "properties");
-	if (props == NULL) {
-		json_object_set_new(s, "properties", json_object());
-		props = json_object_get(s, "properties");
-	}
-	if (json_object_set_new(props, TOOL_OPTION_DRY_RUN, json_pack("{s:s, s:s}",
-	    "type", "boolean", "description", "Preview only: run the write, show per row what "
-	    "it would change, change nothing. The answer's plan_id commits exactly that.")) == -1 ||
-	    json_object_set_new(props, TOOL_OPTION_KEY, json_pack("{s:s, s:i, s:i, s:s}",
-	    "type", "string", "minLength", 1, "maxLength", 255, "description", "Required to "
-	    "commit: a key of your choice for this change. Send the same key when you retry, so "
-	    "it happens once; a new change needs a new key.")) == -1 ||
-	    json_object_set_new(props, TOOL_OPTION_PLAN, json_pack("{s:s, s:s, s:s}",
-	    "type", "string", "pattern", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-	    "[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", "description", "The plan_id of a preview: commit "
-	    "only if the change is still exactly what the preview showed.")) == -1) {
-		json_decref(s);
-		return NULL;
-	}
-	return s;
 }
 
 /* Reads an optional integer key within lo..hi; 0, or -1 with err set. */
@@ -242,7 +210,7 @@ check_approval(struct tool *t, json_t *v, char *err, size_t errlen)
 	if (x != NULL) {
 		prop = json_object_get(json_object_get(t->schema, "properties"),
 		    json_string_value(x) ? json_string_value(x) : "");
-		bits = prop != NULL ? type_bits(prop) : 0;
+		bits = prop != NULL ? tool_schema_type_bits(prop) : 0;
 		if (!json_is_string(x) || prop == NULL ||
 		    (bits & (T_INTEGER | T_NUMBER | T_STRING)) == 0) {
 			snprintf(err, errlen, "approval: argument must name an integer, number or "
@@ -293,43 +261,40 @@ tool_needs_approval(const struct tool *t, json_t *args)
 	return d > t->approval_above;
 }
 
-/* Loads and checks one manifest into t (zeroed); on failure t owns nothing. */
-static int
-load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, struct tool *t,
-    char *err, size_t errlen)
+/*
+ * Reads dir/fname into a new object, having set t->file: a regular file of known keys.
+ * Returns it, or NULL with "FILE: fault" in err.
+ */
+static json_t *
+read_manifest(const char *dir, const char *fname, struct tool *t, char *err, size_t errlen)
 {
-	struct rewrite rw;
-	struct buf sql = { NULL, 0, 0, 0 };
 	struct stat st;
 	json_error_t jerr;
-	json_t *m = NULL, *v;
-	const char *key, *kind, *statement;
-	char fault[1024], base[80], word[16];
-	size_t n;
+	json_t *m, *v;
+	const char *key;
 
-	if (errlen > 0)
-		err[0] = '\0';
 	if (snprintf(t->file, sizeof(t->file), "%s/%s", dir, fname) >= (int)sizeof(t->file)) {
 		log_seterr(err, errlen, "%s/%s: path too long", dir, fname);
-		goto fail;
+		return NULL;
 	}
 	if (stat(t->file, &st) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, strerror(errno));
-		goto fail;
+		return NULL;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > MAX_MANIFEST) {
 		log_seterr(err, errlen, "%s: not a regular file of at most %d bytes", t->file,
 		    MAX_MANIFEST);
-		goto fail;
+		return NULL;
 	}
 	if ((m = json_load_file(t->file, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
 		log_seterr(err, errlen, "%s: line %d, column %d: %s", t->file, jerr.line,
 		    jerr.column, jerr.text);
-		goto fail;
+		return NULL;
 	}
 	if (!json_is_object(m)) {
 		log_seterr(err, errlen, "%s: a manifest must be a JSON object", t->file);
-		goto fail;
+		json_decref(m);
+		return NULL;
 	}
 	json_object_foreach(m, key, v) {
 		if (!in_list(key, manifest_keys)) {
@@ -337,48 +302,70 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 			    "arguments, statement, max_rows, timeout_ms, title, destructive, idempotent, "
 			    "call_options, code, approval)",
 			    t->file, key);
-			goto fail;
+			json_decref(m);
+			return NULL;
 		}
-
 	}
-	/* name: the file's basename. */
+	return m;
+}
+
+/*
+ * Reads the name (the file's basename), description and title of manifest m into t.
+ * Returns 0, or -1 with "FILE: fault" in err, or with err untouched when out of memory.
+ */
+static int
+load_names(json_t *m, const char *fname, struct tool *t, char *err, size_t errlen)
+{
+	json_t *v;
+	char base[80];
+	size_t n;
+
 	n = strlen(fname) - strlen(".json");
 	if (n >= sizeof(base)) {
 		log_seterr(err, errlen, "%s: the file name is too long for a tool name", t->file);
-		goto fail;
+		return -1;
 	}
 	memcpy(base, fname, n);
 	base[n] = '\0';
 	v = json_object_get(m, "name");
 	if (!json_is_string(v) || !is_tool_name(json_string_value(v))) {
 		log_seterr(err, errlen, "%s: name must match [a-z][a-z0-9_]{0,63}", t->file);
-		goto fail;
+		return -1;
 	}
 	if (strcmp(json_string_value(v), base) != 0) {
 		log_seterr(err, errlen, "%s: name '%s' differs from the file's name; call the file "
 		    "%s.json", t->file, json_string_value(v), json_string_value(v));
-		goto fail;
+		return -1;
 	}
 	strlcpy(t->name, json_string_value(v), sizeof(t->name));
 
 	v = json_object_get(m, "description");
 	if (!json_is_string(v) || json_string_length(v) == 0) {
 		log_seterr(err, errlen, "%s: description must be a non-empty string", t->file);
-		goto fail;
+		return -1;
 	}
 	if ((t->description = strdup(json_string_value(v))) == NULL)
-		goto fail;
+		return -1;
 	if ((v = json_object_get(m, "title")) != NULL) {
 		if (!json_is_string(v)) {
 			log_seterr(err, errlen, "%s: title must be a string", t->file);
-			goto fail;
+			return -1;
 		}
 		if ((t->title = strdup(json_string_value(v))) == NULL)
-			goto fail;
+			return -1;
 	} else if ((t->title = humanised(t->name)) == NULL)
-		goto fail;
+		return -1;
+	return 0;
+}
 
-	kind = json_string_value(json_object_get(m, "kind"));
+/* Reads the kind of manifest m, and the flags that depend on it, into t.  Returns 0, or -1
+ * with "FILE: fault" in err. */
+static int
+load_kind(json_t *m, struct tool *t, char *err, size_t errlen)
+{
+	const char *kind = json_string_value(json_object_get(m, "kind"));
+	json_t *v;
+
 	if (kind != NULL && strcmp(kind, "read") == 0)
 		t->kind = TOOL_READ;
 	else if (kind != NULL && strcmp(kind, "write") == 0)
@@ -387,39 +374,102 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		t->kind = TOOL_CODE;
 	else {
 		log_seterr(err, errlen, "%s: kind must be \"read\", \"write\" or \"code\"", t->file);
-		goto fail;
+		return -1;
 	}
 	if ((v = json_object_get(m, "destructive")) != NULL) {
 		if (t->kind != TOOL_WRITE) {
 			log_seterr(err, errlen, "%s: destructive applies to write tools only", t->file);
-			goto fail;
+			return -1;
 		}
 		if (!json_is_boolean(v)) {
 			log_seterr(err, errlen, "%s: destructive must be true or false", t->file);
-			goto fail;
+			return -1;
 		}
 		t->is_destructive = json_is_true(v);
 	} else
 		t->is_destructive = t->kind == TOOL_WRITE;
 	if (write_flag(m, "idempotent", 0, t, &t->is_idempotent, err, errlen) == -1 ||
 	    write_flag(m, "call_options", 1, t, &t->has_call_options, err, errlen) == -1)
-		goto fail;
+		return -1;
+	return 0;
+}
 
+/*
+ * Reads the statement of the read or write t from manifest m, rewrites it, checks it on conn
+ * (NULL: offline, unchecked) under the prepared-statement name stmt, and caps a read's.
+ * Returns 0, or -1 with "FILE: fault" in err, or with err untouched when out of memory.
+ */
+static int
+load_statement(json_t *m, PGconn *conn, const char *stmt, struct tool *t, char *err,
+    size_t errlen)
+{
+	json_t *v;
+
+	if (json_object_get(m, "code") != NULL) {
+		log_seterr(err, errlen, "%s: code applies to code tools only", t->file);
+		return -1;
+	}
+	if (get_uint(m, "max_rows", DEFAULT_ROWS, 1, MAX_ROWS_CAP, &t->max_rows, t->file,
+	    err, errlen) == -1)
+		return -1;
+	v = json_object_get(m, "statement");
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) > MAX_STATEMENT) {
+		log_seterr(err, errlen, "%s: statement must be a non-empty string of at most "
+		    "%d bytes", t->file, MAX_STATEMENT);
+		return -1;
+	}
+	if (tool_sql_rewrite(t, json_string_value(v), err, errlen) == -1)
+		return -1;
+	if (conn != NULL &&
+	    tool_check_statement(conn, t, json_string_value(v), stmt, err, errlen) == -1)
+		return -1;
+	/* Checked as written, so its faults are named as written; then capped. */
+	if (t->kind == TOOL_READ && tool_sql_cap_read(&t->sql, t->max_rows) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * The tool's annotations for MCP clients.  A read changes nothing, so it is idempotent; a
+ * write is when its manifest says so; a program is not (it may reach the world, or keep
+ * state in it).  The world beyond the gateway's own database is open only to a code tool
+ * with an egress allowlist.  Returns a new reference, or NULL when out of memory.
+ */
+static json_t *
+annotations(const struct tool *t)
+{
+	return json_pack("{s:s, s:b, s:b, s:b, s:b}",
+	    "title", t->title,
+	    "readOnlyHint", t->kind == TOOL_READ,
+	    "destructiveHint", t->kind == TOOL_WRITE && t->is_destructive,
+	    "idempotentHint", t->kind == TOOL_READ || (t->kind == TOOL_WRITE && t->is_idempotent),
+	    "openWorldHint", t->kind == TOOL_CODE &&
+	    json_array_size(json_object_get(t->code, "allow")) > 0);
+}
+
+/*
+ * Loads and checks one manifest into t (zeroed), in the order its faults are reported.
+ * Returns 0, or -1 with "FILE: fault" in err; on failure t owns nothing.
+ */
+static int
+load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, struct tool *t,
+    char *err, size_t errlen)
+{
+	json_t *m = NULL, *v;
+	char fault[1024];
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if ((m = read_manifest(dir, fname, t, err, errlen)) == NULL ||
+	    load_names(m, fname, t, err, errlen) == -1 || load_kind(m, t, err, errlen) == -1)
+		goto fail;
 	if ((v = json_object_get(m, "arguments")) == NULL) {
 		log_seterr(err, errlen, "%s: arguments (a JSON Schema) is required", t->file);
 		goto fail;
 	}
-	if (check_schema(v, fault, sizeof(fault)) == -1) {
-		log_seterr(err, errlen, "%s: %s", t->file, fault);
+	if (tool_schema_load(t, v, err, errlen) == -1)
 		goto fail;
-	}
-	t->schema = json_incref(v);
-	if ((t->input_schema = client_schema(t->schema)) == NULL)
-		goto fail;
-	if ((t->listed_schema = t->has_call_options ? options_schema(t->input_schema) :
-	    json_incref(t->input_schema)) == NULL)
-		goto fail;
-
 	if (get_uint(m, "timeout_ms", DEFAULT_TIMEOUT, 1, MAX_TIMEOUT, &t->timeout_ms, t->file,
 	    err, errlen) == -1)
 		goto fail;
@@ -428,98 +478,11 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 		log_seterr(err, errlen, "%s: %s", t->file, fault);
 		goto fail;
 	}
-	if (t->kind == TOOL_CODE) {
-		if (json_object_get(m, "statement") != NULL || json_object_get(m, "max_rows") != NULL) {
-			log_seterr(err, errlen, "%s: a code tool takes no statement and no max_rows",
-			    t->file);
-			goto fail;
-		}
-		if ((v = json_object_get(m, "code")) == NULL) {
-			log_seterr(err, errlen, "%s: a code tool needs code: {interpreter, limits, "
-			    "allow}", t->file);
-			goto fail;
-		}
-		if ((t->code = check_code(v, conn != NULL, fault, sizeof(fault))) == NULL ||
-		    check_code_args(t->schema, fault, sizeof(fault)) == -1) {
-			log_seterr(err, errlen, "%s: %s", t->file, fault);
-			goto fail;
-		}
-		if ((t->output_schema = code_schema()) == NULL)
-			goto fail;
-	} else {
-		if (json_object_get(m, "code") != NULL) {
-			log_seterr(err, errlen, "%s: code applies to code tools only", t->file);
-			goto fail;
-		}
-		if (get_uint(m, "max_rows", DEFAULT_ROWS, 1, MAX_ROWS_CAP, &t->max_rows, t->file,
-		    err, errlen) == -1)
-			goto fail;
-		v = json_object_get(m, "statement");
-		if (!json_is_string(v) || json_string_length(v) == 0 ||
-		    json_string_length(v) > MAX_STATEMENT) {
-			log_seterr(err, errlen, "%s: statement must be a non-empty string of at most "
-			    "%d bytes", t->file, MAX_STATEMENT);
-			goto fail;
-		}
-		statement = json_string_value(v);
-		/* Unicode escapes (U&"...") could spell set_config without its letters: they
-		 * are refused too, anywhere in the statement. */
-		if (has_unicode_escape(statement)) {
-			log_seterr(err, errlen, "%s: the statement uses a Unicode escape (U&); a tool's "
-			    "statement names things plainly", t->file);
-			goto fail;
-		}
-		if (strcasestr(statement, "set_config") != NULL) {
-			log_seterr(err, errlen, "%s: the statement mentions set_config; a tool's "
-			    "statement may not touch settings (it could switch roles)", t->file);
-			goto fail;
-		}
-		first_keyword(statement, word, sizeof(word));
-		if (t->kind == TOOL_READ && strcmp(word, "select") != 0 &&
-		    strcmp(word, "with") != 0 && strcmp(word, "values") != 0 &&
-		    strcmp(word, "table") != 0) {
-			log_seterr(err, errlen, "%s: a read must be one SELECT (it starts with '%s')",
-			    t->file, word);
-			goto fail;
-		}
-		if (t->kind == TOOL_WRITE && strcmp(word, "delete") == 0) {
-			log_seterr(err, errlen, "%s: DELETE is refused: there is no hard delete; write "
-			    "an UPDATE that sets deleted_at", t->file);
-			goto fail;
-		}
-		if (t->kind == TOOL_WRITE && strcmp(word, "insert") != 0 &&
-		    strcmp(word, "update") != 0 && strcmp(word, "with") != 0) {
-			log_seterr(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
-			    "RETURNING (it starts with '%s')", t->file, word);
-			goto fail;
-		}
-		rw.t = t;
-		rw.props = json_object_get(t->schema, "properties");
-		if (scan_sql(statement, rewrite_param, &rw, &sql, fault, sizeof(fault)) == -1) {
-			log_seterr(err, errlen, "%s: %s", t->file, fault);
-			goto fail;
-		}
-		t->sql = sql.s;
-		sql.s = NULL;
-		if (conn != NULL && check_statement(conn, t, statement, stmt, err, errlen) == -1)
-			goto fail;
-		/* Checked as written, so its faults are named as written; then capped. */
-		if (t->kind == TOOL_READ && cap_read(&t->sql, t->max_rows) == -1)
-			goto fail;
-		if ((t->output_schema = rows_schema(t)) == NULL)
-			goto fail;
-	}
-	/* A read changes nothing, so it is idempotent; a write is when its manifest says so;
-	 * a program is not (it may reach the world, or keep state in it).  The world beyond
-	 * the gateway's own database is open only to a code tool with an egress allowlist. */
-	t->annotations = json_pack("{s:s, s:b, s:b, s:b, s:b}",
-	    "title", t->title,
-	    "readOnlyHint", t->kind == TOOL_READ,
-	    "destructiveHint", t->kind == TOOL_WRITE && t->is_destructive,
-	    "idempotentHint", t->kind == TOOL_READ || (t->kind == TOOL_WRITE && t->is_idempotent),
-	    "openWorldHint", t->kind == TOOL_CODE &&
-	    json_array_size(json_object_get(t->code, "allow")) > 0);
-	if (t->annotations == NULL)
+	if (t->kind == TOOL_CODE ? tool_code_load(t, m, conn != NULL, err, errlen) == -1 :
+	    load_statement(m, conn, stmt, t, err, errlen) == -1)
+		goto fail;
+	if ((t->output_schema = tool_output_schema(t)) == NULL ||
+	    (t->annotations = annotations(t)) == NULL)
 		goto fail;
 	json_decref(m);
 	return 0;
@@ -527,7 +490,6 @@ fail:
 	/* Every fault but an allocation's has set err by now. */
 	if (errlen > 0 && err[0] == '\0')
 		log_seterr(err, errlen, "%s: out of memory", t->file);
-	free(sql.s);
 	json_decref(m);
 	free_tool(t);
 	return -1;

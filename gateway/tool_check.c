@@ -224,7 +224,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	buf_str(&q, "CREATE TEMPORARY VIEW ");
 	buf_str(&q, view);
 	buf_str(&q, " AS ");
-	if (scan_sql(orig, nullify_param, &nf, &q, fault, sizeof(fault)) == -1) {
+	if (tool_sql_scan(orig, nullify_param, &nf, &q, fault, sizeof(fault)) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, fault);
 		goto fail;
 	}
@@ -325,13 +325,10 @@ fail:
 	return NULL;
 }
 
-/*
- * The database checks of one read or write: prepare, describe, plan, dependencies.
- * Fills the tool's result columns.  Leaves conn idle with nothing prepared.
- */
+/* The database checks of one read or write, in order: prepare, describe, plan, dependencies. */
 int
-check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt, char *err,
-    size_t errlen)
+tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt,
+    char *err, size_t errlen)
 {
 	PGresult *res = NULL;
 	char **types = NULL, fault[512];

@@ -31,7 +31,7 @@ static const struct {
  * Checks a code tool's arguments schema against what code_run reads: code (a required
  * string), input (any JSON) and input_tool (an object).  Returns 0, or -1 with err.
  */
-int
+static int
 check_code_args(json_t *schema, char *err, size_t errlen)
 {
 	json_t *props = json_object_get(schema, "properties"), *v, *type, *name;
@@ -72,7 +72,7 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 /* Checks and normalizes a code tool's "code" object; returns a new one or NULL.  Whether
  * gVisor can start here is checked only for a catalog loaded to be served (is_live: with a
  * database connection), not offline. */
-json_t *
+static json_t *
 check_code(json_t *code, int is_live, char *err, size_t errlen)
 {
 	json_t *interp, *limits, *allow, *v, *out_limits = NULL, *out_allow = NULL;
@@ -142,7 +142,7 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 				return NULL;
 			}
 		strtonum(colon + 1, 1, 65535, &errstr);
-		if (errstr != NULL || !all_digits(colon + 1, strlen(colon + 1))) {
+		if (errstr != NULL || colon[1 + strspn(colon + 1, "0123456789")] != '\0') {
 			log_seterr(err, errlen, "code: allow entry '%s' needs a port from 1 to 65535",
 			    s);
 			return NULL;
@@ -176,4 +176,28 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 	if (v == NULL)
 		log_seterr(err, errlen, "out of memory");
 	return v;
+}
+
+int
+tool_code_load(struct tool *t, json_t *m, int is_live, char *err, size_t errlen)
+{
+	json_t *v;
+	char fault[1024];
+
+	if (json_object_get(m, "statement") != NULL || json_object_get(m, "max_rows") != NULL) {
+		log_seterr(err, errlen, "%s: a code tool takes no statement and no max_rows",
+		    t->file);
+		return -1;
+	}
+	if ((v = json_object_get(m, "code")) == NULL) {
+		log_seterr(err, errlen, "%s: a code tool needs code: {interpreter, limits, "
+		    "allow}", t->file);
+		return -1;
+	}
+	if ((t->code = check_code(v, is_live, fault, sizeof(fault))) == NULL ||
+	    check_code_args(t->schema, fault, sizeof(fault)) == -1) {
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
+		return -1;
+	}
+	return 0;
 }

@@ -1,8 +1,12 @@
-/* tool_int.h: what the tool catalog's files (gateway/tool*.c) share, and nothing else includes. */
+/* tool_int.h: what the tool catalog's files (gateway/tool*.c) share; nothing else includes it. */
+/*
+ * The catalog is one module in several files, as it grew: tool.c loads a manifest and hands
+ * each part to its sibling.  Their public functions are in airlock/tool.h; what one sibling
+ * calls in another, and the small helpers all of them use, are here.
+ */
 #ifndef AIRLOCK_TOOL_INT_H
 #define AIRLOCK_TOOL_INT_H
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +26,7 @@ enum {
 	T_NULL = 1 << 6,
 };
 
+/* Whether key is one of list (NULL-terminated). */
 static inline int
 in_list(const char *key, const char *const *list)
 {
@@ -83,18 +88,6 @@ buf_str(struct buf *b, const char *s)
 	buf_add(b, s, strlen(s));
 }
 
-/* Whether s[0..n) are all digits. */
-static inline int
-all_digits(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (!isdigit((unsigned char)s[i]))
-			return 0;
-	return 1;
-}
-
 /*
  * Statement scanning.  A parameter callback appends the replacement for $name (name is not
  * NUL-terminated) and returns 0, or -1 after setting err.
@@ -102,34 +95,57 @@ all_digits(const char *s, size_t n)
 typedef int param_fn(void *arg, const char *name, size_t len, struct buf *out, char *err,
     size_t errlen);
 
-/* Rewriting $name to $k: the tool collects its parameters as it goes. */
-struct rewrite {
-	struct tool *t;
-	json_t *props;
-};
-
 /* tool_sql.c */
-int scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err,
+
+/*
+ * Copies sql to out, replacing each named parameter through fn and each comment by a blank;
+ * string literals, quoted identifiers and dollar-quoted strings are copied as they are.
+ * Returns 0, or -1 with err set.
+ */
+int tool_sql_scan(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err,
     size_t errlen);
-int has_unicode_escape(const char *sql);
-int cap_read(char **sql, unsigned max_rows);
-void first_keyword(const char *sql, char *word, size_t len);
-int rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *err,
-    size_t errlen);
+
+/*
+ * Checks statement (borrowed) for t's kind by its words alone, then sets t->sql to it with
+ * each $name rewritten to $1..$n and t->params to the names in that order.  Returns 0, or -1
+ * with "FILE: fault" in err.
+ */
+int tool_sql_rewrite(struct tool *t, const char *statement, char *err, size_t errlen);
+
+/* Wraps the read *sql (owned; replaced) in a LIMIT of max_rows + 1.  Returns 0, or -1 when
+ * out of memory, *sql unchanged. */
+int tool_sql_cap_read(char **sql, unsigned max_rows);
 
 /* tool_schema.c */
-int type_bits(json_t *prop);
-int check_schema(json_t *schema, char *err, size_t errlen);
-json_t *client_schema(json_t *schema);
-json_t *rows_schema(const struct tool *t);
-json_t *code_schema(void);
+
+/* The T_* bits of a checked property's type. */
+int tool_schema_type_bits(json_t *prop);
+
+/*
+ * Checks the arguments schema (borrowed) and sets t->schema (a new reference to it),
+ * t->input_schema and t->listed_schema.  Returns 0, or -1 with "FILE: fault" in err, or
+ * with err untouched when out of memory.
+ */
+int tool_schema_load(struct tool *t, json_t *schema, char *err, size_t errlen);
 
 /* tool_code.c */
-int check_code_args(json_t *schema, char *err, size_t errlen);
-json_t *check_code(json_t *code, int is_live, char *err, size_t errlen);
+
+/*
+ * Reads the code part of the manifest m (borrowed) of the code tool t into t->code, and
+ * checks t's arguments schema against what a program takes.  is_live: the catalog is to be
+ * served (whether gVisor starts here is checked then only).  Returns 0, or -1 with
+ * "FILE: fault" in err.
+ */
+int tool_code_load(struct tool *t, json_t *m, int is_live, char *err, size_t errlen);
 
 /* tool_check.c */
-int check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt,
+
+/*
+ * The database checks of one read or write (orig: its statement as written; stmt: a
+ * prepared-statement name free on conn).  Fills t's result columns; leaves conn idle with
+ * nothing prepared.  Returns 0, or -1 with "FILE: fault" in err.
+ */
+int tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt,
     char *err, size_t errlen);
 
 #endif

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "airlock/log.h"
+#include "airlock/pgjson.h"
 #include "airlock/tool.h"
 #include "tool_int.h"
 
@@ -50,9 +51,8 @@ static const char *const property_keys[] = {
 
 /* Schema checks. */
 
-/* The type bits of a checked property. */
 int
-type_bits(json_t *prop)
+tool_schema_type_bits(json_t *prop)
 {
 	json_t *type = json_object_get(prop, "type"), *v;
 	size_t i, k, n = json_is_array(type) ? json_array_size(type) : 1;
@@ -124,7 +124,7 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 	json_int_t lim;
 	regex_t re;
 	double d;
-	int bits = type_bits(prop), rc;
+	int bits = tool_schema_type_bits(prop), rc;
 
 	if (json_is_null(value)) {
 		if (bits & T_NULL)
@@ -421,7 +421,7 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 }
 
 /* Checks the arguments schema; err gets the fault, without the file. */
-int
+static int
 check_schema(json_t *schema, char *err, size_t errlen)
 {
 	json_t *props, *req, *v;
@@ -626,7 +626,7 @@ set_branches(json_t *schema, const char *ok_description, json_t *ok)
 
 /* The structuredContent schema of a read or write from its result columns: every result
  * has call_id, and either the rows (a write's with its changes and plan) or an error. */
-json_t *
+static json_t *
 rows_schema(const struct tool *t)
 {
 	json_t *cols, *schema = NULL, *props, *ok;
@@ -635,7 +635,7 @@ rows_schema(const struct tool *t)
 	if ((cols = json_object()) == NULL)
 		return NULL;
 	for (i = 0; i < t->n_cols; i++)
-		if (json_object_set_new(cols, t->col_names[i], tool_type_schema(t->col_types[i])) == -1)
+		if (json_object_set_new(cols, t->col_names[i], pgjson_type_schema(t->col_types[i])) == -1)
 			goto fail;
 	schema = json_pack("{s:s, s:{s:{s:s, s:s}, s:{s:s, s:{s:s, s:o}}, s:{s:s}, s:{s:s}, s:{s:s,"
 	    " s:s}, s:{s:s, s:s}, s:o}, s:[s]}",
@@ -719,7 +719,7 @@ static const char code_output_schema[] =
     " \"input_tool\": {\"type\": \"string\"}}}"
     "}}";
 
-json_t *
+static json_t *
 code_schema(void)
 {
 	json_t *schema = json_loads(code_output_schema, 0, NULL);
@@ -740,7 +740,7 @@ tool_output_schema(const struct tool *t)
 }
 
 /* The schema for clients: a copy without the "sensitive" marks. */
-json_t *
+static json_t *
 client_schema(json_t *schema)
 {
 	json_t *copy = json_deep_copy(schema), *prop;
@@ -752,4 +752,56 @@ client_schema(json_t *schema)
 		json_object_del(prop, "sensitive");
 	}
 	return copy;
+}
+
+/*
+ * The inputSchema tools/list shows for a write that takes its call options as arguments:
+ * input (borrowed) plus airlock_dry_run, airlock_idempotency_key and airlock_plan_id, none
+ * required.  Returns a new reference, or NULL when out of memory.
+ */
+static json_t *
+options_schema(json_t *input)
+{
+	json_t *s = json_deep_copy(input), *props;
+
+	if (s == NULL)
+		return NULL;
+	props = json_object_get(s, "properties");
+	if (props == NULL) {
+		json_object_set_new(s, "properties", json_object());
+		props = json_object_get(s, "properties");
+	}
+	if (json_object_set_new(props, TOOL_OPTION_DRY_RUN, json_pack("{s:s, s:s}",
+	    "type", "boolean", "description", "Preview only: run the write, show per row what "
+	    "it would change, change nothing. The answer's plan_id commits exactly that.")) == -1 ||
+	    json_object_set_new(props, TOOL_OPTION_KEY, json_pack("{s:s, s:i, s:i, s:s}",
+	    "type", "string", "minLength", 1, "maxLength", 255, "description", "Required to "
+	    "commit: a key of your choice for this change. Send the same key when you retry, so "
+	    "it happens once; a new change needs a new key.")) == -1 ||
+	    json_object_set_new(props, TOOL_OPTION_PLAN, json_pack("{s:s, s:s, s:s}",
+	    "type", "string", "pattern", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+	    "[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", "description", "The plan_id of a preview: commit "
+	    "only if the change is still exactly what the preview showed.")) == -1) {
+		json_decref(s);
+		return NULL;
+	}
+	return s;
+}
+
+int
+tool_schema_load(struct tool *t, json_t *schema, char *err, size_t errlen)
+{
+	char fault[1024];
+
+	if (check_schema(schema, fault, sizeof(fault)) == -1) {
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
+		return -1;
+	}
+	t->schema = json_incref(schema);
+	if ((t->input_schema = client_schema(t->schema)) == NULL)
+		return -1;
+	if ((t->listed_schema = t->has_call_options ? options_schema(t->input_schema) :
+	    json_incref(t->input_schema)) == NULL)
+		return -1;
+	return 0;
 }

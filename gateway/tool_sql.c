@@ -1,4 +1,4 @@
-/* tool_sql.c: a tool's statement: named parameters lexed and rewritten to $n, and bound. */
+/* tool_sql.c: a tool's statement: lexed, its named parameters rewritten to $n, and bound. */
 /*
  * Statement parameters are named: $name outside string literals, quoted identifiers,
  * comments and dollar-quoted strings becomes $1..$n in order of first appearance, so a name
@@ -36,7 +36,8 @@ is_param_char(unsigned char c)
  * strings.  Returns 0, or -1 with err set.
  */
 int
-scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, size_t errlen)
+tool_sql_scan(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err,
+    size_t errlen)
 {
 	size_t i = 0, j, n = strlen(sql), depth, taglen;
 	const char *end;
@@ -139,7 +140,7 @@ scan_sql(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, s
 }
 
 /* Whether sql holds U&" or U&' (either case), PostgreSQL's Unicode escape syntax. */
-int
+static int
 has_unicode_escape(const char *sql)
 {
 	const char *p;
@@ -158,7 +159,7 @@ has_unicode_escape(const char *sql)
  * semicolons are dropped.
  */
 int
-cap_read(char **sql, unsigned max_rows)
+tool_sql_cap_read(char **sql, unsigned max_rows)
 {
 	struct buf q = { NULL, 0, 0, 0 };
 	char limit[32];
@@ -180,7 +181,7 @@ cap_read(char **sql, unsigned max_rows)
 }
 
 /* The statement's first keyword, lowercased, after blanks, comments and parentheses. */
-void
+static void
 first_keyword(const char *sql, char *word, size_t len)
 {
 	size_t i = 0, k = 0;
@@ -213,7 +214,13 @@ first_keyword(const char *sql, char *word, size_t len)
 	word[k] = '\0';
 }
 
-int
+/* Rewriting $name to $k: the tool collects its parameters as it goes. */
+struct rewrite {
+	struct tool *t;
+	json_t *props;
+};
+
+static int
 rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *err,
     size_t errlen)
 {
@@ -251,6 +258,55 @@ rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *er
 	}
 	snprintf(num, sizeof(num), "$%zu", k + 1);
 	buf_str(out, num);
+	return 0;
+}
+
+int
+tool_sql_rewrite(struct tool *t, const char *statement, char *err, size_t errlen)
+{
+	struct rewrite rw;
+	struct buf sql = { NULL, 0, 0, 0 };
+	char fault[1024], word[16];
+
+	/* Unicode escapes (U&"...") could spell set_config without its letters: they
+	 * are refused too, anywhere in the statement. */
+	if (has_unicode_escape(statement)) {
+		log_seterr(err, errlen, "%s: the statement uses a Unicode escape (U&); a tool's "
+		    "statement names things plainly", t->file);
+		return -1;
+	}
+	if (strcasestr(statement, "set_config") != NULL) {
+		log_seterr(err, errlen, "%s: the statement mentions set_config; a tool's "
+		    "statement may not touch settings (it could switch roles)", t->file);
+		return -1;
+	}
+	first_keyword(statement, word, sizeof(word));
+	if (t->kind == TOOL_READ && strcmp(word, "select") != 0 &&
+	    strcmp(word, "with") != 0 && strcmp(word, "values") != 0 &&
+	    strcmp(word, "table") != 0) {
+		log_seterr(err, errlen, "%s: a read must be one SELECT (it starts with '%s')",
+		    t->file, word);
+		return -1;
+	}
+	if (t->kind == TOOL_WRITE && strcmp(word, "delete") == 0) {
+		log_seterr(err, errlen, "%s: DELETE is refused: there is no hard delete; write "
+		    "an UPDATE that sets deleted_at", t->file);
+		return -1;
+	}
+	if (t->kind == TOOL_WRITE && strcmp(word, "insert") != 0 &&
+	    strcmp(word, "update") != 0 && strcmp(word, "with") != 0) {
+		log_seterr(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
+		    "RETURNING (it starts with '%s')", t->file, word);
+		return -1;
+	}
+	rw.t = t;
+	rw.props = json_object_get(t->schema, "properties");
+	if (tool_sql_scan(statement, rewrite_param, &rw, &sql, fault, sizeof(fault)) == -1) {
+		log_seterr(err, errlen, "%s: %s", t->file, fault);
+		free(sql.s);
+		return -1;
+	}
+	t->sql = sql.s;
 	return 0;
 }
 
