@@ -36,4 +36,40 @@ int devdb_dir(const char *dir, char *buf, size_t len) __attribute__((warn_unused
 int devdb_url(const char *dir, enum devdb_role role, char *buf, size_t len)
 	__attribute__((warn_unused_result));
 
+/* The dev-db's internals, shared by ctl/devdb.c and the dev-db command. */
+#include <sys/types.h>
+#include <limits.h>
+
+#define PG_PORT		"5432"
+
+/* The account that runs initdb, pg_ctl and the server. */
+struct pgacct {
+	int	must_drop;	/* we are root: switch to the postgres account */
+	uid_t	uid;
+	gid_t	gid;
+	char	name[64];
+};
+
+/* Paths inside a dev-db directory. */
+struct layout {
+	char	dir[PATH_MAX];
+	char	data[PATH_MAX];
+	char	version[PATH_MAX];	/* data/PG_VERSION: initdb finished */
+	char	conf[PATH_MAX];
+	char	sock[PATH_MAX];
+	char	log[PATH_MAX];
+	char	pgpass[PATH_MAX];	/* libpq's password file for the two login roles */
+	char	legacy[PATH_MAX];	/* "role password" lines, from before the passfile */
+	char	bootstrap[PATH_MAX];	/* the superuser's password until provisioning ends */
+};
+
+
+int join(char *buf, size_t len, const char *dir, const char *name);
+int make_layout(struct layout *l, const char *dir);
+int pg_account(struct pgacct *a);
+int become(const struct pgacct *a);
+int can_reach(const struct pgacct *a, const char *path, int mode);
+int read_password(const char *path, const char *role, int is_legacy, char *pw, size_t len);
+int pgpass_escape(const char *s, char *buf, size_t len);
+
 #endif
