@@ -55,13 +55,26 @@ exists(const char *path)
 	return lstat(path, &st) == 0;
 }
 
+/* devdb_account, its fault on stderr.  Returns 0 or -1. */
+static int
+account(struct devdb_account *a)
+{
+	char err[256];
+
+	if (devdb_account(a, err, sizeof(err)) == -1) {
+		cli_warnx("dev-db", "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Runs argv (argv[0] an absolute path) as the account, in cwd, with a minimal environment
  * and no inherited descriptors beyond stdio; stdout goes to /dev/null when quiet.
  * Returns the exit status, or -1 when it could not run or died of a signal.
  */
 static int
-run(const struct pgacct *a, const char *cwd, const char *const argv[], int quiet)
+run(const struct devdb_account *a, const char *cwd, const char *const argv[], int quiet)
 {
 	static char env_path[] = "PATH=/usr/bin:/bin";
 	static char env_lc[] = "LC_ALL=C";
@@ -80,7 +93,7 @@ run(const struct pgacct *a, const char *cwd, const char *const argv[], int quiet
 			close(fd);
 		}
 		closefrom(STDERR_FILENO + 1);
-		if (become(a) == -1) {
+		if (devdb_become(a) == -1) {
 			fprintf(stderr, "%s dev-db: cannot switch to the %s account\n", CLI_PROG,
 			    a->name);
 			_exit(127);
@@ -230,7 +243,7 @@ mkdir_p(const char *dir)
 
 /* Makes a directory owned by the server account with mode, when missing. */
 static int
-server_dir(const struct pgacct *a, const char *path, mode_t mode)
+server_dir(const struct devdb_account *a, const char *path, mode_t mode)
 {
 	struct stat st;
 
@@ -261,7 +274,7 @@ fail:
  * server's own account or as root, which the mode does not stop.
  */
 static int
-prepare_dir(const struct pgacct *a, const struct layout *l)
+prepare_dir(const struct devdb_account *a, const struct devdb_layout *l)
 {
 	struct stat st;
 	int fd;
@@ -279,7 +292,7 @@ prepare_dir(const struct pgacct *a, const struct layout *l)
 		cli_warnx("dev-db", "chmod %s: %s", l->dir, strerror(errno));
 		return -1;
 	}
-	if (!can_reach(a, l->dir, X_OK)) {
+	if (!devdb_can_reach(a, l->dir, X_OK)) {
 		cli_warnx("dev-db", "the %s account cannot reach %s (a parent directory is "
 		    "closed to it); choose another --dir", a->name, l->dir);
 		return -1;
@@ -331,7 +344,7 @@ print_log_tail(const char *path)
 
 /* Appends the settings that keep the server on its Unix socket. */
 static int
-write_conf(const struct layout *l)
+write_conf(const struct devdb_layout *l)
 {
 	FILE *f;
 
@@ -346,7 +359,7 @@ write_conf(const struct layout *l)
 	}
 	fprintf(f, "\n# airlockctl dev-db: Unix socket only, no TCP.\n"
 	    "listen_addresses = ''\n"
-	    "port = " PG_PORT "\n"
+	    "port = " DEVDB_PORT "\n"
 	    "unix_socket_directories = '%s'\n"
 	    "password_encryption = 'scram-sha-256'\n", l->sock);
 	if (fclose(f) == EOF) {
@@ -357,7 +370,7 @@ write_conf(const struct layout *l)
 }
 
 static int
-init_cluster(const struct pgacct *a, const char *bindir, const struct layout *l)
+init_cluster(const struct devdb_account *a, const char *bindir, const struct devdb_layout *l)
 {
 	char pw[PASSWORD_LEN + 2], initdb[PATH_MAX], pwopt[PATH_MAX + 16];
 	const char *argv[16];
@@ -369,7 +382,7 @@ init_cluster(const struct pgacct *a, const char *bindir, const struct layout *l)
 	explicit_bzero(pw, sizeof(pw));
 	if (rc == -1)
 		return -1;
-	if (join(initdb, sizeof(initdb), bindir, "initdb") == -1 ||
+	if (devdb_join(initdb, sizeof(initdb), bindir, "initdb") == -1 ||
 	    snprintf(pwopt, sizeof(pwopt), "--pwfile=%s", l->bootstrap) >= (int)sizeof(pwopt))
 		goto fail;
 	argv[i++] = initdb;
@@ -398,14 +411,14 @@ fail:
 
 /* pg_ctl ACTION -D data [extra...]; returns pg_ctl's exit status or -1. */
 static int
-pg_ctl(const struct pgacct *a, const char *bindir, const struct layout *l, const char *action,
+pg_ctl(const struct devdb_account *a, const char *bindir, const struct devdb_layout *l, const char *action,
     int quiet)
 {
 	char path[PATH_MAX];
 	const char *argv[16];
 	int i = 0;
 
-	if (join(path, sizeof(path), bindir, "pg_ctl") == -1)
+	if (devdb_join(path, sizeof(path), bindir, "pg_ctl") == -1)
 		return -1;
 	argv[i++] = path;
 	argv[i++] = action;
@@ -430,7 +443,7 @@ pg_ctl(const struct pgacct *a, const char *bindir, const struct layout *l, const
 }
 
 static int
-is_running(const struct pgacct *a, const char *bindir, const struct layout *l)
+is_running(const struct devdb_account *a, const char *bindir, const struct devdb_layout *l)
 {
 	return pg_ctl(a, bindir, l, "status", 1) == 0;
 }
@@ -504,19 +517,19 @@ fail:
  * this dev-db's socket directory, port and database only.  Returns 0 or -1 with a message.
  */
 static int
-write_pgpass(const struct layout *l, const char *op, const char *gw)
+write_pgpass(const struct devdb_layout *l, const char *op, const char *gw)
 {
 	char host[2 * PATH_MAX], text[2 * (2 * PATH_MAX + 256)];
 	int n, rc;
 
-	if (pgpass_escape(l->sock, host, sizeof(host)) == -1) {
+	if (devdb_pgpass_escape(l->sock, host, sizeof(host)) == -1) {
 		cli_warnx("dev-db", "path too long: %s", l->sock);
 		return -1;
 	}
 	n = snprintf(text, sizeof(text), "# libpq password file of this dev-db "
 	    "(host:port:database:user:password)\n"
-	    "%s:%s:%s:%s:%s\n%s:%s:%s:%s:%s\n", host, PG_PORT, DEVDB_DATABASE,
-	    DEVDB_OPERATOR_ROLE, op, host, PG_PORT, DEVDB_DATABASE, DEVDB_GATEWAY_ROLE, gw);
+	    "%s:%s:%s:%s:%s\n%s:%s:%s:%s:%s\n", host, DEVDB_PORT, DEVDB_DATABASE,
+	    DEVDB_OPERATOR_ROLE, op, host, DEVDB_PORT, DEVDB_DATABASE, DEVDB_GATEWAY_ROLE, gw);
 	rc = n < 0 || (size_t)n >= sizeof(text) ? -1 :
 	    write_secret(l->pgpass, text, (uid_t)-1, (gid_t)-1);
 	explicit_bzero(text, sizeof(text));
@@ -529,15 +542,15 @@ write_pgpass(const struct layout *l, const char *op, const char *gw)
  * to do) or -1 with a message.
  */
 static int
-upgrade_legacy(const struct layout *l)
+upgrade_legacy(const struct devdb_layout *l)
 {
 	char op[128], gw[128];
 	int rc = 0;
 
 	if (exists(l->pgpass) || !exists(l->legacy))
 		return 0;
-	if (read_password(l->legacy, DEVDB_OPERATOR_ROLE, 1, op, sizeof(op)) == -1 ||
-	    read_password(l->legacy, DEVDB_GATEWAY_ROLE, 1, gw, sizeof(gw)) == -1) {
+	if (devdb_read_password(l->legacy, DEVDB_OPERATOR_ROLE, 1, op, sizeof(op)) == -1 ||
+	    devdb_read_password(l->legacy, DEVDB_GATEWAY_ROLE, 1, gw, sizeof(gw)) == -1) {
 		cli_warnx("dev-db", "%s is unreadable; stop the dev-db, remove %s and start "
 		    "again", l->legacy, l->dir);
 		rc = -1;
@@ -549,11 +562,11 @@ upgrade_legacy(const struct layout *l)
 }
 
 static PGconn *
-connect_bootstrap(const struct layout *l, const char *dbname, const char *password)
+connect_bootstrap(const struct devdb_layout *l, const char *dbname, const char *password)
 {
 	const char *keys[] = { "host", "port", "dbname", "user", "password",
 	    "connect_timeout", "application_name", NULL };
-	const char *vals[] = { l->sock, PG_PORT, dbname, DEVDB_BOOTSTRAP_ROLE, password,
+	const char *vals[] = { l->sock, DEVDB_PORT, dbname, DEVDB_BOOTSTRAP_ROLE, password,
 	    "10", "airlockctl dev-db", NULL };
 	PGconn *conn;
 
@@ -573,7 +586,7 @@ connect_bootstrap(const struct layout *l, const char *dbname, const char *passwo
  * repeat after a failure half way.
  */
 static int
-provision(const struct layout *l)
+provision(const struct devdb_layout *l)
 {
 	char boot[128], op[PASSWORD_LEN + 1], gw[PASSWORD_LEN + 1];
 	PGconn *conn = NULL;
@@ -631,13 +644,13 @@ fail:
 }
 
 static int
-start(const struct layout *l)
+start(const struct devdb_layout *l)
 {
-	struct pgacct a;
+	struct devdb_account a;
 	char bindir[PATH_MAX];
 	int rc;
 
-	if (pg_account(&a) == -1)
+	if (account(&a) == -1)
 		return EX_NOUSER;
 	if (find_bindir(bindir, sizeof(bindir)) == -1)
 		return EX_UNAVAILABLE;
@@ -665,9 +678,9 @@ start(const struct layout *l)
 }
 
 static int
-stop(const struct layout *l)
+stop(const struct devdb_layout *l)
 {
-	struct pgacct a;
+	struct devdb_account a;
 	char bindir[PATH_MAX];
 	int rc;
 
@@ -675,7 +688,7 @@ stop(const struct layout *l)
 		printf("dev-db: no cluster in %s, nothing to stop\n", l->dir);
 		return EX_OK;
 	}
-	if (pg_account(&a) == -1)
+	if (account(&a) == -1)
 		return EX_NOUSER;
 	if (find_bindir(bindir, sizeof(bindir)) == -1)
 		return EX_UNAVAILABLE;
@@ -693,16 +706,16 @@ stop(const struct layout *l)
 }
 
 static int
-status(const struct layout *l)
+status(const struct devdb_layout *l)
 {
-	struct pgacct a;
+	struct devdb_account a;
 	char bindir[PATH_MAX];
 
 	if (!exists(l->version)) {
 		printf("dev-db: no cluster in %s\n", l->dir);
 		return EX_UNAVAILABLE;
 	}
-	if (pg_account(&a) == -1)
+	if (account(&a) == -1)
 		return EX_NOUSER;
 	if (find_bindir(bindir, sizeof(bindir)) == -1)
 		return EX_UNAVAILABLE;
@@ -715,7 +728,7 @@ status(const struct layout *l)
 }
 
 static int
-url(const struct layout *l, enum devdb_role role)
+url(const struct devdb_layout *l, enum devdb_role role)
 {
 	char buf[4096];
 
@@ -736,10 +749,10 @@ cmd_devdb(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct layout l;
+	struct devdb_layout l;
 	enum devdb_role role = DEVDB_OPERATOR;
 	const char *dir = NULL, *action;
-	char abs[PATH_MAX];
+	char abs[PATH_MAX], err[PATH_MAX + 128];
 	int c;
 
 	while ((c = cli_getopt(argc, argv, "h", longopts)) != -1) {
@@ -779,10 +792,11 @@ cmd_devdb(int argc, char **argv)
 		cli_warnx(argv[0], "unknown action '%s': start, stop, status or url", action);
 		return EX_USAGE;
 	}
-	if (devdb_dir(dir, abs, sizeof(abs)) == -1)
+	if (devdb_dir(dir, abs, sizeof(abs), err, sizeof(err)) == -1 ||
+	    devdb_layout(&l, abs, err, sizeof(err)) == -1) {
+		cli_warnx("dev-db", "%s", err);
 		return EX_USAGE;
-	if (make_layout(&l, abs) == -1)
-		return EX_USAGE;
+	}
 	if (strcmp(action, "start") == 0)
 		return start(&l);
 	if (strcmp(action, "stop") == 0)

@@ -13,16 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "airlock/cli.h"
 #include "airlock/devdb.h"
 
-#define SOCKET_NAME	".s.PGSQL." PG_PORT
+#define SOCKET_NAME	".s.PGSQL." DEVDB_PORT
 /* sun_path holds 107 bytes and a NUL; stay well under. */
 #define SOCKET_MAX	96
 #define PG_ACCOUNT	"postgres"
 
 int
-join(char *buf, size_t len, const char *dir, const char *name)
+devdb_join(char *buf, size_t len, const char *dir, const char *name)
 {
 	int n;
 
@@ -31,25 +30,25 @@ join(char *buf, size_t len, const char *dir, const char *name)
 }
 
 int
-make_layout(struct layout *l, const char *dir)
+devdb_layout(struct devdb_layout *l, const char *dir, char *err, size_t errlen)
 {
 	if (strlcpy(l->dir, dir, sizeof(l->dir)) >= sizeof(l->dir) ||
-	    join(l->data, sizeof(l->data), dir, "data") == -1 ||
-	    join(l->version, sizeof(l->version), l->data, "PG_VERSION") == -1 ||
-	    join(l->conf, sizeof(l->conf), l->data, "postgresql.conf") == -1 ||
-	    join(l->sock, sizeof(l->sock), dir, "sock") == -1 ||
-	    join(l->log, sizeof(l->log), dir, "postgres.log") == -1 ||
-	    join(l->pgpass, sizeof(l->pgpass), dir, "pgpass") == -1 ||
-	    join(l->legacy, sizeof(l->legacy), dir, "passwords") == -1 ||
-	    join(l->bootstrap, sizeof(l->bootstrap), dir, "bootstrap.pw") == -1) {
-		cli_warnx("dev-db", "path too long: %s", dir);
+	    devdb_join(l->data, sizeof(l->data), dir, "data") == -1 ||
+	    devdb_join(l->version, sizeof(l->version), l->data, "PG_VERSION") == -1 ||
+	    devdb_join(l->conf, sizeof(l->conf), l->data, "postgresql.conf") == -1 ||
+	    devdb_join(l->sock, sizeof(l->sock), dir, "sock") == -1 ||
+	    devdb_join(l->log, sizeof(l->log), dir, "postgres.log") == -1 ||
+	    devdb_join(l->pgpass, sizeof(l->pgpass), dir, "pgpass") == -1 ||
+	    devdb_join(l->legacy, sizeof(l->legacy), dir, "passwords") == -1 ||
+	    devdb_join(l->bootstrap, sizeof(l->bootstrap), dir, "bootstrap.pw") == -1) {
+		snprintf(err, errlen, "path too long: %s", dir);
 		return -1;
 	}
 	return 0;
 }
 
 int
-pg_account(struct pgacct *a)
+devdb_account(struct devdb_account *a, char *err, size_t errlen)
 {
 	struct passwd *pw;
 
@@ -61,12 +60,12 @@ pg_account(struct pgacct *a)
 	}
 	errno = 0;
 	if ((pw = getpwnam(PG_ACCOUNT)) == NULL) {
-		cli_warnx("dev-db", "running as root, but there is no '%s' account to run the "
+		snprintf(err, errlen, "running as root, but there is no '%s' account to run the "
 		    "server as (PostgreSQL refuses root)", PG_ACCOUNT);
 		return -1;
 	}
 	if (pw->pw_uid == 0 || strlcpy(a->name, pw->pw_name, sizeof(a->name)) >= sizeof(a->name)) {
-		cli_warnx("dev-db", "the '%s' account is unusable", PG_ACCOUNT);
+		snprintf(err, errlen, "the '%s' account is unusable", PG_ACCOUNT);
 		return -1;
 	}
 	a->must_drop = 1;
@@ -77,7 +76,7 @@ pg_account(struct pgacct *a)
 
 /* In a child process: become the account; returns -1 when any step fails. */
 int
-become(const struct pgacct *a)
+devdb_become(const struct devdb_account *a)
 {
 	if (!a->must_drop)
 		return 0;
@@ -90,7 +89,7 @@ become(const struct pgacct *a)
 
 /* Whether the account can traverse every component of path (and write there if asked). */
 int
-can_reach(const struct pgacct *a, const char *path, int mode)
+devdb_can_reach(const struct devdb_account *a, const char *path, int mode)
 {
 	pid_t pid;
 	int status;
@@ -101,7 +100,7 @@ can_reach(const struct pgacct *a, const char *path, int mode)
 	if ((pid = fork()) == -1)
 		return 0;
 	if (pid == 0) {
-		if (become(a) == -1)
+		if (devdb_become(a) == -1)
 			_exit(2);
 		_exit(access(path, mode) == 0 ? 0 : 1);
 	}
@@ -134,10 +133,10 @@ absolute(const char *path, char *buf, size_t len)
 }
 
 int
-devdb_dir(const char *dir, char *buf, size_t len)
+devdb_dir(const char *dir, char *buf, size_t len, char *err, size_t errlen)
 {
-	struct pgacct a;
-	char cwd[PATH_MAX], var[PATH_MAX], hex[SHA256_DIGEST_STRING_LENGTH];
+	struct devdb_account a;
+	char cwd[PATH_MAX], var[PATH_MAX], hex[SHA256_DIGEST_STRING_LENGTH], why[256];
 	SHA2_CTX ctx;
 	const char *env;
 	int n;
@@ -146,11 +145,11 @@ devdb_dir(const char *dir, char *buf, size_t len)
 		dir = env;
 	if (dir != NULL) {
 		if (absolute(dir, buf, len) == -1) {
-			cli_warnx("dev-db", "path too long: %s", dir);
+			snprintf(err, errlen, "path too long: %s", dir);
 			return -1;
 		}
 		if (!socket_fits(buf)) {
-			cli_warnx("dev-db", "%s is too long for a Unix socket path under it "
+			snprintf(err, errlen, "%s is too long for a Unix socket path under it "
 			    "(at most %zu bytes); choose a shorter directory", buf,
 			    (size_t)SOCKET_MAX - strlen("/sock/" SOCKET_NAME));
 			return -1;
@@ -158,13 +157,13 @@ devdb_dir(const char *dir, char *buf, size_t len)
 		return 0;
 	}
 	if (getcwd(cwd, sizeof(cwd)) == NULL) {
-		cli_warnx("dev-db", "getcwd: %s", strerror(errno));
+		snprintf(err, errlen, "getcwd: %s", strerror(errno));
 		return -1;
 	}
-	if (join(var, sizeof(var), strcmp(cwd, "/") == 0 ? "" : cwd, "var") == 0 &&
-	    socket_fits(var) && pg_account(&a) == 0 &&
-	    (a.must_drop ? can_reach(&a, cwd, X_OK) :
-	    can_reach(&a, cwd, W_OK | X_OK) || can_reach(&a, var, W_OK | X_OK)))
+	if (devdb_join(var, sizeof(var), strcmp(cwd, "/") == 0 ? "" : cwd, "var") == 0 &&
+	    socket_fits(var) && devdb_account(&a, why, sizeof(why)) == 0 &&
+	    (a.must_drop ? devdb_can_reach(&a, cwd, X_OK) :
+	    devdb_can_reach(&a, cwd, W_OK | X_OK) || devdb_can_reach(&a, var, W_OK | X_OK)))
 		return strlcpy(buf, var, len) < len ? 0 : -1;
 
 	SHA256Init(&ctx);
@@ -180,7 +179,7 @@ devdb_dir(const char *dir, char *buf, size_t len)
  * the older "role password" lines.  Returns 0 or -1.
  */
 int
-read_password(const char *path, const char *role, int is_legacy, char *pw, size_t len)
+devdb_read_password(const char *path, const char *role, int is_legacy, char *pw, size_t len)
 {
 	FILE *f;
 	char line[PATH_MAX + 256], *sep, *user, *nl;
@@ -242,16 +241,17 @@ url_encode(const char *s, char *buf, size_t len)
 int
 devdb_url(const char *dir, enum devdb_role role, char *buf, size_t len)
 {
-	struct layout l;
-	char abs[PATH_MAX], pw[128], host[3 * PATH_MAX], passfile[3 * PATH_MAX];
+	struct devdb_layout l;
+	char abs[PATH_MAX], pw[128], host[3 * PATH_MAX], passfile[3 * PATH_MAX], why[256];
 	const char *name;
 	int n;
 
 	name = role == DEVDB_GATEWAY ? DEVDB_GATEWAY_ROLE : DEVDB_OPERATOR_ROLE;
-	if (devdb_dir(dir, abs, sizeof(abs)) == -1 || make_layout(&l, abs) == -1)
+	if (devdb_dir(dir, abs, sizeof(abs), why, sizeof(why)) == -1 ||
+	    devdb_layout(&l, abs, why, sizeof(why)) == -1)
 		return -1;
 	/* Only a provisioned dev-db has a URL: its passfile must know the role. */
-	n = read_password(l.pgpass, name, 0, pw, sizeof(pw));
+	n = devdb_read_password(l.pgpass, name, 0, pw, sizeof(pw));
 	explicit_bzero(pw, sizeof(pw));
 	if (n == -1)
 		return -1;
@@ -261,13 +261,13 @@ devdb_url(const char *dir, enum devdb_role role, char *buf, size_t len)
 	/* No password in the URL: it ends up on command lines, which every local user can
 	 * read; libpq takes it from the passfile the URL names. */
 	n = snprintf(buf, len, "postgresql://%s@/%s?host=%s&port=%s&passfile=%s", name,
-	    DEVDB_DATABASE, host, PG_PORT, passfile);
+	    DEVDB_DATABASE, host, DEVDB_PORT, passfile);
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 /* Copies s into buf with the passfile's escapes (backslash before ':' and '\\'). */
 int
-pgpass_escape(const char *s, char *buf, size_t len)
+devdb_pgpass_escape(const char *s, char *buf, size_t len)
 {
 	size_t o = 0;
 
