@@ -76,7 +76,7 @@ static const struct option options[] = {
 /* Runs a one-row query; returns a new result with PGRES_TUPLES_OK, or NULL (message
  * printed naming cmd). */
 PGresult *
-query(PGconn *conn, const char *sql, int n, const char *const *values)
+cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values)
 {
 	PGresult *res = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
 
@@ -88,7 +88,7 @@ query(PGconn *conn, const char *sql, int n, const char *const *values)
 }
 
 const char *
-value_or_null(const PGresult *res, int row, int col)
+cmd_audit_value(const PGresult *res, int row, int col)
 {
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
@@ -99,7 +99,7 @@ value_or_null(const PGresult *res, int row, int col)
  * when the query failed or row returned -1.
  */
 int
-stream(PGconn *conn, const char *sql, int n, const char *const *values,
+cmd_audit_stream(PGconn *conn, const char *sql, int n, const char *const *values,
     int (*row)(const PGresult *, void *), void *arg)
 {
 	PGresult *res;
@@ -153,7 +153,8 @@ now_seconds(void)
 /* Starts p; when stderr is a terminal and conn is given, counts the records (values: the
  * four parameters of progress_count_sql) so the line can show a total and a time left. */
 void
-progress_start(struct progress *p, const char *what, PGconn *conn, const char *const *values)
+cmd_audit_progress_start(struct progress *p, const char *what, PGconn *conn,
+    const char *const *values)
 {
 	PGresult *res;
 
@@ -180,7 +181,7 @@ progress_rate(const struct progress *p, double now)
 
 /* Clears the progress line, so that a line of output can be printed in its place. */
 void
-progress_clear(struct progress *p)
+cmd_audit_progress_clear(struct progress *p)
 {
 	if (p->is_tty && p->drawn > 0)
 		fputs("\r\033[K", stderr);
@@ -208,7 +209,7 @@ progress_draw(struct progress *p, double now)
 
 /* One more record done. */
 void
-progress_step(struct progress *p)
+cmd_audit_progress_step(struct progress *p)
 {
 	double now;
 
@@ -223,11 +224,11 @@ progress_step(struct progress *p)
 /* Ends the line and prints the summary: "airlockctl audit WHAT: N records in T s (R/s)",
  * and extra (may be NULL) after it. */
 void
-progress_end(struct progress *p, const char *extra)
+cmd_audit_progress_end(struct progress *p, const char *extra)
 {
 	double now = now_seconds();
 
-	progress_clear(p);
+	cmd_audit_progress_clear(p);
 	fprintf(stderr, "%s audit %s: %lld record%s in %.1f s (%.0f/s)%s%s\n", CLI_PROG, p->what,
 	    p->done, p->done == 1 ? "" : "s", now - p->start, progress_rate(p, now),
 	    extra ? "; " : "", extra ? extra : "");
@@ -237,7 +238,7 @@ progress_end(struct progress *p, const char *extra)
 int
 cmd_audit(int argc, char **argv)
 {
-	struct opts o;
+	struct audit_opts o;
 	const char *action;
 	int opt;
 
@@ -287,15 +288,15 @@ cmd_audit(int argc, char **argv)
 	}
 	action = argv[optind];
 	if (strcmp(action, "seal") == 0)
-		return do_seal(&o);
+		return cmd_audit_seal(&o);
 	if (strcmp(action, "verify") == 0)
-		return do_verify(&o);
+		return cmd_audit_verify(&o);
 	if (strcmp(action, "export") == 0)
-		return do_export(&o);
+		return cmd_audit_export(&o);
 	if (strcmp(action, "replay") == 0)
-		return do_replay(&o);
+		return cmd_audit_replay(&o);
 	if (strcmp(action, "archive") == 0)
-		return do_archive(&o);
+		return cmd_audit_archive(&o);
 	cli_warnx("audit", "unknown action %s (see --help)", action);
 	return EX_USAGE;
 }

@@ -4,11 +4,13 @@
 
 #include <libpq-fe.h>
 
-struct opts {
+/* The options of every action, as parsed by cmd_audit. */
+struct audit_opts {
 	const char *db, *tenant, *from, *to, *anchor, *format, *tools, *before, *out;
 	int is_json;
 };
 
+/* A timestamp as the canonical forms write it (migrations/0007_audit.sql). */
 #define UTC_TEXT(x) "pg_catalog.to_char(" x " AT TIME ZONE 'UTC'," \
 	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
@@ -26,19 +28,34 @@ struct progress {
 	double start, drawn;		/* monotonic seconds */
 };
 
-PGresult *query(PGconn *conn, const char *sql, int n, const char *const *values);
-const char *value_or_null(const PGresult *res, int row, int col);
-int stream(PGconn *conn, const char *sql, int n, const char *const *values,
-    int (*row)(const PGresult *, void *), void *arg);
-void progress_start(struct progress *p, const char *what, PGconn *conn, const char *const *values);
-void progress_clear(struct progress *p);
-void progress_step(struct progress *p);
-void progress_end(struct progress *p, const char *extra);
+/* Each of these prints its own message on failure, naming "airlockctl audit". */
 
-int do_seal(const struct opts *o);
-int do_verify(const struct opts *o);
-int do_export(const struct opts *o);
-int do_archive(const struct opts *o);
-int do_replay(const struct opts *o);
+/* Runs a one-row query; returns a new result, or NULL (message printed). */
+PGresult *cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values);
+
+/* The value at row, col of res (borrowed from res), or NULL for SQL NULL. */
+const char *cmd_audit_value(const PGresult *res, int row, int col);
+
+/*
+ * Streams the rows of sql, calling row(res, arg) once per row in single-row mode.  Returns
+ * 0, or -1 (message printed) when the query failed or row returned -1.
+ */
+int cmd_audit_stream(PGconn *conn, const char *sql, int n, const char *const *values,
+    int (*row)(const PGresult *, void *), void *arg);
+
+/* The progress line: started (counting the records on conn when given), stepped once per
+ * record, cleared before a line of output, ended with a summary on stderr. */
+void cmd_audit_progress_start(struct progress *p, const char *what, PGconn *conn,
+    const char *const *values);
+void cmd_audit_progress_clear(struct progress *p);
+void cmd_audit_progress_step(struct progress *p);
+void cmd_audit_progress_end(struct progress *p, const char *extra);
+
+/* The actions: each returns a <sysexits.h> code. */
+int cmd_audit_seal(const struct audit_opts *o);		/* cmd_audit_verify.c */
+int cmd_audit_verify(const struct audit_opts *o);	/* cmd_audit_verify.c */
+int cmd_audit_export(const struct audit_opts *o);	/* cmd_audit_export.c */
+int cmd_audit_archive(const struct audit_opts *o);	/* cmd_audit_export.c */
+int cmd_audit_replay(const struct audit_opts *o);	/* cmd_audit_replay.c */
 
 #endif

@@ -64,12 +64,12 @@ export_row(const PGresult *res, void *arg)
 		return -1;
 	}
 	e->lines++;
-	progress_step(&e->pr);
+	cmd_audit_progress_step(&e->pr);
 	return 0;
 }
 
 int
-do_export(const struct opts *o)
+cmd_audit_export(const struct audit_opts *o)
 {
 	const char *values[4] = { o->tenant, o->from, o->to, NULL };
 	struct export e;
@@ -85,18 +85,18 @@ do_export(const struct opts *o)
 	SHA256Init(&e.ctx);
 	if ((conn = cli_connect("audit", o->db)) == NULL)
 		return EX_UNAVAILABLE;
-	progress_start(&e.pr, "export", conn, values);
-	if (stream(conn, export_sql, 4, values, export_row, &e) == -1)
+	cmd_audit_progress_start(&e.pr, "export", conn, values);
+	if (cmd_audit_stream(conn, export_sql, 4, values, export_row, &e) == -1)
 		rc = e.is_write_error ? EX_IOERR : EX_UNAVAILABLE;
 	if (fflush(stdout) == EOF)
 		rc = EX_IOERR;
-	progress_end(&e.pr, rc == EX_OK ? NULL : "stopped by an error");
+	cmd_audit_progress_end(&e.pr, rc == EX_OK ? NULL : "stopped by an error");
 	PQfinish(conn);
 	return rc;
 }
 
 int
-do_archive(const struct opts *o)
+cmd_audit_archive(const struct audit_opts *o)
 {
 	static const char through_sql[] =
 	    "SELECT max(id) FROM airlock.checkpoints WHERE kind = 'seal'"
@@ -124,7 +124,7 @@ do_archive(const struct opts *o)
 			goto fail;
 		}
 	} while (id > 0);
-	if ((res = query(conn, through_sql, 1, tv)) == NULL)
+	if ((res = cmd_audit_query(conn, through_sql, 1, tv)) == NULL)
 		goto fail;
 	if (PQgetisnull(res, 0, 0)) {
 		printf("nothing sealed before %s\n", o->before);
@@ -148,10 +148,10 @@ do_archive(const struct opts *o)
 	}
 	SHA256Init(&e.ctx);
 	values[3] = through;
-	progress_start(&e.pr, "archive", conn, values);
-	if (stream(conn, export_sql, 4, values, export_row, &e) == -1 || fflush(e.out) == EOF ||
+	cmd_audit_progress_start(&e.pr, "archive", conn, values);
+	if (cmd_audit_stream(conn, export_sql, 4, values, export_row, &e) == -1 || fflush(e.out) == EOF ||
 	    fsync(fileno(e.out)) == -1) {
-		progress_end(&e.pr, "stopped by an error; nothing removed");
+		cmd_audit_progress_end(&e.pr, "stopped by an error; nothing removed");
 		if (e.is_write_error)
 			cli_warnx("audit", "cannot write %s: %s", tmp, strerror(errno));
 		rc = e.is_write_error ? EX_CANTCREAT : EX_UNAVAILABLE;
@@ -162,7 +162,7 @@ do_archive(const struct opts *o)
 	av[0] = through;
 	av[1] = lines;
 	av[2] = hex;
-	if ((res = query(conn, archive_sql, 3, av)) == NULL)
+	if ((res = cmd_audit_query(conn, archive_sql, 3, av)) == NULL)
 		goto fail;
 	if (rename(tmp, o->out) == -1) {
 		cli_warnx("audit", "records removed, but cannot rename %s to %s: %s", tmp, o->out,
@@ -170,7 +170,7 @@ do_archive(const struct opts *o)
 		rc = EX_CANTCREAT;
 		goto fail;
 	}
-	progress_end(&e.pr, NULL);
+	cmd_audit_progress_end(&e.pr, NULL);
 	printf("archived %lld records sealed up to checkpoint %s to %s (sha256 %s); "
 	    "archive checkpoint %s\n", e.lines, through, o->out, hex, PQgetvalue(res, 0, 0));
 	rc = EX_OK;

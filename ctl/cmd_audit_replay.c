@@ -30,7 +30,7 @@ static const char *const verdict_titles[V_COUNT] = { "match", "differs", "now re
     "not replayable" };
 
 struct replay {
-	const struct opts *o;
+	const struct audit_opts *o;
 	struct db db;
 	struct catalog *cat;
 	struct progress pr;
@@ -208,8 +208,8 @@ out:
 static enum verdict
 replay_one(struct replay *r, const PGresult *res, json_t **detail)
 {
-	const char *call_id = PQgetvalue(res, 0, 0), *tenant = value_or_null(res, 0, 1);
-	const char *role = value_or_null(res, 0, 2), *name = value_or_null(res, 0, 3);
+	const char *call_id = PQgetvalue(res, 0, 0), *tenant = cmd_audit_value(res, 0, 1);
+	const char *role = cmd_audit_value(res, 0, 2), *name = cmd_audit_value(res, 0, 3);
 	const char *k, *bad = NULL;
 	const struct tool *t;
 	enum verdict verdict;
@@ -257,7 +257,7 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		return V_REFUSED;
 	}
 	if (t->kind == TOOL_READ)
-		verdict = replay_read(r, t, role, checked, value_or_null(res, 0, 5), detail);
+		verdict = replay_read(r, t, role, checked, cmd_audit_value(res, 0, 5), detail);
 	else
 		verdict = replay_write(r, t, role, tenant, call_id, checked, detail);
 	json_decref(args);
@@ -282,7 +282,7 @@ replay_row(const PGresult *res, void *arg)
 	r->counts[verdict]++;
 	if (r->o->is_json) {
 		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id", PQgetvalue(res, 0, 0),
-		    "tenant", value_or_null(res, 0, 1), "tool", value_or_null(res, 0, 3),
+		    "tenant", cmd_audit_value(res, 0, 1), "tool", cmd_audit_value(res, 0, 3),
 		    "at", PQgetvalue(res, 0, 6), "status", verdict_names[verdict],
 		    "detail", detail ? detail : json_null());
 		if ((text = json_dumps(line, JSON_COMPACT)) != NULL)
@@ -292,20 +292,20 @@ replay_row(const PGresult *res, void *arg)
 	} else {
 		if (verdict != V_MATCH) {
 			dtext = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
-			progress_clear(&r->pr);
-			printf("%s  %s  %s  %s\n", PQgetvalue(res, 0, 0), value_or_null(res, 0, 3) ?
+			cmd_audit_progress_clear(&r->pr);
+			printf("%s  %s  %s  %s\n", PQgetvalue(res, 0, 0), cmd_audit_value(res, 0, 3) ?
 			    PQgetvalue(res, 0, 3) : "-", verdict_titles[verdict], dtext ? dtext : "");
 			fflush(stdout);
 			free(dtext);
 		}
 		json_decref(detail);
 	}
-	progress_step(&r->pr);
+	cmd_audit_progress_step(&r->pr);
 	return 0;
 }
 
 int
-do_replay(const struct opts *o)
+cmd_audit_replay(const struct audit_opts *o)
 {
 	const char *values[3] = { o->tenant, o->from, o->to };
 	char conninfo[4096], err[1024];
@@ -335,17 +335,17 @@ do_replay(const struct opts *o)
 		rc = EX_CONFIG;
 		goto fail;
 	}
-	progress_start(&r.pr, "replay", NULL, NULL);
+	cmd_audit_progress_start(&r.pr, "replay", NULL, NULL);
 	if (r.pr.is_tty) {
-		if ((res = query(list, replay_count_sql, 3, values)) == NULL)
+		if ((res = cmd_audit_query(list, replay_count_sql, 3, values)) == NULL)
 			goto fail;
 		r.pr.total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
 		res = NULL;
 	}
-	if (stream(list, replay_list_sql, 3, values, replay_row, &r) == -1)
+	if (cmd_audit_stream(list, replay_list_sql, 3, values, replay_row, &r) == -1)
 		goto fail;
-	progress_end(&r.pr, NULL);
+	cmd_audit_progress_end(&r.pr, NULL);
 	if (o->is_json) {
 		summary = json_object();
 		for (i = 0; i < V_COUNT; i++)

@@ -1,4 +1,4 @@
-/* cmd_audit_verify.c: airlockctl audit seal and verify: checkpoints, and the chain walked against them. */
+/* cmd_audit_verify.c: airlockctl audit seal and verify: checkpoints, and the chain against them. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -143,7 +143,7 @@ static const char head_sql[] =
 /* seal */
 
 int
-do_seal(const struct opts *o)
+cmd_audit_seal(const struct audit_opts *o)
 {
 	long long id, n, total = 0;
 	char err[512];
@@ -165,7 +165,7 @@ do_seal(const struct opts *o)
 	} while (id > 0);
 	if (total == 0)
 		printf("nothing to seal\n");
-	if ((res = query(conn, head_sql, 0, NULL)) == NULL)
+	if ((res = cmd_audit_query(conn, head_sql, 0, NULL)) == NULL)
 		goto fail;
 	if (PQntuples(res) == 1)
 		printf("head %s %s\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
@@ -204,7 +204,7 @@ problem(struct verify *v, const char *fmt, ...)
 {
 	va_list ap;
 
-	progress_clear(&v->pr);
+	cmd_audit_progress_clear(&v->pr);
 	v->problems++;
 	v->group_problems++;
 	if (v->problems > MAX_PROBLEMS)
@@ -241,7 +241,7 @@ verify_row(const PGresult *res, void *arg)
 	const char *prev = PQgetvalue(res, 0, 2), *call_id, *sealed_d, *sealed_cd, *now_cd;
 
 	if (!PQgetisnull(res, 0, 6))
-		progress_step(&v->pr);
+		cmd_audit_progress_step(&v->pr);
 	long long id = strtoll(PQgetvalue(res, 0, 0), NULL, 10), pos, seq;
 	char hex[65];
 
@@ -277,8 +277,8 @@ verify_row(const PGresult *res, void *arg)
 	pos = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
 	call_id = PQgetvalue(res, 0, 7);
 	sealed_d = PQgetvalue(res, 0, 8);
-	sealed_cd = value_or_null(res, 0, 9);
-	now_cd = value_or_null(res, 0, 14);
+	sealed_cd = cmd_audit_value(res, 0, 9);
+	now_cd = cmd_audit_value(res, 0, 14);
 	v->records++;
 	if (!v->is_tenant && pos != v->seen) {
 		problem(v, "checkpoint %lld position %lld: removed (a sealed entry is missing "
@@ -374,7 +374,7 @@ unminted_row(const PGresult *res, void *arg)
 /* Sets where the walk starts: after the checkpoint before --from, else after what
  * retention removed, else at checkpoint 1 with a zero prev_hash.  Returns 0 or -1. */
 static int
-verify_start(PGconn *conn, const struct opts *o, struct verify *v)
+verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 {
 	const char *pv[2] = { o->from, o->tenant }, *av[1] = { o->tenant };
 	PGresult *res = NULL;
@@ -382,7 +382,7 @@ verify_start(PGconn *conn, const struct opts *o, struct verify *v)
 	v->next_id = v->is_tenant ? 0 : 1;
 	strlcpy(v->next_prev, ZERO_HASH, sizeof(v->next_prev));
 	if (o->from != NULL) {
-		res = query(conn, v->is_tenant ? pred_tenant_sql : pred_sql, v->is_tenant ? 2 : 1,
+		res = cmd_audit_query(conn, v->is_tenant ? pred_tenant_sql : pred_sql, v->is_tenant ? 2 : 1,
 		    pv);
 		if (res == NULL)
 			return -1;
@@ -395,7 +395,7 @@ verify_start(PGconn *conn, const struct opts *o, struct verify *v)
 		}
 		PQclear(res);
 	}
-	if ((res = query(conn, archived_sql, 1, av)) == NULL)
+	if ((res = cmd_audit_query(conn, archived_sql, 1, av)) == NULL)
 		return -1;
 	if (PQntuples(res) == 1) {
 		if (!v->is_tenant) {
@@ -409,7 +409,7 @@ verify_start(PGconn *conn, const struct opts *o, struct verify *v)
 }
 
 int
-do_verify(const struct opts *o)
+cmd_audit_verify(const struct audit_opts *o)
 {
 	struct verify v;
 	const char *wv[3] = { o->from, o->to, o->tenant }, *uv[3] = { o->tenant, o->from, o->to };
@@ -424,30 +424,31 @@ do_verify(const struct opts *o)
 	v.is_tenant = o->tenant != NULL;
 	if ((conn = cli_connect("audit", o->db)) == NULL)
 		return EX_UNAVAILABLE;
-	progress_start(&v.pr, "verify", conn, cv);
+	cmd_audit_progress_start(&v.pr, "verify", conn, cv);
 	/* One snapshot for the whole walk; nothing but pg_catalog on the search path, so no
 	 * function or operator of the database's owners takes part. */
-	if ((res = query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL)) == NULL)
+	if ((res = cmd_audit_query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+	    NULL)) == NULL)
 		goto fail;
 	PQclear(res);
-	if ((res = query(conn, "SET LOCAL search_path = pg_catalog, pg_temp", 0, NULL)) == NULL)
+	if ((res = cmd_audit_query(conn, "SET LOCAL search_path = pg_catalog, pg_temp", 0, NULL)) == NULL)
 		goto fail;
 	PQclear(res);
 	res = NULL;
 	if (verify_start(conn, o, &v) == -1)
 		goto fail;
-	if (stream(conn, v.is_tenant ? walk_tenant_sql : walk_sql, v.is_tenant ? 3 : 2, wv,
+	if (cmd_audit_stream(conn, v.is_tenant ? walk_tenant_sql : walk_sql, v.is_tenant ? 3 : 2, wv,
 	    verify_row, &v) == -1)
 		goto fail;
 	end_group(&v);
-	if (stream(conn, unsealed_sql, 3, uv, unsealed_row, &v) == -1 ||
-	    stream(conn, forged_seq_sql, 1, uv, forged_seq_row, &v) == -1 ||
-	    stream(conn, forged_changes_sql, 1, uv, forged_change_row, &v) == -1 ||
-	    stream(conn, unrevoked_sql, 1, uv, unrevoked_row, &v) == -1 ||
-	    stream(conn, unminted_sql, 1, uv, unminted_row, &v) == -1)
+	if (cmd_audit_stream(conn, unsealed_sql, 3, uv, unsealed_row, &v) == -1 ||
+	    cmd_audit_stream(conn, forged_seq_sql, 1, uv, forged_seq_row, &v) == -1 ||
+	    cmd_audit_stream(conn, forged_changes_sql, 1, uv, forged_change_row, &v) == -1 ||
+	    cmd_audit_stream(conn, unrevoked_sql, 1, uv, unrevoked_row, &v) == -1 ||
+	    cmd_audit_stream(conn, unminted_sql, 1, uv, unminted_row, &v) == -1)
 		goto fail;
 	if (o->anchor != NULL) {
-		if ((res = query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,
+		if ((res = cmd_audit_query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,
 		    v.is_tenant ? 2 : 1, anv)) == NULL)
 			goto fail;
 		if (strcmp(PQgetvalue(res, 0, 0), "t") != 0)
@@ -468,7 +469,7 @@ do_verify(const struct opts *o)
 	}
 	snprintf(extra, sizeof(extra), "%lld checkpoints, %d problems", v.checkpoints,
 	    v.problems);
-	progress_end(&v.pr, extra);
+	cmd_audit_progress_end(&v.pr, extra);
 fail:
 	PQclear(res);
 	PQfinish(conn);
