@@ -33,8 +33,8 @@ lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: FORCE all asan check bench bench-smoke unit unit-asan integration interop interop-deps fuzz fuzz-smoke fuzz-run \
-        demo stop install clean bootstrap lint
+.PHONY: FORCE all asan check bench bench-smoke unit unit-asan integration interop interop-deps fuzz \
+        fuzz-smoke fuzz-run demo stop install clean bootstrap lint walls
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 
 asan:
@@ -156,6 +156,7 @@ fuzz-run: fuzz
 
 check: bootstrap
 	$(MAKE) lint
+	$(MAKE) walls
 	$(MAKE) unit
 	$(MAKE) unit-asan
 	$(MAKE) fuzz-smoke
@@ -207,6 +208,10 @@ lint:
 	    --inline-suppr --suppress=missingIncludeSystem -Iinclude \
 	    --include=/usr/include/bsd/sys/queue.h --include=/usr/include/bsd/sys/tree.h \
 	    -D__unused= gateway ctl sandbox
+
+# The layout's walls (docs/ARCHITECTURE.md): what may include or call what.
+walls:
+	sh scripts/check-walls.sh
 
 clean:
 	rm -rf build

@@ -1,4 +1,5 @@
 /* approval.h: plans held for an approver: listing them, reading one, deciding on one. */
+/* Owns nothing: db is borrowed; every JSON it returns is a new reference. */
 #ifndef AIRLOCK_APPROVAL_H
 #define AIRLOCK_APPROVAL_H
 

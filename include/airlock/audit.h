@@ -1,4 +1,8 @@
 /* audit.h: the call record writer: every call's row, durable before its response. */
+/*
+ * Owns the record queue and its writer (audit_start; audit_stop ends and frees them); a
+ * struct audit_record owns what it holds until audit_record_clear.
+ */
 #ifndef AIRLOCK_AUDIT_H
 #define AIRLOCK_AUDIT_H
 

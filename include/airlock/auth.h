@@ -1,4 +1,5 @@
 /* auth.h: who is calling: a task-scoped token's grants, or the admin credential. */
+/* A struct principal owns its strings and grants until auth_clear; db is borrowed. */
 #ifndef AIRLOCK_AUTH_H
 #define AIRLOCK_AUTH_H
 

@@ -1,4 +1,5 @@
 /* call.h: running a tool's statement as its tenant: the database side of tools/call. */
+/* Owns nothing: db, tool and results passed in are borrowed; JSON returned is a new reference. */
 #ifndef AIRLOCK_CALL_H
 #define AIRLOCK_CALL_H
 

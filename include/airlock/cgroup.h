@@ -1,4 +1,8 @@
 /* One cgroup per sandbox: the process and memory limits that hold even for root. */
+/*
+ * The struct sb_cgroup sb_cgroup_create gives is the caller's: sb_cgroup_destroy removes
+ * the cgroup and frees it.
+ */
 #ifndef AIRLOCK_CGROUP_H
 #define AIRLOCK_CGROUP_H
 

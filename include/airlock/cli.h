@@ -1,4 +1,5 @@
 /* Shared pieces of airlockctl's commands: option parsing, the database rule, the command list. */
+/* Owns nothing; the connection cli_connect returns is the caller's to PQfinish. */
 #ifndef AIRLOCK_CLI_H
 #define AIRLOCK_CLI_H
 

@@ -1,4 +1,8 @@
 /* code.h: code tools: the model's program, run in a fresh sandbox under the caller's token. */
+/*
+ * Owns the warm sandboxes (code_warm_start until code_warm_stop); the caller's catalog is
+ * borrowed; results are new references.
+ */
 #ifndef AIRLOCK_CODE_H
 #define AIRLOCK_CODE_H
 

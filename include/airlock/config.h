@@ -1,4 +1,5 @@
 /* config.h: airlockd's settings, from a configuration file, the environment and flags. */
+/* config.c allocates nothing: a struct config is the caller's and holds no heap memory. */
 #ifndef AIRLOCK_CONFIG_H
 #define AIRLOCK_CONFIG_H
 

@@ -1,4 +1,8 @@
 /* console.h: the audit console at /console (a page embedded in the binary) and its reads. */
+/*
+ * The MHD_Response console_response returns is the caller's to queue and destroy; the
+ * reads' JSON is a new reference.
+ */
 #ifndef AIRLOCK_CONSOLE_H
 #define AIRLOCK_CONSOLE_H
 

@@ -1,4 +1,8 @@
 /* db.h: one PostgreSQL connection per database worker, reconnected when it breaks. */
+/*
+ * A struct db owns its connection until db_close; a PGresult db_exec returns is the
+ * caller's to PQclear.
+ */
 #ifndef AIRLOCK_DB_H
 #define AIRLOCK_DB_H
 

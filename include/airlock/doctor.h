@@ -1,4 +1,5 @@
 /* doctor.h: the self-check airlockctl doctor prints and airlockd runs before it serves. */
+/* A struct doc_report owns its rows until doc_report_free; connections are borrowed. */
 #ifndef AIRLOCK_DOCTOR_H
 #define AIRLOCK_DOCTOR_H
 

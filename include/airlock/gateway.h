@@ -1,4 +1,8 @@
 /* gateway.h: the daemon's shared state and what a method sees of its request. */
+/*
+ * struct gateway is airlockd's for its lifetime; a catalog reference from gw_catalog_get is
+ * the caller's until gw_catalog_put.
+ */
 #ifndef AIRLOCK_GATEWAY_H
 #define AIRLOCK_GATEWAY_H
 

@@ -1,4 +1,8 @@
 /* The gVisor level: runsc with an OCI bundle made per sandbox, and the guest init inside it. */
+/*
+ * Owns nothing but the bundle directory sb_gvisor_bundle makes, which sb_gvisor_remove
+ * deletes.
+ */
 #ifndef AIRLOCK_GVISOR_H
 #define AIRLOCK_GVISOR_H
 

@@ -1,4 +1,8 @@
 /* http.h: airlockd's HTTP front: routing, limits, and calls handed to the database workers. */
+/*
+ * The server http_start returns owns its daemon and connections; http_stop ends and frees
+ * it.  gw is borrowed.
+ */
 #ifndef AIRLOCK_HTTP_H
 #define AIRLOCK_HTTP_H
 

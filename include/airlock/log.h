@@ -1,4 +1,5 @@
 /* log.h: structured log lines (one JSON object per line) on stderr. */
+/* Owns nothing: JSON given to log_json is borrowed. */
 #ifndef AIRLOCK_LOG_H
 #define AIRLOCK_LOG_H
 

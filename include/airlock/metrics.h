@@ -1,4 +1,8 @@
 /* metrics.h: the daemon's counters and histograms, and their Prometheus text rendering. */
+/*
+ * The counters are the process's, kept here; metrics_render returns a new string the caller
+ * frees.
+ */
 #ifndef AIRLOCK_METRICS_H
 #define AIRLOCK_METRICS_H
 

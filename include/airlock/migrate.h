@@ -1,4 +1,5 @@
 /* Schema migrations: numbered SQL files applied in order, once each, with their checksums. */
+/* Owns nothing: conn is borrowed and left as it was found. */
 #ifndef AIRLOCK_MIGRATE_H
 #define AIRLOCK_MIGRATE_H
 

@@ -1,4 +1,8 @@
 /* pool.h: bounded database workers, each with its own connection, fair across tokens. */
+/*
+ * A pool (pool_create) owns its workers, their connections and the queued jobs until
+ * pool_destroy.
+ */
 #ifndef AIRLOCK_POOL_H
 #define AIRLOCK_POOL_H
 

@@ -1,4 +1,5 @@
 /* Sandbox egress: the allowlist proxy outside the sandbox and the forwarder inside it. */
+/* A proxy (sb_proxy_start) owns its thread and sockets until sb_proxy_stop. */
 #ifndef AIRLOCK_PROXY_H
 #define AIRLOCK_PROXY_H
 

@@ -1,4 +1,5 @@
 /* ratelimit.h: token buckets by key (client address, token, tenant), in memory per instance. */
+/* A limiter owns its buckets until rl_free. */
 #ifndef AIRLOCK_RATELIMIT_H
 #define AIRLOCK_RATELIMIT_H
 

@@ -1,4 +1,8 @@
 /* rpc.h: JSON-RPC 2.0 message parsing, dispatch over a method table, and error objects. */
+/*
+ * A struct rpc_msg owns its parsed JSON until rpc_msg_clear, a struct rpc_error its data
+ * until rpc_error_clear; results are new references.
+ */
 #ifndef AIRLOCK_RPC_H
 #define AIRLOCK_RPC_H
 

@@ -1,5 +1,9 @@
 /* The sandbox launcher: runs one program in a fresh sandbox (a bubblewrap namespace, or gVisor)
  * under hard limits. */
+/*
+ * A sandbox owns its process, pipes and cgroup until sb_free; a result owns its output
+ * until sb_result_release.
+ */
 #ifndef AIRLOCK_SANDBOX_H
 #define AIRLOCK_SANDBOX_H
 

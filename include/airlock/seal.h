@@ -1,4 +1,5 @@
 /* seal.h: the sealer: links committed call records into the audit chain's checkpoints. */
+/* The sealer (seal_start) owns its thread and connection until seal_stop. */
 #ifndef AIRLOCK_SEAL_H
 #define AIRLOCK_SEAL_H
 

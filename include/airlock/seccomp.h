@@ -1,4 +1,5 @@
 /* The sandbox's seccomp filter: built with libseccomp, exported as BPF for bwrap --seccomp. */
+/* The descriptor sb_seccomp_fd returns is the caller's to close. */
 #ifndef AIRLOCK_SECCOMP_H
 #define AIRLOCK_SECCOMP_H
 

@@ -1,4 +1,8 @@
 /* token.h: task-scoped tokens (alk_...) and the admin credential (alkadm_...). */
+/*
+ * Owns nothing: tokens and hashes go into the caller's buffers; conn and catalog are
+ * borrowed.
+ */
 #ifndef AIRLOCK_TOKEN_H
 #define AIRLOCK_TOKEN_H
 

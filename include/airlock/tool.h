@@ -1,4 +1,9 @@
 /* tool.h: the tool catalog: manifests in tools/, checked when loaded, and the argument rules. */
+/*
+ * One module in several files, one section below each (gateway/tool.c and its tool_*.c
+ * siblings).  A catalog owns its tools and everything they point to; tool_catalog_free frees
+ * it all, and a tool or a schema taken from it is borrowed for as long as the catalog lives.
+ */
 #ifndef AIRLOCK_TOOL_H
 #define AIRLOCK_TOOL_H
 
@@ -7,6 +12,8 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+
+#include "airlock/pgjson.h"
 
 enum tool_kind { TOOL_READ, TOOL_WRITE, TOOL_CODE };
 
@@ -63,6 +70,8 @@ struct catalog {
 				   statement names carry it) */
 };
 
+/* tool.c: loading the catalog, finding a tool, a write's approval policy. */
+
 /*
  * Loads and checks every *.json in dir (sorted by name), using conn (borrowed) for the
  * statement checks; conn is left idle, with nothing prepared, on every path.  conn may be
@@ -79,6 +88,15 @@ void tool_catalog_free(struct catalog *cat);
 const struct tool *tool_find(const struct catalog *cat, const char *name);
 
 /*
+ * Whether a call of write tool t with checked args (borrowed) needs approval whatever rows
+ * it changes: always, or an approval argument above its threshold (a value that is not a
+ * number, or a string that is not one, counts as above: fail closed).  Returns 1 or 0.
+ */
+int tool_needs_approval(const struct tool *t, json_t *args);
+
+/* tool_schema.c: the arguments' JSON-Schema subset, and the output schemas. */
+
+/*
  * Checks args (borrowed; NULL means no arguments) against t's schema.  Returns a new object
  * with defaults applied (and integral reals given to integer arguments made integers), or
  * NULL with a message naming the argument and the rule in msg, e.g. "argument 'customer_id'
@@ -89,6 +107,15 @@ const struct tool *tool_find(const struct catalog *cat, const char *name);
  */
 json_t *tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *msg,
     size_t msglen);
+
+/*
+ * The outputSchema of t, by its kind and, for reads and writes, its result columns: the
+ * shape of every structuredContent a tools/call of t can answer, tool errors included.
+ * Returns a new reference, or NULL when out of memory.
+ */
+json_t *tool_output_schema(const struct tool *t);
+
+/* tool_sql.c: a statement's named parameters, bound. */
 
 /*
  * The text PostgreSQL receives for one argument value (borrowed): a new string (integers in
@@ -107,38 +134,19 @@ int tool_bind(const struct tool *t, json_t *args, char **values)
 /* Frees what tool_bind put in values. */
 void tool_unbind(const struct tool *t, char **values);
 
-/*
- * One result value as JSON by column type: int2/int4/oid → integer; int8 and numeric →
- * string, always; float4/float8 → number (NaN/Infinity → string); bool → true/false;
- * json/jsonb → parsed JSON (the text as a string when jansson refuses it); timestamptz →
- * RFC 3339 "2026-11-27T16:44:36.123+00:00" and timestamp → "2026-11-27T16:44:36.123" (from
- * DateStyle ISO text), but what RFC 3339 cannot write (infinity, BC, years past 9999) as
- * PostgreSQL wrote it; date → "YYYY-MM-DD" likewise; everything else → string; NULL → null.
- * Returns a new reference, or NULL when out of memory.
- */
-json_t *tool_value_json(unsigned type_oid, const char *text, int is_null);
+/* pgjson.c */
 
 /*
- * The JSON Schema for one column type, nullable, that every value tool_value_json gives for
- * that type conforms to, standard formats included: e.g. {"type":["string","null"],
- * "pattern":"^-?[0-9]+$", ...} for int8, and for timestamptz an anyOf of format date-time
- * and a pattern for PostgreSQL's infinities, BC dates and years past 9999.  Only formats
- * JSON Schema defines.  Returns a new reference, or NULL when out of memory.
+ * pgjson_value (airlock/pgjson.h) under the name the read path calls it by.  Returns a new
+ * reference, or NULL when out of memory.
  */
-json_t *tool_type_schema(unsigned type_oid);
+static inline json_t *
+tool_value_json(unsigned type_oid, const char *text, int is_null)
+{
+	return pgjson_value(type_oid, text, is_null);
+}
 
-/*
- * Whether a call of write tool t with checked args (borrowed) needs approval whatever rows
- * it changes: always, or an approval argument above its threshold (a value that is not a
- * number, or a string that is not one, counts as above: fail closed).  Returns 1 or 0.
- */
-int tool_needs_approval(const struct tool *t, json_t *args);
-
-/*
- * The outputSchema of t, by its kind and, for reads and writes, its result columns: the
- * shape of every structuredContent a tools/call of t can answer, tool errors included.
- * Returns a new reference, or NULL when out of memory.
- */
-json_t *tool_output_schema(const struct tool *t);
+/* tool_check.c (the statement checks against PostgreSQL) and tool_code.c (a code tool's
+ * manifest part) serve tool_load only. */
 
 #endif

@@ -1,4 +1,8 @@
 /* write.h: the write path: one transaction with its key, effect, capture, plan and record. */
+/*
+ * Owns nothing between calls: a struct write_stmt borrows its tool; write_run returns a
+ * new reference; write_unbind frees what binding allocated.
+ */
 #ifndef AIRLOCK_WRITE_H
 #define AIRLOCK_WRITE_H
 

@@ -1,4 +1,4 @@
-/* test_tool.c: gateway/tool.c without a database: manifests, argument rules, rewriting, values. */
+/* test_tool.c: gateway/tool*.c and pgjson.c without a database: manifests, arguments, values. */
 #include <sys/stat.h>
 
 #include <ctype.h>
@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "airlock/pgjson.h"
 #include "airlock/tool.h"
 #include "tap.h"
 
@@ -918,8 +919,8 @@ test_value_formats(void)
 	size_t i;
 
 	for (i = 0; i < sizeof(pg_values) / sizeof(pg_values[0]); i++) {
-		schema = tool_type_schema(pg_values[i].oid);
-		v = tool_value_json(pg_values[i].oid, pg_values[i].text, 0);
+		schema = pgjson_type_schema(pg_values[i].oid);
+		v = pgjson_value(pg_values[i].oid, pg_values[i].text, 0);
 		d = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 		why[0] = '\0';
 		ok(schema != NULL && v != NULL && conforms(schema, v, "value"),
@@ -927,13 +928,13 @@ test_value_formats(void)
 		    pg_values[i].text, d ? d : "NULL", why);
 		free(d);
 		json_decref(v);
-		v = tool_value_json(pg_values[i].oid, NULL, 1);
+		v = pgjson_value(pg_values[i].oid, NULL, 1);
 		ok(conforms(schema, v, "value"), "type %u: null conforms %s", pg_values[i].oid, why);
 		json_decref(v);
 		json_decref(schema);
 	}
 	for (i = 0; i < sizeof(not_values) / sizeof(not_values[0]); i++) {
-		schema = tool_type_schema(not_values[i].oid);
+		schema = pgjson_type_schema(not_values[i].oid);
 		v = json_loads(not_values[i].json, JSON_DECODE_ANY, NULL);
 		ok(schema != NULL && v != NULL && !conforms(schema, v, "value"),
 		    "type %u: the schema refuses %s", not_values[i].oid, not_values[i].json);
@@ -1046,7 +1047,7 @@ test_output_schemas(void)
 static void
 value_is(unsigned oid, const char *text, const char *want, const char *what)
 {
-	json_t *v = tool_value_json(oid, text, text == NULL);
+	json_t *v = pgjson_value(oid, text, text == NULL);
 	char *d = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 
 	ok(d != NULL && strcmp(d, want) == 0, "value: %s → %s (%s)", what, want, d ? d : "NULL");
@@ -1057,7 +1058,7 @@ value_is(unsigned oid, const char *text, const char *want, const char *what)
 static void
 schema_is(unsigned oid, const char *want, const char *what)
 {
-	json_t *v = tool_type_schema(oid);
+	json_t *v = pgjson_type_schema(oid);
 	char *d = v ? json_dumps(v, JSON_COMPACT) : NULL;
 
 	ok(d != NULL && strcmp(d, want) == 0, "schema: %s %s (%s)", what, want, d ? d : "NULL");
