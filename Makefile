@@ -210,7 +210,7 @@ lint:
 	    -D__unused= gateway ctl sandbox
 
 # The layout's walls (docs/ARCHITECTURE.md): what may include or call what.
-walls:
+walls: all
 	sh scripts/check-walls.sh
 
 clean:

@@ -29,7 +29,7 @@ static const char export_sql[] =
     " 'dry_run', c.dry_run, 'idempotency_key', c.idempotency_key,"
     " 'plan_id', c.plan_id::text, 'outcome', c.outcome, 'reason', c.reason,"
     " 'duration_ms', c.duration_ms::numeric, 'result_digest', c.result_digest,"
-    " 'client', c.client, 'egress', c.egress, 'digest', c.digest,"
+    " 'client', c.client, 'egress', c.egress, 'trace_id', c.trace_id, 'digest', c.digest,"
     " 'checkpoint', s.checkpoint_id, 'changes', coalesce((SELECT pg_catalog.jsonb_agg("
     "  pg_catalog.jsonb_build_object('id', ch.id, 'table', ch.table_name, 'key', ch.key,"
     "  'op', ch.op, 'before', ch.before, 'after', ch.after, 'at', " UTC_TEXT("ch.at") ","

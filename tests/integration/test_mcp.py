@@ -575,8 +575,9 @@ def test_trace_id_is_not_in_the_digest(gw, world):
     """The trace id is the client's word, kept beside the record, not part of what its
     digest covers: verify still passes."""
     tok = world.mint("lookup_invoices")
+    trace = secrets.token_hex(16)
     res = result(call(gw, tok, "lookup_invoices", {"customer_id": world.customer},
-                      headers={"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"}))
+                      headers={"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}))
     cid = res["structuredContent"]["call_id"]
     canon = world.cluster.psql(f"SELECT airlock.call_canonical(c) FROM airlock.calls c "
                                f"WHERE id = '{cid}'")
@@ -585,6 +586,11 @@ def test_trace_id_is_not_in_the_digest(gw, world):
     p = ctl("audit", "verify", "--tenant", world.tenant, "--db", world.cluster.operator_url,
             check=False)
     assert p.returncode == 0, p.stdout + p.stderr
+    # The export carries it beside the record.
+    p = ctl("audit", "export", "--format", "jsonl", "--tenant", world.tenant, "--db",
+            world.cluster.operator_url)
+    exported = {r["id"]: r for r in map(json.loads, p.stdout.splitlines())}
+    assert exported[cid]["trace_id"] == trace
 
 
 # ---------------------------------------------------------------------------------------
