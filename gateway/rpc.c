@@ -259,12 +259,12 @@ execute_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, vo
 
 	rpc_alloc_reset();
 	resp = run_one(msg, req, table, ctx, status);
-	if (!rpc_alloc_failed() && (resp != NULL ||
-	    (check_request(req, &id, &is_notification, &why) != NULL && is_notification)))
+	if (check_request(req, &id, &is_notification, &why) != NULL && is_notification)
+		return resp;	/* NULL: a notification is never answered */
+	if (resp != NULL && !rpc_alloc_failed())
 		return resp;
 	json_decref(resp);
 	rpc_alloc_reset();
-	check_request(req, &id, &is_notification, &why);
 	resp = error_response(id, RPC_INTERNAL_ERROR, "internal", "Internal error");
 	*status = 200;
 	if (resp == NULL || rpc_alloc_failed()) {

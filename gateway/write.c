@@ -440,6 +440,12 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
 		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
+		if (rec->changes == NULL || rec->plan_updates == NULL || rec->plan_inserts == NULL) {
+			/* A preview is recorded with its changes, or not answered. */
+			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			json_decref(sc);
+			sc = NULL;
+		}
 		goto out;
 	}
 

@@ -5,7 +5,9 @@ call, a batch, /metrics and /readyz.
 
 One daemon serves every probe.  For each kind, the request's allocations are counted first
 (the least of a few runs, after a warm-up), then N walks 1..count (every STRIDE-th, with a
-random offset, to bound the time; AIRLOCK_ALLOC_STRIDE=1 walks every one) and for each N:
+random offset, to bound the time; AIRLOCK_ALLOC_STRIDE=1 walks every one, from
+AIRLOCK_ALLOC_FROM if set; AIRLOCK_CHAOS_TRACE=1 logs each failed allocation's stack) and
+for each N:
 the answer is the normal one (a failure the code recovered from), -32603 internal or 503;
 and the next request of that kind, with nothing failing, gets its normal answer.  A keyed
 write's retry with its key has exactly one effect.  At SIGTERM the daemon exits 0 and its
@@ -308,7 +310,8 @@ def probe_kind(d, kinds, kind, rng):
     stride = STRIDE or max(1, -(-total // PROBES_PER_KIND))
     tally = {"normal": 0, "internal": 0, "unavailable": 0}
     wrong = []
-    for n in range(1 + rng.randrange(stride), total + 1, stride):
+    first = max(1, int(os.environ.get("AIRLOCK_ALLOC_FROM", "1")))
+    for n in range(first + rng.randrange(stride), total + 1, stride):
         d.control(f"fail {n}")
         try:
             outcome, ctx = send()

@@ -449,6 +449,31 @@ def soak_world():
         d.stop()
 
 
+def test_calls_get_of_a_previewed_insert(soak_world):
+    """Found by the soak: a dry-run of an insert records its preview with a before-image
+    that is JSON null, and airlock/calls.get of that call answered 503 (the image's
+    conversion failed on it) instead of the record."""
+    cluster, world, d = soak_world
+    task = f"preview-{secrets.token_hex(3)}"
+    token = world.mint("sa", task)
+    h = {**JSON, "Authorization": f"Bearer {token}"}
+
+    def call(method, params):
+        return requests.post(d.url + "/rpc", headers=h, timeout=60, data=json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+
+    args = {"customer_id": world.cust["sa"][0], "body": f"preview {secrets.token_hex(4)}"}
+    r = call("tools/call", {"name": "add_support_note", "arguments": args, "dry_run": True})
+    cid = r.json()["result"]["structuredContent"]["call_id"]
+    r = call("airlock/calls.get", {"call_id": cid})
+    assert r.status_code == 200, r.text
+    got = r.json()["result"]
+    assert got["call"]["call_id"] == cid and got["call"]["dry_run"] is True
+    [change] = got["changes"]
+    assert change["action"] == "create" and change["before"] is None
+    assert change["after"]["body"] == args["body"]
+
+
 def test_soak(soak_world):
     cluster, world, d = soak_world
     tally = Tally()
@@ -535,27 +560,3 @@ def test_soak(soak_world):
     reports = [line for line in log.splitlines() if any(s in line for s in SANITIZER_REPORT)]
     assert rc == 0 and not reports, f"exit {rc}:\n" + log[-8000:]
 
-
-def test_calls_get_of_a_previewed_insert(soak_world):
-    """Found by the soak: a dry-run of an insert records its preview with a before-image
-    that is JSON null, and airlock/calls.get of that call answered 503 (the image's
-    conversion failed on it) instead of the record."""
-    cluster, world, d = soak_world
-    task = f"preview-{secrets.token_hex(3)}"
-    token = world.mint("sa", task)
-    h = {**JSON, "Authorization": f"Bearer {token}"}
-
-    def call(method, params):
-        return requests.post(d.url + "/rpc", headers=h, timeout=60, data=json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-
-    args = {"customer_id": world.cust["sa"][0], "body": f"preview {secrets.token_hex(4)}"}
-    r = call("tools/call", {"name": "add_support_note", "arguments": args, "dry_run": True})
-    cid = r.json()["result"]["structuredContent"]["call_id"]
-    r = call("airlock/calls.get", {"call_id": cid})
-    assert r.status_code == 200, r.text
-    got = r.json()["result"]
-    assert got["call"]["call_id"] == cid and got["call"]["dry_run"] is True
-    [change] = got["changes"]
-    assert change["action"] == "create" and change["before"] is None
-    assert change["after"]["body"] == args["body"]
