@@ -84,11 +84,29 @@ unit: all
 unit-asan: asan
 	ASAN_OPTIONS=detect_leaks=1 prove -f $(call unit_bins,$(ASAN))
 
+# The chaos build: the ASan daemon relinked so that every allocation of the gateway's own
+# code (and jansson's, through its hook) goes through tests/chaos/alloc.c, which fails the
+# Nth when a test asks over AIRLOCK_CHAOS_SOCKET (tests/integration/test_alloc_failure.py).
+# libpq's and libmicrohttpd's allocations happen inside those shared libraries, unwrapped.
+.PHONY: chaos
+CHAOS      ?= build/chaos
+CHAOS_WRAP := malloc calloc realloc reallocarray strdup strndup asprintf vasprintf open_memstream \
+              json_loadb json_loads
+comma      := ,
+chaos: asan
+	$(MAKE) $(CHAOS)/airlockd
+$(CHAOS)/obj/tests/chaos/alloc.o: tests/chaos/alloc.c
+	@mkdir -p $(dir $@)
+	$(CC) $(REQ_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<
+$(CHAOS)/airlockd: $(ASAN)/obj/gateway/main.o $(ASAN)/libairlock.a $(CHAOS)/obj/tests/chaos/alloc.o
+	$(CC) $(SAN_FLAGS) $(patsubst %,-Wl$(comma)--wrap=%,$(CHAOS_WRAP)) -o $@ $^ $(PKG_LIBS)
+
 # Integration tests: a throwaway PostgreSQL cluster, real daemons on free ports.  They
 # include the tests with real clients (integration/test_mcp_sdk.py: the official MCP SDK
 # client, a JSON-RPC library; integration/test_mcp.py: the MCP conformance suite), so their
-# pinned packages are installed first.
-integration: all interop-deps
+# pinned packages are installed first; and the soak and the allocation-failure tests, which
+# run the sanitizer builds (build/asan, build/chaos).
+integration: all interop-deps chaos
 	cd tests && $(PYTHON) -m pytest -q -p no:cacheprovider integration sandbox
 
 # The tests with real clients on their own: the MCP SDK client and a JSON-RPC library

@@ -17,6 +17,7 @@
 #include "airlock/db.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/rpc.h"
 
 #define BATCH_MAX	1000
 #define REFUSAL_SLOTS	1024
@@ -300,8 +301,12 @@ insert_json(struct audit *a, const char *sql, json_t *rows)
 	char *text;
 	int attempt, rc = -1;
 
-	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL)
+	/* Text jansson dumped while short of memory may lack a key (rpc.h): not written. */
+	rpc_alloc_reset();
+	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL || rpc_alloc_failed()) {
+		free(text);
 		return -1;
+	}
 	values[0] = text;
 	/* A broken connection gets one fresh try before the batch fails closed. */
 	for (attempt = 0; attempt < 2 && rc == -1; attempt++) {
@@ -335,8 +340,10 @@ write_batch(struct audit *a, struct pending *batch)
 	size_t n = 1, i, k;
 	int attempt, rc = -1;
 
+	rpc_alloc_reset();
 	for (p = batch; p != NULL; p = p->next) {
-		/* A record that cannot be rendered fails its batch: it is never skipped. */
+		/* A record that cannot be rendered fails its batch: it is never skipped (nor
+		 * written with a member missing, which jansson short of memory can do). */
 		if (json_array_append_new(rows, audit_record_json(p->rec)) == -1)
 			goto out;
 		if (p->rec->changes != NULL)
@@ -344,7 +351,7 @@ write_batch(struct audit *a, struct pending *batch)
 		if (p->rec->plan_updates != NULL)
 			n++;
 	}
-	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL ||
+	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL || rpc_alloc_failed() ||
 	    (q = calloc(n, sizeof(*q))) == NULL || (values = calloc(n * 7, sizeof(*values))) == NULL)
 		goto out;
 	values[0] = text;

@@ -78,6 +78,7 @@ struct request {
 	PGcancel *cancel;		/* the worker's connection's, while its job runs */
 	int is_cancel_sent;
 	LIST_ENTRY(request) watch;	/* in srv->watched while in_worker */
+	int is_short;			/* out of memory for the body: answered as failed */
 	struct rpc_msg msg;
 	struct request_ctx ctx;
 	struct pool_job job;
@@ -123,6 +124,39 @@ respond(struct request *req, int status, const char *ctype, char *body, size_t l
 	return rc;
 }
 
+/*
+ * The answer when the real one could not be built (out of memory): on /rpc and /mcp the
+ * fixed JSON-RPC internal error, elsewhere 503.  Nothing here allocates.  Returns the
+ * HTTP status in *status.
+ */
+static enum MHD_Result
+queue_failed(struct MHD_Connection *conn, enum route route, int *status)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result rc;
+	int is_rpc = route == R_RPC || route == R_MCP;
+	const char *body = is_rpc ? rpc_internal_error_text : "unavailable\n";
+
+	resp = MHD_create_response_from_buffer(strlen(body), (char *)(uintptr_t)body,
+	    MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, is_rpc ?
+	    "application/json" : "text/plain; charset=utf-8");
+	if (!is_rpc)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	*status = is_rpc ? 200 : 503;
+	rc = MHD_queue_response(conn, (unsigned)*status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+static enum MHD_Result
+respond_failed(struct request *req)
+{
+	return queue_failed(req->conn, req->route, &req->status);
+}
+
 /* An HTTP-level fault: a plain-text answer. */
 static enum MHD_Result
 respond_plain(struct request *req, int status, const char *text, const char *hname,
@@ -131,7 +165,7 @@ respond_plain(struct request *req, int status, const char *text, const char *hna
 	char *body;
 
 	if (asprintf(&body, "%s\n", text) == -1)
-		return MHD_NO;
+		return respond(req, status, NULL, NULL, 0, hname, hvalue);
 	return respond(req, status, "text/plain; charset=utf-8", body, strlen(body), hname, hvalue);
 }
 
@@ -140,11 +174,17 @@ static enum MHD_Result
 respond_json(struct request *req, int status, json_t *obj, const char *hname,
     const char *hvalue)
 {
-	char *body = json_dumps(obj, JSON_COMPACT);
+	char *body;
 
+	/* jansson 2.14 can leave a key out of the text when an allocation fails and still
+	 * return it: the flag says so. */
+	rpc_alloc_reset();
+	body = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
-	if (body == NULL)
-		return MHD_NO;
+	if (body == NULL || rpc_alloc_failed()) {
+		free(body);
+		return respond_failed(req);
+	}
 	return respond(req, status, "application/json", body, strlen(body), hname, hvalue);
 }
 
@@ -203,6 +243,8 @@ respond_rpc(struct request *req)
 	char seconds[24];
 	size_t i;
 
+	if (resp == NULL && msg->is_failed)
+		return respond_failed(req);
 	if (resp == NULL)
 		return respond(req, MHD_HTTP_ACCEPTED, NULL, NULL, 0, NULL, NULL);
 	msg->response = NULL;
@@ -330,8 +372,12 @@ append_body(struct request *req, const char *data, size_t size)
 			cap *= 2;
 		if (cap > max)
 			cap = max;
-		if ((p = realloc(req->body, cap)) == NULL)
-			return MHD_NO;
+		if ((p = realloc(req->body, cap)) == NULL) {
+			/* Answered once the body is in (libmicrohttpd 0.9.75 refuses a response
+			 * queued in the middle of it); the rest is discarded. */
+			req->is_short = 1;
+			return MHD_YES;
+		}
 		req->body = p;
 		req->cap = cap;
 	}
@@ -540,7 +586,7 @@ defer(struct request *req, const char *key)
 		if (req->route != R_READYZ)
 			(void)watch(req);
 		MHD_suspend_connection(req->conn);
-		if ((rc = pool_submit(pool, &req->job)) == -1) {
+		if ((rc = pool_submit(pool, &req->job)) != 0) {
 			unwatch(req);
 			MHD_resume_connection(req->conn);
 			req->in_worker = 0;
@@ -552,13 +598,16 @@ defer(struct request *req, const char *key)
 	if (req->route == R_READYZ)
 		return respond_plain(req, 503, pool ? "busy" : "stopping",
 		    MHD_HTTP_HEADER_RETRY_AFTER, "1");
-	if (pool == NULL)
+	if (rc == -2)
+		rpc_error_set(&err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	else if (pool == NULL)
 		rpc_error_set(&err, RPC_UNAVAILABLE, "backend_unavailable",
 		    "The gateway is stopping; retry on another instance");
 	else
 		rpc_error_set(&err, RPC_TOO_MANY, "concurrency_limited",
 		    "Too many calls waiting; retry shortly");
-	err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	if (rc != -2)
+		err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
 	rpc_fail_all(&req->msg, &err);
 	rpc_error_clear(&err);
 	return respond_rpc(req);
@@ -888,7 +937,7 @@ metrics(struct request *req)
 		conns = info->num_connections;
 	body = metrics_render(req->srv->gw, atomic_load(&req->srv->inflight), conns, &len);
 	if (body == NULL)
-		return MHD_NO;
+		return respond_failed(req);
 	/* The warm pools' size, hits and misses. */
 	if ((warm = code_warm_metrics()) != NULL) {
 		if (asprintf(&both, "%s%s", body, warm) != -1) {
@@ -959,6 +1008,9 @@ console(struct request *req)
 	return rc;
 }
 
+/* Stands for a request whose state could not be allocated (never written). */
+static struct request unallocated;
+
 /* The first call for a request: route, method and header checks. */
 static enum MHD_Result
 begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
@@ -966,10 +1018,13 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 {
 	const union MHD_ConnectionInfo *ci;
 	struct request *req;
-	int is_post, is_get;
+	int is_post, is_get, status;
 
-	if ((req = calloc(1, sizeof(*req))) == NULL)
-		return MHD_NO;
+	if ((req = calloc(1, sizeof(*req))) == NULL) {
+		/* Out of memory: answered at once; the rest of the request is discarded. */
+		*con_cls = &unallocated;
+		return queue_failed(conn, route_of(url), &status);
+	}
 	*con_cls = req;
 	atomic_fetch_add(&srv->inflight, 1);
 	req->srv = srv;
@@ -1021,16 +1076,22 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	(void)version;
 	if (req == NULL)
 		return begin(srv, conn, url, method, con_cls);
+	if (req == &unallocated) {
+		*upload_data_size = 0;	/* already answered: discard */
+		return MHD_YES;
+	}
 	if (*upload_data_size > 0) {
 		size_t size = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (req->status != 0)
-			return MHD_YES;	/* already answered: discard */
+		if (req->status != 0 || req->is_short)
+			return MHD_YES;	/* already answered, or failed: discard */
 		return append_body(req, upload_data, size);
 	}
 	if (req->status != 0)
 		return MHD_YES;
+	if (req->is_short)
+		return respond_failed(req);
 	if (req->in_worker) {
 		if (!req->worker_done)
 			return MHD_YES;	/* a spurious wake-up */
@@ -1086,7 +1147,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	json_t *line;
 
 	(void)conn;
-	if (req == NULL)
+	if (req == NULL || req == &unallocated)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (double)(now.tv_sec - req->start.tv_sec) * 1e3 +

@@ -109,6 +109,7 @@ main(int argc, char **argv)
 	sigset_t mask;
 	int rc, sig, has_catalog;
 
+	rpc_alloc_init();	/* before any JSON is made */
 	rc = config_parse(&cfg, argc, argv);
 	if (rc > 0)
 		return 0;

@@ -175,8 +175,10 @@ pool_submit(struct pool *pool, struct pool_job *job)
 		goto full;
 	q = RB_FIND(keyq_tree, &pool->keys, &find);
 	if (q == NULL) {
-		if ((q = calloc(1, sizeof(*q))) == NULL)
+		if ((q = calloc(1, sizeof(*q))) == NULL) {
+			rc = -2;
 			goto out;
+		}
 		strlcpy(q->key, job->key, sizeof(q->key));
 		TAILQ_INIT(&q->jobs);
 		RB_INSERT(keyq_tree, &pool->keys, q);

@@ -1,9 +1,44 @@
 /* rpc.c: JSON-RPC 2.0 exactly: single requests, batches, notifications, id echo, errors. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "airlock/rpc.h"
+
+const char rpc_internal_error_text[] = "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,"
+    "\"message\":\"Internal error\",\"data\":{\"reason\":\"internal\"}},\"id\":null}";
+
+/* Set when a jansson allocation fails on this thread (rpc.h says why). */
+static _Thread_local int is_json_short;
+
+static void *
+json_alloc(size_t size)
+{
+	void *p = malloc(size);
+
+	if (p == NULL)
+		is_json_short = 1;
+	return p;
+}
+
+void
+rpc_alloc_init(void)
+{
+	json_set_alloc_funcs(json_alloc, free);
+}
+
+void
+rpc_alloc_reset(void)
+{
+	is_json_short = 0;
+}
+
+int
+rpc_alloc_failed(void)
+{
+	return is_json_short;
+}
 
 void
 rpc_error_set(struct rpc_error *err, int code, const char *reason, const char *fmt, ...)
@@ -96,13 +131,22 @@ rpc_parse(struct rpc_msg *msg, const struct rpc_limits *lim, const char *body, s
 	char text[200];
 
 	msg->http_status = 200;
+	rpc_alloc_reset();
 	if (is_too_deep(body, len, lim->max_depth)) {
 		snprintf(text, sizeof(text), "Invalid Request: nesting deeper than %zu levels",
 		    lim->max_depth);
 		msg->response = error_response(NULL, RPC_INVALID_REQUEST, "invalid_request", text);
-		return;
+		goto out;
 	}
 	msg->root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (rpc_alloc_failed()) {
+		/* Whatever jansson made of the body, it is not the body. */
+		json_decref(msg->root);
+		msg->root = NULL;
+		msg->response = error_response(NULL, RPC_INTERNAL_ERROR, "internal",
+		    "Internal error");
+		goto out;
+	}
 	if (msg->root == NULL) {
 		switch (json_error_code(&jerr)) {
 		case json_error_duplicate_key:
@@ -120,7 +164,7 @@ rpc_parse(struct rpc_msg *msg, const struct rpc_limits *lim, const char *body, s
 			msg->response = error_response(NULL, RPC_PARSE_ERROR, "parse_error", text);
 			break;
 		}
-		return;
+		goto out;
 	}
 	msg->is_batch = json_is_array(msg->root);
 	if (msg->is_batch && json_array_size(msg->root) == 0) {
@@ -139,6 +183,12 @@ refuse:
 	msg->is_batch = 0;
 	json_decref(msg->root);
 	msg->root = NULL;
+out:
+	if (msg->response == NULL || rpc_alloc_failed()) {
+		json_decref(msg->response);
+		msg->response = NULL;
+		msg->is_failed = 1;
+	}
 }
 
 static const struct rpc_method *
@@ -192,9 +242,42 @@ check_request(json_t *req, json_t **id, int *is_notification, const char **why)
 	return json_string_value(v);
 }
 
-/* Runs one element; returns its response (new reference) or NULL for none. */
+static json_t *run_one(struct rpc_msg *, json_t *, const struct rpc_method *, void *, int *);
+
+/*
+ * Runs one element; returns its response (new reference) or NULL for none.  A response
+ * built while a jansson allocation failed (a member may be missing from it) is replaced by
+ * -32603; when even that cannot be built, NULL with msg->is_failed set.
+ */
 static json_t *
 execute_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, void *ctx,
+    int *status)
+{
+	json_t *id, *resp;
+	int is_notification;
+	const char *why;
+
+	rpc_alloc_reset();
+	resp = run_one(msg, req, table, ctx, status);
+	if (check_request(req, &id, &is_notification, &why) != NULL && is_notification)
+		return resp;	/* NULL: a notification is never answered */
+	if (resp != NULL && !rpc_alloc_failed())
+		return resp;
+	json_decref(resp);
+	rpc_alloc_reset();
+	resp = error_response(id, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	*status = 200;
+	if (resp == NULL || rpc_alloc_failed()) {
+		json_decref(resp);
+		resp = NULL;
+		msg->is_failed = 1;
+	}
+	return resp;
+}
+
+/* Runs one element; returns its response (new reference) or NULL for none. */
+static json_t *
+run_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, void *ctx,
     int *status)
 {
 	const struct rpc_method *m;
@@ -286,10 +369,16 @@ rpc_execute(struct rpc_msg *msg, const struct rpc_method *table, void *ctx)
 	msg->response = json_array();
 	json_array_foreach(msg->root, i, req) {
 		resp = execute_one(msg, req, table, ctx, &status);
-		if (resp != NULL)
-			json_array_append_new(msg->response, resp);
+		if (resp != NULL && json_array_append_new(msg->response, resp) == -1)
+			msg->is_failed = 1;
 	}
 	msg->http_status = 200;
+	if (msg->is_failed) {
+		/* An answer is missing: the batch is answered with the fixed error. */
+		json_decref(msg->response);
+		msg->response = NULL;
+		return;
+	}
 	if (json_array_size(msg->response) == 0) {
 		json_decref(msg->response);
 		msg->response = NULL;
@@ -320,16 +409,25 @@ rpc_fail_all(struct rpc_msg *msg, const struct rpc_error *err)
 	if (!msg->is_batch) {
 		msg->response = fail_one(msg->root, err);
 		msg->http_status = msg->response ? rpc_http_status(err->code) : 200;
-		return;
+		goto out;
 	}
 	msg->response = json_array();
 	json_array_foreach(msg->root, i, req)
-		if ((resp = fail_one(req, err)) != NULL)
-			json_array_append_new(msg->response, resp);
+		if ((resp = fail_one(req, err)) != NULL &&
+		    json_array_append_new(msg->response, resp) == -1)
+			msg->is_failed = 1;
 	msg->http_status = 200;
 	if (json_array_size(msg->response) == 0) {
 		json_decref(msg->response);
 		msg->response = NULL;
+	}
+out:
+	/* Since rpc_parse, on this thread (the caller's err.data too): an error missing a
+	 * member is not sent. */
+	if (rpc_alloc_failed() || msg->is_failed) {
+		json_decref(msg->response);
+		msg->response = NULL;
+		msg->is_failed = 1;
 	}
 }
 

@@ -112,7 +112,8 @@ inflight_add(const char *name, int delta)
 	return before;
 }
 
-/* Enters a keyed write.  Returns 0, or -1 with err when too many already wait. */
+/* Enters a keyed write.  Returns 0, or -1 with err when too many already wait (or out of
+ * memory). */
 static int
 waiters_enter(const char *tenant, const char *key, struct rpc_error *err)
 {
@@ -129,7 +130,9 @@ waiters_enter(const char *tenant, const char *key, struct rpc_error *err)
 		inflight_add(kname, -1);
 		inflight_add(tname, -1);
 		pthread_mutex_unlock(&inflight_lock);
-		if (on_key >= 0 && (unsigned)on_key >= max_waiters_key) {
+		if (on_key < 0 || on_tenant < 0)
+			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		else if ((unsigned)on_key >= max_waiters_key) {
 			rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
 			    "A call with this idempotency key is still running; retry shortly");
 			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
@@ -488,6 +491,12 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
 		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
+		if (rec->changes == NULL || rec->plan_updates == NULL || rec->plan_inserts == NULL) {
+			/* A preview is recorded with its changes, or not answered. */
+			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			json_decref(sc);
+			sc = NULL;
+		}
 		goto out;
 	}
 
@@ -498,7 +507,9 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	record = json_pack("[o]", audit_record_json(rec));
 	record_text = json_dumps(record, JSON_COMPACT);
 	response = json_dumps(sc, JSON_COMPACT);
-	if (record_text == NULL || response == NULL) {
+	/* A jansson allocation that failed during this call (the fingerprint, the rows, the
+	 * answer) may have left a member out: nothing is committed from it. */
+	if (record_text == NULL || response == NULL || rpc_alloc_failed()) {
 		rollback(db);
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
 		json_decref(sc);

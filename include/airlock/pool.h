@@ -31,7 +31,7 @@ struct pool;
 struct pool *pool_create(unsigned n, const char *conninfo, size_t max_queued, size_t max_per_key);
 
 /* Queues job.  Returns 0; -1 when the pool is full, that key has too many waiting,
- * or the pool is stopping (the job is untouched, the caller answers). */
+ * or the pool is stopping; -2 out of memory (the job is untouched, the caller answers). */
 int pool_submit(struct pool *pool, struct pool_job *job) __attribute__((warn_unused_result));
 
 /* Jobs waiting plus running. */

@@ -70,6 +70,8 @@ struct rpc_msg {
 	int http_status;	/* 200, or 401/429/503 for a single request's error */
 	char method[64];	/* first method named, for the request log */
 	int n_calls;		/* elements seen */
+	int is_failed;		/* an answer was due but could not be built (out of memory):
+				 * the caller sends a fixed internal error instead */
 };
 
 /*
@@ -97,5 +99,23 @@ json_t *rpc_error_response(json_t *id, const struct rpc_error *err);
 
 /* Returns the HTTP status a single request's error code travels with. */
 int rpc_http_status(int code);
+
+/*
+ * Out of memory inside jansson.  jansson reports a failed allocation in ways that look like
+ * something else (a parse error, a NULL from json_pack, a key silently not set, a byte
+ * silently dropped from a parsed string), so its allocator is hooked: rpc_alloc_init()
+ * (once, before any JSON is made) installs it, and each thread keeps a flag that a failed
+ * allocation sets.  rpc_parse and each call of rpc_execute clear it when they begin and
+ * answer -32603 when it is set at their end; a write checks it before it commits, so no
+ * effect is committed from arguments, a fingerprint or an answer that are not whole.
+ */
+void rpc_alloc_init(void);
+/* Clears this thread's flag. */
+void rpc_alloc_reset(void);
+/* Whether a jansson allocation failed on this thread since the flag was last cleared. */
+int rpc_alloc_failed(void);
+
+/* The body sent when even the error could not be built (RPC_INTERNAL_ERROR, id null). */
+extern const char rpc_internal_error_text[];
 
 #endif
