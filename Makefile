@@ -95,6 +95,8 @@ CHAOS_WRAP := malloc calloc realloc reallocarray strdup strndup asprintf vasprin
 comma      := ,
 chaos: asan
 	$(MAKE) $(CHAOS)/airlockd
+	@# The daemon finds the sandbox's launcher beside itself.
+	ln -sf ../asan/airlock-sandbox $(CHAOS)/airlock-sandbox
 $(CHAOS)/obj/tests/chaos/alloc.o: tests/chaos/alloc.c
 	@mkdir -p $(dir $@)
 	$(CC) $(REQ_CFLAGS) -O1 -g $(SAN_FLAGS) -c -o $@ $<

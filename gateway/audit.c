@@ -263,6 +263,17 @@ audit_record_clear(struct audit_record *rec)
 	rec->changes = rec->plan_updates = rec->plan_inserts = NULL;
 }
 
+void
+audit_record_reason(struct audit_record *rec, const char *s)
+{
+	if (s == NULL) {
+		rec->reason = NULL;
+		return;
+	}
+	strlcpy(rec->reason_buf, s, sizeof(rec->reason_buf));
+	rec->reason = rec->reason_buf;
+}
+
 static json_t *
 text_or_null(const char *s)
 {
@@ -593,6 +604,8 @@ audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *ar
 	}
 	/* The record's content moves to the writer; rec is left empty for its owner to clear. */
 	p->own = *rec;
+	if (rec->reason == rec->reason_buf)
+		p->own.reason = p->own.reason_buf;
 	rec->arguments = rec->egress = NULL;
 	rec->changes = rec->plan_updates = rec->plan_inserts = NULL;
 	p->rec = &p->own;

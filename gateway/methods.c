@@ -328,8 +328,9 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 				/* A refusal answered as a result the model can act on is still a
 				 * refusal in the record, as it is on /rpc. */
 				c->rec.outcome = c->is_refusal_result ? "refused" : "tool_error";
-				c->rec.reason = json_string_value(json_object_get(json_object_get(
-				    json_object_get(result, "structuredContent"), "error"), "reason"));
+				audit_record_reason(&c->rec, json_string_value(json_object_get(
+				    json_object_get(json_object_get(result, "structuredContent"),
+				    "error"), "reason")));
 			}
 			if (digest_of != NULL) {
 				json_t *view = digest_view(digest_of);

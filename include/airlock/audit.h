@@ -38,7 +38,9 @@ struct audit_record {
 	char idem_key[256];
 	char plan_id[AUDIT_ID_LEN + 1];
 	const char *outcome;		/* "ok", "tool_error", "refused", "error" (static) */
-	const char *reason;		/* a data.reason value, NULL when ok (static) */
+	const char *reason;		/* a data.reason value, NULL when ok (static, or
+					   reason_buf: see audit_record_reason) */
+	char reason_buf[64];
 	double duration_ms;
 	char result_digest[65];
 	char client[64];
@@ -47,6 +49,10 @@ struct audit_record {
 };
 
 struct audit;
+
+/* Sets rec's reason to a copy of s (may be NULL), held in the record itself: for a reason
+ * read from an answer, which may be freed before the record is written. */
+void audit_record_reason(struct audit_record *rec, const char *s);
 
 /* The statement that inserts call records from a JSON array, and the array element for
  * rec (a new reference): for writers that insert a record in their own transaction. */
