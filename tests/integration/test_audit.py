@@ -329,7 +329,7 @@ def test_export_streams_jsonl_with_stable_fields(cluster, start_daemon, world):
     assert len(lines) == int(cluster.psql(f"SELECT count(*) FROM airlock.calls WHERE tenant = '{world.t}'"))
     fields = {"id", "seq", "at", "tenant", "token_id", "task", "method", "tool", "arguments",
               "dry_run", "idempotency_key", "plan_id", "outcome", "reason", "duration_ms",
-              "result_digest", "client", "egress", "digest", "checkpoint", "changes"}
+              "result_digest", "client", "egress", "trace_id", "digest", "checkpoint", "changes"}
     assert all(set(x) == fields for x in lines)
     assert [x["seq"] for x in lines] == sorted(x["seq"] for x in lines)
     writes = [x for x in lines if x["tool"] == "update_invoice_status" and not x["dry_run"]]
