@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "airlock/cli.h"
+#include "airlock/db.h"
 #include "airlock/devdb.h"
 
 void
@@ -49,29 +50,13 @@ cli_getopt(int argc, char **argv, const char *shortopts, const struct option *lo
 	return c;
 }
 
-/* Whether a libpq URL or conninfo string sets a password (password=, or user:pass@). */
-static int
-has_password(const char *conninfo)
-{
-	PQconninfoOption *opts, *o;
-	int found = 0;
-
-	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
-		return 0;	/* not parseable: libpq says why when it connects */
-	for (o = opts; o->keyword != NULL; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
-			found = 1;
-	PQconninfoFree(opts);
-	return found;
-}
-
 int
 cli_conninfo(const char *db_opt, char *buf, size_t len)
 {
 	static int is_warned;
 	const char *env;
 
-	if (db_opt != NULL && !is_warned && has_password(db_opt)) {
+	if (db_opt != NULL && !is_warned && db_has_password(db_opt)) {
 		cli_warnx("--db", "the password is on the command line, where any local user can "
 		    "read it: use a libpq passfile (passfile= or PGPASSFILE) or AIRLOCK_DB");
 		is_warned = 1;

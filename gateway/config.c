@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include "airlock/config.h"
+#include "airlock/db.h"
 #include "airlock/version.h"
 
 static const char usage[] =
@@ -356,22 +357,6 @@ apply(struct config *cfg, int opt, const char *arg)
 	return 0;
 }
 
-/* Whether a libpq URL or conninfo string sets a password (password=, or user:pass@). */
-static int
-has_password(const char *conninfo)
-{
-	PQconninfoOption *opts, *o;
-	int found = 0;
-
-	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
-		return 0;	/* not parseable: libpq says why when it connects */
-	for (o = opts; o->keyword != NULL; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
-			found = 1;
-	PQconninfoFree(opts);
-	return found;
-}
-
 /*
  * Opens a file that holds a secret and checks, as ssh does for keys, that neither group
  * nor others may read or write it.  Returns the descriptor (the caller closes it), -2 when
@@ -546,7 +531,7 @@ read_file(struct config *cfg, const char *path)
 			cfg->verbose = on;
 			continue;
 		}
-		if (o->val == O_DB && has_password(val) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		if (o->val == O_DB && db_has_password(val) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
 			fprintf(stderr, "airlockd: config file %s sets a database password but is open "
 			    "to group or others (mode %04o): chmod 600 it, or use db-file\n", path,
 			    (unsigned)(st.st_mode & 07777));
@@ -653,7 +638,7 @@ config_parse(struct config *cfg, int argc, char **argv)
 		}
 		/* A password on the command line is readable by every local user in
 		 * /proc/PID/cmdline: wipe it from there now (main warns), as the copy is made. */
-		if (opt == O_DB && has_password(optarg)) {
+		if (opt == O_DB && db_has_password(optarg)) {
 			cfg->db_password_in_argv = 1;
 			explicit_bzero(optarg, strlen(optarg));
 		}

@@ -247,3 +247,18 @@ db_unavailable(struct rpc_error *err)
 	    "The database is unavailable; retry shortly");
 	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 }
+
+int
+db_has_password(const char *conninfo)
+{
+	PQconninfoOption *opts, *o;
+	int found = 0;
+
+	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return 0;	/* not parseable: libpq says why when it connects */
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
+			found = 1;
+	PQconninfoFree(opts);
+	return found;
+}

@@ -65,4 +65,8 @@ int db_is_connection_lost(const struct db *db);
 
 void db_close(struct db *db);
 
+/* Whether a libpq URL or conninfo string sets a password (password=, or user:pass@):
+ * for the warnings about one given on a command line.  Unparseable text: 0. */
+int db_has_password(const char *conninfo);
+
 #endif
