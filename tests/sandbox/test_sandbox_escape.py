@@ -492,16 +492,25 @@ def test_fresh_namespace_each_run(sb):
     r1 = sb.sh("echo $$ > /tmp/pid; echo left > /dev/shm/left; echo written")
     r2 = sb.sh("cat /tmp/pid /dev/shm/left 2>/dev/null; echo end")
     assert r1.out.strip() == "written" and r2.out.strip() == "end", (r1, r2)
-    # Two runs alive at once have namespaces of their own.  (Compared while both live: the
-    # kernel reuses the numbers of namespaces that are gone.)
-    cmd = "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt; sleep 4"
-    procs = [subprocess.Popen(sb.argv([], ["sh", "-c", cmd]), stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=60)[0].splitlines() for p in procs]
-    # gVisor's kernel shows no mount namespace link: two of three there.
-    want = 2 if sb.is_gvisor else 3
-    assert len(outs[0]) == want and len(outs[1]) == want, outs
-    assert set(outs[0]).isdisjoint(outs[1]), outs
+    # Two runs alive at once see neither the other's files nor its processes.  Each leaves a
+    # marker named for itself in /tmp and /dev/shm, and lists every marker and every process
+    # it can see while the other is alive too.
+    script = ("echo $1 > /tmp/m-$1; echo $1 > /dev/shm/m-$1; sleep 3; "
+              "for f in /tmp/m-* /dev/shm/m-*; do echo $f; done; cat /proc/[0-9]*/cmdline | tr '\\0' ' '; echo; "
+              "readlink /proc/self/ns/net /proc/self/ns/pid /proc/self/ns/mnt")
+    tags = ("alpha%d" % os.getpid(), "bravo%d" % os.getpid())
+    procs = [subprocess.Popen(sb.argv([], ["sh", "-c", script, "sh", t]),
+                              stdout=subprocess.PIPE, text=True) for t in tags]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    for mine, other, out in ((tags[0], tags[1], outs[0]), (tags[1], tags[0], outs[1])):
+        assert out.count("m-" + mine) == 2, out
+        assert other not in out, out
+    # Under namespaces, the namespace links differ too (compared while both live: the kernel
+    # reuses the numbers of namespaces that are gone).  gVisor's kernels number their own
+    # namespaces, so two sandboxes may show the same numbers; what they see is checked above.
+    if not sb.is_gvisor:
+        links = [{l for l in o.splitlines() if ":[" in l} for o in outs]
+        assert len(links[0]) == 3 and links[0].isdisjoint(links[1]), links
 
 
 def test_no_cgroup_control_refuses(tmp_path):
