@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config libmicrohttpd-dev libjansson-dev libpq-dev libbsd-dev
 libseccomp-dev postgresql bubblewrap runsc python3 python3-pytest python3-requests
 python3-prometheus-client curl iproute2
-clang libclang-rt-14-dev cppcheck xxd chromium wrk"
+clang clang-format-14 libclang-rt-14-dev cppcheck xxd chromium wrk"
 
 missing=""
 for p in $PKGS; do
