@@ -319,6 +319,23 @@ sb_gvisor_remove(const char *dir)
 }
 
 int
+sb_gvisor_usable(const char *runsc, char *err, size_t errlen)
+{
+	const char *path = runsc != NULL ? runsc : "/usr/bin/runsc";
+
+	if (access(path, X_OK) == -1) {
+		say(err, errlen, "gVisor (runsc) cannot be run from %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (geteuid() != 0) {
+		say(err, errlen, "gVisor (runsc) runs its sandboxes as root here, and this process "
+		    "runs as uid %u", (unsigned)geteuid());
+		return -1;
+	}
+	return 0;
+}
+
+int
 sb_gvisor_check(const char *runsc, char *err, size_t errlen)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

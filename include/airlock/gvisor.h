@@ -55,6 +55,15 @@ int sb_gvisor_bundle(const struct sb_config *cfg, const char *helper, const char
 void sb_gvisor_remove(const char *dir);
 
 /*
+ * Whether the gVisor level's prerequisites are here, without starting anything: runsc at
+ * `runsc` (NULL for /usr/bin/runsc) is an executable, and this process runs as root (runsc
+ * makes its sandbox's namespaces and cgroup as root).  Cheap enough for every catalog load;
+ * sb_gvisor_check() is the full proof.  Returns 0, or -1 with the reason in err.
+ */
+int sb_gvisor_usable(const char *runsc, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
  * Whether the gVisor level can run here: starts one sandbox running `true` through the
  * same path as every call (runsc at `runsc`, NULL for /usr/bin/runsc), once per process,
  * and remembers the answer.  Returns 0, or -1 with the reason in err.
