@@ -28,6 +28,7 @@
 
 #include "airlock/code.h"
 #include "airlock/console.h"
+#include "airlock/db.h"
 #include "airlock/http.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
@@ -75,7 +76,7 @@ struct request {
 	int is_ready;			/* /readyz: the database answered */
 	int is_modern;			/* MCP 2026-07-28: the version in params._meta */
 	int fd;				/* the connection's socket, for the watcher */
-	PGcancel *cancel;		/* the worker's connection's, while its job runs */
+	struct db_cancel *cancel;	/* the worker's connection's, while its job runs */
 	int is_cancel_sent;
 	LIST_ENTRY(request) watch;	/* in srv->watched while in_worker */
 	int is_short;			/* out of memory for the body: answered as failed */
@@ -395,8 +396,7 @@ unwatch(struct request *req)
 		LIST_REMOVE(req, watch);
 		req->fd = -1;
 	}
-	if (req->cancel != NULL)
-		PQfreeCancel(req->cancel);
+	db_cancel_free(req->cancel);
 	req->cancel = NULL;
 	pthread_mutex_unlock(&req->srv->watch_lock);
 }
@@ -423,7 +423,7 @@ watch(struct request *req)
  * The watcher: libmicrohttpd does not poll a suspended connection, so a client that
  * leaves while its call runs would go unnoticed until the call ends.  Every 50 ms the
  * watched sockets are polled for the peer's close (POLLRDHUP, or an error); a call whose
- * client left has its statement cancelled (PQcancel on the worker's connection) and is
+ * client left has its statement cancelled (db_cancel_send on the worker's connection) and is
  * recorded as cancelled.  A sandboxed program runs on to its limits.
  */
 static void *
@@ -434,7 +434,6 @@ watcher(void *arg)
 	struct pollfd *fds = NULL, *grown;
 	struct request *req;
 	size_t n, cap = 0, i;
-	char errbuf[256];
 
 	while (!atomic_load(&srv->is_stopping)) {
 		nanosleep(&step, NULL);
@@ -465,7 +464,7 @@ watcher(void *arg)
 					req->is_cancel_sent = 1;
 					atomic_store(&req->ctx.is_cancelled, 1);
 					if (req->cancel != NULL)
-						(void)PQcancel(req->cancel, errbuf, sizeof(errbuf));
+						(void)db_cancel_send(req->cancel);
 				}
 			}
 		}
@@ -505,8 +504,7 @@ static void
 run_job(struct pool_job *job, struct db *db)
 {
 	struct request *req = (struct request *)((char *)job - offsetof(struct request, job));
-	PGresult *res;
-	int is_up;
+	struct db_cancel *cancel;
 
 	atomic_store(&req->holds, 2);
 
@@ -515,20 +513,17 @@ run_job(struct pool_job *job, struct db *db)
 
 		/* Ready: the database answers and the tool catalog has been checked. */
 		req->is_ready = 0;
-		if (ref != NULL && db_ensure(db) == 0) {
-			res = PQexec(db->conn, "SELECT 1");
-			req->is_ready = PQresultStatus(res) == PGRES_TUPLES_OK;
-			PQclear(res);
-		}
+		if (ref != NULL)
+			req->is_ready = db_ping(db);
 		gw_catalog_put(req->srv->gw, ref);
 	} else {
 		req->ctx.db = db;
 		/* The watcher may cancel this connection's statement while the job runs.  A
 		 * worker connects on its first job: connected here, the job has its cancel
 		 * object from the start (a failure is the methods' to report). */
-		is_up = db->conn != NULL || db_ensure(db) == 0;
+		cancel = db_cancel_new(db);
 		pthread_mutex_lock(&req->srv->watch_lock);
-		req->cancel = is_up ? PQgetCancel(db->conn) : NULL;
+		req->cancel = cancel;
 		pthread_mutex_unlock(&req->srv->watch_lock);
 		/* A batch's calls wait for their records one by one, as calls run inline do. */
 		if (!req->msg.is_batch) {

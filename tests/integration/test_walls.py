@@ -39,6 +39,9 @@ def test_the_tree_holds_its_walls(tmp_path):
 CROSSINGS = {
     "http_libpq": ("gateway/http.c", '#include "airlock/http.h"', "#include <libpq-fe.h>",
                    "gateway/http.c includes a libpq header"),
+    "http_libpq_call": ("gateway/http.c", '#include "airlock/http.h"',
+                        'static void f(PGconn *c) { PQclear(PQexec(c, "SELECT 1")); }',
+                        "gateway/http.c speaks libpq"),
     "sandbox_libpq_direct": ("sandbox/proxy.c", '#include "airlock/proxy.h"',
                              "#include <libpq-fe.h>", "sandbox/proxy.c includes a libpq header"),
     "sandbox_libpq_through_header": ("sandbox/seccomp.c", '#include "airlock/seccomp.h"',
