@@ -1,28 +1,22 @@
 /*
- * http.c: the libmicrohttpd front.  Each request gets one struct request, hung on
- * the connection's context and freed in the completion callback; it owns the
- * body, the parsed JSON-RPC message and the response.  Calls that need the
- * database are handed to the worker pool with the connection suspended, so no
- * HTTP thread ever waits on PostgreSQL; a watcher cancels the statement of a call
- * whose client closed its connection meanwhile.  /mcp adds MCP's rules to /rpc's:
- * Origin, the protocol version and the mirrored Mcp-* headers, HTTP statuses for
- * malformed input and unknown methods.
+ * http.c: the libmicrohttpd front: the daemon (its options, start and drain), routing, and
+ * one request's life.  Each request gets one struct request (http_int.h), hung on the
+ * connection's context and freed in the completion callback; it owns the body, the parsed
+ * JSON-RPC message and the response.  Its siblings: http_rpc.c runs a POST to /rpc or
+ * /mcp, http_mcp.c holds MCP's rules, http_worker.c hands calls that need the database to
+ * a pool with the connection suspended (so no HTTP thread waits on PostgreSQL) and
+ * cancels the statement of a client that left, http_respond.c queues the answers.
  */
-#include <sys/queue.h>
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -63,7 +57,7 @@ metrics(struct request *req)
 		conns = info->num_connections;
 	body = metrics_render(req->srv->gw, atomic_load(&req->srv->inflight), conns, &len);
 	if (body == NULL)
-		return respond_failed(req);
+		return http_respond_failed(req);
 	/* The warm pools' size, hits and misses. */
 	if ((warm = code_warm_metrics()) != NULL) {
 		if (asprintf(&both, "%s%s", body, warm) != -1) {
@@ -73,7 +67,7 @@ metrics(struct request *req)
 		}
 		free(warm);
 	}
-	return respond(req, 200, "text/plain; version=0.0.4", body, len, NULL, NULL);
+	return http_respond(req, 200, "text/plain; version=0.0.4", body, len, NULL, NULL);
 }
 
 /* MHD_get_connection_values' iterator: keeps the last X-Forwarded-For line in *cls. */
@@ -149,7 +143,7 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		/* Out of memory: answered at once; the rest of the request is discarded. */
 		*con_cls = &unallocated;
-		return queue_failed(conn, route_of(url), &status);
+		return http_queue_failed(conn, route_of(url), &status);
 	}
 	*con_cls = req;
 	atomic_fetch_add(&srv->inflight, 1);
@@ -171,19 +165,19 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 
 	switch (req->route) {
 	case R_NONE:
-		return respond_plain(req, 404, "not found", NULL, NULL);
+		return http_respond_plain(req, 404, "not found", NULL, NULL);
 	case R_RPC:
 	case R_MCP:
 		if (!is_post)
-			return respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
+			return http_respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
 			    "POST");
-		return check_post(req);
+		return http_check_post(req);
 	case R_HEALTHZ:
 	case R_READYZ:
 	case R_METRICS:
 	case R_CONSOLE:
 		if (!is_get)
-			return respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
+			return http_respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
 			    "GET, HEAD");
 		return MHD_YES;
 	}
@@ -212,12 +206,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		*upload_data_size = 0;
 		if (req->status != 0 || req->is_short)
 			return MHD_YES;	/* already answered, or failed: discard */
-		return append_body(req, upload_data, size);
+		return http_append_body(req, upload_data, size);
 	}
 	if (req->status != 0)
 		return MHD_YES;
 	if (req->is_short)
-		return respond_failed(req);
+		return http_respond_failed(req);
 	if (req->in_worker) {
 		if (!req->worker_done)
 			return MHD_YES;	/* a spurious wake-up */
@@ -225,40 +219,40 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (req->route == R_READYZ)
 			goto ready;
 		if (req->is_unrecorded)
-			fail_unrecorded(req);
+			http_fail_unrecorded(req);
 		if (req->route == R_MCP)
-			mcp_status(&req->msg);
-		return respond_rpc(req);
+			http_mcp_status(&req->msg);
+		return http_respond_rpc(req);
 	}
 	switch (req->route) {
 	case R_HEALTHZ:
-		return respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+		return http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
 	case R_READYZ:
 		/* Asked on a connection kept open from before SIGTERM: not ready, so a load
 		 * balancer stops sending here while in-flight requests finish. */
 		if (atomic_load(&req->srv->draining))
-			return respond_json(req, 503, json_pack("{s:s, s:s}", "status",
+			return http_respond_json(req, 503, json_pack("{s:s, s:s}", "status",
 			    "unavailable", "reason", "stopping"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
 		/* It asks the database, so it costs the client address a unit of its rate;
 		 * /healthz and /metrics answer from memory and stay free. */
-		if (take_client(req, 1, &retry) == -1) {
+		if (http_take_client(req, 1, &retry) == -1) {
 			snprintf(seconds, sizeof(seconds), "%d", retry);
-			return respond_json(req, 429, json_pack("{s:s, s:s}", "status",
+			return http_respond_json(req, 429, json_pack("{s:s, s:s}", "status",
 			    "unavailable", "reason", "rate_limited"), MHD_HTTP_HEADER_RETRY_AFTER,
 			    seconds);
 		}
-		return defer(req, "readyz");
+		return http_defer(req, "readyz");
 	case R_METRICS:
 		return metrics(req);
 	case R_CONSOLE:
 		return console(req);
 	default:
-		return finish_rpc(req);
+		return http_finish_rpc(req);
 	}
 ready:
 	if (req->is_ready)
-		return respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
-	return respond_json(req, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+		return http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
+	return http_respond_json(req, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
 	    "backend_unavailable"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
 }
 
@@ -388,7 +382,7 @@ http_start(struct gateway *gw)
 		free(srv);
 		return NULL;
 	}
-	if ((errno = pthread_create(&srv->watcher, NULL, watcher, srv)) != 0) {
+	if ((errno = pthread_create(&srv->watcher, NULL, http_watcher, srv)) != 0) {
 		log_error("cannot start the connection watcher: %s", strerror(errno));
 		MHD_stop_daemon(srv->mhd);
 		free(srv);

@@ -73,30 +73,30 @@ struct request {
 };
 
 /* http_respond.c: queueing answers; each sets req->status. */
-enum MHD_Result respond(struct request *req, int status, const char *ctype, char *body, size_t len,
+enum MHD_Result http_respond(struct request *req, int status, const char *ctype, char *body,
+    size_t len, const char *hname, const char *hvalue);
+enum MHD_Result http_queue_failed(struct MHD_Connection *conn, enum route route, int *status);
+enum MHD_Result http_respond_failed(struct request *req);
+enum MHD_Result http_respond_plain(struct request *req, int status, const char *text,
     const char *hname, const char *hvalue);
-enum MHD_Result queue_failed(struct MHD_Connection *conn, enum route route, int *status);
-enum MHD_Result respond_failed(struct request *req);
-enum MHD_Result respond_plain(struct request *req, int status, const char *text, const char *hname,
-    const char *hvalue);
-enum MHD_Result respond_json(struct request *req, int status, json_t *obj, const char *hname,
-    const char *hvalue);
-enum MHD_Result respond_rpc(struct request *req);
+enum MHD_Result http_respond_json(struct request *req, int status, json_t *obj,
+    const char *hname, const char *hvalue);
+enum MHD_Result http_respond_rpc(struct request *req);
 
 /* http_rpc.c: a POST to /rpc or /mcp, from its headers to its answer. */
-const char *header(struct request *req, const char *name);
-enum MHD_Result check_post(struct request *req);
-enum MHD_Result append_body(struct request *req, const char *data, size_t size);
-int take_client(struct request *req, unsigned n, int *retry);
-enum MHD_Result finish_rpc(struct request *req);
+const char *http_header(struct request *req, const char *name);
+enum MHD_Result http_check_post(struct request *req);
+enum MHD_Result http_append_body(struct request *req, const char *data, size_t size);
+int http_take_client(struct request *req, unsigned n, int *retry);
+enum MHD_Result http_finish_rpc(struct request *req);
 
 /* http_mcp.c: MCP's checks of a request on /mcp and its HTTP statuses. */
-int check_mcp(struct request *req, struct rpc_error *err);
-void mcp_status(struct rpc_msg *msg);
+int http_check_mcp(struct request *req, struct rpc_error *err);
+void http_mcp_status(struct rpc_msg *msg);
 
 /* http_worker.c: a request's calls on a pool, its connection suspended and watched. */
-void *watcher(void *arg);
-void fail_unrecorded(struct request *req);
-enum MHD_Result defer(struct request *req, const char *key);
+void *http_watcher(void *arg);
+void http_fail_unrecorded(struct request *req);
+enum MHD_Result http_defer(struct request *req, const char *key);
 
 #endif

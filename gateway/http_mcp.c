@@ -92,7 +92,7 @@ unsupported_version(struct rpc_error *err, const char *asked)
  * request without its required _meta.  Sets req->is_modern.
  */
 int
-check_mcp(struct request *req, struct rpc_error *err)
+http_check_mcp(struct request *req, struct rpc_error *err)
 {
 	json_t *root = req->msg.root, *params, *meta;
 	const char *hv, *bv, *method, *mh, *nh, *name;
@@ -103,7 +103,7 @@ check_mcp(struct request *req, struct rpc_error *err)
 		return 0;	/* an invalid request: rpc_execute says so */
 	params = json_object_get(root, "params");
 	meta = json_object_get(params, "_meta");
-	hv = header(req, "MCP-Protocol-Version");
+	hv = http_header(req, "MCP-Protocol-Version");
 	bv = gw_meta_version(params);
 	if (hv != NULL && !is_known_mcp_version(hv)) {
 		unsupported_version(err, hv);
@@ -120,8 +120,8 @@ check_mcp(struct request *req, struct rpc_error *err)
 	}
 	req->is_modern = (hv != NULL && strcmp(hv, GW_MCP_MODERN) == 0) ||
 	    (bv != NULL && strcmp(bv, GW_MCP_MODERN) == 0);
-	mh = header(req, "Mcp-Method");
-	nh = header(req, "Mcp-Name");
+	mh = http_header(req, "Mcp-Method");
+	nh = http_header(req, "Mcp-Name");
 	name = json_string_value(json_object_get(params, "name"));
 	if (name == NULL)
 		name = json_string_value(json_object_get(params, "uri"));
@@ -158,7 +158,7 @@ check_mcp(struct request *req, struct rpc_error *err)
 /* The HTTP status of a single request's answer on /mcp: malformed input is 400 and a
  * method not served 404, as MCP's Streamable HTTP transport says; the rest as on /rpc. */
 void
-mcp_status(struct rpc_msg *msg)
+http_mcp_status(struct rpc_msg *msg)
 {
 	json_t *e = json_object_get(msg->response, "error");
 	const char *reason;

@@ -12,7 +12,7 @@
 
 /* Queues a response; steals body (malloc'd, may be NULL for an empty body). */
 enum MHD_Result
-respond(struct request *req, int status, const char *ctype, char *body, size_t len,
+http_respond(struct request *req, int status, const char *ctype, char *body, size_t len,
     const char *hname, const char *hvalue)
 {
 	struct MHD_Response *resp;
@@ -40,7 +40,7 @@ respond(struct request *req, int status, const char *ctype, char *body, size_t l
  * HTTP status in *status.
  */
 enum MHD_Result
-queue_failed(struct MHD_Connection *conn, enum route route, int *status)
+http_queue_failed(struct MHD_Connection *conn, enum route route, int *status)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result rc;
@@ -62,26 +62,26 @@ queue_failed(struct MHD_Connection *conn, enum route route, int *status)
 }
 
 enum MHD_Result
-respond_failed(struct request *req)
+http_respond_failed(struct request *req)
 {
-	return queue_failed(req->conn, req->route, &req->status);
+	return http_queue_failed(req->conn, req->route, &req->status);
 }
 
 /* An HTTP-level fault: a plain-text answer. */
 enum MHD_Result
-respond_plain(struct request *req, int status, const char *text, const char *hname,
+http_respond_plain(struct request *req, int status, const char *text, const char *hname,
     const char *hvalue)
 {
 	char *body;
 
 	if (asprintf(&body, "%s\n", text) == -1)
-		return respond(req, status, NULL, NULL, 0, hname, hvalue);
-	return respond(req, status, "text/plain; charset=utf-8", body, strlen(body), hname, hvalue);
+		return http_respond(req, status, NULL, NULL, 0, hname, hvalue);
+	return http_respond(req, status, "text/plain; charset=utf-8", body, strlen(body), hname, hvalue);
 }
 
 /* Queues a JSON answer; steals obj. */
 enum MHD_Result
-respond_json(struct request *req, int status, json_t *obj, const char *hname,
+http_respond_json(struct request *req, int status, json_t *obj, const char *hname,
     const char *hvalue)
 {
 	char *body;
@@ -93,9 +93,9 @@ respond_json(struct request *req, int status, json_t *obj, const char *hname,
 	json_decref(obj);
 	if (body == NULL || rpc_alloc_failed()) {
 		free(body);
-		return respond_failed(req);
+		return http_respond_failed(req);
 	}
-	return respond(req, status, "application/json", body, strlen(body), hname, hvalue);
+	return http_respond(req, status, "application/json", body, strlen(body), hname, hvalue);
 }
 
 /* Sets key to value (stolen) in the _meta of a response's result, if it has one. */
@@ -145,7 +145,7 @@ www_authenticate(json_t *resp)
 
 /* Sends what rpc_execute (or rpc_parse, or rpc_fail_all) left in req->msg. */
 enum MHD_Result
-respond_rpc(struct request *req)
+http_respond_rpc(struct request *req)
 {
 	struct rpc_msg *msg = &req->msg;
 	json_t *resp = msg->response;
@@ -154,9 +154,9 @@ respond_rpc(struct request *req)
 	size_t i;
 
 	if (resp == NULL && msg->is_failed)
-		return respond_failed(req);
+		return http_respond_failed(req);
 	if (resp == NULL)
-		return respond(req, MHD_HTTP_ACCEPTED, NULL, NULL, 0, NULL, NULL);
+		return http_respond(req, MHD_HTTP_ACCEPTED, NULL, NULL, 0, NULL, NULL);
 	msg->response = NULL;
 	if (json_is_array(resp)) {
 		for (i = 0; i < json_array_size(resp); i++)
@@ -165,7 +165,7 @@ respond_rpc(struct request *req)
 		decorate(req, resp);
 	switch (msg->http_status) {
 	case 401:
-		return respond_json(req, 401, resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		return http_respond_json(req, 401, resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		    www_authenticate(resp));
 	case 429:
 	case 503:
@@ -173,9 +173,9 @@ respond_rpc(struct request *req)
 		    "retryAfterSeconds");
 		snprintf(seconds, sizeof(seconds), "%lld",
 		    json_is_integer(retry) ? (long long)json_integer_value(retry) : 1LL);
-		return respond_json(req, msg->http_status, resp, MHD_HTTP_HEADER_RETRY_AFTER,
+		return http_respond_json(req, msg->http_status, resp, MHD_HTTP_HEADER_RETRY_AFTER,
 		    seconds);
 	default:
-		return respond_json(req, msg->http_status, resp, NULL, NULL);
+		return http_respond_json(req, msg->http_status, resp, NULL, NULL);
 	}
 }

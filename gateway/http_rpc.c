@@ -13,7 +13,7 @@
 #include "http_int.h"
 
 const char *
-header(struct request *req, const char *name)
+http_header(struct request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
@@ -49,41 +49,41 @@ is_allowed_origin(const struct http_server *srv, const char *origin)
  * on reading, or the result of queueing a refusal (req->status is then set).
  */
 enum MHD_Result
-check_post(struct request *req)
+http_check_post(struct request *req)
 {
 	const struct config *cfg = req->srv->gw->cfg;
-	const char *cl = header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	const char *te = header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *te = http_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	const char *v, *errstr;
 	long long n;
 
 	if (cl != NULL && te != NULL)
-		return respond_plain(req, 400, "Content-Length and Transfer-Encoding together",
+		return http_respond_plain(req, 400, "Content-Length and Transfer-Encoding together",
 		    "Connection", "close");
 	if (cl != NULL) {
 		n = strtonum(cl, 0, LLONG_MAX, &errstr);
 		if (errstr != NULL)
-			return respond_plain(req, 400, "bad Content-Length", "Connection", "close");
+			return http_respond_plain(req, 400, "bad Content-Length", "Connection", "close");
 		if ((unsigned long long)n > cfg->max_body)
-			return respond_plain(req, 413, "request body too large", "Connection",
+			return http_respond_plain(req, 413, "request body too large", "Connection",
 			    "close");
 	}
-	if (!is_json_type(header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
-		return respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
+	if (!is_json_type(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+		return http_respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
 	/* A page of another origin has no business on /rpc; the console is of this one. */
-	if (req->route == R_RPC && (v = header(req, "Origin")) != NULL &&
-	    !is_allowed_origin(req->srv, v) && !console_is_same_origin(v, header(req, "Host")))
-		return respond_plain(req, 403, "Origin not allowed", NULL, NULL);
+	if (req->route == R_RPC && (v = http_header(req, "Origin")) != NULL &&
+	    !is_allowed_origin(req->srv, v) && !console_is_same_origin(v, http_header(req, "Host")))
+		return http_respond_plain(req, 403, "Origin not allowed", NULL, NULL);
 	if (req->route == R_MCP) {
-		v = header(req, "Origin");
+		v = http_header(req, "Origin");
 		if (v != NULL && !is_allowed_origin(req->srv, v))
-			return respond_plain(req, 403, "Origin not allowed", NULL, NULL);
+			return http_respond_plain(req, 403, "Origin not allowed", NULL, NULL);
 	}
 	return MHD_YES;
 }
 
 enum MHD_Result
-append_body(struct request *req, const char *data, size_t size)
+http_append_body(struct request *req, const char *data, size_t size)
 {
 	size_t max = req->srv->gw->cfg->max_body;
 	char *p;
@@ -92,7 +92,7 @@ append_body(struct request *req, const char *data, size_t size)
 		/* A chunked body over the cap: refuse now, or drop the connection. */
 		req->too_big = 1;
 		if (req->status == 0 &&
-		    respond_plain(req, 413, "request body too large", "Connection", "close") == MHD_YES)
+		    http_respond_plain(req, 413, "request body too large", "Connection", "close") == MHD_YES)
 			return MHD_YES;
 		return MHD_NO;
 	}
@@ -122,7 +122,7 @@ append_body(struct request *req, const char *data, size_t size)
  * set and each of the n refusals counted.
  */
 int
-take_client(struct request *req, unsigned n, int *retry)
+http_take_client(struct request *req, unsigned n, int *retry)
 {
 	const struct config *cfg = req->srv->gw->cfg;
 	char key[96];
@@ -149,7 +149,7 @@ limit_client(struct request *req)
 	int retry;
 
 	n = req->msg.is_batch ? json_array_size(req->msg.root) : 1;
-	if (take_client(req, (unsigned)n, &retry) == 0)
+	if (http_take_client(req, (unsigned)n, &retry) == 0)
 		return 0;
 	rpc_error_set(&err, RPC_TOO_MANY, "rate_limited",
 	    "Too many requests from this address; retry in %d s", retry);
@@ -201,7 +201,7 @@ take_trace(struct request *req)
 {
 	json_t *params;
 
-	if (parse_traceparent(header(req, "traceparent"), req->ctx.trace_id))
+	if (parse_traceparent(http_header(req, "traceparent"), req->ctx.trace_id))
 		return;
 	req->ctx.trace_id[0] = '\0';
 	if (req->msg.root == NULL || req->msg.is_batch)
@@ -213,7 +213,7 @@ take_trace(struct request *req)
 }
 
 enum MHD_Result
-finish_rpc(struct request *req)
+http_finish_rpc(struct request *req)
 {
 	struct http_server *srv = req->srv;
 	struct rpc_error err = { 0 };
@@ -226,36 +226,36 @@ finish_rpc(struct request *req)
 		/* MCP removed batching in 2025-06-18. */
 		rpc_error_set(&err, RPC_INVALID_REQUEST, "invalid_request",
 		    "Invalid Request: batches are not accepted on /mcp");
-		return respond_json(req, 400, rpc_error_response(NULL, &err), NULL, NULL);
+		return http_respond_json(req, 400, rpc_error_response(NULL, &err), NULL, NULL);
 	}
 	take_trace(req);
 	if (req->route == R_MCP && req->msg.root == NULL) {
 		req->msg.http_status = 400;
-		return respond_rpc(req);
+		return http_respond_rpc(req);
 	}
-	if (req->route == R_MCP && check_mcp(req, &err) == -1) {
+	if (req->route == R_MCP && http_check_mcp(req, &err) == -1) {
 		resp = rpc_error_response(json_object_get(req->msg.root, "id"), &err);
 		rpc_error_clear(&err);
-		return respond_json(req, 400, resp, NULL, NULL);
+		return http_respond_json(req, 400, resp, NULL, NULL);
 	}
 	if (req->route != R_MCP && req->msg.root != NULL && !req->msg.is_batch)
 		req->is_modern = gw_meta_version(json_object_get(req->msg.root, "params")) != NULL;
 	if (req->msg.root != NULL && limit_client(req) == -1)
-		return respond_rpc(req);
-	auth = header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+		return http_respond_rpc(req);
+	auth = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)
 		req->ctx.bearer = auth + 7;
 	if (!req->msg.is_batch)
-		req->ctx.idem_header = header(req, "Idempotency-Key");
+		req->ctx.idem_header = http_header(req, "Idempotency-Key");
 	req->ctx.gw = srv->gw;
 	req->ctx.client = req->client;
 	req->ctx.is_mcp = req->route == R_MCP;
 	if (req->msg.root != NULL && rpc_needs_worker(&req->msg, methods_table)) {
 		gw_fair_key(srv->gw, req->ctx.bearer, req->client, key, sizeof(key));
-		return defer(req, key);
+		return http_defer(req, key);
 	}
 	rpc_execute(&req->msg, methods_table, &req->ctx);
 	if (req->route == R_MCP)
-		mcp_status(&req->msg);
-	return respond_rpc(req);
+		http_mcp_status(&req->msg);
+	return http_respond_rpc(req);
 }

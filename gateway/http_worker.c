@@ -51,7 +51,7 @@ watch(struct request *req)
  * recorded as cancelled.  A sandboxed program runs on to its limits.
  */
 void *
-watcher(void *arg)
+http_watcher(void *arg)
 {
 	struct http_server *srv = arg;
 	struct timespec step = { 0, 50 * 1000 * 1000 };
@@ -172,7 +172,7 @@ run_job(struct pool_job *job, struct db *db)
 /* The record of req's call could not be written: whatever was to be answered is replaced
  * by the refusal a call gets when its record fails (no data without its record). */
 void
-fail_unrecorded(struct request *req)
+http_fail_unrecorded(struct request *req)
 {
 	struct rpc_error err = { 0 };
 
@@ -187,7 +187,7 @@ fail_unrecorded(struct request *req)
 
 /* Hands req to the pool with its connection suspended; answers 429/503 when full. */
 enum MHD_Result
-defer(struct request *req, const char *key)
+http_defer(struct request *req, const char *key)
 {
 	struct gateway *gw = req->srv->gw;
 	struct rpc_error err = { 0 };
@@ -215,7 +215,7 @@ defer(struct request *req, const char *key)
 	if (rc == 0)
 		return MHD_YES;
 	if (req->route == R_READYZ)
-		return respond_plain(req, 503, pool ? "busy" : "stopping",
+		return http_respond_plain(req, 503, pool ? "busy" : "stopping",
 		    MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (rc == -2)
 		rpc_error_set(&err, RPC_INTERNAL_ERROR, "internal", "Internal error");
@@ -229,5 +229,5 @@ defer(struct request *req, const char *key)
 		err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
 	rpc_fail_all(&req->msg, &err);
 	rpc_error_clear(&err);
-	return respond_rpc(req);
+	return http_respond_rpc(req);
 }
