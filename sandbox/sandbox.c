@@ -34,7 +34,7 @@
 #include "sandbox_int.h"
 
 void __attribute__((format(printf, 3, 4)))
-say(char *err, size_t errlen, const char *fmt, ...)
+sb_say(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -44,7 +44,7 @@ say(char *err, size_t errlen, const char *fmt, ...)
 }
 
 int64_t
-now_us(void)
+sb_now_us(void)
 {
 	struct timespec ts;
 
@@ -65,7 +65,7 @@ unconst(const char *s)
 }
 
 void
-close_fd(int *fd)
+sb_close_fd(int *fd)
 {
 	if (*fd != -1) {
 		close(*fd);
@@ -172,18 +172,18 @@ start_proxy(struct sb_run *run, const struct sb_config *cfg, char *sock, size_t 
 	strlcpy(run->sockdir, "/tmp/airlock-sb-XXXXXX", sizeof(run->sockdir));
 	if (mkdtemp(run->sockdir) == NULL) {
 		run->sockdir[0] = '\0';
-		say(err, errlen, "cannot make the proxy's directory: %s", strerror(errno));
+		sb_say(err, errlen, "cannot make the proxy's directory: %s", strerror(errno));
 		return -1;
 	}
 	/* bwrap runs as SB_UID when we are root: it must reach the socket. */
 	if (chmod(run->sockdir, 0711) == -1) {
-		say(err, errlen, "chmod %s: %s", run->sockdir, strerror(errno));
+		sb_say(err, errlen, "chmod %s: %s", run->sockdir, strerror(errno));
 		return -1;
 	}
 	snprintf(sock, socklen, "%s/proxy.sock", run->sockdir);
 	if (sb_proxy_start(cfg->allow, cfg->on_egress, cfg->egress_arg, sock,
 	    geteuid() == 0 ? SB_UID : (uid_t)-1, &run->proxy, perr, sizeof(perr)) == -1) {
-		say(err, errlen, "%s", perr);
+		sb_say(err, errlen, "%s", perr);
 		return -1;
 	}
 	return 0;
@@ -225,29 +225,29 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	*out = NULL;
 	memset(&a, 0, sizeof(a));
 	if (cfg->argv == NULL || cfg->argv[0] == NULL) {
-		say(err, errlen, "no command to run");
+		sb_say(err, errlen, "no command to run");
 		return -1;
 	}
-	if (check_limits(&cfg->limits, err, errlen) == -1)
+	if (sb_check_limits(&cfg->limits, err, errlen) == -1)
 		return -1;
 	if (is_gvisor && geteuid() != 0) {
-		say(err, errlen, "gvisor: runsc needs a launcher running as root (uid %d is not); "
+		sb_say(err, errlen, "gvisor: runsc needs a launcher running as root (uid %d is not); "
 		    "use the namespace level", (int)geteuid());
 		return -1;
 	}
-	if (!is_gvisor && geteuid() != 0 && check_groups(err, errlen) == -1)
+	if (!is_gvisor && geteuid() != 0 && sb_check_groups(err, errlen) == -1)
 		return -1;
 	if (access(prog, X_OK) == -1) {
-		say(err, errlen, "cannot execute %s: %s", prog, strerror(errno));
+		sb_say(err, errlen, "cannot execute %s: %s", prog, strerror(errno));
 		return -1;
 	}
 	if (is_gvisor && helper_path(cfg, helper, sizeof(helper)) == -1) {
-		say(err, errlen, "gvisor: cannot find the airlock-sandbox program to run as the "
+		sb_say(err, errlen, "gvisor: cannot find the airlock-sandbox program to run as the "
 		    "sandbox's init");
 		return -1;
 	}
 	if ((run = calloc(1, sizeof(*run))) == NULL) {
-		say(err, errlen, "out of memory");
+		sb_say(err, errlen, "out of memory");
 		return -1;
 	}
 	run->is_gvisor = is_gvisor;
@@ -257,7 +257,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	run->limits = cfg->limits;
 	run->out.cap = cfg->limits.stdout_max;
 	run->err.cap = cfg->limits.stderr_max;
-	run->start_us = now_us();
+	run->start_us = sb_now_us();
 	mem = cfg->limits.mem_bytes;
 	pids = cfg->limits.pids;
 	if (is_gvisor) {
@@ -271,13 +271,13 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	}
 	if (sb_cgroup_create(cfg->cgroup_parent, mem, pids, &run->cg, cgerr, sizeof(cgerr)) ==
 	    -1) {
-		say(err, errlen, "no cgroup control, refusing to run: %s", cgerr);
+		sb_say(err, errlen, "no cgroup control, refusing to run: %s", cgerr);
 		goto fail;
 	}
 	envp[ne++] = (char *)"PATH=/usr/local/bin:/usr/bin:/bin";
 	if (!is_gvisor) {
 		if ((scfd = sb_seccomp_fd()) == -1) {
-			say(err, errlen, "cannot build the seccomp filter: %s", strerror(errno));
+			sb_say(err, errlen, "cannot build the seccomp filter: %s", strerror(errno));
 			goto fail;
 		}
 		envp[ne++] = (char *)"HOME=/tmp";
@@ -285,8 +285,8 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		envp[ne++] = (char *)"LANG=C.UTF-8";
 	}
 	if (cfg->allow != NULL) {
-		if (!is_gvisor && (hfd = open_helper(cfg)) == -1) {
-			say(err, errlen, "cannot find the airlock-sandbox helper for egress");
+		if (!is_gvisor && (hfd = sb_open_helper(cfg)) == -1) {
+			sb_say(err, errlen, "cannot find the airlock-sandbox helper for egress");
 			goto fail;
 		}
 		if (start_proxy(run, cfg, sock, sizeof(sock), err, errlen) == -1)
@@ -298,7 +298,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	for (n = 0; cfg->argv[n] != NULL; n++)
 		;
 	if ((argv = calloc((size_t)n + 16, sizeof(*argv))) == NULL) {
-		say(err, errlen, "out of memory");
+		sb_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	ac = 0;
@@ -338,18 +338,18 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 			argv[ac++] = unconst(cfg->argv[n]);
 		argv[ac] = NULL;
 		pthread_mutex_lock(&links_lock);
-		n = build_args(&a, cfg, sock, links);
-		afd = n == 0 ? args_fd(&a) : -1;
+		n = sb_build_args(&a, cfg, sock, links);
+		afd = n == 0 ? sb_args_fd(&a) : -1;
 		pthread_mutex_unlock(&links_lock);
 		if (afd == -1) {
-			say(err, errlen, "cannot pass bwrap its arguments (too many, or %s)",
+			sb_say(err, errlen, "cannot pass bwrap its arguments (too many, or %s)",
 			    strerror(errno));
 			goto fail;
 		}
 	}
 	if (make_pipe(in) == -1 || make_pipe(o) == -1 || make_pipe(e) == -1 ||
 	    make_pipe(ex) == -1 || (cfg->has_program && !is_gvisor && make_pipe(pg) == -1)) {
-		say(err, errlen, "pipe: %s", strerror(errno));
+		sb_say(err, errlen, "pipe: %s", strerror(errno));
 		goto fail;
 	}
 	src[0] = in[0];
@@ -362,19 +362,19 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	src[7] = hfd;
 	run->pid = fork();
 	if (run->pid == -1) {
-		say(err, errlen, "fork: %s", strerror(errno));
+		sb_say(err, errlen, "fork: %s", strerror(errno));
 		goto fail;
 	}
 	if (run->pid == 0)
-		child(cfg, run->cg, prog, argv, envp, src, parent, is_gvisor);
-	close_fd(&in[0]);
-	close_fd(&o[1]);
-	close_fd(&e[1]);
-	close_fd(&pg[0]);
-	close_fd(&ex[1]);
-	close_fd(&scfd);
-	close_fd(&afd);
-	close_fd(&hfd);
+		sb_child(cfg, run->cg, prog, argv, envp, src, parent, is_gvisor);
+	sb_close_fd(&in[0]);
+	sb_close_fd(&o[1]);
+	sb_close_fd(&e[1]);
+	sb_close_fd(&pg[0]);
+	sb_close_fd(&ex[1]);
+	sb_close_fd(&scfd);
+	sb_close_fd(&afd);
+	sb_close_fd(&hfd);
 	run->in_w = in[1];
 	run->out.fd = o[0];
 	run->err.fd = e[0];
@@ -383,14 +383,14 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	do
 		n = read(ex[0], &child_errno, sizeof(child_errno));
 	while (n == -1 && errno == EINTR);
-	close_fd(&ex[0]);
+	sb_close_fd(&ex[0]);
 	if (n == (ssize_t)sizeof(child_errno)) {
-		say(err, errlen, "cannot start %s: %s", prog, strerror(child_errno));
+		sb_say(err, errlen, "cannot start %s: %s", prog, strerror(child_errno));
 		goto fail;
 	}
 	run->pidfd = (int)syscall(SYS_pidfd_open, run->pid, 0);
 	if (run->pidfd == -1) {
-		say(err, errlen, "pidfd_open: %s", strerror(errno));
+		sb_say(err, errlen, "pidfd_open: %s", strerror(errno));
 		goto fail;
 	}
 	(void)fcntl(run->out.fd, F_SETFL, O_NONBLOCK);
@@ -404,26 +404,26 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 
 fail:
 	free(argv);
-	close_fd(&in[0]);
-	close_fd(&in[1]);
-	close_fd(&o[0]);
-	close_fd(&o[1]);
-	close_fd(&e[0]);
-	close_fd(&e[1]);
-	close_fd(&pg[0]);
-	close_fd(&pg[1]);
-	close_fd(&ex[0]);
-	close_fd(&ex[1]);
-	close_fd(&scfd);
-	close_fd(&afd);
-	close_fd(&hfd);
+	sb_close_fd(&in[0]);
+	sb_close_fd(&in[1]);
+	sb_close_fd(&o[0]);
+	sb_close_fd(&o[1]);
+	sb_close_fd(&e[0]);
+	sb_close_fd(&e[1]);
+	sb_close_fd(&pg[0]);
+	sb_close_fd(&pg[1]);
+	sb_close_fd(&ex[0]);
+	sb_close_fd(&ex[1]);
+	sb_close_fd(&scfd);
+	sb_close_fd(&afd);
+	sb_close_fd(&hfd);
 	sb_free(run);
 	return -1;
 }
 
 /* gVisor: the guest reads a header, the program and then stdin, all from its stdin. */
 int
-frame(struct sb_run *run, const void *program, size_t program_len, const void *input,
+sb_frame(struct sb_run *run, const void *program, size_t program_len, const void *input,
     size_t input_len)
 {
 	char head[SB_GUEST_HEADER_MAX];
@@ -452,7 +452,7 @@ sb_feed(struct sb_run *run, const void *program, size_t program_len, const void 
 	}
 	run->is_fed = 1;
 	if (run->is_gvisor)
-		return frame(run, program, program_len, input, input_len);
+		return sb_frame(run, program, program_len, input, input_len);
 	if (program_len > 0) {
 		if ((run->prog = malloc(program_len)) == NULL)
 			return -1;
@@ -477,13 +477,13 @@ sb_free(struct sb_run *run)
 		(void)kill(run->pid, SIGKILL);
 		if (run->cg != NULL)
 			(void)sb_cgroup_kill(run->cg);
-		reap(run);
+		sb_reap(run);
 	}
-	close_fd(&run->pidfd);
-	close_fd(&run->in_w);
-	close_fd(&run->prog_w);
-	close_fd(&run->out.fd);
-	close_fd(&run->err.fd);
+	sb_close_fd(&run->pidfd);
+	sb_close_fd(&run->in_w);
+	sb_close_fd(&run->prog_w);
+	sb_close_fd(&run->out.fd);
+	sb_close_fd(&run->err.fd);
 	sb_cgroup_destroy(run->cg);
 	sb_proxy_stop(run->proxy);
 	if (run->sockdir[0] != '\0')

@@ -59,7 +59,9 @@ add3(struct args *a, const char *s1, const char *s2, const char *s3)
 }
 
 /* The top-level directories that merged-/usr systems make symlinks and others make real. */
-static const char *const top_dirs[SB_TOP_DIRS] = { "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" };
+static const char *const top_dirs[SB_TOP_DIRS] = {
+	"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+};
 
 /* What of /etc a program needs to load libraries, find alternatives and verify TLS; no
  * secrets. Each bind costs bwrap a pass over the mount table, so the list is short. */
@@ -68,7 +70,7 @@ static const char *const etc_files[] = {
 };
 
 int
-build_args(struct args *a, const struct sb_config *cfg, const char *sock,
+sb_build_args(struct args *a, const struct sb_config *cfg, const char *sock,
     char links[][PATH_MAX])
 {
 	size_t i;
@@ -130,7 +132,7 @@ build_args(struct args *a, const struct sb_config *cfg, const char *sock,
 
 /* Writes the arguments NUL-separated into a new memory file; returns it or -1. */
 int
-args_fd(const struct args *a)
+sb_args_fd(const struct args *a)
 {
 	int fd;
 	size_t i;
@@ -158,7 +160,7 @@ fail:
  * else airlock-sandbox in the running program's directory.  Returns a descriptor or -1.
  */
 int
-open_helper(const struct sb_config *cfg)
+sb_open_helper(const struct sb_config *cfg)
 {
 	char path[PATH_MAX];
 	ssize_t n;
@@ -180,13 +182,13 @@ open_helper(const struct sb_config *cfg)
 }
 
 int
-check_limits(const struct sb_limits *l, char *err, size_t errlen)
+sb_check_limits(const struct sb_limits *l, char *err, size_t errlen)
 {
 	if (l->wall_ms <= 0 || l->cpu_ms <= 0 || l->mem_bytes < (4LL << 20) || l->pids < 4 ||
 	    l->fsize_bytes < 0 || l->nofile < 16 || l->tmp_bytes < 4096 ||
 	    l->stdout_max == 0 || l->stderr_max == 0 || l->stdout_max > (1U << 30) ||
 	    l->stderr_max > (1U << 30)) {
-		say(err, errlen, "limits out of range (memory at least 4 MiB, pids at least 4, "
+		sb_say(err, errlen, "limits out of range (memory at least 4 MiB, pids at least 4, "
 		    "nofile at least 16, /tmp at least 4 KiB, output caps 1 B to 1 GiB)");
 		return -1;
 	}
@@ -222,7 +224,7 @@ can_setgid(void)
  * -1 with a message.
  */
 int
-check_groups(char *err, size_t errlen)
+sb_check_groups(char *err, size_t errlen)
 {
 	gid_t *list = NULL, egid = getegid();
 	int n, i, foreign = 0;
@@ -232,7 +234,7 @@ check_groups(char *err, size_t errlen)
 	if ((list = calloc((size_t)n, sizeof(*list))) == NULL ||
 	    (n = getgroups(n, list)) == -1) {
 		free(list);
-		say(err, errlen, "supplementary groups: cannot read them: %s", strerror(errno));
+		sb_say(err, errlen, "supplementary groups: cannot read them: %s", strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < n; i++)
@@ -241,7 +243,7 @@ check_groups(char *err, size_t errlen)
 	free(list);
 	if (foreign == 0)
 		return 0;
-	say(err, errlen, "supplementary groups: the launcher has %d besides its own gid and "
+	sb_say(err, errlen, "supplementary groups: the launcher has %d besides its own gid and "
 	    "cannot drop them without CAP_SETGID; they would reach the sandbox's files, so it "
 	    "refuses to run (run it as a user without supplementary groups, or with CAP_SETGID)",
 	    foreign);
@@ -287,7 +289,7 @@ place_fds(const int *src, const int *dst, int n)
 }
 
 void __attribute__((noreturn))
-child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *prog,
+sb_child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *prog,
     char *const *argv, char *const *envp, const int *src, pid_t parent, int is_gvisor)
 {
 	static const int dst[] = { 0, 1, 2, FD_PROGRAM, FD_SECCOMP, FD_ARGS, FD_EXECERR,

@@ -84,24 +84,25 @@ struct args {
 #define SB_TOP_DIRS 6
 
 /* sandbox.c: small helpers for all three. */
-void say(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-int64_t now_us(void);
-void close_fd(int *fd);
-int frame(struct sb_run *run, const void *program, size_t program_len, const void *input,
+void sb_say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int64_t sb_now_us(void);
+void sb_close_fd(int *fd);
+int sb_frame(struct sb_run *run, const void *program, size_t program_len, const void *input,
     size_t input_len);
 
 /* sandbox_bwrap.c: bwrap's command line and the child that execs it. */
-int build_args(struct args *a, const struct sb_config *cfg, const char *sock,
+int sb_build_args(struct args *a, const struct sb_config *cfg, const char *sock,
     char links[][PATH_MAX]);
-int args_fd(const struct args *a);
-int open_helper(const struct sb_config *cfg);
-int check_limits(const struct sb_limits *l, char *err, size_t errlen);
-int check_groups(char *err, size_t errlen);
-void __attribute__((noreturn)) child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *prog,
-    char *const *argv, char *const *envp, const int *src, pid_t parent, int is_gvisor);
+int sb_args_fd(const struct args *a);
+int sb_open_helper(const struct sb_config *cfg);
+int sb_check_limits(const struct sb_limits *l, char *err, size_t errlen);
+int sb_check_groups(char *err, size_t errlen);
+/* In the child after fork: never returns (execs, or reports errno on FD_EXECERR and exits). */
+void sb_child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *prog,
+    char *const *argv, char *const *envp, const int *src, pid_t parent, int is_gvisor)
+    __attribute__((noreturn));
 
 /* sandbox_wait.c: supervising a run. */
-void reap(struct sb_run *run);
+void sb_reap(struct sb_run *run);
 
 #endif

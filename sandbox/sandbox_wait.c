@@ -66,7 +66,7 @@ feed_pipe(int *fd, const char *buf, size_t len, size_t *off)
 	if (n > 0)
 		*off += (size_t)n;
 	else if (n == -1 && errno != EAGAIN && errno != EINTR)
-		close_fd(fd);
+		sb_close_fd(fd);
 }
 
 /* Reads what is there; returns 1 when the cap was passed, else 0. */
@@ -83,20 +83,20 @@ drain(struct outbuf *b)
 		if (n == -1 && errno == EAGAIN)
 			return 0;
 		if (n <= 0) {
-			close_fd(&b->fd);
+			sb_close_fd(&b->fd);
 			return 0;
 		}
 		if (b->data == NULL && (b->data = malloc(b->cap + 1)) == NULL) {
 			/* Without room to keep output, stop the program as if over its cap. */
 			b->is_truncated = 1;
-			close_fd(&b->fd);
+			sb_close_fd(&b->fd);
 			return 1;
 		}
 		if ((size_t)n > b->cap - b->len) {
 			memcpy(b->data + b->len, chunk, b->cap - b->len);
 			b->len = b->cap;
 			b->is_truncated = 1;
-			close_fd(&b->fd);
+			sb_close_fd(&b->fd);
 			return 1;
 		}
 		memcpy(b->data + b->len, chunk, (size_t)n);
@@ -115,7 +115,7 @@ stop(struct sb_run *run, enum sb_limit why, enum sb_limit *stopped)
 }
 
 void
-reap(struct sb_run *run)
+sb_reap(struct sb_run *run)
 {
 	pid_t r;
 
@@ -123,7 +123,7 @@ reap(struct sb_run *run)
 		r = wait4(run->pid, &run->status, 0, &run->ru);
 	while (r == -1 && errno == EINTR);
 	run->is_reaped = 1;
-	close_fd(&run->pidfd);
+	sb_close_fd(&run->pidfd);
 }
 
 static int
@@ -146,7 +146,7 @@ hand_over(struct sb_run *run)
 	int64_t cpu = sb_cgroup_cpu_ns(run->cg);
 
 	run->is_ready = 1;
-	run->ready_us = now_us();
+	run->ready_us = sb_now_us();
 	run->cpu_base = cpu > 0 ? cpu : 0;
 }
 
@@ -303,8 +303,8 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 	int is_boot_late = 0;
 
 	memset(res, 0, sizeof(*res));
-	if (run->is_gvisor && !run->is_fed && frame(run, NULL, 0, NULL, 0) == -1) {
-		say(err, errlen, "out of memory");
+	if (run->is_gvisor && !run->is_fed && sb_frame(run, NULL, 0, NULL, 0) == -1) {
+		sb_say(err, errlen, "out of memory");
 		return -1;
 	}
 	run->is_fed = 1;
@@ -312,18 +312,18 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 	if (!run->is_gvisor || run->is_ready)
 		hand_over(run);
 	deadline = run->is_ready ? run->ready_us + run->limits.wall_ms * 1000 :
-	    now_us() + (int64_t)SB_BOOT_MS * 1000;
+	    sb_now_us() + (int64_t)SB_BOOT_MS * 1000;
 	if (run->prog_w != -1 && run->prog_len == 0)
-		close_fd(&run->prog_w);
+		sb_close_fd(&run->prog_w);
 	for (;;) {
 		struct pollfd pf[6];
 		int np = 0, i_out = -1, i_err = -1, i_in = -1, i_prog = -1, i_pid = -1, i_src = -1;
-		int64_t now = now_us(), wait_us;
+		int64_t now = sb_now_us(), wait_us;
 		int in_pending;
 
 		in_pending = run->input_off < run->input_len || run->pump_off < run->pump_len;
 		if (run->in_w != -1 && !in_pending && !is_src_open)
-			close_fd(&run->in_w);
+			sb_close_fd(&run->in_w);
 		if (run->out.fd != -1) {
 			pf[np] = (struct pollfd){ run->out.fd, POLLIN, 0 };
 			i_out = np++;
@@ -357,9 +357,9 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 		if (wait_us < 0)
 			wait_us = 0;
 		if (poll(pf, (nfds_t)np, (int)((wait_us + 999) / 1000)) == -1 && errno != EINTR) {
-			say(err, errlen, "poll: %s", strerror(errno));
+			sb_say(err, errlen, "poll: %s", strerror(errno));
 			stop(run, SB_LIMIT_NONE, &stopped);
-			reap(run);
+			sb_reap(run);
 			goto fail;
 		}
 		if (i_out != -1 && pf[i_out].revents != 0 && drain(&run->out))
@@ -381,7 +381,7 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 		if (i_prog != -1 && pf[i_prog].revents != 0) {
 			feed_pipe(&run->prog_w, run->prog, run->prog_len, &run->prog_off);
 			if (run->prog_off >= run->prog_len)
-				close_fd(&run->prog_w);
+				sb_close_fd(&run->prog_w);
 		}
 		if (i_in != -1 && pf[i_in].revents != 0) {
 			if (run->input_off < run->input_len)
@@ -399,15 +399,15 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 				is_src_open = 0;
 		}
 		if (i_pid != -1 && pf[i_pid].revents != 0) {
-			reap(run);
-			exit_us = now_us();
+			sb_reap(run);
+			exit_us = sb_now_us();
 			/* The namespace died with its init; anything left in the cgroup goes too. */
 			(void)sb_cgroup_kill(run->cg);
-			close_fd(&run->in_w);
-			close_fd(&run->prog_w);
+			sb_close_fd(&run->in_w);
+			sb_close_fd(&run->prog_w);
 			drain_until = exit_us + 1000000;
 		}
-		now = now_us();
+		now = sb_now_us();
 		if (!run->is_reaped && now >= deadline) {
 			if (run->is_ready)
 				stop(run, SB_LIMIT_WALL, &stopped);
@@ -426,7 +426,7 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 	if (run->is_gvisor && !run->is_ready) {
 		if (run->err.data != NULL)
 			run->err.data[run->err.len] = '\0';
-		say(err, errlen, "gvisor: the sandbox did not boot%s: %.300s",
+		sb_say(err, errlen, "gvisor: the sandbox did not boot%s: %.300s",
 		    is_boot_late ? " in time" : "", run->err.data != NULL ? run->err.data : "");
 		goto fail;
 	}
@@ -436,7 +436,7 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 	judge(run, stopped, res);
 	if (take(&run->out, &res->out, &res->out_len, &res->out_truncated) == -1 ||
 	    take(&run->err, &res->err, &res->err_len, &res->err_truncated) == -1) {
-		say(err, errlen, "out of memory");
+		sb_say(err, errlen, "out of memory");
 		goto fail;
 	}
 	return 0;
@@ -458,23 +458,23 @@ sb_result_release(struct sb_result *res)
 int
 sb_ready(struct sb_run *run, int timeout_ms, char *err, size_t errlen)
 {
-	int64_t deadline = now_us() + (int64_t)timeout_ms * 1000;
+	int64_t deadline = sb_now_us() + (int64_t)timeout_ms * 1000;
 
 	while (run->is_gvisor && !run->is_ready) {
 		struct pollfd pf = { run->err.fd, POLLIN, 0 };
-		int64_t left = deadline - now_us();
+		int64_t left = deadline - sb_now_us();
 
 		if (run->is_boot_failed || run->err.fd == -1 || left <= 0) {
-			say(err, errlen, "gvisor: the sandbox did not boot%s",
+			sb_say(err, errlen, "gvisor: the sandbox did not boot%s",
 			    left <= 0 ? " in time" : "");
 			return -1;
 		}
 		if (poll(&pf, 1, (int)((left + 999) / 1000)) == -1 && errno != EINTR) {
-			say(err, errlen, "poll: %s", strerror(errno));
+			sb_say(err, errlen, "poll: %s", strerror(errno));
 			return -1;
 		}
 		if (pf.revents != 0 && drain(&run->err)) {
-			say(err, errlen, "gvisor: the runtime wrote too much before booting");
+			sb_say(err, errlen, "gvisor: the runtime wrote too much before booting");
 			return -1;
 		}
 		check_ready(run);
