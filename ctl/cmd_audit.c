@@ -16,6 +16,7 @@
 #include "airlock/cli.h"
 #include "airlock/db.h"
 #include "airlock/seal.h"
+#include "airlock/stmt.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -78,19 +79,15 @@ static const struct option options[] = {
 PGresult *
 cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values)
 {
-	PGresult *res = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
+	PGresult *res;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
-		return res;
-	fprintf(stderr, "%s audit: %s", CLI_PROG, PQresultErrorMessage(res));
-	PQclear(res);
-	return NULL;
+	return stmt_query(conn, "audit", sql, n, values, &res) == EX_OK ? res : NULL;
 }
 
 const char *
 cmd_audit_value(const PGresult *res, int row, int col)
 {
-	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+	return stmt_value_or_null(res, row, col);
 }
 
 /*
@@ -102,31 +99,7 @@ int
 cmd_audit_stream(PGconn *conn, const char *sql, int n, const char *const *values,
     int (*row)(const PGresult *, void *), void *arg)
 {
-	PGresult *res;
-	int rc = 0;
-
-	if (!PQsendQueryParams(conn, sql, n, NULL, values, NULL, NULL, 0) ||
-	    !PQsetSingleRowMode(conn)) {
-		fprintf(stderr, "%s audit: %s", CLI_PROG, PQerrorMessage(conn));
-		return -1;
-	}
-	while ((res = PQgetResult(conn)) != NULL) {
-		switch (PQresultStatus(res)) {
-		case PGRES_SINGLE_TUPLE:
-			if (rc == 0 && row(res, arg) == -1)
-				rc = -1;
-			break;
-		case PGRES_TUPLES_OK:
-			break;
-		default:
-			if (rc == 0)
-				fprintf(stderr, "%s audit: %s", CLI_PROG, PQresultErrorMessage(res));
-			rc = -1;
-			break;
-		}
-		PQclear(res);
-	}
-	return rc;
+	return stmt_stream(conn, "audit", sql, n, values, row, arg) == EX_OK ? 0 : -1;
 }
 
 /* progress */
@@ -164,10 +137,11 @@ cmd_audit_progress_start(struct progress *p, const char *what, PGconn *conn,
 	p->total = -1;
 	p->start = now_seconds();
 	if (p->is_tty && conn != NULL) {
-		res = PQexecParams(conn, progress_count_sql, 4, NULL, values, NULL, NULL, 0);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-			p->total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		PQclear(res);
+		/* Only a figure for the eye: on a failure the count stays unknown. */
+		if (stmt_query(conn, NULL, progress_count_sql, 4, values, &res) == EX_OK &&
+		    stmt_rows(res) == 1)
+			p->total = strtoll(stmt_value(res, 0, 0), NULL, 10);
+		stmt_clear(res);
 	}
 }
 

@@ -8,6 +8,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/cli.h"
+#include "airlock/stmt.h"
 #include "airlock/write.h"
 
 static const char usage[] =
@@ -48,16 +49,14 @@ show(PGconn *conn, const char *id)
 	PGresult *res;
 	int rc = EX_OK;
 
-	res = PQexecParams(conn, show_sql, 1, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		cli_warnx("call", "%s", PQresultErrorMessage(res));
-		rc = EX_UNAVAILABLE;
-	} else if (PQntuples(res) == 0) {
+	if ((rc = stmt_query(conn, "call", show_sql, 1, values, &res)) != EX_OK)
+		return rc;
+	if (stmt_rows(res) == 0) {
 		cli_warnx("call", "no call %s", id);
 		rc = EX_DATAERR;
 	} else
-		printf("%s\n", PQgetvalue(res, 0, 0));
-	PQclear(res);
+		printf("%s\n", stmt_value(res, 0, 0));
+	stmt_clear(res);
 	return rc;
 }
 
@@ -83,16 +82,13 @@ record_dry_run(PGconn *conn, struct audit_record *rec, json_t *sc)
 	json_t *rows;
 	char *text;
 	const char *values[1];
-	PGresult *res;
 
 	finish(rec, sc, NULL);
 	rows = json_pack("[o]", audit_record_json(rec));
 	text = json_dumps(rows, JSON_COMPACT);
 	values[0] = text;
-	res = PQexecParams(conn, audit_insert_calls_sql, 1, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		cli_warnx("call", "could not record the dry-run: %s", PQresultErrorMessage(res));
-	PQclear(res);
+	/* A failure is said (stmt_fail); the dry run's answer stands. */
+	stmt_exec(conn, "call", audit_insert_calls_sql, 1, values);
 	free(text);
 	json_decref(rows);
 }
@@ -157,7 +153,6 @@ cmd_call(int argc, char **argv)
 	const char *db = NULL, *action;
 	char conninfo[1024];
 	int opt, is_dry_run = 0, is_force = 0, rc;
-	PGresult *res;
 	PGconn *conn;
 
 	while ((opt = cli_getopt(argc, argv, "h", options)) != -1) {
@@ -194,20 +189,20 @@ cmd_call(int argc, char **argv)
 	/* Images are compared as jsonb text, in which a timestamptz is written in the session's
 	 * time zone: the gateway's sessions write and compare them in UTC, so this one must too,
 	 * whatever PGTZ or the server's default says.  The revert's fingerprint is keyed. */
-	res = PQexec(conn, "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
-	    "SET intervalstyle = 'iso_8601'");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK || (strcmp(action, "revert") == 0 &&
-	    audit_key_load(conn) == -1)) {
-		cli_warnx("call", "cannot set up the session: %s", PQerrorMessage(conn));
-		PQclear(res);
-		PQfinish(conn);
+	if ((rc = stmt_exec(conn, "call", "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
+	    "SET intervalstyle = 'iso_8601'", 0, NULL)) != EX_OK) {
+		stmt_close(conn);
+		return rc;
+	}
+	if (strcmp(action, "revert") == 0 && audit_key_load(conn) == -1) {
+		cli_warnx("call", "cannot set up the session: %s", stmt_conn_error(conn));
+		stmt_close(conn);
 		return EX_UNAVAILABLE;
 	}
-	PQclear(res);
 	if (strcmp(action, "show") == 0)
 		rc = show(conn, argv[optind + 1]);
 	else
 		rc = revert(conn, conninfo, argv[optind + 1], is_dry_run, is_force);
-	PQfinish(conn);
+	stmt_close(conn);
 	return rc;
 }

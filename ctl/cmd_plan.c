@@ -12,6 +12,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/cli.h"
+#include "airlock/stmt.h"
 
 static const char usage[] =
     "usage: airlockctl plan list [--tenant T] [--status S] [--json]\n"
@@ -89,18 +90,14 @@ list_plans(PGconn *conn, const char *tenant, const char *status, int is_json)
 	json_t *p;
 	int i;
 
-	res = PQexecParams(conn, list_sql, 3, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		cli_warnx("plan", "%s", PQresultErrorMessage(res));
-		PQclear(res);
-		return EX_UNAVAILABLE;
-	}
-	for (i = 0; i < PQntuples(res); i++) {
+	if ((i = stmt_query(conn, "plan", list_sql, 3, values, &res)) != EX_OK)
+		return i;
+	for (i = 0; i < stmt_rows(res); i++) {
 		if (is_json) {
-			printf("%s\n", PQgetvalue(res, i, 0));
+			printf("%s\n", stmt_value(res, i, 0));
 			continue;
 		}
-		if ((p = json_loads(PQgetvalue(res, i, 0), 0, NULL)) == NULL)
+		if ((p = json_loads(stmt_value(res, i, 0), 0, NULL)) == NULL)
 			continue;
 		printf("%s\t%s\t%s\t%s\t%s\t%lld+%lld\t%s\t%s\n",
 		    json_string_value(json_object_get(p, "plan_id")),
@@ -114,7 +111,7 @@ list_plans(PGconn *conn, const char *tenant, const char *status, int is_json)
 		    json_string_value(json_object_get(p, "approver")) ?: "-");
 		json_decref(p);
 	}
-	PQclear(res);
+	stmt_clear(res);
 	return EX_OK;
 }
 
@@ -132,16 +129,14 @@ plan_json(PGconn *conn, const char *id, int *rc)
 		*rc = EX_DATAERR;
 		return NULL;
 	}
-	res = PQexecParams(conn, list_sql, 3, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		cli_warnx("plan", "%s", PQresultErrorMessage(res));
-		*rc = EX_UNAVAILABLE;
-	} else if (PQntuples(res) == 0) {
+	if ((*rc = stmt_query(conn, "plan", list_sql, 3, values, &res)) != EX_OK)
+		return NULL;
+	if (stmt_rows(res) == 0) {
 		cli_warnx("plan", "no plan %s waits for approval", id);
 		*rc = EX_DATAERR;
-	} else if ((out = strdup(PQgetvalue(res, 0, 0))) == NULL)
+	} else if ((out = strdup(stmt_value(res, 0, 0))) == NULL)
 		*rc = EX_OSERR;
-	PQclear(res);
+	stmt_clear(res);
 	return out;
 }
 
@@ -157,13 +152,16 @@ show_plan(PGconn *conn, const char *id)
 		return rc;
 	values[0] = id;
 	values[1] = plan;
-	res = PQexecParams(conn, show_sql, 2, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		cli_warnx("plan", "%s", PQresultErrorMessage(res));
+	if ((rc = stmt_query(conn, "plan", show_sql, 2, values, &res)) != EX_OK) {
+		free(plan);
+		return rc;
+	}
+	if (stmt_rows(res) != 1) {
+		cli_warnx("plan", "plan %s cannot be shown", id);
 		rc = EX_UNAVAILABLE;
 	} else
-		printf("%s\n", PQgetvalue(res, 0, 0));
-	PQclear(res);
+		printf("%s\n", stmt_value(res, 0, 0));
+	stmt_clear(res);
 	free(plan);
 	return rc;
 }
@@ -202,44 +200,57 @@ decide(PGconn *conn, const char *id, int is_approve, const char *note, const cha
 	values[2] = by;
 	values[3] = note;
 	values[4] = call_id;
-	res = PQexec(conn, "BEGIN");
-	PQclear(res);
-	res = PQexecParams(conn, record_sql, 5, NULL, rec_v, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		cli_warnx("plan", "%s", PQresultErrorMessage(res));
+	if ((rc = stmt_exec(conn, "plan", "BEGIN", 0, NULL)) != EX_OK)
 		goto out;
-	}
-	if (strcmp(PQcmdTuples(res), "1") != 0) {
+	if ((rc = stmt_query(conn, "plan", record_sql, 5, rec_v, &res)) != EX_OK)
+		goto out;
+	if (stmt_affected(res) != 1) {
 		cli_warnx("plan", "no plan %s waits for approval", id);
 		rc = EX_DATAERR;
 		goto out;
 	}
-	PQclear(res);
-	res = PQexecParams(conn, decide_sql, 5, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-		cli_warnx("plan", "%s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
-		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(conn));
-		if (state != NULL && strncmp(state, "AL", 2) == 0)
-			rc = EX_DATAERR;
+	stmt_clear(res);
+	/* A plan no longer pending, or expired, is refused with an AL... state: EX_DATAERR. */
+	if ((rc = stmt_query(conn, "plan", decide_sql, 5, values, &res)) != EX_OK)
 		goto out;
-	}
-	PQclear(res);
-	res = PQexec(conn, "COMMIT");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		cli_warnx("plan", "%s", PQresultErrorMessage(res));
+	stmt_clear(res);
+	res = NULL;
+	if ((rc = stmt_exec(conn, "plan", "COMMIT", 0, NULL)) != EX_OK)
 		goto out;
-	}
 	printf("%s %s (call %s)\n", is_approve ? "approved" : "rejected", id, call_id);
 	rc = EX_OK;
 out:
-	PQclear(res);
+	stmt_clear(res);
 	if (rc != EX_OK)
-		PQclear(PQexec(conn, "ROLLBACK"));
+		stmt_exec_quiet(conn, "ROLLBACK");
 	json_decref(args);
 	free(args_text);
 	return rc;
+}
+
+/* What watch's notifications go through. */
+struct watching {
+	const char *tenant;	/* only its plans, or NULL */
+	long long count;	/* stop after this many lines (0: no end) */
+	long long printed;
+};
+
+/* Prints one announcement as a line when it is of the tenant watched.  Returns 1 when the
+ * count is reached, else 0. */
+static int
+print_note(const char *payload, void *arg)
+{
+	struct watching *w = arg;
+	json_t *v = json_loads(payload, 0, NULL);
+
+	if (w->tenant == NULL || (v != NULL && strcmp(w->tenant,
+	    json_string_value(json_object_get(v, "tenant")) ?: "") == 0)) {
+		printf("%s\n", payload);
+		fflush(stdout);
+		w->printed++;
+	}
+	json_decref(v);
+	return w->count > 0 && w->printed >= w->count;
 }
 
 /* Prints each announcement on airlock_plans (of tenant, when not NULL) as a line, until
@@ -247,55 +258,19 @@ out:
 static int
 watch(PGconn *conn, const char *tenant, long long count)
 {
+	struct watching w = { tenant, count, 0 };
 	struct sigaction sa;
-	PGnotify *n;
-	PGresult *res;
-	fd_set fds;
-	json_t *v;
-	int fd, printed = 0;
+	int rc;
 
-	res = PQexec(conn, "LISTEN airlock_plans");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		cli_warnx("plan", "%s", PQresultErrorMessage(res));
-		PQclear(res);
-		return EX_UNAVAILABLE;
-	}
-	PQclear(res);
+	if ((rc = stmt_exec(conn, "plan", "LISTEN airlock_plans", 0, NULL)) != EX_OK)
+		return rc;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	/* Listening from here on: a test (or a person) knows it will see what comes next. */
 	fprintf(stderr, "watching airlock_plans\n");
-	while (!stopping && (count == 0 || printed < count)) {
-		fd = PQsocket(conn);
-		FD_ZERO(&fds);
-		FD_SET(fd, &fds);
-		if (select(fd + 1, &fds, NULL, NULL, NULL) == -1) {
-			if (errno == EINTR)
-				continue;
-			cli_warnx("plan", "select: %s", strerror(errno));
-			return EX_OSERR;
-		}
-		if (PQconsumeInput(conn) == 0) {
-			cli_warnx("plan", "%s", PQerrorMessage(conn));
-			return EX_UNAVAILABLE;
-		}
-		while ((n = PQnotifies(conn)) != NULL) {
-			v = json_loads(n->extra, 0, NULL);
-			if (tenant == NULL || (v != NULL && strcmp(tenant,
-			    json_string_value(json_object_get(v, "tenant")) ?: "") == 0)) {
-				printf("%s\n", n->extra);
-				fflush(stdout);
-				printed++;
-			}
-			json_decref(v);
-			PQfreemem(n);
-			if (count > 0 && printed >= count)
-				break;
-		}
-	}
-	return EX_OK;
+	return stmt_notifications(conn, "plan", print_note, &w, &stopping);
 }
 
 int
@@ -374,6 +349,6 @@ cmd_plan(int argc, char **argv)
 		rc = decide(conn, argv[optind], 0, note, by);
 	else
 		rc = watch(conn, tenant, count);
-	PQfinish(conn);
+	stmt_close(conn);
 	return rc;
 }

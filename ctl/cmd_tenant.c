@@ -4,9 +4,8 @@
 #include <string.h>
 #include <sysexits.h>
 
-#include <libpq-fe.h>
-
 #include "airlock/cli.h"
+#include "airlock/stmt.h"
 
 static const char *const tenant_usage =
     "usage: airlockctl tenant add NAME [--db URL]\n"
@@ -122,62 +121,6 @@ has_args(const struct request *rq, const char *noun, int min, int max, const cha
 	return 0;
 }
 
-/*
- * Prints why res failed (the server's message, its detail and hint) and returns the exit
- * code for it: EX_UNAVAILABLE when the database is gone or not migrated, EX_NOPERM when
- * the role may not do it, EX_DATAERR when the request itself was refused.  res is
- * borrowed and may be NULL (out of memory, connection lost).
- */
-static int
-report(const char *label, PGconn *conn, const PGresult *res)
-{
-	const char *state, *msg, *detail, *hint;
-
-	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	if (PQstatus(conn) != CONNECTION_OK || state == NULL || msg == NULL) {
-		/* libpq's own message ends with a newline. */
-		fprintf(stderr, "%s %s: the database failed: %s", CLI_PROG, label,
-		    PQerrorMessage(conn));
-		return EX_UNAVAILABLE;
-	}
-	if (strcmp(state, "42883") == 0 || strcmp(state, "3F000") == 0 ||
-	    strcmp(state, "42P01") == 0) {
-		cli_warnx(label, "the database is not migrated (run %s migrate): %s", CLI_PROG,
-		    msg);
-		return EX_UNAVAILABLE;
-	}
-	cli_warnx(label, "%s", msg);
-	if ((detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL)) != NULL)
-		fprintf(stderr, "  detail: %s\n", detail);
-	if ((hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT)) != NULL)
-		fprintf(stderr, "  hint: %s\n", hint);
-	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
-	    strncmp(state, "53", 2) == 0)
-		return EX_UNAVAILABLE;
-	if (strcmp(state, "42501") == 0)
-		return EX_NOPERM;
-	return EX_DATAERR;
-}
-
-/*
- * Runs sql with nparams text parameters.  Returns a new result of status want (the caller
- * clears it), or NULL after printing the error, with *ex set to the exit code.
- */
-static PGresult *
-run(const char *label, PGconn *conn, const char *sql, int nparams, const char *const *params,
-    ExecStatusType want, int *ex)
-{
-	PGresult *res;
-
-	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == want)
-		return res;
-	*ex = report(label, conn, res);
-	PQclear(res);
-	return NULL;
-}
-
 static int
 tenant_add(PGconn *conn, const struct request *rq)
 {
@@ -185,12 +128,10 @@ tenant_add(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK;
 
-	res = run(rq->label, conn, "SELECT airlock.tenant_add($1)", 1, params, PGRES_TUPLES_OK,
-	    &ex);
-	if (res == NULL)
+	if ((ex = stmt_query(conn, rq->label, "SELECT airlock.tenant_add($1)", 1, params, &res)) != EX_OK)
 		return ex;
-	printf("added tenant %s (role %s)\n", rq->args[0], PQgetvalue(res, 0, 0));
-	PQclear(res);
+	printf("added tenant %s (role %s)\n", rq->args[0], stmt_value(res, 0, 0));
+	stmt_clear(res);
 	return EX_OK;
 }
 
@@ -200,15 +141,13 @@ tenant_list(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK, i;
 
-	res = run(rq->label, conn, "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
-	    "ELSE 'enabled' END FROM airlock.tenants ORDER BY name", 0, NULL, PGRES_TUPLES_OK,
-	    &ex);
-	if (res == NULL)
+	if ((ex = stmt_query(conn, rq->label, "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
+	    "ELSE 'enabled' END FROM airlock.tenants ORDER BY name", 0, NULL, &res)) != EX_OK)
 		return ex;
-	for (i = 0; i < PQntuples(res); i++)
-		printf("%s\t%s\t%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-		    PQgetvalue(res, i, 2));
-	PQclear(res);
+	for (i = 0; i < stmt_rows(res); i++)
+		printf("%s\t%s\t%s\n", stmt_value(res, i, 0), stmt_value(res, i, 1),
+		    stmt_value(res, i, 2));
+	stmt_clear(res);
 	return EX_OK;
 }
 
@@ -251,17 +190,15 @@ tenant_rate(PGconn *conn, const struct request *rq)
 	params[0] = rq->args[0];
 	params[1] = rate[0] ? rate : NULL;
 	params[2] = burst[0] ? burst : NULL;
-	res = run(rq->label, conn, "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
-	    "rate_burst = $3::float8 WHERE name = $1 RETURNING name", 3, params,
-	    PGRES_TUPLES_OK, &ex);
-	if (res == NULL)
+	if ((ex = stmt_query(conn, rq->label, "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
+	    "rate_burst = $3::float8 WHERE name = $1 RETURNING name", 3, params, &res)) != EX_OK)
 		return ex;
-	if (PQntuples(res) == 0) {
+	if (stmt_rows(res) == 0) {
 		cli_warnx(rq->label, "no tenant named %s", rq->args[0]);
 		ex = EX_DATAERR;
 	} else
 		printf("tenant %s: rate %s\n", rq->args[0], rate[0] ? rq->args[1] : "default");
-	PQclear(res);
+	stmt_clear(res);
 	return ex;
 }
 
@@ -272,11 +209,10 @@ tenant_toggle(PGconn *conn, const struct request *rq, int disable)
 	PGresult *res;
 	int ex = EX_OK;
 
-	res = run(rq->label, conn, disable ? "SELECT airlock.tenant_disable($1)" :
-	    "SELECT airlock.tenant_enable($1)", 1, params, PGRES_TUPLES_OK, &ex);
-	if (res == NULL)
+	if ((ex = stmt_query(conn, rq->label, disable ? "SELECT airlock.tenant_disable($1)" :
+	    "SELECT airlock.tenant_enable($1)", 1, params, &res)) != EX_OK)
 		return ex;
-	PQclear(res);
+	stmt_clear(res);
 	printf("%s tenant %s\n", disable ? "disabled" : "enabled", rq->args[0]);
 	return EX_OK;
 }
@@ -315,7 +251,7 @@ cmd_tenant(int argc, char **argv)
 		ex = tenant_rate(conn, &rq);
 	else
 		ex = tenant_toggle(conn, &rq, disable);
-	PQfinish(conn);
+	stmt_close(conn);
 	return ex;
 }
 
@@ -336,26 +272,23 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 		    table);
 		return EX_DATAERR;
 	}
-	res = run(rq->label, conn, "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
+	if ((ex = stmt_query(conn, rq->label, "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
 	    "FROM airlock.tenant_tables t WHERE t.schema_name = n.nspname AND t.table_name = "
 	    "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-	    "WHERE c.oid = to_regclass($1)", 1, params, PGRES_TUPLES_OK, &ex);
-	if (res == NULL)
+	    "WHERE c.oid = to_regclass($1)", 1, params, &res)) != EX_OK)
 		return ex;
-	if (PQntuples(res) != 1) {
+	if (stmt_rows(res) != 1) {
 		cli_warnx(rq->label, "no such table: %s", table);
-		PQclear(res);
+		stmt_clear(res);
 		return EX_DATAERR;
 	}
-	strlcpy(name, PQgetvalue(res, 0, 0), sizeof(name));
-	again = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	PQclear(res);
+	strlcpy(name, stmt_value(res, 0, 0), sizeof(name));
+	again = strcmp(stmt_value(res, 0, 1), "t") == 0;
+	stmt_clear(res);
 
-	res = run(rq->label, conn, "SELECT airlock.adopt_table(to_regclass($1))", 1, params,
-	    PGRES_TUPLES_OK, &ex);
-	if (res == NULL)
+	if ((ex = stmt_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1, params, &res)) != EX_OK)
 		return ex;
-	PQclear(res);
+	stmt_clear(res);
 	printf("%s %s: row-level security forced, policy tenant_isolation, view %s_live, "
 	    "grants without DELETE\n", again ? "re-applied to" : "adopted", name, name);
 	return EX_OK;
@@ -364,22 +297,18 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 static int
 table_adopt(PGconn *conn, const struct request *rq)
 {
-	PGresult *res;
 	int ex = EX_OK, i;
 
-	if ((res = run(rq->label, conn, "BEGIN", 0, NULL, PGRES_COMMAND_OK, &ex)) == NULL)
+	if ((ex = stmt_exec(conn, rq->label, "BEGIN", 0, NULL)) != EX_OK)
 		return ex;
-	PQclear(res);
 	for (i = 0; i < rq->nargs; i++)
 		if ((ex = adopt_one(conn, rq, rq->args[i])) != EX_OK)
 			goto fail;
-	if ((res = run(rq->label, conn, "COMMIT", 0, NULL, PGRES_COMMAND_OK, &ex)) == NULL)
+	if ((ex = stmt_exec(conn, rq->label, "COMMIT", 0, NULL)) != EX_OK)
 		return ex;
-	PQclear(res);
 	return EX_OK;
 fail:
-	res = PQexecParams(conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
-	PQclear(res);
+	stmt_exec_quiet(conn, "ROLLBACK");
 	if (i > 0 || rq->nargs > 1)
 		cli_warnx(rq->label, "nothing was adopted (all or none)");
 	return ex;
@@ -391,15 +320,13 @@ table_list(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK, i;
 
-	res = run(rq->label, conn, "SELECT schema_name || '.' || table_name, "
+	if ((ex = stmt_query(conn, rq->label, "SELECT schema_name || '.' || table_name, "
 	    "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-	    "FROM airlock.tenant_tables ORDER BY schema_name, table_name", 0, NULL,
-	    PGRES_TUPLES_OK, &ex);
-	if (res == NULL)
+	    "FROM airlock.tenant_tables ORDER BY schema_name, table_name", 0, NULL, &res)) != EX_OK)
 		return ex;
-	for (i = 0; i < PQntuples(res); i++)
-		printf("%s\t%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-	PQclear(res);
+	for (i = 0; i < stmt_rows(res); i++)
+		printf("%s\t%s\n", stmt_value(res, i, 0), stmt_value(res, i, 1));
+	stmt_clear(res);
 	return EX_OK;
 }
 
@@ -426,6 +353,6 @@ cmd_table(int argc, char **argv)
 	if ((conn = cli_connect(rq.label, rq.db)) == NULL)
 		return EX_UNAVAILABLE;
 	ex = strcmp(rq.sub, "list") == 0 ? table_list(conn, &rq) : table_adopt(conn, &rq);
-	PQfinish(conn);
+	stmt_close(conn);
 	return ex;
 }

@@ -12,6 +12,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/cli.h"
+#include "airlock/stmt.h"
 #include "airlock/token.h"
 
 static const char usage[] =
@@ -73,12 +74,9 @@ record(PGconn *conn, const char *id, const char *method, const char *tenant, jso
 	    " VALUES ($1, now(), $2, 'operator', $3, $4::jsonb, 'ok', 'airlockctl')";
 	char *text = json_dumps(args, JSON_COMPACT);
 	const char *values[4] = { id, tenant, method, text ? text : "{}" };
-	PGresult *res;
 
-	res = PQexecParams(conn, sql, 4, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		cli_warnx("token", "could not record the call: %s", PQresultErrorMessage(res));
-	PQclear(res);
+	/* A failure is said (stmt_fail) and does not undo what was done. */
+	stmt_exec(conn, "token", sql, 4, values);
 	free(text);
 }
 
@@ -115,7 +113,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
 	    &is_user_error) == -1) {
 		cli_warnx("token", "%s", err);
-		PQfinish(conn);
+		stmt_close(conn);
 		tool_catalog_free(cat);
 		return is_user_error ? EX_DATAERR : EX_UNAVAILABLE;
 	}
@@ -133,7 +131,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	fprintf(stderr, "%s %s for tenant %s, expires %s\n", spec->approver ? "approver token" :
 	    "token", id, spec->tenant, expires);
 	explicit_bzero(token, sizeof(token));
-	PQfinish(conn);
+	stmt_close(conn);
 	return EX_OK;
 }
 
@@ -150,11 +148,11 @@ revoke_token(const char *db, const char *id)
 
 	if ((conn = cli_connect("token", db)) == NULL)
 		return EX_UNAVAILABLE;
-	res = PQexecParams(conn, sql, 1, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		cli_warnx("token", "%s", PQresultErrorMessage(res));
-		rc = EX_UNAVAILABLE;
-	} else if (PQntuples(res) == 0) {
+	if ((rc = stmt_query(conn, "token", sql, 1, values, &res)) != EX_OK) {
+		stmt_close(conn);
+		return rc;
+	}
+	if (stmt_rows(res) == 0) {
 		cli_warnx("token", "no token with id %s", id);
 		rc = EX_DATAERR;
 	} else {
@@ -162,12 +160,12 @@ revoke_token(const char *db, const char *id)
 
 		audit_new_id(call_id);
 		args = json_pack("{s:s}", "token_id", id);
-		record(conn, call_id, "airlock/tokens.revoke", PQgetvalue(res, 0, 0), args);
+		record(conn, call_id, "airlock/tokens.revoke", stmt_value(res, 0, 0), args);
 		json_decref(args);
 		printf("revoked %s\n", id);
 	}
-	PQclear(res);
-	PQfinish(conn);
+	stmt_clear(res);
+	stmt_close(conn);
 	return rc;
 }
 
@@ -189,17 +187,13 @@ list_tokens(const char *db, const char *tenant)
 
 	if ((conn = cli_connect("token", db)) == NULL)
 		return EX_UNAVAILABLE;
-	res = PQexecParams(conn, sql, 1, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		cli_warnx("token", "%s", PQresultErrorMessage(res));
-		rc = EX_UNAVAILABLE;
-	} else
-		for (i = 0; i < PQntuples(res); i++)
-			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", PQgetvalue(res, i, 0),
-			    PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-			    PQgetvalue(res, i, 4), PQgetvalue(res, i, 5), PQgetvalue(res, i, 6));
-	PQclear(res);
-	PQfinish(conn);
+	if ((rc = stmt_query(conn, "token", sql, 1, values, &res)) == EX_OK)
+		for (i = 0; i < stmt_rows(res); i++)
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", stmt_value(res, i, 0),
+			    stmt_value(res, i, 1), stmt_value(res, i, 2), stmt_value(res, i, 3),
+			    stmt_value(res, i, 4), stmt_value(res, i, 5), stmt_value(res, i, 6));
+	stmt_clear(res);
+	stmt_close(conn);
 	return rc;
 }
 

@@ -198,6 +198,58 @@ db_close(struct db *db)
 }
 
 int
+db_ping(struct db *db)
+{
+	PGresult *res;
+	int is_up;
+
+	if (db_ensure(db) == -1)
+		return 0;
+	res = PQexec(db->conn, "SELECT 1");
+	is_up = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
+	return is_up;
+}
+
+/* libpq's cancel object, under a name of this module's. */
+struct db_cancel {
+	PGcancel *pg;
+};
+
+struct db_cancel *
+db_cancel_new(struct db *db)
+{
+	struct db_cancel *c;
+
+	if (db->conn == NULL && db_ensure(db) == -1)
+		return NULL;
+	if ((c = malloc(sizeof(*c))) == NULL)
+		return NULL;
+	if ((c->pg = PQgetCancel(db->conn)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+int
+db_cancel_send(struct db_cancel *c)
+{
+	char errbuf[256];
+
+	return PQcancel(c->pg, errbuf, sizeof(errbuf)) == 1 ? 0 : -1;
+}
+
+void
+db_cancel_free(struct db_cancel *c)
+{
+	if (c == NULL)
+		return;
+	PQfreeCancel(c->pg);
+	free(c);
+}
+
+int
 db_pipeline(struct db *db, struct db_query *q, size_t n)
 {
 	PGresult *res;

@@ -32,12 +32,23 @@ awk -v list="$tmp/files" '
 # Files that include a libpq header themselves.
 grep -El "$LIBPQ" $files > "$tmp/libpq" || true
 
-# 1. The HTTP layer speaks HTTP: gateway/http.c includes no libpq header of its own.  (It
-# still reaches libpq through airlock headers that declare PGconn-taking functions; the
-# wall is on what http.c itself names.)
-if grep -En "$LIBPQ" gateway/http.c >/dev/null; then
-	crossed "gateway/http.c includes a libpq header: $(grep -En "$LIBPQ" gateway/http.c)"
-fi
+# 1. The HTTP layer speaks HTTP: gateway/http.c and its siblings (http_*.c, http_int.h)
+# include no libpq header of their own, call no libpq function and name no libpq type:
+# /readyz asks db_ping(), a departed client's statement is cancelled through db_cancel_*
+# (gateway/db.c).  (They still reach libpq.h through airlock headers that declare
+# PGconn-taking functions; the wall is on what they themselves name.)  Comment lines
+# (starting with / * or *) are not read.
+for f in gateway/http.c gateway/http_*.c gateway/http_*.h; do
+	[ -f "$f" ] || continue
+	if grep -En "$LIBPQ" "$f" >/dev/null; then
+		crossed "$f includes a libpq header: $(grep -En "$LIBPQ" "$f" | head -1)"
+	fi
+	grep -nE '(^|[^A-Za-z0-9_])(PQ[A-Za-z]+[[:space:]]*\(|PG(conn|result|cancel|notify)([^A-Za-z0-9_]|$))' \
+	    "$f" | grep -vE '^[0-9]+:[[:space:]]*(/\*|\*)' > "$tmp/pq" || true
+	while read -r line; do
+		crossed "$f speaks libpq (ask gateway/db.c): $line"
+	done < "$tmp/pq"
+done
 
 # 2. The sandbox never meets the database: no file under sandbox/ includes a libpq header,
 # directly or through the airlock headers it includes, and airlock-sandbox, when built,
@@ -71,16 +82,30 @@ done
 
 # 3. airlockctl reaches the database through the shared modules: it opens connections only
 # in ctl/cli.c (cli_connect, the one database rule) and, before any login role exists, the
-# dev-db's bootstrap connection (ctl/cmd_devdb.c).  Commands still send their own statements
-# (always with parameters) on those connections: one shared statement runner for ctl/ is not
-# there yet, so that stricter wall is not checked.
+# dev-db's bootstrap connection (ctl/cmd_devdb.c); every statement goes through the one
+# runner, ctl/stmt.c (stmt_query, stmt_exec, ..., and stmt_fail's one exit-code mapping).
+# No other ctl/ file calls a libpq function (comment lines are not read).
 for f in ctl/*.c; do
 	case $f in ctl/cli.c|ctl/cmd_devdb.c) continue ;; esac
 	if grep -n 'PQconnect[A-Za-z]*[[:space:]]*(' "$f" >/dev/null; then
 		crossed "$f opens its own database connection (use cli_connect): " \
 		    "$(grep -n 'PQconnect[A-Za-z]*[[:space:]]*(' "$f" | head -1)"
 	fi
+	[ "$f" = ctl/stmt.c ] && continue
+	grep -nE '(^|[^A-Za-z0-9_])PQ[A-Za-z]+[[:space:]]*\(' "$f" |
+	    grep -vE '^[0-9]+:[[:space:]]*(/\*|\*)' > "$tmp/pq" || true
+	while read -r line; do
+		crossed "$f speaks libpq (go through ctl/stmt.c): $line"
+	done < "$tmp/pq"
 done
+# Every library object has its own basename: the archive (build/libairlock.a) keeps
+# members by basename, so gateway/x.c and ctl/x.c would make two x.o in it.
+for f in $(ls gateway/*.c ctl/*.c sandbox/*.c 2>/dev/null | grep -v '/main\.c$'); do
+	basename "$f"
+done | sort | uniq -d > "$tmp/dups"
+while read -r b; do
+	crossed "two library files are named $b: $(ls */"$b" | tr '\n' ' ')"
+done < "$tmp/dups"
 # No ctl/ file includes the catalog's private header, nor gateway/ a ctl/ one.
 for f in ctl/*.c ctl/*.h; do
 	if grep -q '#[[:space:]]*include[[:space:]]*"tool_int\.h"' "$f"; then

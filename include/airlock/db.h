@@ -65,6 +65,23 @@ int db_is_connection_lost(const struct db *db);
 
 void db_close(struct db *db);
 
+/* Whether the database answers a trivial statement on db's connection (connecting first
+ * when it has none): 1 or 0.  For /readyz, which issues no SQL of its own. */
+int db_ping(struct db *db);
+
+/*
+ * A handle to cancel the statement running on a connection from another thread (a client
+ * left while its call runs).  db_cancel_new connects db first when it has no connection and
+ * returns NULL when it cannot (or out of memory): there is then nothing to cancel.
+ * db_cancel_send asks the server to cancel whatever runs now (best effort; 0 or -1) and may
+ * be called from any thread while db's owner keeps using db; db_cancel_free frees it
+ * (NULL is fine).  The handle outlives a reconnect harmlessly: it then cancels nothing.
+ */
+struct db_cancel;
+struct db_cancel *db_cancel_new(struct db *db);
+int db_cancel_send(struct db_cancel *c);
+void db_cancel_free(struct db_cancel *c);
+
 /* Whether a libpq URL or conninfo string sets a password (password=, or user:pass@):
  * for the warnings about one given on a command line.  Unparseable text: 0. */
 int db_has_password(const char *conninfo);

@@ -39,6 +39,15 @@ def test_the_tree_holds_its_walls(tmp_path):
 CROSSINGS = {
     "http_libpq": ("gateway/http.c", '#include "airlock/http.h"', "#include <libpq-fe.h>",
                    "gateway/http.c includes a libpq header"),
+    "http_libpq_call": ("gateway/http.c", '#include "airlock/http.h"',
+                        'static void f(PGconn *c) { PQclear(PQexec(c, "SELECT 1")); }',
+                        "gateway/http.c speaks libpq"),
+    "http_sibling_libpq_call": ("gateway/http_worker.c", '#include "http_int.h"',
+                                'static PGresult *f(PGconn *c) { return PQexec(c, "SELECT 1"); }',
+                                "gateway/http_worker.c speaks libpq"),
+    "ctl_statement_outside_the_runner": ("ctl/cmd_tenant.c", '#include "airlock/stmt.h"',
+                                         'static void f(PGconn *c) { PQclear(PQexec(c, "")); }',
+                                         "ctl/cmd_tenant.c speaks libpq"),
     "sandbox_libpq_direct": ("sandbox/proxy.c", '#include "airlock/proxy.h"',
                              "#include <libpq-fe.h>", "sandbox/proxy.c includes a libpq header"),
     "sandbox_libpq_through_header": ("sandbox/seccomp.c", '#include "airlock/seccomp.h"',
@@ -67,3 +76,13 @@ def test_a_crossing_fails(tmp_path, name):
     assert message in r.stderr, r.stderr
     if name == "module_cycle":
         assert " cli" in r.stderr and " devdb" in r.stderr, r.stderr
+
+
+def test_a_basename_in_two_folders_fails(tmp_path):
+    """The library archive keeps one member per basename: ctl/audit.c beside gateway/audit.c
+    would make two audit.o in it."""
+    tree = copy_tree(tmp_path)
+    (tree / "ctl" / "audit.c").write_text("/* audit.c: a second one. */\n")
+    r = walls(tree)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "two library files are named audit.c" in r.stderr, r.stderr
