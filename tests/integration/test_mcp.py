@@ -168,7 +168,7 @@ def test_write_options_in_meta(gw, world):
     # The same through /rpc: _meta is accepted there too.
     inv2 = world.add_invoice(world.a, amount="10.00", issued="now()")
     sc = ok(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "paid"},
-                 path="/rpc", _meta={"airlock/idempotencyKey": f"r-{secrets.token_hex(6)}"}))
+                     path="/rpc", _meta={"airlock/idempotencyKey": f"r-{secrets.token_hex(6)}"}))
     assert sc["rows"][0]["status"] == "paid"
 
 
@@ -187,11 +187,11 @@ def test_write_options_as_arguments(gw, world):
                 if p.startswith("airlock_")]
     inv = world.add_invoice(world.a, amount="10.00", issued="now()")
     pv = ok(mcp_tool(gw, tok, "update_invoice_status",
-                 {"invoice_id": inv, "status": "void", "airlock_dry_run": True}))
+                     {"invoice_id": inv, "status": "void", "airlock_dry_run": True}))
     assert pv["dry_run"] is True
     key = f"arg-{secrets.token_hex(6)}"
     done = ok(mcp_tool(gw, tok, "update_invoice_status",
-                   {"invoice_id": inv, "status": "void", "airlock_idempotency_key": key,
+                       {"invoice_id": inv, "status": "void", "airlock_idempotency_key": key,
                     "airlock_plan_id": pv["plan_id"]}))
     assert world.status(world.a, inv) == "void"
     rec = world.record(done["call_id"])
@@ -199,16 +199,16 @@ def test_write_options_as_arguments(gw, world):
     assert rec["arguments"] == {"invoice_id": inv, "status": "void"}
     # An option given twice with different values is malformed, not a guess.
     r = mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void",
-             "airlock_idempotency_key": "a"}, idempotency_key="b")
+                 "airlock_idempotency_key": "a"}, idempotency_key="b")
     assert r.status_code == 400 and err(r) == (-32602, "invalid_params")
     # A wrong type in an argument option is a tool error naming it.
     sc = tool_error(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void",
-                         "airlock_dry_run": "yes"}), "invalid_arguments")
+                             "airlock_dry_run": "yes"}), "invalid_arguments")
     assert sc["error"]["argument"] == "airlock_dry_run"
     # Where the tool does not take them, they are arguments it does not know.
     note = world.add_note(world.a, "first")
     sc = tool_error(mcp_tool(gw, tok, "set_note_body", {"note_id": note, "body": "x",
-                         "airlock_dry_run": True}), "invalid_arguments")
+                             "airlock_dry_run": True}), "invalid_arguments")
     assert sc["error"]["argument"] == "airlock_dry_run"
 
 
@@ -233,10 +233,10 @@ def test_correctable_refusals_are_tool_errors_on_mcp(gw, world):
     # A stale plan: the row changed since the preview.
     inv2 = world.add_invoice(world.a, amount="10.00", issued="now()")
     pv = ok(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "void"},
-                 dry_run=True))
+                     dry_run=True))
     world.sql(world.a, f"UPDATE billing.invoices SET amount = 11 WHERE id = {inv2}")
     tool_error(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "void"},
-                    idempotency_key=f"s-{secrets.token_hex(6)}", plan_id=pv["plan_id"]),
+                        idempotency_key=f"s-{secrets.token_hex(6)}", plan_id=pv["plan_id"]),
                "plan_stale")
     # A binding broken.
     sc = tool_error(mcp_tool(gw, bound, "get_customer", {"customer_id": world.cust[world.a][1]}),
@@ -270,7 +270,7 @@ def modern(d, method, params=None, token=None, headers=None, version=MODERN, nam
         h["Mcp-Name"] = name
     h.update(headers or {})
     return mcp_post(d, {"jsonrpc": "2.0", "id": rid, "method": method, "params": p}, token,
-                headers=h)
+                    headers=h)
 
 
 def test_initialize_offers_both_legacy_revisions(gw):
@@ -313,7 +313,7 @@ def test_modern_era_discover_list_call(gw, world):
     assert res["isError"] is False and world.status(world.a, inv) == "void"
     # Legacy answers carry no resultType.
     assert "resultType" not in result(mcp_tool(gw, tok, "lookup_invoices",
-                                           {"customer_id": world.cust[world.a][0]}))
+                                               {"customer_id": world.cust[world.a][0]}))
 
 
 def test_modern_header_validation(gw, world):
@@ -347,7 +347,7 @@ def test_modern_header_validation(gw, world):
     assert e["data"]["supported"] == [MODERN, "2025-11-25", "2025-06-18"]
     assert e["data"]["requested"] == "1900-01-01"
     r = mcp_post(gw, {"jsonrpc": "2.0", "id": 7, "method": "ping"},
-             headers={"MCP-Protocol-Version": "1900-01-01"})
+                 headers={"MCP-Protocol-Version": "1900-01-01"})
     e = refused(r, -32022)
     assert r.json()["id"] == 7 and e["data"]["supported"][0] == MODERN
     # A modern request without its client capabilities is malformed.
@@ -384,7 +384,7 @@ def test_401_says_why_in_www_authenticate(gw, world):
         r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, path=path)
         assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="airlock"'
         r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, "alk_" + "A" * 43,
-                 path=path)
+                     path=path)
         assert r.status_code == 401
         assert r.headers["WWW-Authenticate"] == 'Bearer realm="airlock", error="invalid_token"'
 
@@ -459,7 +459,7 @@ def test_traceparent_goes_to_record_log_and_meta(gw, world):
     tp = f"00-{trace}-{secrets.token_hex(8)}-01"
     for path in ("/mcp", "/rpc"):
         res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
-                          path=path, headers={"traceparent": tp}))
+                              path=path, headers={"traceparent": tp}))
         assert res["_meta"]["airlock/traceId"] == trace
         assert world.record(res["structuredContent"]["call_id"])["trace_id"] == trace
     lines = [json.loads(x) for x in gw.logtext().splitlines() if x.startswith("{")]
@@ -467,7 +467,7 @@ def test_traceparent_goes_to_record_log_and_meta(gw, world):
     # In _meta, for hosts that propagate it there (the header wins).
     trace2 = secrets.token_hex(16)
     res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
-                      _meta={"traceparent": f"00-{trace2}-{secrets.token_hex(8)}-00"}))
+                          _meta={"traceparent": f"00-{trace2}-{secrets.token_hex(8)}-00"}))
     assert res["_meta"]["airlock/traceId"] == trace2
     # Invalid ones are ignored.
     for bad in ["00-" + "0" * 32 + "-" + secrets.token_hex(8) + "-01",
@@ -475,7 +475,7 @@ def test_traceparent_goes_to_record_log_and_meta(gw, world):
                 f"00-{trace.upper()}-{secrets.token_hex(8)}-01", f"00-{trace}-01",
                 f"00-{trace}-{secrets.token_hex(8)}-01-extra", "garbage"]:
         res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
-                          headers={"traceparent": bad}))
+                              headers={"traceparent": bad}))
         assert "_meta" not in res or "airlock/traceId" not in res["_meta"], bad
         assert world.record(res["structuredContent"]["call_id"])["trace_id"] is None
 
@@ -486,7 +486,7 @@ def test_trace_id_is_not_in_the_digest(gw, world):
     tok = world.token(world.a, "lookup_invoices", catalog=True)
     trace = secrets.token_hex(16)
     res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
-                      headers={"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}))
+                          headers={"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}))
     cid = res["structuredContent"]["call_id"]
     canon = world.cluster.psql(f"SELECT airlock.call_canonical(c) FROM airlock.calls c "
                                f"WHERE id = '{cid}'")

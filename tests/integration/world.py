@@ -4,11 +4,11 @@ our own on a cluster, with rows and tokens), and wait_until (a wait on a conditi
 fixed sleep)."""
 import json
 import secrets
-import time
 
 import requests
 
 from conftest import ROOT, ctl
+from waiting import wait_until  # noqa: F401 (shared: tests import it from here)
 
 JSON = {"Content-Type": "application/json"}
 # Every rate limit off, for tests that call faster than the defaults allow.
@@ -169,23 +169,6 @@ def code_manifest(name, interpreter, limits, allow=None):
                                                             "number", "boolean", "null"]}},
                           "required": ["code"], "additionalProperties": False},
             "code": code}
-
-
-# ---------------------------------------------------------------------------------------
-# Waiting
-
-def wait_until(pred, timeout=15, every=0.05, what=None):
-    """Calls pred until it returns something true, and returns that; fails the test after
-    timeout seconds, naming what (or pred's last value) in the message."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or pred.__name__} "
-                                 f"(last: {got!r})")
-        time.sleep(every)
 
 
 # ---------------------------------------------------------------------------------------
