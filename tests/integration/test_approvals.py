@@ -213,10 +213,10 @@ def test_manifest_checks(cluster, tmp_path):
 # ---------------------------------------------------------------------------------------
 # 2. Approvers
 
-def held(gw, agent, world, tool="void_required", args=None):
+def held(gw, agent, world, name="void_required", args=None):
     """A held call on a fresh open invoice of tenant a: (invoice, plan_id)."""
     inv = world.add_invoice(world.a, amount="50.00")
-    sc = ok(tool(gw, agent, tool, args or {"invoice_id": inv}, idempotency_key=newkey()))
+    sc = ok(tool(gw, agent, name, args or {"invoice_id": inv}, idempotency_key=newkey()))
     assert sc["status"] == "approval_required"
     return inv, sc["plan_id"]
 
@@ -356,7 +356,7 @@ def test_an_approver_decides_only_its_tenants_plans(gw, world, agent):
 def test_four_eyes(gw, world, agent):
     same_task = world.approver(world.a, "Same Task", task="agent-task")
     other_task = world.approver(world.a, "Other Task", task="lead-task")
-    inv, plan_id = held(gw, agent, world, tool="void_invoice")
+    inv, plan_id = held(gw, agent, world, name="void_invoice")
     assert err(decide(gw, same_task, plan_id)) == (403, "four_eyes")
     assert world.plan(plan_id)["approval"] == "pending"
     # Rejecting one's own is allowed: it only stops a write.
@@ -400,13 +400,13 @@ def test_airlockctl_plan(gw, world, agent):
 def test_every_step_is_in_the_chained_record(gw, world, agent):
     db = ("--db", world.cluster.operator_url)
     appr = world.approver(world.a, "Pat Lead", task="lead-42")
-    inv, plan_id = held(gw, agent, world, tool="void_invoice")
+    inv, plan_id = held(gw, agent, world, name="void_invoice")
     same = world.approver(world.a, "Self", task="agent-task")
     assert err(decide(gw, same, plan_id)) == (403, "four_eyes")
     result(decide(gw, appr, plan_id, note="checked with the customer"))
     applied = ok(tool(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
                       idempotency_key=newkey()))
-    inv2, rejected = held(gw, agent, world, tool="void_invoice")
+    inv2, rejected = held(gw, agent, world, name="void_invoice")
     result(decide(gw, appr, rejected, approve=False, note="duplicate request"))
     r = tool(gw, agent, "void_invoice", {"invoice_id": inv2}, plan_id=rejected,
              idempotency_key=newkey())
@@ -470,7 +470,7 @@ def test_plan_watch_prints_pending_plans_as_they_come(gw, world, agent):
         # A plain preview of a tool without approval is not announced.
         ok(tool(gw, agent, "update_invoice_status", {"invoice_id": inv_b, "status": "paid"},
                 dry_run=True))
-        _, second = held(gw, agent, world, tool="void_invoice")
+        _, second = held(gw, agent, world, name="void_invoice")
         out, errs = w.communicate(timeout=15)
     finally:
         if w.poll() is None:

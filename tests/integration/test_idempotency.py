@@ -134,7 +134,7 @@ def test_key_reused_with_other_arguments(gw, world, tok):
     assert world.notes(world.b, body) == 1 and world.notes(world.a, body) == 1
 
 
-def send_together(n, d, token, tool, args, key):
+def send_together(n, d, token, name, args, key):
     """n threads, each on its own connection, send the same keyed write at once.  Returns
     (answers, threads), the threads started; an answer is a response or the exception."""
     barrier = threading.Barrier(n)
@@ -144,7 +144,7 @@ def send_together(n, d, token, tool, args, key):
         s = requests.Session()
         barrier.wait()
         try:
-            answers[i] = tool(d, token, tool, args, key=key, session=s)
+            answers[i] = tool(d, token, name, args, key=key, session=s)
         except requests.RequestException as e:
             answers[i] = e
 
