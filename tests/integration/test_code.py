@@ -16,6 +16,8 @@ from world import (JSON, Listener, World, code_manifest, err, ok, rpc, tool, too
                    wait_until)
 
 RATES = ["--rate-token", "1000/1000", "--rate-tenant", "1000/1000"]
+# What the tests compare of a call record.
+RECORD = ("outcome", "reason", "dry_run", "egress", "tool")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_python_prints_json(gw, world):
     assert sc["stdout_truncated"] is False and sc["stderr_truncated"] is False
     assert sc["wall_ms"] >= 0 and sc["peak_memory_bytes"] > 0
     assert len(sc["call_id"]) == 36
-    rec = world.record(sc["call_id"])
+    rec = world.record(sc["call_id"], *RECORD)
     assert rec == {"outcome": "ok", "reason": None, "dry_run": False, "egress": [],
                    "tool": "run_python"}
 
@@ -101,7 +103,7 @@ def test_limits_stop_the_program(gw, world):
     e = tool_error(r)["error"]
     assert e["reason"] == "sandbox_limit" and e["limit"] == "cpu" and "cpu" in e["message"]
     assert "cpu" in e["limits_hit"]
-    rec = world.record(r.json()["result"]["structuredContent"]["call_id"])
+    rec = world.record(r.json()["result"]["structuredContent"]["call_id"], *RECORD)
     assert (rec["outcome"], rec["reason"]) == ("tool_error", "sandbox_limit")
     t0 = time.monotonic()
     e = tool_error(tool(gw, tok, "tight_sh", {"code": "echo started; sleep 30"}))["error"]
@@ -135,7 +137,7 @@ def test_dry_run_returns_the_plan_and_runs_nothing(gw, world):
     assert plan["input_bytes"] == len(json.dumps({"k": [1, 2]}, separators=(",", ":")))
     time.sleep(0.2)        # a check that nothing comes: a stray hit would come this soon
     assert len(world.listener.hits) == before
-    rec = world.record(sc["call_id"])
+    rec = world.record(sc["call_id"], *RECORD)
     assert rec["dry_run"] is True and rec["outcome"] == "ok" and rec["egress"] is None
 
 

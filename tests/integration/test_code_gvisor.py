@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import ROOT, Daemon, ctl
-from test_code import RATES
+from test_code import RATES, RECORD
 from world import Listener, World, code_manifest, ok, tool, tool_error, wait_until
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -88,7 +88,7 @@ def test_isolated_python_answers_from_gvisor(gw, world):
     # gVisor's kernel answers, not the host's.
     assert sc["stdout"]["kernel"] != os.uname().release, sc
     assert sc["exit_code"] == 0 and sc["limit"] is None and sc["stderr"] == ""
-    rec = world.record(sc["call_id"])
+    rec = world.record(sc["call_id"], *RECORD)
     assert rec == {"outcome": "ok", "reason": None, "dry_run": False, "egress": [],
                    "tool": "run_python_isolated"}
 

@@ -215,7 +215,7 @@ class Gate:
         wait_until(lambda: self.proc.poll() is not None or cluster.psql(
             f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND "
             f"objid = {key} AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted").strip() == "1",
-            timeout=60, what="the gate's lock")
+            timeout=60, every=0.02, what="the gate's lock")
         assert self.proc.poll() is None, "the gate's psql exited"
 
     def open(self):
@@ -282,7 +282,7 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
     try:
         for th in threads:
             th.start()
-        wait_until(lambda: at_gate()[1] == 24, timeout=60, what="24 previews at the gate")
+        wait_until(lambda: at_gate()[1] == 24, timeout=60, every=0.02, what="24 previews at the gate")
     finally:
         gate.open()
         for th in threads:
@@ -306,7 +306,7 @@ def test_concurrent_duplicates_of_a_slow_write(start_daemon, world, tmp_path):
             waiting, holding = at_gate()
             assert answered < n, answers
             return holding == 1 and answered + waiting == n - 1 and waiting
-        waiting = wait_until(settled, timeout=60,
+        waiting = wait_until(settled, timeout=60, every=0.02,
                              what="every duplicate answered or waiting on the key")
     finally:
         gate.open()

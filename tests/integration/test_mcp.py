@@ -492,11 +492,11 @@ def test_trace_id_is_not_in_the_digest(gw, world):
                                f"WHERE id = '{cid}'")
     assert "trace" not in canon
     ctl("audit", "seal", "--db", world.cluster.operator_url)
-    p = ctl("audit", "verify", "--tenant", world.tenant, "--db", world.cluster.operator_url,
+    p = ctl("audit", "verify", "--tenant", world.a, "--db", world.cluster.operator_url,
             check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     # The export carries it beside the record.
-    p = ctl("audit", "export", "--format", "jsonl", "--tenant", world.tenant, "--db",
+    p = ctl("audit", "export", "--format", "jsonl", "--tenant", world.a, "--db",
             world.cluster.operator_url)
     exported = {r["id"]: r for r in map(json.loads, p.stdout.splitlines())}
     assert exported[cid]["trace_id"] == trace
