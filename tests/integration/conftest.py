@@ -6,11 +6,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # AIRLOCK_BUILD=build/asan runs the same tests against the sanitizer build.
@@ -112,23 +113,25 @@ class Daemon:
         raise AssertionError(f"airlockd exited {self.proc.returncode}:\n{log}")
 
     def _up(self):
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        """True once /healthz answers; False if the process exited or 15 s passed."""
+        def answered():
             if self.proc.poll() is not None:
-                return False
+                return "exited"
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return True
+                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
             except requests.RequestException:
-                time.sleep(0.05)
-        return False
+                return False
+        try:
+            return wait_until(answered, timeout=15, what="airlockd answering") is True
+        except AssertionError:
+            return False
 
     def wait_log(self, text, timeout=15):
         """Waits until the log holds text; returns the log."""
-        deadline = time.monotonic() + timeout
-        while text not in self.logtext():
-            assert time.monotonic() < deadline, f"no {text!r} in the log:\n{self.logtext()}"
-            time.sleep(0.05)
+        try:
+            wait_until(lambda: text in self.logtext(), timeout=timeout)
+        except AssertionError:
+            raise AssertionError(f"no {text!r} in the log:\n{self.logtext()}") from None
         return self.logtext()
 
     def logtext(self):

@@ -28,11 +28,10 @@ import time
 import pytest
 import requests
 
-from conftest import ROOT, ctl, free_port
+from conftest import ROOT, free_port
+from world import NO_LIMITS, World, message, post, wait_until
 
 CHAOS = ROOT / os.environ.get("AIRLOCK_CHAOS_BUILD", "build/chaos") / "airlockd"
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
 STRIDE = int(os.environ.get("AIRLOCK_ALLOC_STRIDE", "0"))   # 0: chosen per kind
 PROBES_PER_KIND = int(os.environ.get("AIRLOCK_ALLOC_PROBES", "40"))
 SANITIZER_REPORT = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -58,16 +57,13 @@ class Chaos:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([str(CHAOS), "--listen", f"127.0.0.1:{self.port}",
                                           *args], stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while True:
+        def ready():
             assert self.proc.poll() is None, f"chaos airlockd exited:\n{self.logtext()}"
             try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    break
+                return requests.get(self.url + "/readyz", timeout=2).status_code == 200
             except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"chaos airlockd not ready:\n{self.logtext()}"
-            time.sleep(0.1)
+                return False
+        wait_until(ready, timeout=30, every=0.1, what="the chaos airlockd ready")
 
     def logtext(self):
         with open(self.log, encoding="utf-8", errors="replace") as f:
@@ -105,56 +101,6 @@ class Chaos:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
-
-
-class World:
-    """Two tenants of our own, with customers, invoices, an admin key and tokens."""
-
-    def __init__(self, cluster, workdir):
-        self.cluster = cluster
-        sfx = secrets.token_hex(3)
-        self.a, self.b = f"oa{sfx}", f"ob{sfx}"
-        self.cust, self.inv = {}, {}
-        for t in (self.a, self.b):
-            ctl("tenant", "add", t, "--db", cluster.operator_url)
-            out = cluster.psql(
-                f"SET ROLE tenant_{t}; INSERT INTO billing.customers (email, name) VALUES "
-                f"('a@{t}.example', 'Ada'), ('b@{t}.example', 'Bob') RETURNING id")
-            self.cust[t] = [int(x) for x in out.splitlines() if x.isdigit()]
-            out = cluster.psql(
-                f"SET ROLE tenant_{t}; INSERT INTO billing.invoices (customer_id, number, "
-                f"status, amount, issued_at) VALUES ({self.cust[t][0]}, '{t}-1', 'open', "
-                f"100.10, now()), ({self.cust[t][0]}, '{t}-2', 'void', 7.5, now()) RETURNING id")
-            self.inv[t] = [int(x) for x in out.splitlines() if x.isdigit()]
-        self.admin_key = os.path.join(workdir, "admin.key")
-        ctl("token", "admin-key", self.admin_key)
-
-    def mint(self, tenant, *tools, extra=()):
-        argv = ["token", "mint", "--tenant", tenant, "--ttl", "30m",
-                "--db", self.cluster.operator_url, *extra]
-        for t in tools:
-            argv += ["--tool", t]
-        return ctl(*argv).stdout.strip()
-
-    def notes(self, tenant, body):
-        out = self.cluster.psql(f"SET ROLE tenant_{tenant}; SELECT count(*) FROM "
-                                f"billing.support_notes WHERE body = '{body}'")
-        return int(out.split()[-1])
-
-
-def post(d, token, body, headers=None):
-    h = dict(JSON)
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    h.update(headers or {})
-    return requests.post(d.url + "/rpc", data=json.dumps(body), headers=h, timeout=30)
-
-
-def call(method, params=None, rid=1):
-    body = {"jsonrpc": "2.0", "id": rid, "method": method}
-    if params is not None:
-        body["params"] = params
-    return body
 
 
 # --- What an answer may be --------------------------------------------------------------
@@ -198,11 +144,12 @@ class Kinds:
 
     def __init__(self, d, world):
         self.d, self.w = d, world
-        self.tok_a = world.mint(world.a, "lookup_invoices", "get_customer", "add_support_note")
+        self.tok_a = world.token(world.a, "lookup_invoices", "get_customer", "add_support_note",
+                                 ttl="30m")
 
     # A read: lookup_invoices of one of the tenant's customers, two rows.
     def read(self):
-        r = post(self.d, self.tok_a, call("tools/call", {
+        r = post(self.d, token=self.tok_a, body=message("tools/call", {
             "name": "lookup_invoices", "arguments": {"customer_id": self.w.cust[self.w.a][0]}}))
         return single_outcome(r, lambda o: tool_ok(o) and
                               o["result"]["structuredContent"]["row_count"] == 2), None
@@ -211,7 +158,7 @@ class Kinds:
     def write(self):
         key, body = f"k-{secrets.token_hex(8)}", f"chaos {secrets.token_hex(6)}"
         args = {"customer_id": self.w.cust[self.w.a][0], "body": body}
-        r = post(self.d, self.tok_a, call("tools/call", {
+        r = post(self.d, token=self.tok_a, body=message("tools/call", {
             "name": "add_support_note", "arguments": args, "idempotency_key": key}))
         return single_outcome(r, lambda o: tool_ok(o) and
                               o["result"]["structuredContent"]["rows"][0]["body"] == body), \
@@ -220,19 +167,19 @@ class Kinds:
     def write_again(self, ctx):
         """The same write retried with its key: one effect, whatever the first try did."""
         key, args = ctx
-        r = post(self.d, self.tok_a, call("tools/call", {
+        r = post(self.d, token=self.tok_a, body=message("tools/call", {
             "name": "add_support_note", "arguments": args, "idempotency_key": key}))
         assert r.status_code == 200 and tool_ok(r.json()), r.text
         assert self.w.notes(self.w.a, args["body"]) == 1
 
     def tools_list(self):
-        r = post(self.d, self.tok_a, call("tools/list"))
+        r = post(self.d, token=self.tok_a, body=message("tools/list"))
         return single_outcome(r, lambda o: sorted(t["name"] for t in o["result"]["tools"]) ==
                               ["add_support_note", "get_customer", "lookup_invoices"]), None
 
     # A refused call: a tool the token does not grant.
     def refused(self):
-        r = post(self.d, self.tok_a, call("tools/call", {
+        r = post(self.d, token=self.tok_a, body=message("tools/call", {
             "name": "refund_invoice", "arguments": {"invoice_id": self.w.inv[self.w.a][0]}}))
         return single_outcome(r, lambda o: "error" in o and o["error"]["code"] == 403 and
                               o["error"]["data"]["reason"] == "tool_not_granted"), None
@@ -240,12 +187,12 @@ class Kinds:
     # A batch: a read, tools/list, ping, a notification and an unknown method.
     def batch(self):
         cust = self.w.cust[self.w.a][1]
-        body = [call("tools/call", {"name": "get_customer", "arguments": {"customer_id": cust}},
+        body = [message("tools/call", {"name": "get_customer", "arguments": {"customer_id": cust}},
                      rid=1),
-                call("tools/list", rid=2), call("ping", rid=3),
+                message("tools/list", rid=2), message("ping", rid=3),
                 {"jsonrpc": "2.0", "method": "notifications/initialized"},
-                call("no/such", rid=5)]
-        r = post(self.d, self.tok_a, body)
+                message("no/such", rid=5)]
+        r = post(self.d, token=self.tok_a, body=body)
         assert r.status_code == 200, r.text
         answers = r.json()
         if isinstance(answers, dict):
@@ -285,7 +232,14 @@ KINDS = os.environ.get("AIRLOCK_ALLOC_KINDS",
 @pytest.fixture(scope="module")
 def chaos(cluster):
     workdir = tempfile.mkdtemp(prefix="alk-chaos-")
-    world = World(cluster, workdir)
+    world = World(cluster, "o", tenants=2, admin=True)
+    world.inv = {}
+    for t in world.tenants:
+        c0 = world.add_customer(t, email=f"a@{t}.example", name="Ada")
+        world.add_customer(t, email=f"b@{t}.example", name="Bob")
+        world.inv[t] = [world.add_invoice(t, c0, number=f"{t}-1", issued="now()"),
+                        world.add_invoice(t, c0, number=f"{t}-2", status="void", amount="7.5",
+                                          issued="now()")]
     # One HTTP thread and one database worker: a request's allocations happen in one order.
     d = Chaos(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools"),
                "--admin-key-file", world.admin_key, "--threads", "1", "--workers", "1",
@@ -321,7 +275,7 @@ def probe_kind(d, kinds, kind, rng):
             outcome = None
             wrong.append(f"{kind}, allocation {n} of {total} failed: {str(e)[:600]}")
         finally:
-            time.sleep(0.02)
+            time.sleep(0.02)      # what runs after the answer, as above
             d.control("off")
         d.alive(f"after allocation {n} of {kind} failed")
         # Recovered: the next request of the kind gets its normal answer.

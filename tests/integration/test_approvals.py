@@ -6,20 +6,16 @@ the airlock_plans NOTIFY channel and airlockctl plan list|show|approve|reject|wa
 
 Every test works on a tenant and rows of its own and asserts on the database too."""
 import json
-import os
 import secrets
 import select
 import shutil
 import subprocess
-import time
 
 import pytest
-import requests
 
 from conftest import CTL, ROOT, Daemon, ctl
+from world import NO_LIMITS, World, err, newkey, ok, result, rpc, tool
 
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
 INTEROP = ROOT / "tests" / "interop"
 
 
@@ -54,111 +50,9 @@ EXTRA_TOOLS = [
 # ---------------------------------------------------------------------------------------
 # Requests
 
-def rpc(d, token, method, params=None, headers=None):
-    body = {"jsonrpc": "2.0", "id": 1, "method": method}
-    if params is not None:
-        body["params"] = params
-    h = dict(JSON)
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    h.update(headers or {})
-    return requests.post(d.url + "/rpc", data=json.dumps(body), headers=h, timeout=15)
-
-
-def call(d, token, name, args, **extra):
-    return rpc(d, token, "tools/call", {"name": name, "arguments": args, **extra})
-
-
-def ok(r):
-    """structuredContent of a CallToolResult that is not a tool error."""
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert "result" in body, body
-    assert body["result"]["isError"] is False, body
-    sc = body["result"]["structuredContent"]
-    assert json.loads(body["result"]["content"][0]["text"]) == sc
-    return sc
-
-
-def result(r):
-    body = r.json()
-    assert "result" in body, body
-    return body["result"]
-
-
-def err(r):
-    e = r.json()["error"]
-    return e["code"], e["data"]["reason"]
-
-
-def key(tag="k"):
-    return f"{tag}-{secrets.token_hex(6)}"
-
 
 # ---------------------------------------------------------------------------------------
 # The world: tenants and rows of our own
-
-class World:
-    def __init__(self, cluster, tools):
-        self.cluster = cluster
-        self.tools = tools
-        sfx = secrets.token_hex(3)
-        self.a, self.b = f"apa{sfx}", f"apb{sfx}"
-        for t in (self.a, self.b):
-            ctl("tenant", "add", t, "--db", cluster.operator_url)
-        self.cust = {t: self.customer(t) for t in (self.a, self.b)}
-        self.admin_key = f"{cluster.dir}/admin-ap{sfx}.key"
-        ctl("token", "admin-key", self.admin_key)
-        with open(self.admin_key) as f:
-            self.admin = f.read().strip()
-
-    def sql(self, tenant, sql):
-        return self.cluster.psql(f"SET ROLE tenant_{tenant}; {sql}")
-
-    def one(self, sql):
-        out = self.cluster.psql(sql).strip()
-        return out.split("\n")[-1] if out else None
-
-    def customer(self, t):
-        n = secrets.token_hex(4)
-        out = self.sql(t, f"INSERT INTO billing.customers (email, name) VALUES "
-                          f"('c{n}@{t}.example', 'Customer {n}') RETURNING id")
-        return int([x for x in out.split() if x.isdigit()][0])
-
-    def invoice(self, t, cust=None, status="open", amount="50.00"):
-        out = self.sql(t, f"INSERT INTO billing.invoices (customer_id, number, status, amount, "
-                          f"issued_at) VALUES ({cust or self.cust[t]}, 'INV-{secrets.token_hex(5)}', "
-                          f"'{status}', {amount}, now()) RETURNING id")
-        return int([x for x in out.split() if x.isdigit()][0])
-
-    def status(self, t, inv):
-        return self.sql(t, f"SELECT status FROM billing.invoices WHERE id = {inv}").split()[-1]
-
-    def amount(self, t, inv):
-        return self.sql(t, f"SELECT amount FROM billing.invoices WHERE id = {inv}").split()[-1]
-
-    def plan(self, plan_id):
-        out = self.cluster.psql(f"SELECT row_to_json(p) FROM airlock.plans p WHERE id = '{plan_id}'")
-        return json.loads(out) if out.strip() else None
-
-    def record(self, call_id):
-        out = self.cluster.psql(f"SELECT row_to_json(c) FROM airlock.calls c WHERE id = '{call_id}'")
-        return json.loads(out) if out.strip() else None
-
-    def mint(self, tenant, *tools, task=None, ttl="10m"):
-        argv = ["token", "mint", "--tenant", tenant, "--ttl", ttl, "--db", self.cluster.operator_url]
-        for t in tools:
-            argv += ["--tool", t]
-        if task:
-            argv += ["--task", task]
-        return ctl(*argv).stdout.strip()
-
-    def approver(self, tenant, name="Pat Lead", task=None, ttl="10m"):
-        argv = ["token", "mint", "--approver", name, "--tenant", tenant, "--ttl", ttl,
-                "--db", self.cluster.operator_url]
-        if task:
-            argv += ["--task", task]
-        return ctl(*argv).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +61,7 @@ def world(cluster, tmp_path_factory):
     shutil.copytree(ROOT / "tools", tools)
     for m in EXTRA_TOOLS:
         (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    return World(cluster, tools)
+    return World(cluster, "ap", tenants=2, customers=1, tools=tools, admin=True)
 
 
 @pytest.fixture(scope="module")
@@ -180,17 +74,17 @@ def gw(cluster, world):
 
 @pytest.fixture(scope="module")
 def agent(world):
-    return world.mint(world.a, "void_invoice", "void_required", "void_open_invoices",
-                      "set_amount", "update_invoice_status", task="agent-task")
+    return world.token(world.a, "void_invoice", "void_required", "void_open_invoices",
+                       "set_amount", "update_invoice_status", task="agent-task")
 
 
 # ---------------------------------------------------------------------------------------
 # 1. Approval as policy
 
 def test_required_write_is_held_as_a_preview(gw, world, agent):
-    inv = world.invoice(world.a)
+    inv = world.add_invoice(world.a, amount="50.00")
     # No idempotency key needed: nothing will be committed.
-    sc = ok(call(gw, agent, "void_required", {"invoice_id": inv}))
+    sc = ok(tool(gw, agent, "void_required", {"invoice_id": inv}))
     assert sc["status"] == "approval_required"
     assert sc["dry_run"] is True and sc["plan_id"] == sc["call_id"]
     assert sc["changes"][0]["action"] == "update"
@@ -199,8 +93,8 @@ def test_required_write_is_held_as_a_preview(gw, world, agent):
     assert sc["approval"] == {"four_eyes": False}
     assert world.status(world.a, inv) == "open"
     # With a key the same: the key is not used up.
-    k = key()
-    sc2 = ok(call(gw, agent, "void_required", {"invoice_id": inv}, idempotency_key=k))
+    k = newkey()
+    sc2 = ok(tool(gw, agent, "void_required", {"invoice_id": inv}, idempotency_key=k))
     assert sc2["status"] == "approval_required" and sc2["plan_id"] != sc["plan_id"]
     assert world.status(world.a, inv) == "open"
     assert world.one(f"SELECT count(*) FROM airlock.idempotency_keys WHERE key = '{k}'") == "0"
@@ -212,57 +106,57 @@ def test_required_write_is_held_as_a_preview(gw, world, agent):
     assert rec["dry_run"] is True and rec["outcome"] == "ok"
     assert rec["reason"] == "approval_required" and rec["idempotency_key"] is None
     # A commit of the pending plan is refused, and changes nothing.
-    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=sc["plan_id"],
-             idempotency_key=key())
+    r = tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=sc["plan_id"],
+             idempotency_key=newkey())
     assert err(r) == (403, "approval_pending")
     assert world.status(world.a, inv) == "open"
 
 
 def test_a_write_that_changes_nothing_needs_no_approval(gw, world, agent):
-    inv = world.invoice(world.a, status="void")
+    inv = world.add_invoice(world.a, status="void", amount="50.00")
     # void_invoice voids open invoices only: nothing to approve, nothing held.
-    sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, idempotency_key=key()))
+    sc = ok(tool(gw, agent, "void_invoice", {"invoice_id": inv}, idempotency_key=newkey()))
     assert sc["dry_run"] is False and sc["row_count"] == 0 and "status" not in sc
     assert world.one(f"SELECT count(*) FROM airlock.plans WHERE tenant = '{world.a}' AND "
                      f"id = '{sc['call_id']}'") == "0"
     assert world.status(world.a, inv) == "void"
     # Without a key it is only a preview: nothing commits without one.
-    sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}))
+    sc = ok(tool(gw, agent, "void_invoice", {"invoice_id": inv}))
     assert sc["dry_run"] is True and sc["row_count"] == 0 and "status" not in sc
 
 
 def test_explicit_preview_of_a_held_tool_waits_too(gw, world, agent):
-    inv = world.invoice(world.a)
-    sc = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, dry_run=True))
+    inv = world.add_invoice(world.a, amount="50.00")
+    sc = ok(tool(gw, agent, "void_invoice", {"invoice_id": inv}, dry_run=True))
     assert sc["status"] == "approval_required" and sc["approval"] == {"four_eyes": True}
     assert world.plan(sc["plan_id"])["four_eyes"] is True
     # A tool without approval previews as before: no status, no pending plan.
-    sc = ok(call(gw, agent, "update_invoice_status", {"invoice_id": inv, "status": "paid"},
+    sc = ok(tool(gw, agent, "update_invoice_status", {"invoice_id": inv, "status": "paid"},
                  dry_run=True))
     assert "status" not in sc and world.plan(sc["plan_id"])["approval"] is None
 
 
 def test_threshold_on_rows(gw, world, agent):
-    one = world.customer(world.a)
-    inv = world.invoice(world.a, one)
-    sc = ok(call(gw, agent, "void_open_invoices", {"customer_id": one}, idempotency_key=key()))
+    one = world.add_customer(world.a)
+    inv = world.add_invoice(world.a, one, amount="50.00")
+    sc = ok(tool(gw, agent, "void_open_invoices", {"customer_id": one}, idempotency_key=newkey()))
     assert sc["dry_run"] is False and "status" not in sc
     assert world.status(world.a, inv) == "void"
-    many = world.customer(world.a)
-    invs = [world.invoice(world.a, many) for _ in range(3)]
-    sc = ok(call(gw, agent, "void_open_invoices", {"customer_id": many}, idempotency_key=key()))
+    many = world.add_customer(world.a)
+    invs = [world.add_invoice(world.a, many, amount="50.00") for _ in range(3)]
+    sc = ok(tool(gw, agent, "void_open_invoices", {"customer_id": many}, idempotency_key=newkey()))
     assert sc["status"] == "approval_required" and sc["dry_run"] is True
     assert len(sc["changes"]) == 3
     assert [world.status(world.a, i) for i in invs] == ["open"] * 3
 
 
 def test_threshold_on_an_argument(gw, world, agent):
-    inv = world.invoice(world.a)
-    sc = ok(call(gw, agent, "set_amount", {"invoice_id": inv, "amount": "99.99"},
-                 idempotency_key=key()))
+    inv = world.add_invoice(world.a, amount="50.00")
+    sc = ok(tool(gw, agent, "set_amount", {"invoice_id": inv, "amount": "99.99"},
+                 idempotency_key=newkey()))
     assert sc["dry_run"] is False and world.amount(world.a, inv) == "99.99"
-    sc = ok(call(gw, agent, "set_amount", {"invoice_id": inv, "amount": "100.01"},
-                 idempotency_key=key()))
+    sc = ok(tool(gw, agent, "set_amount", {"invoice_id": inv, "amount": "100.01"},
+                 idempotency_key=newkey()))
     assert sc["status"] == "approval_required"
     assert world.amount(world.a, inv) == "99.99"
 
@@ -274,7 +168,7 @@ def test_held_result_conforms_to_the_output_schema(gw, world, agent):
     assert node is not None, "node is missing: run `make bootstrap`"
     assert (INTEROP / "node_modules" / "@modelcontextprotocol" / "sdk").exists(), \
         "the MCP SDK is not installed: run `make interop-deps`"
-    inv = world.invoice(world.a)
+    inv = world.add_invoice(world.a, amount="50.00")
     p = subprocess.run([node, str(INTEROP / "mcp_client.mjs"), gw.url + "/mcp", agent],
                        input=json.dumps({"calls": [
                            {"name": "void_invoice", "arguments": {"invoice_id": inv}}]}),
@@ -319,10 +213,10 @@ def test_manifest_checks(cluster, tmp_path):
 # ---------------------------------------------------------------------------------------
 # 2. Approvers
 
-def held(gw, agent, world, tool="void_required", args=None):
+def held(gw, agent, world, name="void_required", args=None):
     """A held call on a fresh open invoice of tenant a: (invoice, plan_id)."""
-    inv = world.invoice(world.a)
-    sc = ok(call(gw, agent, tool, args or {"invoice_id": inv}, idempotency_key=key()))
+    inv = world.add_invoice(world.a, amount="50.00")
+    sc = ok(tool(gw, agent, name, args or {"invoice_id": inv}, idempotency_key=newkey()))
     assert sc["status"] == "approval_required"
     return inv, sc["plan_id"]
 
@@ -338,7 +232,7 @@ def test_approver_tokens_call_no_tools(gw, world, agent):
     appr = world.approver(world.a, "Pat Lead")
     listed = ctl("token", "list", "--tenant", world.a, "--db", world.cluster.operator_url).stdout
     assert "approver:Pat Lead" in listed
-    r = call(gw, appr, "void_required", {"invoice_id": 1}, idempotency_key=key())
+    r = tool(gw, appr, "void_required", {"invoice_id": 1}, idempotency_key=newkey())
     assert err(r) == (403, "tool_not_granted") and "approver" in r.json()["error"]["message"]
     assert result(rpc(gw, appr, "tools/list"))["tools"] == []
     me = result(rpc(gw, appr, "airlock/tokens.self"))
@@ -373,12 +267,12 @@ def test_approve_then_apply(gw, world, agent):
     sc = result(decide(gw, appr, plan_id, note="customer asked, ticket 42"))
     assert sc["status"] == "approved" and sc["approver"] == "Pat Lead"
     assert world.status(world.a, inv) == "open"  # an approval changes nothing by itself
-    k = key("apply")
-    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id, idempotency_key=k)
+    k = newkey("apply")
+    r = tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id, idempotency_key=k)
     applied = ok(r)
     assert applied["dry_run"] is False and applied["plan_id"] == plan_id
     assert world.status(world.a, inv) == "void"
-    again = ok(call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+    again = ok(tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
                     idempotency_key=k))
     assert again["replayed"] is True and again["call_id"] == applied["call_id"]
     p = world.plan(plan_id)
@@ -396,8 +290,8 @@ def test_reject_then_apply_is_refused(gw, world, agent):
     inv, plan_id = held(gw, agent, world)
     sc = result(decide(gw, appr, plan_id, approve=False, note="not this one"))
     assert sc["status"] == "rejected"
-    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
-             idempotency_key=key())
+    r = tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+             idempotency_key=newkey())
     assert err(r) == (403, "plan_rejected")
     assert world.status(world.a, inv) == "open"
     assert world.plan(plan_id)["approval"] == "rejected"
@@ -408,15 +302,15 @@ def test_an_approval_never_covers_a_changed_world(gw, world, agent):
     inv, plan_id = held(gw, agent, world)
     result(decide(gw, appr, plan_id))
     world.sql(world.a, f"UPDATE billing.invoices SET amount = amount + 1 WHERE id = {inv}")
-    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
-             idempotency_key=key())
+    r = tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+             idempotency_key=newkey())
     assert err(r) == (409, "plan_stale")
     assert world.status(world.a, inv) == "open"
     # Other arguments are another plan.
     inv2, plan2 = held(gw, agent, world)
     result(decide(gw, appr, plan2))
-    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan2,
-             idempotency_key=key())
+    r = tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan2,
+             idempotency_key=newkey())
     assert err(r) == (409, "plan_mismatch")
     assert world.status(world.a, inv2) == "open"
 
@@ -427,8 +321,8 @@ def test_approvals_expire_with_their_plan(gw, world, agent):
     result(decide(gw, appr, plan_id))
     world.cluster.psql(f"UPDATE airlock.plans SET expires_at = now() - interval '1 second' "
                        f"WHERE id = '{plan_id}'")
-    r = call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
-             idempotency_key=key())
+    r = tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+             idempotency_key=newkey())
     assert err(r) == (409, "plan_expired")
     assert world.status(world.a, inv) == "open"
     # A pending plan past its time can no longer be approved.
@@ -462,13 +356,13 @@ def test_an_approver_decides_only_its_tenants_plans(gw, world, agent):
 def test_four_eyes(gw, world, agent):
     same_task = world.approver(world.a, "Same Task", task="agent-task")
     other_task = world.approver(world.a, "Other Task", task="lead-task")
-    inv, plan_id = held(gw, agent, world, tool="void_invoice")
+    inv, plan_id = held(gw, agent, world, name="void_invoice")
     assert err(decide(gw, same_task, plan_id)) == (403, "four_eyes")
     assert world.plan(plan_id)["approval"] == "pending"
     # Rejecting one's own is allowed: it only stops a write.
     result(decide(gw, other_task, plan_id))
-    ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
-            idempotency_key=key()))
+    ok(tool(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
+            idempotency_key=newkey()))
     assert world.status(world.a, inv) == "void"
     # Without four eyes the same task may approve.
     inv, plan_id = held(gw, agent, world)
@@ -490,12 +384,12 @@ def test_airlockctl_plan(gw, world, agent):
     assert p["approval"] == "approved" and p["approver"] == "Sam Ops"
     assert p["decided_by"] == "operator" and p["note"] == "ok by phone"
     assert ctl("plan", "approve", plan_id, *db, check=False).returncode == 65
-    ok(call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
-            idempotency_key=key()))
+    ok(tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+            idempotency_key=newkey()))
     inv, plan_id = held(gw, agent, world)
     ctl("plan", "reject", plan_id, "--note", "no", *db)
-    assert err(call(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
-                    idempotency_key=key())) == (403, "plan_rejected")
+    assert err(tool(gw, agent, "void_required", {"invoice_id": inv}, plan_id=plan_id,
+                    idempotency_key=newkey())) == (403, "plan_rejected")
     assert ctl("plan", "show", "00000000-0000-4000-8000-000000000000", *db,
                check=False).returncode == 65
 
@@ -506,16 +400,16 @@ def test_airlockctl_plan(gw, world, agent):
 def test_every_step_is_in_the_chained_record(gw, world, agent):
     db = ("--db", world.cluster.operator_url)
     appr = world.approver(world.a, "Pat Lead", task="lead-42")
-    inv, plan_id = held(gw, agent, world, tool="void_invoice")
+    inv, plan_id = held(gw, agent, world, name="void_invoice")
     same = world.approver(world.a, "Self", task="agent-task")
     assert err(decide(gw, same, plan_id)) == (403, "four_eyes")
     result(decide(gw, appr, plan_id, note="checked with the customer"))
-    applied = ok(call(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
-                      idempotency_key=key()))
-    inv2, rejected = held(gw, agent, world, tool="void_invoice")
+    applied = ok(tool(gw, agent, "void_invoice", {"invoice_id": inv}, plan_id=plan_id,
+                      idempotency_key=newkey()))
+    inv2, rejected = held(gw, agent, world, name="void_invoice")
     result(decide(gw, appr, rejected, approve=False, note="duplicate request"))
-    r = call(gw, agent, "void_invoice", {"invoice_id": inv2}, plan_id=rejected,
-             idempotency_key=key())
+    r = tool(gw, agent, "void_invoice", {"invoice_id": inv2}, plan_id=rejected,
+             idempotency_key=newkey())
     assert err(r) == (403, "plan_rejected")
 
     ctl("audit", "seal", *db)
@@ -562,7 +456,7 @@ def test_every_step_is_in_the_chained_record(gw, world, agent):
 # 4. The airlock_plans channel and airlockctl plan watch
 
 def test_plan_watch_prints_pending_plans_as_they_come(gw, world, agent):
-    agent_b = world.mint(world.b, "void_required", task="agent-b")
+    agent_b = world.token(world.b, "void_required", task="agent-b")
     w = subprocess.Popen([str(CTL), "plan", "watch", "--tenant", world.a, "--count", "2",
                           "--db", world.cluster.operator_url], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -570,13 +464,13 @@ def test_plan_watch_prints_pending_plans_as_they_come(gw, world, agent):
         # It says when it listens; what comes after that is seen.
         ready, _, _ = select.select([w.stderr], [], [], 15)
         assert ready and "watching" in w.stderr.readline()
-        inv_b = world.invoice(world.b)
-        ok(call(gw, agent_b, "void_required", {"invoice_id": inv_b}))   # another tenant's
+        inv_b = world.add_invoice(world.b, amount="50.00")
+        ok(tool(gw, agent_b, "void_required", {"invoice_id": inv_b}))   # another tenant's
         _, first = held(gw, agent, world)
         # A plain preview of a tool without approval is not announced.
-        ok(call(gw, agent, "update_invoice_status", {"invoice_id": inv_b, "status": "paid"},
+        ok(tool(gw, agent, "update_invoice_status", {"invoice_id": inv_b, "status": "paid"},
                 dry_run=True))
-        _, second = held(gw, agent, world, tool="void_invoice")
+        _, second = held(gw, agent, world, name="void_invoice")
         out, errs = w.communicate(timeout=15)
     finally:
         if w.poll() is None:

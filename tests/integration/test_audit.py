@@ -15,24 +15,14 @@ import pytest
 import requests
 
 from conftest import CTL, ROOT, ctl, own_cluster
+from world import JSON, World, token_id, tool, wait_until
 
-JSON = {"Content-Type": "application/json"}
 AUDIT_TABLES = ["calls", "changes", "refusals", "checkpoints", "sealed", "tenant_checkpoints"]
 A_COLUMN = {"calls": "tenant", "changes": "tenant", "refusals": "client", "checkpoints": "kind",
             "sealed": "tenant", "tenant_checkpoints": "tenant"}
 FAST = ["--rate-client", "100000/100000", "--rate-token", "100000/100000",
         "--rate-tenant", "100000/100000"]
 ALL_TOOLS = ["get_customer", "lookup_invoices", "update_invoice_status", "add_support_note"]
-
-
-def rpc(d, token, name, args, **extra):
-    params = {"name": name, "arguments": args}
-    params.update(extra)
-    h = dict(JSON)
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    return requests.post(d.url + "/rpc", headers=h, timeout=15, data=json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}))
 
 
 def audit(c, *args, check=False):
@@ -80,47 +70,29 @@ def as_attacker(c, sql):
            " ALTER TABLE airlock.tenant_checkpoints DISABLE TRIGGER USER;" + sql)
 
 
-class World:
-    """A tenant of our own on the shared cluster, with customers, invoices and a token."""
-
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.t = f"au{secrets.token_hex(3)}"
-        ctl("tenant", "add", self.t, "--db", cluster.operator_url)
-        out = cluster.psql(
-            f"SET ROLE tenant_{self.t}; INSERT INTO billing.customers (email, name, company) VALUES"
-            f" ('a@{self.t}.example', 'Ada', 'Co'), ('b@{self.t}.example', 'Bob', 'Co') RETURNING id")
-        self.cust = [int(x) for x in out.split() if x.isdigit()]
-        out = cluster.psql(
-            f"SET ROLE tenant_{self.t}; INSERT INTO billing.invoices (customer_id, number, status,"
-            f" amount, issued_at) VALUES ({self.cust[0]}, '{self.t}-1', 'open', 100.10, now())"
-            f" RETURNING id")
-        self.inv = [int(x) for x in out.split() if x.isdigit()][0]
-        self.token = self.mint()
-
-    def mint(self, tools=ALL_TOOLS):
-        argv = ["token", "mint", "--tenant", self.t, "--ttl", "10m", "--db", self.cluster.operator_url]
-        for name in tools:
-            argv += ["--tool", name]
-        return ctl(*argv).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def world(cluster):
-    return World(cluster)
+    """A tenant of our own with two customers, an invoice of the first, and a token
+    (world.tok)."""
+    w = World(cluster, "au", tenants=1, grant=ALL_TOOLS)
+    for email, name in (("a", "Ada"), ("b", "Bob")):
+        w.add_customer(w.a, email=f"{email}@{w.a}.example", name=name, company="Co")
+    w.inv = w.add_invoice(w.a, number=f"{w.a}-1", issued="now()")
+    w.tok = w.mint(w.a)
+    return w
 
 
 def test_every_writer_gets_a_digest_over_the_canonical_form(cluster, start_daemon, world):
     d = start_daemon()
-    r = rpc(d, world.token, "get_customer", {"customer_id": world.cust[0]})
+    r = tool(d, world.tok, "get_customer", {"customer_id": world.cust[world.a][0]})
     call_id = r.json()["result"]["structuredContent"]["call_id"]
-    rpc(d, "alk_" + "A" * 43, "get_customer", {"customer_id": 1})
-    rpc(d, world.token, "update_invoice_status", {"invoice_id": world.inv, "status": "open"},
+    tool(d, "alk_" + "A" * 43, "get_customer", {"customer_id": 1})
+    tool(d, world.tok, "update_invoice_status", {"invoice_id": world.inv, "status": "open"},
         idempotency_key=secrets.token_hex(8))
-    world.mint()            # airlockctl's own record
+    world.mint(world.a)            # airlockctl's own record
     # The digest is SHA-256 of the UTF-8 text of the canonical form, for every row.
     rows = cluster.psql(f"SELECT c.id, c.digest, airlock.call_canonical(c) FROM airlock.calls c"
-                        f" WHERE c.tenant = '{world.t}'").strip().splitlines()
+                        f" WHERE c.tenant = '{world.a}'").strip().splitlines()
     assert len(rows) >= 3
     for row in rows:
         cid, digest, canonical = row.split("|", 2)
@@ -131,7 +103,7 @@ def test_every_writer_gets_a_digest_over_the_canonical_form(cluster, start_daemo
     assert sorted(one) == sorted(["id", "seq", "at", "tenant", "token_id", "task", "method", "tool",
                                   "arguments", "dry_run", "idempotency_key", "plan_id", "outcome",
                                   "reason", "duration_ms", "result_digest", "client", "egress"])
-    assert one["at"].endswith("Z") and one["arguments"] == {"customer_id": world.cust[0]}
+    assert one["at"].endswith("Z") and one["arguments"] == {"customer_id": world.cust[world.a][0]}
     # A writer cannot choose its digest: the trigger sets it.
     cluster.psql("INSERT INTO airlock.calls (id, at, method, outcome, digest) VALUES"
                  " (gen_random_uuid(), now(), 'ping', 'ok', 'forged')")
@@ -270,11 +242,11 @@ def test_many_clients_and_two_daemons_make_a_log_that_verifies(cluster, start_da
     def client(d, n):
         for i in range(n):
             if i % 5 == 4:
-                r = rpc(d, world.token, "update_invoice_status",
+                r = tool(d, world.tok, "update_invoice_status",
                         {"invoice_id": world.inv, "status": "open"},
                         idempotency_key=secrets.token_hex(8), dry_run=(i % 2 == 0))
             else:
-                r = rpc(d, world.token, "get_customer", {"customer_id": world.cust[i % 2]})
+                r = tool(d, world.tok, "get_customer", {"customer_id": world.cust[world.a][i % 2]})
             body = r.json()
             if "result" not in body:
                 errors.append(body)
@@ -290,15 +262,14 @@ def test_many_clients_and_two_daemons_make_a_log_that_verifies(cluster, start_da
     assert not errors and len(ids) == 200
     # The daemons' sealers seal them within a few seconds, without airlockctl.
     id_list = ",".join(f"'{i}'" for i in ids)
-    deadline = time.monotonic() + 15
-    while cluster.psql(f"SELECT count(*) FROM airlock.sealed WHERE call_id IN ({id_list})") != "200\n":
-        assert time.monotonic() < deadline, "the daemons did not seal the records"
-        time.sleep(0.3)
+    wait_until(lambda: cluster.psql(f"SELECT count(*) FROM airlock.sealed"
+                                    f" WHERE call_id IN ({id_list})") == "200\n",
+               timeout=15, every=0.3, what="the daemons' sealers sealing the records")
     # Every checkpoint has its own id: two sealers never made the same one.
     assert cluster.psql("SELECT count(*) = count(DISTINCT prev_hash) FROM airlock.checkpoints") == "t\n"
     anchor = seal(cluster)
     intact(cluster, "--anchor", anchor)
-    intact(cluster, "--tenant", world.t)
+    intact(cluster, "--tenant", world.a)
 
 
 def test_refusals_are_counted_per_address_and_second(cluster, start_daemon):
@@ -306,27 +277,25 @@ def test_refusals_are_counted_per_address_and_second(cluster, start_daemon):
     start = cluster.psql("SELECT now()").strip()
     t0 = time.monotonic()
     for _ in range(400):
-        assert rpc(d, "alk_" + "B" * 43, "get_customer", {"customer_id": 1}).status_code == 401
+        assert tool(d, "alk_" + "B" * 43, "get_customer", {"customer_id": 1}).status_code == 401
     seconds = int(time.monotonic() - t0) + 2
-    deadline = time.monotonic() + 10
     q = (f"SELECT count(*), coalesce(sum(count), 0) FROM airlock.refusals"
          f" WHERE second >= date_trunc('second', '{start}'::timestamptz) AND client = '127.0.0.1'"
          f" AND reason = 'token_invalid'")
-    while cluster.psql(q).split("|")[1].strip() != "400":
-        assert time.monotonic() < deadline, cluster.psql(q)
-        time.sleep(0.3)
+    wait_until(lambda: cluster.psql(q).split("|")[1].strip() == "400", timeout=10, every=0.3,
+               what="the 400 refusals counted")
     rows = int(cluster.psql(q).split("|")[0])
     assert rows <= seconds, (rows, seconds)      # one row per second, not one per refusal
 
 
 def test_export_streams_jsonl_with_stable_fields(cluster, start_daemon, world):
     d = start_daemon()
-    rpc(d, world.token, "get_customer", {"customer_id": world.cust[1]})
-    rpc(d, world.token, "update_invoice_status", {"invoice_id": world.inv, "status": "open"},
+    tool(d, world.tok, "get_customer", {"customer_id": world.cust[world.a][1]})
+    tool(d, world.tok, "update_invoice_status", {"invoice_id": world.inv, "status": "open"},
         idempotency_key=secrets.token_hex(8))
-    p = audit(cluster, "export", "--format", "jsonl", "--tenant", world.t, check=True)
+    p = audit(cluster, "export", "--format", "jsonl", "--tenant", world.a, check=True)
     lines = [json.loads(x) for x in p.stdout.splitlines()]
-    assert len(lines) == int(cluster.psql(f"SELECT count(*) FROM airlock.calls WHERE tenant = '{world.t}'"))
+    assert len(lines) == int(cluster.psql(f"SELECT count(*) FROM airlock.calls WHERE tenant = '{world.a}'"))
     fields = {"id", "seq", "at", "tenant", "token_id", "task", "method", "tool", "arguments",
               "dry_run", "idempotency_key", "plan_id", "outcome", "reason", "duration_ms",
               "result_digest", "client", "egress", "trace_id", "digest", "checkpoint", "changes"}
@@ -358,12 +327,12 @@ def test_export_takes_constant_memory():
 
 def test_replay_reports_match_difference_refusal_and_not_replayable(cluster, start_daemon, world):
     d = start_daemon()
-    tok = world.mint()
-    match = rpc(d, tok, "lookup_invoices", {"customer_id": world.cust[1]}).json()
-    changed = rpc(d, tok, "get_customer", {"customer_id": world.cust[0]}).json()
-    write = rpc(d, tok, "update_invoice_status", {"invoice_id": world.inv, "status": "void"},
+    tok = world.mint(world.a)
+    match = tool(d, tok, "lookup_invoices", {"customer_id": world.cust[world.a][1]}).json()
+    changed = tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0]}).json()
+    write = tool(d, tok, "update_invoice_status", {"invoice_id": world.inv, "status": "void"},
                 idempotency_key=secrets.token_hex(8)).json()
-    note = rpc(d, tok, "add_support_note", {"customer_id": world.cust[1], "body": "hello"},
+    note = tool(d, tok, "add_support_note", {"customer_id": world.cust[world.a][1], "body": "hello"},
                idempotency_key=secrets.token_hex(8)).json()
     ids = {k: v["result"]["structuredContent"]["call_id"]
            for k, v in [("match", match), ("changed", changed), ("write", write), ("note", note)]}
@@ -374,15 +343,15 @@ def test_replay_reports_match_difference_refusal_and_not_replayable(cluster, sta
     code_id, sens_id, gone_id = fmt(code_id), fmt(sens_id), fmt(gone_id)
     cluster.psql(
         "INSERT INTO airlock.calls (id, at, tenant, method, tool, arguments, outcome) VALUES"
-        f" ('{code_id}', now(), '{world.t}', 'tools/call', 'run_sh', '{{\"code\": \"echo\"}}', 'ok'),"
-        f" ('{sens_id}', now(), '{world.t}', 'tools/call', 'get_customer',"
+        f" ('{code_id}', now(), '{world.a}', 'tools/call', 'run_sh', '{{\"code\": \"echo\"}}', 'ok'),"
+        f" ('{sens_id}', now(), '{world.a}', 'tools/call', 'get_customer',"
         f"  '{{\"customer_id\": {{\"sha256\": \"{'0' * 64}\"}}}}', 'ok'),"
-        f" ('{gone_id}', now(), '{world.t}', 'tools/call', 'no_such_tool', '{{}}', 'ok')")
+        f" ('{gone_id}', now(), '{world.a}', 'tools/call', 'no_such_tool', '{{}}', 'ok')")
     # The data changes: the customer's name, the invoice's amount.
-    cluster.psql(f"SET ROLE tenant_{world.t}; UPDATE billing.customers SET name = 'Ada Lovelace'"
-                 f" WHERE id = {world.cust[0]}; UPDATE billing.invoices SET amount = 1.00,"
+    cluster.psql(f"SET ROLE tenant_{world.a}; UPDATE billing.customers SET name = 'Ada Lovelace'"
+                 f" WHERE id = {world.cust[world.a][0]}; UPDATE billing.invoices SET amount = 1.00,"
                  f" status = 'open' WHERE id = {world.inv}")
-    p = ctl("audit", "replay", "--tenant", world.t, "--json", "--tools", ROOT / "tools",
+    p = ctl("audit", "replay", "--tenant", world.a, "--json", "--tools", ROOT / "tools",
             "--db", cluster.operator_url, check=False)
     assert p.returncode == 65, p.stderr
     out = [json.loads(x) for x in p.stdout.splitlines()]
@@ -402,10 +371,10 @@ def test_replay_reports_match_difference_refusal_and_not_replayable(cluster, sta
     summary = out[-1]["summary"]
     assert summary["differs"] >= 2 and summary["not_replayable"] >= 2 and summary["match"] >= 2
     # Replays change nothing: the invoice is as the operator left it.
-    assert cluster.psql(f"SET ROLE tenant_{world.t}; SELECT status FROM billing.invoices"
+    assert cluster.psql(f"SET ROLE tenant_{world.a}; SELECT status FROM billing.invoices"
                         f" WHERE id = {world.inv}").strip().splitlines()[-1] == "open"
     # The human form ends with a summary table.
-    p = ctl("audit", "replay", "--tenant", world.t, "--tools", ROOT / "tools",
+    p = ctl("audit", "replay", "--tenant", world.a, "--tools", ROOT / "tools",
             "--db", cluster.operator_url, check=False)
     assert "not replayable" in p.stdout and f"{ids['changed']}  get_customer  differs" in p.stdout
 
@@ -414,6 +383,8 @@ def test_archive_then_verify_passes(tmp_path):
     with own_db() as c:
         old = add_records(c, "acme", 5) + add_records(c, "beta", 2)
         first = seal(c)
+        # The archive cuts by time: the old records and the new ones must lie on either
+        # side of `before`, in different seconds.
         time.sleep(1.1)
         before = c.psql("SELECT now()").strip()
         time.sleep(0.1)
@@ -463,27 +434,23 @@ def call_ids_of(c, token_id):
                   f" ORDER BY seq").split()
 
 
-def token_id(tok):
-    return hashlib.sha256(tok.encode()).hexdigest()[:12]
-
-
 def test_refused_calls_record_a_digest_and_a_prefix(cluster, start_daemon, world):
     d = start_daemon(*FAST)
-    tok = world.mint(["get_customer"])
+    tok = world.mint(world.a, tools=["get_customer"])
     tid = token_id(tok)
-    sent = {"customer_id": world.cust[0], "junk": JUNK}
+    sent = {"customer_id": world.cust[world.a][0], "junk": JUNK}
     # Not granted, arguments the schema refuses, and (below) over the quota: each refusal
     # keeps what was sent as a keyed digest, its size and a short prefix.
-    r = rpc(d, tok, "lookup_invoices", sent)
+    r = tool(d, tok, "lookup_invoices", sent)
     assert r.json()["error"]["data"]["reason"] == "tool_not_granted"
-    r = rpc(d, tok, "get_customer", sent)
+    r = tool(d, tok, "get_customer", sent)
     assert r.json()["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
-    q = ctl("token", "mint", "--tenant", world.t, "--ttl", "10m", "--tool", "get_customer",
+    q = ctl("token", "mint", "--tenant", world.a, "--ttl", "10m", "--tool", "get_customer",
             "--max-calls", "1", "--db", cluster.operator_url).stdout.strip()
-    assert "result" in rpc(d, q, "get_customer", {"customer_id": world.cust[0]}).json()
-    r = rpc(d, q, "get_customer", {"customer_id": world.cust[0], "junk": JUNK})
+    assert "result" in tool(d, q, "get_customer", {"customer_id": world.cust[world.a][0]}).json()
+    r = tool(d, q, "get_customer", {"customer_id": world.cust[world.a][0], "junk": JUNK})
     assert r.json()["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
-    r = rpc(d, q, "get_customer", {"customer_id": world.cust[0] + 1000})
+    r = tool(d, q, "get_customer", {"customer_id": world.cust[world.a][0] + 1000})
     assert r.json()["error"]["data"]["reason"] == "quota_exhausted"
     # A revert with an enormous call id is refused with its record bounded too.
     r = requests.post(d.url + "/rpc", timeout=15, headers={**JSON, "Authorization": f"Bearer {tok}"},
@@ -502,15 +469,15 @@ def test_refused_calls_record_a_digest_and_a_prefix(cluster, start_daemon, world
         assert a["prefix"].startswith('{"customer_id":')
     assert args_of(cluster, mine[2])["bytes"] > len(JUNK)
     # The accepted call keeps its arguments; the one over the quota is kept as a digest.
-    assert args_of(cluster, theirs[0]) == {"customer_id": world.cust[0]}
+    assert args_of(cluster, theirs[0]) == {"customer_id": world.cust[world.a][0]}
     assert "hmac_sha256" in args_of(cluster, theirs[2])
 
 
 def test_accepted_arguments_are_capped_too(cluster, start_daemon, world):
     d = start_daemon(*FAST)
-    tok = world.mint(["run_python"])
+    tok = world.mint(world.a, tools=["run_python"])
     code = "print(1)  # " + "x" * 90000
-    r = rpc(d, tok, "run_python", {"code": code}, dry_run=True)
+    r = tool(d, tok, "run_python", {"code": code}, dry_run=True)
     cid = r.json()["result"]["structuredContent"]["call_id"]
     a = args_of(cluster, cid)
     assert set(a) == {"hmac_sha256", "bytes", "prefix"} and a["bytes"] > 90000
@@ -520,9 +487,9 @@ def test_accepted_arguments_are_capped_too(cluster, start_daemon, world):
 
 def test_rate_limited_refusals_of_a_token_are_counted(cluster, start_daemon, world):
     d = start_daemon("--rate-token", "0.01/2", "--rate-client", "0/0", "--rate-tenant", "0/0")
-    tok = world.mint(["get_customer"])
+    tok = world.mint(world.a, tools=["get_customer"])
     tid = token_id(tok)
-    codes = [rpc(d, tok, "get_customer", {"customer_id": world.cust[0], "junk": JUNK}).status_code
+    codes = [tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0], "junk": JUNK}).status_code
              for _ in range(30)]
     limited = codes.count(429)
     assert limited >= 25, codes
@@ -530,30 +497,26 @@ def test_rate_limited_refusals_of_a_token_are_counted(cluster, start_daemon, wor
     assert len(call_ids_of(cluster, tid)) == 30 - limited
     q = (f"SELECT coalesce(sum(count), 0), count(*) FROM airlock.refusals"
          f" WHERE token_id = '{tid}' AND reason = 'rate_limited'")
-    deadline = time.monotonic() + 10
-    while int(cluster.psql(q).split("|")[0]) < limited:
-        assert time.monotonic() < deadline, cluster.psql(q)
-        time.sleep(0.3)
+    wait_until(lambda: int(cluster.psql(q).split("|")[0]) >= limited, timeout=10, every=0.3,
+               what="the rate-limited refusals counted")
     total, rows = map(int, cluster.psql(q).split("|"))
     assert total == limited and rows <= 5
 
 
 def test_refusals_of_revoked_and_expired_tokens_keep_the_token_id(cluster, start_daemon, world):
     d = start_daemon(*FAST)
-    revoked, expired = world.mint(), world.mint()
+    revoked, expired = world.mint(world.a), world.mint(world.a)
     ctl("token", "revoke", token_id(revoked), "--db", cluster.operator_url)
     cluster.psql(f"UPDATE airlock.tokens SET expires_at = now() - interval '1 s'"
                  f" WHERE id = '{token_id(expired)}'")
     for tok, reason in ((revoked, "token_revoked"), (expired, "token_expired")):
-        r = rpc(d, tok, "get_customer", {"customer_id": world.cust[0]})
+        r = tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0]})
         assert r.status_code == 401 and r.json()["error"]["data"]["reason"] == reason
     for tok, reason in ((revoked, "token_revoked"), (expired, "token_expired")):
         q = (f"SELECT coalesce(sum(count), 0) FROM airlock.refusals WHERE token_id ="
              f" '{token_id(tok)}' AND reason = '{reason}'")
-        deadline = time.monotonic() + 10
-        while cluster.psql(q).strip() != "1":
-            assert time.monotonic() < deadline, cluster.psql(q)
-            time.sleep(0.3)
+        wait_until(lambda: cluster.psql(q).strip() == "1", timeout=10, every=0.3,
+                   what=f"the {reason} refusal counted")
 
 
 # ---------------------------------------------------------------------------------------
@@ -599,26 +562,26 @@ def keyed(c, value):
 def test_sensitive_values_are_kept_as_keyed_digests_only(cluster, start_daemon, world, tmp_path):
     tools = secret_catalog(tmp_path)
     d = start_daemon("--tools", str(tools), *FAST)
-    tok = world.mint(["note_secret", "customer_by_email", "run_python", "get_customer"])
+    tok = world.mint(world.a, tools=["note_secret", "customer_by_email", "run_python", "get_customer"])
     secret = f"S3cr3t-{secrets.token_hex(6)}"
     pin = f"4{secrets.token_hex(2)}"
     key = secrets.token_hex(8)
     # A write with a sensitive argument, its preview and its replay.
-    pv = rpc(d, tok, "note_secret", {"customer_id": world.cust[0], "body": secret}, dry_run=True)
+    pv = tool(d, tok, "note_secret", {"customer_id": world.cust[world.a][0], "body": secret}, dry_run=True)
     pv = pv.json()["result"]["structuredContent"]
-    args = {"customer_id": world.cust[0], "body": secret}
-    w = rpc(d, tok, "note_secret", args, idempotency_key=key, plan_id=pv["plan_id"]).json()
+    args = {"customer_id": world.cust[world.a][0], "body": secret}
+    w = tool(d, tok, "note_secret", args, idempotency_key=key, plan_id=pv["plan_id"]).json()
     assert w["result"]["isError"] is False, w
-    again = rpc(d, tok, "note_secret", args, idempotency_key=key).json()
+    again = tool(d, tok, "note_secret", args, idempotency_key=key).json()
     assert again["result"]["structuredContent"]["replayed"] is True
     assert secret not in json.dumps(w) and secret not in json.dumps(pv)
     # A code tool's input_tool with a sensitive argument (a dry run: nothing runs).
-    email = f"a@{world.t}.example"
-    r = rpc(d, tok, "run_python", {"code": "print(1)", "input_tool": {
+    email = f"a@{world.a}.example"
+    r = tool(d, tok, "run_python", {"code": "print(1)", "input_tool": {
         "name": "customer_by_email", "arguments": {"email": email}}}, dry_run=True).json()
     code_id = r["result"]["structuredContent"]["call_id"]
     # An unknown argument, refused: neither its name nor its value is kept in clear.
-    r = rpc(d, tok, "get_customer", {"customer_id": world.cust[0], "pin_code": pin}).json()
+    r = tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0], "pin_code": pin}).json()
     assert r["result"]["structuredContent"]["error"]["reason"] == "invalid_arguments"
     refused_id = r["result"]["structuredContent"]["call_id"]
     # Nowhere in the call records, the keys' stored replies or the plans.

@@ -1,7 +1,6 @@
 """Code tools against a real airlockd, PostgreSQL and bwrap: the program's outcome, tool
 errors for failures and limits, dry-runs, input and input_tool, the per-tenant cap, fresh
 namespaces, the egress allowlist, and the call record of every code call."""
-import http.server
 import json
 import secrets
 import shutil
@@ -13,131 +12,12 @@ import pytest
 import requests
 
 from conftest import ROOT, Daemon, ctl
+from world import (JSON, Listener, World, code_manifest, err, ok, rpc, tool, tool_error,
+                   wait_until)
 
-JSON = {"Content-Type": "application/json"}
 RATES = ["--rate-token", "1000/1000", "--rate-tenant", "1000/1000"]
-
-
-def call(d, token, method, params=None):
-    h = dict(JSON)
-    h["Authorization"] = f"Bearer {token}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": method}
-    if params is not None:
-        body["params"] = params
-    return requests.post(d.url + "/rpc", data=json.dumps(body), headers=h, timeout=30)
-
-
-def tool(d, token, name, args, **extra):
-    return call(d, token, "tools/call", {"name": name, "arguments": args, **extra})
-
-
-def ok(r):
-    """The structuredContent of a successful call."""
-    assert r.status_code == 200, r.text
-    res = r.json()["result"]
-    assert res["isError"] is False, json.dumps(res)
-    assert json.loads(res["content"][0]["text"]) == res["structuredContent"]
-    return res["structuredContent"]
-
-
-def tool_error(r):
-    """The structuredContent.error of a call that failed as a tool error."""
-    assert r.status_code == 200, r.text
-    res = r.json()["result"]
-    assert res["isError"] is True, res
-    return res["structuredContent"]["error"]
-
-
-def rpc_error(r):
-    e = r.json()["error"]
-    return e["code"], e["data"]["reason"]
-
-
-class Listener:
-    """An HTTP server on 127.0.0.1 that answers every GET with its path, counting hits."""
-
-    def __init__(self):
-        hits = self.hits = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                hits.append(self.path)
-                body = f"hello {self.path}".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class World:
-    """Two tenants with one customer each (two invoices for a's), a tools dir with the
-    demo catalog plus test tools, and token minting."""
-
-    def __init__(self, cluster, tools, listener):
-        self.cluster = cluster
-        self.tools = tools
-        self.listener = listener
-        sfx = secrets.token_hex(3)
-        self.a, self.b = f"ca{sfx}", f"cb{sfx}"
-        self.cust = {}
-        for t in (self.a, self.b):
-            ctl("tenant", "add", t, "--db", cluster.operator_url)
-            out = cluster.psql(
-                f"SET ROLE tenant_{t}; INSERT INTO billing.customers (email, name, company) "
-                f"VALUES ('x@{t}.example', 'Customer of {t}', 'Co') RETURNING id")
-            self.cust[t] = int([x for x in out.split() if x.isdigit()][0])
-        cluster.psql(
-            f"SET ROLE tenant_{self.a}; INSERT INTO billing.invoices "
-            f"(customer_id, number, status, amount, issued_at, paid_at) VALUES "
-            f"({self.cust[self.a]}, '{self.a}-1', 'open', 10.50, now() - interval '1 day', NULL), "
-            f"({self.cust[self.a]}, '{self.a}-2', 'paid', 99.00, now(), now())")
-
-    def mint(self, tenant, *args, tools=("run_python",)):
-        argv = ["token", "mint", "--tenant", tenant, "--ttl", "10m", "--db",
-                self.cluster.operator_url]
-        for t in tools:
-            argv += ["--tool", t]
-        return ctl(*argv, *args).stdout.strip()
-
-    def record(self, call_id):
-        """The call record's outcome, reason, dry_run and egress."""
-        row = self.cluster.psql(
-            "SELECT json_build_object('outcome', outcome, 'reason', reason, 'dry_run', dry_run,"
-            f" 'egress', egress, 'tool', tool) FROM airlock.calls WHERE id = '{call_id}'")
-        return json.loads(row) if row.strip() else None
-
-    def records_of(self, token):
-        """The call records of a token, oldest first."""
-        import hashlib
-        tid = hashlib.sha256(token.encode()).hexdigest()[:12]
-        rows = self.cluster.psql(
-            "SELECT json_build_object('outcome', outcome, 'reason', reason, 'tool', tool)"
-            f" FROM airlock.calls WHERE token_id = '{tid}' ORDER BY at")
-        return [json.loads(x) for x in rows.splitlines() if x.strip()]
-
-
-def code_manifest(name, interpreter, limits, allow=None):
-    code = {"interpreter": interpreter, "limits": limits}
-    if allow is not None:
-        code["allow"] = allow
-    return {"name": name, "description": f"Test tool {name}.", "kind": "code",
-            "arguments": {"type": "object",
-                          "properties": {"code": {"type": "string"},
-                                         "input": {"type": ["object", "array", "string",
-                                                            "number", "boolean", "null"]}},
-                          "required": ["code"], "additionalProperties": False},
-            "code": code}
+# What the tests compare of a call record.
+RECORD = ("outcome", "reason", "dry_run", "egress", "tool")
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +36,13 @@ def world(cluster, tmp_path_factory):
     ]
     for m in extra:
         (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    yield World(cluster, tools, listener)
+    w = World(cluster, "c", tenants=2, tools=tools, grant=["run_python"])
+    w.listener = listener
+    for t in w.tenants:
+        w.add_customer(t, email=f"x@{t}.example", name=f"Customer of {t}", company="Co")
+    w.add_invoice(w.a, number=f"{w.a}-1", amount="10.50")
+    w.add_invoice(w.a, number=f"{w.a}-2", status="paid", amount="99.00", issued="now()")
+    yield w
     listener.close()
 
 
@@ -169,7 +55,7 @@ def gw(cluster, world):
 
 def test_python_prints_json(gw, world):
     tok = world.mint(world.a)
-    listing = call(gw, tok, "tools/list").json()["result"]["tools"]
+    listing = rpc(gw, tok, "tools/list").json()["result"]["tools"]
     entry = [t for t in listing if t["name"] == "run_python"][0]
     assert entry["annotations"]["readOnlyHint"] is False
     assert {"exit_code", "stdout", "stderr", "limit", "wall_ms"} <= set(entry["outputSchema"]["properties"])
@@ -181,7 +67,7 @@ def test_python_prints_json(gw, world):
     assert sc["stdout_truncated"] is False and sc["stderr_truncated"] is False
     assert sc["wall_ms"] >= 0 and sc["peak_memory_bytes"] > 0
     assert len(sc["call_id"]) == 36
-    rec = world.record(sc["call_id"])
+    rec = world.record(sc["call_id"], *RECORD)
     assert rec == {"outcome": "ok", "reason": None, "dry_run": False, "egress": [],
                    "tool": "run_python"}
 
@@ -198,7 +84,7 @@ def test_nonzero_exit_is_program_failed(gw, world):
     tok = world.mint(world.a)
     r = tool(gw, tok, "run_python", {
         "code": "import sys\nprint('partial')\nsys.stderr.write('boom\\n')\nsys.exit(3)"})
-    e = tool_error(r)
+    e = tool_error(r)["error"]
     assert e["reason"] == "program_failed" and "status 3" in e["message"]
     assert e["exit_code"] == 3 and e["stdout"] == "partial\n" and e["stderr"] == "boom\n"
     assert e["limit"] is None
@@ -206,7 +92,7 @@ def test_nonzero_exit_is_program_failed(gw, world):
     assert world.record(call_id)["outcome"] == "tool_error"
     assert world.record(call_id)["reason"] == "program_failed"
     # An exception: its traceback is the stderr the model sees.
-    e = tool_error(tool(gw, tok, "run_python", {"code": "1 / 0"}))
+    e = tool_error(tool(gw, tok, "run_python", {"code": "1 / 0"}))["error"]
     assert e["reason"] == "program_failed" and e["exit_code"] == 1
     assert "ZeroDivisionError" in e["stderr"]
 
@@ -214,13 +100,13 @@ def test_nonzero_exit_is_program_failed(gw, world):
 def test_limits_stop_the_program(gw, world):
     tok = world.mint(world.a, tools=["tight_py", "tight_sh"])
     r = tool(gw, tok, "tight_py", {"code": "while True:\n    pass"})
-    e = tool_error(r)
+    e = tool_error(r)["error"]
     assert e["reason"] == "sandbox_limit" and e["limit"] == "cpu" and "cpu" in e["message"]
     assert "cpu" in e["limits_hit"]
-    rec = world.record(r.json()["result"]["structuredContent"]["call_id"])
+    rec = world.record(r.json()["result"]["structuredContent"]["call_id"], *RECORD)
     assert (rec["outcome"], rec["reason"]) == ("tool_error", "sandbox_limit")
     t0 = time.monotonic()
-    e = tool_error(tool(gw, tok, "tight_sh", {"code": "echo started; sleep 30"}))
+    e = tool_error(tool(gw, tok, "tight_sh", {"code": "echo started; sleep 30"}))["error"]
     assert e["reason"] == "sandbox_limit" and e["limit"] == "wall"
     assert e["stdout"] == "started\n" and e["exit_code"] is None and e["signal"] != 0
     assert time.monotonic() - t0 < 20
@@ -228,7 +114,7 @@ def test_limits_stop_the_program(gw, world):
 
 def test_huge_output_is_truncated(gw, world):
     tok = world.mint(world.a, tools=["tight_py"])
-    e = tool_error(tool(gw, tok, "tight_py", {"code": "print('x' * 1000000)"}))
+    e = tool_error(tool(gw, tok, "tight_py", {"code": "print('x' * 1000000)"}))["error"]
     assert e["reason"] == "sandbox_limit" and e["limit"] == "output"
     assert e["stdout_truncated"] is True and e["stdout"] == "x" * 4096
     # Output under the cap that is not valid UTF-8 still comes back, as text.
@@ -249,9 +135,9 @@ def test_dry_run_returns_the_plan_and_runs_nothing(gw, world):
     assert plan["allow"] == [f"127.0.0.1:{port}"]
     assert plan["limits"]["time_s"] == 10 and plan["limits"]["mem_mb"] == 256  # default memory
     assert plan["input_bytes"] == len(json.dumps({"k": [1, 2]}, separators=(",", ":")))
-    time.sleep(0.2)
+    time.sleep(0.2)        # a check that nothing comes: a stray hit would come this soon
     assert len(world.listener.hits) == before
-    rec = world.record(sc["call_id"])
+    rec = world.record(sc["call_id"], *RECORD)
     assert rec["dry_run"] is True and rec["outcome"] == "ok" and rec["egress"] is None
 
 
@@ -276,7 +162,7 @@ def test_input_reaches_stdin(gw, world):
 
 
 def test_input_tool_feeds_rows(gw, world):
-    c = world.cust[world.a]
+    c = world.cust[world.a][0]
     tok = world.mint(world.a, "--max-calls", "10", tools=["run_python", "lookup_invoices"])
     prog = ("import json, sys\nrows = json.load(sys.stdin)\n"
             "print(json.dumps(sorted(r['number'] for r in rows)))")
@@ -286,10 +172,10 @@ def test_input_tool_feeds_rows(gw, world):
     assert sc["stdout"] == [f"{world.a}-1", f"{world.a}-2"]
     assert sc["input_tool"] == {"name": "lookup_invoices", "row_count": 2, "truncated": False}
     # The read was a call of its own against the quota: two calls used.
-    assert call(gw, tok, "airlock/tokens.self").json()["result"]["calls_used"] == 2
+    assert rpc(gw, tok, "airlock/tokens.self").json()["result"]["calls_used"] == 2
     # Row-level security holds: another tenant's customer yields no rows.
     sc = ok(tool(gw, tok, "run_python", {"code": prog, "input_tool": {
-        "name": "lookup_invoices", "arguments": {"customer_id": world.cust[world.b]}}}))
+        "name": "lookup_invoices", "arguments": {"customer_id": world.cust[world.b][0]}}}))
     assert sc["stdout"] == []
     # A dry run checks the input tool but reads nothing.
     sc = ok(tool(gw, tok, "run_python", {"code": prog, "input_tool": {
@@ -297,29 +183,29 @@ def test_input_tool_feeds_rows(gw, world):
     assert sc["plan"]["input_tool"] == "lookup_invoices" and sc["plan"]["input_bytes"] is None
     # Its arguments are checked against its own schema: a tool error naming input_tool.
     e = tool_error(tool(gw, tok, "run_python", {"code": prog, "input_tool": {
-        "name": "lookup_invoices", "arguments": {"customer_id": "x"}}}))
+        "name": "lookup_invoices", "arguments": {"customer_id": "x"}}}))["error"]
     assert e["reason"] == "invalid_arguments" and e["argument"] == "input_tool"
     assert "customer_id" in e["message"]
     e = tool_error(tool(gw, tok, "run_python", {"code": prog, "input": 1, "input_tool": {
-        "name": "lookup_invoices", "arguments": {"customer_id": c}}}))
+        "name": "lookup_invoices", "arguments": {"customer_id": c}}}))["error"]
     assert e["reason"] == "invalid_arguments"
-    e = tool_error(tool(gw, tok, "run_python", {"code": prog, "input_tool": {"name": "run_sh"}}))
+    e = tool_error(tool(gw, tok, "run_python", {"code": prog, "input_tool": {"name": "run_sh"}}))["error"]
     assert e["reason"] == "invalid_arguments"       # not a read tool
 
 
 def test_input_tool_needs_its_own_grant_and_bindings(gw, world):
-    c = world.cust[world.a]
+    c = world.cust[world.a][0]
     tok = world.mint(world.a)                       # run_python only
     r = tool(gw, tok, "run_python", {"code": "print(1)", "input_tool": {
         "name": "lookup_invoices", "arguments": {"customer_id": c}}})
-    assert r.status_code == 200 and rpc_error(r) == (403, "tool_not_granted")
-    assert world.records_of(tok)[-1] == {"outcome": "refused", "reason": "tool_not_granted",
-                                        "tool": "run_python"}
+    assert r.status_code == 200 and err(r) == (403, "tool_not_granted")
+    assert world.records_of(tok, "outcome", "reason", "tool")[-1] == {
+        "outcome": "refused", "reason": "tool_not_granted", "tool": "run_python"}
     tok = world.mint(world.a, "--bind", f"customer_id={c}", "--tools", world.tools,
                      tools=["run_python", "lookup_invoices"])
     r = tool(gw, tok, "run_python", {"code": "print(1)", "input_tool": {
         "name": "lookup_invoices", "arguments": {"customer_id": c + 1}}})
-    assert rpc_error(r) == (403, "binding_mismatch")
+    assert err(r) == (403, "binding_mismatch")
     sc = ok(tool(gw, tok, "run_python", {
         "code": "import json, sys\nprint(len(json.load(sys.stdin)))",
         "input_tool": {"name": "lookup_invoices", "arguments": {"customer_id": c}}}))
@@ -358,10 +244,8 @@ def test_per_tenant_concurrency_cap(cluster, world):
 
         first = threading.Thread(target=run, args=(0,))
         first.start()
-        deadline = time.monotonic() + 30
-        while started not in world.listener.hits and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started in world.listener.hits, results[0] and results[0].text
+        wait_until(lambda: started in world.listener.hits, timeout=30,
+                   what=f"{started} fetched by the first program")
         rest = [threading.Thread(target=run, args=(i,)) for i in (1, 2)]
         for t in rest:
             t.start()
@@ -369,13 +253,12 @@ def test_per_tenant_concurrency_cap(cluster, world):
             t.join()
         assert ok(results[0])["stdout"] == "done\n"
         r = results[1]
-        assert r.status_code == 429 and rpc_error(r) == (429, "concurrency_limited")
+        assert r.status_code == 429 and err(r) == (429, "concurrency_limited")
         assert r.json()["error"]["data"]["retryAfterSeconds"] == 1
         assert r.headers.get("Retry-After") == "1"
         assert ok(results[2])["stdout"] == "done\n"   # another tenant's program ran meanwhile
-        assert world.records_of(toks[1]) == [{"outcome": "refused",
-                                              "reason": "concurrency_limited",
-                                              "tool": "run_python"}]
+        assert world.records_of(toks[1], "outcome", "reason", "tool") == [
+            {"outcome": "refused", "reason": "concurrency_limited", "tool": "run_python"}]
         # Once the first has finished, the tenant may run again.
         assert ok(tool(d, toks[1], "run_python", {"code": "print(2)"}))["stdout"] == 2
     finally:

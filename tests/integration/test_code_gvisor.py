@@ -6,16 +6,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import ROOT, Daemon, ctl
-from test_code import RATES, Listener, World, code_manifest, ok, tool, tool_error
+from test_code import RATES, RECORD
+from world import Listener, World, code_manifest, ok, tool, tool_error, wait_until
 
 sys.path.insert(0, str(ROOT / "tests"))
 from sandbox.sbhelpers import runsc_unavailable  # noqa: E402
@@ -45,7 +44,13 @@ def world(cluster, tmp_path_factory):
               isolated("small_gv", {"time_s": 30, "cpu_s": 20, "mem_mb": 64}),
               isolated("fetch_gv", {"time_s": 20}, allow=[f"127.0.0.1:{listener.port}"])):
         (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    yield World(cluster, tools, listener)
+    w = World(cluster, "g", tenants=2, tools=tools, grant=["run_python"])
+    w.listener = listener
+    for t in w.tenants:
+        w.add_customer(t, email=f"x@{t}.example", name=f"Customer of {t}", company="Co")
+    w.add_invoice(w.a, number=f"{w.a}-1", amount="10.50")
+    w.add_invoice(w.a, number=f"{w.a}-2", status="paid", amount="99.00", issued="now()")
+    yield w
     listener.close()
 
 
@@ -67,10 +72,8 @@ def metrics(d):
 
 
 def wait_warm(d, level, n=1, timeout=60):
-    deadline = time.monotonic() + timeout
-    while metrics(d).get(f"airlock_sandbox_warm:{level}", 0) < n:
-        assert time.monotonic() < deadline, metrics(d)
-        time.sleep(0.2)
+    wait_until(lambda: metrics(d).get(f"airlock_sandbox_warm:{level}", 0) >= n, timeout=timeout,
+               every=0.2, what=f"{n} warm {level} sandboxes")
 
 
 def test_isolated_python_answers_from_gvisor(gw, world):
@@ -85,7 +88,7 @@ def test_isolated_python_answers_from_gvisor(gw, world):
     # gVisor's kernel answers, not the host's.
     assert sc["stdout"]["kernel"] != os.uname().release, sc
     assert sc["exit_code"] == 0 and sc["limit"] is None and sc["stderr"] == ""
-    rec = world.record(sc["call_id"])
+    rec = world.record(sc["call_id"], *RECORD)
     assert rec == {"outcome": "ok", "reason": None, "dry_run": False, "egress": [],
                    "tool": "run_python_isolated"}
 
@@ -102,12 +105,12 @@ def test_dry_run_names_the_level(gw, world):
 
 def test_limits_are_reported_the_same_way(gw, world):
     tok = world.mint(world.a, tools=["tight_gv"])
-    err = tool_error(tool(gw, tok, "tight_gv", {"code": "while True: pass"}))
+    err = tool_error(tool(gw, tok, "tight_gv", {"code": "while True: pass"}))["error"]
     assert err["reason"] == "sandbox_limit" and err["limit"] == "cpu", err
     tok = world.mint(world.a, tools=["small_gv"])
-    err = tool_error(tool(gw, tok, "small_gv", {"code": "x = bytearray(400 << 20)"}))
+    err = tool_error(tool(gw, tok, "small_gv", {"code": "x = bytearray(400 << 20)"}))["error"]
     assert err["reason"] == "sandbox_limit" and err["limit"] == "memory", err
-    err = tool_error(tool(gw, tok, "small_gv", {"code": "import sys; sys.exit(4)"}))
+    err = tool_error(tool(gw, tok, "small_gv", {"code": "import sys; sys.exit(4)"}))["error"]
     assert err["reason"] == "program_failed" and err["exit_code"] == 4, err
 
 
@@ -149,7 +152,8 @@ def test_warm_pools_serve_calls_at_both_levels(gw, world):
 def test_warm_sandbox_is_fresh_and_clocks_start_with_the_call(gw, world):
     tok = world.mint(world.a, tools=["run_python_isolated"])
     wait_warm(gw, "gvisor")
-    # Waiting in the pool spent nothing of the call's wall clock or CPU.
+    # Waiting in the pool spent nothing of the call's wall clock or CPU: the sandbox waits
+    # there a while, on purpose, before the call.
     time.sleep(1.5)
     first = ok(tool(gw, tok, "run_python_isolated", {
         "code": "open('/tmp/mark', 'w').write('x'); print('ok')"}))

@@ -13,74 +13,19 @@ import subprocess
 import pytest
 import requests
 
-from conftest import ROOT, Daemon, ctl
+from conftest import ROOT, Daemon
+from world import NO_LIMITS, World, err, result, rpc
 
 BROWSER = ROOT / "tests" / "browser"
 CHROMIUM = "/usr/bin/chromium"
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
-
-
-def rpc(d, token, method, params=None, headers=None):
-    h = dict(JSON)
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    h.update(headers or {})
-    return requests.post(d.url + "/rpc", data=json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}), headers=h,
-        timeout=15)
-
-
-def result(r):
-    body = r.json()
-    assert "result" in body, body
-    return body["result"]
-
-
-def err(r):
-    e = r.json()["error"]
-    return e["code"], e["data"]["reason"]
-
-
-class World:
-    def __init__(self, cluster):
-        self.cluster = cluster
-        sfx = secrets.token_hex(3)
-        self.a, self.b = f"coa{sfx}", f"cob{sfx}"
-        for t in (self.a, self.b):
-            ctl("tenant", "add", t, "--db", cluster.operator_url)
-        self.admin_key = f"{cluster.dir}/admin-co{sfx}.key"
-        ctl("token", "admin-key", self.admin_key)
-        with open(self.admin_key) as f:
-            self.admin = f.read().strip()
-        self.cust = self.customer(self.a)
-
-    def sql(self, tenant, sql):
-        return self.cluster.psql(f"SET ROLE tenant_{tenant}; {sql}")
-
-    def customer(self, t):
-        out = self.sql(t, f"INSERT INTO billing.customers (email, name) VALUES "
-                          f"('c{secrets.token_hex(4)}@{t}.example', 'Console customer') RETURNING id")
-        return int([x for x in out.split() if x.isdigit()][0])
-
-    def invoice(self, t=None, cust=None):
-        t = t or self.a
-        out = self.sql(t, f"INSERT INTO billing.invoices (customer_id, number, status, amount, "
-                          f"issued_at) VALUES ({cust or self.cust}, 'INV-{secrets.token_hex(5)}', "
-                          f"'open', 120.00, now()) RETURNING id")
-        return int([x for x in out.split() if x.isdigit()][0])
-
-    def status(self, inv):
-        return self.sql(self.a, f"SELECT status FROM billing.invoices WHERE id = {inv}").split()[-1]
-
-    def mint(self, tenant, *args):
-        return ctl("token", "mint", "--tenant", tenant, "--ttl", "10m", "--db",
-                   self.cluster.operator_url, *args).stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def world(cluster):
-    return World(cluster)
+    """Two tenants of our own, a customer of a's, and an admin key."""
+    w = World(cluster, "co", tenants=2, admin=True)
+    w.add_customer(w.a, name="Console customer")
+    return w
 
 
 @pytest.fixture(scope="module")
@@ -128,20 +73,20 @@ def test_page_and_its_headers(gw):
 
 def test_rpc_checks_origin(gw, world):
     host = gw.url.removeprefix("http://")
-    assert rpc(gw, world.admin, "ping", headers={"Origin": "https://evil.example"}).status_code == 403
-    assert rpc(gw, world.admin, "ping", headers={"Origin": "null"}).status_code == 403
-    assert rpc(gw, world.admin, "ping", headers={"Origin": f"http://{host}"}).status_code == 200
-    assert rpc(gw, world.admin, "ping").status_code == 200   # no Origin: not a browser page
+    for origin, status in (("https://evil.example", 403), ("null", 403),
+                           (f"http://{host}", 200)):
+        assert rpc(gw, world.admin, "ping", {}, headers={"Origin": origin}).status_code == status
+    assert rpc(gw, world.admin, "ping", {}).status_code == 200   # no Origin: not a browser page
 
 
 def test_calls_list_for_admin_and_approvers_only(gw, world, agent, approver):
-    inv = world.invoice()
+    inv = world.add_invoice(world.a, amount="120.00", issued="now()")
     r = rpc(gw, agent, "tools/call", {"name": "update_invoice_status", "arguments":
                                       {"invoice_id": inv, "status": "paid"},
                                       "idempotency_key": secrets.token_hex(6)})
     write_id = result(r)["structuredContent"]["call_id"]
-    assert err(rpc(gw, agent, "airlock/calls.list")) == (403, "approver_required")
-    assert err(rpc(gw, agent, "airlock/audit.state")) == (403, "approver_required")
+    assert err(rpc(gw, agent, "airlock/calls.list", {})) == (403, "approver_required")
+    assert err(rpc(gw, agent, "airlock/audit.state", {})) == (403, "approver_required")
     page = result(rpc(gw, approver, "airlock/calls.list", {"tool": "update_invoice_status"}))
     assert page["calls"][0]["call_id"] == write_id and page["calls"][0]["changes"] == 1
     assert {c["tenant"] for c in page["calls"]} == {world.a}
@@ -171,7 +116,7 @@ def test_calls_list_for_admin_and_approvers_only(gw, world, agent, approver):
     other = world.mint(world.b, "--approver", "Other")
     assert err(rpc(gw, other, "airlock/calls.get", {"call_id": write_id})) == \
         (-32602, "call_not_found")
-    state = result(rpc(gw, approver, "airlock/audit.state"))
+    state = result(rpc(gw, approver, "airlock/audit.state", {}))
     assert state["tenant"] == world.a and state["recent_bad"] == 0 and state["head_links"]
 
 
@@ -190,14 +135,14 @@ def test_console_in_a_real_browser(gw, world, agent, approver, tmp_path):
     assert (BROWSER / "node_modules" / "playwright-core" / "package.json").exists(), \
         "playwright-core is not installed: run `make browser-deps`"
     # A write with a diff to find, and two plans waiting for the support lead.
-    inv = world.invoice()
+    inv = world.add_invoice(world.a, amount="120.00", issued="now()")
     r = rpc(gw, agent, "tools/call", {"name": "update_invoice_status", "arguments":
                                       {"invoice_id": inv, "status": "paid"},
                                       "idempotency_key": secrets.token_hex(6)})
     write_id = result(r)["structuredContent"]["call_id"]
     plans = []
     for _ in range(2):
-        i = world.invoice()
+        i = world.add_invoice(world.a, amount="120.00", issued="now()")
         sc = result(rpc(gw, agent, "tools/call", {"name": "void_invoice",
                                                   "arguments": {"invoice_id": i}}))["structuredContent"]
         assert sc["status"] == "approval_required"
@@ -228,10 +173,10 @@ def test_console_in_a_real_browser(gw, world, agent, approver, tmp_path):
     assert "approved" in steps["approved_message"]
     applied = steps["apply_approved"]["result"]
     assert applied["isError"] is False and applied["structuredContent"]["dry_run"] is False
-    assert world.status(plans[0]["arguments"]["invoice_id"]) == "void"
+    assert world.status(world.a, plans[0]["arguments"]["invoice_id"]) == "void"
     assert "rejected" in steps["rejected_message"]
     assert steps["apply_rejected"]["error"]["data"]["reason"] == "plan_rejected"
-    assert world.status(plans[1]["arguments"]["invoice_id"]) == "open"
+    assert world.status(world.a, plans[1]["arguments"]["invoice_id"]) == "open"
     assert plans[0]["plan_id"] not in steps["pending_left"]
     assert plans[1]["plan_id"] not in steps["pending_left"]
     assert ["status", '"void"'] in steps["applied_diff"]

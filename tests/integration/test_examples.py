@@ -11,38 +11,24 @@ import subprocess
 import pytest
 
 from conftest import ROOT, ctl
+from world import NO_LIMITS, World
 
 EXAMPLE = ROOT / "examples" / "function_calling.py"
 TURNS = ROOT / "examples" / "turns"
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
 
 
-class World:
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.t = f"fc{secrets.token_hex(3)}"
-        ctl("tenant", "add", self.t, "--db", cluster.operator_url)
-        out = cluster.psql(f"SET ROLE tenant_{self.t}; INSERT INTO billing.customers (email, name) "
-                           f"VALUES ('f@{self.t}.example', 'F') RETURNING id")
-        self.customer = [int(x) for x in out.split() if x.isdigit()][0]
-
-    def mint(self, *tools):
-        argv = ["token", "mint", "--tenant", self.t, "--ttl", "10m", "--db",
-                self.cluster.operator_url]
-        for name in tools:
-            argv += ["--tool", name]
-        token = ctl(*argv).stdout.strip()
-        ids = ctl("token", "list", "--tenant", self.t, "--db", self.cluster.operator_url).stdout
-        return token, ids.splitlines()[-1].split("\t")[0]
-
-    def notes(self, body):
-        return int(self.cluster.psql(f"SET ROLE tenant_{self.t}; SELECT count(*) FROM "
-                                     f"billing.support_notes WHERE body = '{body}'").split()[-1])
+def mint(world, *tools):
+    """A token of the world's tenant for tools, and its id."""
+    token = world.token(world.a, *tools)
+    ids = ctl("token", "list", "--tenant", world.a, "--db", world.cluster.operator_url).stdout
+    return token, ids.splitlines()[-1].split("\t")[0]
 
 
 @pytest.fixture(scope="module")
 def world(cluster):
-    return World(cluster)
+    w = World(cluster, "fc", tenants=1)
+    w.add_customer(w.a, email=f"f@{w.a}.example", name="F")
+    return w
 
 
 def run(api, daemon, world, token, tid, turns, tmp_path, *extra):
@@ -52,7 +38,7 @@ def run(api, daemon, world, token, tid, turns, tmp_path, *extra):
     note = f"note {secrets.token_hex(4)}"
     p = subprocess.run(["/usr/bin/python3", str(EXAMPLE), "--api", api, "--url", daemon.url,
                         "--tools", str(tools), "--turns", str(turns),
-                        "--set", f"CUSTOMER_ID={world.customer}", "--set", f"NOTE={note}",
+                        "--set", f"CUSTOMER_ID={world.cust[world.a][0]}", "--set", f"NOTE={note}",
                         *extra], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, AIRLOCK_TOKEN=token))
     assert p.returncode == 0, p.stdout + p.stderr
@@ -62,7 +48,7 @@ def run(api, daemon, world, token, tid, turns, tmp_path, *extra):
 
 def test_openai_loop(start_daemon, world, tmp_path):
     d = start_daemon(*NO_LIMITS)
-    token, tid = world.mint("get_customer", "add_support_note")
+    token, tid = mint(world, "get_customer", "add_support_note")
     messages, final, note = run("openai", d, world, token, tid, TURNS / "openai.json", tmp_path,
                                 "--conversation", "conv-" + secrets.token_hex(4))
     assert final == "I added a note to the customer's record."
@@ -72,12 +58,12 @@ def test_openai_loop(start_daemon, world, tmp_path):
                                         "call_lookup2", "call_invoices"]
     got = dict(tool_msgs[:2])
     assert got["call_lookup1"]["isError"] is False
-    assert got["call_lookup1"]["rows"][0]["id"] == str(world.customer)   # int8: a string
+    assert got["call_lookup1"]["rows"][0]["id"] == str(world.cust[world.a][0])   # int8: a string
     first, again = tool_msgs[1][1], tool_msgs[2][1]
     # The host sent call_note1 again: same key, the stored answer, one note.
     assert first["replayed"] is False and again["replayed"] is True
     assert again["call_id"] == first["call_id"] and again["rows"] == first["rows"]
-    assert world.notes(note) == 1
+    assert world.notes(world.a, note) == 1
     # A tool error the model can correct, and a refusal it can read.
     bad = tool_msgs[3][1]
     assert bad["isError"] is True and bad["error"]["reason"] == "invalid_arguments"
@@ -87,7 +73,7 @@ def test_openai_loop(start_daemon, world, tmp_path):
 
 def test_anthropic_loop(start_daemon, world, tmp_path):
     d = start_daemon(*NO_LIMITS)
-    token, tid = world.mint("get_customer", "add_support_note")
+    token, tid = mint(world, "get_customer", "add_support_note")
     messages, final, note = run("anthropic", d, world, token, tid, TURNS / "anthropic.json",
                                 tmp_path)
     assert final == "The note is on the customer's record."
@@ -98,13 +84,13 @@ def test_anthropic_loop(start_daemon, world, tmp_path):
     body = [json.loads(r["content"]) for r in results]
     assert [r["is_error"] for r in results] == [False, False, False, True, True]
     assert body[1]["replayed"] is False and body[2]["replayed"] is True
-    assert world.notes(note) == 1
+    assert world.notes(world.a, note) == 1
     assert body[3]["error"]["reason"] == "invalid_arguments"
     assert body[4]["error"]["reason"] == "tool_not_granted"
 
 
 def test_retry_after_is_waited_out_or_relayed(start_daemon, world, tmp_path):
-    token, tid = world.mint("get_customer")
+    token, tid = mint(world, "get_customer")
     # One call a second: the second call of the turn waits its second and goes through.
     d = start_daemon("--rate-token", "1/1", "--rate-tenant", "0/0", "--rate-client", "0/0")
     messages, final, _ = run("openai", d, world, token, tid, TURNS / "openai_rate.json",
@@ -112,7 +98,7 @@ def test_retry_after_is_waited_out_or_relayed(start_daemon, world, tmp_path):
     relays = [json.loads(m["content"]) for m in messages if m["role"] == "tool"]
     assert [r["isError"] for r in relays] == [False, False] and final == "Done."
     # One call a minute: too long to wait, so the model hears when to try again.
-    token, tid = world.mint("get_customer")
+    token, tid = mint(world, "get_customer")
     d = start_daemon("--rate-token", "0.02/1", "--rate-tenant", "0/0", "--rate-client", "0/0")
     messages, final, _ = run("openai", d, world, token, tid, TURNS / "openai_rate.json",
                              tmp_path, "--max-wait", "2")
@@ -124,7 +110,7 @@ def test_retry_after_is_waited_out_or_relayed(start_daemon, world, tmp_path):
 
 def test_tools_given_to_the_model_are_the_export(start_daemon, world, tmp_path):
     d = start_daemon(*NO_LIMITS)
-    token, tid = world.mint("get_customer", "add_support_note")
+    token, tid = mint(world, "get_customer", "add_support_note")
     export = json.loads(ctl("tool", "export", "--format", "openai", "--token", tid, "--tools",
                             ROOT / "tools", "--db", world.cluster.operator_url).stdout)
     assert [t["function"]["name"] for t in export] == ["add_support_note", "get_customer"]

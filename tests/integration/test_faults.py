@@ -2,7 +2,6 @@
 Calls in between are answered (200) or refused with 503 and retryAfterSeconds, none hangs,
 the daemon reconnects by itself, and afterwards every answered call has its record and
 every key exactly one effect."""
-import json
 import secrets
 import threading
 import time
@@ -10,17 +9,11 @@ import time
 import requests
 
 from conftest import ROOT, Daemon, ctl, own_cluster
+from world import NO_LIMITS, World, rpc, wait_until
 
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
 DEADLINE_S = 15         # no call may take longer than this, database down or not
 READERS, WRITERS = 2, 2
-
-
-def rpc(d, token, params, session):
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    return session.post(d.url + "/rpc", data=json.dumps(body),
-                        headers={**JSON, "Authorization": f"Bearer {token}"}, timeout=DEADLINE_S)
+LOAD_CALLS = 20        # calls answered (or refused) in each phase of the load
 
 
 class Load:
@@ -42,7 +35,8 @@ class Load:
         nothing, recording anything unexpected."""
         t0 = time.monotonic()
         try:
-            r = rpc(self.d, self.token, params, s)
+            r = rpc(self.d, self.token, "tools/call", params, session=s,
+                    timeout=DEADLINE_S)
         except requests.RequestException as e:
             with self.lock:
                 self.unexpected.append(f"{type(e).__name__} after {time.monotonic() - t0:.1f}s")
@@ -51,7 +45,7 @@ class Load:
         if r.status_code == 503 and body and body["error"]["data"].get("retryAfterSeconds", 0) >= 1:
             with self.lock:
                 self.refused += 1
-            time.sleep(0.1)
+            time.sleep(0.1)     # a client pausing before it tries again
             return None
         if r.status_code == 200 and body and "result" in body and not body["result"]["isError"]:
             sc = body["result"]["structuredContent"]
@@ -101,41 +95,41 @@ class Load:
 
 
 def wait_ready(d, want, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
+    """Waits until /readyz answers want; returns the time it did."""
+    def ready():
         try:
-            if requests.get(d.url + "/readyz", timeout=2).status_code == want:
-                return time.monotonic()
+            return requests.get(d.url + "/readyz", timeout=2).status_code == want
         except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, f"/readyz never answered {want}"
-        time.sleep(0.05)
+            return False
+    wait_until(ready, timeout=timeout, what=f"/readyz answering {want}")
+    return time.monotonic()
 
 
 def test_restart_under_load():
     with own_cluster(prefix="alk-flt-") as c:
-        tenant = f"flt{secrets.token_hex(3)}"
-        ctl("tenant", "add", tenant, "--db", c.operator_url)
-        out = c.psql(f"SET ROLE tenant_{tenant}; INSERT INTO billing.customers (email, name)"
-                     f" VALUES ('x@{tenant}.example', 'X') RETURNING id")
-        customer = int([x for x in out.split() if x.isdigit()][0])
-        token = ctl("token", "mint", "--tenant", tenant, "--ttl", "10m", "--tool", "get_customer",
-                    "--tool", "add_support_note", "--db", c.operator_url).stdout.strip()
+        world = World(c, "flt", tenants=1, customers=1)
+        tenant, customer = world.a, world.cust[world.a][0]
+        token = world.token(tenant, "get_customer", "add_support_note")
         d = Daemon(["--db", c.gateway_url, "--tools", str(ROOT / "tools"), *NO_LIMITS])
         tag = f"flt{secrets.token_hex(3)}"
         try:
+            # The load runs on until enough calls were answered, then refused with the
+            # database down, then answered again once it is back.
             with Load(d, token, customer, tag) as load:
-                time.sleep(2)
+                wait_until(lambda: len(load.ok_calls) >= LOAD_CALLS or load.unexpected,
+                           timeout=30, what="calls answered before the stop")
                 before = len(load.ok_calls)
                 ctl("dev-db", "stop", "--dir", c.dir)
                 wait_ready(d, 503, 10)
-                time.sleep(2)
+                wait_until(lambda: load.refused >= LOAD_CALLS or load.unexpected,
+                           timeout=30, what="calls refused while the database is down")
                 during = load.refused
                 ctl("dev-db", "start", "--dir", c.dir)
                 t0 = time.monotonic()
                 back = wait_ready(d, 200, 30) - t0
                 ok_at_back = len(load.ok_calls)
-                time.sleep(3)
+                wait_until(lambda: len(load.ok_calls) >= ok_at_back + LOAD_CALLS
+                           or load.unexpected, timeout=30, what="calls answered after the start")
             assert not load.unexpected, load.unexpected[:10]
             assert before > 0 and during > 0, (before, during)
             assert len(load.ok_calls) > ok_at_back, "no call answered after the restart"
@@ -144,14 +138,9 @@ def test_restart_under_load():
 
             # Every answered call has its record (written behind the answer: wait for it).
             ids = set(load.ok_calls)
-            deadline = time.monotonic() + 30
-            while True:
-                have = set(c.psql("SELECT id FROM airlock.calls WHERE tenant = "
-                                  f"'{tenant}' AND outcome = 'ok'").split())
-                if ids <= have:
-                    break
-                assert time.monotonic() < deadline, f"{len(ids - have)} answered calls unrecorded"
-                time.sleep(0.2)
+            wait_until(lambda: ids <= set(c.psql("SELECT id FROM airlock.calls WHERE tenant = "
+                                                 f"'{tenant}' AND outcome = 'ok'").split()),
+                       timeout=30, every=0.2, what="every answered call recorded")
             # Every key exactly one effect: one note, one key row naming the answered call.
             counts = c.psql(f"SET ROLE tenant_{tenant}; SELECT body, count(*) FROM"
                             f" billing.support_notes WHERE body LIKE 'note {tag}-%' GROUP BY body")

@@ -7,13 +7,13 @@ import json
 import re
 import secrets
 import subprocess
-import time
 import uuid
 
 import pytest
 import requests
 
 from conftest import ctl, own_cluster
+from world import World, token_id, wait_until
 
 DATAERR = 65
 
@@ -27,42 +27,32 @@ def refused(p, word="permission denied"):
     assert p.returncode != 0 and word in p.stderr, (p.stdout, p.stderr)
 
 
-class Tenant:
-    """A tenant of our own, a customer of it, and a token minted by airlockctl."""
+def mint(world):
+    """A token of the world's tenant for get_customer, and its id."""
+    token = world.token(world.a, "get_customer")
+    return token, token_id(token)
 
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.name = f"gr{secrets.token_hex(3)}"
-        self.role = f"tenant_{self.name}"
-        ctl("tenant", "add", self.name, "--db", cluster.operator_url)
-        out = cluster.psql(f"SET ROLE {self.role}; INSERT INTO billing.customers (email, name)"
-                           f" VALUES ('a@{self.name}.example', 'Ada') RETURNING id")
-        self.customer = [int(x) for x in out.split() if x.isdigit()][0]
 
-    def mint(self):
-        p = ctl("token", "mint", "--tenant", self.name, "--tool", "get_customer", "--ttl", "10m",
-                "--db", self.cluster.operator_url)
-        token_id = re.search(r"token ([0-9a-f]{12})", p.stderr).group(1)
-        return p.stdout.strip(), token_id
-
-    def call(self):
-        """A committed write-shaped record of this tenant, as the operator writes one."""
-        cid = str(uuid.uuid4())
-        self.cluster.psql(f"INSERT INTO airlock.calls (id, at, tenant, method, tool, outcome)"
-                          f" VALUES ('{cid}', now(), '{self.name}', 'tools/call',"
-                          f" 'add_support_note', 'ok')")
-        return cid
+def record_call(world):
+    """A committed write-shaped record of the world's tenant, as the operator writes one;
+    its id."""
+    cid = str(uuid.uuid4())
+    world.cluster.psql(f"INSERT INTO airlock.calls (id, at, tenant, method, tool, outcome)"
+                       f" VALUES ('{cid}', now(), '{world.a}', 'tools/call',"
+                       f" 'add_support_note', 'ok')")
+    return cid
 
 
 @pytest.fixture(scope="module")
-def tenant(cluster):
-    return Tenant(cluster)
+def world(cluster):
+    """A tenant of our own with a customer."""
+    return World(cluster, "gr", tenants=1, customers=1)
 
 
 # --- what the gateway's role may no longer do -----------------------------------------------
 
-def test_gateway_cannot_write_the_airlock_tables(cluster, tenant):
-    _, token_id = tenant.mint()
+def test_gateway_cannot_write_the_airlock_tables(cluster, world):
+    _, token_id = mint(world)
     ctl("token", "revoke", token_id, "--db", cluster.operator_url)
     forged = str(uuid.uuid4())
     for sql in (
@@ -71,7 +61,7 @@ def test_gateway_cannot_write_the_airlock_tables(cluster, tenant):
             f"UPDATE airlock.tokens SET calls_used = 0",
             # mint by INSERT
             f"INSERT INTO airlock.tokens (id, hash, tenant, task, tools, expires_at) VALUES"
-            f" ('abcdefabcdef', decode(repeat('ab', 32), 'hex'), '{tenant.name}', 't',"
+            f" ('abcdefabcdef', decode(repeat('ab', 32), 'hex'), '{world.a}', 't',"
             f" ARRAY['get_customer'], now() + interval '1 hour')",
             # a record of its own choosing, far-future seq included
             f"INSERT INTO airlock.calls (id, seq, at, method, outcome) OVERRIDING SYSTEM VALUE"
@@ -85,9 +75,9 @@ def test_gateway_cannot_write_the_airlock_tables(cluster, tenant):
             "UPDATE airlock.idempotency_keys SET response = '{}'",
             "DELETE FROM airlock.idempotency_keys",
             "INSERT INTO airlock.idempotency_keys (tenant, key, fingerprint, call_id, expires_at)"
-            f" VALUES ('{tenant.name}', 'k', 'f', gen_random_uuid(), now())",
+            f" VALUES ('{world.a}', 'k', 'f', gen_random_uuid(), now())",
             "INSERT INTO airlock.plans (id, tenant, tool, fingerprint, updates, inserts,"
-            f" expires_at) VALUES (gen_random_uuid(), '{tenant.name}', 't', 'f', '[]', '{{}}',"
+            f" expires_at) VALUES (gen_random_uuid(), '{world.a}', 't', 'f', '[]', '{{}}',"
             " now())",
             "SELECT * FROM airlock.seal()"):
         refused(gw(cluster, sql))
@@ -100,7 +90,7 @@ def test_gateway_cannot_write_the_airlock_tables(cluster, tenant):
                          check=False), "may change")
 
 
-def test_gateway_functions_check_their_arguments(cluster, tenant):
+def test_gateway_functions_check_their_arguments(cluster, world):
     # The database assigns seq, whatever a record says.
     forged = str(uuid.uuid4())
     p = gw(cluster, f"CALL airlock.record_calls(json_build_array(json_build_object("
@@ -115,47 +105,47 @@ def test_gateway_functions_check_their_arguments(cluster, tenant):
                         " 'ping', 'outcome', 'ok', 'dry_run', false)))"), "is not now")
     # A minted token's id is its hash's, and its mint has a call id of its own.
     refused(gw(cluster, f"SELECT airlock.mint_token(gen_random_uuid(), 'abcdefabcdef',"
-                        f" repeat('01', 32), '{tenant.name}', 't', '[\"get_customer\"]', '{{}}',"
+                        f" repeat('01', 32), '{world.a}', 't', '[\"get_customer\"]', '{{}}',"
                         f" false, false, 0, 60)"), "first 12 hex digits")
     refused(gw(cluster, f"SELECT airlock.mint_token('{forged}', '010101010101',"
-                        f" repeat('01', 32), '{tenant.name}', 't', '[\"get_customer\"]', '{{}}',"
+                        f" repeat('01', 32), '{world.a}', 't', '[\"get_customer\"]', '{{}}',"
                         f" false, false, 0, 60)"), "call id of its own")
     refused(gw(cluster, f"SELECT airlock.mint_token(gen_random_uuid(), '010101010101',"
-                        f" repeat('01', 32), '{tenant.name}', 't', '[\"get_customer\"]', '{{}}',"
+                        f" repeat('01', 32), '{world.a}', 't', '[\"get_customer\"]', '{{}}',"
                         f" false, false, 0, 999999)"), "out of range")
     # Revoking twice is harmless, and nothing un-revokes.
-    _, token_id = tenant.mint()
+    _, token_id = mint(world)
     assert gw(cluster, f"SELECT * FROM airlock.revoke_token('{token_id}')").stdout \
-        == f"{tenant.name}|f\n"
+        == f"{world.a}|f\n"
     assert gw(cluster, f"SELECT * FROM airlock.revoke_token('{token_id}')").stdout \
-        == f"{tenant.name}|t\n"
+        == f"{world.a}|t\n"
     # A key's answer is stored only by the write that claimed it, in its transaction.
     key = f"k-{secrets.token_hex(4)}"
     cluster.psql(f"INSERT INTO airlock.idempotency_keys (tenant, key, fingerprint, call_id,"
-                 f" response, expires_at) VALUES ('{tenant.name}', '{key}', 'f',"
+                 f" response, expires_at) VALUES ('{world.a}', '{key}', 'f',"
                  f" gen_random_uuid(), 'the answer', now() - interval '1 s')")
-    refused(gw(cluster, f"CALL airlock.store_key_response('{tenant.name}', '{key}', 'forged')"),
+    refused(gw(cluster, f"CALL airlock.store_key_response('{world.a}', '{key}', 'forged')"),
             "claimed")
     cluster.psql(f"INSERT INTO airlock.idempotency_keys (tenant, key, fingerprint, call_id,"
-                 f" expires_at) VALUES ('{tenant.name}', '{key}-live', 'f', gen_random_uuid(),"
+                 f" expires_at) VALUES ('{world.a}', '{key}-live', 'f', gen_random_uuid(),"
                  f" now() + interval '1 hour')")
-    gw(cluster, f"SELECT airlock.sweep_key('{tenant.name}', '{key}-live')")
+    gw(cluster, f"SELECT airlock.sweep_key('{world.a}', '{key}-live')")
     assert cluster.psql(f"SELECT count(*) FROM airlock.idempotency_keys WHERE key ="
                         f" '{key}-live'") == "1\n"
     # Previewed changes and plans go only with a dry-run recorded in the same transaction.
-    done = tenant.call()
+    done = record_call(world)
     refused(gw(cluster, f"CALL airlock.record_preview('{done}', '[]')"), "dry-run")
-    refused(gw(cluster, f"CALL airlock.create_plan('{done}', '{tenant.name}',"
+    refused(gw(cluster, f"CALL airlock.create_plan('{done}', '{world.a}',"
                         f" 'add_support_note', 'f', '[]', '{{}}')"), "dry-run")
 
 
-def as_write(cluster, tenant, call_id, then=""):
-    """The gateway's write path done by hand: call id set, an UPDATE as the tenant, then
+def as_write(cluster, world, call_id, then=""):
+    """The gateway's write path done by hand: call id set, an UPDATE as the world's tenant, then
     `then`, in one transaction; returns the CompletedProcess."""
     script = (f"BEGIN;\n"
               f"SELECT set_config('airlock.call_id', '{call_id}', true) \\g /dev/null\n"
-              f"SELECT set_config('role', '{tenant.role}', true) \\g /dev/null\n"
-              f"UPDATE billing.customers SET name = name WHERE id = {tenant.customer};\n"
+              f"SELECT set_config('role', 'tenant_{world.a}', true) \\g /dev/null\n"
+              f"UPDATE billing.customers SET name = name WHERE id = {world.cust[world.a][0]};\n"
               f"SELECT set_config('role', 'none', true) \\g /dev/null\n"
               f"{then}\nCOMMIT;\n")
     return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
@@ -167,10 +157,10 @@ def changes_of(cluster, call_id):
     return int(cluster.psql(f"SELECT count(*) FROM airlock.changes WHERE call_id = '{call_id}'"))
 
 
-def test_gateway_cannot_attach_changes_to_another_call(cluster, tenant):
+def test_gateway_cannot_attach_changes_to_another_call(cluster, world):
     # To a call recorded (and perhaps sealed) already: refused at once.
-    done = tenant.call()
-    refused(as_write(cluster, tenant, done), "recorded already")
+    done = record_call(world)
+    refused(as_write(cluster, world, done), "recorded already")
     assert changes_of(cluster, done) == 0
     # To a call recorded later by another transaction (one still running when the change
     # was captured): the commit is refused, since the record is not this transaction's.
@@ -179,24 +169,24 @@ def test_gateway_cannot_attach_changes_to_another_call(cluster, tenant):
                                cluster.operator_url], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     holder.stdin.write(f"BEGIN; INSERT INTO airlock.calls (id, at, tenant, method, tool, outcome)"
-                       f" VALUES ('{later}', now(), '{tenant.name}', 'tools/call',"
+                       f" VALUES ('{later}', now(), '{world.a}', 'tools/call',"
                        f" 'add_support_note', 'ok');\nSELECT pg_sleep(1);\nCOMMIT;\n")
     holder.stdin.close()
-    p = as_write(cluster, tenant, later, "SELECT pg_sleep(2);")
+    p = as_write(cluster, world, later, "SELECT pg_sleep(2);")
     holder.wait(30)
     refused(p, "did not record as a write")
     assert changes_of(cluster, later) == 0
     # To a record of this transaction that is not a write.
     own = str(uuid.uuid4())
-    p = as_write(cluster, tenant, own, f"CALL airlock.record_calls(json_build_array("
-                 f"json_build_object('id', '{own}', 'at', now(), 'tenant', '{tenant.name}',"
+    p = as_write(cluster, world, own, f"CALL airlock.record_calls(json_build_array("
+                 f"json_build_object('id', '{own}', 'at', now(), 'tenant', '{world.a}',"
                  f" 'method', 'tools/call', 'tool', 'get_customer', 'outcome', 'refused',"
                  f" 'dry_run', false)));")
     refused(p, "did not record as a write")
     # The gateway's own write, recorded in its transaction, still goes in.
     own = str(uuid.uuid4())
-    p = as_write(cluster, tenant, own, f"CALL airlock.record_calls(json_build_array("
-                 f"json_build_object('id', '{own}', 'at', now(), 'tenant', '{tenant.name}',"
+    p = as_write(cluster, world, own, f"CALL airlock.record_calls(json_build_array("
+                 f"json_build_object('id', '{own}', 'at', now(), 'tenant', '{world.a}',"
                  f" 'method', 'tools/call', 'tool', 'add_support_note', 'outcome', 'ok',"
                  f" 'dry_run', false)));")
     assert p.returncode == 0, p.stderr
@@ -223,10 +213,8 @@ def test_a_held_seal_lock_raises_the_alarm(cluster, start_daemon):
         holder.stdin.write("SELECT pg_advisory_lock(hashtext('airlock.seal'));\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == ""   # the lock's (void) row
-        deadline = time.monotonic() + 15
-        while metric(d, "airlock_seal_stalled") != 1:
-            assert time.monotonic() < deadline, "no alarm"
-            time.sleep(0.25)
+        wait_until(lambda: metric(d, "airlock_seal_stalled") == 1, every=0.25,
+                   what="the alarm raised")
         assert metric(d, "airlock_seal_lag_seconds") >= 5
         log = d.wait_log("ALARM")
         assert log.count("ALARM") == 1 and "held by another session" in log
@@ -236,10 +224,8 @@ def test_a_held_seal_lock_raises_the_alarm(cluster, start_daemon):
     finally:
         holder.stdin.close()
         holder.wait(10)
-    deadline = time.monotonic() + 10
-    while metric(d, "airlock_seal_stalled") != 0:
-        assert time.monotonic() < deadline, "the alarm stays"
-        time.sleep(0.25)
+    wait_until(lambda: metric(d, "airlock_seal_stalled") == 0, timeout=10, every=0.25,
+               what="the alarm cleared")
     assert metric(d, "airlock_seal_lag_seconds") < 5
     d.wait_log("alarm cleared")
 

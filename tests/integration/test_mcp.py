@@ -5,6 +5,7 @@ revision with its headers, versions and cache hints), HTTP statuses, Origin, can
 closing the connection, W3C trace context, and the official conformance suite's server
 scenarios (tests/conformance, pinned; Node.js 22 from the npm registry)."""
 import base64
+import functools
 import json
 import secrets
 import shutil
@@ -12,17 +13,14 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import ROOT, Daemon, ctl
+from world import JSON, NO_LIMITS, World, err, ok, post, result, tool, tool_error, wait_until
 
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
 MODERN = "2026-07-28"
 CONFORMANCE = ROOT / "tests" / "conformance"
 
@@ -57,71 +55,16 @@ EXTRA_TOOLS = [
 ]
 
 
-def ids_of(out):
-    return [int(x) for x in out.split("\n") if x.strip().isdigit()]
-
-
-class World:
-    """A tenant with a customer, invoices and a note; the demo catalog plus test tools."""
-
-    def __init__(self, cluster, tools):
-        self.cluster = cluster
-        self.tools = tools
-        self.tenant = f"mcp{secrets.token_hex(3)}"
-        ctl("tenant", "add", self.tenant, "--db", cluster.operator_url)
-        self.customer = ids_of(self.sql(
-            f"INSERT INTO billing.customers (email, name) VALUES "
-            f"('m@{self.tenant}.example', 'MCP customer') RETURNING id"))[0]
-        self.other_customer = ids_of(self.sql(
-            f"INSERT INTO billing.customers (email, name) VALUES "
-            f"('o@{self.tenant}.example', 'Other customer') RETURNING id"))[0]
-
-    def sql(self, sql):
-        return self.cluster.psql(f"SET ROLE tenant_{self.tenant}; {sql}")
-
-    def invoice(self, status="open"):
-        return ids_of(self.sql(
-            f"INSERT INTO billing.invoices (customer_id, number, status, amount, issued_at) "
-            f"VALUES ({self.customer}, 'M-{secrets.token_hex(5)}', '{status}', 10.00, now()) "
-            f"RETURNING id"))[0]
-
-    def note(self):
-        return ids_of(self.sql(f"INSERT INTO billing.support_notes (customer_id, body) VALUES "
-                               f"({self.customer}, 'first') RETURNING id"))[0]
-
-    def status(self, inv):
-        return self.sql(f"SELECT status FROM billing.invoices WHERE id = {inv}").split()[-1]
-
-    def mint(self, *tools, extra=()):
-        argv = ["token", "mint", "--tenant", self.tenant, "--ttl", "10m", "--tools",
-                str(self.tools), "--db", self.cluster.operator_url, *extra]
-        for t in tools:
-            argv += ["--tool", t]
-        return ctl(*argv).stdout.strip()
-
-    def record(self, call_id):
-        out = self.cluster.psql(
-            "SELECT json_build_object('outcome', outcome, 'reason', reason, 'dry_run', dry_run,"
-            " 'key', idempotency_key, 'plan_id', plan_id, 'arguments', arguments,"
-            " 'trace_id', trace_id) FROM airlock.calls "
-            f"WHERE id = '{call_id}'")
-        return json.loads(out) if out.strip() else None
-
-    def last_record(self, tool):
-        out = self.cluster.psql(
-            "SELECT json_build_object('id', id, 'outcome', outcome, 'reason', reason,"
-            " 'trace_id', trace_id) FROM airlock.calls "
-            f"WHERE tenant = '{self.tenant}' AND tool = '{tool}' ORDER BY seq DESC LIMIT 1")
-        return json.loads(out) if out.strip() else None
-
-
 @pytest.fixture(scope="module")
 def world(cluster, tmp_path_factory):
     tools = tmp_path_factory.mktemp("mcp") / "tools"
     shutil.copytree(ROOT / "tools", tools)
     for m in EXTRA_TOOLS:
         (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    return World(cluster, tools)
+    w = World(cluster, "mcp", tenants=1, tools=tools)
+    w.add_customer(w.a, email=f"m@{w.a}.example", name="MCP customer")
+    w.add_customer(w.a, email=f"o@{w.a}.example", name="Other customer")
+    return w
 
 
 @pytest.fixture(scope="module")
@@ -133,52 +76,22 @@ def gw(cluster, world):
     assert d.stop() == 0, d.logtext()[-3000:]
 
 
-def post(d, body, token=None, path="/mcp", headers=None, timeout=15):
-    h = dict(JSON)
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    h.update(headers or {})
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return requests.post(d.url + path, data=data, headers=h, timeout=timeout)
+# /mcp unless told otherwise.
+mcp_post = functools.partial(post, path="/mcp")
+mcp_tool = functools.partial(tool, path="/mcp")
 
 
-def call(d, token, name, args, path="/mcp", meta=None, headers=None, **params):
-    p = {"name": name, "arguments": args, **params}
-    if meta is not None:
-        p["_meta"] = meta
-    return post(d, {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": p}, token,
-                path=path, headers=headers)
-
-
-def result(r):
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert "result" in body, body
-    return body["result"]
-
-
-def ok(r):
-    res = result(r)
-    assert res["isError"] is False, res
-    return res["structuredContent"]
-
-
-def tool_error(r, reason):
-    res = result(r)
-    assert res["isError"] is True, res
-    sc = res["structuredContent"]
-    assert sc["error"]["reason"] == reason, sc
-    assert res["content"][0]["text"] == sc["error"]["message"]
-    return sc
-
-
-def rpc_error(r):
-    e = r.json()["error"]
-    return e["code"], e["data"]["reason"]
+def last_record(world, tool):
+    """id, outcome, reason and trace_id of the latest record of a tool in world's tenant."""
+    out = world.cluster.psql(
+        "SELECT json_build_object('id', id, 'outcome', outcome, 'reason', reason,"
+        " 'trace_id', trace_id) FROM airlock.calls "
+        f"WHERE tenant = '{world.a}' AND tool = '{tool}' ORDER BY seq DESC LIMIT 1")
+    return json.loads(out) if out.strip() else None
 
 
 def listed(d, token, path="/mcp"):
-    r = post(d, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, token, path=path)
+    r = mcp_post(d, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, token, path=path)
     return {t["name"]: t for t in result(r)["tools"]}
 
 
@@ -186,8 +99,8 @@ def listed(d, token, path="/mcp"):
 # 1. Schemas and annotations that tell the truth
 
 def test_titles_and_annotations(gw, world):
-    tools = listed(gw, world.mint("lookup_invoices", "update_invoice_status", "add_support_note",
-                                  "set_note_body", "run_sh", "egress_sh", "slow_read"))
+    tools = listed(gw, world.token(world.a, "lookup_invoices", "update_invoice_status", "add_support_note",
+                                  "set_note_body", "run_sh", "egress_sh", "slow_read", catalog=True))
     for t in tools.values():
         assert isinstance(t["title"], str) and t["title"], t
         assert t["annotations"]["title"] == t["title"]
@@ -237,30 +150,30 @@ def test_manifest_keys_are_checked(cluster, tmp_path):
 # 2. Writes from any MCP host
 
 def test_write_options_in_meta(gw, world):
-    tok = world.mint("update_invoice_status")
-    inv = world.invoice()
+    tok = world.token(world.a, "update_invoice_status", catalog=True)
+    inv = world.add_invoice(world.a, amount="10.00", issued="now()")
     args = {"invoice_id": inv, "status": "void"}
-    pv = ok(call(gw, tok, "update_invoice_status", args, meta={"airlock/dryRun": True}))
+    pv = ok(mcp_tool(gw, tok, "update_invoice_status", args, _meta={"airlock/dryRun": True}))
     assert pv["dry_run"] is True and pv["plan_id"] == pv["call_id"]
-    assert world.status(inv) == "open"
+    assert world.status(world.a, inv) == "open"
     key = f"meta-{secrets.token_hex(6)}"
     meta = {"airlock/idempotencyKey": key, "airlock/planId": pv["plan_id"]}
-    done = ok(call(gw, tok, "update_invoice_status", args, meta=meta))
+    done = ok(mcp_tool(gw, tok, "update_invoice_status", args, _meta=meta))
     assert done["dry_run"] is False and done["rows"][0]["status"] == "void"
-    assert world.status(inv) == "void"
+    assert world.status(world.a, inv) == "void"
     rec = world.record(done["call_id"])
-    assert rec["key"] == key and rec["plan_id"] == pv["plan_id"] and rec["outcome"] == "ok"
-    again = ok(call(gw, tok, "update_invoice_status", args, meta=meta))
+    assert rec["idempotency_key"] == key and rec["plan_id"] == pv["plan_id"] and rec["outcome"] == "ok"
+    again = ok(mcp_tool(gw, tok, "update_invoice_status", args, _meta=meta))
     assert again["replayed"] is True and again["call_id"] == done["call_id"]
     # The same through /rpc: _meta is accepted there too.
-    inv2 = world.invoice()
-    sc = ok(call(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "paid"},
-                 path="/rpc", meta={"airlock/idempotencyKey": f"r-{secrets.token_hex(6)}"}))
+    inv2 = world.add_invoice(world.a, amount="10.00", issued="now()")
+    sc = ok(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "paid"},
+                     path="/rpc", _meta={"airlock/idempotencyKey": f"r-{secrets.token_hex(6)}"}))
     assert sc["rows"][0]["status"] == "paid"
 
 
 def test_write_options_as_arguments(gw, world):
-    tok = world.mint("update_invoice_status", "lookup_invoices", "set_note_body")
+    tok = world.token(world.a, "update_invoice_status", "lookup_invoices", "set_note_body", catalog=True)
     tools = listed(gw, tok)
     props = tools["update_invoice_status"]["inputSchema"]["properties"]
     assert props["airlock_dry_run"]["type"] == "boolean"
@@ -272,68 +185,68 @@ def test_write_options_as_arguments(gw, world):
                 if p.startswith("airlock_")]
     assert not [p for p in tools["set_note_body"]["inputSchema"]["properties"]
                 if p.startswith("airlock_")]
-    inv = world.invoice()
-    pv = ok(call(gw, tok, "update_invoice_status",
-                 {"invoice_id": inv, "status": "void", "airlock_dry_run": True}))
+    inv = world.add_invoice(world.a, amount="10.00", issued="now()")
+    pv = ok(mcp_tool(gw, tok, "update_invoice_status",
+                     {"invoice_id": inv, "status": "void", "airlock_dry_run": True}))
     assert pv["dry_run"] is True
     key = f"arg-{secrets.token_hex(6)}"
-    done = ok(call(gw, tok, "update_invoice_status",
-                   {"invoice_id": inv, "status": "void", "airlock_idempotency_key": key,
+    done = ok(mcp_tool(gw, tok, "update_invoice_status",
+                       {"invoice_id": inv, "status": "void", "airlock_idempotency_key": key,
                     "airlock_plan_id": pv["plan_id"]}))
-    assert world.status(inv) == "void"
+    assert world.status(world.a, inv) == "void"
     rec = world.record(done["call_id"])
-    assert rec["key"] == key and rec["plan_id"] == pv["plan_id"]
+    assert rec["idempotency_key"] == key and rec["plan_id"] == pv["plan_id"]
     assert rec["arguments"] == {"invoice_id": inv, "status": "void"}
     # An option given twice with different values is malformed, not a guess.
-    r = call(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void",
-             "airlock_idempotency_key": "a"}, idempotency_key="b")
-    assert r.status_code == 400 and rpc_error(r) == (-32602, "invalid_params")
+    r = mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void",
+                 "airlock_idempotency_key": "a"}, idempotency_key="b")
+    assert r.status_code == 400 and err(r) == (-32602, "invalid_params")
     # A wrong type in an argument option is a tool error naming it.
-    sc = tool_error(call(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void",
-                         "airlock_dry_run": "yes"}), "invalid_arguments")
+    sc = tool_error(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv, "status": "void",
+                             "airlock_dry_run": "yes"}), "invalid_arguments")
     assert sc["error"]["argument"] == "airlock_dry_run"
     # Where the tool does not take them, they are arguments it does not know.
-    note = world.note()
-    sc = tool_error(call(gw, tok, "set_note_body", {"note_id": note, "body": "x",
-                         "airlock_dry_run": True}), "invalid_arguments")
+    note = world.add_note(world.a, "first")
+    sc = tool_error(mcp_tool(gw, tok, "set_note_body", {"note_id": note, "body": "x",
+                             "airlock_dry_run": True}), "invalid_arguments")
     assert sc["error"]["argument"] == "airlock_dry_run"
 
 
 def test_correctable_refusals_are_tool_errors_on_mcp(gw, world):
-    tok = world.mint("update_invoice_status")
-    bound = world.mint("get_customer", extra=("--bind", f"customer_id={world.customer}"))
-    inv = world.invoice()
+    tok = world.token(world.a, "update_invoice_status", catalog=True)
+    bound = world.token(world.a, "get_customer", extra=("--bind", f"customer_id={world.cust[world.a][0]}"), catalog=True)
+    inv = world.add_invoice(world.a, amount="10.00", issued="now()")
     args = {"invoice_id": inv, "status": "void"}
     # No key.
-    sc = tool_error(call(gw, tok, "update_invoice_status", args), "key_required")
+    sc = tool_error(mcp_tool(gw, tok, "update_invoice_status", args), "key_required")
     assert world.record(sc["call_id"])["outcome"] == "refused"
     assert world.record(sc["call_id"])["reason"] == "key_required"
-    code, reason = rpc_error(call(gw, tok, "update_invoice_status", args, path="/rpc"))
+    code, reason = err(mcp_tool(gw, tok, "update_invoice_status", args, path="/rpc"))
     assert (code, reason) == (-32602, "key_required")
     # A key reused with other arguments.
     key = f"k-{secrets.token_hex(6)}"
-    ok(call(gw, tok, "update_invoice_status", args, idempotency_key=key))
+    ok(mcp_tool(gw, tok, "update_invoice_status", args, idempotency_key=key))
     other = {"invoice_id": inv, "status": "paid"}
-    tool_error(call(gw, tok, "update_invoice_status", other, idempotency_key=key), "key_mismatch")
-    assert rpc_error(call(gw, tok, "update_invoice_status", other, path="/rpc",
+    tool_error(mcp_tool(gw, tok, "update_invoice_status", other, idempotency_key=key), "key_mismatch")
+    assert err(mcp_tool(gw, tok, "update_invoice_status", other, path="/rpc",
                           idempotency_key=key)) == (422, "key_mismatch")
     # A stale plan: the row changed since the preview.
-    inv2 = world.invoice()
-    pv = ok(call(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "void"},
-                 dry_run=True))
-    world.sql(f"UPDATE billing.invoices SET amount = 11 WHERE id = {inv2}")
-    tool_error(call(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "void"},
-                    idempotency_key=f"s-{secrets.token_hex(6)}", plan_id=pv["plan_id"]),
+    inv2 = world.add_invoice(world.a, amount="10.00", issued="now()")
+    pv = ok(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "void"},
+                     dry_run=True))
+    world.sql(world.a, f"UPDATE billing.invoices SET amount = 11 WHERE id = {inv2}")
+    tool_error(mcp_tool(gw, tok, "update_invoice_status", {"invoice_id": inv2, "status": "void"},
+                        idempotency_key=f"s-{secrets.token_hex(6)}", plan_id=pv["plan_id"]),
                "plan_stale")
     # A binding broken.
-    sc = tool_error(call(gw, bound, "get_customer", {"customer_id": world.other_customer}),
+    sc = tool_error(mcp_tool(gw, bound, "get_customer", {"customer_id": world.cust[world.a][1]}),
                     "binding_mismatch")
     assert world.record(sc["call_id"])["outcome"] == "refused"
-    assert rpc_error(call(gw, bound, "get_customer", {"customer_id": world.other_customer},
+    assert err(mcp_tool(gw, bound, "get_customer", {"customer_id": world.cust[world.a][1]},
                           path="/rpc")) == (403, "binding_mismatch")
     # What a model cannot correct stays a JSON-RPC error on /mcp too.
-    r = call(gw, tok, "get_customer", {"customer_id": world.customer})
-    assert r.status_code == 200 and rpc_error(r) == (403, "tool_not_granted")
+    r = mcp_tool(gw, tok, "get_customer", {"customer_id": world.cust[world.a][0]})
+    assert r.status_code == 200 and err(r) == (403, "tool_not_granted")
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,13 +269,13 @@ def modern(d, method, params=None, token=None, headers=None, version=MODERN, nam
     if name is not None:
         h["Mcp-Name"] = name
     h.update(headers or {})
-    return post(d, {"jsonrpc": "2.0", "id": rid, "method": method, "params": p}, token,
-                headers=h)
+    return mcp_post(d, {"jsonrpc": "2.0", "id": rid, "method": method, "params": p}, token,
+                    headers=h)
 
 
 def test_initialize_offers_both_legacy_revisions(gw):
     for v in ("2025-11-25", "2025-06-18"):
-        r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": v, "capabilities": {},
             "clientInfo": {"name": "t", "version": "1"}}})
         assert result(r)["protocolVersion"] == v
@@ -377,18 +290,18 @@ def test_modern_era_discover_list_call(gw, world):
     assert "tools" in res["capabilities"]
     assert res["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "airlock"
     assert res["ttlMs"] >= 0 and res["cacheScope"] == "public"
-    tok = world.mint("lookup_invoices", "update_invoice_status")
+    tok = world.token(world.a, "lookup_invoices", "update_invoice_status", catalog=True)
     res = result(modern(gw, "tools/list", token=tok))
     assert res["resultType"] == "complete"
     assert res["cacheScope"] == "private" and res["ttlMs"] > 0
     assert sorted(t["name"] for t in res["tools"]) == ["lookup_invoices", "update_invoice_status"]
     assert res["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "airlock"
     res = result(modern(gw, "tools/call", {"name": "lookup_invoices",
-                                           "arguments": {"customer_id": world.customer}},
+                                           "arguments": {"customer_id": world.cust[world.a][0]}},
                         token=tok, name="lookup_invoices"))
     assert res["resultType"] == "complete" and res["isError"] is False
     # A write, preview then commit, options in _meta.
-    inv = world.invoice()
+    inv = world.add_invoice(world.a, amount="10.00", issued="now()")
     args = {"invoice_id": inv, "status": "void"}
     pv = result(modern(gw, "tools/call", {"name": "update_invoice_status", "arguments": args,
                                           "_meta": {"airlock/dryRun": True}},
@@ -397,15 +310,15 @@ def test_modern_era_discover_list_call(gw, world):
                                            "_meta": {"airlock/planId": pv["plan_id"],
                                                      "airlock/idempotencyKey": "m-" + pv["plan_id"]}},
                         token=tok, name="update_invoice_status"))
-    assert res["isError"] is False and world.status(inv) == "void"
+    assert res["isError"] is False and world.status(world.a, inv) == "void"
     # Legacy answers carry no resultType.
-    assert "resultType" not in result(call(gw, tok, "lookup_invoices",
-                                           {"customer_id": world.customer}))
+    assert "resultType" not in result(mcp_tool(gw, tok, "lookup_invoices",
+                                               {"customer_id": world.cust[world.a][0]}))
 
 
 def test_modern_header_validation(gw, world):
-    tok = world.mint("lookup_invoices")
-    args = {"name": "lookup_invoices", "arguments": {"customer_id": world.customer}}
+    tok = world.token(world.a, "lookup_invoices", catalog=True)
+    args = {"name": "lookup_invoices", "arguments": {"customer_id": world.cust[world.a][0]}}
 
     def refused(r, code, status=400):
         assert r.status_code == status, r.text
@@ -416,7 +329,7 @@ def test_modern_header_validation(gw, world):
     refused(modern(gw, "tools/call", args, token=tok, name="lookup_invoices",
                    headers={"Mcp-Method": "tools/list"}), -32020)
     h = {"MCP-Protocol-Version": MODERN}
-    refused(post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+    refused(mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
                       "params": {"_meta": modern_meta()}}, tok, headers=h), -32020)
     # Mcp-Name differs, is missing, or is given in the base64 form.
     refused(modern(gw, "tools/call", args, token=tok, name="get_customer"), -32020)
@@ -425,7 +338,7 @@ def test_modern_header_validation(gw, world):
     assert result(modern(gw, "tools/call", args, token=tok, name=enc))["isError"] is False
     refused(modern(gw, "tools/call", args, token=tok, name="=?base64?!!!?="), -32020)
     # The version in the header and the body differ.
-    r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+    r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
                   "params": {"_meta": modern_meta()}}, tok,
              headers={"MCP-Protocol-Version": "2025-11-25", "Mcp-Method": "tools/list"})
     refused(r, -32020)
@@ -433,45 +346,45 @@ def test_modern_header_validation(gw, world):
     e = refused(modern(gw, "tools/list", token=tok, version="1900-01-01"), -32022)
     assert e["data"]["supported"] == [MODERN, "2025-11-25", "2025-06-18"]
     assert e["data"]["requested"] == "1900-01-01"
-    r = post(gw, {"jsonrpc": "2.0", "id": 7, "method": "ping"},
-             headers={"MCP-Protocol-Version": "1900-01-01"})
+    r = mcp_post(gw, {"jsonrpc": "2.0", "id": 7, "method": "ping"},
+                 headers={"MCP-Protocol-Version": "1900-01-01"})
     e = refused(r, -32022)
     assert r.json()["id"] == 7 and e["data"]["supported"][0] == MODERN
     # A modern request without its client capabilities is malformed.
-    r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+    r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list",
                   "params": {"_meta": modern_meta(caps=False)}}, tok,
              headers={"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/list"})
     refused(r, -32602)
     # Legacy requests with mirrored headers are held to them too.
-    r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"Mcp-Method": "tools/list"})
+    r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"Mcp-Method": "tools/list"})
     refused(r, -32020)
 
 
 def test_statuses_on_mcp_and_rpc(gw, world):
-    tok = world.mint("lookup_invoices")
+    tok = world.token(world.a, "lookup_invoices", catalog=True)
     # An unknown method: 404 on /mcp, a JSON-RPC error with 200 on /rpc.
     for path, status in [("/mcp", 404), ("/rpc", 200)]:
-        r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "resources/list"}, tok, path=path)
+        r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "resources/list"}, tok, path=path)
         assert r.status_code == status and r.json()["error"]["code"] == -32601
     # Malformed input: 400 on /mcp, 200 on /rpc.
     for body, code in [("{not json", -32700), ({"jsonrpc": "1.0", "id": 1, "method": "ping"}, -32600),
                        ({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                          "params": {"name": 5}}, -32602)]:
         for path, status in [("/mcp", 400), ("/rpc", 200)]:
-            r = post(gw, body, tok, path=path)
+            r = mcp_post(gw, body, tok, path=path)
             assert r.status_code == status, (path, body, r.text)
             assert r.json()["error"]["code"] == code
     # A notification of a method not served is still accepted.
-    r = post(gw, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}})
+    r = mcp_post(gw, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {}})
     assert r.status_code == 202
 
 
 def test_401_says_why_in_www_authenticate(gw, world):
     for path in ("/mcp", "/rpc"):
-        r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, path=path)
+        r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, path=path)
         assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Bearer realm="airlock"'
-        r = post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, "alk_" + "A" * 43,
-                 path=path)
+        r = mcp_post(gw, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, "alk_" + "A" * 43,
+                     path=path)
         assert r.status_code == 401
         assert r.headers["WWW-Authenticate"] == 'Bearer realm="airlock", error="invalid_token"'
 
@@ -484,7 +397,7 @@ def test_origin_of_the_loopback_listener_is_accepted(gw):
                            (f"http://127.0.0.1:{gw.port + 1}", 403),
                            (f"https://127.0.0.1:{gw.port}", 403),
                            ("http://evil.example.com", 403), ("null", 403)]:
-        r = post(gw, ping, headers={"Origin": origin})
+        r = mcp_post(gw, ping, headers={"Origin": origin})
         assert r.status_code == status, origin
 
 
@@ -501,14 +414,12 @@ def test_origin_of_a_public_listener_is_not(cluster, world):
                           "--db", cluster.gateway_url, "--tools", str(world.tools)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 15
-        while True:
+        def live():
             try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             except requests.RequestException:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+                return None
+        wait_until(live, what="airlockd listening on 0.0.0.0")
         r = requests.post(f"http://127.0.0.1:{port}/mcp", data=json.dumps(ping),
                           headers={**JSON, "Origin": f"http://127.0.0.1:{port}"}, timeout=5)
         assert r.status_code == 403
@@ -520,20 +431,18 @@ def test_origin_of_a_public_listener_is_not(cluster, world):
 def test_closing_the_connection_cancels_the_statement(gw, world):
     """The statement sleeps 20 s; the client leaves after 1 s.  Cancelled on the server, the
     call ends (and is recorded) at once; otherwise its record would come 20 s later."""
-    tok = world.mint("slow_read")
+    tok = world.token(world.a, "slow_read", catalog=True)
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                        "params": {"name": "slow_read", "arguments": {"seconds": 20}}})
     req = (f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            f"Authorization: Bearer {tok}\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
-    before = world.last_record("slow_read")
+    before = last_record(world, "slow_read")
     s = socket.create_connection(("127.0.0.1", gw.port))
     s.sendall(req)
-    time.sleep(1)
+    time.sleep(1)          # the client leaves after a second: part of what is tested
     s.close()
-    t0 = time.monotonic()
-    while (rec := world.last_record("slow_read")) is None or rec == before:
-        assert time.monotonic() - t0 < 4, "the statement still runs after the client left"
-        time.sleep(0.05)
+    rec = wait_until(lambda: (r := last_record(world, "slow_read")) != before and r, timeout=4,
+                     what="the statement ended after the client left")
     assert (rec["outcome"], rec["reason"]) == ("error", "cancelled")
     dur = float(world.cluster.psql(f"SELECT duration_ms FROM airlock.calls WHERE id = '{rec['id']}'"))
     assert 900 < dur < 5000, dur
@@ -545,28 +454,28 @@ def test_closing_the_connection_cancels_the_statement(gw, world):
 # 7. Trace context
 
 def test_traceparent_goes_to_record_log_and_meta(gw, world):
-    tok = world.mint("lookup_invoices")
+    tok = world.token(world.a, "lookup_invoices", catalog=True)
     trace = secrets.token_hex(16)
     tp = f"00-{trace}-{secrets.token_hex(8)}-01"
     for path in ("/mcp", "/rpc"):
-        res = result(call(gw, tok, "lookup_invoices", {"customer_id": world.customer},
-                          path=path, headers={"traceparent": tp}))
+        res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
+                              path=path, headers={"traceparent": tp}))
         assert res["_meta"]["airlock/traceId"] == trace
         assert world.record(res["structuredContent"]["call_id"])["trace_id"] == trace
     lines = [json.loads(x) for x in gw.logtext().splitlines() if x.startswith("{")]
     assert any(x.get("trace_id") == trace and x.get("msg") == "request" for x in lines)
     # In _meta, for hosts that propagate it there (the header wins).
     trace2 = secrets.token_hex(16)
-    res = result(call(gw, tok, "lookup_invoices", {"customer_id": world.customer},
-                      meta={"traceparent": f"00-{trace2}-{secrets.token_hex(8)}-00"}))
+    res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
+                          _meta={"traceparent": f"00-{trace2}-{secrets.token_hex(8)}-00"}))
     assert res["_meta"]["airlock/traceId"] == trace2
     # Invalid ones are ignored.
     for bad in ["00-" + "0" * 32 + "-" + secrets.token_hex(8) + "-01",
                 f"00-{trace}-{'0' * 16}-01", f"ff-{trace}-{secrets.token_hex(8)}-01",
                 f"00-{trace.upper()}-{secrets.token_hex(8)}-01", f"00-{trace}-01",
                 f"00-{trace}-{secrets.token_hex(8)}-01-extra", "garbage"]:
-        res = result(call(gw, tok, "lookup_invoices", {"customer_id": world.customer},
-                          headers={"traceparent": bad}))
+        res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
+                              headers={"traceparent": bad}))
         assert "_meta" not in res or "airlock/traceId" not in res["_meta"], bad
         assert world.record(res["structuredContent"]["call_id"])["trace_id"] is None
 
@@ -574,20 +483,20 @@ def test_traceparent_goes_to_record_log_and_meta(gw, world):
 def test_trace_id_is_not_in_the_digest(gw, world):
     """The trace id is the client's word, kept beside the record, not part of what its
     digest covers: verify still passes."""
-    tok = world.mint("lookup_invoices")
+    tok = world.token(world.a, "lookup_invoices", catalog=True)
     trace = secrets.token_hex(16)
-    res = result(call(gw, tok, "lookup_invoices", {"customer_id": world.customer},
-                      headers={"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}))
+    res = result(mcp_tool(gw, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]},
+                          headers={"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}))
     cid = res["structuredContent"]["call_id"]
     canon = world.cluster.psql(f"SELECT airlock.call_canonical(c) FROM airlock.calls c "
                                f"WHERE id = '{cid}'")
     assert "trace" not in canon
     ctl("audit", "seal", "--db", world.cluster.operator_url)
-    p = ctl("audit", "verify", "--tenant", world.tenant, "--db", world.cluster.operator_url,
+    p = ctl("audit", "verify", "--tenant", world.a, "--db", world.cluster.operator_url,
             check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     # The export carries it beside the record.
-    p = ctl("audit", "export", "--format", "jsonl", "--tenant", world.tenant, "--db",
+    p = ctl("audit", "export", "--format", "jsonl", "--tenant", world.a, "--db",
             world.cluster.operator_url)
     exported = {r["id"]: r for r in map(json.loads, p.stdout.splitlines())}
     assert exported[cid]["trace_id"] == trace
@@ -674,8 +583,8 @@ def test_conformance_scenario(conformance, gw, world, tmp_path, scenario):
     url = gw.url + "/mcp"
     fwd = None
     if scenario == "tools-list":
-        fwd = BearerForwarder(gw.url, world.mint("lookup_invoices", "update_invoice_status",
-                                                 "run_sh"))
+        fwd = BearerForwarder(gw.url, world.token(world.a, "lookup_invoices", "update_invoice_status",
+                                                 "run_sh", catalog=True))
         url = fwd.url + "/mcp"
     try:
         p, checks = run_scenario(conformance, url, scenario, tmp_path)

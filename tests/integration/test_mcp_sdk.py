@@ -14,7 +14,8 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, Daemon, ctl
+from conftest import ROOT, Daemon
+from world import World
 
 INTEROP = ROOT / "tests" / "interop"
 RATES = ["--rate-token", "1000/1000", "--rate-tenant", "1000/1000"]
@@ -78,39 +79,6 @@ EXTRA_TOOLS = [
 ]
 
 
-class World:
-    """A tenant with one customer and two invoices, the demo catalog plus test tools."""
-
-    def __init__(self, cluster, tools):
-        self.cluster = cluster
-        self.tools = tools
-        self.tenant = f"sdk{secrets.token_hex(3)}"
-        ctl("tenant", "add", self.tenant, "--db", cluster.operator_url)
-        out = cluster.psql(
-            f"SET ROLE tenant_{self.tenant}; INSERT INTO billing.customers (email, name) "
-            f"VALUES ('sdk@{self.tenant}.example', 'SDK customer') RETURNING id")
-        self.customer = int([x for x in out.split() if x.isdigit()][0])
-        out = cluster.psql(
-            f"SET ROLE tenant_{self.tenant}; INSERT INTO billing.invoices "
-            f"(customer_id, number, status, amount, issued_at, paid_at) VALUES "
-            f"({self.customer}, '{self.tenant}-1', 'open', 10.50, now() - interval '1 day', NULL), "
-            f"({self.customer}, '{self.tenant}-2', 'paid', 99.00, now(), now()) RETURNING id")
-        self.invoices = [int(x) for x in out.split() if x.isdigit()]
-
-    def mint(self, *tools, extra=()):
-        argv = ["token", "mint", "--tenant", self.tenant, "--ttl", "10m",
-                "--db", self.cluster.operator_url, *extra]
-        for t in tools:
-            argv += ["--tool", t]
-        return ctl(*argv).stdout.strip()
-
-    def record(self, call_id):
-        row = self.cluster.psql(
-            "SELECT json_build_object('outcome', outcome, 'reason', reason, 'dry_run', dry_run)"
-            f" FROM airlock.calls WHERE id = '{call_id}'")
-        return json.loads(row) if row.strip() else None
-
-
 @pytest.fixture(scope="module")
 def sdk():
     """The node program and the SDK, installed by `make interop-deps` (npm ci)."""
@@ -131,7 +99,12 @@ def world(cluster, tmp_path_factory):
     shutil.copytree(ROOT / "tools", tools)
     for m in EXTRA_TOOLS:
         (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    return World(cluster, tools)
+    w = World(cluster, "sdk", tenants=1, tools=tools)
+    c = w.add_customer(w.a, email=f"sdk@{w.a}.example", name="SDK customer")
+    w.invoices = [w.add_invoice(w.a, c, number=f"{w.a}-1", amount="10.50"),
+                  w.add_invoice(w.a, c, number=f"{w.a}-2", status="paid", amount="99.00",
+                                issued="now()")]
+    return w
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +154,9 @@ def ok(entry):
 
 
 def test_connect_list_read_and_argument_errors(sdk, gw, world):
-    tok = world.mint("lookup_invoices", "get_customer")
+    tok = world.token(world.a, "lookup_invoices", "get_customer")
     out = session(sdk, gw, tok, [
-        {"name": "lookup_invoices", "arguments": {"customer_id": world.customer}},
+        {"name": "lookup_invoices", "arguments": {"customer_id": world.cust[world.a][0]}},
         {"name": "lookup_invoices", "arguments": {"customer_id": "1"}},
         {"name": "lookup_invoices", "arguments": {"customer_id": 0}},
         {"name": "lookup_invoices", "arguments": {"customer_id": 1, "tenant": "x"}},
@@ -195,22 +168,22 @@ def test_connect_list_read_and_argument_errors(sdk, gw, world):
     read, wrong_type, too_small, unexpected, missing = out["results"]
     sc = ok(read)
     assert sc["row_count"] == 2 and sc["truncated"] is False and sc["dry_run"] is False
-    assert [r["number"] for r in sc["rows"]] == [f"{world.tenant}-2", f"{world.tenant}-1"]
+    assert [r["number"] for r in sc["rows"]] == [f"{world.a}-2", f"{world.a}-1"]
     assert sc["rows"][0]["amount"] == "99.00" and isinstance(sc["rows"][0]["id"], str)
     for entry, argument in [(wrong_type, "customer_id"), (too_small, "customer_id"),
                             (unexpected, "tenant"), (missing, "customer_id")]:
         sc = tool_error(entry, "invalid_arguments")
         assert sc["error"]["argument"] == argument
-        assert world.record(sc["call_id"]) == {"outcome": "tool_error",
+        assert world.record(sc["call_id"], "outcome", "reason", "dry_run") == {"outcome": "tool_error",
                                                "reason": "invalid_arguments", "dry_run": False}
     clean(out)
 
 
 def test_refused_calls_are_jsonrpc_errors(sdk, gw, world):
-    tok = world.mint("lookup_invoices")
+    tok = world.token(world.a, "lookup_invoices")
     out = session(sdk, gw, tok, [
         {"name": "no_such_tool", "arguments": {}},
-        {"name": "get_customer", "arguments": {"customer_id": world.customer}},
+        {"name": "get_customer", "arguments": {"customer_id": world.cust[world.a][0]}},
     ])
     unknown, not_granted = out["results"]
     assert "result" not in unknown and unknown["error"]["code"] == -32602
@@ -221,7 +194,7 @@ def test_refused_calls_are_jsonrpc_errors(sdk, gw, world):
 
 
 def test_every_value_matches_its_format(sdk, gw, world):
-    tok = world.mint("edge_values")
+    tok = world.token(world.a, "edge_values")
     out = session(sdk, gw, tok, [{"name": "edge_values", "arguments": {}},
                                  {"name": "edge_values", "arguments": {"from": "x"}}])
     sc = ok(out["results"][0])
@@ -243,7 +216,7 @@ def test_every_value_matches_its_format(sdk, gw, world):
 
 
 def test_writes_previews_replays_and_their_errors(sdk, gw, world):
-    tok = world.mint("update_invoice_status", "void_all_invoices", "set_currency")
+    tok = world.token(world.a, "update_invoice_status", "void_all_invoices", "set_currency")
     inv = world.invoices[0]
     key = secrets.token_hex(8)
     out = session(sdk, gw, tok, [
@@ -255,7 +228,7 @@ def test_writes_previews_replays_and_their_errors(sdk, gw, world):
          "params": {"idempotency_key": key}},
         {"name": "update_invoice_status", "arguments": {"invoice_id": inv, "status": "lost"},
          "params": {"idempotency_key": secrets.token_hex(8)}},
-        {"name": "void_all_invoices", "arguments": {"customer_id": world.customer},
+        {"name": "void_all_invoices", "arguments": {"customer_id": world.cust[world.a][0]},
          "params": {"dry_run": True}},
         {"name": "set_currency", "arguments": {"invoice_id": inv, "currency": "usd"},
          "params": {"dry_run": True}},
@@ -279,13 +252,13 @@ def test_writes_previews_replays_and_their_errors(sdk, gw, world):
         assert keyless["error"]["data"]["reason"] == "key_required", keyless
     else:
         tool_error(keyless, "key_required")
-    assert world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT status, currency FROM "
+    assert world.cluster.psql(f"SET ROLE tenant_{world.a}; SELECT status, currency FROM "
                               f"billing.invoices WHERE id = {inv}").split()[-1] == "void|USD"
     clean(out)
 
 
 def test_code_tools_and_their_errors(sdk, gw, world):
-    tok = world.mint("run_sh", "tiny_sh")
+    tok = world.token(world.a, "run_sh", "tiny_sh")
     out = session(sdk, gw, tok, [
         {"name": "run_sh", "arguments": {"code": "echo '{\"sum\": 3}'"}},
         {"name": "run_sh", "arguments": {"code": "echo text; echo note >&2"}},
@@ -309,7 +282,7 @@ def test_code_tools_and_their_errors(sdk, gw, world):
 
 def test_whole_catalog_lists_cleanly(sdk, gw, world):
     names = sorted(p.stem for p in world.tools.glob("*.json"))
-    out = session(sdk, gw, world.mint(*names), [])
+    out = session(sdk, gw, world.token(world.a, *names), [])
     assert sorted(out["tools"]) == names
     clean(out)
 
@@ -318,11 +291,11 @@ def test_write_from_a_host_preview_commit_revert(sdk, gw, world):
     """What any MCP host can do: the options in _meta (for adapters) or as the write's own
     airlock_* arguments (for hosts that pass only arguments); a missing key comes back as
     an isError result the model can act on; the change is reverted."""
-    tok = world.mint("update_invoice_status", extra=("--revert",))
+    tok = world.token(world.a, "update_invoice_status", extra=("--revert",))
     out = world.cluster.psql(
-        f"SET ROLE tenant_{world.tenant}; INSERT INTO billing.invoices (customer_id, number, "
-        f"status, amount, issued_at) VALUES ({world.customer}, '{world.tenant}-h', 'open', 5, "
-        f"now()), ({world.customer}, '{world.tenant}-i', 'open', 6, now()) RETURNING id")
+        f"SET ROLE tenant_{world.a}; INSERT INTO billing.invoices (customer_id, number, "
+        f"status, amount, issued_at) VALUES ({world.cust[world.a][0]}, '{world.a}-h', 'open', 5, "
+        f"now()), ({world.cust[world.a][0]}, '{world.a}-i', 'open', 6, now()) RETURNING id")
     inv, inv2 = [int(x) for x in out.split("\n") if x.strip().isdigit()]
     args = {"invoice_id": inv, "status": "void"}
     key, undo = secrets.token_hex(8), secrets.token_hex(8)
@@ -355,7 +328,7 @@ def test_write_from_a_host_preview_commit_revert(sdk, gw, world):
     assert "airlock_idempotency_key" in sc["error"]["message"]
     assert ok(arg_preview)["dry_run"] is True
     assert ok(arg_commit)["rows"][0]["status"] == "paid"
-    status = world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT string_agg(status, ',' "
+    status = world.cluster.psql(f"SET ROLE tenant_{world.a}; SELECT string_agg(status, ',' "
                                 f"ORDER BY id) FROM billing.invoices WHERE id IN ({inv}, {inv2})")
     assert status.split()[-1] == "open,paid"
     clean(out)
@@ -373,10 +346,10 @@ def rpc_session(sdk, gw, token, calls):
 def test_plain_jsonrpc_client_on_rpc(sdk, gw, world):
     """/rpc keeps JSON-RPC's own semantics: what /mcp answers as a correctable isError
     result (a missing key) is a JSON-RPC error here, as are refusals; batches work."""
-    tok = world.mint("lookup_invoices", "update_invoice_status", extra=("--revert",))
+    tok = world.token(world.a, "lookup_invoices", "update_invoice_status", extra=("--revert",))
     out = world.cluster.psql(
-        f"SET ROLE tenant_{world.tenant}; INSERT INTO billing.invoices (customer_id, number, "
-        f"status, amount, issued_at) VALUES ({world.customer}, '{world.tenant}-r', 'open', 7, "
+        f"SET ROLE tenant_{world.a}; INSERT INTO billing.invoices (customer_id, number, "
+        f"status, amount, issued_at) VALUES ({world.cust[world.a][0]}, '{world.a}-r', 'open', 7, "
         f"now()) RETURNING id")
     inv = [int(x) for x in out.split("\n") if x.strip().isdigit()][0]
     args = {"invoice_id": inv, "status": "void"}
@@ -385,7 +358,7 @@ def test_plain_jsonrpc_client_on_rpc(sdk, gw, world):
         {"method": "airlock/tokens.self"},
         {"method": "tools/list"},
         {"method": "tools/call", "params": {"name": "lookup_invoices",
-                                            "arguments": {"customer_id": world.customer}}},
+                                            "arguments": {"customer_id": world.cust[world.a][0]}}},
         {"method": "tools/call", "params": {"name": "lookup_invoices",
                                             "arguments": {"customer_id": "x"}}},
         {"method": "tools/call", "params": {"name": "update_invoice_status", "arguments": args,
@@ -399,10 +372,10 @@ def test_plain_jsonrpc_client_on_rpc(sdk, gw, world):
         {"method": "tools/call", "params": {"name": "no_such_tool", "arguments": {}}},
         {"method": "no/such/method"},
         {"batch": [{"method": "ping"}, {"method": "tools/call", "params": {
-            "name": "lookup_invoices", "arguments": {"customer_id": world.customer}}}]},
+            "name": "lookup_invoices", "arguments": {"customer_id": world.cust[world.a][0]}}}]},
     ])
     me, listed, read, bad, preview, commit, revert, keyless, unknown, nomethod, batch = res
-    assert me["result"]["tenant"] == world.tenant
+    assert me["result"]["tenant"] == world.a
     assert sorted(t["name"] for t in listed["result"]["tools"]) == ["lookup_invoices",
                                                                     "update_invoice_status"]
     assert read["result"]["isError"] is False and read["result"]["structuredContent"]["row_count"] >= 1
@@ -415,6 +388,6 @@ def test_plain_jsonrpc_client_on_rpc(sdk, gw, world):
     assert unknown["error"]["code"] == -32602 and unknown["error"]["data"]["reason"] == "tool_not_found"
     assert nomethod["error"]["code"] == -32601
     assert "result" in batch["batch"][0] and batch["batch"][1]["result"]["isError"] is False
-    status = world.cluster.psql(f"SET ROLE tenant_{world.tenant}; SELECT status FROM "
+    status = world.cluster.psql(f"SET ROLE tenant_{world.a}; SELECT status FROM "
                                 f"billing.invoices WHERE id = {inv}")
     assert status.split()[-1] == "open"

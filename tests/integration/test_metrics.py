@@ -12,10 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, ctl
-
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
+from conftest import ROOT
+from world import JSON, NO_LIMITS, World, rpc, tool
 
 
 def scrape(d):
@@ -35,40 +33,11 @@ def delta(before, after, name, **labels):
     return after.get(key, 0) - before.get(key, 0)
 
 
-def call(d, token, method, params=None, rid=1):
-    body = {"jsonrpc": "2.0", "id": rid, "method": method}
-    if params is not None:
-        body["params"] = params
-    h = dict(JSON)
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    return requests.post(d.url + "/rpc", data=json.dumps(body), headers=h, timeout=30)
-
-
-def tool(d, token, name, args, **extra):
-    return call(d, token, "tools/call", {"name": name, "arguments": args, **extra})
-
-
-class World:
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.t = f"mx{secrets.token_hex(3)}"
-        ctl("tenant", "add", self.t, "--db", cluster.operator_url)
-        out = cluster.psql(f"SET ROLE tenant_{self.t}; INSERT INTO billing.customers (email, name) "
-                           f"VALUES ('m@{self.t}.example', 'M') RETURNING id")
-        self.customer = [int(x) for x in out.split() if x.isdigit()][0]
-
-    def mint(self, *tools, extra=()):
-        argv = ["token", "mint", "--tenant", self.t, "--ttl", "10m", "--db",
-                self.cluster.operator_url, *extra]
-        for name in tools:
-            argv += ["--tool", name]
-        return ctl(*argv).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def world(cluster):
-    return World(cluster)
+    w = World(cluster, "mx", tenants=1)
+    w.add_customer(w.a, email=f"m@{w.a}.example", name="M")
+    return w
 
 
 def test_existing_names_and_the_format(start_daemon):
@@ -85,10 +54,10 @@ def test_existing_names_and_the_format(start_daemon):
 
 def test_calls_by_method_tool_outcome_and_reason(start_daemon, world):
     d = start_daemon(*NO_LIMITS)
-    tok = world.mint("get_customer")
+    tok = world.token(world.a, "get_customer")
     before = scrape(d)
     for _ in range(2):
-        r = tool(d, tok, "get_customer", {"customer_id": world.customer})
+        r = tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0]})
         assert r.json()["result"]["isError"] is False
     r = tool(d, tok, "get_customer", {"customer_id": 0})          # fails the schema
     assert r.json()["result"]["isError"] is True
@@ -98,7 +67,7 @@ def test_calls_by_method_tool_outcome_and_reason(start_daemon, world):
     assert r.json()["error"]["data"]["reason"] == "tool_not_found"
     r = tool(d, "alk_" + "A" * 43, "get_customer", {"customer_id": 1})
     assert r.status_code == 401
-    assert call(d, tok, "tools/list").status_code == 200
+    assert rpc(d, tok, "tools/list").status_code == 200
     after = scrape(d)
 
     calls = "airlock_calls_total"
@@ -133,8 +102,8 @@ def test_calls_by_method_tool_outcome_and_reason(start_daemon, world):
 
 def test_dry_runs_plans_replays_and_reverts(start_daemon, world):
     d = start_daemon(*NO_LIMITS)
-    tok = world.mint("add_support_note", extra=("--revert",))
-    args = {"customer_id": world.customer, "body": "metrics " + secrets.token_hex(4)}
+    tok = world.token(world.a, "add_support_note", extra=("--revert",))
+    args = {"customer_id": world.cust[world.a][0], "body": "metrics " + secrets.token_hex(4)}
     before = scrape(d)
     preview = tool(d, tok, "add_support_note", args, dry_run=True).json()["result"]
     plan = preview["structuredContent"]["plan_id"]
@@ -143,7 +112,7 @@ def test_dry_runs_plans_replays_and_reverts(start_daemon, world):
     assert done["result"]["isError"] is False, done
     again = tool(d, tok, "add_support_note", args, idempotency_key=key, plan_id=plan).json()
     assert again["result"]["structuredContent"]["replayed"] is True
-    rv = call(d, tok, "airlock/calls.revert", {
+    rv = rpc(d, tok, "airlock/calls.revert", {
         "call_id": done["result"]["structuredContent"]["call_id"],
         "idempotency_key": "rv-" + secrets.token_hex(6)}).json()
     assert "result" in rv, rv
@@ -161,9 +130,9 @@ def test_dry_runs_plans_replays_and_reverts(start_daemon, world):
 
 def test_rate_limit_refusals_by_scope(start_daemon, world):
     d = start_daemon("--rate-token", "1/1", "--rate-tenant", "0/0", "--rate-client", "0/0")
-    tok = world.mint("get_customer")
+    tok = world.token(world.a, "get_customer")
     before = scrape(d)
-    codes = [tool(d, tok, "get_customer", {"customer_id": world.customer}).status_code
+    codes = [tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0]}).status_code
              for _ in range(3)]
     after = scrape(d)
     refused = codes.count(429)
@@ -189,10 +158,10 @@ def test_rate_limit_refusals_by_scope(start_daemon, world):
 
 def test_audit_batches(start_daemon, world):
     d = start_daemon(*NO_LIMITS)
-    tok = world.mint("get_customer")
+    tok = world.token(world.a, "get_customer")
     before = scrape(d)
     for _ in range(5):
-        tool(d, tok, "get_customer", {"customer_id": world.customer})
+        tool(d, tok, "get_customer", {"customer_id": world.cust[world.a][0]})
     after = scrape(d)
     # Each read's record is made durable by the audit writer before its answer: five
     # records in all, in one to five batches.
@@ -212,7 +181,7 @@ def test_sandbox_runs_by_limit(start_daemon, world, tmp_path):
                       "required": ["code"], "additionalProperties": False},
         "code": {"interpreter": "sh", "limits": {"time_s": 10, "stdout_max": 64}}}))
     d = start_daemon(*NO_LIMITS, "--tools", str(tools))
-    tok = world.mint("tiny_sh")
+    tok = world.token(world.a, "tiny_sh")
     before = scrape(d)
     r = tool(d, tok, "tiny_sh", {"code": "echo hi"}).json()
     assert r["result"]["isError"] is False, r

@@ -7,14 +7,12 @@ import threading
 import pytest
 
 from conftest import ctl
-from test_reads import World, call, err, tool
-
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
+from world import NO_LIMITS, READ_TOOLS, billing_world, err, rpc, tool
 
 
 @pytest.fixture(scope="module")
 def world(cluster):
-    return World(cluster)
+    return billing_world(cluster, "pg", READ_TOOLS)
 
 
 def token_row(cluster, token_id):
@@ -22,7 +20,7 @@ def token_row(cluster, token_id):
 
 
 def me(d, tok):
-    return call(d, tok, "airlock/tokens.self").json()["result"]
+    return rpc(d, tok, "airlock/tokens.self").json()["result"]
 
 
 def test_read_without_quota_writes_no_token_row(start_daemon, world, cluster):
@@ -63,14 +61,14 @@ def test_revoked_token_kept_in_memory_is_refused_at_once(start_daemon, world):
     tok = world.mint(world.a, tools=["lookup_invoices"])
     tid = me(d, tok)["token_id"]
     # Known to the daemon: its principal is kept in memory from here.
-    assert "result" in call(d, tok, "tools/list").json()
+    assert "result" in rpc(d, tok, "tools/list").json()
     assert "result" in tool(d, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]}).json()
     ctl("token", "revoke", tid, "--db", world.cluster.operator_url)
     # A read checks the token in its own transaction: refused by the very next call...
     r = tool(d, tok, "lookup_invoices", {"customer_id": world.cust[world.a][0]})
     assert err(r) == (401, "token_revoked"), r.text
     # ...and every other method once the announcement arrived (well within a second).
-    r = call(d, tok, "tools/list")
+    r = rpc(d, tok, "tools/list")
     assert err(r) == (401, "token_revoked"), r.text
 
 
@@ -83,7 +81,7 @@ def test_disabled_tenant_is_refused_at_once(start_daemon, world):
     try:
         r = tool(d, tok, "lookup_invoices", args)
         assert err(r) == (403, "tenant_disabled"), r.text
-        r = call(d, tok, "tools/list")
+        r = rpc(d, tok, "tools/list")
         assert err(r) == (403, "tenant_disabled"), r.text
     finally:
         ctl("tenant", "enable", world.b, "--db", world.cluster.operator_url)

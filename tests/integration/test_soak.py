@@ -16,7 +16,6 @@ the last third is under a bound, see RSS_SLACK); and at SIGTERM the daemon exits
 sanitizer report (LeakSanitizer checks for leaks at exit).  The figures are printed
 (pytest -s) and, with AIRLOCK_SOAK_REPORT=FILE, written there as JSON."""
 import collections
-import hashlib
 import json
 import os
 import random
@@ -32,6 +31,7 @@ import pytest
 import requests
 
 from conftest import ROOT, ctl, free_port, own_cluster
+from world import World, ids_of, rpc, wait_until
 
 ASAN_AIRLOCKD = ROOT / os.environ.get("AIRLOCK_ASAN_BUILD", "build/asan") / "airlockd"
 SECONDS = float(os.environ.get("AIRLOCK_SOAK_SECONDS", "45"))
@@ -53,36 +53,32 @@ SANITIZER_REPORT = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime 
 
 # --- the world: two tenants, their rows, their tokens ------------------------------------
 
-class World:
-    def __init__(self, cluster, workdir):
-        self.cluster = cluster
-        self.tenants = ("sa", "sb")
-        self.cust, self.inv = {}, {}
-        for t in self.tenants:
-            ctl("tenant", "add", t, "--db", cluster.operator_url)
-            out = cluster.psql(
-                f"SET ROLE tenant_{t}; INSERT INTO billing.customers (email, name) SELECT "
-                f"'c' || g || '@{t}.example', 'Customer ' || g FROM generate_series(1, 4) g "
-                f"RETURNING id")
-            self.cust[t] = [int(x) for x in out.splitlines() if x.isdigit()]
-            out = cluster.psql(
-                f"SET ROLE tenant_{t}; INSERT INTO billing.invoices (customer_id, number, "
-                f"status, amount, issued_at) SELECT c, '{t}-' || c || '-' || g, 'open', "
-                f"10.5 * g, now() - g * interval '1 day' FROM unnest(ARRAY"
-                f"{self.cust[t]}) c, generate_series(1, 3) g RETURNING id")
-            self.inv[t] = [int(x) for x in out.splitlines() if x.isdigit()]
-        self.admin_key = os.path.join(workdir, "admin.key")
-        ctl("token", "admin-key", self.admin_key)
+def soak_tenants(cluster):
+    """Two tenants of our own with four customers each and three invoices per customer, and
+    an admin key."""
+    world = World(cluster, "s", tenants=2, admin=True)
+    world.inv = {}
+    for t in world.tenants:
+        world.sql(t, f"INSERT INTO billing.customers (email, name) SELECT 'c' || g || "
+                     f"'@{t}.example', 'Customer ' || g FROM generate_series(1, 4) g")
+        world.cust[t] = ids_of(world.sql(t, "SELECT id FROM billing.customers ORDER BY id"))
+        out = world.sql(t, f"INSERT INTO billing.invoices (customer_id, number, status, amount, "
+                           f"issued_at) SELECT c, '{t}-' || c || '-' || g, 'open', 10.5 * g, "
+                           f"now() - g * interval '1 day' FROM unnest(ARRAY{world.cust[t]}) c, "
+                           f"generate_series(1, 3) g RETURNING id")
+        world.inv[t] = ids_of(out)
+    return world
 
-    def other(self, t):
-        return self.tenants[1 - self.tenants.index(t)]
 
-    def mint(self, tenant, task):
-        argv = ["token", "mint", "--tenant", tenant, "--ttl", "60m", "--task", task,
-                "--revert", "--db", self.cluster.operator_url]
-        for tool in ("lookup_invoices", "get_customer", "add_support_note", "run_python"):
-            argv += ["--tool", tool]
-        return ctl(*argv).stdout.strip()
+def other(world, t):
+    """The other tenant."""
+    return world.tenants[1 - world.tenants.index(t)]
+
+
+def mint(world, tenant, task):
+    """A token of tenant for the soak's tools, with the revert grant."""
+    return world.token(tenant, "lookup_invoices", "get_customer", "add_support_note",
+                       "run_python", extra=("--revert",), ttl="60m", task=task)
 
 
 class Daemon:
@@ -103,16 +99,13 @@ class Daemon:
                  "--max-body", str(MAX_BODY), "--max-batch", str(MAX_BATCH),
                  "--conn-timeout", str(CONN_TIMEOUT), "--max-conns-per-client", "512",
                  "--max-conns", "1024"], stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while True:
+        def ready():
             assert self.proc.poll() is None, f"airlockd exited:\n{self.logtext()}"
             try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    break
+                return requests.get(self.url + "/readyz", timeout=2).status_code == 200
             except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"airlockd not ready:\n{self.logtext()}"
-            time.sleep(0.1)
+                return False
+        wait_until(ready, timeout=30, every=0.1, what="the ASan airlockd ready")
 
     def logtext(self):
         with open(self.log, encoding="utf-8", errors="replace") as f:
@@ -172,7 +165,7 @@ class Client(threading.Thread):
         self.w, self.d, self.tally, self.deadline = world, d, tally, deadline
         self.tenant = world.tenants[n % 2]
         self.task = f"soak-{n}-{secrets.token_hex(3)}"
-        self.token = world.mint(self.tenant, self.task)
+        self.token = mint(world, self.tenant, self.task)
         self.rng = random.Random(n)
         self.http = requests.Session()
         self.writes = []            # call ids of my committed writes, not yet reverted
@@ -257,7 +250,7 @@ class Client(threading.Thread):
 
     def foreign_read(self):
         """The other tenant's customer: no row, not an error."""
-        cust = self.rng.choice(self.w.cust[self.w.other(self.tenant)])
+        cust = self.rng.choice(self.w.cust[other(self.w, self.tenant)])
         sc = self.result("foreign_read", self.tool("lookup_invoices", {"customer_id": cust}))
         self.tally.record(self.task, "tools/call")
         if sc is not None:
@@ -317,7 +310,7 @@ class Client(threading.Thread):
 
     def calls_get(self):
         mine = self.peers[self.tenant]
-        theirs = self.peers[self.w.other(self.tenant)]
+        theirs = self.peers[other(self.w, self.tenant)]
         if theirs and self.rng.random() < 0.5:
             # The other tenant's call id: as if there were none.
             cid = self.rng.choice(theirs)
@@ -450,7 +443,7 @@ def soak_world():
     workdir = tempfile.mkdtemp(prefix="alk-soak-")
     # A database of its own: the audit chain verified at the end is this test's alone.
     with own_cluster(prefix="alk-soak-db-") as cluster:
-        world = World(cluster, workdir)
+        world = soak_tenants(cluster)
         d = Daemon(cluster, world, workdir)
         yield cluster, world, d
         d.stop()
@@ -462,14 +455,12 @@ def test_calls_get_of_a_previewed_insert(soak_world):
     conversion failed on it) instead of the record."""
     cluster, world, d = soak_world
     task = f"preview-{secrets.token_hex(3)}"
-    token = world.mint("sa", task)
-    h = {**JSON, "Authorization": f"Bearer {token}"}
+    token = mint(world, world.a, task)
 
     def call(method, params):
-        return requests.post(d.url + "/rpc", headers=h, timeout=60, data=json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        return rpc(d, token, method, params, timeout=60)
 
-    args = {"customer_id": world.cust["sa"][0], "body": f"preview {secrets.token_hex(4)}"}
+    args = {"customer_id": world.cust[world.a][0], "body": f"preview {secrets.token_hex(4)}"}
     r = call("tools/call", {"name": "add_support_note", "arguments": args, "dry_run": True})
     cid = r.json()["result"]["structuredContent"]["call_id"]
     r = call("airlock/calls.get", {"call_id": cid})
@@ -492,7 +483,7 @@ def test_soak(soak_world):
     for c in clients:
         c.start()
     while any(c.is_alive() for c in clients):
-        time.sleep(0.5)
+        time.sleep(0.5)        # the period of the RSS samples
         assert d.proc.poll() is None, f"airlockd died:\n{d.logtext()[-8000:]}"
         rss.append((time.monotonic() - start, d.rss_kb()))
     elapsed = time.monotonic() - start

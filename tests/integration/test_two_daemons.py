@@ -1,7 +1,6 @@
 """Two airlockd on one database: the same keyed writes sent to both at once have one effect
 per key, a token revoked through one is refused by the other, and both daemons' sealers
 leave an intact chain."""
-import json
 import secrets
 import threading
 import time
@@ -10,54 +9,27 @@ import pytest
 import requests
 
 from conftest import ROOT, Daemon, ctl, own_cluster
+from world import NO_LIMITS, World, rpc, wait_until
 
-JSON = {"Content-Type": "application/json"}
-NO_LIMITS = ("--rate-token", "0/0", "--rate-tenant", "0/0", "--rate-client", "0/0")
 KEYS = 50
 PER_DAEMON = 2      # copies of each keyed write sent to each daemon, all at once
 
 
-def rpc(d, token, method, params, session=None, timeout=30):
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    return (session or requests).post(d.url + "/rpc", data=json.dumps(body),
-                                      headers={**JSON, "Authorization": f"Bearer {token}"},
-                                      timeout=timeout)
-
-
-class Pair:
-    def __init__(self, c, tmp):
-        self.c = c
-        self.tenant = f"two{secrets.token_hex(3)}"
-        ctl("tenant", "add", self.tenant, "--db", c.operator_url)
-        out = c.psql(f"SET ROLE tenant_{self.tenant}; INSERT INTO billing.customers (email, name)"
-                     f" VALUES ('x@{self.tenant}.example', 'X') RETURNING id")
-        self.customer = int([x for x in out.split() if x.isdigit()][0])
-        self.admin_key = f"{tmp}/admin.key"
-        ctl("token", "admin-key", self.admin_key)
-        with open(self.admin_key) as f:
-            self.admin = f.read().strip()
-        args = ["--db", c.gateway_url, "--tools", str(ROOT / "tools"), "--admin-key-file",
-                self.admin_key, *NO_LIMITS]
-        self.daemons = [Daemon(args), Daemon(args)]
-
-    def mint(self, *tools):
-        argv = ["token", "mint", "--tenant", self.tenant, "--ttl", "10m", "--db", self.c.operator_url]
-        for t in tools:
-            argv += ["--tool", t]
-        return ctl(*argv).stdout.strip()
-
-
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair():
+    """A tenant with a customer on a cluster of our own, and two airlockd on it."""
     with own_cluster(prefix="alk-two-") as c:
-        p = Pair(c, tmp_path_factory.mktemp("two"))
+        p = World(c, "two", tenants=1, customers=1, admin=True)
+        args = ["--db", c.gateway_url, "--tools", str(ROOT / "tools"), "--admin-key-file",
+                p.admin_key, *NO_LIMITS]
+        p.daemons = [Daemon(args), Daemon(args)]
         yield p
         for d in p.daemons:
             assert d.stop() == 0, d.logtext()[-3000:]
 
 
 def test_same_keyed_writes_to_both_one_effect_per_key(pair):
-    token = pair.mint("add_support_note")
+    token = pair.token(pair.a, "add_support_note")
     tag = secrets.token_hex(4)
     keys = [f"two-{tag}-{i}" for i in range(KEYS)]
     answers = {k: [] for k in keys}
@@ -65,7 +37,7 @@ def test_same_keyed_writes_to_both_one_effect_per_key(pair):
 
     def send(d, key):
         s = requests.Session()
-        args = {"customer_id": pair.customer, "body": f"note {key}"}
+        args = {"customer_id": pair.cust[pair.a][0], "body": f"note {key}"}
         barrier.wait()
         # A duplicate refused while the first is in flight (409 key_in_flight) is tried
         # again until it is answered: the answer is then a replay.
@@ -77,7 +49,7 @@ def test_same_keyed_writes_to_both_one_effect_per_key(pair):
             body = r.json()
             if "error" in body and body["error"]["data"]["reason"] == "key_in_flight":
                 assert time.monotonic() < deadline, body
-                time.sleep(body["error"]["data"]["retryAfterSeconds"] / 10)
+                time.sleep(body["error"]["data"]["retryAfterSeconds"] / 10)   # a client's pause
                 continue
             assert "result" in body and body["result"]["isError"] is False, body
             with lock:
@@ -97,7 +69,7 @@ def test_same_keyed_writes_to_both_one_effect_per_key(pair):
             t.join(120)
             assert not t.is_alive()
 
-    c = pair.c
+    c = pair.cluster
     for k in keys:
         got = answers[k]
         assert len(got) == 2 * PER_DAEMON, (k, got)
@@ -105,18 +77,18 @@ def test_same_keyed_writes_to_both_one_effect_per_key(pair):
         assert len(fresh) == 1, (k, got)
         assert {a["call_id"] for a in got} == {fresh[0]["call_id"]}
     # In the database: one note per key, one key row, one recorded call with its one change.
-    counts = c.psql(f"SET ROLE tenant_{pair.tenant}; SELECT body, count(*) FROM billing.support_notes"
+    counts = c.psql(f"SET ROLE tenant_{pair.a}; SELECT body, count(*) FROM billing.support_notes"
                     f" WHERE body LIKE 'note two-{tag}-%' GROUP BY body")
     per_body = dict(line.split("|") for line in counts.split("\n") if "|" in line)
     assert per_body == {f"note {k}": "1" for k in keys}
     rows = c.psql(f"SELECT k.key, count(DISTINCT k.call_id), count(DISTINCT ch.id)"
                   f" FROM airlock.idempotency_keys k JOIN airlock.calls cl ON cl.id = k.call_id"
                   f" JOIN airlock.changes ch ON ch.call_id = k.call_id"
-                  f" WHERE k.tenant = '{pair.tenant}' AND k.key LIKE 'two-{tag}-%' GROUP BY k.key")
+                  f" WHERE k.tenant = '{pair.a}' AND k.key LIKE 'two-{tag}-%' GROUP BY k.key")
     per_key = {line.split("|")[0]: line.split("|")[1:] for line in rows.split("\n") if "|" in line}
     assert per_key == {k: ["1", "1"] for k in keys}
     # Every answer has its record (a replay is recorded as a call of its own).
-    ok_calls = c.psql(f"SELECT count(*) FROM airlock.calls WHERE tenant = '{pair.tenant}'"
+    ok_calls = c.psql(f"SELECT count(*) FROM airlock.calls WHERE tenant = '{pair.a}'"
                       f" AND idempotency_key LIKE 'two-{tag}-%' AND outcome = 'ok'"
                       f" AND NOT dry_run").strip()
     assert ok_calls == str(KEYS * 2 * PER_DAEMON)
@@ -124,11 +96,11 @@ def test_same_keyed_writes_to_both_one_effect_per_key(pair):
 
 def test_revoked_through_one_refused_by_the_other(pair):
     one, other = pair.daemons
-    token = pair.mint("get_customer")
+    token = pair.token(pair.a, "get_customer")
     me = rpc(other, token, "airlock/tokens.self", {}).json()["result"]
     assert rpc(one, token, "airlock/tokens.self", {}).json()["result"] == me
     # Both know the token: each keeps its principal in memory from here.
-    args = {"name": "get_customer", "arguments": {"customer_id": pair.customer}}
+    args = {"name": "get_customer", "arguments": {"customer_id": pair.cust[pair.a][0]}}
     for d in pair.daemons:
         assert "result" in rpc(d, token, "tools/call", args).json()
         assert "result" in rpc(d, token, "tools/list", {}).json()
@@ -139,30 +111,28 @@ def test_revoked_through_one_refused_by_the_other(pair):
     body = rpc(other, token, "tools/call", args).json()
     assert body["error"]["data"]["reason"] == "token_revoked", body
     # Every other method there within a second (the revocation is announced at once).
-    while True:
+    def refused():
         body = rpc(other, token, "tools/list", {}).json()
-        if "error" in body:
-            break
-        assert time.monotonic() - revoked_at < 1.0, "the other daemon still serves the token"
-        time.sleep(0.02)
+        return body if "error" in body else None
+    body = wait_until(refused, timeout=1.0 - (time.monotonic() - revoked_at), every=0.02,
+                      what="the other daemon refusing the token")
     assert body["error"]["data"]["reason"] == "token_revoked", body
 
 
 def test_both_seal_and_the_chain_holds(pair):
     # Traffic through both, then wait until their sealers (not airlockctl) sealed it all.
-    token = pair.mint("get_customer")
+    token = pair.token(pair.a, "get_customer")
     for i in range(20):
         d = pair.daemons[i % 2]
         r = rpc(d, token, "tools/call", {"name": "get_customer",
-                                         "arguments": {"customer_id": pair.customer}})
+                                         "arguments": {"customer_id": pair.cust[pair.a][0]}})
         assert r.json()["result"]["isError"] is False, r.text
-    c = pair.c
-    deadline = time.monotonic() + 30
-    while c.psql("SELECT count(*) FROM airlock.calls cl WHERE NOT EXISTS"
-                 " (SELECT 1 FROM airlock.sealed s WHERE s.call_id = cl.id)").strip() != "0":
-        assert time.monotonic() < deadline, "the daemons did not seal every record"
-        time.sleep(0.2)
+    c = pair.cluster
+    wait_until(lambda: c.psql("SELECT count(*) FROM airlock.calls cl WHERE NOT EXISTS"
+                              " (SELECT 1 FROM airlock.sealed s WHERE s.call_id = cl.id)"
+                              ).strip() == "0", timeout=30, every=0.2,
+               what="the daemons' sealers sealing every record")
     p = ctl("audit", "verify", "--db", c.operator_url, check=False)
     assert p.returncode == 0 and p.stdout.startswith("intact:"), p.stdout + p.stderr
-    p = ctl("audit", "verify", "--tenant", pair.tenant, "--db", c.operator_url, check=False)
+    p = ctl("audit", "verify", "--tenant", pair.a, "--db", c.operator_url, check=False)
     assert p.returncode == 0 and p.stdout.startswith("intact:"), p.stdout + p.stderr

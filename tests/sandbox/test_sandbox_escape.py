@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from integration.waiting import wait_until
 from .sbhelpers import CGROUP, SANDBOX, cgroup_dirs, leftover_sandboxes
 
 # x86_64 system call numbers used by the ctypes probes.
@@ -57,7 +58,7 @@ for host, port in (("127.0.0.1", {lst.port}), ("::1", {lst6.port})):
 """)
     assert "connected" not in r.out, r
     assert r.out.count("refused") == 2, r
-    time.sleep(0.2)
+    time.sleep(0.2)        # a check that nothing comes: a stray connection would come this soon
     assert lst.accepted == 0 and lst6.accepted == 0
     # The listeners do work from the host: the probe could have reached them.
     socket.create_connection(("127.0.0.1", lst.port), timeout=2).close()
@@ -72,9 +73,7 @@ def test_netns_listener_unreachable(sb, netns):
     with socket.create_connection((netns.NS_ADDR, port), timeout=2) as c:
         c.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert b"netns" in c.recv(100)
-    deadline = time.time() + 2
-    while netns.counts[port] == before and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: netns.counts[port] != before, timeout=2, what="the netns server's hit")
     assert netns.counts[port] == before + 1
     r = sb.py(f"""
 import socket
@@ -85,7 +84,7 @@ except OSError as e:
     print("failed", e.errno)
 """)
     assert r.out.startswith("failed"), r
-    time.sleep(0.2)
+    time.sleep(0.2)        # a check that nothing more comes, as above
     assert netns.counts[port] == before + 1
 
 
@@ -354,7 +353,7 @@ sleep 0.2
 echo started
 """)
     assert r.out.strip() == "started", r
-    time.sleep(0.2)
+    time.sleep(0.2)        # a check that nothing survives: a survivor would still be there
     assert not marker_alive(f"sleep {secs}")
     for d in cgroup_dirs(sb.cgroup_parent):
         assert not [p for p in d.iterdir() if p.is_dir()] if d.is_dir() else True
@@ -442,9 +441,9 @@ python3 -c 'import os; print("ids", os.getresuid(), os.getresgid())'
 def test_kill_all_harms_nothing_outside(sb):
     victim = subprocess.Popen([*sb.prefix(), "sleep", "60"])
     try:
-        time.sleep(0.1)
+        time.sleep(0.1)    # the victim's sandbox under way before the kill
         r = sb.sh("kill -9 -1; echo after")
-        time.sleep(0.2)
+        time.sleep(0.2)    # a check that nothing dies: a killed victim would be dead by now
         assert victim.poll() is None, "kill -9 -1 in the sandbox killed a host process"
         assert r.json["signal"] == 9 or r.out == "after\n", r
     finally:
