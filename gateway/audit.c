@@ -114,13 +114,49 @@ audit_canonical(json_t *v)
 	return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
 }
 
+/* The canonical text as jansson writes it, gathered in a buffer on the stack and hashed as
+ * it fills. */
+struct digest_sink {
+	SHA2_CTX ctx;
+	size_t n;
+	uint8_t buf[4096];
+};
+
+static int
+digest_put(const char *text, size_t size, void *data)
+{
+	struct digest_sink *d = data;
+
+	if (d->n + size > sizeof(d->buf)) {
+		SHA256Update(&d->ctx, d->buf, d->n);
+		d->n = 0;
+	}
+	if (size > sizeof(d->buf))
+		SHA256Update(&d->ctx, (const uint8_t *)text, size);
+	else {
+		memcpy(d->buf + d->n, text, size);
+		d->n += size;
+	}
+	return 0;
+}
+
 void
 audit_digest(json_t *v, char hex[65])
 {
-	char *text = audit_canonical(v);
+	struct digest_sink d;
 
-	SHA256Data((const uint8_t *)(text ? text : ""), text ? strlen(text) : 0, hex);
-	free(text);
+	/* Streamed, not dumped: a read's digest covers all its rows, and a text of them
+	 * (grown by doubling, copied at each step) cost as much again as the hashing. */
+	d.n = 0;
+	SHA256Init(&d.ctx);
+	if (json_dump_callback(v, digest_put, &d, JSON_COMPACT | JSON_SORT_KEYS |
+	    JSON_ENSURE_ASCII | JSON_ENCODE_ANY) == -1) {
+		/* As the text it stands for would be: none. */
+		SHA256Data((const uint8_t *)"", 0, hex);
+		return;
+	}
+	SHA256Update(&d.ctx, d.buf, d.n);
+	SHA256End(&d.ctx, hex);
 }
 
 int
