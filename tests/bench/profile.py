@@ -16,6 +16,7 @@ default it goes with the cluster), AIRLOCK_BUILD (the build whose airlockd runs:
 with frame pointers), PROFILE_PERF=0 to skip perf, PROFILE_CALLGRAPH (perf's --call-graph: dwarf by default,
 since libc and jansson are built without frame pointers).  Prints everything; writes nothing."""
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -31,10 +32,12 @@ SECONDS = int(os.environ.get("PROFILE_SECONDS", "10"))
 CONNS = int(os.environ.get("PROFILE_CONNS", "32"))
 WIDE = int(os.environ.get("PROFILE_WIDE", "256"))
 PERF = os.environ.get("PROFILE_PERF", "1") != "0" and shutil.which("perf") is not None
+# Who connects as the superuser: the server's account (root's dev-db runs as postgres).
+OS_USER = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
 
 def as_postgres(sock, db, sql):
-    """Runs sql as the cluster's bootstrap superuser, by peer authentication of the postgres
+    """Runs sql as the cluster's bootstrap superuser, by peer authentication of the server's
     account on its socket (the dev-db forgets the bootstrap password, and
     pg_stat_statements needs a superuser)."""
     cmd = ["psql", "-X", "-At", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", sock, "-d", db,
@@ -168,6 +171,9 @@ def section(title):
 def main():
     if shutil.which("wrk") is None:
         sys.exit("profile: wrk is needed (make bootstrap installs it)")
+    if not PERF:
+        print("profile: without perf (Debian's linux-perf, and root or "
+              "kernel.perf_event_paranoid <= 1 to attach to a process)")
     path = tempfile.mkdtemp(prefix="alk-prof-", dir="/tmp")
     daemon = None
     try:
@@ -183,7 +189,7 @@ def main():
         text = Path(hba).read_text()
         Path(hba).write_text("local all airlock_bootstrap peer map=profile\n" + text)
         with open(os.path.join(data, "pg_ident.conf"), "a") as f:
-            f.write("profile postgres airlock_bootstrap\n")
+            f.write(f"profile {OS_USER} airlock_bootstrap\n")
         bench.ctl("dev-db", "start", "--dir", path)
         sock = os.path.join(path, "sock")
         dbname = bench.psql(op, "SELECT current_database()")

@@ -1,6 +1,6 @@
 /* test_audit.c: gateway/audit.c's result digest: the SHA-256 of the canonical text (compact,
- * keys sorted, non-ASCII escaped), the same whether the text is short or spans many of the
- * buffers it is hashed through. */
+ * keys sorted, non-ASCII escaped), computed by libcrypto, equal to libmd's for short and
+ * large values alike. */
 #include <sha256.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include "airlock/audit.h"
 #include "tap.h"
 
-/* The digest as it is defined: SHA-256 of audit_canonical's text. */
+/* The digest as it is defined: SHA-256 (libmd's) of audit_canonical's text. */
 static void
 reference(json_t *v, char hex[65])
 {
