@@ -8,9 +8,10 @@ BINDIR    ?= $(PREFIX)/bin
 DESTDIR   ?=
 BUILD     ?= build
 ASAN      ?= build/asan
+PROF      ?= build/prof
 PYTHON    ?= /usr/bin/python3
 
-PKGS      := libbsd-overlay jansson libmicrohttpd libpq libseccomp
+PKGS      := libbsd-overlay jansson libmicrohttpd libpq libseccomp libcrypto
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lmd -lpthread -lm
 
@@ -33,7 +34,7 @@ lib_objs   = $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRCS))
 unit_bins  = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .SECONDARY:
-.PHONY: format format-check FORCE all asan check bench bench-smoke unit unit-asan integration interop interop-deps fuzz \
+.PHONY: format format-check FORCE all asan check bench bench-smoke profile unit unit-asan integration interop interop-deps fuzz \
         fuzz-smoke fuzz-run demo stop install clean bootstrap lint walls
 all: $(addprefix $(BUILD)/,$(PROGRAMS)) $(call unit_bins,$(BUILD))
 
@@ -190,6 +191,11 @@ bench: bootstrap all
 	sh tests/bench/run.sh
 bench-smoke: all
 	BENCH_SMOKE=1 sh tests/bench/run.sh
+# Where an audited read's time goes (tests/bench/profile.py, docs/benchmarks.md "Profile"):
+# perf on an airlockd built with frame pointers, pg_stat_statements, wait events.
+profile: bootstrap
+	$(MAKE) BUILD=$(PROF) CFLAGS="-O2 -g -fno-omit-frame-pointer" all
+	AIRLOCK_BUILD=$(PROF) $(PYTHON) tests/bench/profile.py
 
 demo: bootstrap all
 	@sh scripts/demo.sh

@@ -1,9 +1,12 @@
 /* log.c: one JSON object per line on stderr, written whole so threads never interleave. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "airlock/log.h"
 
@@ -24,7 +27,10 @@ log_json(enum log_level level, json_t *obj)
 	struct tm tm;
 	char stamp[64];
 	json_t *head;
-	char *line;
+	const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(6);
+	char buf[2048], *big = NULL, *line = buf;
+	size_t n, off;
+	ssize_t w;
 
 	if (obj == NULL)
 		return;
@@ -40,16 +46,29 @@ log_json(enum log_level level, json_t *obj)
 	head = json_pack("{s:s, s:s}", "ts", stamp, "level", level_names[level]);
 	json_object_update(head, obj);
 	json_decref(obj);
-	line = json_dumps(head, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	/* Most lines fit the stack buffer: no allocation for them. */
+	n = json_dumpb(head, buf, sizeof(buf) - 1, flags);
+	if (n >= sizeof(buf) - 1 && n > 0 && (big = malloc(n + 1)) != NULL &&
+	    json_dumpb(head, big, n, flags) == n)
+		line = big;
 	json_decref(head);
-	if (line == NULL)
+	if (n == 0 || (line == buf && n >= sizeof(buf) - 1)) {
+		free(big);
 		return;
+	}
+	/* One write(2) for the line and its newline: stdio's unbuffered stderr would make two
+	 * or more system calls of it, and the access log is a line per request. */
+	line[n++] = '\n';
 	pthread_mutex_lock(&log_lock);
-	fputs(line, stderr);
-	fputc('\n', stderr);
-	fflush(stderr);
+	for (off = 0; off < n;) {
+		w = write(STDERR_FILENO, line + off, n - off);
+		if (w > 0)
+			off += (size_t)w;
+		else if (w == 0 || errno != EINTR)
+			break;
+	}
 	pthread_mutex_unlock(&log_lock);
-	free(line);
+	free(big);
 }
 
 void

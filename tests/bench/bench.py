@@ -99,8 +99,9 @@ class Daemon:
             except requests.RequestException:
                 pass
             time.sleep(0.05)
+        log = Path(self.log.name).read_text()
         self.stop()
-        sys.exit("bench: airlockd did not come up:\n" + Path(self.log.name).read_text())
+        sys.exit("bench: airlockd did not come up:\n" + log)
 
     def cpu_ticks(self):
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
