@@ -24,7 +24,7 @@ from sandbox.sbhelpers import runsc_unavailable  # noqa: E402
 def gvisor_runs():
     why = runsc_unavailable()
     if why:
-        pytest.skip(f"gVisor cannot start a sandbox here: {why}")
+        pytest.fail(f"gVisor cannot start a sandbox here ({why}): make bootstrap installs runsc; run as root")
 
 
 def isolated(name, limits, allow=None, warm=0):

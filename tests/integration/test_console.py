@@ -131,7 +131,7 @@ def chromium_missing():
 def test_console_in_a_real_browser(gw, world, agent, approver, tmp_path):
     missing = chromium_missing()
     if missing:
-        pytest.skip(f"Chromium cannot start: {missing}")
+        pytest.fail(f"Chromium cannot start ({missing}): make bootstrap installs it")
     assert (BROWSER / "node_modules" / "playwright-core" / "package.json").exists(), \
         "playwright-core is not installed: run `make browser-deps`"
     # A write with a diff to find, and two plans waiting for the support lead.
@@ -155,7 +155,7 @@ def test_console_in_a_real_browser(gw, world, agent, approver, tmp_path):
     p = subprocess.run(["node", str(BROWSER / "console_test.mjs")], input=json.dumps(scenario),
                        capture_output=True, text=True, timeout=180)
     if p.returncode == 3:
-        pytest.skip(p.stderr.strip())
+        pytest.fail(p.stderr.strip())
     assert p.returncode == 0, p.stdout + p.stderr
     out = json.loads(p.stdout)
     steps = out["steps"]

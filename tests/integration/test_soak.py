@@ -438,7 +438,7 @@ class Client(threading.Thread):
 @pytest.fixture(scope="module")
 def soak_world():
     if not ASAN_AIRLOCKD.exists():
-        pytest.skip(f"{ASAN_AIRLOCKD} is missing: build it with `make asan` (make check "
+        pytest.fail(f"{ASAN_AIRLOCKD} is missing: build it with `make asan` (make check "
                     f"and make integration do)")
     workdir = tempfile.mkdtemp(prefix="alk-soak-")
     # A database of its own: the audit chain verified at the end is this test's alone.

@@ -125,7 +125,7 @@ def root_parent():
 def need_gvisor():
     why = runsc_unavailable()
     if why:
-        pytest.skip(f"gVisor cannot start a sandbox here: {why}")
+        pytest.fail(f"gVisor cannot start a sandbox here ({why}): make bootstrap installs runsc; run as root")
 
 
 @pytest.fixture(params=["root", "nobody", "warm", "gvisor", "gvisor-warm"])
