@@ -1,5 +1,5 @@
 """Soak: the ASan+UBSan airlockd (build/asan, `make asan`) on a database of its own, for
-AIRLOCK_SOAK_SECONDS (45 by default; longer by hand), under many client threads across two
+AIRLOCK_SOAK_SECONDS (30 by default; longer by hand), under many client threads across two
 tenants: reads, keyed writes (some retried with their key), dry-runs, reverts, calls.get,
 code steps (run_python, a few), and hostile requests: text that is not JSON, bodies over
 the cap, bad and missing tokens, the other tenant's ids, unknown tools, batches over the
@@ -34,7 +34,7 @@ from conftest import ROOT, ctl, free_port, own_cluster
 from world import World, ids_of, rpc, wait_until
 
 ASAN_AIRLOCKD = ROOT / os.environ.get("AIRLOCK_ASAN_BUILD", "build/asan") / "airlockd"
-SECONDS = float(os.environ.get("AIRLOCK_SOAK_SECONDS", "45"))
+SECONDS = float(os.environ.get("AIRLOCK_SOAK_SECONDS", "30"))
 THREADS = int(os.environ.get("AIRLOCK_SOAK_THREADS", "8"))
 CODE_STEPS_MAX = 6           # run_python calls in the whole run: a few, they cost ~100 ms each
 MAX_BODY = 256 * 1024
