@@ -241,8 +241,9 @@ class Netns:
     NS_ADDR = "198.18.77.2"
 
     def __init__(self):
+        self.reap()
         tag = uuid.uuid4().hex[:6]
-        self.name = f"airlock-t-{tag}"
+        self.name = f"airlock-t-{os.getpid()}-{tag}"
         self.veth = f"alk{tag}h"
         self.peer = f"alk{tag}n"
         self.servers = []
@@ -260,6 +261,25 @@ class Netns:
                        check=True)
         subprocess.run([*nsip, "link", "set", self.peer, "up"], check=True)
         subprocess.run([*nsip, "link", "set", "lo", "up"], check=True)
+
+    @staticmethod
+    def reap():
+        """Removes the namespaces of test runs that were killed before their clean-up (named
+        for a process that is gone): theirs hold the fixed addresses this one needs."""
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        for name in (line.split()[0] for line in names.splitlines() if line.strip()):
+            parts = name.split("-")
+            if len(parts) != 4 or parts[:2] != ["airlock", "t"] or not parts[2].isdigit() or \
+                    os.path.exists(f"/proc/{parts[2]}"):
+                continue
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", name], check=False)
 
     def serve(self, port):
         p = subprocess.Popen(["ip", "netns", "exec", self.name, "/usr/bin/python3", "-c",
