@@ -16,7 +16,7 @@
 #include "airlock/cli.h"
 #include "airlock/db.h"
 #include "airlock/seal.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -81,13 +81,13 @@ cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values)
 {
 	PGresult *res;
 
-	return stmt_query(conn, "audit", sql, n, values, &res) == EX_OK ? res : NULL;
+	return sql_query(conn, "audit", sql, n, values, &res) == EX_OK ? res : NULL;
 }
 
 const char *
 cmd_audit_value(const PGresult *res, int row, int col)
 {
-	return stmt_value_or_null(res, row, col);
+	return sql_value_or_null(res, row, col);
 }
 
 /*
@@ -99,7 +99,7 @@ int
 cmd_audit_stream(PGconn *conn, const char *sql, int n, const char *const *values,
     int (*row)(const PGresult *, void *), void *arg)
 {
-	return stmt_stream(conn, "audit", sql, n, values, row, arg) == EX_OK ? 0 : -1;
+	return sql_stream(conn, "audit", sql, n, values, row, arg) == EX_OK ? 0 : -1;
 }
 
 /* progress */
@@ -138,10 +138,10 @@ cmd_audit_progress_start(struct progress *p, const char *what, PGconn *conn,
 	p->start = now_seconds();
 	if (p->is_tty && conn != NULL) {
 		/* Only a figure for the eye: on a failure the count stays unknown. */
-		if (stmt_query(conn, NULL, progress_count_sql, 4, values, &res) == EX_OK &&
-		    stmt_rows(res) == 1)
-			p->total = strtoll(stmt_value(res, 0, 0), NULL, 10);
-		stmt_clear(res);
+		if (sql_query(conn, NULL, progress_count_sql, 4, values, &res) == EX_OK &&
+		    sql_rows(res) == 1)
+			p->total = strtoll(sql_value(res, 0, 0), NULL, 10);
+		sql_clear(res);
 	}
 }
 

@@ -16,7 +16,7 @@
 #include "airlock/cli.h"
 #include "airlock/db.h"
 #include "airlock/seal.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -55,7 +55,7 @@ static int
 export_row(const PGresult *res, void *arg)
 {
 	struct export *e = arg;
-	const char *line = stmt_value(res, 0, 0);
+	const char *line = sql_value(res, 0, 0);
 	size_t len = strlen(line);
 
 	SHA256Update(&e->ctx, (const uint8_t *)line, len);
@@ -92,7 +92,7 @@ cmd_audit_export(const struct audit_opts *o)
 	if (fflush(stdout) == EOF)
 		rc = EX_IOERR;
 	cmd_audit_progress_end(&e.pr, rc == EX_OK ? NULL : "stopped by an error");
-	stmt_close(conn);
+	sql_close(conn);
 	return rc;
 }
 
@@ -127,13 +127,13 @@ cmd_audit_archive(const struct audit_opts *o)
 	} while (id > 0);
 	if ((res = cmd_audit_query(conn, through_sql, 1, tv)) == NULL)
 		goto fail;
-	if (stmt_is_null(res, 0, 0)) {
+	if (sql_is_null(res, 0, 0)) {
 		printf("nothing sealed before %s\n", o->before);
 		rc = EX_OK;
 		goto fail;
 	}
-	strlcpy(through, stmt_value(res, 0, 0), sizeof(through));
-	stmt_clear(res);
+	strlcpy(through, sql_value(res, 0, 0), sizeof(through));
+	sql_clear(res);
 	res = NULL;
 	/* The file is written whole under a temporary name and renamed once the removal has
 	 * committed, so FILE exists only for records that are gone from the database. */
@@ -173,7 +173,7 @@ cmd_audit_archive(const struct audit_opts *o)
 	}
 	cmd_audit_progress_end(&e.pr, NULL);
 	printf("archived %lld records sealed up to checkpoint %s to %s (sha256 %s); "
-	    "archive checkpoint %s\n", e.lines, through, o->out, hex, stmt_value(res, 0, 0));
+	    "archive checkpoint %s\n", e.lines, through, o->out, hex, sql_value(res, 0, 0));
 	rc = EX_OK;
 fail:
 	if (e.out != NULL) {
@@ -181,7 +181,7 @@ fail:
 		if (rc != EX_OK)
 			unlink(tmp);
 	}
-	stmt_clear(res);
-	stmt_close(conn);
+	sql_clear(res);
+	sql_close(conn);
 	return rc;
 }

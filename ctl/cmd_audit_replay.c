@@ -16,7 +16,7 @@
 #include "airlock/cli.h"
 #include "airlock/db.h"
 #include "airlock/seal.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -89,8 +89,8 @@ json_or_null(const PGresult *res, int col)
 {
 	json_t *v = NULL;
 
-	if (!stmt_is_null(res, 0, col))
-		v = json_loads(stmt_value(res, 0, col), JSON_DECODE_ANY, NULL);
+	if (!sql_is_null(res, 0, col))
+		v = json_loads(sql_value(res, 0, col), JSON_DECODE_ANY, NULL);
 	return v != NULL ? v : json_null();
 }
 
@@ -181,25 +181,25 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	cv[0] = rec.changes != NULL ? rec.changes : "[]";
 	cv[1] = call_id;
 	/* Quiet: the verdict's detail says why. */
-	if (stmt_query(r->db.conn, NULL, compare_sql, 2, cv, &res) != EX_OK ||
-	    stmt_rows(res) != 1) {
-		r->is_unavailable = !stmt_is_connected(r->db.conn);
+	if (sql_query(r->db.conn, NULL, compare_sql, 2, cv, &res) != EX_OK ||
+	    sql_rows(res) != 1) {
+		r->is_unavailable = !sql_is_connected(r->db.conn);
 		*detail = json_pack("{s:s, s:s}", "reason", "internal", "message",
-		    res == NULL ? stmt_conn_error(r->db.conn) : "");
+		    res == NULL ? sql_conn_error(r->db.conn) : "");
 		goto out;
 	}
-	if (stmt_is_null(res, 0, 2)) {
+	if (sql_is_null(res, 0, 2)) {
 		verdict = V_MATCH;
 		goto out;
 	}
 	verdict = V_DIFFERS;
 	*detail = json_pack("{s:I, s:I, s:I, s:o, s:o}",
-	    "recorded_changes", (json_int_t)strtoll(stmt_value(res, 0, 0), NULL, 10),
-	    "changes", (json_int_t)strtoll(stmt_value(res, 0, 1), NULL, 10),
-	    "at_change", (json_int_t)strtoll(stmt_value(res, 0, 2), NULL, 10),
+	    "recorded_changes", (json_int_t)strtoll(sql_value(res, 0, 0), NULL, 10),
+	    "changes", (json_int_t)strtoll(sql_value(res, 0, 1), NULL, 10),
+	    "at_change", (json_int_t)strtoll(sql_value(res, 0, 2), NULL, 10),
 	    "recorded", json_or_null(res, 3), "now", json_or_null(res, 4));
 out:
-	stmt_clear(res);
+	sql_clear(res);
 	json_decref(sc);
 	write_unbind(t, values);
 	audit_record_clear(&rec);
@@ -210,7 +210,7 @@ out:
 static enum verdict
 replay_one(struct replay *r, const PGresult *res, json_t **detail)
 {
-	const char *call_id = stmt_value(res, 0, 0), *tenant = cmd_audit_value(res, 0, 1);
+	const char *call_id = sql_value(res, 0, 0), *tenant = cmd_audit_value(res, 0, 1);
 	const char *role = cmd_audit_value(res, 0, 2), *name = cmd_audit_value(res, 0, 3);
 	const char *k, *bad = NULL;
 	const struct tool *t;
@@ -226,8 +226,8 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		*detail = json_pack("{s:s}", "reason", "code step");
 		return V_NOT_REPLAYABLE;
 	}
-	args = stmt_is_null(res, 0, 4) ? json_object() :
-	    json_loads(stmt_value(res, 0, 4), JSON_DECODE_ANY, NULL);
+	args = sql_is_null(res, 0, 4) ? json_object() :
+	    json_loads(sql_value(res, 0, 4), JSON_DECODE_ANY, NULL);
 	props = json_object_get(t->schema, "properties");
 	/* Arguments past the record's cap were kept as a digest and a prefix only. */
 	if (json_is_string(json_object_get(args, "hmac_sha256")) &&
@@ -283,9 +283,9 @@ replay_row(const PGresult *res, void *arg)
 	}
 	r->counts[verdict]++;
 	if (r->o->is_json) {
-		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id", stmt_value(res, 0, 0),
+		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id", sql_value(res, 0, 0),
 		    "tenant", cmd_audit_value(res, 0, 1), "tool", cmd_audit_value(res, 0, 3),
-		    "at", stmt_value(res, 0, 6), "status", verdict_names[verdict],
+		    "at", sql_value(res, 0, 6), "status", verdict_names[verdict],
 		    "detail", detail ? detail : json_null());
 		if ((text = json_dumps(line, JSON_COMPACT)) != NULL)
 			printf("%s\n", text);
@@ -295,8 +295,8 @@ replay_row(const PGresult *res, void *arg)
 		if (verdict != V_MATCH) {
 			dtext = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
 			cmd_audit_progress_clear(&r->pr);
-			printf("%s  %s  %s  %s\n", stmt_value(res, 0, 0), cmd_audit_value(res, 0, 3) ?
-			    stmt_value(res, 0, 3) : "-", verdict_titles[verdict], dtext ? dtext : "");
+			printf("%s  %s  %s  %s\n", sql_value(res, 0, 0), cmd_audit_value(res, 0, 3) ?
+			    sql_value(res, 0, 3) : "-", verdict_titles[verdict], dtext ? dtext : "");
 			fflush(stdout);
 			free(dtext);
 		}
@@ -341,8 +341,8 @@ cmd_audit_replay(const struct audit_opts *o)
 	if (r.pr.is_tty) {
 		if ((res = cmd_audit_query(list, replay_count_sql, 3, values)) == NULL)
 			goto fail;
-		r.pr.total = strtoll(stmt_value(res, 0, 0), NULL, 10);
-		stmt_clear(res);
+		r.pr.total = strtoll(sql_value(res, 0, 0), NULL, 10);
+		sql_clear(res);
 		res = NULL;
 	}
 	if (cmd_audit_stream(list, replay_list_sql, 3, values, replay_row, &r) == -1)
@@ -365,9 +365,9 @@ cmd_audit_replay(const struct audit_opts *o)
 	}
 	rc = r.counts[V_DIFFERS] > 0 || r.counts[V_REFUSED] > 0 ? EX_DATAERR : EX_OK;
 fail:
-	stmt_clear(res);
+	sql_clear(res);
 	tool_catalog_free(r.cat);
 	db_close(&r.db);
-	stmt_close(list);
+	sql_close(list);
 	return rc;
 }

@@ -16,7 +16,7 @@
 #include "airlock/cli.h"
 #include "airlock/db.h"
 #include "airlock/seal.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -168,12 +168,12 @@ cmd_audit_seal(const struct audit_opts *o)
 		printf("nothing to seal\n");
 	if ((res = cmd_audit_query(conn, head_sql, 0, NULL)) == NULL)
 		goto fail;
-	if (stmt_rows(res) == 1)
-		printf("head %s %s\n", stmt_value(res, 0, 0), stmt_value(res, 0, 1));
+	if (sql_rows(res) == 1)
+		printf("head %s %s\n", sql_value(res, 0, 0), sql_value(res, 0, 1));
 	rc = EX_OK;
 fail:
-	stmt_clear(res);
-	stmt_close(conn);
+	sql_clear(res);
+	sql_close(conn);
 	return rc;
 }
 
@@ -239,11 +239,11 @@ static int
 verify_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
-	const char *prev = stmt_value(res, 0, 2), *call_id, *sealed_d, *sealed_cd, *now_cd;
+	const char *prev = sql_value(res, 0, 2), *call_id, *sealed_d, *sealed_cd, *now_cd;
 
-	if (!stmt_is_null(res, 0, 6))
+	if (!sql_is_null(res, 0, 6))
 		cmd_audit_progress_step(&v->pr);
-	long long id = strtoll(stmt_value(res, 0, 0), NULL, 10), pos, seq;
+	long long id = strtoll(sql_value(res, 0, 0), NULL, 10), pos, seq;
 	char hex[65];
 
 	if (!v->in_group || id != v->id) {
@@ -254,8 +254,8 @@ verify_row(const PGresult *res, void *arg)
 		v->group_problems = 0;
 		v->seen = 0;
 		v->last_seq = -1;
-		v->count = strtoll(stmt_value(res, 0, 4), NULL, 10);
-		strlcpy(v->hash, stmt_value(res, 0, 3), sizeof(v->hash));
+		v->count = strtoll(sql_value(res, 0, 4), NULL, 10);
+		strlcpy(v->hash, sql_value(res, 0, 3), sizeof(v->hash));
 		if (v->next_id > 0 && id != v->next_id)
 			problem(v, "checkpoint %lld: removed (checkpoint %lld is missing)", id,
 			    v->next_id);
@@ -266,18 +266,18 @@ verify_row(const PGresult *res, void *arg)
 		strlcpy(v->next_prev, v->hash, sizeof(v->next_prev));
 		SHA256Init(&v->ctx);
 		SHA256Update(&v->ctx, (const uint8_t *)prev, strlen(prev));
-		if (strcmp(stmt_value(res, 0, 1), "archive") == 0) {
-			const char *info = stmt_value(res, 0, 5);
+		if (strcmp(sql_value(res, 0, 1), "archive") == 0) {
+			const char *info = sql_value(res, 0, 5);
 
 			SHA256Update(&v->ctx, (const uint8_t *)info, strlen(info));
 			return 0;
 		}
 	}
-	if (stmt_is_null(res, 0, 6))
+	if (sql_is_null(res, 0, 6))
 		return 0;
-	pos = strtoll(stmt_value(res, 0, 6), NULL, 10);
-	call_id = stmt_value(res, 0, 7);
-	sealed_d = stmt_value(res, 0, 8);
+	pos = strtoll(sql_value(res, 0, 6), NULL, 10);
+	call_id = sql_value(res, 0, 7);
+	sealed_d = sql_value(res, 0, 8);
 	sealed_cd = cmd_audit_value(res, 0, 9);
 	now_cd = cmd_audit_value(res, 0, 14);
 	v->records++;
@@ -290,14 +290,14 @@ verify_row(const PGresult *res, void *arg)
 	SHA256Update(&v->ctx, (const uint8_t *)sealed_d, strlen(sealed_d));
 	if (sealed_cd != NULL)
 		SHA256Update(&v->ctx, (const uint8_t *)sealed_cd, strlen(sealed_cd));
-	if (strcmp(stmt_value(res, 0, 10), "t") != 0) {
+	if (strcmp(sql_value(res, 0, 10), "t") != 0) {
 		problem(v, "record %s: removed (sealed in checkpoint %lld at position %lld, "
 		    "missing from airlock.calls)", call_id, v->id, pos);
 		return 0;
 	}
-	seq = strtoll(stmt_value(res, 0, 11), NULL, 10);
-	strlcpy(hex, stmt_value(res, 0, 13), sizeof(hex));
-	if (strcmp(hex, stmt_value(res, 0, 12)) != 0)
+	seq = strtoll(sql_value(res, 0, 11), NULL, 10);
+	strlcpy(hex, sql_value(res, 0, 13), sizeof(hex));
+	if (strcmp(hex, sql_value(res, 0, 12)) != 0)
 		problem(v, "record %s: edited (its fields no longer match its digest)", call_id);
 	else if (strcmp(hex, sealed_d) != 0)
 		problem(v, "record %s: edited (its digest differs from the one sealed in "
@@ -321,12 +321,12 @@ unsealed_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
 
-	if (strcmp(stmt_value(res, 0, 1), "t") != 0)
+	if (strcmp(sql_value(res, 0, 1), "t") != 0)
 		problem(v, "record %s: inserted (sealed nowhere, and its digest does not match "
-		    "its fields: forged)", stmt_value(res, 0, 0));
-	else if (strcmp(stmt_value(res, 0, 2), "t") == 0)
+		    "its fields: forged)", sql_value(res, 0, 0));
+	else if (strcmp(sql_value(res, 0, 2), "t") == 0)
 		problem(v, "record %s: inserted (sealed nowhere, though later records were "
-		    "sealed more than " LATE_WINDOW " ago)", stmt_value(res, 0, 0));
+		    "sealed more than " LATE_WINDOW " ago)", sql_value(res, 0, 0));
 	else
 		v->pending++;		/* committed since the last seal */
 	return 0;
@@ -336,22 +336,22 @@ static int
 forged_seq_row(const PGresult *res, void *arg)
 {
 	problem(arg, "record %s: forged seq (%s was never issued: the sequence has given out "
-	    "up to %s)", stmt_value(res, 0, 0), stmt_value(res, 0, 1), stmt_value(res, 0, 2));
+	    "up to %s)", sql_value(res, 0, 0), sql_value(res, 0, 1), sql_value(res, 0, 2));
 	return 0;
 }
 
 static int
 forged_change_row(const PGresult *res, void *arg)
 {
-	const char *change = stmt_value(res, 0, 0), *call = stmt_value(res, 0, 1);
+	const char *change = sql_value(res, 0, 0), *call = sql_value(res, 0, 1);
 
-	if (strcmp(stmt_value(res, 0, 5), "t") == 0)
+	if (strcmp(sql_value(res, 0, 5), "t") == 0)
 		problem(arg, "change %s: attached to record %s after it was sealed in checkpoint %s",
-		    change, call, stmt_value(res, 0, 2));
-	if (strcmp(stmt_value(res, 0, 6), "t") != 0)
+		    change, call, sql_value(res, 0, 2));
+	if (strcmp(sql_value(res, 0, 6), "t") != 0)
 		problem(arg, "change %s: attached to record %s, which is not a write (%s, %s)",
-		    change, call, stmt_value(res, 0, 3), stmt_value(res, 0, 4));
-	if (strcmp(stmt_value(res, 0, 7), "t") != 0)
+		    change, call, sql_value(res, 0, 3), sql_value(res, 0, 4));
+	if (strcmp(sql_value(res, 0, 7), "t") != 0)
 		problem(arg, "change %s: attached to record %s by another transaction than the "
 		    "record's", change, call);
 	return 0;
@@ -361,14 +361,14 @@ static int
 unrevoked_row(const PGresult *res, void *arg)
 {
 	problem(arg, "token %s: un-revoked (revoked by call %s, its revoked_at is empty now)",
-	    stmt_value(res, 0, 0), stmt_value(res, 0, 1));
+	    sql_value(res, 0, 0), sql_value(res, 0, 1));
 	return 0;
 }
 
 static int
 unminted_row(const PGresult *res, void *arg)
 {
-	problem(arg, "token %s: minted without a tokens.mint call record", stmt_value(res, 0, 0));
+	problem(arg, "token %s: minted without a tokens.mint call record", sql_value(res, 0, 0));
 	return 0;
 }
 
@@ -387,25 +387,25 @@ verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 		    pv);
 		if (res == NULL)
 			return -1;
-		if (stmt_rows(res) == 1) {
+		if (sql_rows(res) == 1) {
 			if (!v->is_tenant)
-				v->next_id = strtoll(stmt_value(res, 0, 0), NULL, 10) + 1;
-			strlcpy(v->next_prev, stmt_value(res, 0, 1), sizeof(v->next_prev));
-			stmt_clear(res);
+				v->next_id = strtoll(sql_value(res, 0, 0), NULL, 10) + 1;
+			strlcpy(v->next_prev, sql_value(res, 0, 1), sizeof(v->next_prev));
+			sql_clear(res);
 			return 0;
 		}
-		stmt_clear(res);
+		sql_clear(res);
 	}
 	if ((res = cmd_audit_query(conn, archived_sql, 1, av)) == NULL)
 		return -1;
-	if (stmt_rows(res) == 1) {
+	if (sql_rows(res) == 1) {
 		if (!v->is_tenant) {
-			v->next_id = strtoll(stmt_value(res, 0, 0), NULL, 10) + 1;
-			strlcpy(v->next_prev, stmt_value(res, 0, 1), sizeof(v->next_prev));
-		} else if (!stmt_is_null(res, 0, 2))
-			strlcpy(v->next_prev, stmt_value(res, 0, 2), sizeof(v->next_prev));
+			v->next_id = strtoll(sql_value(res, 0, 0), NULL, 10) + 1;
+			strlcpy(v->next_prev, sql_value(res, 0, 1), sizeof(v->next_prev));
+		} else if (!sql_is_null(res, 0, 2))
+			strlcpy(v->next_prev, sql_value(res, 0, 2), sizeof(v->next_prev));
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	return 0;
 }
 
@@ -431,10 +431,10 @@ cmd_audit_verify(const struct audit_opts *o)
 	if ((res = cmd_audit_query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
 	    NULL)) == NULL)
 		goto fail;
-	stmt_clear(res);
+	sql_clear(res);
 	if ((res = cmd_audit_query(conn, "SET LOCAL search_path = pg_catalog, pg_temp", 0, NULL)) == NULL)
 		goto fail;
-	stmt_clear(res);
+	sql_clear(res);
 	res = NULL;
 	if (verify_start(conn, o, &v) == -1)
 		goto fail;
@@ -452,7 +452,7 @@ cmd_audit_verify(const struct audit_opts *o)
 		if ((res = cmd_audit_query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,
 		    v.is_tenant ? 2 : 1, anv)) == NULL)
 			goto fail;
-		if (strcmp(stmt_value(res, 0, 0), "t") != 0)
+		if (strcmp(sql_value(res, 0, 0), "t") != 0)
 			problem(&v, "anchor %s: tail removed (the chain, which ends at %s, no longer "
 			    "holds the anchor)", o->anchor, v.checkpoints > 0 ? v.next_prev :
 			    "no checkpoint");
@@ -472,7 +472,7 @@ cmd_audit_verify(const struct audit_opts *o)
 	    v.problems);
 	cmd_audit_progress_end(&v.pr, extra);
 fail:
-	stmt_clear(res);
-	stmt_close(conn);
+	sql_clear(res);
+	sql_close(conn);
 	return rc;
 }

@@ -8,7 +8,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/cli.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/write.h"
 
 static const char usage[] =
@@ -49,14 +49,14 @@ show(PGconn *conn, const char *id)
 	PGresult *res;
 	int rc = EX_OK;
 
-	if ((rc = stmt_query(conn, "call", show_sql, 1, values, &res)) != EX_OK)
+	if ((rc = sql_query(conn, "call", show_sql, 1, values, &res)) != EX_OK)
 		return rc;
-	if (stmt_rows(res) == 0) {
+	if (sql_rows(res) == 0) {
 		cli_warnx("call", "no call %s", id);
 		rc = EX_DATAERR;
 	} else
-		printf("%s\n", stmt_value(res, 0, 0));
-	stmt_clear(res);
+		printf("%s\n", sql_value(res, 0, 0));
+	sql_clear(res);
 	return rc;
 }
 
@@ -87,8 +87,8 @@ record_dry_run(PGconn *conn, struct audit_record *rec, json_t *sc)
 	rows = json_pack("[o]", audit_record_json(rec));
 	text = json_dumps(rows, JSON_COMPACT);
 	values[0] = text;
-	/* A failure is said (stmt_fail); the dry run's answer stands. */
-	stmt_exec(conn, "call", audit_insert_calls_sql, 1, values);
+	/* A failure is said (sql_fail); the dry run's answer stands. */
+	sql_exec(conn, "call", audit_insert_calls_sql, 1, values);
 	free(text);
 	json_decref(rows);
 }
@@ -189,20 +189,20 @@ cmd_call(int argc, char **argv)
 	/* Images are compared as jsonb text, in which a timestamptz is written in the session's
 	 * time zone: the gateway's sessions write and compare them in UTC, so this one must too,
 	 * whatever PGTZ or the server's default says.  The revert's fingerprint is keyed. */
-	if ((rc = stmt_exec(conn, "call", "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
+	if ((rc = sql_exec(conn, "call", "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
 	    "SET intervalstyle = 'iso_8601'", 0, NULL)) != EX_OK) {
-		stmt_close(conn);
+		sql_close(conn);
 		return rc;
 	}
 	if (strcmp(action, "revert") == 0 && audit_key_load(conn) == -1) {
-		cli_warnx("call", "cannot set up the session: %s", stmt_conn_error(conn));
-		stmt_close(conn);
+		cli_warnx("call", "cannot set up the session: %s", sql_conn_error(conn));
+		sql_close(conn);
 		return EX_UNAVAILABLE;
 	}
 	if (strcmp(action, "show") == 0)
 		rc = show(conn, argv[optind + 1]);
 	else
 		rc = revert(conn, conninfo, argv[optind + 1], is_dry_run, is_force);
-	stmt_close(conn);
+	sql_close(conn);
 	return rc;
 }

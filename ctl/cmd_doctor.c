@@ -7,7 +7,7 @@
 
 #include "airlock/cli.h"
 #include "airlock/doctor.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 
 static const char usage[] =
     "usage: airlockctl doctor [--db URL] [--gateway-role NAME] [--tools DIR]\n"
@@ -127,7 +127,7 @@ cmd_doctor(int argc, char **argv)
 	doc_report_init(&r);
 	/* A failed query shows as a FAIL row and in has_db_error. */
 	(void)doc_check_db(&r, conn, role);
-	stmt_close(conn);
+	sql_close(conn);
 	doc_check_argv(&r, pid);
 	doc_check_key_file(&r, key);
 	has_code = doc_catalog_needs(tools, &has_gvisor);

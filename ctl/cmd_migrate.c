@@ -17,7 +17,7 @@
 #include "airlock/cli.h"
 #include "airlock/migrate.h"
 #include "airlock/log.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 
 #define MAX_FILE_SIZE	(16 * 1024 * 1024)
 #define MAX_NAME	128
@@ -208,17 +208,17 @@ fail:
 static int
 db_status(PGconn *conn)
 {
-	return stmt_is_connected(conn) ? MIGRATE_FAILED : MIGRATE_DB;
+	return sql_is_connected(conn) ? MIGRATE_FAILED : MIGRATE_DB;
 }
 
 /* Runs a statement without parameters, its result dropped; MIGRATE_OK or MIGRATE_DB.  (The
- * statements here run quietly, stmt_query's label NULL: the caller says what failed.) */
+ * statements here run quietly, sql_query's label NULL: the caller says what failed.) */
 static int
 exec_cmd(PGconn *conn, const char *sql, char *err, size_t errlen)
 {
-	if (stmt_exec(conn, NULL, sql, 0, NULL) == EX_OK)
+	if (sql_exec(conn, NULL, sql, 0, NULL) == EX_OK)
 		return MIGRATE_OK;
-	log_seterr(err, errlen, "%s", stmt_conn_error(conn));
+	log_seterr(err, errlen, "%s", sql_conn_error(conn));
 	return MIGRATE_DB;
 }
 
@@ -247,20 +247,20 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 	int i, version, rc = MIGRATE_OK;
 
 	*last = 0;
-	if (stmt_query(conn, NULL, "SELECT version, name, checksum FROM "
+	if (sql_query(conn, NULL, "SELECT version, name, checksum FROM "
 	    "airlock.schema_migrations ORDER BY version", 0, NULL, &res) != EX_OK) {
 		log_seterr(err, errlen, "reading airlock.schema_migrations: %s",
-		    stmt_conn_error(conn));
+		    sql_conn_error(conn));
 		rc = MIGRATE_DB;
 		goto fail;
 	}
-	for (i = 0; i < stmt_rows(res); i++) {
-		version = (int)strtonum(stmt_value(res, i, 0), 1, 9999, &errstr);
-		name = stmt_value(res, i, 1);
-		sum = stmt_value(res, i, 2);
+	for (i = 0; i < sql_rows(res); i++) {
+		version = (int)strtonum(sql_value(res, i, 0), 1, 9999, &errstr);
+		name = sql_value(res, i, 1);
+		sum = sql_value(res, i, 2);
 		if (errstr != NULL) {
 			log_seterr(err, errlen, "airlock.schema_migrations holds version %s, "
-			    "outside 1..9999", stmt_value(res, i, 0));
+			    "outside 1..9999", sql_value(res, i, 0));
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
@@ -288,7 +288,7 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 			*last = version;
 	}
 fail:
-	stmt_clear(res);
+	sql_clear(res);
 	return rc;
 }
 
@@ -303,15 +303,15 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 
 	if ((rc = exec_cmd(conn, "BEGIN", err, errlen)) != MIGRATE_OK)
 		return rc;
-	if (stmt_query(conn, NULL, f->sql, 0, NULL, &res) != EX_OK) {
+	if (sql_query(conn, NULL, f->sql, 0, NULL, &res) != EX_OK) {
 		log_seterr(err, errlen, "%s/%s failed, nothing of it was applied: %s", dir, f->name,
-		    stmt_conn_error(conn));
+		    sql_conn_error(conn));
 		rc = db_status(conn);
 		goto fail;
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	res = NULL;
-	if (!stmt_in_transaction(conn)) {
+	if (!sql_in_transaction(conn)) {
 		log_seterr(err, errlen, "%s/%s ends the transaction it runs in (COMMIT or ROLLBACK); "
 		    "remove its transaction control", dir, f->name);
 		rc = MIGRATE_FAILED;
@@ -321,26 +321,26 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	params[0] = version;
 	params[1] = f->name;
 	params[2] = f->checksum;
-	if (stmt_query(conn, NULL, "INSERT INTO airlock.schema_migrations (version, name, "
+	if (sql_query(conn, NULL, "INSERT INTO airlock.schema_migrations (version, name, "
 	    "checksum) VALUES ($1, $2, $3)", 3, params, &res) != EX_OK) {
-		log_seterr(err, errlen, "recording %s: %s", f->name, stmt_conn_error(conn));
+		log_seterr(err, errlen, "recording %s: %s", f->name, sql_conn_error(conn));
 		rc = MIGRATE_DB;
 		goto fail;
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	res = NULL;
-	if (stmt_query(conn, NULL, "COMMIT", 0, NULL, &res) != EX_OK) {
+	if (sql_query(conn, NULL, "COMMIT", 0, NULL, &res) != EX_OK) {
 		log_seterr(err, errlen, "%s/%s could not commit: %s", dir, f->name,
-		    stmt_conn_error(conn));
+		    sql_conn_error(conn));
 		rc = db_status(conn);
 		goto fail;
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	return MIGRATE_OK;
 fail:
-	stmt_clear(res);
-	if (stmt_is_connected(conn) && stmt_in_transaction(conn))
-		stmt_exec_quiet(conn, "ROLLBACK");
+	sql_clear(res);
+	if (sql_is_connected(conn) && sql_in_transaction(conn))
+		sql_exec_quiet(conn, "ROLLBACK");
 	return rc;
 }
 
@@ -367,14 +367,14 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 	}
 
 	/* One migrate at a time; a second waits, then finds the work done. */
-	if (stmt_query(conn, NULL, "SELECT pg_try_advisory_lock(hashtextextended("
+	if (sql_query(conn, NULL, "SELECT pg_try_advisory_lock(hashtextextended("
 	    "'airlock.migrate', 0))", 0, NULL, &res) != EX_OK) {
-		log_seterr(err, errlen, "taking the migration lock: %s", stmt_conn_error(conn));
+		log_seterr(err, errlen, "taking the migration lock: %s", sql_conn_error(conn));
 		rc = MIGRATE_DB;
 		goto fail;
 	}
-	locked = strcmp(stmt_value(res, 0, 0), "t") == 0;
-	stmt_clear(res);
+	locked = strcmp(sql_value(res, 0, 0), "t") == 0;
+	sql_clear(res);
 	res = NULL;
 	if (!locked) {
 		fprintf(out, "waiting for another migrate to finish\n");
@@ -414,9 +414,9 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 		fprintf(out, "up to date (%zu migrations applied)\n", set.n);
 	rc = MIGRATE_OK;
 fail:
-	stmt_clear(res);
-	if (locked && stmt_is_connected(conn))
-		stmt_exec_quiet(conn, "SELECT pg_advisory_unlock(hashtextextended('airlock.migrate', "
+	sql_clear(res);
+	if (locked && sql_is_connected(conn))
+		sql_exec_quiet(conn, "SELECT pg_advisory_unlock(hashtextextended('airlock.migrate', "
 		    "0))");
 	free(done);
 	free_set(&set);
@@ -463,7 +463,7 @@ cmd_migrate(int argc, char **argv)
 	if ((conn = cli_connect(argv[0], db)) == NULL)
 		return EX_UNAVAILABLE;
 	rc = migrate_apply(conn, dir, stdout, err, sizeof(err));
-	stmt_close(conn);
+	sql_close(conn);
 	if (rc == MIGRATE_OK)
 		return EX_OK;
 	cli_warnx(argv[0], "%s", err);

@@ -12,7 +12,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/cli.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 
 static const char usage[] =
     "usage: airlockctl plan list [--tenant T] [--status S] [--json]\n"
@@ -90,14 +90,14 @@ list_plans(PGconn *conn, const char *tenant, const char *status, int is_json)
 	json_t *p;
 	int i;
 
-	if ((i = stmt_query(conn, "plan", list_sql, 3, values, &res)) != EX_OK)
+	if ((i = sql_query(conn, "plan", list_sql, 3, values, &res)) != EX_OK)
 		return i;
-	for (i = 0; i < stmt_rows(res); i++) {
+	for (i = 0; i < sql_rows(res); i++) {
 		if (is_json) {
-			printf("%s\n", stmt_value(res, i, 0));
+			printf("%s\n", sql_value(res, i, 0));
 			continue;
 		}
-		if ((p = json_loads(stmt_value(res, i, 0), 0, NULL)) == NULL)
+		if ((p = json_loads(sql_value(res, i, 0), 0, NULL)) == NULL)
 			continue;
 		printf("%s\t%s\t%s\t%s\t%s\t%lld+%lld\t%s\t%s\n",
 		    json_string_value(json_object_get(p, "plan_id")),
@@ -111,7 +111,7 @@ list_plans(PGconn *conn, const char *tenant, const char *status, int is_json)
 		    json_string_value(json_object_get(p, "approver")) ?: "-");
 		json_decref(p);
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	return EX_OK;
 }
 
@@ -129,14 +129,14 @@ plan_json(PGconn *conn, const char *id, int *rc)
 		*rc = EX_DATAERR;
 		return NULL;
 	}
-	if ((*rc = stmt_query(conn, "plan", list_sql, 3, values, &res)) != EX_OK)
+	if ((*rc = sql_query(conn, "plan", list_sql, 3, values, &res)) != EX_OK)
 		return NULL;
-	if (stmt_rows(res) == 0) {
+	if (sql_rows(res) == 0) {
 		cli_warnx("plan", "no plan %s waits for approval", id);
 		*rc = EX_DATAERR;
-	} else if ((out = strdup(stmt_value(res, 0, 0))) == NULL)
+	} else if ((out = strdup(sql_value(res, 0, 0))) == NULL)
 		*rc = EX_OSERR;
-	stmt_clear(res);
+	sql_clear(res);
 	return out;
 }
 
@@ -152,16 +152,16 @@ show_plan(PGconn *conn, const char *id)
 		return rc;
 	values[0] = id;
 	values[1] = plan;
-	if ((rc = stmt_query(conn, "plan", show_sql, 2, values, &res)) != EX_OK) {
+	if ((rc = sql_query(conn, "plan", show_sql, 2, values, &res)) != EX_OK) {
 		free(plan);
 		return rc;
 	}
-	if (stmt_rows(res) != 1) {
+	if (sql_rows(res) != 1) {
 		cli_warnx("plan", "plan %s cannot be shown", id);
 		rc = EX_UNAVAILABLE;
 	} else
-		printf("%s\n", stmt_value(res, 0, 0));
-	stmt_clear(res);
+		printf("%s\n", sql_value(res, 0, 0));
+	sql_clear(res);
 	free(plan);
 	return rc;
 }
@@ -200,29 +200,29 @@ decide(PGconn *conn, const char *id, int is_approve, const char *note, const cha
 	values[2] = by;
 	values[3] = note;
 	values[4] = call_id;
-	if ((rc = stmt_exec(conn, "plan", "BEGIN", 0, NULL)) != EX_OK)
+	if ((rc = sql_exec(conn, "plan", "BEGIN", 0, NULL)) != EX_OK)
 		goto out;
-	if ((rc = stmt_query(conn, "plan", record_sql, 5, rec_v, &res)) != EX_OK)
+	if ((rc = sql_query(conn, "plan", record_sql, 5, rec_v, &res)) != EX_OK)
 		goto out;
-	if (stmt_affected(res) != 1) {
+	if (sql_affected(res) != 1) {
 		cli_warnx("plan", "no plan %s waits for approval", id);
 		rc = EX_DATAERR;
 		goto out;
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	/* A plan no longer pending, or expired, is refused with an AL... state: EX_DATAERR. */
-	if ((rc = stmt_query(conn, "plan", decide_sql, 5, values, &res)) != EX_OK)
+	if ((rc = sql_query(conn, "plan", decide_sql, 5, values, &res)) != EX_OK)
 		goto out;
-	stmt_clear(res);
+	sql_clear(res);
 	res = NULL;
-	if ((rc = stmt_exec(conn, "plan", "COMMIT", 0, NULL)) != EX_OK)
+	if ((rc = sql_exec(conn, "plan", "COMMIT", 0, NULL)) != EX_OK)
 		goto out;
 	printf("%s %s (call %s)\n", is_approve ? "approved" : "rejected", id, call_id);
 	rc = EX_OK;
 out:
-	stmt_clear(res);
+	sql_clear(res);
 	if (rc != EX_OK)
-		stmt_exec_quiet(conn, "ROLLBACK");
+		sql_exec_quiet(conn, "ROLLBACK");
 	json_decref(args);
 	free(args_text);
 	return rc;
@@ -262,7 +262,7 @@ watch(PGconn *conn, const char *tenant, long long count)
 	struct sigaction sa;
 	int rc;
 
-	if ((rc = stmt_exec(conn, "plan", "LISTEN airlock_plans", 0, NULL)) != EX_OK)
+	if ((rc = sql_exec(conn, "plan", "LISTEN airlock_plans", 0, NULL)) != EX_OK)
 		return rc;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
@@ -270,7 +270,7 @@ watch(PGconn *conn, const char *tenant, long long count)
 	sigaction(SIGTERM, &sa, NULL);
 	/* Listening from here on: a test (or a person) knows it will see what comes next. */
 	fprintf(stderr, "watching airlock_plans\n");
-	return stmt_notifications(conn, "plan", print_note, &w, &stopping);
+	return sql_notifications(conn, "plan", print_note, &w, &stopping);
 }
 
 int
@@ -349,6 +349,6 @@ cmd_plan(int argc, char **argv)
 		rc = decide(conn, argv[optind], 0, note, by);
 	else
 		rc = watch(conn, tenant, count);
-	stmt_close(conn);
+	sql_close(conn);
 	return rc;
 }

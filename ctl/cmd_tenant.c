@@ -5,7 +5,7 @@
 #include <sysexits.h>
 
 #include "airlock/cli.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 
 static const char *const tenant_usage =
     "usage: airlockctl tenant add NAME [--db URL]\n"
@@ -128,10 +128,10 @@ tenant_add(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK;
 
-	if ((ex = stmt_query(conn, rq->label, "SELECT airlock.tenant_add($1)", 1, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label, "SELECT airlock.tenant_add($1)", 1, params, &res)) != EX_OK)
 		return ex;
-	printf("added tenant %s (role %s)\n", rq->args[0], stmt_value(res, 0, 0));
-	stmt_clear(res);
+	printf("added tenant %s (role %s)\n", rq->args[0], sql_value(res, 0, 0));
+	sql_clear(res);
 	return EX_OK;
 }
 
@@ -141,13 +141,13 @@ tenant_list(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK, i;
 
-	if ((ex = stmt_query(conn, rq->label, "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
+	if ((ex = sql_query(conn, rq->label, "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
 	    "ELSE 'enabled' END FROM airlock.tenants ORDER BY name", 0, NULL, &res)) != EX_OK)
 		return ex;
-	for (i = 0; i < stmt_rows(res); i++)
-		printf("%s\t%s\t%s\n", stmt_value(res, i, 0), stmt_value(res, i, 1),
-		    stmt_value(res, i, 2));
-	stmt_clear(res);
+	for (i = 0; i < sql_rows(res); i++)
+		printf("%s\t%s\t%s\n", sql_value(res, i, 0), sql_value(res, i, 1),
+		    sql_value(res, i, 2));
+	sql_clear(res);
 	return EX_OK;
 }
 
@@ -190,15 +190,15 @@ tenant_rate(PGconn *conn, const struct request *rq)
 	params[0] = rq->args[0];
 	params[1] = rate[0] ? rate : NULL;
 	params[2] = burst[0] ? burst : NULL;
-	if ((ex = stmt_query(conn, rq->label, "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
+	if ((ex = sql_query(conn, rq->label, "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
 	    "rate_burst = $3::float8 WHERE name = $1 RETURNING name", 3, params, &res)) != EX_OK)
 		return ex;
-	if (stmt_rows(res) == 0) {
+	if (sql_rows(res) == 0) {
 		cli_warnx(rq->label, "no tenant named %s", rq->args[0]);
 		ex = EX_DATAERR;
 	} else
 		printf("tenant %s: rate %s\n", rq->args[0], rate[0] ? rq->args[1] : "default");
-	stmt_clear(res);
+	sql_clear(res);
 	return ex;
 }
 
@@ -209,10 +209,10 @@ tenant_toggle(PGconn *conn, const struct request *rq, int disable)
 	PGresult *res;
 	int ex = EX_OK;
 
-	if ((ex = stmt_query(conn, rq->label, disable ? "SELECT airlock.tenant_disable($1)" :
+	if ((ex = sql_query(conn, rq->label, disable ? "SELECT airlock.tenant_disable($1)" :
 	    "SELECT airlock.tenant_enable($1)", 1, params, &res)) != EX_OK)
 		return ex;
-	stmt_clear(res);
+	sql_clear(res);
 	printf("%s tenant %s\n", disable ? "disabled" : "enabled", rq->args[0]);
 	return EX_OK;
 }
@@ -251,7 +251,7 @@ cmd_tenant(int argc, char **argv)
 		ex = tenant_rate(conn, &rq);
 	else
 		ex = tenant_toggle(conn, &rq, disable);
-	stmt_close(conn);
+	sql_close(conn);
 	return ex;
 }
 
@@ -272,23 +272,23 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 		    table);
 		return EX_DATAERR;
 	}
-	if ((ex = stmt_query(conn, rq->label, "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
+	if ((ex = sql_query(conn, rq->label, "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
 	    "FROM airlock.tenant_tables t WHERE t.schema_name = n.nspname AND t.table_name = "
 	    "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
 	    "WHERE c.oid = to_regclass($1)", 1, params, &res)) != EX_OK)
 		return ex;
-	if (stmt_rows(res) != 1) {
+	if (sql_rows(res) != 1) {
 		cli_warnx(rq->label, "no such table: %s", table);
-		stmt_clear(res);
+		sql_clear(res);
 		return EX_DATAERR;
 	}
-	strlcpy(name, stmt_value(res, 0, 0), sizeof(name));
-	again = strcmp(stmt_value(res, 0, 1), "t") == 0;
-	stmt_clear(res);
+	strlcpy(name, sql_value(res, 0, 0), sizeof(name));
+	again = strcmp(sql_value(res, 0, 1), "t") == 0;
+	sql_clear(res);
 
-	if ((ex = stmt_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1, params, &res)) != EX_OK)
 		return ex;
-	stmt_clear(res);
+	sql_clear(res);
 	printf("%s %s: row-level security forced, policy tenant_isolation, view %s_live, "
 	    "grants without DELETE\n", again ? "re-applied to" : "adopted", name, name);
 	return EX_OK;
@@ -299,16 +299,16 @@ table_adopt(PGconn *conn, const struct request *rq)
 {
 	int ex = EX_OK, i;
 
-	if ((ex = stmt_exec(conn, rq->label, "BEGIN", 0, NULL)) != EX_OK)
+	if ((ex = sql_exec(conn, rq->label, "BEGIN", 0, NULL)) != EX_OK)
 		return ex;
 	for (i = 0; i < rq->nargs; i++)
 		if ((ex = adopt_one(conn, rq, rq->args[i])) != EX_OK)
 			goto fail;
-	if ((ex = stmt_exec(conn, rq->label, "COMMIT", 0, NULL)) != EX_OK)
+	if ((ex = sql_exec(conn, rq->label, "COMMIT", 0, NULL)) != EX_OK)
 		return ex;
 	return EX_OK;
 fail:
-	stmt_exec_quiet(conn, "ROLLBACK");
+	sql_exec_quiet(conn, "ROLLBACK");
 	if (i > 0 || rq->nargs > 1)
 		cli_warnx(rq->label, "nothing was adopted (all or none)");
 	return ex;
@@ -320,13 +320,13 @@ table_list(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK, i;
 
-	if ((ex = stmt_query(conn, rq->label, "SELECT schema_name || '.' || table_name, "
+	if ((ex = sql_query(conn, rq->label, "SELECT schema_name || '.' || table_name, "
 	    "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
 	    "FROM airlock.tenant_tables ORDER BY schema_name, table_name", 0, NULL, &res)) != EX_OK)
 		return ex;
-	for (i = 0; i < stmt_rows(res); i++)
-		printf("%s\t%s\n", stmt_value(res, i, 0), stmt_value(res, i, 1));
-	stmt_clear(res);
+	for (i = 0; i < sql_rows(res); i++)
+		printf("%s\t%s\n", sql_value(res, i, 0), sql_value(res, i, 1));
+	sql_clear(res);
 	return EX_OK;
 }
 
@@ -353,6 +353,6 @@ cmd_table(int argc, char **argv)
 	if ((conn = cli_connect(rq.label, rq.db)) == NULL)
 		return EX_UNAVAILABLE;
 	ex = strcmp(rq.sub, "list") == 0 ? table_list(conn, &rq) : table_adopt(conn, &rq);
-	stmt_close(conn);
+	sql_close(conn);
 	return ex;
 }

@@ -12,7 +12,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/cli.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/token.h"
 
 static const char usage[] =
@@ -75,8 +75,8 @@ record(PGconn *conn, const char *id, const char *method, const char *tenant, jso
 	char *text = json_dumps(args, JSON_COMPACT);
 	const char *values[4] = { id, tenant, method, text ? text : "{}" };
 
-	/* A failure is said (stmt_fail) and does not undo what was done. */
-	stmt_exec(conn, "token", sql, 4, values);
+	/* A failure is said (sql_fail) and does not undo what was done. */
+	sql_exec(conn, "token", sql, 4, values);
 	free(text);
 }
 
@@ -113,7 +113,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
 	    &is_user_error) == -1) {
 		cli_warnx("token", "%s", err);
-		stmt_close(conn);
+		sql_close(conn);
 		tool_catalog_free(cat);
 		return is_user_error ? EX_DATAERR : EX_UNAVAILABLE;
 	}
@@ -131,7 +131,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	fprintf(stderr, "%s %s for tenant %s, expires %s\n", spec->approver ? "approver token" :
 	    "token", id, spec->tenant, expires);
 	explicit_bzero(token, sizeof(token));
-	stmt_close(conn);
+	sql_close(conn);
 	return EX_OK;
 }
 
@@ -148,11 +148,11 @@ revoke_token(const char *db, const char *id)
 
 	if ((conn = cli_connect("token", db)) == NULL)
 		return EX_UNAVAILABLE;
-	if ((rc = stmt_query(conn, "token", sql, 1, values, &res)) != EX_OK) {
-		stmt_close(conn);
+	if ((rc = sql_query(conn, "token", sql, 1, values, &res)) != EX_OK) {
+		sql_close(conn);
 		return rc;
 	}
-	if (stmt_rows(res) == 0) {
+	if (sql_rows(res) == 0) {
 		cli_warnx("token", "no token with id %s", id);
 		rc = EX_DATAERR;
 	} else {
@@ -160,12 +160,12 @@ revoke_token(const char *db, const char *id)
 
 		audit_new_id(call_id);
 		args = json_pack("{s:s}", "token_id", id);
-		record(conn, call_id, "airlock/tokens.revoke", stmt_value(res, 0, 0), args);
+		record(conn, call_id, "airlock/tokens.revoke", sql_value(res, 0, 0), args);
 		json_decref(args);
 		printf("revoked %s\n", id);
 	}
-	stmt_clear(res);
-	stmt_close(conn);
+	sql_clear(res);
+	sql_close(conn);
 	return rc;
 }
 
@@ -187,13 +187,13 @@ list_tokens(const char *db, const char *tenant)
 
 	if ((conn = cli_connect("token", db)) == NULL)
 		return EX_UNAVAILABLE;
-	if ((rc = stmt_query(conn, "token", sql, 1, values, &res)) == EX_OK)
-		for (i = 0; i < stmt_rows(res); i++)
-			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", stmt_value(res, i, 0),
-			    stmt_value(res, i, 1), stmt_value(res, i, 2), stmt_value(res, i, 3),
-			    stmt_value(res, i, 4), stmt_value(res, i, 5), stmt_value(res, i, 6));
-	stmt_clear(res);
-	stmt_close(conn);
+	if ((rc = sql_query(conn, "token", sql, 1, values, &res)) == EX_OK)
+		for (i = 0; i < sql_rows(res); i++)
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sql_value(res, i, 0),
+			    sql_value(res, i, 1), sql_value(res, i, 2), sql_value(res, i, 3),
+			    sql_value(res, i, 4), sql_value(res, i, 5), sql_value(res, i, 6));
+	sql_clear(res);
+	sql_close(conn);
 	return rc;
 }
 

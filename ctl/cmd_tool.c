@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 #include "airlock/cli.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 #include "airlock/tool.h"
 
 static const char *const tool_usage =
@@ -225,21 +225,21 @@ token_tools(const char *cmd, PGconn *conn, const char *id, json_t **out)
 	int rc = EX_OK;
 
 	*out = NULL;
-	if ((rc = stmt_query(conn, cmd, sql, 1, values, &res)) != EX_OK)
+	if ((rc = sql_query(conn, cmd, sql, 1, values, &res)) != EX_OK)
 		return rc;
-	if (stmt_rows(res) == 0) {
+	if (sql_rows(res) == 0) {
 		cli_warnx(cmd, "no token with id %s", id);
 		rc = EX_DATAERR;
-	} else if (strcmp(stmt_value(res, 0, 1), "t") == 0 ||
-	    strcmp(stmt_value(res, 0, 2), "t") == 0) {
-		cli_warnx(cmd, "token %s is %s", id, strcmp(stmt_value(res, 0, 1), "t") == 0 ?
+	} else if (strcmp(sql_value(res, 0, 1), "t") == 0 ||
+	    strcmp(sql_value(res, 0, 2), "t") == 0) {
+		cli_warnx(cmd, "token %s is %s", id, strcmp(sql_value(res, 0, 1), "t") == 0 ?
 		    "revoked" : "expired");
 		rc = EX_DATAERR;
-	} else if ((*out = json_loads(stmt_value(res, 0, 0), 0, NULL)) == NULL) {
+	} else if ((*out = json_loads(sql_value(res, 0, 0), 0, NULL)) == NULL) {
 		cli_warnx(cmd, "out of memory");
 		rc = EX_SOFTWARE;
 	}
-	stmt_clear(res);
+	sql_clear(res);
 	return rc;
 }
 
@@ -389,7 +389,7 @@ cmd_tool(int argc, char **argv)
 		return EX_UNAVAILABLE;
 	if ((cat = tool_load(dir, conn, err, sizeof(err))) == NULL) {
 		cli_warnx(argv[0], "%s", err);
-		rc = stmt_is_connected(conn) ? EX_DATAERR : EX_UNAVAILABLE;
+		rc = sql_is_connected(conn) ? EX_DATAERR : EX_UNAVAILABLE;
 		goto done;
 	}
 	if (strcmp(sub, "check") == 0) {
@@ -400,6 +400,6 @@ cmd_tool(int argc, char **argv)
 done:
 	json_decref(grants);
 	tool_catalog_free(cat);
-	stmt_close(conn);
+	sql_close(conn);
 	return rc;
 }

@@ -83,7 +83,7 @@ done
 # 3. airlockctl reaches the database through the shared modules: it opens connections only
 # in ctl/cli.c (cli_connect, the one database rule) and, before any login role exists, the
 # dev-db's bootstrap connection (ctl/cmd_devdb.c); every statement goes through the one
-# runner, ctl/stmt.c (stmt_query, stmt_exec, ..., and stmt_fail's one exit-code mapping).
+# runner, ctl/sql.c (sql_query, sql_exec, ..., and sql_fail's one exit-code mapping).
 # No other ctl/ file calls a libpq function (comment lines are not read).
 for f in ctl/*.c; do
 	case $f in ctl/cli.c|ctl/cmd_devdb.c) continue ;; esac
@@ -91,11 +91,11 @@ for f in ctl/*.c; do
 		crossed "$f opens its own database connection (use cli_connect): " \
 		    "$(grep -n 'PQconnect[A-Za-z]*[[:space:]]*(' "$f" | head -1)"
 	fi
-	[ "$f" = ctl/stmt.c ] && continue
+	[ "$f" = ctl/sql.c ] && continue
 	grep -nE '(^|[^A-Za-z0-9_])PQ[A-Za-z]+[[:space:]]*\(' "$f" |
 	    grep -vE '^[0-9]+:[[:space:]]*(/\*|\*)' > "$tmp/pq" || true
 	while read -r line; do
-		crossed "$f speaks libpq (go through ctl/stmt.c): $line"
+		crossed "$f speaks libpq (go through ctl/sql.c): $line"
 	done < "$tmp/pq"
 done
 # Every library object has its own basename: the archive (build/libairlock.a) keeps

@@ -45,7 +45,7 @@ CROSSINGS = {
     "http_sibling_libpq_call": ("gateway/http_worker.c", '#include "http_int.h"',
                                 'static PGresult *f(PGconn *c) { return PQexec(c, "SELECT 1"); }',
                                 "gateway/http_worker.c speaks libpq"),
-    "ctl_statement_outside_the_runner": ("ctl/cmd_tenant.c", '#include "airlock/stmt.h"',
+    "ctl_statement_outside_the_runner": ("ctl/cmd_tenant.c", '#include "airlock/sql.h"',
                                          'static void f(PGconn *c) { PQclear(PQexec(c, "")); }',
                                          "ctl/cmd_tenant.c speaks libpq"),
     "sandbox_libpq_direct": ("sandbox/proxy.c", '#include "airlock/proxy.h"',

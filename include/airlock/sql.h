@@ -1,13 +1,13 @@
-/* stmt.h: airlockctl's one statement runner: every statement a command sends, and the one
- * mapping of a failure to an exit code (ctl/stmt.c). */
+/* sql.h: airlockctl's one statement runner: every statement a command sends, and the one
+ * mapping of a failure to an exit code (ctl/sql.c). */
 /*
  * Commands reach the database through cli_connect (the connection) and these functions
  * (statements, results); they call no libpq function themselves.  A result a function here
- * returns is the caller's to stmt_clear; a connection is the caller's to stmt_close.
+ * returns is the caller's to sql_clear; a connection is the caller's to sql_close.
  * Messages are printed on stderr naming the command's label ("tenant add").
  */
-#ifndef AIRLOCK_STMT_H
-#define AIRLOCK_STMT_H
+#ifndef AIRLOCK_SQL_H
+#define AIRLOCK_SQL_H
 
 #include <signal.h>
 
@@ -20,62 +20,62 @@
  * EX_DATAERR when the request itself was refused.  res is borrowed and may be NULL (out of
  * memory, connection lost).
  */
-int stmt_fail(const char *label, PGconn *conn, const PGresult *res);
+int sql_fail(const char *label, PGconn *conn, const PGresult *res);
 
 /*
  * Runs sql with n text parameters (NULL values are SQL NULLs); with none, sql may hold
  * several statements (the last one's result is returned).  Returns EX_OK with the
- * result in *res (rows or none; the caller stmt_clears it), or the exit code of stmt_fail
+ * result in *res (rows or none; the caller sql_clears it), or the exit code of sql_fail
  * after printing, with *res NULL.  With label NULL nothing is printed (a figure only for
  * the eye) and a failure is EX_UNAVAILABLE.
  */
-int stmt_query(PGconn *conn, const char *label, const char *sql, int n,
+int sql_query(PGconn *conn, const char *label, const char *sql, int n,
     const char *const *params, PGresult **res) __attribute__((warn_unused_result));
 
-/* As stmt_query, the result dropped. */
-int stmt_exec(PGconn *conn, const char *label, const char *sql, int n,
+/* As sql_query, the result dropped. */
+int sql_exec(PGconn *conn, const char *label, const char *sql, int n,
     const char *const *params);
 
 /* Sends sql and drops its result, whatever it is: ROLLBACK on a failure path. */
-void stmt_exec_quiet(PGconn *conn, const char *sql);
+void sql_exec_quiet(PGconn *conn, const char *sql);
 
 /*
  * Streams the rows of sql: calls row(res, arg) once per row, in single-row mode, so a
  * result of any size takes the memory of one row.  Returns EX_OK; the exit code of
- * stmt_fail when the query failed (printed); or EX_SOFTWARE when row returned -1 (it said
+ * sql_fail when the query failed (printed); or EX_SOFTWARE when row returned -1 (it said
  * why).
  */
-int stmt_stream(PGconn *conn, const char *label, const char *sql, int n,
+int sql_stream(PGconn *conn, const char *label, const char *sql, int n,
     const char *const *params, int (*row)(const PGresult *, void *), void *arg);
 
 /* A result's rows, and its value at row, col ("" for NULL, as libpq). */
-int stmt_rows(const PGresult *res);
-const char *stmt_value(const PGresult *res, int row, int col);
+int sql_rows(const PGresult *res);
+const char *sql_value(const PGresult *res, int row, int col);
 /* The value at row, col, or NULL for an SQL NULL. */
-const char *stmt_value_or_null(const PGresult *res, int row, int col);
-int stmt_is_null(const PGresult *res, int row, int col);
+const char *sql_value_or_null(const PGresult *res, int row, int col);
+int sql_is_null(const PGresult *res, int row, int col);
 /* The rows an INSERT, UPDATE or DELETE touched. */
-long long stmt_affected(const PGresult *res);
+long long sql_affected(const PGresult *res);
 /* The SQLSTATE of a failed result, or NULL. */
-const char *stmt_sqlstate(const PGresult *res);
+const char *sql_sqlstate(const PGresult *res);
 
 /* Whether conn is still connected, and whether it is inside a transaction (open or
  * failed). */
-int stmt_is_connected(const PGconn *conn);
-int stmt_in_transaction(const PGconn *conn);
+int sql_is_connected(const PGconn *conn);
+int sql_in_transaction(const PGconn *conn);
 /* libpq's last message on conn (ends with a newline; "" when none), for a failure of a
  * shared module that uses conn itself. */
-const char *stmt_conn_error(const PGconn *conn);
+const char *sql_conn_error(const PGconn *conn);
 
 /*
- * Waits for notifications on the channels conn LISTENs on (stmt_exec "LISTEN x") and calls
+ * Waits for notifications on the channels conn LISTENs on (sql_exec "LISTEN x") and calls
  * note(payload, arg) for each, until *stop is set (by a signal) or note returns 1.  Returns
  * EX_OK, or an exit code after printing (EX_OSERR when select fails).
  */
-int stmt_notifications(PGconn *conn, const char *label,
+int sql_notifications(PGconn *conn, const char *label,
     int (*note)(const char *payload, void *arg), void *arg, volatile sig_atomic_t *stop);
 
-void stmt_clear(PGresult *res);
-void stmt_close(PGconn *conn);
+void sql_clear(PGresult *res);
+void sql_close(PGconn *conn);
 
 #endif

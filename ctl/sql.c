@@ -1,5 +1,5 @@
-/* stmt.c: airlockctl's statement runner: every statement a command sends goes through here,
- * and every failure gets its exit code from one mapping (stmt_fail). */
+/* sql.c: airlockctl's statement runner: every statement a command sends goes through here,
+ * and every failure gets its exit code from one mapping (sql_fail). */
 #include <sys/select.h>
 
 #include <errno.h>
@@ -10,10 +10,10 @@
 #include <sysexits.h>
 
 #include "airlock/cli.h"
-#include "airlock/stmt.h"
+#include "airlock/sql.h"
 
 int
-stmt_fail(const char *label, PGconn *conn, const PGresult *res)
+sql_fail(const char *label, PGconn *conn, const PGresult *res)
 {
 	const char *state, *msg, *detail, *hint;
 
@@ -47,7 +47,7 @@ stmt_fail(const char *label, PGconn *conn, const PGresult *res)
 }
 
 int
-stmt_query(PGconn *conn, const char *label, const char *sql, int n,
+sql_query(PGconn *conn, const char *label, const char *sql, int n,
     const char *const *params, PGresult **res)
 {
 	int ex;
@@ -60,7 +60,7 @@ stmt_query(PGconn *conn, const char *label, const char *sql, int n,
 	case PGRES_EMPTY_QUERY:		/* nothing to run (a file of comments) */
 		return EX_OK;
 	default:
-		ex = label != NULL ? stmt_fail(label, conn, *res) : EX_UNAVAILABLE;
+		ex = label != NULL ? sql_fail(label, conn, *res) : EX_UNAVAILABLE;
 		PQclear(*res);
 		*res = NULL;
 		return ex;
@@ -68,24 +68,24 @@ stmt_query(PGconn *conn, const char *label, const char *sql, int n,
 }
 
 int
-stmt_exec(PGconn *conn, const char *label, const char *sql, int n, const char *const *params)
+sql_exec(PGconn *conn, const char *label, const char *sql, int n, const char *const *params)
 {
 	PGresult *res;
 	int ex;
 
-	if ((ex = stmt_query(conn, label, sql, n, params, &res)) == EX_OK)
+	if ((ex = sql_query(conn, label, sql, n, params, &res)) == EX_OK)
 		PQclear(res);
 	return ex;
 }
 
 void
-stmt_exec_quiet(PGconn *conn, const char *sql)
+sql_exec_quiet(PGconn *conn, const char *sql)
 {
 	PQclear(PQexec(conn, sql));
 }
 
 int
-stmt_stream(PGconn *conn, const char *label, const char *sql, int n,
+sql_stream(PGconn *conn, const char *label, const char *sql, int n,
     const char *const *params, int (*row)(const PGresult *, void *), void *arg)
 {
 	PGresult *res;
@@ -93,7 +93,7 @@ stmt_stream(PGconn *conn, const char *label, const char *sql, int n,
 
 	if (!PQsendQueryParams(conn, sql, n, NULL, params, NULL, NULL, 0) ||
 	    !PQsetSingleRowMode(conn))
-		return stmt_fail(label, conn, NULL);
+		return sql_fail(label, conn, NULL);
 	/* Every result is read, even after a failure, so the connection is ready again. */
 	while ((res = PQgetResult(conn)) != NULL) {
 		switch (PQresultStatus(res)) {
@@ -105,7 +105,7 @@ stmt_stream(PGconn *conn, const char *label, const char *sql, int n,
 			break;
 		default:
 			if (ex == EX_OK)
-				ex = stmt_fail(label, conn, res);
+				ex = sql_fail(label, conn, res);
 			break;
 		}
 		PQclear(res);
@@ -114,62 +114,62 @@ stmt_stream(PGconn *conn, const char *label, const char *sql, int n,
 }
 
 int
-stmt_rows(const PGresult *res)
+sql_rows(const PGresult *res)
 {
 	return PQntuples(res);
 }
 
 const char *
-stmt_value(const PGresult *res, int row, int col)
+sql_value(const PGresult *res, int row, int col)
 {
 	return PQgetvalue(res, row, col);
 }
 
 const char *
-stmt_value_or_null(const PGresult *res, int row, int col)
+sql_value_or_null(const PGresult *res, int row, int col)
 {
 	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
 int
-stmt_is_null(const PGresult *res, int row, int col)
+sql_is_null(const PGresult *res, int row, int col)
 {
 	return PQgetisnull(res, row, col);
 }
 
 long long
-stmt_affected(const PGresult *res)
+sql_affected(const PGresult *res)
 {
 	return strtoll(PQcmdTuples((PGresult *)(uintptr_t)res), NULL, 10);
 }
 
 const char *
-stmt_sqlstate(const PGresult *res)
+sql_sqlstate(const PGresult *res)
 {
 	return res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 }
 
 int
-stmt_is_connected(const PGconn *conn)
+sql_is_connected(const PGconn *conn)
 {
 	return PQstatus(conn) == CONNECTION_OK;
 }
 
 int
-stmt_in_transaction(const PGconn *conn)
+sql_in_transaction(const PGconn *conn)
 {
 	return PQtransactionStatus(conn) == PQTRANS_INTRANS ||
 	    PQtransactionStatus(conn) == PQTRANS_INERROR;
 }
 
 const char *
-stmt_conn_error(const PGconn *conn)
+sql_conn_error(const PGconn *conn)
 {
 	return PQerrorMessage(conn);
 }
 
 int
-stmt_notifications(PGconn *conn, const char *label,
+sql_notifications(PGconn *conn, const char *label,
     int (*note)(const char *payload, void *arg), void *arg, volatile sig_atomic_t *stop)
 {
 	PGnotify *n;
@@ -187,7 +187,7 @@ stmt_notifications(PGconn *conn, const char *label,
 			return EX_OSERR;
 		}
 		if (PQconsumeInput(conn) == 0)
-			return stmt_fail(label, conn, NULL);
+			return sql_fail(label, conn, NULL);
 		while (!is_done && (n = PQnotifies(conn)) != NULL) {
 			is_done = note(n->extra, arg) == 1;
 			PQfreemem(n);
@@ -197,13 +197,13 @@ stmt_notifications(PGconn *conn, const char *label,
 }
 
 void
-stmt_clear(PGresult *res)
+sql_clear(PGresult *res)
 {
 	PQclear(res);
 }
 
 void
-stmt_close(PGconn *conn)
+sql_close(PGconn *conn)
 {
 	PQfinish(conn);
 }
