@@ -13,6 +13,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/call.h"
+#include "airlock/read.h"
 #include "airlock/cli.h"
 #include "airlock/db.h"
 #include "airlock/seal.h"

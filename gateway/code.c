@@ -7,10 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "airlock/call.h"
 #include "airlock/code.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/read.h"
 #include "airlock/sandbox.h"
 
 #define EGRESS_MAX	256	/* attempts kept per call; the rest are only counted in the log */

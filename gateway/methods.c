@@ -17,6 +17,8 @@
 #include "airlock/gateway.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/read.h"
+#include "airlock/stmt.h"
 #include "airlock/write.h"
 
 /* How long a client may keep a tools/list answer: grants are fixed per token, and a
@@ -30,217 +32,6 @@ static const char instructions[] =
     "when retrying), and can be reverted. Hosts that pass only arguments use the write's "
     "airlock_dry_run, airlock_idempotency_key and airlock_plan_id arguments; adapters may "
     "send them in _meta as airlock/dryRun, airlock/idempotencyKey and airlock/planId.";
-
-/* One call's state, from authentication to its record. */
-struct call {
-	struct request_ctx *ctx;
-	struct gateway *gw;
-	struct principal p;
-	struct audit_record rec;
-	int is_identified;
-	int is_recorded;		/* the record went in with a write's effect */
-	int is_refusal_result;		/* refused, answered as an isError result (/mcp) */
-};
-
-static void
-limited(struct rpc_error *err, const char *what, int retry)
-{
-	rpc_error_set(err, RPC_TOO_MANY, "rate_limited", "Rate limit of this %s reached; retry in %d s",
-	    what, retry);
-	err->data = json_pack("{s:i}", "retryAfterSeconds", retry);
-}
-
-/* A call over its token's or tenant's rate limit is counted per token and second, like
- * refusals before authentication, not recorded: a token flooding past its limit would
- * otherwise add a record per refusal.  Returns -1. */
-static int
-rate_refusal(struct call *c, const struct rpc_error *err)
-{
-	audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id, err->reason);
-	c->is_identified = 0;	/* call_end writes no record */
-	return -1;
-}
-
-/*
- * Authenticates and rate-limits a call.  Returns 0, or -1 with err set.  Refusals before
- * authentication and by rate limit are only counted; every other call gets a record
- * (call_end).
- */
-static int
-call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err)
-{
-	const struct config *cfg;
-	char key[160];
-	int retry;
-
-	memset(c, 0, sizeof(*c));
-	c->ctx = vctx;
-	c->gw = c->ctx->gw;
-	cfg = c->gw->cfg;
-	audit_record_init(&c->rec, method, c->ctx->client);
-	/* tokens.self answers the count: it asks the database, every other method may be
-	 * answered who calls from memory (what must be exact is checked in its own
-	 * transaction, auth_count_call). */
-	if (auth_identify(c->ctx->db, c->ctx->bearer, cfg->admin_key_file,
-	    strcmp(method, "airlock/tokens.self") == 0, &c->p, err) == -1) {
-		if (err->code != RPC_UNAVAILABLE)
-			audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id[0] != '\0' ?
-			    c->p.token_id : NULL, err->reason);
-		return -1;
-	}
-	c->is_identified = 1;
-	/* Records hold keyed digests: no call goes on without the deployment's key. */
-	if (!audit_has_key() && (db_ensure(c->ctx->db) == -1 ||
-	    audit_key_load(c->ctx->db->conn) == -1)) {
-		db_unavailable(err);
-		return -1;
-	}
-	if (!c->p.is_admin)
-		gw_note_tenant(c->gw, c->p.token_id, c->p.tenant);
-	strlcpy(c->rec.token_id, c->p.token_id, sizeof(c->rec.token_id));
-	strlcpy(c->rec.tenant, c->p.tenant, sizeof(c->rec.tenant));
-	strlcpy(c->rec.task, c->p.task, sizeof(c->rec.task));
-	strlcpy(c->rec.trace_id, c->ctx->trace_id, sizeof(c->rec.trace_id));
-	if (c->p.is_admin)
-		return 0;
-	snprintf(key, sizeof(key), "token:%s", c->p.token_id);
-	if (rl_take(c->gw->rl, key, cfg->rate_token, cfg->burst_token, &retry) == -1) {
-		limited(err, "token", retry);
-		return rate_refusal(c, err);
-	}
-	snprintf(key, sizeof(key), "tenant:%s", c->p.tenant);
-	if (rl_take(c->gw->rl, key, c->p.rate > 0 ? c->p.rate : cfg->rate_tenant,
-	    c->p.rate > 0 ? c->p.burst : cfg->burst_tenant, &retry) == -1) {
-		limited(err, "tenant", retry);
-		return rate_refusal(c, err);
-	}
-	return 0;
-}
-
-static const char *
-outcome_of(const struct rpc_error *err)
-{
-	switch (err->code) {
-	case RPC_UNAVAILABLE:
-	case RPC_INTERNAL_ERROR:
-		return "error";
-	default:
-		return "refused";
-	}
-}
-
-/* What a result's digest covers: structuredContent without what differs between a call
- * and its replay (call_id, replayed).  Returns a new reference. */
-static json_t *
-digest_view(json_t *sc)
-{
-	json_t *v = json_deep_copy(sc);
-
-	json_object_del(v, "call_id");
-	json_object_del(v, "replayed");
-	return v;
-}
-
-/*
- * Counts the call for /metrics, as answered: result (borrowed) or err.  The tool label is
- * a tool of the current catalog or "", never a name a request made up.
- */
-static void
-count_call(struct call *c, json_t *result, const struct rpc_error *err)
-{
-	struct catalog_ref *ref;
-	struct timespec now;
-	const char *tool = "", *outcome, *reason;
-	json_t *sc;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	if (c->rec.tool[0] != '\0' && (ref = gw_catalog_get(c->gw)) != NULL) {
-		if (tool_find(ref->cat, c->rec.tool) != NULL)
-			tool = c->rec.tool;
-		gw_catalog_put(c->gw, ref);
-	}
-	sc = json_object_get(result, "structuredContent");
-	if (result == NULL) {
-		outcome = outcome_of(err);
-		reason = err->reason;
-	} else if (json_is_true(json_object_get(result, "isError"))) {
-		outcome = "tool_error";
-		reason = json_string_value(json_object_get(json_object_get(sc, "error"),
-		    "reason"));
-	} else {
-		outcome = "ok";
-		reason = "";
-		if (json_is_object(sc))
-			metrics_call_result(tool, json_is_true(json_object_get(sc, "dry_run")),
-			    json_is_string(json_object_get(sc, "plan_id")),
-			    json_is_true(json_object_get(sc, "replayed")));
-		if (strcmp(c->rec.method, "airlock/calls.revert") == 0 &&
-		    !json_is_true(json_object_get(sc, "dry_run")) &&
-		    !json_is_true(json_object_get(sc, "replayed")))
-			metrics_count(METRICS_REVERTS);
-	}
-	metrics_call(c->rec.method, tool, outcome, reason,
-	    (double)(now.tv_sec - c->rec.at.tv_sec) + (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e9);
-}
-
-/*
- * Records the call and returns what to answer: result (stolen), or NULL with err.
- * digest_of (borrowed, may be NULL) is what the record's result digest covers.  When
- * the record cannot be written the call fails closed: no data without its record.
- */
-static json_t *
-call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *err)
-{
-	struct timespec now;
-
-	if (c->is_identified && !c->is_recorded) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
-		    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
-		if (result == NULL && atomic_load(&c->ctx->is_cancelled)) {
-			/* The client left: its statement was cancelled, whatever err says. */
-			c->rec.outcome = "error";
-			c->rec.reason = "cancelled";
-		} else if (result != NULL) {
-			if (json_is_true(json_object_get(result, "isError"))) {
-				/* A refusal answered as a result the model can act on is still a
-				 * refusal in the record, as it is on /rpc. */
-				c->rec.outcome = c->is_refusal_result ? "refused" : "tool_error";
-				audit_record_reason(&c->rec, json_string_value(json_object_get(
-				    json_object_get(json_object_get(result, "structuredContent"),
-				    "error"), "reason")));
-			}
-			if (digest_of != NULL) {
-				json_t *view = digest_view(digest_of);
-
-				audit_digest(view, c->rec.result_digest);
-				json_decref(view);
-			}
-		} else {
-			c->rec.outcome = outcome_of(err);
-			c->rec.reason = err->reason;
-		}
-		/* On a worker, the record goes to the writer with the answer, which leaves only
-		 * once the record is durable (the worker takes its next job meanwhile); else
-		 * the call waits here for its record. */
-		if (c->ctx->on_recorded != NULL && !c->ctx->is_record_handed &&
-		    audit_submit(c->gw->audit, &c->rec, c->ctx->on_recorded,
-		    c->ctx->recorded_arg) == 0)
-			c->ctx->is_record_handed = 1;
-		else if (audit_write(c->gw->audit, &c->rec) == -1) {
-			json_decref(result);
-			result = NULL;
-			rpc_error_clear(err);
-			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-			    "The call could not be recorded, so it was not answered; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-		}
-	}
-	count_call(c, result, err);
-	audit_record_clear(&c->rec);
-	auth_clear(&c->p);
-	return result;
-}
 
 static json_t *
 m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err)
@@ -426,7 +217,7 @@ is_refused(json_t *result, const struct rpc_error *err)
 	const char *reason;
 
 	if (result == NULL)
-		return err->reason != NULL && strcmp(outcome_of(err), "refused") == 0;
+		return err->reason != NULL && strcmp(call_outcome_of(err), "refused") == 0;
 	reason = json_string_value(json_object_get(json_object_get(json_object_get(result,
 	    "structuredContent"), "error"), "reason"));
 	return reason != NULL && strcmp(reason, "invalid_arguments") == 0;
@@ -727,7 +518,7 @@ finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
 	json_t *v;
 
 	limit_answer(sc, arg);
-	v = digest_view(sc);
+	v = call_digest_view(sc);
 	clock_gettime(CLOCK_REALTIME, &now);
 	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
 	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
@@ -781,7 +572,7 @@ run_write(struct call *c, const struct write_stmt *st, const char *role, const c
 		json_object_set_new(sc, "replayed", json_false());
 	if (!c->is_recorded) {
 		/* A dry-run or a replay: call_end writes the record, with this digest. */
-		view = digest_view(sc);
+		view = call_digest_view(sc);
 		audit_digest(view, c->rec.result_digest);
 		json_decref(view);
 	}
@@ -1429,7 +1220,7 @@ m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *e
 	    "tool", c.rec.tool, "decided_by", c.p.token_id, "approver",
 	    c.p.is_admin ? "admin" : c.p.approver, "note", note ? json_string(note) : json_null());
 	/* The record commits with the decision, so it is finished here. */
-	v = digest_view(result);
+	v = call_digest_view(result);
 	audit_digest(v, c.rec.result_digest);
 	json_decref(v);
 	clock_gettime(CLOCK_REALTIME, &now);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "airlock/call.h"
+#include "airlock/stmt.h"
 #include "airlock/log.h"
 #include "airlock/write.h"
 

@@ -116,10 +116,7 @@ LIST
 awk -F '\t' -v list="$tmp/files" -v allowed="$allowed" '
 	# The module of a file: the longest prefix of its name (cut at "_") that names a
 	# header other than itself, else its own name: tool_sql.c and tool_int.h are tool.
-	# gateway/methods.c implements gateway.h, which has no gateway.c.
 	function module_of(f,    s, d, p) {
-		if (f == "gateway/methods.c")
-			return "gateway"
 		s = f; sub(/^.*\//, "", s); sub(/\.[ch]$/, "", s)
 		d = f; sub(/\/[^\/]*$/, "", d)
 		for (p = s; ; ) {
