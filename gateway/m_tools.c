@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "airlock/code.h"
+#include "airlock/idem.h"
 #include "airlock/read.h"
 #include "airlock/stmt.h"
 #include "methods_int.h"
@@ -421,35 +422,6 @@ is_correctable(const char *reason)
 	return 0;
 }
 
-/* The idempotency key of a write: params.idempotency_key, else the Idempotency-Key
- * header of a single request.  Returns it (borrowed), or NULL with err when it is
- * missing or malformed. */
-static const char *
-idem_key_of(struct call *c, json_t *params, struct rpc_error *err)
-{
-	const char *key = json_string_value(json_object_get(params, "idempotency_key"));
-	json_t *utf8;
-
-	if (key == NULL)
-		key = c->ctx->idem_header;
-	if (key == NULL) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "key_required", "A write needs an "
-		    "idempotency key: a key of your choice, the same when you retry (the argument "
-		    "airlock_idempotency_key where the tool takes it, params.idempotency_key, _meta "
-		    "airlock/idempotencyKey or the Idempotency-Key header); or preview it with "
-		    "dry_run");
-		return NULL;
-	}
-	/* The header is bytes: a key that is not UTF-8 could not be stored or recorded. */
-	if (strlen(key) == 0 || strlen(key) > 255 || (utf8 = json_string(key)) == NULL) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
-		    "An idempotency key has 1 to 255 characters of UTF-8");
-		return NULL;
-	}
-	json_decref(utf8);
-	return key;
-}
-
 /* Limits the images of a write's answer sc to the columns it may show.  Idempotent. */
 static void
 limit_answer(json_t *sc, const struct shown_cols *cols)
@@ -497,7 +469,7 @@ m_run_write(struct call *c, const struct write_stmt *st, const char *role,
 	 * (without one, write_run commits nothing). */
 	if (!is_dry_run && (plan_id != NULL || !st->needs_approval ||
 	    json_object_get(params, "idempotency_key") != NULL || c->ctx->idem_header != NULL) &&
-	    (key = idem_key_of(c, params, err)) == NULL)
+	    (key = idem_key_of(params, c->ctx->idem_header, err)) == NULL)
 		return NULL;
 	if (key != NULL)
 		strlcpy(c->rec.idem_key, key, sizeof(c->rec.idem_key));

@@ -73,10 +73,6 @@ int write_revert_target(struct db *db, const char *call_id, const char *tenant,
 /* The revert statement: $1 the groups, $2 force ("true"/"false"); run as the tenant. */
 extern const char write_revert_sql[];
 
-/* Deletes expired idempotency keys (at most a few thousand a round).  Returns how many,
- * or -1 (logged). */
-long long write_sweep_keys(struct db *db);
-
 /* Deletes plans expired over an hour ago (airlock.sweep_plans).  Returns how many, or -1
  * (logged). */
 long long write_sweep_plans(struct db *db);
@@ -96,9 +92,5 @@ void write_stmt_revert(struct write_stmt *st, const char *groups, int is_force,
 /* The fingerprint a key and a plan bind: the keyed digest (audit_keyed_digest, so the
  * deployment's key must have been read) of the canonical {tool, arguments}. */
 void write_fingerprint(const char *tool, json_t *args, char hex[65]);
-
-/* Sets the idempotency keys' lifetime (seconds; default a day) and the waiters allowed
- * per key and per tenant before a duplicate is answered key_in_flight at once. */
-void write_configure(long long key_ttl, unsigned waiters_per_key, unsigned waiters_per_tenant);
 
 #endif
