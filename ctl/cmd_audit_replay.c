@@ -13,10 +13,11 @@
 
 #include "airlock/audit.h"
 #include "airlock/call.h"
-#include "airlock/read.h"
 #include "airlock/cli.h"
 #include "airlock/db.h"
+#include "airlock/read.h"
 #include "airlock/seal.h"
+#include "airlock/stmt.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -112,7 +113,7 @@ replay_read(struct replay *r, const struct tool *t, const char *role, json_t *ar
 
 	memset(&err, 0, sizeof(err));
 	audit_new_id(id);
-	if (call_read(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated,
+	if (read_run(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated,
 	    &err) == -1) {
 		if (strcmp(err.reason, "backend_unavailable") == 0)
 			r->is_unavailable = 1;
@@ -144,7 +145,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	struct write_stmt st;
 	struct rpc_error err;
 	enum verdict verdict = V_REFUSED;
-	char name[96], fp[65], **values = NULL;
+	char name[STMT_NAME_MAX], fp[65], **values = NULL;
 	const char *cv[2];
 	PGresult *res = NULL;
 	json_t *sc = NULL;
@@ -155,7 +156,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	strlcpy(rec.tenant, tenant, sizeof(rec.tenant));
 	strlcpy(rec.tool, t->name, sizeof(rec.tool));
 	rec.is_dry_run = 1;
-	snprintf(name, sizeof(name), "t%lu_%s", r->cat->version, t->name);
+	stmt_name(name, r->cat->version, t);
 	if (db_ensure(&r->db) == -1 || db_prepare(&r->db, name, t->sql, &res) == -1) {
 		if (res == NULL)
 			r->is_unavailable = 1;

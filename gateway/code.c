@@ -250,7 +250,7 @@ read_input(struct db *db, const struct principal *p, const struct catalog_ref *r
 	*summary = NULL;
 	if (auth_count_call(db, &counted, err) == -1)
 		return -1;
-	if (call_read(db, it, ref->cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
+	if (read_run(db, it, ref->cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
 	    err) == -1)
 		return -1;
 	*input = json_dumps(rows, JSON_COMPACT);
@@ -493,7 +493,7 @@ code_run(struct gateway *gw, struct db *db, const struct principal *p, const str
 	int has_slot = 0;
 
 	/* The input tool comes from the current catalog, which may be newer than the one t
-	 * belongs to; call_read names its statements by that catalog's own version. */
+	 * belongs to; read_run names its statements by that catalog's own version. */
 	(void)version;
 	*egress = NULL;
 	code = json_object_get(args, "code");

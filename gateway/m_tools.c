@@ -510,19 +510,11 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 {
 	struct shown_cols cols;
 	struct write_stmt st;
-	char name[96], fp[65], **values = NULL;
-	PGresult *res = NULL;
+	char name[STMT_NAME_MAX], fp[65], **values = NULL;
 	json_t *result = NULL;
 
-	snprintf(name, sizeof(name), "t%lu_%s", version, t->name);
-	if (db_prepare(c->ctx->db, name, t->sql, &res) == -1) {
-		if (res == NULL)
-			db_unavailable(err);
-		else
-			call_sql_error(res, t->name, err);
-		PQclear(res);
+	if (stmt_prepare(c->ctx->db, t, version, name, err) == -1)
 		return NULL;
-	}
 	if (write_stmt_tool(&st, t, name, args, &values) == -1) {
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
 		return NULL;
@@ -595,7 +587,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	}
 	if (auth_check_bindings(&c.p, t, args, err) == -1)
 		goto done;
-	/* A read counts its call in its own round trip (call_read); the others count here. */
+	/* A read counts its call in its own round trip (read_run); the others count here. */
 	if (t->kind != TOOL_READ && auth_count_call(c.ctx->db, &c.p, err) == -1)
 		goto done;
 	/* Accepted so far: the record keeps the arguments (a write's goes in with its effect). */
@@ -622,7 +614,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		result = call_write(&c, t, ref->cat->version, params, args, err);
 		goto done;
 	}
-	if (call_read(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &c.p, &rows,
+	if (read_run(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &c.p, &rows,
 	    &truncated, err) == -1) {
 		if (call_is_tool_error(err)) {
 			result = tool_error_result(c.rec.id, err, NULL);

@@ -28,16 +28,15 @@ static const char setup_read_sql[] =
 #define LOCK_TIMEOUT_MS 2000
 
 int
-call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
+read_run(struct db *db, const struct tool *t, unsigned long version, const char *role,
     const char *call_id, json_t *args, struct principal *count, json_t **rows, int *truncated,
     struct rpc_error *err)
 {
-	char name[96], timeout[16], lock[16], **values = NULL;
+	char name[STMT_NAME_MAX], timeout[16], lock[16], **values = NULL;
 	const char *setup[4];
 	struct db_query q[4];
 	const char *count_v[1];
 	size_t i, nq = 0, i_stmt, i_who;
-	PGresult *res = NULL;
 	int rc = -1;
 
 	*rows = NULL;
@@ -45,13 +44,8 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	memset(q, 0, sizeof(q));
 	if (db_ensure(db) == -1)
 		goto unavailable;
-	snprintf(name, sizeof(name), "t%lu_%s", version, t->name);
-	if (db_prepare(db, name, t->sql, &res) == -1) {
-		if (res == NULL)
-			goto unavailable;
-		call_sql_error(res, t->name, err);
+	if (stmt_prepare(db, t, version, name, err) == -1)
 		goto fail;
-	}
 	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
 	    tool_bind(t, args, values) == -1) {
 		free(values);
@@ -81,26 +75,25 @@ call_read(struct db *db, const struct tool *t, unsigned long version, const char
 	q[nq].n = (int)t->n_params;
 	q[nq++].values = (const char *const *)values;
 	i_who = nq;
-	q[nq++].sql = call_whoami_sql;
+	q[nq++].sql = stmt_whoami_sql;
 	if (db_pipeline(db, q, nq) == -1)
 		goto unavailable;
 	if (count != NULL && !count->is_admin && auth_count_result(q[0].res, count, err) == -1)
 		goto fail;
 	for (i = 0; i < i_who; i++)
 		if (PQresultStatus(q[i].res) != PGRES_TUPLES_OK) {
-			call_sql_error(q[i].res, t->name, err);
+			stmt_error(q[i].res, t->name, err);
 			goto fail;
 		}
-	if (call_check_role(db, q[i_who].res, role, t->name, err) == -1)
+	if (stmt_check_role(db, q[i_who].res, role, t->name, err) == -1)
 		goto fail;
 	*truncated = PQntuples(q[i_stmt].res) > (int)t->max_rows;
-	*rows = call_rows_json(q[i_stmt].res, (int)t->max_rows);
+	*rows = stmt_rows_json(q[i_stmt].res, (int)t->max_rows);
 	rc = 0;
 	goto fail;
 unavailable:
 	db_unavailable(err);
 fail:
-	PQclear(res);
 	for (i = 0; i < sizeof(q) / sizeof(q[0]); i++)
 		PQclear(q[i].res);
 	if (values != NULL) {

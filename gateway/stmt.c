@@ -3,13 +3,14 @@
  * failure as the caller sees it, the check of the role it left the session as, and its
  * rows as JSON.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "airlock/log.h"
 #include "airlock/stmt.h"
 
 /* Run right after a tool's statement: who the statement left the session as. */
-const char call_whoami_sql[] = "SELECT current_user::text";
+const char stmt_whoami_sql[] = "SELECT current_user::text";
 
 /*
  * Turns a failed statement's result into the error the caller sees.  Only what is the
@@ -17,7 +18,7 @@ const char call_whoami_sql[] = "SELECT current_user::text";
  * logged and answered without detail, so no SQL text, table or other tenant's value leaks.
  */
 void
-call_sql_error(const PGresult *res, const char *what, struct rpc_error *err)
+stmt_error(const PGresult *res, const char *what, struct rpc_error *err)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -48,7 +49,7 @@ call_sql_error(const PGresult *res, const char *what, struct rpc_error *err)
 }
 
 int
-call_check_role(struct db *db, const PGresult *res, const char *role, const char *what,
+stmt_check_role(struct db *db, const PGresult *res, const char *role, const char *what,
     struct rpc_error *err)
 {
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
@@ -66,7 +67,7 @@ call_check_role(struct db *db, const PGresult *res, const char *role, const char
 }
 
 json_t *
-call_rows_json(const PGresult *res, int max)
+stmt_rows_json(const PGresult *res, int max)
 {
 	json_t *rows = json_array(), *row;
 	int i, j, n = PQntuples(res), nf = PQnfields(res);
@@ -81,4 +82,29 @@ call_rows_json(const PGresult *res, int max)
 		json_array_append_new(rows, row);
 	}
 	return rows;
+}
+
+void
+stmt_name(char name[STMT_NAME_MAX], unsigned long version, const struct tool *t)
+{
+	/* Per catalog version: a reload's changed statement is prepared under a new name,
+	 * while calls of the old catalog still run theirs. */
+	snprintf(name, STMT_NAME_MAX, "t%lu_%s", version, t->name);
+}
+
+int
+stmt_prepare(struct db *db, const struct tool *t, unsigned long version,
+    char name[STMT_NAME_MAX], struct rpc_error *err)
+{
+	PGresult *res = NULL;
+
+	stmt_name(name, version, t);
+	if (db_prepare(db, name, t->sql, &res) == 0)
+		return 0;
+	if (res == NULL)
+		db_unavailable(err);
+	else
+		stmt_error(res, t->name, err);
+	PQclear(res);
+	return -1;
 }

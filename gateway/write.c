@@ -211,7 +211,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	q[nq].n = st->n;
 	q[nq++].values = st->values;
 	i_who = nq;
-	q[nq++].sql = call_whoami_sql;
+	q[nq++].sql = stmt_whoami_sql;
 	q[nq++].sql = unrole_sql;
 	changes_v[0] = rec->id;
 	i_changes = nq;
@@ -240,10 +240,10 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 			rpc_error_set(err, RPC_CONFLICT, "revert_conflict", "%s; nothing was reverted",
 			    PQresultErrorField(bad, PG_DIAG_MESSAGE_PRIMARY));
 		} else
-			call_sql_error(bad, tool, err);
+			stmt_error(bad, tool, err);
 		goto out;
 	}
-	if (call_check_role(db, q[i_who].res, role, tool, err) == -1)
+	if (stmt_check_role(db, q[i_who].res, role, tool, err) == -1)
 		goto out;	/* the connection is gone, and its transaction with it */
 	changed = strtoll(PQgetvalue(q[i_changes].res, 0, 0), NULL, 10);
 	if (st->max_rows > 0 && changed > (long long)st->max_rows) {
@@ -279,7 +279,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		rollback(db);
 		goto out;
 	}
-	rows = call_rows_json(q[i_stmt].res, 0);
+	rows = stmt_rows_json(q[i_stmt].res, 0);
 	preview = json_loads(PQgetvalue(q[i_changes].res, 0, 1), 0, NULL);
 	sc = json_pack("{s:o, s:I, s:b, s:b, s:o, s:o}", "rows", rows,
 	    "row_count", (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run,

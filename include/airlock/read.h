@@ -20,7 +20,7 @@ struct principal;
  * there were more), or -1 with err set (a tool error per call_is_tool_error, or a
  * protocol error: 503 backend_unavailable, -32603 internal).
  */
-int call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
+int read_run(struct db *db, const struct tool *t, unsigned long version, const char *role,
     const char *call_id, json_t *args, struct principal *count, json_t **rows, int *truncated,
     struct rpc_error *err) __attribute__((warn_unused_result));
 
