@@ -121,9 +121,8 @@ replay_read(struct replay *r, const struct tool *t, const char *role, json_t *ar
 		rpc_error_clear(&err);
 		return V_REFUSED;
 	}
-	view = json_pack("{s:O, s:I, s:b, s:b}", "rows", rows, "row_count",
-	    (json_int_t)json_array_size(rows), "truncated", truncated, "dry_run", 0);
-	audit_digest(view, hex);
+	view = read_result(rows, truncated);
+	call_digest(view, hex);
 	json_decref(view);
 	if (recorded != NULL && strcmp(hex, recorded) == 0) {
 		json_decref(rows);

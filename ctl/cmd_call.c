@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "airlock/audit.h"
+#include "airlock/call.h"
 #include "airlock/cli.h"
 #include "airlock/write.h"
 
@@ -65,15 +66,9 @@ show(PGconn *conn, const char *id)
 static void
 finish(struct audit_record *rec, json_t *sc, void *arg)
 {
-	json_t *v = json_deep_copy(sc);
-
 	(void)arg;
-	/* The digest covers what the gateway's does: the result without call_id, replayed. */
-	json_object_del(v, "call_id");
-	json_object_del(v, "replayed");
 	rec->outcome = "ok";
-	audit_digest(v, rec->result_digest);
-	json_decref(v);
+	call_digest(sc, rec->result_digest);
 }
 
 /* A dry-run's record: its transaction rolled back, so it is written now. */

@@ -49,7 +49,7 @@ rate_refusal(struct call *c, const struct rpc_error *err)
  * authentication and by rate limit are only counted; every other call gets a record
  * (call_end).
  */
-int
+static int
 call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err)
 {
 	const struct config *cfg;
@@ -112,16 +112,19 @@ call_outcome_of(const struct rpc_error *err)
 	}
 }
 
-/* What a result's digest covers: structuredContent without what differs between a call
- * and its replay (call_id, replayed).  Returns a new reference. */
-json_t *
-call_digest_view(json_t *sc)
+void
+call_digest(json_t *v, char hex[65])
 {
-	json_t *v = json_deep_copy(sc);
+	json_t *sc = json_object_get(v, "structuredContent"), *view;
 
-	json_object_del(v, "call_id");
-	json_object_del(v, "replayed");
-	return v;
+	/* The one place that says what a result's digest covers: a tool result's
+	 * structuredContent (else the whole result) without what differs between a call and
+	 * its replay, so a replay's record shows the same digest as its call's. */
+	view = json_deep_copy(sc != NULL ? sc : v);
+	json_object_del(view, "call_id");
+	json_object_del(view, "replayed");
+	audit_digest(view, hex);
+	json_decref(view);
 }
 
 /*
@@ -167,12 +170,12 @@ count_call(struct call *c, json_t *result, const struct rpc_error *err)
 }
 
 /*
- * Records the call and returns what to answer: result (stolen), or NULL with err.
- * digest_of (borrowed, may be NULL) is what the record's result digest covers.  When
- * the record cannot be written the call fails closed: no data without its record.
+ * Records the call and returns what to answer: result (stolen), or NULL with err.  The
+ * record's result digest covers c->digest_of when set, else the result (call_digest).
+ * When the record cannot be written the call fails closed: no data without its record.
  */
-json_t *
-call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *err)
+static json_t *
+call_end(struct call *c, json_t *result, struct rpc_error *err)
 {
 	struct timespec now;
 
@@ -193,12 +196,8 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 				    json_object_get(json_object_get(result, "structuredContent"),
 				    "error"), "reason")));
 			}
-			if (digest_of != NULL) {
-				json_t *view = call_digest_view(digest_of);
-
-				audit_digest(view, c->rec.result_digest);
-				json_decref(view);
-			}
+			call_digest(c->digest_of != NULL ? c->digest_of : result,
+			    c->rec.result_digest);
 		} else {
 			c->rec.outcome = call_outcome_of(err);
 			c->rec.reason = err->reason;
@@ -222,5 +221,18 @@ call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *er
 	count_call(c, result, err);
 	audit_record_clear(&c->rec);
 	auth_clear(&c->p);
+	json_decref(c->digest_of);
+	c->digest_of = NULL;
 	return result;
+}
+
+json_t *
+call_run(void *vctx, const char *method, json_t *params, call_fn fn, struct rpc_error *err)
+{
+	struct call c;
+	json_t *result = NULL;
+
+	if (call_begin(&c, vctx, method, err) == 0)
+		result = fn(&c, params, err);
+	return call_end(&c, result, err);
 }

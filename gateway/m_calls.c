@@ -54,7 +54,7 @@ call_not_found(struct rpc_error *err)
 }
 
 json_t *
-m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_calls_revert(struct call *c, json_t *params, struct rpc_error *err)
 {
 	struct catalog_ref *ref = NULL;
 	const char *target, *values[2];
@@ -62,23 +62,20 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 	struct shown_cols cols;
 	struct write_stmt st;
 	json_t *result = NULL, *v;
-	struct call c;
 	int is_force;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	strlcpy(c.rec.tool, "airlock/calls.revert", sizeof(c.rec.tool));
-	if (m_check_params(name, params, revert_params, "call_id", err) == -1)
+	strlcpy(c->rec.tool, "airlock/calls.revert", sizeof(c->rec.tool));
+	if (m_check_params(c->rec.method, params, revert_params, "call_id", err) == -1)
 		goto done;
-	c.rec.arguments = json_deep_copy(params);
+	c->rec.arguments = json_deep_copy(params);
 	target = json_string_value(json_object_get(params, "call_id"));
 	is_force = json_is_true(json_object_get(params, "force"));
-	if (!c.p.is_admin && !c.p.can_revert) {
+	if (!c->p.is_admin && !c->p.can_revert) {
 		rpc_error_set(err, RPC_FORBIDDEN, "tool_not_granted",
 		    "This token does not grant revert");
 		goto done;
 	}
-	if (is_force && !c.p.is_admin) {
+	if (is_force && !c->p.is_admin) {
 		rpc_error_set(err, RPC_FORBIDDEN, "admin_required",
 		    "force reverts over later changes and needs the admin credential");
 		goto done;
@@ -87,32 +84,31 @@ m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *e
 		call_not_found(err);
 		goto done;
 	}
-	if (write_revert_target(c.ctx->db, target, c.p.is_admin ? NULL : c.p.tenant,
-	    c.p.is_admin ? NULL : c.p.task, tenant, role, tool, &groups, err) == -1)
+	if (write_revert_target(c->ctx->db, target, c->p.is_admin ? NULL : c->p.tenant,
+	    c->p.is_admin ? NULL : c->p.task, tenant, role, tool, &groups, err) == -1)
 		goto done;
-	strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
+	strlcpy(c->rec.tenant, tenant, sizeof(c->rec.tenant));
 	/* A revert changes state like any write, so it counts against the quota. */
-	if (auth_count_call(c.ctx->db, &c.p, err) == -1)
+	if (auth_count_call(c->ctx->db, &c->p, err) == -1)
 		goto done;
 	write_stmt_revert(&st, groups, is_force, values);
 	v = json_pack("{s:s, s:b}", "call_id", target, "force", is_force);
 	write_fingerprint("airlock/calls.revert", v, fp);
 	json_decref(v);
 	/* It shows the columns of the tool whose write it undoes (tool: the chain's first). */
-	ref = gw_catalog_get(c.gw);
+	ref = gw_catalog_get(c->gw);
 	cols.t = ref != NULL && tool[0] != '\0' ? tool_find(ref->cat, tool) : NULL;
-	cols.is_whole = c.p.is_admin;
-	result = m_run_write(&c, &st, role, tenant, "airlock/calls.revert", fp, params, &cols, err);
+	cols.is_whole = c->p.is_admin;
+	result = m_run_write(c, &st, role, tenant, "airlock/calls.revert", fp, params, &cols, err);
 done:
 	if (result == NULL && m_is_refused(NULL, err)) {
 		/* What a refused revert sent is kept bounded, like a refused tool call's. */
-		json_decref(c.rec.arguments);
-		c.rec.arguments = json_is_object(params) ? audit_summary(params, params) : NULL;
+		json_decref(c->rec.arguments);
+		c->rec.arguments = json_is_object(params) ? audit_summary(params, params) : NULL;
 	}
-	gw_catalog_put(c.gw, ref);
+	gw_catalog_put(c->gw, ref);
 	free(groups);
-	return call_end(&c, result, result ? json_object_get(result, "structuredContent") : NULL,
-	    err);
+	return result;
 }
 
 /* A call record of the token's own task, its changes (limited to the tool's columns by
@@ -130,74 +126,68 @@ static const char calls_get_sql[] =
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
 json_t *
-m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_calls_get(struct call *c, json_t *params, struct rpc_error *err)
 {
 	struct catalog_ref *ref = NULL;
 	const struct tool *t;
 	const char *values[1];
 	PGresult *res = NULL;
 	json_t *result = NULL, *call, *changes;
-	struct call c;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (m_check_params(name, params, get_params, "call_id", err) == -1)
+	if (m_check_params(c->rec.method, params, get_params, "call_id", err) == -1)
 		goto done;
 	values[0] = json_string_value(json_object_get(params, "call_id"));
-	c.rec.arguments = json_deep_copy(params);
+	c->rec.arguments = json_deep_copy(params);
 	if (!audit_is_id(values[0])) {
 		call_not_found(err);
 		goto done;
 	}
-	if (c.p.is_admin && db_ensure(c.ctx->db) == -1) {
+	if (c->p.is_admin && db_ensure(c->ctx->db) == -1) {
 		db_unavailable(err);
 		goto done;
 	}
-	res = db_exec(c.ctx->db, "calls_get", calls_get_sql, 1, values);
+	res = db_exec(c->ctx->db, "calls_get", calls_get_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		db_unavailable(err);
 		goto done;
 	}
 	/* A token reads its own task's calls; an approver its tenant's (the console). */
-	if (PQntuples(res) == 0 || (!c.p.is_admin && (strcmp(PQgetvalue(res, 0, 2), c.p.tenant) != 0 ||
-	    (c.p.approver[0] == '\0' && strcmp(PQgetvalue(res, 0, 3), c.p.task) != 0)))) {
+	if (PQntuples(res) == 0 || (!c->p.is_admin && (strcmp(PQgetvalue(res, 0, 2), c->p.tenant) != 0 ||
+	    (c->p.approver[0] == '\0' && strcmp(PQgetvalue(res, 0, 3), c->p.task) != 0)))) {
 		call_not_found(err);
 		goto done;
 	}
 	call = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	changes = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
-	ref = gw_catalog_get(c.gw);
+	ref = gw_catalog_get(c->gw);
 	/* A revert's record shows the columns of the tool whose write it undid. */
 	t = ref != NULL ? tool_find(ref->cat, PQgetvalue(res, 0, 4)) : NULL;
-	if (!c.p.is_admin)
+	if (!c->p.is_admin)
 		m_limit_changes(changes, t);
 	result = json_pack("{s:o, s:o}", "call", call ? call : json_null(), "changes",
 	    changes ? changes : json_array());
 done:
-	gw_catalog_put(c.gw, ref);
+	gw_catalog_put(c->gw, ref);
 	PQclear(res);
-	return call_end(&c, result, result, err);
+	return result;
 }
 
 /* The console's list of calls: the admin credential, or an approver token (its tenant). */
 json_t *
-m_calls_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_calls_list(struct call *c, json_t *params, struct rpc_error *err)
 {
 	static const char *const known[] = { "tenant", "tool", "outcome", "from", "to",
 	    "before", "limit", "_meta", NULL };
 	static const char *const strings[] = { "tool", "outcome", "from", "to", "before", NULL };
 	struct console_filter f;
 	json_t *result = NULL, *v;
-	struct call c;
 	size_t i;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (m_require_approver(&c, params, known, err) == -1)
+	if (m_require_approver(c, params, known, err) == -1)
 		goto done;
-	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	c->rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
 	memset(&f, 0, sizeof(f));
-	if (m_approver_tenant(&c, params, &f.tenant, err) == -1)
+	if (m_approver_tenant(c, params, &f.tenant, err) == -1)
 		goto done;
 	for (i = 0; strings[i] != NULL; i++) {
 		v = json_object_get(params, strings[i]);
@@ -223,10 +213,10 @@ m_calls_list(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		f.limit = (int)json_integer_value(v);
 	}
 	if (f.tenant != NULL)
-		strlcpy(c.rec.tenant, f.tenant, sizeof(c.rec.tenant));
-	result = console_calls(c.ctx->db, &f, err);
+		strlcpy(c->rec.tenant, f.tenant, sizeof(c->rec.tenant));
+	result = console_calls(c->ctx->db, &f, err);
 done:
 	/* The record's digest covers the page shown, not the whole record it was read from. */
-	return call_end(&c, result, result, err);
+	return result;
 }
 

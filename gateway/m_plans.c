@@ -60,21 +60,18 @@ static const char *const plan_statuses[] = { "pending", "approved", "rejected", 
     "all", NULL };
 
 json_t *
-m_plans_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_plans_list(struct call *c, json_t *params, struct rpc_error *err)
 {
 	static const char *const known[] = { "status", "tenant", "limit", "_meta", NULL };
 	const char *tenant, *status;
 	json_t *plans, *result = NULL, *v;
-	struct call c;
 	json_int_t limit = 100;
 	size_t i;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (m_require_approver(&c, params, known, err) == -1 ||
-	    m_approver_tenant(&c, params, &tenant, err) == -1)
+	if (m_require_approver(c, params, known, err) == -1 ||
+	    m_approver_tenant(c, params, &tenant, err) == -1)
 		goto done;
-	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	c->rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
 	status = params != NULL && json_object_get(params, "status") != NULL ?
 	    json_string_value(json_object_get(params, "status")) : "pending";
 	for (i = 0; status != NULL && plan_statuses[i] != NULL &&
@@ -95,13 +92,13 @@ m_plans_list(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		limit = json_integer_value(v);
 	}
 	if (tenant != NULL)
-		strlcpy(c.rec.tenant, tenant, sizeof(c.rec.tenant));
-	plans = approval_plans(c.ctx->db, tenant, NULL, strcmp(status, "all") == 0 ? NULL : status,
+		strlcpy(c->rec.tenant, tenant, sizeof(c->rec.tenant));
+	plans = approval_plans(c->ctx->db, tenant, NULL, strcmp(status, "all") == 0 ? NULL : status,
 	    (int)limit, err);
 	if (plans != NULL)
 		result = json_pack("{s:o}", "plans", plans);
 done:
-	return call_end(&c, result, result, err);
+	return result;
 }
 
 /* The plan params.plan_id names, as its approver may see it (another tenant's is not
@@ -135,53 +132,47 @@ find_plan(struct call *c, json_t *params, const char **plan_id, struct rpc_error
 }
 
 json_t *
-m_plans_get(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_plans_get(struct call *c, json_t *params, struct rpc_error *err)
 {
 	static const char *const known[] = { "plan_id", "_meta", NULL };
 	struct catalog_ref *ref = NULL;
 	const char *plan_id;
 	json_t *plan = NULL, *changes, *args = NULL, *result = NULL;
-	struct call c;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (m_require_approver(&c, params, known, err) == -1)
+	if (m_require_approver(c, params, known, err) == -1)
 		goto done;
-	c.rec.arguments = json_deep_copy(params);
-	if ((plan = find_plan(&c, params, &plan_id, err)) == NULL)
+	c->rec.arguments = json_deep_copy(params);
+	if ((plan = find_plan(c, params, &plan_id, err)) == NULL)
 		goto done;
-	if ((changes = approval_preview(c.ctx->db, plan_id, &args, err)) == NULL)
+	if ((changes = approval_preview(c->ctx->db, plan_id, &args, err)) == NULL)
 		goto done;
 	/* An approver sees what the tool shows, as the asking agent did. */
-	ref = gw_catalog_get(c.gw);
-	if (!c.p.is_admin)
-		m_limit_changes(changes, ref != NULL ? tool_find(ref->cat, c.rec.tool) : NULL);
+	ref = gw_catalog_get(c->gw);
+	if (!c->p.is_admin)
+		m_limit_changes(changes, ref != NULL ? tool_find(ref->cat, c->rec.tool) : NULL);
 	json_object_set_new(plan, "arguments", args);
 	json_object_set_new(plan, "changes", changes);
 	result = json_pack("{s:O}", "plan", plan);
 done:
-	gw_catalog_put(c.gw, ref);
+	gw_catalog_put(c->gw, ref);
 	json_decref(plan);
-	return call_end(&c, result, result, err);
+	return result;
 }
 
 /* airlock/plans.approve and airlock/plans.reject. */
 json_t *
-m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_plans_decide(struct call *c, json_t *params, struct rpc_error *err)
 {
 	static const char *const known[] = { "plan_id", "note", "_meta", NULL };
 	struct approval_decider who;
 	struct timespec now;
 	const char *plan_id, *note, *status;
 	json_t *plan = NULL, *result = NULL, *v;
-	struct call c;
-	int is_approve = strcmp(name, "airlock/plans.approve") == 0;
+	int is_approve = strcmp(c->rec.method, "airlock/plans.approve") == 0;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (m_require_approver(&c, params, known, err) == -1)
+	if (m_require_approver(c, params, known, err) == -1)
 		goto done;
-	c.rec.arguments = json_deep_copy(params);
+	c->rec.arguments = json_deep_copy(params);
 	v = json_object_get(params, "note");
 	if (v != NULL && (!json_is_string(v) || json_string_length(v) > APPROVAL_NOTE_MAX)) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
@@ -189,7 +180,7 @@ m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *e
 		goto done;
 	}
 	note = json_string_value(v);
-	if ((plan = find_plan(&c, params, &plan_id, err)) == NULL)
+	if ((plan = find_plan(c, params, &plan_id, err)) == NULL)
 		goto done;
 	/* Told here for a clear answer; decide_plan checks all of it again under a lock. */
 	status = json_string_value(json_object_get(plan, "status"));
@@ -202,62 +193,57 @@ m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *e
 		    status ? status : "decided");
 		goto done;
 	}
-	if (is_approve && json_is_true(json_object_get(plan, "four_eyes")) && !c.p.is_admin &&
-	    strcmp(c.p.task, json_string_value(json_object_get(plan, "asked_task")) ?: "") == 0) {
+	if (is_approve && json_is_true(json_object_get(plan, "four_eyes")) && !c->p.is_admin &&
+	    strcmp(c->p.task, json_string_value(json_object_get(plan, "asked_task")) ?: "") == 0) {
 		rpc_error_set(err, RPC_FORBIDDEN, "four_eyes", "Four eyes: a token of the task "
 		    "that asked cannot approve its plan");
 		goto done;
 	}
 	result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "plan_id", plan_id,
-	    "status", is_approve ? "approved" : "rejected", "tenant", c.rec.tenant,
-	    "tool", c.rec.tool, "decided_by", c.p.token_id, "approver",
-	    c.p.is_admin ? "admin" : c.p.approver, "note", note ? json_string(note) : json_null());
+	    "status", is_approve ? "approved" : "rejected", "tenant", c->rec.tenant,
+	    "tool", c->rec.tool, "decided_by", c->p.token_id, "approver",
+	    c->p.is_admin ? "admin" : c->p.approver, "note", note ? json_string(note) : json_null());
 	/* The record commits with the decision, so it is finished here. */
-	v = call_digest_view(result);
-	audit_digest(v, c.rec.result_digest);
-	json_decref(v);
+	call_digest(result, c->rec.result_digest);
 	clock_gettime(CLOCK_REALTIME, &now);
-	c.rec.duration_ms = (double)(now.tv_sec - c.rec.at.tv_sec) * 1e3 +
-	    (double)(now.tv_nsec - c.rec.at.tv_nsec) / 1e6;
-	who.tenant = c.p.is_admin ? NULL : c.p.tenant;
-	who.token_id = c.p.token_id;
-	who.task = c.p.is_admin ? NULL : c.p.task;
-	who.approver = c.p.is_admin ? "admin" : c.p.approver;
+	c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
+	who.tenant = c->p.is_admin ? NULL : c->p.tenant;
+	who.token_id = c->p.token_id;
+	who.task = c->p.is_admin ? NULL : c->p.task;
+	who.approver = c->p.is_admin ? "admin" : c->p.approver;
 	/* The person is in the chained record itself, not only behind the token id. */
-	json_object_set_new(c.rec.arguments, "approver", json_string(who.approver));
-	if (approval_decide(c.ctx->db, &c.rec, plan_id, is_approve, &who, note, err) == -1) {
+	json_object_set_new(c->rec.arguments, "approver", json_string(who.approver));
+	if (approval_decide(c->ctx->db, &c->rec, plan_id, is_approve, &who, note, err) == -1) {
 		json_decref(result);
 		result = NULL;
 		goto done;
 	}
-	c.is_recorded = 1;
+	c->is_recorded = 1;
 done:
 	if (result == NULL && m_is_refused(NULL, err)) {
 		/* What a refused decision sent is kept bounded, like a refused tool call's. */
-		json_decref(c.rec.arguments);
-		c.rec.arguments = json_is_object(params) ? audit_summary(params, params) : NULL;
+		json_decref(c->rec.arguments);
+		c->rec.arguments = json_is_object(params) ? audit_summary(params, params) : NULL;
 	}
 	json_decref(plan);
-	return call_end(&c, result, result, err);
+	return result;
 }
 
 /* The chain's state for the console: the admin credential, or an approver token (with its
  * tenant's head). */
 json_t *
-m_audit_state(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_audit_state(struct call *c, json_t *params, struct rpc_error *err)
 {
 	static const char *const known[] = { "tenant", "_meta", NULL };
 	const char *tenant;
 	json_t *result = NULL;
-	struct call c;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (m_require_approver(&c, params, known, err) == -1 ||
-	    m_approver_tenant(&c, params, &tenant, err) == -1)
+	if (m_require_approver(c, params, known, err) == -1 ||
+	    m_approver_tenant(c, params, &tenant, err) == -1)
 		goto done;
-	c.rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
-	result = console_chain(c.ctx->db, tenant, err);
+	c->rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
+	result = console_chain(c->ctx->db, tenant, err);
 done:
-	return call_end(&c, result, result, err);
+	return result;
 }

@@ -7,25 +7,22 @@
 #include "methods_int.h"
 
 json_t *
-m_tokens_self(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_tokens_self(struct call *c, json_t *params, struct rpc_error *err)
 {
 	json_t *result;
-	struct call c;
 
-	(void)params;
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
-	if (c.p.is_admin)
+	(void)params; (void)err;
+	if (c->p.is_admin)
 		result = json_pack("{s:b}", "admin", 1);
 	else
 		result = json_pack("{s:s, s:s, s:s, s:O, s:O, s:s, s:b, s:b, s:I, s:o, s:o}",
-		    "token_id", c.p.token_id, "tenant", c.p.tenant, "task", c.p.task,
-		    "tools", c.p.tools, "bindings", c.p.bindings, "expires_at", c.p.expires_at,
-		    "preview_only", c.p.is_preview_only, "revert", c.p.can_revert,
-		    "calls_used", (json_int_t)c.p.calls_used, "calls_left", c.p.max_calls > 0 ?
-		    json_integer(c.p.max_calls - c.p.calls_used) : json_null(),
-		    "approver", c.p.approver[0] != '\0' ? json_string(c.p.approver) : json_null());
-	return call_end(&c, result, result, err);
+		    "token_id", c->p.token_id, "tenant", c->p.tenant, "task", c->p.task,
+		    "tools", c->p.tools, "bindings", c->p.bindings, "expires_at", c->p.expires_at,
+		    "preview_only", c->p.is_preview_only, "revert", c->p.can_revert,
+		    "calls_used", (json_int_t)c->p.calls_used, "calls_left", c->p.max_calls > 0 ?
+		    json_integer(c->p.max_calls - c->p.calls_used) : json_null(),
+		    "approver", c->p.approver[0] != '\0' ? json_string(c->p.approver) : json_null());
+	return result;
 }
 
 static int
@@ -49,17 +46,16 @@ require_admin(struct call *c, json_t *params, struct rpc_error *err)
 }
 
 json_t *
-m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_tokens_mint(struct call *c, json_t *params, struct rpc_error *err)
 {
 	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], msg[256];
 	struct catalog_ref *ref;
 	struct tok_spec spec;
 	json_t *result = NULL, *ttl, *v;
 	int is_user_error, rc;
-	struct call c;
 
-	if (call_begin(&c, vctx, name, err) == -1 || require_admin(&c, params, err) == -1)
-		return call_end(&c, NULL, NULL, err);
+	if (require_admin(c, params, err) == -1)
+		return NULL;
 	memset(&spec, 0, sizeof(spec));
 	spec.tenant = json_string_value(json_object_get(params, "tenant"));
 	spec.task = json_string_value(json_object_get(params, "task"));
@@ -76,15 +72,15 @@ m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *er
 	spec.approver = json_string_value(json_object_get(params, "approver"));
 	if (json_object_get(params, "approver") != NULL && spec.approver == NULL)
 		spec.approver = "";	/* refused by the spec's check */
-	spec.mint_call = c.rec.id;
+	spec.mint_call = c->rec.id;
 	if (spec.tenant != NULL)
-		strlcpy(c.rec.tenant, spec.tenant, sizeof(c.rec.tenant));
+		strlcpy(c->rec.tenant, spec.tenant, sizeof(c->rec.tenant));
 	/* Bindings are checked against the catalog in use. */
-	ref = gw_catalog_get(c.gw);
+	ref = gw_catalog_get(c->gw);
 	spec.catalog = ref != NULL ? ref->cat : NULL;
-	rc = tok_mint(c.ctx->db->conn, &spec, token, id, expires, sizeof(expires), msg,
+	rc = tok_mint(c->ctx->db->conn, &spec, token, id, expires, sizeof(expires), msg,
 	    sizeof(msg), &is_user_error);
-	gw_catalog_put(c.gw, ref);
+	gw_catalog_put(c->gw, ref);
 	if (rc == -1) {
 		if (is_user_error)
 			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s", msg);
@@ -94,21 +90,19 @@ m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *er
 			    "The token could not be stored; retry shortly");
 			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 		}
-		return call_end(&c, NULL, NULL, err);
+		return NULL;
 	}
 	result = json_pack("{s:s, s:s, s:s, s:s, s:s}", "token_id", id, "tenant", spec.tenant,
 	    "task", spec.task ? spec.task : id, "expires_at", expires, "token", token);
 	explicit_bzero(token, sizeof(token));
 	/* The record's digest never covers the secret. */
-	v = json_deep_copy(result);
-	json_object_del(v, "token");
-	result = call_end(&c, result, v, err);
-	json_decref(v);
+	c->digest_of = json_deep_copy(result);
+	json_object_del(c->digest_of, "token");
 	return result;
 }
 
 json_t *
-m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_tokens_revoke(struct call *c, json_t *params, struct rpc_error *err)
 {
 	/* airlock.revoke_token() only ever sets a revocation; asked again, it changes nothing
 	 * and names the token's tenant. */
@@ -118,21 +112,20 @@ m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *
 	const char *values[1];
 	PGresult *res = NULL;
 	json_t *result = NULL;
-	struct call c;
 	int already = 0;
 
-	if (call_begin(&c, vctx, name, err) == -1 || require_admin(&c, params, err) == -1)
-		return call_end(&c, NULL, NULL, err);
+	if (require_admin(c, params, err) == -1)
+		return NULL;
 	values[0] = json_string_value(json_object_get(params, "token_id"));
 	if (values[0] == NULL || strlen(values[0]) != TOK_ID_LEN) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
 		    "token_id must be the token's 12-digit id");
 		goto done;
 	}
-	res = db_exec(c.ctx->db, "tokens_revoke", revoke_sql, 1, values);
+	res = db_exec(c->ctx->db, "tokens_revoke", revoke_sql, 1, values);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 0) {
 		PQclear(res);
-		res = db_exec(c.ctx->db, "tokens_find", find_sql, 1, values);
+		res = db_exec(c->ctx->db, "tokens_find", find_sql, 1, values);
 		already = 1;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -144,10 +137,10 @@ m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *
 		    values[0]);
 		goto done;
 	}
-	strlcpy(c.rec.tenant, PQgetvalue(res, 0, 0), sizeof(c.rec.tenant));
+	strlcpy(c->rec.tenant, PQgetvalue(res, 0, 0), sizeof(c->rec.tenant));
 	result = json_pack("{s:s, s:b, s:b}", "token_id", values[0], "revoked", 1,
 	    "already_revoked", already);
 done:
 	PQclear(res);
-	return call_end(&c, result, result, err);
+	return result;
 }

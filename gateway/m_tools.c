@@ -91,21 +91,19 @@ is_granted_or_admin(const struct principal *p, const char *tool)
 }
 
 json_t *
-m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_tools_list(struct call *c, json_t *params, struct rpc_error *err)
 {
 	struct catalog_ref *ref;
-	struct call c;
 	json_t *tools, *entry;
 	size_t i;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
+	(void)err;
 	tools = json_array();
-	ref = gw_catalog_get(c.gw);
+	ref = gw_catalog_get(c->gw);
 	for (i = 0; ref != NULL && i < ref->cat->n; i++) {
 		const struct tool *t = &ref->cat->tools[i];
 
-		if (!is_granted_or_admin(&c.p, t->name))
+		if (!is_granted_or_admin(&c->p, t->name))
 			continue;
 		entry = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "name", t->name,
 		    "title", t->title, "description", t->description,
@@ -113,14 +111,14 @@ m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err
 		    "annotations", t->annotations);
 		json_array_append_new(tools, entry);
 	}
-	gw_catalog_put(c.gw, ref);
+	gw_catalog_put(c->gw, ref);
 	entry = json_pack("{s:o}", "tools", tools);
 	/* The list is this token's: a cache may keep it for the same token only. */
 	if (gw_meta_version(params) != NULL) {
 		json_object_set_new(entry, "ttlMs", json_integer(LIST_TTL_MS));
 		json_object_set_new(entry, "cacheScope", json_string("private"));
 	}
-	return call_end(&c, entry, entry, err);
+	return entry;
 }
 
 /*
@@ -436,17 +434,14 @@ static void
 finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
 {
 	struct timespec now;
-	json_t *v;
 
 	limit_answer(sc, arg);
-	v = call_digest_view(sc);
 	clock_gettime(CLOCK_REALTIME, &now);
 	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
 	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
 	rec->outcome = "ok";
 	rec->reason = NULL;
-	audit_digest(v, rec->result_digest);
-	json_decref(v);
+	call_digest(sc, rec->result_digest);
 }
 
 /*
@@ -459,7 +454,7 @@ m_run_write(struct call *c, const struct write_stmt *st, const char *role,
     const struct shown_cols *cols, struct rpc_error *err)
 {
 	const char *key = NULL, *plan_id;
-	json_t *sc, *result = NULL, *view;
+	json_t *sc, *result = NULL;
 	int is_dry_run, is_replay = 0;
 
 	is_dry_run = c->p.is_preview_only || json_is_true(json_object_get(params, "dry_run"));
@@ -491,12 +486,8 @@ m_run_write(struct call *c, const struct write_stmt *st, const char *role,
 		json_object_set_new(sc, "call_id", json_string(c->rec.id));
 	if (!json_is_boolean(json_object_get(sc, "replayed")))
 		json_object_set_new(sc, "replayed", json_false());
-	if (!c->is_recorded) {
-		/* A dry-run or a replay: call_end writes the record, with this digest. */
-		view = call_digest_view(sc);
-		audit_digest(view, c->rec.result_digest);
-		json_decref(view);
-	}
+	/* A dry-run or a replay is recorded when the call ends, with the digest of this
+	 * answer (call_digest). */
 	/* Answers, previews, stored replies and calls.get show the tool's columns only, as its
 	 * RETURNING declares them: a preview-only token must not read what the tool does not
 	 * show.  The record keeps whole images, for revert and for the operator. */
@@ -531,40 +522,37 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 }
 
 json_t *
-m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err)
+m_tools_call(struct call *c, json_t *params, struct rpc_error *err)
 {
 	struct catalog_ref *ref = NULL;
 	const struct tool *t = NULL;
 	const char *tool_name, *bad_arg = NULL;
-	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *digest = NULL, *sent = params;
+	json_t *args = NULL, *rows = NULL, *sc, *result = NULL, *sent = params;
 	char msg[256];
-	struct call c;
 	int truncated, is_dry_run;
 
-	if (call_begin(&c, vctx, name, err) == -1)
-		return call_end(&c, NULL, NULL, err);
 	if (m_check_params("tools/call", params, call_params, "name", err) == -1)
 		goto done;
 	tool_name = json_string_value(json_object_get(params, "name"));
-	strlcpy(c.rec.tool, tool_name, sizeof(c.rec.tool));
-	ref = gw_catalog_get(c.gw);
+	strlcpy(c->rec.tool, tool_name, sizeof(c->rec.tool));
+	ref = gw_catalog_get(c->gw);
 	t = ref ? tool_find(ref->cat, tool_name) : NULL;
 	if (t == NULL) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "tool_not_found", "No tool named '%.64s'",
 		    tool_name);
 		goto done;
 	}
-	if (t->kind == TOOL_CODE && !c.ctx->is_sandbox) {
+	if (t->kind == TOOL_CODE && !c->ctx->is_sandbox) {
 		/* Only a single tools/call is routed to the sandbox pool; in a batch a program
 		 * would hold a database worker for as long as it runs. */
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "Code tool '%s' is called "
 		    "on its own, not in a batch", t->name);
 		goto done;
 	}
-	if (!auth_is_granted(&c.p, t->name)) {
-		rpc_error_set(err, RPC_FORBIDDEN, c.p.is_admin ? "admin_required" :
-		    "tool_not_granted", c.p.is_admin ? "The admin credential calls no tools" :
-		    c.p.approver[0] != '\0' ? "An approver token calls no tools" :
+	if (!auth_is_granted(&c->p, t->name)) {
+		rpc_error_set(err, RPC_FORBIDDEN, c->p.is_admin ? "admin_required" :
+		    "tool_not_granted", c->p.is_admin ? "The admin credential calls no tools" :
+		    c->p.approver[0] != '\0' ? "An approver token calls no tools" :
 		    "This token does not grant tool '%s'", t->name);
 		goto done;
 	}
@@ -572,7 +560,7 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	 * without them; sent stays what the client sent, for a refusal's record. */
 	if ((params = gather_options(t, sent, &bad_arg, err)) == NULL) {
 		if (err->code == 0) {
-			result = tool_error_result(c.rec.id, err, bad_arg);
+			result = tool_error_result(c->rec.id, err, bad_arg);
 			rpc_error_clear(err);
 		}
 		goto done;
@@ -581,74 +569,66 @@ m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	    sizeof(msg));
 	if (args == NULL) {
 		rpc_error_set(err, 0, "invalid_arguments", "%s", msg);
-		result = tool_error_result(c.rec.id, err, bad_arg);
+		result = tool_error_result(c->rec.id, err, bad_arg);
 		rpc_error_clear(err);
 		goto done;
 	}
-	if (auth_check_bindings(&c.p, t, args, err) == -1)
+	if (auth_check_bindings(&c->p, t, args, err) == -1)
 		goto done;
 	/* A read counts its call in its own round trip (read_run); the others count here. */
-	if (t->kind != TOOL_READ && auth_count_call(c.ctx->db, &c.p, err) == -1)
+	if (t->kind != TOOL_READ && auth_count_call(c->ctx->db, &c->p, err) == -1)
 		goto done;
 	/* Accepted so far: the record keeps the arguments (a write's goes in with its effect). */
-	c.rec.arguments = recorded_args(ref->cat, t, args);
+	c->rec.arguments = recorded_args(ref->cat, t, args);
 	if (t->kind == TOOL_CODE) {
-		is_dry_run = c.p.is_preview_only ||
+		is_dry_run = c->p.is_preview_only ||
 		    json_is_true(json_object_get(params, "dry_run"));
-		c.rec.is_dry_run = is_dry_run;
-		digest = code_run(c.gw, c.ctx->db, &c.p, t, ref->cat->version, args, c.rec.id,
-		    is_dry_run, &c.rec.egress, err);
-		if (digest == NULL) {
+		c->rec.is_dry_run = is_dry_run;
+		sc = code_run(c->gw, c->ctx->db, &c->p, t, ref->cat->version, args, c->rec.id,
+		    is_dry_run, &c->rec.egress, err);
+		if (sc == NULL) {
 			if (call_is_tool_error(err)) {
-				result = tool_error_result(c.rec.id, err, NULL);
+				result = tool_error_result(c->rec.id, err, NULL);
 				rpc_error_clear(err);
 			}
 			goto done;
 		}
-		sc = json_deep_copy(digest);
-		json_object_set_new(sc, "call_id", json_string(c.rec.id));
+		json_object_set_new(sc, "call_id", json_string(c->rec.id));
 		result = call_result(sc);
 		goto done;
 	}
 	if (t->kind == TOOL_WRITE) {
-		result = call_write(&c, t, ref->cat->version, params, args, err);
+		result = call_write(c, t, ref->cat->version, params, args, err);
 		goto done;
 	}
-	if (read_run(c.ctx->db, t, ref->cat->version, c.p.role, c.rec.id, args, &c.p, &rows,
+	if (read_run(c->ctx->db, t, ref->cat->version, c->p.role, c->rec.id, args, &c->p, &rows,
 	    &truncated, err) == -1) {
 		if (call_is_tool_error(err)) {
-			result = tool_error_result(c.rec.id, err, NULL);
+			result = tool_error_result(c->rec.id, err, NULL);
 			rpc_error_clear(err);
 		}
 		goto done;
 	}
-	/* What the digest covers: the result without what differs between identical calls. */
-	digest = json_pack("{s:O, s:I, s:b, s:b}", "rows", rows,
-	    "row_count", (json_int_t)json_array_size(rows), "truncated", truncated,
-	    "dry_run", 0);
-	sc = json_deep_copy(digest);
-	json_object_set_new(sc, "call_id", json_string(c.rec.id));
+	sc = read_result(rows, truncated);
+	json_object_set_new(sc, "call_id", json_string(c->rec.id));
 	json_object_set_new(sc, "replayed", json_false());
 	result = call_result(sc);
 done:
-	if (c.rec.arguments == NULL || m_is_refused(result, err)) {
-		json_decref(c.rec.arguments);
-		c.rec.arguments = refused_args(ref != NULL ? ref->cat : NULL, t,
+	if (c->rec.arguments == NULL || m_is_refused(result, err)) {
+		json_decref(c->rec.arguments);
+		c->rec.arguments = refused_args(ref != NULL ? ref->cat : NULL, t,
 		    json_object_get(sent, "arguments"));
 	}
-	if (result == NULL && c.ctx->is_mcp && is_correctable(err->reason) &&
-	    !atomic_load(&c.ctx->is_cancelled)) {
-		result = tool_error_result(c.rec.id, err, NULL);
+	if (result == NULL && c->ctx->is_mcp && is_correctable(err->reason) &&
+	    !atomic_load(&c->ctx->is_cancelled)) {
+		result = tool_error_result(c->rec.id, err, NULL);
 		rpc_error_clear(err);
-		c.is_refusal_result = 1;
+		c->is_refusal_result = 1;
 	}
 	if (params != sent)
 		json_decref(params);
 	json_decref(rows);
 	json_decref(args);
-	gw_catalog_put(c.gw, ref);
-	result = call_end(&c, result, digest ? digest : (result ? json_object_get(result,
-	    "structuredContent") : NULL), err);
-	json_decref(digest);
+	gw_catalog_put(c->gw, ref);
 	return result;
 }

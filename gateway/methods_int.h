@@ -1,8 +1,9 @@
 /* methods_int.h: what the method families (gateway/m_*.c) and the table (methods.c) share. */
 /*
- * Nothing else includes it.  Each family's methods are rpc_fn (airlock/rpc.h); a method
- * that names a token goes through the call lifecycle (airlock/call.h).  Results are new
- * references; arguments are borrowed unless a comment says otherwise.
+ * Nothing else includes it.  The handshake's methods are rpc_fn (airlock/rpc.h); a method
+ * that names a token is a call_fn, which the table runs through the call lifecycle
+ * (call_run, airlock/call.h).  Results are new references; arguments are borrowed unless a
+ * comment says otherwise.
  */
 #ifndef AIRLOCK_METHODS_INT_H
 #define AIRLOCK_METHODS_INT_H
@@ -20,24 +21,24 @@
 json_t *m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err);
 json_t *m_discover(void *vctx, const char *name, json_t *params, struct rpc_error *err);
 json_t *m_empty(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_tools_list(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_tools_call(void *vctx, const char *name, json_t *params, struct rpc_error *err);
+json_t *m_tools_list(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_tools_call(struct call *c, json_t *params, struct rpc_error *err);
 
 /* m_tokens.c */
-json_t *m_tokens_self(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_tokens_mint(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_tokens_revoke(void *vctx, const char *name, json_t *params, struct rpc_error *err);
+json_t *m_tokens_self(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_tokens_mint(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_tokens_revoke(struct call *c, json_t *params, struct rpc_error *err);
 
 /* m_calls.c */
-json_t *m_calls_get(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_calls_revert(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_calls_list(void *vctx, const char *name, json_t *params, struct rpc_error *err);
+json_t *m_calls_get(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_calls_revert(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_calls_list(struct call *c, json_t *params, struct rpc_error *err);
 
 /* m_plans.c */
-json_t *m_plans_list(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_plans_get(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_plans_decide(void *vctx, const char *name, json_t *params, struct rpc_error *err);
-json_t *m_audit_state(void *vctx, const char *name, json_t *params, struct rpc_error *err);
+json_t *m_plans_list(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_plans_get(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_plans_decide(struct call *c, json_t *params, struct rpc_error *err);
+json_t *m_audit_state(struct call *c, json_t *params, struct rpc_error *err);
 
 /*
  * Checks params of method: an object with only the known members, required (a string

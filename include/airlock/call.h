@@ -1,8 +1,7 @@
 /* call.h: one call's lifecycle: identify and limit it, then record, count and answer it. */
 /*
- * A struct call lives on its method's stack from call_begin to call_end and owns its
- * principal and its record until call_end releases them; results passed to call_end are
- * stolen, digests borrowed.
+ * A struct call lives on call_run's stack for one method and owns its principal, its
+ * record and digest_of until call_run ends it; a method's result is handed to call_run.
  */
 #ifndef AIRLOCK_CALL_H
 #define AIRLOCK_CALL_H
@@ -25,30 +24,32 @@ struct call {
 	int is_identified;
 	int is_recorded;		/* the record went in with a write's effect */
 	int is_refusal_result;		/* refused, answered as an isError result (/mcp) */
+	json_t *digest_of;		/* what the record's digest covers when not the
+					 * answer (a new reference), or NULL */
 };
 
-/*
- * Starts call c of method for the request vctx (a struct request_ctx): authenticates the
- * bearer token and applies the token's and the tenant's rate limits.  Returns 0, or -1
- * with err set; call_end must follow either way.
- */
-int call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err)
-    __attribute__((warn_unused_result));
+/* A method that names a token, run inside its call: its result (a new reference), or NULL
+ * with err set.  c->rec.method names the method; c->p is the caller. */
+typedef json_t *(*call_fn)(struct call *c, json_t *params, struct rpc_error *err);
 
 /*
- * Ends call c: records it (unless a write's commit did), counts it for /metrics, and
- * returns what to answer: result (stolen), or NULL with err.  digest_of (borrowed, may be
- * NULL) is what the record's result digest covers.  A call whose record cannot be written
- * is answered 503: no data without its record.
+ * Runs method fn for the request vctx (a struct request_ctx) as one call: begins it (the
+ * bearer token identified, the token's and the tenant's rate limits applied; a refusal
+ * there answers without running fn), runs fn, and ends it: records the call (unless a
+ * write's commit did), counts it for /metrics and returns what to answer, fn's result or
+ * NULL with err.  A call whose record cannot be written is answered 503: no data without
+ * its record.  Refusals before authentication and by rate limit are counted, not recorded.
  */
-json_t *call_end(struct call *c, json_t *result, json_t *digest_of, struct rpc_error *err);
+json_t *call_run(void *vctx, const char *method, json_t *params, call_fn fn,
+    struct rpc_error *err);
 
 /* The record's outcome for a call answered with err: "error" or "refused". */
 const char *call_outcome_of(const struct rpc_error *err);
 
-/* What a result's digest covers: sc (borrowed) without call_id and replayed.  Returns a
- * new reference. */
-json_t *call_digest_view(json_t *sc);
+/* The result digest of a call's record: of v's structuredContent when v is a tool result,
+ * else of v (a structuredContent or another method's result), without call_id and
+ * replayed, which differ between a call and its replay.  v is borrowed. */
+void call_digest(json_t *v, char hex[65]);
 
 /* Whether the error is one the model should see as a tool result (isError: true)
  * rather than a JSON-RPC error: reasons invalid_arguments, constraint_violated,

@@ -24,4 +24,9 @@ int read_run(struct db *db, const struct tool *t, unsigned long version, const c
     const char *call_id, json_t *args, struct principal *count, json_t **rows, int *truncated,
     struct rpc_error *err) __attribute__((warn_unused_result));
 
+/* A read's structuredContent without call_id and replayed (what its digest covers, with
+ * call_digest): rows (borrowed), row_count, truncated, dry_run false.  Returns a new
+ * reference. */
+json_t *read_result(json_t *rows, int truncated);
+
 #endif
