@@ -142,6 +142,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 {
 	struct audit_record rec;
 	struct write_stmt st;
+	struct write_req req;
 	struct rpc_error err;
 	enum verdict verdict = V_REFUSED;
 	char name[STMT_NAME_MAX], fp[65], **values = NULL;
@@ -168,8 +169,16 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 		goto out;
 	}
 	write_fingerprint(t->name, args, fp);
-	sc = write_run(&r->db, &st, role, tenant, t->name, fp, NULL, NULL, 1, &rec, no_finish,
-	    NULL, &is_replay, &is_recorded, &err);
+	memset(&req, 0, sizeof(req));
+	req.st = &st;
+	req.role = role;
+	req.tenant = tenant;
+	req.tool = t->name;
+	req.fingerprint = fp;
+	req.is_dry_run = 1;
+	req.rec = &rec;
+	req.finish = no_finish;
+	sc = write_run(&r->db, &req, &is_replay, &is_recorded, &err);
 	if (sc == NULL) {
 		if (err.reason != NULL && strcmp(err.reason, "backend_unavailable") == 0)
 			r->is_unavailable = 1;

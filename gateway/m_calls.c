@@ -61,6 +61,7 @@ m_calls_revert(struct call *c, json_t *params, struct rpc_error *err)
 	char tenant[64], role[64], tool[65], fp[65], *groups = NULL;
 	struct shown_cols cols;
 	struct write_stmt st;
+	struct write_req req;
 	json_t *result = NULL, *v;
 	int is_force;
 
@@ -99,7 +100,13 @@ m_calls_revert(struct call *c, json_t *params, struct rpc_error *err)
 	ref = gw_catalog_get(c->gw);
 	cols.t = ref != NULL && tool[0] != '\0' ? tool_find(ref->cat, tool) : NULL;
 	cols.is_whole = c->p.is_admin;
-	result = m_run_write(c, &st, role, tenant, "airlock/calls.revert", fp, params, &cols, err);
+	memset(&req, 0, sizeof(req));
+	req.st = &st;
+	req.role = role;
+	req.tenant = tenant;
+	req.tool = "airlock/calls.revert";
+	req.fingerprint = fp;
+	result = m_run_write(c, &req, params, &cols, err);
 done:
 	if (result == NULL && m_is_refused(NULL, err)) {
 		/* What a refused revert sent is kept bounded, like a refused tool call's. */

@@ -444,15 +444,11 @@ finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
 	call_digest(sc, rec->result_digest);
 }
 
-/*
- * Runs a write through write_run and shapes the answer: a CallToolResult, a tool error
- * result, or NULL with err.  Sets the record's key, plan and dry-run fields.
- */
 json_t *
-m_run_write(struct call *c, const struct write_stmt *st, const char *role,
-    const char *tenant, const char *tool, const char *fp, json_t *params,
+m_run_write(struct call *c, struct write_req *req, json_t *params,
     const struct shown_cols *cols, struct rpc_error *err)
 {
+	const struct write_stmt *st = req->st;
 	const char *key = NULL, *plan_id;
 	json_t *sc, *result = NULL;
 	int is_dry_run, is_replay = 0;
@@ -470,8 +466,13 @@ m_run_write(struct call *c, const struct write_stmt *st, const char *role,
 		strlcpy(c->rec.idem_key, key, sizeof(c->rec.idem_key));
 	if (plan_id != NULL)
 		strlcpy(c->rec.plan_id, plan_id, sizeof(c->rec.plan_id));
-	sc = write_run(c->ctx->db, st, role, tenant, tool, fp, key, plan_id, is_dry_run, &c->rec,
-	    finish_write_record, (void *)(uintptr_t)cols, &is_replay, &c->is_recorded, err);
+	req->idem_key = key;
+	req->plan_id = plan_id;
+	req->is_dry_run = is_dry_run;
+	req->rec = &c->rec;
+	req->finish = finish_write_record;
+	req->arg = (void *)(uintptr_t)cols;
+	sc = write_run(c->ctx->db, req, &is_replay, &c->is_recorded, err);
 	if (sc == NULL) {
 		if (call_is_tool_error(err)) {
 			result = tool_error_result(c->rec.id, err, NULL);
@@ -501,6 +502,7 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 {
 	struct shown_cols cols;
 	struct write_stmt st;
+	struct write_req req;
 	char name[STMT_NAME_MAX], fp[65], **values = NULL;
 	json_t *result = NULL;
 
@@ -516,7 +518,13 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 	st.is_four_eyes = t->is_four_eyes;
 	cols.t = t;
 	cols.is_whole = 0;
-	result = m_run_write(c, &st, c->p.role, c->p.tenant, t->name, fp, params, &cols, err);
+	memset(&req, 0, sizeof(req));
+	req.st = &st;
+	req.role = c->p.role;
+	req.tenant = c->p.tenant;
+	req.tool = t->name;
+	req.fingerprint = fp;
+	result = m_run_write(c, &req, params, &cols, err);
 	write_unbind(t, values);
 	return result;
 }

@@ -60,11 +60,12 @@ struct shown_cols {
 };
 
 /*
- * Runs a write through write_run and shapes the answer: a CallToolResult, a tool error
- * result, or NULL with err.  Sets the record's key, plan and dry-run fields.  (m_tools.c)
+ * Runs write req (its statement, role, tenant, tool and fingerprint set) as call c through
+ * write_run, with the options params names (dry_run, plan_id, the idempotency key), and
+ * shapes the answer: a CallToolResult, a tool error result, or NULL with err.  Sets the
+ * rest of req and the record's key, plan and dry-run fields.  (m_tools.c)
  */
-json_t *m_run_write(struct call *c, const struct write_stmt *st, const char *role,
-    const char *tenant, const char *tool, const char *fp, json_t *params,
+json_t *m_run_write(struct call *c, struct write_req *req, json_t *params,
     const struct shown_cols *cols, struct rpc_error *err);
 
 /* Limits every change's images to the tool's columns and the key (t NULL: the key only).

@@ -145,12 +145,15 @@ check_plan(const char *plan_updates, const char *plan_inserts, const char *updat
 	return -1;
 }
 json_t *
-write_run(struct db *db, const struct write_stmt *st, const char *role, const char *tenant,
-    const char *tool, const char *fingerprint, const char *idem_key, const char *plan_id,
-    int is_dry_run, struct audit_record *rec,
-    void (*finish)(struct audit_record *, json_t *, void *), void *arg,
-    int *is_replay, int *is_recorded, struct rpc_error *err)
+write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_recorded,
+    struct rpc_error *err)
 {
+	const struct write_stmt *st = req->st;
+	const char *role = req->role, *tenant = req->tenant, *tool = req->tool;
+	const char *fingerprint = req->fingerprint, *idem_key = req->idem_key;
+	const char *plan_id = req->plan_id;
+	struct audit_record *rec = req->rec;
+	int is_dry_run = req->is_dry_run;
 	char timeout[16], lock[16], *plan_updates = NULL, *plan_inserts = NULL;
 	char *record_text = NULL, *response = NULL;
 	const char *setup[3], *role_v[1], *changes_v[1], *store_v[3];
@@ -324,7 +327,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	/* Commit: the record and the key's answer go in with the effect, or nothing does. */
 	json_object_set_new(sc, "call_id", json_string(rec->id));
 	json_object_set_new(sc, "replayed", json_false());
-	finish(rec, sc, arg);
+	req->finish(rec, sc, req->arg);
 	record = json_pack("[o]", audit_record_json(rec));
 	record_text = json_dumps(record, JSON_COMPACT);
 	response = json_dumps(sc, JSON_COMPACT);
