@@ -178,20 +178,18 @@ bad_argument(struct rpc_error *err, const char *argument, const char *msg)
 }
 
 /*
- * Resolves and checks input_tool (borrowed) for p: a read tool of the current catalog,
- * granted, its arguments valid and matching p's bindings.  Returns 0 with *ref (a catalog
- * reference to put back), *it (borrowed from it) and *iargs (new), or -1 with err and
- * nothing held.
+ * Resolves and checks input_tool (borrowed) for p: a read tool of cat, granted, its
+ * arguments valid and matching p's bindings.  Returns 0 with *it (borrowed from cat) and
+ * *iargs (new), or -1 with err and nothing held.
  */
 static int
-check_input_tool(struct gateway *gw, const struct principal *p, json_t *spec,
-    struct catalog_ref **ref, const struct tool **it, json_t **iargs, struct rpc_error *err)
+check_input_tool(const struct catalog *cat, const struct principal *p, json_t *spec,
+    const struct tool **it, json_t **iargs, struct rpc_error *err)
 {
 	const char *name, *key, *bad = NULL;
 	char msg[200];
 	json_t *v;
 
-	*ref = NULL;
 	*iargs = NULL;
 	name = json_string_value(json_object_get(spec, "name"));
 	json_object_foreach(spec, key, v) {
@@ -204,8 +202,7 @@ check_input_tool(struct gateway *gw, const struct principal *p, json_t *spec,
 		    "\"arguments\": its arguments}");
 		return -1;
 	}
-	*ref = gw_catalog_get(gw);
-	*it = *ref != NULL ? tool_find((*ref)->cat, name) : NULL;
+	*it = tool_find(cat, name);
 	if (*it == NULL || (*it)->kind != TOOL_READ) {
 		snprintf(msg, sizeof(msg), "input_tool: no read tool named '%.64s'", name);
 		bad_argument(err, "input_tool", msg);
@@ -227,8 +224,6 @@ check_input_tool(struct gateway *gw, const struct principal *p, json_t *spec,
 fail:
 	json_decref(*iargs);
 	*iargs = NULL;
-	gw_catalog_put(gw, *ref);
-	*ref = NULL;
 	return -1;
 }
 
@@ -238,7 +233,7 @@ fail:
  * {name, row_count, truncated}, or -1 with err.
  */
 static int
-read_input(struct db *db, const struct principal *p, const struct catalog_ref *ref,
+read_input(struct db *db, const struct principal *p, const struct catalog *cat,
     const struct tool *it, json_t *iargs, const char *call_id, char **input,
     json_t **summary, struct rpc_error *err)
 {
@@ -250,7 +245,7 @@ read_input(struct db *db, const struct principal *p, const struct catalog_ref *r
 	*summary = NULL;
 	if (auth_count_call(db, &counted, err) == -1)
 		return -1;
-	if (read_run(db, it, ref->cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
+	if (read_run(db, it, cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
 	    err) == -1)
 		return -1;
 	*input = json_dumps(rows, JSON_COMPACT);
@@ -481,20 +476,16 @@ program_error(json_t *outcome, struct rpc_error *err)
 }
 
 json_t *
-code_run(struct gateway *gw, struct db *db, const struct principal *p, const struct tool *t,
-    unsigned long version, json_t *args, const char *call_id, int is_dry_run, json_t **egress,
-    struct rpc_error *err)
+code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
+    const struct principal *p, const struct tool *t, json_t *args, const char *call_id,
+    int is_dry_run, json_t **egress, struct rpc_error *err)
 {
-	struct catalog_ref *ref = NULL;
 	const struct tool *it = NULL;
 	struct sb_limits lim;
 	json_t *code, *input, *spec, *iargs = NULL, *summary = NULL, *out = NULL, *plan;
 	char *input_text = NULL;
 	int has_slot = 0;
 
-	/* The input tool comes from the current catalog, which may be newer than the one t
-	 * belongs to; read_run names its statements by that catalog's own version. */
-	(void)version;
 	*egress = NULL;
 	code = json_object_get(args, "code");
 	input = json_object_get(args, "input");
@@ -507,7 +498,7 @@ code_run(struct gateway *gw, struct db *db, const struct principal *p, const str
 		bad_argument(err, "input_tool", "Pass either input or input_tool, not both");
 		return NULL;
 	}
-	if (spec != NULL && check_input_tool(gw, p, spec, &ref, &it, &iargs, err) == -1)
+	if (spec != NULL && check_input_tool(cat, p, spec, &it, &iargs, err) == -1)
 		return NULL;
 	if (input != NULL && (input_text = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY))
 	    == NULL) {
@@ -529,15 +520,15 @@ code_run(struct gateway *gw, struct db *db, const struct principal *p, const str
 			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
 		goto done;
 	}
-	if (code_slot_take(p->tenant, gw->cfg->sandboxes_per_tenant) == -1) {
+	if (code_slot_take(p->tenant, cfg->sandboxes_per_tenant) == -1) {
 		rpc_error_set(err, RPC_TOO_MANY, "concurrency_limited",
 		    "This tenant already runs %u programs at once; retry shortly",
-		    gw->cfg->sandboxes_per_tenant);
+		    cfg->sandboxes_per_tenant);
 		err->data = json_pack("{s:i}", "retryAfterSeconds", RETRY_BUSY_S);
 		goto done;
 	}
 	has_slot = 1;
-	if (it != NULL && read_input(db, p, ref, it, iargs, call_id, &input_text, &summary,
+	if (it != NULL && read_input(db, p, cat, it, iargs, call_id, &input_text, &summary,
 	    err) == -1)
 		goto done;
 	if (run_sandbox(t, &lim, p->tenant, json_string_value(code), json_string_length(code),
@@ -560,6 +551,5 @@ done:
 	free(input_text);
 	json_decref(summary);
 	json_decref(iargs);
-	gw_catalog_put(gw, ref);
 	return out;
 }

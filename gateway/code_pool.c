@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "airlock/code.h"
+#include "airlock/gateway.h"
 #include "airlock/log.h"
 #include "code_int.h"
 

@@ -592,7 +592,7 @@ m_tools_call(struct call *c, json_t *params, struct rpc_error *err)
 		is_dry_run = c->p.is_preview_only ||
 		    json_is_true(json_object_get(params, "dry_run"));
 		c->rec.is_dry_run = is_dry_run;
-		sc = code_run(c->gw, c->ctx->db, &c->p, t, ref->cat->version, args, c->rec.id,
+		sc = code_run(ref->cat, c->gw->cfg, c->ctx->db, &c->p, t, args, c->rec.id,
 		    is_dry_run, &c->rec.egress, err);
 		if (sc == NULL) {
 			if (call_is_tool_error(err)) {
