@@ -28,9 +28,8 @@ call_is_tool_error(const struct rpc_error *err)
 static void
 limited(struct rpc_error *err, const char *what, int retry)
 {
-	rpc_error_set(err, RPC_TOO_MANY, "rate_limited", "Rate limit of this %s reached; retry in %d s",
-	    what, retry);
-	err->data = json_pack("{s:i}", "retryAfterSeconds", retry);
+	rpc_error_retry(err, RPC_TOO_MANY, "rate_limited", retry,
+	    "Rate limit of this %s reached; retry in %d s", what, retry);
 }
 
 /* A call over its token's or tenant's rate limit is counted per token and second, like
@@ -213,9 +212,8 @@ call_end(struct call *c, json_t *result, struct rpc_error *err)
 			json_decref(result);
 			result = NULL;
 			rpc_error_clear(err);
-			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+			rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
 			    "The call could not be recorded, so it was not answered; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 		}
 	}
 	count_call(c, result, err);

@@ -257,7 +257,7 @@ read_input(struct db *db, const struct principal *p, const struct catalog *cat,
 		json_decref(*summary);
 		*input = NULL;
 		*summary = NULL;
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		return -1;
 	}
 	return 0;
@@ -302,9 +302,8 @@ outcome_json(const struct sb_result *res)
 static void
 sandbox_unavailable(struct rpc_error *err)
 {
-	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+	rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", RETRY_DOWN_S,
 	    "The sandbox is unavailable; retry later");
-	err->data = json_pack("{s:i}", "retryAfterSeconds", RETRY_DOWN_S);
 }
 
 /*
@@ -418,7 +417,7 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenan
 		free(w);
 	} else {
 		if ((log = code_egress_new()) == NULL) {
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			rpc_error_internal(err);
 			return -1;
 		}
 		code_config(t->code, lim, allow, log, &cfg);
@@ -442,7 +441,7 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenan
 	}
 	metrics_sandbox_run(res.limit != SB_LIMIT_NONE ? sb_limit_name(res.limit) : NULL);
 	if ((*out = outcome_json(&res)) == NULL) {
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto done;
 	}
 	rc = 0;
@@ -502,7 +501,7 @@ code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
 		return NULL;
 	if (input != NULL && (input_text = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY))
 	    == NULL) {
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto done;
 	}
 	tool_limits(t, &lim);
@@ -517,14 +516,13 @@ code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
 			json_object_set_new(plan, "input_tool", json_string(it->name));
 		out = json_pack("{s:b, s:o}", "dry_run", 1, "plan", plan);
 		if (out == NULL)
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			rpc_error_internal(err);
 		goto done;
 	}
 	if (code_slot_take(p->tenant, cfg->sandboxes_per_tenant) == -1) {
-		rpc_error_set(err, RPC_TOO_MANY, "concurrency_limited",
+		rpc_error_retry(err, RPC_TOO_MANY, "concurrency_limited", RETRY_BUSY_S,
 		    "This tenant already runs %u programs at once; retry shortly",
 		    cfg->sandboxes_per_tenant);
-		err->data = json_pack("{s:i}", "retryAfterSeconds", RETRY_BUSY_S);
 		goto done;
 	}
 	has_slot = 1;

@@ -40,6 +40,13 @@ idem_configure(long long ttl, unsigned per_key, unsigned per_tenant)
 	max_waiters_tenant = per_tenant;
 }
 
+void
+idem_in_flight(struct rpc_error *err)
+{
+	rpc_error_retry(err, RPC_CONFLICT, "key_in_flight", 1,
+	    "A call with this idempotency key is still running; retry shortly");
+}
+
 /* Keyed writes in flight in this instance, per key and per tenant: the waiters' caps. */
 struct inflight {
 	char name[400];		/* "k:tenant\nkey" or "t:tenant" */
@@ -102,15 +109,12 @@ idem_enter(const char *tenant, const char *key, struct rpc_error *err)
 		inflight_add(tname, -1);
 		pthread_mutex_unlock(&inflight_lock);
 		if (on_key < 0 || on_tenant < 0)
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			rpc_error_internal(err);
 		else if ((unsigned)on_key >= max_waiters_key) {
-			rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
-			    "A call with this idempotency key is still running; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+			idem_in_flight(err);
 		} else {
-			rpc_error_set(err, RPC_TOO_MANY, "concurrency_limited",
+			rpc_error_retry(err, RPC_TOO_MANY, "concurrency_limited", 1,
 			    "Too many keyed writes of this tenant in flight; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 		}
 		return -1;
 	}
@@ -159,7 +163,7 @@ idem_lookup(struct db *db, const char *tenant, const char *key, const char *fing
 		json_object_set_new(sc, "replayed", json_true());
 		*is_replay = 1;
 	} else
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 	PQclear(res);
 	return sc;
 }
@@ -174,9 +178,7 @@ idem_replay(struct db *db, const char *tenant, const char *key, const char *fing
 
 	sc = idem_lookup(db, tenant, key, fingerprint, &found, is_replay, err);
 	if (sc == NULL && !found) {
-		rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
-		    "A call with this idempotency key is still running; retry shortly");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+		idem_in_flight(err);
 	}
 	return sc;
 }

@@ -86,9 +86,8 @@ m_tokens_mint(struct call *c, json_t *params, struct rpc_error *err)
 			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s", msg);
 		else {
 			log_error("tokens.mint: %s", msg);
-			rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+			rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
 			    "The token could not be stored; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 		}
 		return NULL;
 	}

@@ -398,7 +398,7 @@ twice:
 	    "different values", call_options[i].param);
 	goto fail;
 oom:
-	rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	rpc_error_internal(err);
 fail:
 	json_decref(out);
 	return NULL;
@@ -509,7 +509,7 @@ call_write(struct call *c, const struct tool *t, unsigned long version, json_t *
 	if (stmt_prepare(c->ctx->db, t, version, name, err) == -1)
 		return NULL;
 	if (write_stmt_tool(&st, t, name, args, &values) == -1) {
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		return NULL;
 	}
 	write_fingerprint(t->name, args, fp);

@@ -50,7 +50,7 @@ read_run(struct db *db, const struct tool *t, unsigned long version, const char 
 	    tool_bind(t, args, values) == -1) {
 		free(values);
 		values = NULL;
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto fail;
 	}
 	snprintf(timeout, sizeof(timeout), "%u", t->timeout_ms);

@@ -27,13 +27,11 @@ stmt_error(const PGresult *res, const char *what, struct rpc_error *err)
 	if (state == NULL)
 		state = "XX000";
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
 		    "The call met a concurrent one and was rolled back; retry it");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 	} else if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+		rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
 		    "The tool's statement ran past its time limit; retry later or narrow the call");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 	} else if (strncmp(state, "22", 2) == 0) {
 		rpc_error_set(err, 0, "invalid_arguments", "The database refused an argument: %s",
 		    primary ? primary : "invalid value");
@@ -44,7 +42,7 @@ stmt_error(const PGresult *res, const char *what, struct rpc_error *err)
 			err->data = json_pack("{s:s}", "constraint", constraint);
 	} else {
 		log_error("%s: SQLSTATE %s: %s", what, state, primary ? primary : "");
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 	}
 }
 
@@ -62,7 +60,7 @@ stmt_check_role(struct db *db, const PGresult *res, const char *role, const char
 	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ?
 	    PQgetvalue(res, 0, 0) : "(unknown)", role);
 	db_close(db);
-	rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	rpc_error_internal(err);
 	return -1;
 }
 

@@ -236,9 +236,7 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		if (entered && bad == q[i_claim].res && is_state(bad, "23505"))
 			sc = idem_replay(db, tenant, idem_key, fingerprint, is_replay, err);
 		else if (entered && bad == q[i_claim].res && is_state(bad, "55P03")) {
-			rpc_error_set(err, RPC_CONFLICT, "key_in_flight", "A call with this idempotency "
-			    "key is still running; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+			idem_in_flight(err);
 		} else if (is_state(bad, "AL409")) {
 			rpc_error_set(err, RPC_CONFLICT, "revert_conflict", "%s; nothing was reverted",
 			    PQresultErrorField(bad, PG_DIAG_MESSAGE_PRIMARY));
@@ -317,7 +315,7 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
 		if (rec->changes == NULL || rec->plan_updates == NULL || rec->plan_inserts == NULL) {
 			/* A preview is recorded with its changes, or not answered. */
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			rpc_error_internal(err);
 			json_decref(sc);
 			sc = NULL;
 		}
@@ -335,7 +333,7 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	 * answer) may have left a member out: nothing is committed from it. */
 	if (record_text == NULL || response == NULL || rpc_alloc_failed()) {
 		rollback(db);
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		json_decref(sc);
 		sc = NULL;
 		goto out;

@@ -17,6 +17,10 @@
  * characters of UTF-8. */
 const char *idem_key_of(json_t *params, const char *header, struct rpc_error *err);
 
+/* Sets err to 409 key_in_flight (retry in a second): another call with this key has not
+ * finished. */
+void idem_in_flight(struct rpc_error *err);
+
 /* Enters a keyed write of tenant.  Returns 0, or -1 with err when too many already wait
  * on this key (409 key_in_flight) or this tenant's keys (429 concurrency_limited), or out
  * of memory.  Each 0 is paired with one idem_leave. */
