@@ -13,8 +13,10 @@
 
 #define SERVER_VERSION "0.1.0"
 
+/* Every revision spoken here, once: the stateless one first, then those that begin with
+ * initialize (gw_mcp_legacy, the same list without its first). */
 const char *const gw_mcp_versions[] = { GW_MCP_MODERN, "2025-11-25", "2025-06-18", NULL };
-const char *const gw_mcp_legacy[] = { "2025-11-25", "2025-06-18", NULL };
+const char *const *const gw_mcp_legacy = gw_mcp_versions + 1;
 
 const char *
 gw_meta_version(json_t *params)
