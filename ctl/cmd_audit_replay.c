@@ -15,8 +15,10 @@
 #include "airlock/call.h"
 #include "airlock/cli.h"
 #include "airlock/db.h"
+#include "airlock/read.h"
 #include "airlock/seal.h"
 #include "airlock/sql.h"
+#include "airlock/stmt.h"
 #include "airlock/tool.h"
 #include "airlock/write.h"
 
@@ -112,7 +114,7 @@ replay_read(struct replay *r, const struct tool *t, const char *role, json_t *ar
 
 	memset(&err, 0, sizeof(err));
 	audit_new_id(id);
-	if (call_read(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated,
+	if (read_run(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated,
 	    &err) == -1) {
 		if (strcmp(err.reason, "backend_unavailable") == 0)
 			r->is_unavailable = 1;
@@ -120,9 +122,8 @@ replay_read(struct replay *r, const struct tool *t, const char *role, json_t *ar
 		rpc_error_clear(&err);
 		return V_REFUSED;
 	}
-	view = json_pack("{s:O, s:I, s:b, s:b}", "rows", rows, "row_count",
-	    (json_int_t)json_array_size(rows), "truncated", truncated, "dry_run", 0);
-	audit_digest(view, hex);
+	view = read_result(rows, truncated);
+	call_digest(view, hex);
 	json_decref(view);
 	if (recorded != NULL && strcmp(hex, recorded) == 0) {
 		json_decref(rows);
@@ -142,9 +143,10 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 {
 	struct audit_record rec;
 	struct write_stmt st;
+	struct write_req req;
 	struct rpc_error err;
 	enum verdict verdict = V_REFUSED;
-	char name[96], fp[65], **values = NULL;
+	char name[STMT_NAME_MAX], fp[65], **values = NULL;
 	const char *cv[2];
 	PGresult *res = NULL;
 	json_t *sc = NULL;
@@ -155,7 +157,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	strlcpy(rec.tenant, tenant, sizeof(rec.tenant));
 	strlcpy(rec.tool, t->name, sizeof(rec.tool));
 	rec.is_dry_run = 1;
-	snprintf(name, sizeof(name), "t%lu_%s", r->cat->version, t->name);
+	stmt_name(name, r->cat->version, t);
 	if (db_ensure(&r->db) == -1 || db_prepare(&r->db, name, t->sql, &res) == -1) {
 		if (res == NULL)
 			r->is_unavailable = 1;
@@ -168,8 +170,16 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 		goto out;
 	}
 	write_fingerprint(t->name, args, fp);
-	sc = write_run(&r->db, &st, role, tenant, t->name, fp, NULL, NULL, 1, &rec, no_finish,
-	    NULL, &is_replay, &is_recorded, &err);
+	memset(&req, 0, sizeof(req));
+	req.st = &st;
+	req.role = role;
+	req.tenant = tenant;
+	req.tool = t->name;
+	req.fingerprint = fp;
+	req.is_dry_run = 1;
+	req.rec = &rec;
+	req.finish = no_finish;
+	sc = write_run(&r->db, &req, &is_replay, &is_recorded, &err);
 	if (sc == NULL) {
 		if (err.reason != NULL && strcmp(err.reason, "backend_unavailable") == 0)
 			r->is_unavailable = 1;

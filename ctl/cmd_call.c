@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "airlock/audit.h"
+#include "airlock/call.h"
 #include "airlock/cli.h"
 #include "airlock/sql.h"
 #include "airlock/write.h"
@@ -64,15 +65,9 @@ show(PGconn *conn, const char *id)
 static void
 finish(struct audit_record *rec, json_t *sc, void *arg)
 {
-	json_t *v = json_deep_copy(sc);
-
 	(void)arg;
-	/* The digest covers what the gateway's does: the result without call_id, replayed. */
-	json_object_del(v, "call_id");
-	json_object_del(v, "replayed");
 	rec->outcome = "ok";
-	audit_digest(v, rec->result_digest);
-	json_decref(v);
+	call_digest(sc, rec->result_digest);
 }
 
 /* A dry-run's record: its transaction rolled back, so it is written now. */
@@ -99,6 +94,7 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 	struct rpc_error err = { 0 };
 	struct audit_record rec;
 	struct write_stmt st;
+	struct write_req req;
 	struct db db;
 	char tenant[64], role[64], tool[65], key[AUDIT_ID_LEN + 8], fp[65], *groups = NULL, *text;
 	const char *values[2];
@@ -121,9 +117,17 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 	write_fingerprint("airlock/calls.revert", args, fp);
 	snprintf(key, sizeof(key), "cli-%s", rec.id);
 	write_stmt_revert(&st, groups, is_force, values);
-	sc = write_run(&db, &st, role, tenant, "airlock/calls.revert", fp,
-	    is_dry_run ? NULL : key, NULL, is_dry_run, &rec, finish, NULL, &is_replay,
-	    &is_recorded, &err);
+	memset(&req, 0, sizeof(req));
+	req.st = &st;
+	req.role = role;
+	req.tenant = tenant;
+	req.tool = "airlock/calls.revert";
+	req.fingerprint = fp;
+	req.idem_key = is_dry_run ? NULL : key;
+	req.is_dry_run = is_dry_run;
+	req.rec = &rec;
+	req.finish = finish;
+	sc = write_run(&db, &req, &is_replay, &is_recorded, &err);
 	if (sc == NULL) {
 		cli_warnx("call", "%s", err.message);
 		rc = err.code == RPC_UNAVAILABLE ? EX_UNAVAILABLE : EX_DATAERR;

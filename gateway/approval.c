@@ -127,7 +127,7 @@ approval_decide(struct db *db, const struct audit_record *rec, const char *plan_
 	memset(q, 0, sizeof(q));
 	record = json_pack("[o]", audit_record_json(rec));
 	if (record == NULL || (text = json_dumps(record, JSON_COMPACT)) == NULL) {
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto out;
 	}
 	if (db_ensure(db) == -1) {

@@ -1,30 +1,16 @@
-/* call.c: a tool's statement, run as the tenant inside one implicit transaction. */
+/*
+ * call.c: one call's lifecycle, the same for every method that names a token: begin
+ * (identify the caller, apply its rate limits) and end (record the call, count it, and
+ * answer only once its record is durable).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "airlock/auth.h"
 #include "airlock/call.h"
-#include "airlock/log.h"
-
-/*
- * The role and the call id, set transaction-locally in one statement with the limits.  A
- * read writes nothing but, for a token with a quota, its count; that transaction commits
- * without waiting for its WAL flush (synchronous_commit off), and loses nothing answered:
- * its commit record is in the WAL before the audit batch's that holds the call's record,
- * and the call is answered only once that batch is flushed, which flushes everything
- * before it.
- */
-static const char setup_read_sql[] =
-    "SELECT set_config('role', $1, true), set_config('airlock.call_id', $2, true),"
-    " set_config('statement_timeout', $3, true), set_config('lock_timeout', $4, true),"
-    " set_config('transaction_read_only', 'on', true),"
-    " set_config('synchronous_commit', 'off', true)";
-
-#define LOCK_TIMEOUT_MS 2000
-
-/* Run right after a tool's statement: who the statement left the session as. */
-const char call_whoami_sql[] = "SELECT current_user::text";
+#include "airlock/gateway.h"
+#include "airlock/metrics.h"
 
 int
 call_is_tool_error(const struct rpc_error *err)
@@ -39,157 +25,212 @@ call_is_tool_error(const struct rpc_error *err)
 	return 0;
 }
 
-/*
- * Turns a failed statement's result into the error the caller sees.  Only what is the
- * caller's own (the value it sent, a constraint's name) is passed on; everything else is
- * logged and answered without detail, so no SQL text, table or other tenant's value leaks.
- */
-void
-call_sql_error(const PGresult *res, const char *what, struct rpc_error *err)
+static void
+limited(struct rpc_error *err, const char *what, int retry)
 {
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-
-	if (state == NULL)
-		state = "XX000";
-	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The call met a concurrent one and was rolled back; retry it");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-	} else if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0) {
-		rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
-		    "The tool's statement ran past its time limit; retry later or narrow the call");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-	} else if (strncmp(state, "22", 2) == 0) {
-		rpc_error_set(err, 0, "invalid_arguments", "The database refused an argument: %s",
-		    primary ? primary : "invalid value");
-	} else if (strncmp(state, "23", 2) == 0) {
-		rpc_error_set(err, 0, "constraint_violated", "The call violates constraint %s",
-		    constraint ? constraint : "(unnamed)");
-		if (constraint != NULL)
-			err->data = json_pack("{s:s}", "constraint", constraint);
-	} else {
-		log_error("%s: SQLSTATE %s: %s", what, state, primary ? primary : "");
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
-	}
+	rpc_error_retry(err, RPC_TOO_MANY, "rate_limited", retry,
+	    "Rate limit of this %s reached; retry in %d s", what, retry);
 }
 
-int
-call_check_role(struct db *db, const PGresult *res, const char *role, const char *what,
-    struct rpc_error *err)
+/* A call over its token's or tenant's rate limit is counted per token and second, like
+ * refusals before authentication, not recorded: a token flooding past its limit would
+ * otherwise add a record per refusal.  Returns -1. */
+static int
+rate_refusal(struct call *c, const struct rpc_error *err)
 {
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    strcmp(PQgetvalue(res, 0, 0), role) == 0)
-		return 0;
-	/* The statement changed its role (the catalog's checks should make that impossible):
-	 * nothing it returned is answered, and the connection, which may keep the change past
-	 * the transaction, is dropped. */
-	log_error("%s: the statement left the session as %s, not %s; connection dropped", what,
-	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ?
-	    PQgetvalue(res, 0, 0) : "(unknown)", role);
-	db_close(db);
-	rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id, err->reason);
+	c->is_identified = 0;	/* call_end writes no record */
 	return -1;
 }
 
-json_t *
-call_rows_json(const PGresult *res, int max)
+/*
+ * Authenticates and rate-limits a call.  Returns 0, or -1 with err set.  Refusals before
+ * authentication and by rate limit are only counted; every other call gets a record
+ * (call_end).
+ */
+static int
+call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err)
 {
-	json_t *rows = json_array(), *row;
-	int i, j, n = PQntuples(res), nf = PQnfields(res);
+	const struct config *cfg;
+	char key[160];
+	int retry;
 
-	if (max > 0 && n > max)
-		n = max;
-	for (i = 0; i < n; i++) {
-		row = json_object();
-		for (j = 0; j < nf; j++)
-			json_object_set_new(row, PQfname(res, j), tool_value_json(PQftype(res, j),
-			    PQgetvalue(res, i, j), PQgetisnull(res, i, j)));
-		json_array_append_new(rows, row);
+	memset(c, 0, sizeof(*c));
+	c->ctx = vctx;
+	c->gw = c->ctx->gw;
+	cfg = c->gw->cfg;
+	audit_record_init(&c->rec, method, c->ctx->client);
+	/* tokens.self answers the count: it asks the database, every other method may be
+	 * answered who calls from memory (what must be exact is checked in its own
+	 * transaction, auth_count_call). */
+	if (auth_identify(c->ctx->db, c->ctx->bearer, cfg->admin_key_file,
+	    strcmp(method, "airlock/tokens.self") == 0, &c->p, err) == -1) {
+		if (err->code != RPC_UNAVAILABLE)
+			audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id[0] != '\0' ?
+			    c->p.token_id : NULL, err->reason);
+		return -1;
 	}
-	return rows;
+	c->is_identified = 1;
+	/* Records hold keyed digests: no call goes on without the deployment's key. */
+	if (!audit_has_key() && (db_ensure(c->ctx->db) == -1 ||
+	    audit_key_load(c->ctx->db->conn) == -1)) {
+		db_unavailable(err);
+		return -1;
+	}
+	if (!c->p.is_admin)
+		gw_note_tenant(c->gw, c->p.token_id, c->p.tenant);
+	strlcpy(c->rec.token_id, c->p.token_id, sizeof(c->rec.token_id));
+	strlcpy(c->rec.tenant, c->p.tenant, sizeof(c->rec.tenant));
+	strlcpy(c->rec.task, c->p.task, sizeof(c->rec.task));
+	strlcpy(c->rec.trace_id, c->ctx->trace_id, sizeof(c->rec.trace_id));
+	if (c->p.is_admin)
+		return 0;
+	snprintf(key, sizeof(key), "token:%s", c->p.token_id);
+	if (rl_take(c->gw->rl, key, cfg->rate_token, cfg->burst_token, &retry) == -1) {
+		limited(err, "token", retry);
+		return rate_refusal(c, err);
+	}
+	snprintf(key, sizeof(key), "tenant:%s", c->p.tenant);
+	if (rl_take(c->gw->rl, key, c->p.rate > 0 ? c->p.rate : cfg->rate_tenant,
+	    c->p.rate > 0 ? c->p.burst : cfg->burst_tenant, &retry) == -1) {
+		limited(err, "tenant", retry);
+		return rate_refusal(c, err);
+	}
+	return 0;
 }
 
-int
-call_read(struct db *db, const struct tool *t, unsigned long version, const char *role,
-    const char *call_id, json_t *args, struct principal *count, json_t **rows, int *truncated,
-    struct rpc_error *err)
+const char *
+call_outcome_of(const struct rpc_error *err)
 {
-	char name[96], timeout[16], lock[16], **values = NULL;
-	const char *setup[4];
-	struct db_query q[4];
-	const char *count_v[1];
-	size_t i, nq = 0, i_stmt, i_who;
-	PGresult *res = NULL;
-	int rc = -1;
+	switch (err->code) {
+	case RPC_UNAVAILABLE:
+	case RPC_INTERNAL_ERROR:
+		return "error";
+	default:
+		return "refused";
+	}
+}
 
-	*rows = NULL;
-	*truncated = 0;
-	memset(q, 0, sizeof(q));
-	if (db_ensure(db) == -1)
-		goto unavailable;
-	snprintf(name, sizeof(name), "t%lu_%s", version, t->name);
-	if (db_prepare(db, name, t->sql, &res) == -1) {
-		if (res == NULL)
-			goto unavailable;
-		call_sql_error(res, t->name, err);
-		goto fail;
+void
+call_digest(json_t *v, char hex[65])
+{
+	json_t *sc = json_object_get(v, "structuredContent"), *view;
+
+	/* The one place that says what a result's digest covers: a tool result's
+	 * structuredContent (else the whole result) without what differs between a call and
+	 * its replay, so a replay's record shows the same digest as its call's. */
+	view = json_deep_copy(sc != NULL ? sc : v);
+	json_object_del(view, "call_id");
+	json_object_del(view, "replayed");
+	audit_digest(view, hex);
+	json_decref(view);
+}
+
+/*
+ * Counts the call for /metrics, as answered: result (borrowed) or err.  The tool label is
+ * a tool of the current catalog or "", never a name a request made up.
+ */
+static void
+count_call(struct call *c, json_t *result, const struct rpc_error *err)
+{
+	struct catalog_ref *ref;
+	struct timespec now;
+	const char *tool = "", *outcome, *reason;
+	json_t *sc;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (c->rec.tool[0] != '\0' && (ref = gw_catalog_get(c->gw)) != NULL) {
+		if (tool_find(ref->cat, c->rec.tool) != NULL)
+			tool = c->rec.tool;
+		gw_catalog_put(c->gw, ref);
 	}
-	if ((values = calloc(t->n_params + 1, sizeof(*values))) == NULL ||
-	    tool_bind(t, args, values) == -1) {
-		free(values);
-		values = NULL;
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
-		goto fail;
+	sc = json_object_get(result, "structuredContent");
+	if (result == NULL) {
+		outcome = call_outcome_of(err);
+		reason = err->reason;
+	} else if (json_is_true(json_object_get(result, "isError"))) {
+		outcome = "tool_error";
+		reason = json_string_value(json_object_get(json_object_get(sc, "error"),
+		    "reason"));
+	} else {
+		outcome = "ok";
+		reason = "";
+		if (json_is_object(sc))
+			metrics_call_result(tool, json_is_true(json_object_get(sc, "dry_run")),
+			    json_is_string(json_object_get(sc, "plan_id")),
+			    json_is_true(json_object_get(sc, "replayed")));
+		if (strcmp(c->rec.method, "airlock/calls.revert") == 0 &&
+		    !json_is_true(json_object_get(sc, "dry_run")) &&
+		    !json_is_true(json_object_get(sc, "replayed")))
+			metrics_count(METRICS_REVERTS);
 	}
-	snprintf(timeout, sizeof(timeout), "%u", t->timeout_ms);
-	snprintf(lock, sizeof(lock), "%d", LOCK_TIMEOUT_MS);
-	setup[0] = role;
-	setup[1] = call_id;
-	setup[2] = timeout;
-	setup[3] = lock;
-	/* The quota's count goes first in the same implicit transaction: one round trip for
-	 * count and read, and a read that fails leaves the count undone. */
-	if (count != NULL && !count->is_admin) {
-		count_v[0] = count->token_id;
-		q[nq].sql = auth_count_sql;
-		q[nq].n = 1;
-		q[nq++].values = count_v;
-	}
-	q[nq].sql = setup_read_sql;
-	q[nq].n = 4;
-	q[nq++].values = setup;
-	i_stmt = nq;
-	q[nq].name = name;
-	q[nq].n = (int)t->n_params;
-	q[nq++].values = (const char *const *)values;
-	i_who = nq;
-	q[nq++].sql = call_whoami_sql;
-	if (db_pipeline(db, q, nq) == -1)
-		goto unavailable;
-	if (count != NULL && !count->is_admin && auth_count_result(q[0].res, count, err) == -1)
-		goto fail;
-	for (i = 0; i < i_who; i++)
-		if (PQresultStatus(q[i].res) != PGRES_TUPLES_OK) {
-			call_sql_error(q[i].res, t->name, err);
-			goto fail;
+	metrics_call(c->rec.method, tool, outcome, reason,
+	    (double)(now.tv_sec - c->rec.at.tv_sec) + (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e9);
+}
+
+/*
+ * Records the call and returns what to answer: result (stolen), or NULL with err.  The
+ * record's result digest covers c->digest_of when set, else the result (call_digest).
+ * When the record cannot be written the call fails closed: no data without its record.
+ */
+static json_t *
+call_end(struct call *c, json_t *result, struct rpc_error *err)
+{
+	struct timespec now;
+
+	if (c->is_identified && !c->is_recorded) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
+		    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
+		if (result == NULL && atomic_load(&c->ctx->is_cancelled)) {
+			/* The client left: its statement was cancelled, whatever err says. */
+			c->rec.outcome = "error";
+			c->rec.reason = "cancelled";
+		} else if (result != NULL) {
+			if (json_is_true(json_object_get(result, "isError"))) {
+				/* A refusal answered as a result the model can act on is still a
+				 * refusal in the record, as it is on /rpc. */
+				c->rec.outcome = c->is_refusal_result ? "refused" : "tool_error";
+				audit_record_reason(&c->rec, json_string_value(json_object_get(
+				    json_object_get(json_object_get(result, "structuredContent"),
+				    "error"), "reason")));
+			}
+			call_digest(c->digest_of != NULL ? c->digest_of : result,
+			    c->rec.result_digest);
+		} else {
+			c->rec.outcome = call_outcome_of(err);
+			c->rec.reason = err->reason;
 		}
-	if (call_check_role(db, q[i_who].res, role, t->name, err) == -1)
-		goto fail;
-	*truncated = PQntuples(q[i_stmt].res) > (int)t->max_rows;
-	*rows = call_rows_json(q[i_stmt].res, (int)t->max_rows);
-	rc = 0;
-	goto fail;
-unavailable:
-	db_unavailable(err);
-fail:
-	PQclear(res);
-	for (i = 0; i < sizeof(q) / sizeof(q[0]); i++)
-		PQclear(q[i].res);
-	if (values != NULL) {
-		tool_unbind(t, values);
-		free(values);
+		/* On a worker, the record goes to the writer with the answer, which leaves only
+		 * once the record is durable (the worker takes its next job meanwhile); else
+		 * the call waits here for its record. */
+		if (c->ctx->on_recorded != NULL && !c->ctx->is_record_handed &&
+		    audit_submit(c->gw->audit, &c->rec, c->ctx->on_recorded,
+		    c->ctx->recorded_arg) == 0)
+			c->ctx->is_record_handed = 1;
+		else if (audit_write(c->gw->audit, &c->rec) == -1) {
+			json_decref(result);
+			result = NULL;
+			rpc_error_clear(err);
+			rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
+			    "The call could not be recorded, so it was not answered; retry shortly");
+		}
 	}
-	return rc;
+	count_call(c, result, err);
+	audit_record_clear(&c->rec);
+	auth_clear(&c->p);
+	json_decref(c->digest_of);
+	c->digest_of = NULL;
+	return result;
+}
+
+json_t *
+call_run(void *vctx, const char *method, json_t *params, call_fn fn, struct rpc_error *err)
+{
+	struct call c;
+	json_t *result = NULL;
+
+	if (call_begin(&c, vctx, method, err) == 0)
+		result = fn(&c, params, err);
+	return call_end(&c, result, err);
 }

@@ -1,33 +1,21 @@
 /* code.c: code tools: the model's program, run in a fresh sandbox under the caller's token. */
-#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "airlock/call.h"
 #include "airlock/code.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
+#include "airlock/read.h"
 #include "airlock/sandbox.h"
+#include "code_int.h"
 
 #define EGRESS_MAX	256	/* attempts kept per call; the rest are only counted in the log */
 #define HOST_MAX	255	/* bytes of a requested host name kept in the record */
 #define RETRY_BUSY_S	1	/* retryAfterSeconds when the tenant's sandboxes are all busy */
 #define RETRY_DOWN_S	5	/* retryAfterSeconds when the sandbox cannot start */
-
-/* Sandboxes running per tenant: a short list, guarded by slots_lock. */
-struct slot {
-	char tenant[64];
-	unsigned running;
-	unsigned warm;		/* of those, started ahead (taken from a warm pool) */
-	struct slot *next;
-};
-
-static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct slot *slots;
 
 /* What the proxy reports during one run; on_egress appends from the proxy's thread. */
 struct egress_log {
@@ -35,49 +23,6 @@ struct egress_log {
 	json_t *list;
 	unsigned long dropped;
 };
-
-/*
- * Warm pools.  A warm sandbox is started ahead through the same sb_spawn as a cold one,
- * with the same configuration: namespace made (or gVisor booted), interpreter loaded and
- * blocked reading its program from its descriptor.  It serves exactly one call and is then
- * destroyed like any other.  Pools are keyed by everything a sandbox is started with
- * (level, interpreter, limits, allowlist); a tool's manifest asks for code.warm of them.
- * One thread keeps them filled, within --warm (in all) and never beyond what the current
- * catalog asks for; a tenant may take --warm-per-tenant at once, and a call that finds
- * none ready starts cold.  Nothing of a tenant is in a warm sandbox before its call.
- */
-struct warm {
-	struct sb_run *run;
-	struct egress_log *log;		/* the proxy reports here: bound at start */
-	struct warm *next;
-};
-
-struct warm_pool {
-	char *key;			/* JSON of what the sandboxes are started with */
-	json_t *code;			/* the manifest's code object it came from (a copy) */
-	struct sb_limits limits;
-	int is_gvisor;
-	unsigned want;			/* asked for by the current catalog; 0: drain */
-	unsigned ready;			/* entries in list */
-	unsigned starting;		/* being started by the pool's thread */
-	int64_t retry_at;		/* after a failed start, when to try again (ms) */
-	struct warm *list;
-	struct warm_pool *next;
-};
-
-static struct {
-	pthread_mutex_t lock;		/* everything below; taken before slots_lock */
-	pthread_cond_t cond;
-	pthread_t thread;
-	int is_started;
-	int is_stopping;
-	struct gateway *gw;
-	struct warm_pool *pools;
-	unsigned total;			/* ready and starting, in all */
-	unsigned max_total;
-	unsigned per_tenant;
-	unsigned long hits, misses;
-} warm = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 /* The manifest's limit names, and where each goes in struct sb_limits (with its unit). */
 enum { L_WALL, L_CPU, L_MEM, L_PIDS, L_STDOUT, L_STDERR, L_COUNT };
@@ -88,46 +33,6 @@ static const struct {
 	{ "time_s", 1000 }, { "cpu_s", 1000 }, { "mem_mb", 1024 * 1024 }, { "pids", 1 },
 	{ "stdout_max", 1 }, { "stderr_max", 1 },
 };
-
-/* Takes one of tenant's max sandboxes.  Returns 0, or -1 when all are taken (or out of
- * memory, which refuses the same way). */
-static int
-take_slot(const char *tenant, unsigned max)
-{
-	struct slot *s;
-	int rc = -1;
-
-	pthread_mutex_lock(&slots_lock);
-	for (s = slots; s != NULL && strcmp(s->tenant, tenant) != 0; s = s->next)
-		;
-	if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
-		strlcpy(s->tenant, tenant, sizeof(s->tenant));
-		s->next = slots;
-		slots = s;
-	}
-	if (s != NULL && s->running < max) {
-		s->running++;
-		rc = 0;
-	}
-	pthread_mutex_unlock(&slots_lock);
-	return rc;
-}
-
-/* Gives back a slot taken by take_slot; an idle tenant's entry goes away. */
-static void
-release_slot(const char *tenant)
-{
-	struct slot **sp, *s;
-
-	pthread_mutex_lock(&slots_lock);
-	for (sp = &slots; *sp != NULL && strcmp((*sp)->tenant, tenant) != 0; sp = &(*sp)->next)
-		;
-	if ((s = *sp) != NULL && --s->running == 0) {
-		*sp = s->next;
-		free(s);
-	}
-	pthread_mutex_unlock(&slots_lock);
-}
 
 /* The length of the valid UTF-8 sequence at s (n bytes left), or 0 when it is not one. */
 static size_t
@@ -213,7 +118,7 @@ on_egress(void *arg, const struct sb_egress *ev)
 }
 
 /* The tool's limits: the sandbox's defaults, overridden by the manifest's code.limits. */
-static void
+void
 code_limits(json_t *code, struct sb_limits *l)
 {
 	json_t *limits = json_object_get(code, "limits"), *v;
@@ -273,20 +178,18 @@ bad_argument(struct rpc_error *err, const char *argument, const char *msg)
 }
 
 /*
- * Resolves and checks input_tool (borrowed) for p: a read tool of the current catalog,
- * granted, its arguments valid and matching p's bindings.  Returns 0 with *ref (a catalog
- * reference to put back), *it (borrowed from it) and *iargs (new), or -1 with err and
- * nothing held.
+ * Resolves and checks input_tool (borrowed) for p: a read tool of cat, granted, its
+ * arguments valid and matching p's bindings.  Returns 0 with *it (borrowed from cat) and
+ * *iargs (new), or -1 with err and nothing held.
  */
 static int
-check_input_tool(struct gateway *gw, const struct principal *p, json_t *spec,
-    struct catalog_ref **ref, const struct tool **it, json_t **iargs, struct rpc_error *err)
+check_input_tool(const struct catalog *cat, const struct principal *p, json_t *spec,
+    const struct tool **it, json_t **iargs, struct rpc_error *err)
 {
 	const char *name, *key, *bad = NULL;
 	char msg[200];
 	json_t *v;
 
-	*ref = NULL;
 	*iargs = NULL;
 	name = json_string_value(json_object_get(spec, "name"));
 	json_object_foreach(spec, key, v) {
@@ -299,8 +202,7 @@ check_input_tool(struct gateway *gw, const struct principal *p, json_t *spec,
 		    "\"arguments\": its arguments}");
 		return -1;
 	}
-	*ref = gw_catalog_get(gw);
-	*it = *ref != NULL ? tool_find((*ref)->cat, name) : NULL;
+	*it = tool_find(cat, name);
 	if (*it == NULL || (*it)->kind != TOOL_READ) {
 		snprintf(msg, sizeof(msg), "input_tool: no read tool named '%.64s'", name);
 		bad_argument(err, "input_tool", msg);
@@ -322,8 +224,6 @@ check_input_tool(struct gateway *gw, const struct principal *p, json_t *spec,
 fail:
 	json_decref(*iargs);
 	*iargs = NULL;
-	gw_catalog_put(gw, *ref);
-	*ref = NULL;
 	return -1;
 }
 
@@ -333,7 +233,7 @@ fail:
  * {name, row_count, truncated}, or -1 with err.
  */
 static int
-read_input(struct db *db, const struct principal *p, const struct catalog_ref *ref,
+read_input(struct db *db, const struct principal *p, const struct catalog *cat,
     const struct tool *it, json_t *iargs, const char *call_id, char **input,
     json_t **summary, struct rpc_error *err)
 {
@@ -345,7 +245,7 @@ read_input(struct db *db, const struct principal *p, const struct catalog_ref *r
 	*summary = NULL;
 	if (auth_count_call(db, &counted, err) == -1)
 		return -1;
-	if (call_read(db, it, ref->cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
+	if (read_run(db, it, cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
 	    err) == -1)
 		return -1;
 	*input = json_dumps(rows, JSON_COMPACT);
@@ -357,7 +257,7 @@ read_input(struct db *db, const struct principal *p, const struct catalog_ref *r
 		json_decref(*summary);
 		*input = NULL;
 		*summary = NULL;
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		return -1;
 	}
 	return 0;
@@ -402,9 +302,8 @@ outcome_json(const struct sb_result *res)
 static void
 sandbox_unavailable(struct rpc_error *err)
 {
-	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+	rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", RETRY_DOWN_S,
 	    "The sandbox is unavailable; retry later");
-	err->data = json_pack("{s:i}", "retryAfterSeconds", RETRY_DOWN_S);
 }
 
 /*
@@ -426,8 +325,8 @@ static const char *const py_argv[] = { "python3", "-I", "-c", py_boot, NULL };
 static const char *const sh_argv[] = { "sh", "-c", sh_boot, "program", NULL };
 
 /* A new egress log, or NULL when out of memory. */
-static struct egress_log *
-egress_log_new(void)
+struct egress_log *
+code_egress_new(void)
 {
 	struct egress_log *log = calloc(1, sizeof(*log));
 
@@ -442,8 +341,8 @@ egress_log_new(void)
 }
 
 /* Frees log (its proxy stopped) and returns its attempts (a new reference). */
-static json_t *
-egress_log_finish(struct egress_log *log, const char *tool)
+json_t *
+code_egress_finish(struct egress_log *log, const char *tool)
 {
 	json_t *list;
 
@@ -460,7 +359,7 @@ egress_log_finish(struct egress_log *log, const char *tool)
 
 /* The sandbox's configuration for a manifest's code object (borrowed by cfg, like allow,
  * which must hold SB_ALLOW_MAX + 1 entries). */
-static void
+void
 code_config(json_t *code, const struct sb_limits *lim, const char **allow,
     struct egress_log *log, struct sb_config *cfg)
 {
@@ -486,108 +385,6 @@ code_config(json_t *code, const struct sb_limits *lim, const char **allow,
 	    SB_ISOLATION_NAMESPACE;
 }
 
-/* What a sandbox of code with lim is started with, as a key (a new string), or NULL. */
-static char *
-warm_key(json_t *code, const struct sb_limits *lim)
-{
-	json_t *k;
-	char *s;
-
-	k = json_pack("{s:O?, s:O?, s:O?, s:o}", "isolation", json_object_get(code, "isolation"),
-	    "interpreter", json_object_get(code, "interpreter"), "allow",
-	    json_object_get(code, "allow"), "limits", json_pack("{s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:I, s:I, s:I}", "wall", (json_int_t)lim->wall_ms, "cpu",
-	    (json_int_t)lim->cpu_ms, "mem", (json_int_t)lim->mem_bytes, "pids",
-	    (json_int_t)lim->pids, "fsize", (json_int_t)lim->fsize_bytes, "nofile",
-	    (json_int_t)lim->nofile, "tmp", (json_int_t)lim->tmp_bytes, "stdout",
-	    (json_int_t)lim->stdout_max, "stderr", (json_int_t)lim->stderr_max));
-	s = k != NULL ? json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(k);
-	return s;
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-warm_destroy(struct warm *w)
-{
-	struct warm *next;
-
-	for (; w != NULL; w = next) {
-		next = w->next;
-		sb_free(w->run);
-		json_decref(egress_log_finish(w->log, "(warm)"));
-		free(w);
-	}
-}
-
-/*
- * Takes a warm sandbox for key, counting it against tenant's share.  Returns it (owned by
- * the caller, its tenant's share released with warm_done), or NULL: no pool for key, none
- * ready, or the tenant holds its share already (a cold start follows).
- */
-static struct warm *
-warm_take(const char *key, const char *tenant)
-{
-	struct warm_pool *p;
-	struct warm *w = NULL, *dead = NULL;
-	struct slot *s;
-
-	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL && strcmp(p->key, key) != 0; p = p->next)
-		;
-	if (p == NULL) {
-		pthread_mutex_unlock(&warm.lock);
-		return NULL;
-	}
-	pthread_mutex_lock(&slots_lock);
-	for (s = slots; s != NULL && strcmp(s->tenant, tenant) != 0; s = s->next)
-		;
-	while (s != NULL && s->warm < warm.per_tenant && (w = p->list) != NULL) {
-		p->list = w->next;
-		w->next = NULL;
-		p->ready--;
-		warm.total--;
-		if (sb_is_alive(w->run)) {
-			s->warm++;
-			break;
-		}
-		w->next = dead;
-		dead = w;
-		w = NULL;
-	}
-	pthread_mutex_unlock(&slots_lock);
-	if (w != NULL)
-		warm.hits++;
-	else
-		warm.misses++;
-	pthread_cond_signal(&warm.cond);
-	pthread_mutex_unlock(&warm.lock);
-	warm_destroy(dead);
-	return w;
-}
-
-/* Gives back a tenant's share of the warm sandboxes taken by warm_take. */
-static void
-warm_done(const char *tenant)
-{
-	struct slot *s;
-
-	pthread_mutex_lock(&slots_lock);
-	for (s = slots; s != NULL && strcmp(s->tenant, tenant) != 0; s = s->next)
-		;
-	if (s != NULL && s->warm > 0)
-		s->warm--;
-	pthread_mutex_unlock(&slots_lock);
-}
-
 /*
  * Runs code with t's interpreter, limits, allowlist and isolation level, input (may be
  * NULL) on its stdin, in a warm sandbox of tenant's when one is ready, else a cold one.
@@ -610,8 +407,8 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenan
 
 	*out = NULL;
 	memset(&res, 0, sizeof(res));
-	if ((key = warm_key(t->code, lim)) != NULL)
-		w = warm_take(key, tenant);
+	if ((key = code_warm_key(t->code, lim)) != NULL)
+		w = code_warm_take(key, tenant);
 	free(key);
 	if (w != NULL) {
 		is_warm = 1;
@@ -619,8 +416,8 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenan
 		log = w->log;
 		free(w);
 	} else {
-		if ((log = egress_log_new()) == NULL) {
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		if ((log = code_egress_new()) == NULL) {
+			rpc_error_internal(err);
 			return -1;
 		}
 		code_config(t->code, lim, allow, log, &cfg);
@@ -644,7 +441,7 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenan
 	}
 	metrics_sandbox_run(res.limit != SB_LIMIT_NONE ? sb_limit_name(res.limit) : NULL);
 	if ((*out = outcome_json(&res)) == NULL) {
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto done;
 	}
 	rc = 0;
@@ -652,243 +449,9 @@ done:
 	sb_result_release(&res);
 	sb_free(run);		/* stops the proxy: no callback runs after this */
 	if (is_warm)
-		warm_done(tenant);
-	*egress = egress_log_finish(log, t->name);
+		code_warm_done(tenant);
+	*egress = code_egress_finish(log, t->name);
 	return rc;
-}
-
-/* The pools the current catalog asks for: want set on each (made when missing), 0 on the
- * others.  Called by the pool's thread without warm.lock. */
-static void
-warm_sync(void)
-{
-	struct catalog_ref *ref = gw_catalog_get(warm.gw);
-	struct warm_pool *p;
-	struct sb_limits lim;
-	size_t i;
-
-	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL; p = p->next)
-		p->want = 0;
-	for (i = 0; ref != NULL && i < ref->cat->n; i++) {
-		const struct tool *t = &ref->cat->tools[i];
-		json_int_t want;
-		char *key;
-
-		if (t->kind != TOOL_CODE ||
-		    (want = json_integer_value(json_object_get(t->code, "warm"))) <= 0)
-			continue;
-		code_limits(t->code, &lim);
-		if ((key = warm_key(t->code, &lim)) == NULL)
-			continue;
-		for (p = warm.pools; p != NULL && strcmp(p->key, key) != 0; p = p->next)
-			;
-		if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
-			p->key = key;
-			key = NULL;
-			p->code = json_deep_copy(t->code);
-			p->limits = lim;
-			p->is_gvisor = strcmp(json_string_value(json_object_get(t->code,
-			    "isolation")), "gvisor") == 0;
-			if (p->code == NULL) {
-				free(p->key);
-				free(p);
-				p = NULL;
-			} else {
-				p->next = warm.pools;
-				warm.pools = p;
-			}
-		}
-		free(key);
-		if (p != NULL && (unsigned)want > p->want)
-			p->want = (unsigned)want;
-	}
-	pthread_mutex_unlock(&warm.lock);
-	gw_catalog_put(warm.gw, ref);
-}
-
-/* Starts one sandbox for pool p (warm.lock not held; p stays while p->starting > 0). */
-static struct warm *
-warm_start(struct warm_pool *p)
-{
-	const char *allow[SB_ALLOW_MAX + 1];
-	struct sb_config cfg;
-	struct warm *w;
-	char msg[512];
-
-	if ((w = calloc(1, sizeof(*w))) == NULL || (w->log = egress_log_new()) == NULL) {
-		free(w);
-		return NULL;
-	}
-	code_config(p->code, &p->limits, allow, w->log, &cfg);
-	if (sb_spawn(&cfg, &w->run, msg, sizeof(msg)) == -1 ||
-	    sb_ready(w->run, SB_BOOT_MS, msg, sizeof(msg)) == -1) {
-		log_warn("warm pool: a sandbox did not start: %s", msg);
-		warm_destroy(w);
-		return NULL;
-	}
-	return w;
-}
-
-static void *
-warm_main(void *arg)
-{
-	(void)arg;
-	pthread_mutex_lock(&warm.lock);
-	while (!warm.is_stopping) {
-		struct warm_pool **pp, *p, *pick = NULL;
-		struct warm *dead = NULL, *w;
-		struct timespec until;
-
-		pthread_mutex_unlock(&warm.lock);
-		warm_sync();
-		pthread_mutex_lock(&warm.lock);
-		for (pp = &warm.pools; (p = *pp) != NULL;) {
-			/* Beyond what is asked for (a reload, a smaller catalog), or dead. */
-			struct warm **wp = &p->list;
-			unsigned kept = 0;
-
-			while ((w = *wp) != NULL) {
-				if (kept < p->want && sb_is_alive(w->run)) {
-					kept++;
-					wp = &w->next;
-					continue;
-				}
-				*wp = w->next;
-				w->next = dead;
-				dead = w;
-				p->ready--;
-				warm.total--;
-			}
-			if (p->want == 0 && p->ready == 0 && p->starting == 0) {
-				*pp = p->next;
-				json_decref(p->code);
-				free(p->key);
-				free(p);
-				continue;
-			}
-			if (pick == NULL && p->ready + p->starting < p->want &&
-			    warm.total < warm.max_total && now_ms() >= p->retry_at)
-				pick = p;
-			pp = &p->next;
-		}
-		if (dead != NULL) {
-			pthread_mutex_unlock(&warm.lock);
-			warm_destroy(dead);
-			pthread_mutex_lock(&warm.lock);
-			continue;
-		}
-		if (pick != NULL) {
-			pick->starting++;
-			warm.total++;
-			pthread_mutex_unlock(&warm.lock);
-			w = warm_start(pick);
-			pthread_mutex_lock(&warm.lock);
-			pick->starting--;
-			if (w != NULL) {
-				w->next = pick->list;
-				pick->list = w;
-				pick->ready++;
-			} else {
-				warm.total--;
-				pick->retry_at = now_ms() + 5000;
-			}
-			continue;
-		}
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 1;
-		(void)pthread_cond_timedwait(&warm.cond, &warm.lock, &until);
-	}
-	pthread_mutex_unlock(&warm.lock);
-	return NULL;
-}
-
-int
-code_warm_start(struct gateway *gw)
-{
-	int e;
-
-	pthread_mutex_lock(&warm.lock);
-	warm.gw = gw;
-	warm.max_total = gw->cfg->warm_max;
-	warm.per_tenant = gw->cfg->warm_per_tenant;
-	warm.is_stopping = 0;
-	if (warm.max_total == 0 || warm.is_started) {
-		pthread_mutex_unlock(&warm.lock);
-		return 0;
-	}
-	if ((e = pthread_create(&warm.thread, NULL, warm_main, NULL)) != 0) {
-		pthread_mutex_unlock(&warm.lock);
-		log_error("warm pool: cannot start its thread: %s", strerror(e));
-		return -1;
-	}
-	warm.is_started = 1;
-	pthread_mutex_unlock(&warm.lock);
-	return 0;
-}
-
-void
-code_warm_stop(void)
-{
-	struct warm_pool *p, *next;
-
-	pthread_mutex_lock(&warm.lock);
-	if (!warm.is_started) {
-		pthread_mutex_unlock(&warm.lock);
-		return;
-	}
-	warm.is_stopping = 1;
-	pthread_cond_signal(&warm.cond);
-	pthread_mutex_unlock(&warm.lock);
-	pthread_join(warm.thread, NULL);
-	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL; p = next) {
-		next = p->next;
-		warm_destroy(p->list);
-		json_decref(p->code);
-		free(p->key);
-		free(p);
-	}
-	warm.pools = NULL;
-	warm.total = 0;
-	warm.is_started = 0;
-	pthread_mutex_unlock(&warm.lock);
-}
-
-char *
-code_warm_metrics(void)
-{
-	struct warm_pool *p;
-	unsigned ready[2] = { 0, 0 }, starting = 0;
-	unsigned long hits, misses;
-	char *text;
-
-	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL; p = p->next) {
-		ready[p->is_gvisor] += p->ready;
-		starting += p->starting;
-	}
-	hits = warm.hits;
-	misses = warm.misses;
-	pthread_mutex_unlock(&warm.lock);
-	if (asprintf(&text,
-	    "# HELP airlock_sandbox_warm Sandboxes started ahead, waiting for a call.\n"
-	    "# TYPE airlock_sandbox_warm gauge\n"
-	    "airlock_sandbox_warm{isolation=\"namespace\"} %u\n"
-	    "airlock_sandbox_warm{isolation=\"gvisor\"} %u\n"
-	    "# HELP airlock_sandbox_warm_starting Warm sandboxes being started.\n"
-	    "# TYPE airlock_sandbox_warm_starting gauge\n"
-	    "airlock_sandbox_warm_starting %u\n"
-	    "# HELP airlock_sandbox_warm_hits_total Code calls served by a warm sandbox.\n"
-	    "# TYPE airlock_sandbox_warm_hits_total counter\n"
-	    "airlock_sandbox_warm_hits_total %lu\n"
-	    "# HELP airlock_sandbox_warm_misses_total Code calls of a pooled tool that started "
-	    "cold (none ready, or the tenant held its share).\n"
-	    "# TYPE airlock_sandbox_warm_misses_total counter\n"
-	    "airlock_sandbox_warm_misses_total %lu\n",
-	    ready[0], ready[1], starting, hits, misses) == -1)
-		return NULL;
-	return text;
 }
 
 /* Turns a finished run that failed into its tool error (err->data steals outcome). */
@@ -912,20 +475,16 @@ program_error(json_t *outcome, struct rpc_error *err)
 }
 
 json_t *
-code_run(struct gateway *gw, struct db *db, const struct principal *p, const struct tool *t,
-    unsigned long version, json_t *args, const char *call_id, int is_dry_run, json_t **egress,
-    struct rpc_error *err)
+code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
+    const struct principal *p, const struct tool *t, json_t *args, const char *call_id,
+    int is_dry_run, json_t **egress, struct rpc_error *err)
 {
-	struct catalog_ref *ref = NULL;
 	const struct tool *it = NULL;
 	struct sb_limits lim;
 	json_t *code, *input, *spec, *iargs = NULL, *summary = NULL, *out = NULL, *plan;
 	char *input_text = NULL;
 	int has_slot = 0;
 
-	/* The input tool comes from the current catalog, which may be newer than the one t
-	 * belongs to; call_read names its statements by that catalog's own version. */
-	(void)version;
 	*egress = NULL;
 	code = json_object_get(args, "code");
 	input = json_object_get(args, "input");
@@ -938,11 +497,11 @@ code_run(struct gateway *gw, struct db *db, const struct principal *p, const str
 		bad_argument(err, "input_tool", "Pass either input or input_tool, not both");
 		return NULL;
 	}
-	if (spec != NULL && check_input_tool(gw, p, spec, &ref, &it, &iargs, err) == -1)
+	if (spec != NULL && check_input_tool(cat, p, spec, &it, &iargs, err) == -1)
 		return NULL;
 	if (input != NULL && (input_text = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY))
 	    == NULL) {
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto done;
 	}
 	tool_limits(t, &lim);
@@ -957,18 +516,17 @@ code_run(struct gateway *gw, struct db *db, const struct principal *p, const str
 			json_object_set_new(plan, "input_tool", json_string(it->name));
 		out = json_pack("{s:b, s:o}", "dry_run", 1, "plan", plan);
 		if (out == NULL)
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			rpc_error_internal(err);
 		goto done;
 	}
-	if (take_slot(p->tenant, gw->cfg->sandboxes_per_tenant) == -1) {
-		rpc_error_set(err, RPC_TOO_MANY, "concurrency_limited",
+	if (code_slot_take(p->tenant, cfg->sandboxes_per_tenant) == -1) {
+		rpc_error_retry(err, RPC_TOO_MANY, "concurrency_limited", RETRY_BUSY_S,
 		    "This tenant already runs %u programs at once; retry shortly",
-		    gw->cfg->sandboxes_per_tenant);
-		err->data = json_pack("{s:i}", "retryAfterSeconds", RETRY_BUSY_S);
+		    cfg->sandboxes_per_tenant);
 		goto done;
 	}
 	has_slot = 1;
-	if (it != NULL && read_input(db, p, ref, it, iargs, call_id, &input_text, &summary,
+	if (it != NULL && read_input(db, p, cat, it, iargs, call_id, &input_text, &summary,
 	    err) == -1)
 		goto done;
 	if (run_sandbox(t, &lim, p->tenant, json_string_value(code), json_string_length(code),
@@ -987,10 +545,9 @@ code_run(struct gateway *gw, struct db *db, const struct principal *p, const str
 	}
 done:
 	if (has_slot)
-		release_slot(p->tenant);
+		code_slot_release(p->tenant);
 	free(input_text);
 	json_decref(summary);
 	json_decref(iargs);
-	gw_catalog_put(gw, ref);
 	return out;
 }

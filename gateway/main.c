@@ -15,6 +15,7 @@
 #include "airlock/doctor.h"
 #include "airlock/gateway.h"
 #include "airlock/http.h"
+#include "airlock/idem.h"
 #include "airlock/log.h"
 #include "airlock/pool.h"
 #include "airlock/write.h"
@@ -134,7 +135,7 @@ main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
-	write_configure(cfg.key_ttl, cfg.key_waiters, cfg.key_waiters_tenant);
+	idem_configure(cfg.key_ttl, cfg.key_waiters, cfg.key_waiters_tenant);
 	memset(&gw, 0, sizeof(gw));
 	gw.cfg = &cfg;
 	pthread_mutex_init(&gw.lock, NULL);

@@ -438,3 +438,24 @@ rpc_msg_clear(struct rpc_msg *msg)
 	json_decref(msg->response);
 	memset(msg, 0, sizeof(*msg));
 }
+
+void
+rpc_error_retry(struct rpc_error *err, int code, const char *reason, int retry_after,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	err->code = code;
+	err->reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	err->data = json_pack("{s:i}", "retryAfterSeconds", retry_after);
+}
+
+void
+rpc_error_internal(struct rpc_error *err)
+{
+	/* A fault of ours says nothing of itself to the caller; the log has the detail. */
+	rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+}

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "airlock/db.h"
+#include "airlock/idem.h"
 #include "airlock/log.h"
 #include "airlock/write.h"
 #include "airlock/seal.h"
@@ -136,7 +137,7 @@ seal_once(struct seal *s, time_t *last_warn)
 	/* The same background round sweeps expired idempotency keys and plans, once a minute. */
 	if (now - s->last_sweep >= KEY_SWEEP_S) {
 		s->last_sweep = now;
-		if ((n = write_sweep_keys(&s->db)) > 0)
+		if ((n = idem_sweep(&s->db)) > 0)
 			log_msg(LOG_LVL_DEBUG, "swept %lld expired idempotency keys", n);
 		if ((n = write_sweep_plans(&s->db)) > 0)
 			log_msg(LOG_LVL_DEBUG, "swept %lld expired plans", n);

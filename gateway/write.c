@@ -7,31 +7,20 @@
  * is explicit because the decision sits between the two; every path that does not commit
  * sends ROLLBACK, and db_ensure() replaces a connection that is not idle.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "airlock/call.h"
+#include "airlock/idem.h"
 #include "airlock/log.h"
+#include "airlock/stmt.h"
 #include "airlock/write.h"
-
-#ifndef __unused
-#define __unused __attribute__((__unused__))
-#endif
-#include <sys/tree.h>
 
 #define LOCK_TIMEOUT_MS 2000
 
 static const char setup_sql[] =
     "SELECT set_config('airlock.call_id', $1, true), set_config('statement_timeout', $2, true),"
     " set_config('lock_timeout', $3, true)";
-/* Keys are claimed, answered and swept through the operator's functions
- * (migrations/0011_gateway_functions.sql): the gateway's role cannot touch the table. */
-static const char sweep_key_sql[] = "SELECT airlock.sweep_key($1, $2)";
-/* A plain INSERT inside: a concurrent duplicate waits on the unique index, then fails. */
-static const char claim_sql[] =
-    "SELECT airlock.claim_key($1, $2, $3, $4::uuid, $5::integer)";
 static const char role_sql[] = "SELECT set_config('role', $1, true)";
 static const char unrole_sql[] = "SELECT set_config('role', 'none', true)";
 /* The captured changes: how many rows, the preview (numbers as strings), the raw images
@@ -50,116 +39,9 @@ static const char changes_sql[] =
     " coalesce((SELECT jsonb_object_agg(table_name, n) FROM (SELECT table_name, count(*) n"
     "  FROM airlock.changes WHERE call_id = $1 AND op = 'insert' GROUP BY 1) s), '{}')::text"
     " FROM airlock.changes WHERE call_id = $1";
-/* The response is kept as the text that was sent, so a replay is byte for byte the same. */
-static const char store_sql[] = "CALL airlock.store_key_response($1, $2, $3)";
-static const char lookup_key_sql[] =
-    "SELECT fingerprint, response FROM airlock.key_lookup($1, $2)";
 static const char plan_sql[] =
     "SELECT tool, fingerprint, updates, inserts, is_expired, coalesce(approval, '')"
     " FROM airlock.plan_get($1::uuid, $2)";
-
-static long long key_ttl = 86400;
-static unsigned max_waiters_key = 8, max_waiters_tenant = 64;
-
-void
-write_configure(long long ttl, unsigned per_key, unsigned per_tenant)
-{
-	key_ttl = ttl;
-	max_waiters_key = per_key;
-	max_waiters_tenant = per_tenant;
-}
-
-/* Keyed writes in flight in this instance, per key and per tenant: the waiters' caps. */
-struct inflight {
-	char name[400];		/* "k:tenant\nkey" or "t:tenant" */
-	unsigned n;
-	RB_ENTRY(inflight) node;
-};
-
-static int
-inflight_cmp(struct inflight *a, struct inflight *b)
-{
-	return strcmp(a->name, b->name);
-}
-
-RB_HEAD(inflight_tree, inflight);
-RB_GENERATE_STATIC(inflight_tree, inflight, node, inflight_cmp)
-
-static pthread_mutex_t inflight_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct inflight_tree inflights = RB_INITIALIZER(&inflights);
-
-/* Adds delta to name's count; returns the count before, or -1 (no memory). */
-static int
-inflight_add(const char *name, int delta)
-{
-	struct inflight find = { 0 }, *f;
-	int before;
-
-	strlcpy(find.name, name, sizeof(find.name));
-	f = RB_FIND(inflight_tree, &inflights, &find);
-	if (f == NULL) {
-		if (delta < 0 || (f = calloc(1, sizeof(*f))) == NULL)
-			return -1;
-		strlcpy(f->name, name, sizeof(f->name));
-		RB_INSERT(inflight_tree, &inflights, f);
-	}
-	before = (int)f->n;
-	f->n = (unsigned)((int)f->n + delta);
-	if (f->n == 0) {
-		RB_REMOVE(inflight_tree, &inflights, f);
-		free(f);
-	}
-	return before;
-}
-
-/* Enters a keyed write.  Returns 0, or -1 with err when too many already wait (or out of
- * memory). */
-static int
-waiters_enter(const char *tenant, const char *key, struct rpc_error *err)
-{
-	char kname[400], tname[80];
-	int on_key, on_tenant;
-
-	snprintf(kname, sizeof(kname), "k:%s\n%s", tenant, key);
-	snprintf(tname, sizeof(tname), "t:%s", tenant);
-	pthread_mutex_lock(&inflight_lock);
-	on_key = inflight_add(kname, 1);
-	on_tenant = inflight_add(tname, 1);
-	if (on_key < 0 || on_tenant < 0 || (unsigned)on_key >= max_waiters_key ||
-	    (unsigned)on_tenant >= max_waiters_tenant) {
-		inflight_add(kname, -1);
-		inflight_add(tname, -1);
-		pthread_mutex_unlock(&inflight_lock);
-		if (on_key < 0 || on_tenant < 0)
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
-		else if ((unsigned)on_key >= max_waiters_key) {
-			rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
-			    "A call with this idempotency key is still running; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-		} else {
-			rpc_error_set(err, RPC_TOO_MANY, "concurrency_limited",
-			    "Too many keyed writes of this tenant in flight; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-		}
-		return -1;
-	}
-	pthread_mutex_unlock(&inflight_lock);
-	return 0;
-}
-
-static void
-waiters_leave(const char *tenant, const char *key)
-{
-	char kname[400], tname[80];
-
-	snprintf(kname, sizeof(kname), "k:%s\n%s", tenant, key);
-	snprintf(tname, sizeof(tname), "t:%s", tenant);
-	pthread_mutex_lock(&inflight_lock);
-	inflight_add(kname, -1);
-	inflight_add(tname, -1);
-	pthread_mutex_unlock(&inflight_lock);
-}
-
 static void
 rollback(struct db *db)
 {
@@ -262,67 +144,21 @@ check_plan(const char *plan_updates, const char *plan_inserts, const char *updat
 	json_decref(got);
 	return -1;
 }
-
-/*
- * The stored answer for a key: returns it (new, replayed: true) when the key was used with
- * these arguments; NULL with err key_mismatch when with others; NULL with *found 0 when
- * the key is unused (or its call has not committed); NULL with err on a database fault.
- */
-static json_t *
-lookup_key(struct db *db, const char *tenant, const char *key, const char *fingerprint,
-    int *found, int *is_replay, struct rpc_error *err)
-{
-	const char *values[2] = { tenant, key };
-	json_t *sc = NULL;
-	PGresult *res;
-
-	*found = 0;
-	res = db_exec(db, "write_lookup_key", lookup_key_sql, 2, values);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		*found = 1;
-		db_unavailable(err);
-	} else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1))
-		;
-	else if ((*found = 1) && strcmp(PQgetvalue(res, 0, 0), fingerprint) != 0)
-		rpc_error_set(err, RPC_UNPROCESSABLE, "key_mismatch",
-		    "This idempotency key was used with other arguments");
-	else if ((sc = json_loads(PQgetvalue(res, 0, 1), JSON_DECODE_ANY, NULL)) != NULL) {
-		json_object_set_new(sc, "replayed", json_true());
-		*is_replay = 1;
-	} else
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
-	PQclear(res);
-	return sc;
-}
-
-/* After a failed claim: the stored answer for the key, or why there is none. */
-static json_t *
-replay(struct db *db, const char *tenant, const char *key, const char *fingerprint,
-    int *is_replay, struct rpc_error *err)
-{
-	json_t *sc;
-	int found;
-
-	sc = lookup_key(db, tenant, key, fingerprint, &found, is_replay, err);
-	if (sc == NULL && !found) {
-		rpc_error_set(err, RPC_CONFLICT, "key_in_flight",
-		    "A call with this idempotency key is still running; retry shortly");
-		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
-	}
-	return sc;
-}
-
 json_t *
-write_run(struct db *db, const struct write_stmt *st, const char *role, const char *tenant,
-    const char *tool, const char *fingerprint, const char *idem_key, const char *plan_id,
-    int is_dry_run, struct audit_record *rec,
-    void (*finish)(struct audit_record *, json_t *, void *), void *arg,
-    int *is_replay, int *is_recorded, struct rpc_error *err)
+write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_recorded,
+    struct rpc_error *err)
 {
-	char timeout[16], lock[16], ttl[24], *plan_updates = NULL, *plan_inserts = NULL;
+	const struct write_stmt *st = req->st;
+	const char *role = req->role, *tenant = req->tenant, *tool = req->tool;
+	const char *fingerprint = req->fingerprint, *idem_key = req->idem_key;
+	const char *plan_id = req->plan_id;
+	struct audit_record *rec = req->rec;
+	int is_dry_run = req->is_dry_run;
+	char timeout[16], lock[16], *plan_updates = NULL, *plan_inserts = NULL;
 	char *record_text = NULL, *response = NULL;
-	const char *setup[3], *key_v[5], *sweep_v[2], *role_v[1], *changes_v[1], *store_v[3];
+	const char *setup[3], *role_v[1], *changes_v[1], *store_v[3];
 	const char *rec_v[1];
+	struct idem_claim claim;
 	struct db_query q[10], c[3];
 	size_t nq = 0, i_claim = 0, i_stmt, i_who, i_changes, i;
 	json_t *sc = NULL, *rows, *preview, *record = NULL;
@@ -341,7 +177,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	if (plan_id != NULL && !is_dry_run && idem_key != NULL) {
 		int found;
 
-		sc = lookup_key(db, tenant, idem_key, fingerprint, &found, is_replay, err);
+		sc = idem_lookup(db, tenant, idem_key, fingerprint, &found, is_replay, err);
 		if (sc != NULL || found)
 			goto out;
 	}
@@ -349,13 +185,12 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	    &plan_updates, &plan_inserts, &is_approved, err) == -1)
 		goto out;
 	if (idem_key != NULL && !is_dry_run) {
-		if (waiters_enter(tenant, idem_key, err) == -1)
+		if (idem_enter(tenant, idem_key, err) == -1)
 			goto out;
 		entered = 1;
 	}
 	snprintf(timeout, sizeof(timeout), "%u", st->timeout_ms);
 	snprintf(lock, sizeof(lock), "%d", LOCK_TIMEOUT_MS);
-	snprintf(ttl, sizeof(ttl), "%lld", key_ttl);
 	setup[0] = rec->id;
 	setup[1] = timeout;
 	setup[2] = lock;
@@ -365,20 +200,9 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	q[nq].n = 3;
 	q[nq++].values = setup;
 	if (entered) {
-		sweep_v[0] = tenant;
-		sweep_v[1] = idem_key;
-		q[nq].sql = sweep_key_sql;
-		q[nq].n = 2;
-		q[nq++].values = sweep_v;
-		key_v[0] = tenant;
-		key_v[1] = idem_key;
-		key_v[2] = fingerprint;
-		key_v[3] = rec->id;
-		key_v[4] = ttl;
-		i_claim = nq;
-		q[nq].sql = claim_sql;
-		q[nq].n = 5;
-		q[nq++].values = key_v;
+		idem_claim_queries(&claim, &q[nq], tenant, idem_key, fingerprint, rec->id);
+		i_claim = nq + 1;
+		nq += 2;
 	}
 	role_v[0] = role;
 	q[nq].sql = role_sql;
@@ -390,7 +214,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	q[nq].n = st->n;
 	q[nq++].values = st->values;
 	i_who = nq;
-	q[nq++].sql = call_whoami_sql;
+	q[nq++].sql = stmt_whoami_sql;
 	q[nq++].sql = unrole_sql;
 	changes_v[0] = rec->id;
 	i_changes = nq;
@@ -410,19 +234,17 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	if (bad != NULL) {
 		rollback(db);
 		if (entered && bad == q[i_claim].res && is_state(bad, "23505"))
-			sc = replay(db, tenant, idem_key, fingerprint, is_replay, err);
+			sc = idem_replay(db, tenant, idem_key, fingerprint, is_replay, err);
 		else if (entered && bad == q[i_claim].res && is_state(bad, "55P03")) {
-			rpc_error_set(err, RPC_CONFLICT, "key_in_flight", "A call with this idempotency "
-			    "key is still running; retry shortly");
-			err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
+			idem_in_flight(err);
 		} else if (is_state(bad, "AL409")) {
 			rpc_error_set(err, RPC_CONFLICT, "revert_conflict", "%s; nothing was reverted",
 			    PQresultErrorField(bad, PG_DIAG_MESSAGE_PRIMARY));
 		} else
-			call_sql_error(bad, tool, err);
+			stmt_error(bad, tool, err);
 		goto out;
 	}
-	if (call_check_role(db, q[i_who].res, role, tool, err) == -1)
+	if (stmt_check_role(db, q[i_who].res, role, tool, err) == -1)
 		goto out;	/* the connection is gone, and its transaction with it */
 	changed = strtoll(PQgetvalue(q[i_changes].res, 0, 0), NULL, 10);
 	if (st->max_rows > 0 && changed > (long long)st->max_rows) {
@@ -458,7 +280,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		rollback(db);
 		goto out;
 	}
-	rows = call_rows_json(q[i_stmt].res, 0);
+	rows = stmt_rows_json(q[i_stmt].res, 0);
 	preview = json_loads(PQgetvalue(q[i_changes].res, 0, 1), 0, NULL);
 	sc = json_pack("{s:o, s:I, s:b, s:b, s:o, s:o}", "rows", rows,
 	    "row_count", (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run,
@@ -493,7 +315,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
 		if (rec->changes == NULL || rec->plan_updates == NULL || rec->plan_inserts == NULL) {
 			/* A preview is recorded with its changes, or not answered. */
-			rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+			rpc_error_internal(err);
 			json_decref(sc);
 			sc = NULL;
 		}
@@ -503,7 +325,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	/* Commit: the record and the key's answer go in with the effect, or nothing does. */
 	json_object_set_new(sc, "call_id", json_string(rec->id));
 	json_object_set_new(sc, "replayed", json_false());
-	finish(rec, sc, arg);
+	req->finish(rec, sc, req->arg);
 	record = json_pack("[o]", audit_record_json(rec));
 	record_text = json_dumps(record, JSON_COMPACT);
 	response = json_dumps(sc, JSON_COMPACT);
@@ -511,7 +333,7 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	 * answer) may have left a member out: nothing is committed from it. */
 	if (record_text == NULL || response == NULL || rpc_alloc_failed()) {
 		rollback(db);
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		json_decref(sc);
 		sc = NULL;
 		goto out;
@@ -521,14 +343,8 @@ write_run(struct db *db, const struct write_stmt *st, const char *role, const ch
 	c[nq].sql = audit_insert_calls_sql;
 	c[nq].n = 1;
 	c[nq++].values = rec_v;
-	if (entered) {
-		store_v[0] = tenant;
-		store_v[1] = idem_key;
-		store_v[2] = response;
-		c[nq].sql = store_sql;
-		c[nq].n = 3;
-		c[nq++].values = store_v;
-	}
+	if (entered)
+		idem_store_query(store_v, &c[nq++], tenant, idem_key, response);
 	c[nq++].sql = "COMMIT";
 	if (db_pipeline(db, c, nq) == -1) {
 		/* The commit's fate is unknown; a retry with the key finds out. */
@@ -554,7 +370,7 @@ out:
 	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++)
 		PQclear(c[i].res);
 	if (entered)
-		waiters_leave(tenant, idem_key);
+		idem_leave(tenant, idem_key);
 	json_decref(record);
 	free(record_text);
 	free(response);
@@ -647,23 +463,6 @@ write_sweep_plans(struct db *db)
 	return n;
 }
 
-long long
-write_sweep_keys(struct db *db)
-{
-	static const char sweep_sql[] = "SELECT airlock.sweep_keys()";
-	PGresult *res;
-	long long n = -1;
-
-	if (db_ensure(db) == -1)
-		return -1;
-	res = PQexec(db->conn, sweep_sql);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	else
-		log_warn("sweeping idempotency keys: %s", PQresultErrorMessage(res));
-	PQclear(res);
-	return n;
-}
 
 int
 write_stmt_tool(struct write_stmt *st, const struct tool *t, const char *name, json_t *args,

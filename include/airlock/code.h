@@ -1,7 +1,7 @@
 /* code.h: code tools: the model's program, run in a fresh sandbox under the caller's token. */
 /*
- * Owns the warm sandboxes (code_warm_start until code_warm_stop); the caller's catalog is
- * borrowed; results are new references.
+ * Owns the warm sandboxes (code_warm_start until code_warm_stop); the caller's catalog and
+ * configuration are borrowed; results are new references.
  */
 #ifndef AIRLOCK_CODE_H
 #define AIRLOCK_CODE_H
@@ -9,15 +9,18 @@
 #include <jansson.h>
 
 #include "airlock/auth.h"
+#include "airlock/config.h"
 #include "airlock/db.h"
-#include "airlock/gateway.h"
 #include "airlock/rpc.h"
 #include "airlock/tool.h"
 
+struct gateway;
+
 /*
- * Runs code tool t for principal p with its checked arguments (borrowed): `code`, and
- * `input` (JSON) or `input_tool` ({name, arguments}: a read tool run first under the same
- * token, with its grant, bindings and quota checked, whose rows become the input).  When
+ * Runs code tool t of the caller's catalog cat for principal p with its checked arguments
+ * (borrowed): `code`, and `input` (JSON) or `input_tool` ({name, arguments}: a read tool of
+ * cat run first under the same token, with its grant, bindings and quota checked, whose
+ * rows become the input), within cfg's sandboxes per tenant.  When
  * is_dry_run, runs nothing and returns the plan (interpreter, limits, allowlist, input size).
  *
  * Returns the call's structuredContent without call_id (a new reference): stdout (parsed as
@@ -29,8 +32,8 @@
  * possibly empty, on every path (NULL only when nothing ran).  Runs on a worker thread of
  * the gateway's sandbox pool; db is that worker's connection.
  */
-json_t *code_run(struct gateway *gw, struct db *db, const struct principal *p,
-    const struct tool *t, unsigned long version, json_t *args, const char *call_id,
+json_t *code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
+    const struct principal *p, const struct tool *t, json_t *args, const char *call_id,
     int is_dry_run, json_t **egress, struct rpc_error *err);
 
 /*

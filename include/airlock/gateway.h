@@ -82,7 +82,7 @@ struct request_ctx {
 /* MCP revisions: the stateless one, then those that begin with initialize, newest first. */
 #define GW_MCP_MODERN	"2026-07-28"
 extern const char *const gw_mcp_versions[];	/* every one spoken here, NULL-terminated */
-extern const char *const gw_mcp_legacy[];	/* those initialize offers, NULL-terminated */
+extern const char *const *const gw_mcp_legacy;	/* those initialize offers, NULL-terminated */
 
 /* The protocol version a request's params._meta names (borrowed), or NULL: a request of
  * the stateless revision carries it; initialize-era requests do not. */

@@ -40,6 +40,12 @@ void rpc_error_set(struct rpc_error *err, int code, const char *reason, const ch
     __attribute__((format(printf, 4, 5)));
 /* Drops err's data, if any. */
 void rpc_error_clear(struct rpc_error *err);
+/* Fills err as rpc_error_set does, for a refusal the caller may retry: data carries
+ * retryAfterSeconds (409 key_in_flight, 429, 503). */
+void rpc_error_retry(struct rpc_error *err, int code, const char *reason, int retry_after,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Fills err with -32603 "internal": a fault of the gateway's own, told without detail. */
+void rpc_error_internal(struct rpc_error *err);
 
 /*
  * A method: returns its result as a new reference, or NULL after filling err.

@@ -28,9 +28,25 @@ struct write_stmt {
 	int is_four_eyes;
 };
 
+/* One write, as one call: what runs, as whom, and how the call is recorded. */
+struct write_req {
+	const struct write_stmt *st;
+	const char *role;		/* the tenant's role the statement runs as */
+	const char *tenant;
+	const char *tool;		/* the tool's name (airlock/calls.revert for a revert) */
+	const char *fingerprint;	/* write_fingerprint of the tool and its arguments */
+	const char *idem_key;		/* the call's idempotency key, or NULL */
+	const char *plan_id;		/* the preview presented with a commit, or NULL */
+	int is_dry_run;
+	struct audit_record *rec;	/* the call's record: its id is the call's */
+	/* Called just before the commit to complete rec from the answer; arg is its own. */
+	void (*finish)(struct audit_record *rec, json_t *sc, void *arg);
+	void *arg;
+};
+
 /*
- * Runs one write as role, as call rec->id: in one transaction, the idempotency key
- * (when idem_key is not NULL) is claimed with a plain INSERT, the statement runs, its
+ * Runs one write req as its role, as call rec->id: in one transaction, the idempotency
+ * key (when idem_key is not NULL) is claimed with a plain INSERT, the statement runs, its
  * changes are captured by the tables' trigger, the row cap and the plan (plan_id, or
  * NULL) are checked, and on commit the call record (rec, finished by the caller's
  * finish callback below) and the key's stored response go in with the effect.
@@ -51,11 +67,8 @@ struct write_stmt {
  * digest, duration) from the result; it may shape the result first (what it leaves is
  * what is stored for replays and returned).
  */
-json_t *write_run(struct db *db, const struct write_stmt *st, const char *role,
-    const char *tenant, const char *tool, const char *fingerprint, const char *idem_key,
-    const char *plan_id, int is_dry_run, struct audit_record *rec,
-    void (*finish)(struct audit_record *, json_t *, void *), void *arg,
-    int *is_replay, int *is_recorded, struct rpc_error *err);
+json_t *write_run(struct db *db, const struct write_req *req, int *is_replay,
+    int *is_recorded, struct rpc_error *err);
 
 /*
  * What reverting call_id takes: the call's tenant, its role and its tool (for a revert, the
@@ -72,10 +85,6 @@ int write_revert_target(struct db *db, const char *call_id, const char *tenant,
 
 /* The revert statement: $1 the groups, $2 force ("true"/"false"); run as the tenant. */
 extern const char write_revert_sql[];
-
-/* Deletes expired idempotency keys (at most a few thousand a round).  Returns how many,
- * or -1 (logged). */
-long long write_sweep_keys(struct db *db);
 
 /* Deletes plans expired over an hour ago (airlock.sweep_plans).  Returns how many, or -1
  * (logged). */
@@ -96,9 +105,5 @@ void write_stmt_revert(struct write_stmt *st, const char *groups, int is_force,
 /* The fingerprint a key and a plan bind: the keyed digest (audit_keyed_digest, so the
  * deployment's key must have been read) of the canonical {tool, arguments}. */
 void write_fingerprint(const char *tool, json_t *args, char hex[65]);
-
-/* Sets the idempotency keys' lifetime (seconds; default a day) and the waiters allowed
- * per key and per tenant before a duplicate is answered key_in_flight at once. */
-void write_configure(long long key_ttl, unsigned waiters_per_key, unsigned waiters_per_tenant);
 
 #endif
