@@ -45,7 +45,7 @@ token for "Support Lead" (tenant acme, valid for 8 hours):
 
 answers a preview with "status":"approval_required" and a plan_id; approve it in the console,
 http://127.0.0.1:$PORT/console (paste \$APPROVER), or with $CTL plan approve PLAN_ID;
-then call again with "plan_id" and an "idempotency_key".  The README's "Approvals" section
+then call again with "plan_id" and an "idempotency_key".  docs/calling.md, "Approvals",
 shows every step.
 
 MSG
