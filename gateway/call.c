@@ -119,7 +119,7 @@ call_digest(json_t *v, char hex[65])
 	/* The one place that says what a result's digest covers: a tool result's
 	 * structuredContent (else the whole result) without what differs between a call and
 	 * its replay, so a replay's record shows the same digest as its call's. */
-	view = json_deep_copy(sc != NULL ? sc : v);
+	view = json_copy(sc != NULL ? sc : v);	/* only its top level changes */
 	json_object_del(view, "call_id");
 	json_object_del(view, "replayed");
 	audit_digest(view, hex);

@@ -239,8 +239,10 @@ call_result(json_t *sc)
 	char *text = json_dumps(sc, JSON_COMPACT);
 	json_t *result;
 
-	result = json_pack("{s:[{s:s, s:s}], s:o, s:b}", "content", "type", "text", "text",
-	    text ? text : "{}", "structuredContent", sc, "isError", 0);
+	/* The text was just written by jansson from valid strings: no need to check it again. */
+	result = json_pack("{s:[{s:s, s:o}], s:o, s:b}", "content", "type", "text", "text",
+	    text != NULL ? json_stringn_nocheck(text, strlen(text)) : json_string("{}"),
+	    "structuredContent", sc, "isError", 0);
 	free(text);
 	return result;
 }
