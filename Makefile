@@ -177,6 +177,7 @@ fuzz-run: fuzz
 
 check: bootstrap
 	$(MAKE) lint
+	$(MAKE) format-check
 	$(MAKE) walls
 	$(MAKE) unit
 	$(MAKE) unit-asan

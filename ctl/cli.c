@@ -43,8 +43,8 @@ cli_getopt(int argc, char **argv, const char *shortopts, const struct option *lo
 			cli_warnx(argv[0], "unknown option -%c (see %s %s --help)", optopt,
 			    CLI_PROG, argv[0]);
 		else
-			cli_warnx(argv[0], "unknown option %s (see %s %s --help)",
-			    argv[optind - 1], CLI_PROG, argv[0]);
+			cli_warnx(argv[0], "unknown option %s (see %s %s --help)", argv[optind - 1],
+			    CLI_PROG, argv[0]);
 		return '?';
 	}
 	return c;
@@ -57,7 +57,8 @@ cli_conninfo(const char *db_opt, char *buf, size_t len)
 	const char *env;
 
 	if (db_opt != NULL && !is_warned && db_has_password(db_opt)) {
-		cli_warnx("--db", "the password is on the command line, where any local user can "
+		cli_warnx("--db",
+		    "the password is on the command line, where any local user can "
 		    "read it: use a libpq passfile (passfile= or PGPASSFILE) or AIRLOCK_DB");
 		is_warned = 1;
 	}

@@ -56,8 +56,7 @@ static const char usage[] =
     "Exit status: 0; 64 bad usage; 65 verify found a break, or replay found a call that\n"
     "differs or is now refused; 69 database unreachable; 73 cannot write FILE.\n";
 
-enum { O_TENANT = 256, O_FROM, O_TO, O_ANCHOR, O_FORMAT, O_TOOLS, O_JSON, O_BEFORE, O_OUT,
-    O_DB };
+enum { O_TENANT = 256, O_FROM, O_TO, O_ANCHOR, O_FORMAT, O_TOOLS, O_JSON, O_BEFORE, O_OUT, O_DB };
 
 static const struct option options[] = {
 	{ "tenant", required_argument, NULL, O_TENANT },
@@ -103,7 +102,6 @@ cmd_audit_stream(PGconn *conn, const char *sql, int n, const char *const *values
 }
 
 /* progress */
-
 
 /* The records a walk will see, counted only to show a terminal how far it has come:
  * export's filter; verify, whose walk is by checkpoint, gets an estimate from it. */

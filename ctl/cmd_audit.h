@@ -11,7 +11,8 @@ struct audit_opts {
 };
 
 /* A timestamp as the canonical forms write it (migrations/0007_audit.sql). */
-#define UTC_TEXT(x) "pg_catalog.to_char(" x " AT TIME ZONE 'UTC'," \
+#define UTC_TEXT(x)                                    \
+	"pg_catalog.to_char(" x " AT TIME ZONE 'UTC'," \
 	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 /*
@@ -24,8 +25,8 @@ struct audit_opts {
 struct progress {
 	const char *what;
 	int is_tty;
-	long long done, total;		/* total: -1 when not counted */
-	double start, drawn;		/* monotonic seconds */
+	long long done, total; /* total: -1 when not counted */
+	double start, drawn;   /* monotonic seconds */
 };
 
 /* Each of these prints its own message on failure, naming "airlockctl audit". */
@@ -52,10 +53,10 @@ void cmd_audit_progress_step(struct progress *p);
 void cmd_audit_progress_end(struct progress *p, const char *extra);
 
 /* The actions: each returns a <sysexits.h> code. */
-int cmd_audit_seal(const struct audit_opts *o);		/* cmd_audit_verify.c */
-int cmd_audit_verify(const struct audit_opts *o);	/* cmd_audit_verify.c */
-int cmd_audit_export(const struct audit_opts *o);	/* cmd_audit_export.c */
-int cmd_audit_archive(const struct audit_opts *o);	/* cmd_audit_export.c */
-int cmd_audit_replay(const struct audit_opts *o);	/* cmd_audit_replay.c */
+int cmd_audit_seal(const struct audit_opts *o);	   /* cmd_audit_verify.c */
+int cmd_audit_verify(const struct audit_opts *o);  /* cmd_audit_verify.c */
+int cmd_audit_export(const struct audit_opts *o);  /* cmd_audit_export.c */
+int cmd_audit_archive(const struct audit_opts *o); /* cmd_audit_export.c */
+int cmd_audit_replay(const struct audit_opts *o);  /* cmd_audit_replay.c */
 
 #endif

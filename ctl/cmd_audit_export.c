@@ -25,25 +25,28 @@
 /* One line per call, stable field names; $4: only records sealed up to that checkpoint. */
 static const char export_sql[] =
     "SELECT pg_catalog.jsonb_build_object('id', c.id::text, 'seq', c.seq,"
-    " 'at', " UTC_TEXT("c.at") ", 'tenant', c.tenant, 'token_id', c.token_id,"
-    " 'task', c.task, 'method', c.method, 'tool', c.tool, 'arguments', c.arguments,"
-    " 'dry_run', c.dry_run, 'idempotency_key', c.idempotency_key,"
-    " 'plan_id', c.plan_id::text, 'outcome', c.outcome, 'reason', c.reason,"
-    " 'duration_ms', c.duration_ms::numeric, 'result_digest', c.result_digest,"
-    " 'client', c.client, 'egress', c.egress, 'trace_id', c.trace_id, 'digest', c.digest,"
-    " 'checkpoint', s.checkpoint_id, 'changes', coalesce((SELECT pg_catalog.jsonb_agg("
-    "  pg_catalog.jsonb_build_object('id', ch.id, 'table', ch.table_name, 'key', ch.key,"
-    "  'op', ch.op, 'before', ch.before, 'after', ch.after, 'at', " UTC_TEXT("ch.at") ","
-    "  'digest', ch.digest) ORDER BY ch.id) FROM airlock.changes ch WHERE ch.call_id = c.id),"
-    "  '[]'::jsonb))::text"
-    " FROM airlock.calls c LEFT JOIN airlock.sealed s ON s.call_id = c.id"
-    " WHERE ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
-    " AND ($3::timestamptz IS NULL OR c.at < $3)"
-    " AND ($4::bigint IS NULL OR s.checkpoint_id <= $4) ORDER BY c.seq";
+    " 'at', " UTC_TEXT(
+	"c.at") ", 'tenant', c.tenant, 'token_id', c.token_id,"
+		" 'task', c.task, 'method', c.method, 'tool', c.tool, 'arguments', c.arguments,"
+		" 'dry_run', c.dry_run, 'idempotency_key', c.idempotency_key,"
+		" 'plan_id', c.plan_id::text, 'outcome', c.outcome, 'reason', c.reason,"
+		" 'duration_ms', c.duration_ms::numeric, 'result_digest', c.result_digest,"
+		" 'client', c.client, 'egress', c.egress, 'trace_id', c.trace_id, 'digest', c.digest,"
+		" 'checkpoint', s.checkpoint_id, 'changes', coalesce((SELECT pg_catalog.jsonb_agg("
+		"  pg_catalog.jsonb_build_object('id', ch.id, 'table', ch.table_name, 'key', ch.key,"
+		"  'op', ch.op, 'before', ch.before, 'after', ch.after, 'at', " UTC_TEXT(
+		    "ch.at") ","
+			     "  'digest', ch.digest) ORDER BY ch.id) FROM airlock.changes ch WHERE ch.call_id = c.id),"
+			     "  '[]'::jsonb))::text"
+			     " FROM airlock.calls c LEFT JOIN airlock.sealed s ON s.call_id = c.id"
+			     " WHERE ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
+			     " AND ($3::timestamptz IS NULL OR c.at < $3)"
+			     " AND ($4::bigint IS NULL OR s.checkpoint_id <= $4) ORDER BY c.seq";
 
 /* export and archive */
 
-struct export {
+struct export
+{
 	struct progress pr;
 	FILE *out;
 	long long lines;
@@ -150,8 +153,8 @@ cmd_audit_archive(const struct audit_opts *o)
 	SHA256Init(&e.ctx);
 	values[3] = through;
 	cmd_audit_progress_start(&e.pr, "archive", conn, values);
-	if (cmd_audit_stream(conn, export_sql, 4, values, export_row, &e) == -1 || fflush(e.out) == EOF ||
-	    fsync(fileno(e.out)) == -1) {
+	if (cmd_audit_stream(conn, export_sql, 4, values, export_row, &e) == -1 ||
+	    fflush(e.out) == EOF || fsync(fileno(e.out)) == -1) {
 		cmd_audit_progress_end(&e.pr, "stopped by an error; nothing removed");
 		if (e.is_write_error)
 			cli_warnx("audit", "cannot write %s: %s", tmp, strerror(errno));
@@ -173,7 +176,8 @@ cmd_audit_archive(const struct audit_opts *o)
 	}
 	cmd_audit_progress_end(&e.pr, NULL);
 	printf("archived %lld records sealed up to checkpoint %s to %s (sha256 %s); "
-	    "archive checkpoint %s\n", e.lines, through, o->out, hex, sql_value(res, 0, 0));
+	       "archive checkpoint %s\n",
+	    e.lines, through, o->out, hex, sql_value(res, 0, 0));
 	rc = EX_OK;
 fail:
 	if (e.out != NULL) {

@@ -28,9 +28,9 @@
 
 enum verdict { V_MATCH, V_DIFFERS, V_REFUSED, V_NOT_REPLAYABLE, V_COUNT };
 static const char *const verdict_names[V_COUNT] = { "match", "differs", "refused",
-    "not_replayable" };
+	"not_replayable" };
 static const char *const verdict_titles[V_COUNT] = { "match", "differs", "now refused",
-    "not replayable" };
+	"not replayable" };
 
 struct replay {
 	const struct audit_opts *o;
@@ -43,11 +43,11 @@ struct replay {
 
 static const char replay_list_sql[] =
     "SELECT c.id::text, c.tenant, t.role, c.tool, c.arguments::text, c.result_digest,"
-    " " UTC_TEXT("c.at")
-    " FROM airlock.calls c LEFT JOIN airlock.tenants t ON t.name = c.tenant"
-    " WHERE c.method = 'tools/call' AND c.outcome = 'ok'"
-    " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
-    " AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
+    " " UTC_TEXT(
+	"c.at") " FROM airlock.calls c LEFT JOIN airlock.tenants t ON t.name = c.tenant"
+		" WHERE c.method = 'tools/call' AND c.outcome = 'ok'"
+		" AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
+		" AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
 static const char replay_count_sql[] =
     "SELECT count(*) FROM airlock.calls c WHERE c.method = 'tools/call' AND c.outcome = 'ok'"
     " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
@@ -99,7 +99,9 @@ json_or_null(const PGresult *res, int col)
 static void
 no_finish(struct audit_record *rec, json_t *result, void *arg)
 {
-	(void)rec; (void)result; (void)arg;
+	(void)rec;
+	(void)result;
+	(void)arg;
 }
 
 /* Replays a read; returns its verdict with the difference in detail. */
@@ -114,8 +116,8 @@ replay_read(struct replay *r, const struct tool *t, const char *role, json_t *ar
 
 	memset(&err, 0, sizeof(err));
 	audit_new_id(id);
-	if (read_run(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated,
-	    &err) == -1) {
+	if (read_run(&r->db, t, r->cat->version, role, id, args, NULL, &rows, &truncated, &err) ==
+	    -1) {
 		if (strcmp(err.reason, "backend_unavailable") == 0)
 			r->is_unavailable = 1;
 		*detail = json_pack("{s:s, s:s}", "reason", err.reason, "message", err.message);
@@ -161,8 +163,8 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	if (db_ensure(&r->db) == -1 || db_prepare(&r->db, name, t->sql, &res) == -1) {
 		if (res == NULL)
 			r->is_unavailable = 1;
-		*detail = json_pack("{s:s}", "reason", res == NULL ? "backend_unavailable" :
-		    "statement_refused");
+		*detail = json_pack("{s:s}", "reason",
+		    res == NULL ? "backend_unavailable" : "statement_refused");
 		goto out;
 	}
 	if (write_stmt_tool(&st, t, name, args, &values) == -1) {
@@ -191,8 +193,7 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 	cv[0] = rec.changes != NULL ? rec.changes : "[]";
 	cv[1] = call_id;
 	/* Quiet: the verdict's detail says why. */
-	if (sql_query(r->db.conn, NULL, compare_sql, 2, cv, &res) != EX_OK ||
-	    sql_rows(res) != 1) {
+	if (sql_query(r->db.conn, NULL, compare_sql, 2, cv, &res) != EX_OK || sql_rows(res) != 1) {
 		r->is_unavailable = !sql_is_connected(r->db.conn);
 		*detail = json_pack("{s:s, s:s}", "reason", "internal", "message",
 		    res == NULL ? sql_conn_error(r->db.conn) : "");
@@ -203,11 +204,11 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 		goto out;
 	}
 	verdict = V_DIFFERS;
-	*detail = json_pack("{s:I, s:I, s:I, s:o, s:o}",
-	    "recorded_changes", (json_int_t)strtoll(sql_value(res, 0, 0), NULL, 10),
-	    "changes", (json_int_t)strtoll(sql_value(res, 0, 1), NULL, 10),
-	    "at_change", (json_int_t)strtoll(sql_value(res, 0, 2), NULL, 10),
-	    "recorded", json_or_null(res, 3), "now", json_or_null(res, 4));
+	*detail = json_pack("{s:I, s:I, s:I, s:o, s:o}", "recorded_changes",
+	    (json_int_t)strtoll(sql_value(res, 0, 0), NULL, 10), "changes",
+	    (json_int_t)strtoll(sql_value(res, 0, 1), NULL, 10), "at_change",
+	    (json_int_t)strtoll(sql_value(res, 0, 2), NULL, 10), "recorded", json_or_null(res, 3),
+	    "now", json_or_null(res, 4));
 out:
 	sql_clear(res);
 	json_decref(sc);
@@ -236,8 +237,8 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		*detail = json_pack("{s:s}", "reason", "code step");
 		return V_NOT_REPLAYABLE;
 	}
-	args = sql_is_null(res, 0, 4) ? json_object() :
-	    json_loads(sql_value(res, 0, 4), JSON_DECODE_ANY, NULL);
+	args = sql_is_null(res, 0, 4) ? json_object()
+				      : json_loads(sql_value(res, 0, 4), JSON_DECODE_ANY, NULL);
 	props = json_object_get(t->schema, "properties");
 	/* Arguments past the record's cap were kept as a digest and a prefix only. */
 	if (json_is_string(json_object_get(args, "hmac_sha256")) &&
@@ -247,13 +248,13 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		return V_NOT_REPLAYABLE;
 	}
 	/* A sensitive argument was recorded as its digest: the value to run it with is gone. */
-	json_object_foreach(args, k, val) {
+	json_object_foreach (args, k, val) {
 		if (json_is_true(json_object_get(json_object_get(props, k), "sensitive")) ||
 		    (json_is_object(val) && json_object_size(val) == 1 &&
-		    (json_is_string(json_object_get(val, "hmac_sha256")) ||
-		    json_is_string(json_object_get(val, "sha256"))))) {
-			*detail = json_pack("{s:s, s:s}", "reason", "sensitive argument",
-			    "argument", k);
+			(json_is_string(json_object_get(val, "hmac_sha256")) ||
+			    json_is_string(json_object_get(val, "sha256"))))) {
+			*detail =
+			    json_pack("{s:s, s:s}", "reason", "sensitive argument", "argument", k);
 			json_decref(args);
 			return V_NOT_REPLAYABLE;
 		}
@@ -293,10 +294,10 @@ replay_row(const PGresult *res, void *arg)
 	}
 	r->counts[verdict]++;
 	if (r->o->is_json) {
-		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id", sql_value(res, 0, 0),
-		    "tenant", cmd_audit_value(res, 0, 1), "tool", cmd_audit_value(res, 0, 3),
-		    "at", sql_value(res, 0, 6), "status", verdict_names[verdict],
-		    "detail", detail ? detail : json_null());
+		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id",
+		    sql_value(res, 0, 0), "tenant", cmd_audit_value(res, 0, 1), "tool",
+		    cmd_audit_value(res, 0, 3), "at", sql_value(res, 0, 6), "status",
+		    verdict_names[verdict], "detail", detail ? detail : json_null());
 		if ((text = json_dumps(line, JSON_COMPACT)) != NULL)
 			printf("%s\n", text);
 		free(text);
@@ -305,8 +306,9 @@ replay_row(const PGresult *res, void *arg)
 		if (verdict != V_MATCH) {
 			dtext = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
 			cmd_audit_progress_clear(&r->pr);
-			printf("%s  %s  %s  %s\n", sql_value(res, 0, 0), cmd_audit_value(res, 0, 3) ?
-			    sql_value(res, 0, 3) : "-", verdict_titles[verdict], dtext ? dtext : "");
+			printf("%s  %s  %s  %s\n", sql_value(res, 0, 0),
+			    cmd_audit_value(res, 0, 3) ? sql_value(res, 0, 3) : "-",
+			    verdict_titles[verdict], dtext ? dtext : "");
 			fflush(stdout);
 			free(dtext);
 		}

@@ -24,30 +24,34 @@
 
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 #define MAX_PROBLEMS 50
-#define LATE_WINDOW "10 minutes"	/* as airlock.seal()'s horizon */
+#define LATE_WINDOW "10 minutes" /* as airlock.seal()'s horizon */
 
 /*
  * The canonical forms, as migrations/0007_audit.sql defines them, sent from here so that
  * verify does not depend on functions an owner could replace: only pg_catalog is used,
  * and the session's search_path is pg_catalog while verify runs.
  */
-#define CALL_CANONICAL "pg_catalog.jsonb_build_object('id', c.id::text, 'seq', c.seq," \
-	" 'at', " UTC_TEXT("c.at") ", 'tenant', c.tenant, 'token_id', c.token_id," \
-	" 'task', c.task, 'method', c.method, 'tool', c.tool, 'arguments', c.arguments," \
-	" 'dry_run', c.dry_run, 'idempotency_key', c.idempotency_key," \
-	" 'plan_id', c.plan_id::text, 'outcome', c.outcome, 'reason', c.reason," \
-	" 'duration_ms', c.duration_ms::numeric, 'result_digest', c.result_digest," \
-	" 'client', c.client, 'egress', c.egress)::text"
-#define CHANGE_CANONICAL "pg_catalog.jsonb_build_object('id', ch.id," \
+#define CALL_CANONICAL                                                                               \
+	"pg_catalog.jsonb_build_object('id', c.id::text, 'seq', c.seq,"                              \
+	" 'at', " UTC_TEXT(                                                                          \
+	    "c.at") ", 'tenant', c.tenant, 'token_id', c.token_id,"                                  \
+		    " 'task', c.task, 'method', c.method, 'tool', c.tool, 'arguments', c.arguments," \
+		    " 'dry_run', c.dry_run, 'idempotency_key', c.idempotency_key,"                   \
+		    " 'plan_id', c.plan_id::text, 'outcome', c.outcome, 'reason', c.reason,"         \
+		    " 'duration_ms', c.duration_ms::numeric, 'result_digest', c.result_digest,"      \
+		    " 'client', c.client, 'egress', c.egress)::text"
+#define CHANGE_CANONICAL                                                                  \
+	"pg_catalog.jsonb_build_object('id', ch.id,"                                      \
 	" 'call_id', ch.call_id::text, 'tenant', ch.tenant, 'table_name', ch.table_name," \
-	" 'key', ch.key, 'op', ch.op, 'before', ch.before, 'after', ch.after," \
+	" 'key', ch.key, 'op', ch.op, 'before', ch.before, 'after', ch.after,"            \
 	" 'at', " UTC_TEXT("ch.at") ")::text"
-#define SHA256_HEX(x) "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(" x \
-	", 'UTF8')), 'hex')"
-#define CHANGES_DIGEST "(SELECT " SHA256_HEX("pg_catalog.string_agg(" \
-	SHA256_HEX(CHANGE_CANONICAL) ", '' ORDER BY ch.id)") \
-	" FROM airlock.changes ch WHERE ch.call_id = s.call_id HAVING pg_catalog.count(*) > 0)"
-#define ENTRY_COLUMNS "s.position, s.call_id::text, s.digest, s.changes_digest," \
+#define SHA256_HEX(x) \
+	"pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(" x ", 'UTF8')), 'hex')"
+#define CHANGES_DIGEST                                             \
+	"(SELECT " SHA256_HEX("pg_catalog.string_agg(" SHA256_HEX( \
+	    CHANGE_CANONICAL) ", '' ORDER BY ch.id)") " FROM airlock.changes ch WHERE ch.call_id = s.call_id HAVING pg_catalog.count(*) > 0)"
+#define ENTRY_COLUMNS                                              \
+	"s.position, s.call_id::text, s.digest, s.changes_digest," \
 	" c.id IS NOT NULL, c.seq, c.digest, " SHA256_HEX(CALL_CANONICAL) ", " CHANGES_DIGEST
 
 static const char walk_sql[] =
@@ -80,19 +84,20 @@ static const char archived_sql[] =
     " k.archived->'tenants'->>$1::text"
     " FROM airlock.checkpoints k WHERE k.kind = 'archive' ORDER BY k.id DESC LIMIT 1";
 /* Records sealed nowhere: forged (digest wrong), or older than the sealer's horizon. */
-static const char unsealed_sql[] =
-    "SELECT c.id::text, c.digest IS NOT DISTINCT FROM " SHA256_HEX(CALL_CANONICAL) ","
-    " c.seq <= coalesce((SELECT k.last_seq FROM airlock.checkpoints k WHERE k.kind = 'seal'"
-    "  AND k.created_at < pg_catalog.now() - interval '" LATE_WINDOW "'"
-    "  ORDER BY k.id DESC LIMIT 1), 0)"
-    " FROM airlock.calls c"
-    " WHERE NOT EXISTS (SELECT 1 FROM airlock.sealed s WHERE s.call_id = c.id)"
-    " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
-    " AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
+static const char unsealed_sql[] = "SELECT c.id::text, c.digest IS NOT DISTINCT FROM " SHA256_HEX(
+    CALL_CANONICAL) ","
+		    " c.seq <= coalesce((SELECT k.last_seq FROM airlock.checkpoints k WHERE k.kind = 'seal'"
+		    "  AND k.created_at < pg_catalog.now() - interval '" LATE_WINDOW "'"
+		    "  ORDER BY k.id DESC LIMIT 1), 0)"
+		    " FROM airlock.calls c"
+		    " WHERE NOT EXISTS (SELECT 1 FROM airlock.sealed s WHERE s.call_id = c.id)"
+		    " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
+		    " AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
 /* Forgeries the chain alone does not show.  A seq the identity never gave out: a record
  * placed after every later one (and, sealed, a horizon that would hide them from the
  * sealer). */
-#define SEQ_ISSUED "coalesce(pg_catalog.pg_sequence_last_value(" \
+#define SEQ_ISSUED                                    \
+	"coalesce(pg_catalog.pg_sequence_last_value(" \
 	"pg_catalog.pg_get_serial_sequence('airlock.calls', 'seq')::pg_catalog.regclass), 0)"
 static const char forged_seq_sql[] =
     "SELECT c.id::text, c.seq, " SEQ_ISSUED " FROM airlock.calls c"
@@ -138,8 +143,7 @@ static const char anchor_tenant_sql[] =
     "SELECT EXISTS (SELECT 1 FROM airlock.tenant_checkpoints tc WHERE tc.tenant = $2"
     "  AND tc.hash = $1) OR EXISTS (SELECT 1 FROM airlock.checkpoints k"
     "  WHERE k.kind = 'archive' AND k.archived->'tenants'->>$2 = $1)";
-static const char head_sql[] =
-    "SELECT id, hash FROM airlock.checkpoints ORDER BY id DESC LIMIT 1";
+static const char head_sql[] = "SELECT id, hash FROM airlock.checkpoints ORDER BY id DESC LIMIT 1";
 
 /* seal */
 
@@ -189,7 +193,7 @@ struct verify {
 	long long id;
 	char hash[65];
 	long long count, seen, last_seq;
-	char last_id[AUDIT_ID_LEN + 1];	/* the record holding last_seq */
+	char last_id[AUDIT_ID_LEN + 1]; /* the record holding last_seq */
 	int group_problems;
 	SHA256_CTX ctx;
 	/* What the next checkpoint must be: its id (0: any) and its prev_hash. */
@@ -260,8 +264,10 @@ verify_row(const PGresult *res, void *arg)
 			problem(v, "checkpoint %lld: removed (checkpoint %lld is missing)", id,
 			    v->next_id);
 		else if (v->next_prev[0] != '\0' && strcmp(prev, v->next_prev) != 0)
-			problem(v, "checkpoint %lld: edited or reordered (it does not link to the "
-			    "checkpoint before it)", id);
+			problem(v,
+			    "checkpoint %lld: edited or reordered (it does not link to the "
+			    "checkpoint before it)",
+			    id);
 		v->next_id = v->is_tenant ? 0 : id + 1;
 		strlcpy(v->next_prev, v->hash, sizeof(v->next_prev));
 		SHA256Init(&v->ctx);
@@ -282,8 +288,10 @@ verify_row(const PGresult *res, void *arg)
 	now_cd = cmd_audit_value(res, 0, 14);
 	v->records++;
 	if (!v->is_tenant && pos != v->seen) {
-		problem(v, "checkpoint %lld position %lld: removed (a sealed entry is missing "
-		    "before record %s)", v->id, v->seen, call_id);
+		problem(v,
+		    "checkpoint %lld position %lld: removed (a sealed entry is missing "
+		    "before record %s)",
+		    v->id, v->seen, call_id);
 		v->seen = pos;
 	}
 	v->seen++;
@@ -291,8 +299,10 @@ verify_row(const PGresult *res, void *arg)
 	if (sealed_cd != NULL)
 		SHA256Update(&v->ctx, (const uint8_t *)sealed_cd, strlen(sealed_cd));
 	if (strcmp(sql_value(res, 0, 10), "t") != 0) {
-		problem(v, "record %s: removed (sealed in checkpoint %lld at position %lld, "
-		    "missing from airlock.calls)", call_id, v->id, pos);
+		problem(v,
+		    "record %s: removed (sealed in checkpoint %lld at position %lld, "
+		    "missing from airlock.calls)",
+		    call_id, v->id, pos);
 		return 0;
 	}
 	seq = strtoll(sql_value(res, 0, 11), NULL, 10);
@@ -300,15 +310,21 @@ verify_row(const PGresult *res, void *arg)
 	if (strcmp(hex, sql_value(res, 0, 12)) != 0)
 		problem(v, "record %s: edited (its fields no longer match its digest)", call_id);
 	else if (strcmp(hex, sealed_d) != 0)
-		problem(v, "record %s: edited (its digest differs from the one sealed in "
-		    "checkpoint %lld)", call_id, v->id);
+		problem(v,
+		    "record %s: edited (its digest differs from the one sealed in "
+		    "checkpoint %lld)",
+		    call_id, v->id);
 	else if ((sealed_cd == NULL) != (now_cd == NULL) ||
 	    (sealed_cd != NULL && strcmp(sealed_cd, now_cd) != 0))
-		problem(v, "record %s: edited (its changes differ from those sealed in "
-		    "checkpoint %lld)", call_id, v->id);
+		problem(v,
+		    "record %s: edited (its changes differ from those sealed in "
+		    "checkpoint %lld)",
+		    call_id, v->id);
 	else if (seq <= v->last_seq)
-		problem(v, "record %s: reordered (sealed in checkpoint %lld before record %s, "
-		    "which was inserted earlier)", v->last_id, v->id, call_id);
+		problem(v,
+		    "record %s: reordered (sealed in checkpoint %lld before record %s, "
+		    "which was inserted earlier)",
+		    v->last_id, v->id, call_id);
 	if (seq > v->last_seq) {
 		v->last_seq = seq;
 		strlcpy(v->last_id, call_id, sizeof(v->last_id));
@@ -322,21 +338,27 @@ unsealed_row(const PGresult *res, void *arg)
 	struct verify *v = arg;
 
 	if (strcmp(sql_value(res, 0, 1), "t") != 0)
-		problem(v, "record %s: inserted (sealed nowhere, and its digest does not match "
-		    "its fields: forged)", sql_value(res, 0, 0));
+		problem(v,
+		    "record %s: inserted (sealed nowhere, and its digest does not match "
+		    "its fields: forged)",
+		    sql_value(res, 0, 0));
 	else if (strcmp(sql_value(res, 0, 2), "t") == 0)
-		problem(v, "record %s: inserted (sealed nowhere, though later records were "
-		    "sealed more than " LATE_WINDOW " ago)", sql_value(res, 0, 0));
+		problem(v,
+		    "record %s: inserted (sealed nowhere, though later records were "
+		    "sealed more than " LATE_WINDOW " ago)",
+		    sql_value(res, 0, 0));
 	else
-		v->pending++;		/* committed since the last seal */
+		v->pending++; /* committed since the last seal */
 	return 0;
 }
 
 static int
 forged_seq_row(const PGresult *res, void *arg)
 {
-	problem(arg, "record %s: forged seq (%s was never issued: the sequence has given out "
-	    "up to %s)", sql_value(res, 0, 0), sql_value(res, 0, 1), sql_value(res, 0, 2));
+	problem(arg,
+	    "record %s: forged seq (%s was never issued: the sequence has given out "
+	    "up to %s)",
+	    sql_value(res, 0, 0), sql_value(res, 0, 1), sql_value(res, 0, 2));
 	return 0;
 }
 
@@ -346,14 +368,17 @@ forged_change_row(const PGresult *res, void *arg)
 	const char *change = sql_value(res, 0, 0), *call = sql_value(res, 0, 1);
 
 	if (strcmp(sql_value(res, 0, 5), "t") == 0)
-		problem(arg, "change %s: attached to record %s after it was sealed in checkpoint %s",
-		    change, call, sql_value(res, 0, 2));
+		problem(arg,
+		    "change %s: attached to record %s after it was sealed in checkpoint %s", change,
+		    call, sql_value(res, 0, 2));
 	if (strcmp(sql_value(res, 0, 6), "t") != 0)
 		problem(arg, "change %s: attached to record %s, which is not a write (%s, %s)",
 		    change, call, sql_value(res, 0, 3), sql_value(res, 0, 4));
 	if (strcmp(sql_value(res, 0, 7), "t") != 0)
-		problem(arg, "change %s: attached to record %s by another transaction than the "
-		    "record's", change, call);
+		problem(arg,
+		    "change %s: attached to record %s by another transaction than the "
+		    "record's",
+		    change, call);
 	return 0;
 }
 
@@ -383,8 +408,8 @@ verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 	v->next_id = v->is_tenant ? 0 : 1;
 	strlcpy(v->next_prev, ZERO_HASH, sizeof(v->next_prev));
 	if (o->from != NULL) {
-		res = cmd_audit_query(conn, v->is_tenant ? pred_tenant_sql : pred_sql, v->is_tenant ? 2 : 1,
-		    pv);
+		res = cmd_audit_query(conn, v->is_tenant ? pred_tenant_sql : pred_sql,
+		    v->is_tenant ? 2 : 1, pv);
 		if (res == NULL)
 			return -1;
 		if (sql_rows(res) == 1) {
@@ -429,17 +454,18 @@ cmd_audit_verify(const struct audit_opts *o)
 	/* One snapshot for the whole walk; nothing but pg_catalog on the search path, so no
 	 * function or operator of the database's owners takes part. */
 	if ((res = cmd_audit_query(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
-	    NULL)) == NULL)
+		 NULL)) == NULL)
 		goto fail;
 	sql_clear(res);
-	if ((res = cmd_audit_query(conn, "SET LOCAL search_path = pg_catalog, pg_temp", 0, NULL)) == NULL)
+	if ((res = cmd_audit_query(conn, "SET LOCAL search_path = pg_catalog, pg_temp", 0, NULL)) ==
+	    NULL)
 		goto fail;
 	sql_clear(res);
 	res = NULL;
 	if (verify_start(conn, o, &v) == -1)
 		goto fail;
-	if (cmd_audit_stream(conn, v.is_tenant ? walk_tenant_sql : walk_sql, v.is_tenant ? 3 : 2, wv,
-	    verify_row, &v) == -1)
+	if (cmd_audit_stream(conn, v.is_tenant ? walk_tenant_sql : walk_sql, v.is_tenant ? 3 : 2,
+		wv, verify_row, &v) == -1)
 		goto fail;
 	end_group(&v);
 	if (cmd_audit_stream(conn, unsealed_sql, 3, uv, unsealed_row, &v) == -1 ||
@@ -450,12 +476,13 @@ cmd_audit_verify(const struct audit_opts *o)
 		goto fail;
 	if (o->anchor != NULL) {
 		if ((res = cmd_audit_query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,
-		    v.is_tenant ? 2 : 1, anv)) == NULL)
+			 v.is_tenant ? 2 : 1, anv)) == NULL)
 			goto fail;
 		if (strcmp(sql_value(res, 0, 0), "t") != 0)
-			problem(&v, "anchor %s: tail removed (the chain, which ends at %s, no longer "
-			    "holds the anchor)", o->anchor, v.checkpoints > 0 ? v.next_prev :
-			    "no checkpoint");
+			problem(&v,
+			    "anchor %s: tail removed (the chain, which ends at %s, no longer "
+			    "holds the anchor)",
+			    o->anchor, v.checkpoints > 0 ? v.next_prev : "no checkpoint");
 	}
 	if (v.problems > MAX_PROBLEMS)
 		printf("... and %d more\n", v.problems - MAX_PROBLEMS);
@@ -468,8 +495,7 @@ cmd_audit_verify(const struct audit_opts *o)
 		    v.checkpoints > 0 ? v.next_prev : "");
 		rc = EX_OK;
 	}
-	snprintf(extra, sizeof(extra), "%lld checkpoints, %d problems", v.checkpoints,
-	    v.problems);
+	snprintf(extra, sizeof(extra), "%lld checkpoints, %d problems", v.checkpoints, v.problems);
 	cmd_audit_progress_end(&v.pr, extra);
 fail:
 	sql_clear(res);

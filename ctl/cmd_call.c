@@ -146,7 +146,7 @@ out:
 	rpc_error_clear(&err);
 	json_decref(sc);
 	free(groups);
-	db.conn = NULL;		/* the caller's connection */
+	db.conn = NULL; /* the caller's connection */
 	db_close(&db);
 	return rc;
 }
@@ -177,8 +177,8 @@ cmd_call(int argc, char **argv)
 			return EX_USAGE;
 		}
 	}
-	if (optind + 2 != argc || (strcmp(argv[optind], "show") != 0 &&
-	    strcmp(argv[optind], "revert") != 0)) {
+	if (optind + 2 != argc ||
+	    (strcmp(argv[optind], "show") != 0 && strcmp(argv[optind], "revert") != 0)) {
 		fputs(usage, stderr);
 		return EX_USAGE;
 	}
@@ -193,8 +193,10 @@ cmd_call(int argc, char **argv)
 	/* Images are compared as jsonb text, in which a timestamptz is written in the session's
 	 * time zone: the gateway's sessions write and compare them in UTC, so this one must too,
 	 * whatever PGTZ or the server's default says.  The revert's fingerprint is keyed. */
-	if ((rc = sql_exec(conn, "call", "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
-	    "SET intervalstyle = 'iso_8601'", 0, NULL)) != EX_OK) {
+	if ((rc = sql_exec(conn, "call",
+		 "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
+		 "SET intervalstyle = 'iso_8601'",
+		 0, NULL)) != EX_OK) {
 		sql_close(conn);
 		return rc;
 	}

@@ -22,8 +22,8 @@
 #include "airlock/cli.h"
 #include "airlock/devdb.h"
 
-#define PASSWORD_BYTES	24
-#define PASSWORD_LEN	(PASSWORD_BYTES * 2)
+#define PASSWORD_BYTES 24
+#define PASSWORD_LEN (PASSWORD_BYTES * 2)
 
 static const char *const devdb_usage =
     "usage: airlockctl dev-db start|stop|status|url [--dir DIR] [--role operator|gateway]\n"
@@ -128,7 +128,8 @@ find_bindir(char *buf, size_t len)
 	if ((env = getenv("AIRLOCK_PG_BINDIR")) != NULL && *env != '\0')
 		return strlcpy(buf, env, len) < len ? 0 : -1;
 	if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) != 0) {
-		cli_warnx("dev-db", "no PostgreSQL server found in /usr/lib/postgresql "
+		cli_warnx("dev-db",
+		    "no PostgreSQL server found in /usr/lib/postgresql "
 		    "(install the postgresql package, or set AIRLOCK_PG_BINDIR)");
 		return -1;
 	}
@@ -293,8 +294,10 @@ prepare_dir(const struct devdb_account *a, const struct devdb_layout *l)
 		return -1;
 	}
 	if (!devdb_can_reach(a, l->dir, X_OK)) {
-		cli_warnx("dev-db", "the %s account cannot reach %s (a parent directory is "
-		    "closed to it); choose another --dir", a->name, l->dir);
+		cli_warnx("dev-db",
+		    "the %s account cannot reach %s (a parent directory is "
+		    "closed to it); choose another --dir",
+		    a->name, l->dir);
 		return -1;
 	}
 	if (server_dir(a, l->data, 0700) == -1 || server_dir(a, l->sock, 0700) == -1)
@@ -349,19 +352,23 @@ write_conf(const struct devdb_layout *l)
 	FILE *f;
 
 	if (strpbrk(l->sock, "'\\\n") != NULL) {
-		cli_warnx("dev-db", "%s: quotes, backslashes and newlines are not allowed in "
-		    "the directory name", l->dir);
+		cli_warnx("dev-db",
+		    "%s: quotes, backslashes and newlines are not allowed in "
+		    "the directory name",
+		    l->dir);
 		return -1;
 	}
 	if ((f = fopen(l->conf, "ae")) == NULL) {
 		cli_warnx("dev-db", "%s: %s", l->conf, strerror(errno));
 		return -1;
 	}
-	fprintf(f, "\n# airlockctl dev-db: Unix socket only, no TCP.\n"
+	fprintf(f,
+	    "\n# airlockctl dev-db: Unix socket only, no TCP.\n"
 	    "listen_addresses = ''\n"
 	    "port = " DEVDB_PORT "\n"
 	    "unix_socket_directories = '%s'\n"
-	    "password_encryption = 'scram-sha-256'\n", l->sock);
+	    "password_encryption = 'scram-sha-256'\n",
+	    l->sock);
 	if (fclose(f) == EOF) {
 		cli_warnx("dev-db", "%s: %s", l->conf, strerror(errno));
 		return -1;
@@ -411,8 +418,8 @@ fail:
 
 /* pg_ctl ACTION -D data [extra...]; returns pg_ctl's exit status or -1. */
 static int
-pg_ctl(const struct devdb_account *a, const char *bindir, const struct devdb_layout *l, const char *action,
-    int quiet)
+pg_ctl(const struct devdb_account *a, const char *bindir, const struct devdb_layout *l,
+    const char *action, int quiet)
 {
 	char path[PATH_MAX];
 	const char *argv[16];
@@ -500,8 +507,8 @@ ensure_role(PGconn *conn, const char *role, const char *attrs, const char *passw
 		fprintf(stderr, "%s dev-db: %s", CLI_PROG, PQerrorMessage(conn));
 		goto fail;
 	}
-	if (snprintf(sql, sizeof(sql), "%s ROLE %s WITH %s PASSWORD %s",
-	    has ? "ALTER" : "CREATE", role, attrs, literal) >= (int)sizeof(sql)) {
+	if (snprintf(sql, sizeof(sql), "%s ROLE %s WITH %s PASSWORD %s", has ? "ALTER" : "CREATE",
+		role, attrs, literal) >= (int)sizeof(sql)) {
 		cli_warnx("dev-db", "statement too long");
 		goto fail;
 	}
@@ -526,12 +533,15 @@ write_pgpass(const struct devdb_layout *l, const char *op, const char *gw)
 		cli_warnx("dev-db", "path too long: %s", l->sock);
 		return -1;
 	}
-	n = snprintf(text, sizeof(text), "# libpq password file of this dev-db "
+	n = snprintf(text, sizeof(text),
+	    "# libpq password file of this dev-db "
 	    "(host:port:database:user:password)\n"
-	    "%s:%s:%s:%s:%s\n%s:%s:%s:%s:%s\n", host, DEVDB_PORT, DEVDB_DATABASE,
-	    DEVDB_OPERATOR_ROLE, op, host, DEVDB_PORT, DEVDB_DATABASE, DEVDB_GATEWAY_ROLE, gw);
-	rc = n < 0 || (size_t)n >= sizeof(text) ? -1 :
-	    write_secret(l->pgpass, text, (uid_t)-1, (gid_t)-1);
+	    "%s:%s:%s:%s:%s\n%s:%s:%s:%s:%s\n",
+	    host, DEVDB_PORT, DEVDB_DATABASE, DEVDB_OPERATOR_ROLE, op, host, DEVDB_PORT,
+	    DEVDB_DATABASE, DEVDB_GATEWAY_ROLE, gw);
+	rc = n < 0 || (size_t)n >= sizeof(text)
+	    ? -1
+	    : write_secret(l->pgpass, text, (uid_t)-1, (gid_t)-1);
 	explicit_bzero(text, sizeof(text));
 	return rc;
 }
@@ -551,8 +561,10 @@ upgrade_legacy(const struct devdb_layout *l)
 		return 0;
 	if (devdb_read_password(l->legacy, DEVDB_OPERATOR_ROLE, 1, op, sizeof(op)) == -1 ||
 	    devdb_read_password(l->legacy, DEVDB_GATEWAY_ROLE, 1, gw, sizeof(gw)) == -1) {
-		cli_warnx("dev-db", "%s is unreadable; stop the dev-db, remove %s and start "
-		    "again", l->legacy, l->dir);
+		cli_warnx("dev-db",
+		    "%s is unreadable; stop the dev-db, remove %s and start "
+		    "again",
+		    l->legacy, l->dir);
 		rc = -1;
 	} else if ((rc = write_pgpass(l, op, gw)) == 0)
 		(void)unlink(l->legacy);
@@ -564,10 +576,10 @@ upgrade_legacy(const struct devdb_layout *l)
 static PGconn *
 connect_bootstrap(const struct devdb_layout *l, const char *dbname, const char *password)
 {
-	const char *keys[] = { "host", "port", "dbname", "user", "password",
-	    "connect_timeout", "application_name", NULL };
-	const char *vals[] = { l->sock, DEVDB_PORT, dbname, DEVDB_BOOTSTRAP_ROLE, password,
-	    "10", "airlockctl dev-db", NULL };
+	const char *keys[] = { "host", "port", "dbname", "user", "password", "connect_timeout",
+		"application_name", NULL };
+	const char *vals[] = { l->sock, DEVDB_PORT, dbname, DEVDB_BOOTSTRAP_ROLE, password, "10",
+		"airlockctl dev-db", NULL };
 	PGconn *conn;
 
 	conn = PQconnectdbParams(keys, vals, 0);
@@ -593,7 +605,8 @@ provision(const struct devdb_layout *l)
 	int has, rc = -1;
 
 	if (read_line(l->bootstrap, boot, sizeof(boot)) == -1) {
-		cli_warnx("dev-db", "%s holds a cluster that was never provisioned and its "
+		cli_warnx("dev-db",
+		    "%s holds a cluster that was never provisioned and its "
 		    "bootstrap password (%s) is gone; stop it, remove %s and start again",
 		    l->dir, l->bootstrap, l->dir);
 		return -1;
@@ -604,21 +617,25 @@ provision(const struct devdb_layout *l)
 	if ((conn = connect_bootstrap(l, "postgres", boot)) == NULL)
 		goto fail;
 	if (exec_sql(conn, "SET client_min_messages = warning") == -1 ||
-	    ensure_role(conn, DEVDB_OPERATOR_ROLE, "LOGIN NOSUPERUSER CREATEROLE NOCREATEDB "
-	    "NOREPLICATION NOBYPASSRLS INHERIT", op) == -1 ||
-	    ensure_role(conn, DEVDB_GATEWAY_ROLE, "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB "
-	    "NOREPLICATION NOBYPASSRLS NOINHERIT", gw) == -1)
+	    ensure_role(conn, DEVDB_OPERATOR_ROLE,
+		"LOGIN NOSUPERUSER CREATEROLE NOCREATEDB "
+		"NOREPLICATION NOBYPASSRLS INHERIT",
+		op) == -1 ||
+	    ensure_role(conn, DEVDB_GATEWAY_ROLE,
+		"LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB "
+		"NOREPLICATION NOBYPASSRLS NOINHERIT",
+		gw) == -1)
 		goto fail;
 	has = catalog_has(conn, "SELECT 1 FROM pg_database WHERE datname = $1", DEVDB_DATABASE);
 	if (has == -1)
 		goto fail;
-	if (!has && exec_sql(conn, "CREATE DATABASE " DEVDB_DATABASE " OWNER "
-	    DEVDB_OPERATOR_ROLE) == -1)
+	if (!has &&
+	    exec_sql(conn, "CREATE DATABASE " DEVDB_DATABASE " OWNER " DEVDB_OPERATOR_ROLE) == -1)
 		goto fail;
 	/* Only the two login roles connect; nobody gets temporary tables by default. */
 	if (exec_sql(conn, "REVOKE ALL ON DATABASE " DEVDB_DATABASE " FROM PUBLIC") == -1 ||
-	    exec_sql(conn, "GRANT CONNECT ON DATABASE " DEVDB_DATABASE " TO "
-	    DEVDB_GATEWAY_ROLE) == -1 ||
+	    exec_sql(conn, "GRANT CONNECT ON DATABASE " DEVDB_DATABASE " TO " DEVDB_GATEWAY_ROLE) ==
+		-1 ||
 	    exec_sql(conn, "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC") == -1)
 		goto fail;
 	PQfinish(conn);
@@ -743,12 +760,9 @@ url(const struct devdb_layout *l, enum devdb_role role)
 int
 cmd_devdb(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "role", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	static const struct option longopts[] = { { "dir", required_argument, NULL, 'd' },
+		{ "role", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 } };
 	struct devdb_layout l;
 	enum devdb_role role = DEVDB_OPERATOR;
 	const char *dir = NULL, *action;
@@ -766,7 +780,8 @@ cmd_devdb(int argc, char **argv)
 			else if (strcmp(optarg, "gateway") == 0)
 				role = DEVDB_GATEWAY;
 			else {
-				cli_warnx(argv[0], "unknown role '%s' (operator or gateway)", optarg);
+				cli_warnx(argv[0], "unknown role '%s' (operator or gateway)",
+				    optarg);
 				return EX_USAGE;
 			}
 			break;

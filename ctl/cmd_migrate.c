@@ -19,8 +19,8 @@
 #include "airlock/log.h"
 #include "airlock/sql.h"
 
-#define MAX_FILE_SIZE	(16 * 1024 * 1024)
-#define MAX_NAME	128
+#define MAX_FILE_SIZE (16 * 1024 * 1024)
+#define MAX_NAME 128
 
 static const char *const migrate_usage =
     "usage: airlockctl migrate [--db URL] [--dir MIGRATIONS_DIR]\n"
@@ -38,15 +38,15 @@ static const char *const migrate_usage =
     "  -h, --help   this text\n";
 
 struct mfile {
-	int	 version;
-	char	 name[MAX_NAME + 1];
-	char	 checksum[SHA256_DIGEST_STRING_LENGTH];
-	char	*sql;
+	int version;
+	char name[MAX_NAME + 1];
+	char checksum[SHA256_DIGEST_STRING_LENGTH];
+	char *sql;
 };
 
 struct mset {
-	struct mfile	*files;
-	size_t		 n;
+	struct mfile *files;
+	size_t n;
 };
 
 static void
@@ -109,8 +109,8 @@ read_sql(const char *path, size_t *lenp, char *err, size_t errlen)
 		log_seterr(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
-	while (off < (size_t)st.st_size &&
-	    (n = read(fd, buf + off, (size_t)st.st_size - off)) != 0) {
+	while (
+	    off < (size_t)st.st_size && (n = read(fd, buf + off, (size_t)st.st_size - off)) != 0) {
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -163,9 +163,10 @@ load_dir(const char *dir, struct mset *set, char *err, size_t errlen)
 		if (de->d_name[0] == '.' || len < 4 || strcmp(de->d_name + len - 4, ".sql") != 0)
 			continue;
 		if (!parse_name(de->d_name, &version)) {
-			log_seterr(err, errlen, "%s/%s: badly named; a migration is NNNN_name.sql "
-			    "(four digits from 0001, then lowercase letters, digits and _)", dir,
-			    de->d_name);
+			log_seterr(err, errlen,
+			    "%s/%s: badly named; a migration is NNNN_name.sql "
+			    "(four digits from 0001, then lowercase letters, digits and _)",
+			    dir, de->d_name);
 			goto fail;
 		}
 		if (set->n == cap) {
@@ -238,8 +239,8 @@ find_version(const struct mset *set, int version)
  * Returns MIGRATE_OK or an error status.
  */
 static int
-check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
-    int *last, char *err, size_t errlen)
+check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done, int *last,
+    char *err, size_t errlen)
 {
 	PGresult *res;
 	const struct mfile *f;
@@ -247,8 +248,10 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 	int i, version, rc = MIGRATE_OK;
 
 	*last = 0;
-	if (sql_query(conn, NULL, "SELECT version, name, checksum FROM "
-	    "airlock.schema_migrations ORDER BY version", 0, NULL, &res) != EX_OK) {
+	if (sql_query(conn, NULL,
+		"SELECT version, name, checksum FROM "
+		"airlock.schema_migrations ORDER BY version",
+		0, NULL, &res) != EX_OK) {
 		log_seterr(err, errlen, "reading airlock.schema_migrations: %s",
 		    sql_conn_error(conn));
 		rc = MIGRATE_DB;
@@ -259,14 +262,18 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 		name = sql_value(res, i, 1);
 		sum = sql_value(res, i, 2);
 		if (errstr != NULL) {
-			log_seterr(err, errlen, "airlock.schema_migrations holds version %s, "
-			    "outside 1..9999", sql_value(res, i, 0));
+			log_seterr(err, errlen,
+			    "airlock.schema_migrations holds version %s, "
+			    "outside 1..9999",
+			    sql_value(res, i, 0));
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
 		if ((f = find_version(set, version)) == NULL) {
-			log_seterr(err, errlen, "%s/%s was applied but is missing; migrations are "
-			    "forward-only: restore it", dir, name);
+			log_seterr(err, errlen,
+			    "%s/%s was applied but is missing; migrations are "
+			    "forward-only: restore it",
+			    dir, name);
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
@@ -277,9 +284,11 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 			goto fail;
 		}
 		if (strcmp(f->checksum, sum) != 0) {
-			log_seterr(err, errlen, "%s/%s has changed since it was applied (sha256 %.12s, "
+			log_seterr(err, errlen,
+			    "%s/%s has changed since it was applied (sha256 %.12s, "
 			    "applied %.12s); migrations are forward-only: restore it and add a new "
-			    "migration instead", dir, f->name, f->checksum, sum);
+			    "migration instead",
+			    dir, f->name, f->checksum, sum);
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
@@ -312,8 +321,10 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	sql_clear(res);
 	res = NULL;
 	if (!sql_in_transaction(conn)) {
-		log_seterr(err, errlen, "%s/%s ends the transaction it runs in (COMMIT or ROLLBACK); "
-		    "remove its transaction control", dir, f->name);
+		log_seterr(err, errlen,
+		    "%s/%s ends the transaction it runs in (COMMIT or ROLLBACK); "
+		    "remove its transaction control",
+		    dir, f->name);
 		rc = MIGRATE_FAILED;
 		goto fail;
 	}
@@ -321,8 +332,10 @@ apply_one(PGconn *conn, const char *dir, const struct mfile *f, char *err, size_
 	params[0] = version;
 	params[1] = f->name;
 	params[2] = f->checksum;
-	if (sql_query(conn, NULL, "INSERT INTO airlock.schema_migrations (version, name, "
-	    "checksum) VALUES ($1, $2, $3)", 3, params, &res) != EX_OK) {
+	if (sql_query(conn, NULL,
+		"INSERT INTO airlock.schema_migrations (version, name, "
+		"checksum) VALUES ($1, $2, $3)",
+		3, params, &res) != EX_OK) {
 		log_seterr(err, errlen, "recording %s: %s", f->name, sql_conn_error(conn));
 		rc = MIGRATE_DB;
 		goto fail;
@@ -367,8 +380,10 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 	}
 
 	/* One migrate at a time; a second waits, then finds the work done. */
-	if (sql_query(conn, NULL, "SELECT pg_try_advisory_lock(hashtextextended("
-	    "'airlock.migrate', 0))", 0, NULL, &res) != EX_OK) {
+	if (sql_query(conn, NULL,
+		"SELECT pg_try_advisory_lock(hashtextextended("
+		"'airlock.migrate', 0))",
+		0, NULL, &res) != EX_OK) {
 		log_seterr(err, errlen, "taking the migration lock: %s", sql_conn_error(conn));
 		rc = MIGRATE_DB;
 		goto fail;
@@ -379,25 +394,32 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 	if (!locked) {
 		fprintf(out, "waiting for another migrate to finish\n");
 		fflush(out);
-		if ((rc = exec_cmd(conn, "SELECT pg_advisory_lock(hashtextextended("
-		    "'airlock.migrate', 0))", err, errlen)) != MIGRATE_OK)
+		if ((rc = exec_cmd(conn,
+			 "SELECT pg_advisory_lock(hashtextextended("
+			 "'airlock.migrate', 0))",
+			 err, errlen)) != MIGRATE_OK)
 			goto fail;
 		locked = 1;
 	}
-	if ((rc = exec_cmd(conn, "CREATE SCHEMA IF NOT EXISTS airlock", err, errlen)) != MIGRATE_OK ||
-	    (rc = exec_cmd(conn, "CREATE TABLE IF NOT EXISTS airlock.schema_migrations ("
-	    "version integer PRIMARY KEY CHECK (version BETWEEN 1 AND 9999), "
-	    "name text NOT NULL, "
-	    "checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'), "
-	    "applied_at timestamptz NOT NULL DEFAULT now())", err, errlen)) != MIGRATE_OK)
+	if ((rc = exec_cmd(conn, "CREATE SCHEMA IF NOT EXISTS airlock", err, errlen)) !=
+		MIGRATE_OK ||
+	    (rc = exec_cmd(conn,
+		 "CREATE TABLE IF NOT EXISTS airlock.schema_migrations ("
+		 "version integer PRIMARY KEY CHECK (version BETWEEN 1 AND 9999), "
+		 "name text NOT NULL, "
+		 "checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'), "
+		 "applied_at timestamptz NOT NULL DEFAULT now())",
+		 err, errlen)) != MIGRATE_OK)
 		goto fail;
 
 	if ((rc = check_applied(conn, dir, &set, done, &last, err, errlen)) != MIGRATE_OK)
 		goto fail;
 	for (i = 0; i < set.n; i++)
 		if (!done[i] && set.files[i].version < last) {
-			log_seterr(err, errlen, "%s/%s is numbered below the last applied migration "
-			    "(%04d); renumber it after that one", dir, set.files[i].name, last);
+			log_seterr(err, errlen,
+			    "%s/%s is numbered below the last applied migration "
+			    "(%04d); renumber it after that one",
+			    dir, set.files[i].name, last);
 			rc = MIGRATE_BAD_FILE;
 			goto fail;
 		}
@@ -416,7 +438,8 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 fail:
 	sql_clear(res);
 	if (locked && sql_is_connected(conn))
-		sql_exec_quiet(conn, "SELECT pg_advisory_unlock(hashtextextended('airlock.migrate', "
+		sql_exec_quiet(conn,
+		    "SELECT pg_advisory_unlock(hashtextextended('airlock.migrate', "
 		    "0))");
 	free(done);
 	free_set(&set);
@@ -426,12 +449,9 @@ fail:
 int
 cmd_migrate(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "db", required_argument, NULL, 'D' },
-		{ "dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	static const struct option longopts[] = { { "db", required_argument, NULL, 'D' },
+		{ "dir", required_argument, NULL, 'd' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 } };
 	const char *db = NULL, *dir = NULL, *env;
 	char err[4096];
 	PGconn *conn;
@@ -458,8 +478,8 @@ cmd_migrate(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (dir == NULL)
-		dir = (env = getenv("AIRLOCK_MIGRATIONS")) != NULL && *env != '\0' ? env :
-		    "migrations";
+		dir = (env = getenv("AIRLOCK_MIGRATIONS")) != NULL && *env != '\0' ? env
+										   : "migrations";
 	if ((conn = cli_connect(argv[0], db)) == NULL)
 		return EX_UNAVAILABLE;
 	rc = migrate_apply(conn, dir, stdout, err, sizeof(err));

@@ -186,8 +186,8 @@ decide(PGconn *conn, const char *id, int is_approve, const char *note, const cha
 	args_text = json_dumps(args, JSON_COMPACT);
 	/* The digest covers what the gateway's answer for a decision holds. */
 	result = json_pack("{s:s, s:s, s:s, s:s, s:o}", "plan_id", id, "status",
-	    is_approve ? "approved" : "rejected", "decided_by", "operator", "approver", by,
-	    "note", note ? json_string(note) : json_null());
+	    is_approve ? "approved" : "rejected", "decided_by", "operator", "approver", by, "note",
+	    note ? json_string(note) : json_null());
 	audit_digest(result, digest);
 	json_decref(result);
 	rec_v[0] = call_id;
@@ -230,8 +230,8 @@ out:
 
 /* What watch's notifications go through. */
 struct watching {
-	const char *tenant;	/* only its plans, or NULL */
-	long long count;	/* stop after this many lines (0: no end) */
+	const char *tenant; /* only its plans, or NULL */
+	long long count;    /* stop after this many lines (0: no end) */
 	long long printed;
 };
 
@@ -243,8 +243,9 @@ print_note(const char *payload, void *arg)
 	struct watching *w = arg;
 	json_t *v = json_loads(payload, 0, NULL);
 
-	if (w->tenant == NULL || (v != NULL && strcmp(w->tenant,
-	    json_string_value(json_object_get(v, "tenant")) ?: "") == 0)) {
+	if (w->tenant == NULL ||
+	    (v != NULL &&
+		strcmp(w->tenant, json_string_value(json_object_get(v, "tenant")) ?: "") == 0)) {
 		printf("%s\n", payload);
 		fflush(stdout);
 		w->printed++;
@@ -331,9 +332,11 @@ cmd_plan(int argc, char **argv)
 		cli_warnx("plan", "--by takes 1 to 128 characters, --note at most 2000");
 		return EX_USAGE;
 	}
-	if (!((strcmp(action, "list") == 0 || strcmp(action, "watch") == 0) ? optind == argc :
-	    (strcmp(action, "show") == 0 || strcmp(action, "approve") == 0 ||
-	    strcmp(action, "reject") == 0) && optind + 1 == argc)) {
+	if (!((strcmp(action, "list") == 0 || strcmp(action, "watch") == 0)
+		    ? optind == argc
+		    : (strcmp(action, "show") == 0 || strcmp(action, "approve") == 0 ||
+			  strcmp(action, "reject") == 0) &&
+			optind + 1 == argc)) {
 		cli_warnx("plan", "unknown action or wrong arguments: %s (see --help)", action);
 		return EX_USAGE;
 	}

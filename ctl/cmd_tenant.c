@@ -62,11 +62,11 @@ static const char *const table_usage =
 
 /* What a command line asked for, once options are parsed. */
 struct request {
-	const char	 *db;		/* --db, or NULL */
-	const char	 *sub;		/* the subcommand */
-	char		**args;		/* its operands */
-	int		  nargs;
-	char		  label[64];	/* "tenant add": the command as messages name it */
+	const char *db;	 /* --db, or NULL */
+	const char *sub; /* the subcommand */
+	char **args;	 /* its operands */
+	int nargs;
+	char label[64]; /* "tenant add": the command as messages name it */
 };
 
 /*
@@ -76,11 +76,8 @@ struct request {
 static int
 parse(int argc, char **argv, const char *usage, struct request *rq)
 {
-	static const struct option longopts[] = {
-		{ "db", required_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	static const struct option longopts[] = { { "db", required_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
 	int c;
 
 	memset(rq, 0, sizeof(*rq));
@@ -116,8 +113,8 @@ has_args(const struct request *rq, const char *noun, int min, int max, const cha
 	if (rq->nargs < min)
 		cli_warnx(rq->label, "%s is missing (see %s %s --help)", what, CLI_PROG, noun);
 	else
-		cli_warnx(rq->label, "unexpected argument '%s' (see %s %s --help)",
-		    rq->args[max], CLI_PROG, noun);
+		cli_warnx(rq->label, "unexpected argument '%s' (see %s %s --help)", rq->args[max],
+		    CLI_PROG, noun);
 	return 0;
 }
 
@@ -128,7 +125,8 @@ tenant_add(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK;
 
-	if ((ex = sql_query(conn, rq->label, "SELECT airlock.tenant_add($1)", 1, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label, "SELECT airlock.tenant_add($1)", 1, params, &res)) !=
+	    EX_OK)
 		return ex;
 	printf("added tenant %s (role %s)\n", rq->args[0], sql_value(res, 0, 0));
 	sql_clear(res);
@@ -141,8 +139,10 @@ tenant_list(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK, i;
 
-	if ((ex = sql_query(conn, rq->label, "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
-	    "ELSE 'enabled' END FROM airlock.tenants ORDER BY name", 0, NULL, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label,
+		 "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
+		 "ELSE 'enabled' END FROM airlock.tenants ORDER BY name",
+		 0, NULL, &res)) != EX_OK)
 		return ex;
 	for (i = 0; i < sql_rows(res); i++)
 		printf("%s\t%s\t%s\n", sql_value(res, i, 0), sql_value(res, i, 1),
@@ -183,15 +183,19 @@ tenant_rate(PGconn *conn, const struct request *rq)
 	int ex = EX_OK;
 
 	if (parse_rate(rq->args[1], rate, burst) == -1) {
-		cli_warnx(rq->label, "%s: want RATE/BURST (e.g. 50/100, rate above 0, burst at "
-		    "least 1) or default", rq->args[1]);
+		cli_warnx(rq->label,
+		    "%s: want RATE/BURST (e.g. 50/100, rate above 0, burst at "
+		    "least 1) or default",
+		    rq->args[1]);
 		return EX_USAGE;
 	}
 	params[0] = rq->args[0];
 	params[1] = rate[0] ? rate : NULL;
 	params[2] = burst[0] ? burst : NULL;
-	if ((ex = sql_query(conn, rq->label, "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
-	    "rate_burst = $3::float8 WHERE name = $1 RETURNING name", 3, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label,
+		 "UPDATE airlock.tenants SET rate_per_sec = $2::float8, "
+		 "rate_burst = $3::float8 WHERE name = $1 RETURNING name",
+		 3, params, &res)) != EX_OK)
 		return ex;
 	if (sql_rows(res) == 0) {
 		cli_warnx(rq->label, "no tenant named %s", rq->args[0]);
@@ -209,8 +213,9 @@ tenant_toggle(PGconn *conn, const struct request *rq, int disable)
 	PGresult *res;
 	int ex = EX_OK;
 
-	if ((ex = sql_query(conn, rq->label, disable ? "SELECT airlock.tenant_disable($1)" :
-	    "SELECT airlock.tenant_enable($1)", 1, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label,
+		 disable ? "SELECT airlock.tenant_disable($1)" : "SELECT airlock.tenant_enable($1)",
+		 1, params, &res)) != EX_OK)
 		return ex;
 	sql_clear(res);
 	printf("%s tenant %s\n", disable ? "disabled" : "enabled", rq->args[0]);
@@ -237,8 +242,10 @@ cmd_tenant(int argc, char **argv)
 		if (!has_args(&rq, argv[0], 2, 2, "the tenant's NAME and RATE/BURST"))
 			return EX_USAGE;
 	} else {
-		cli_warnx(argv[0], "unknown subcommand '%s': add, list, disable, enable or rate "
-		    "(see %s %s --help)", rq.sub, CLI_PROG, argv[0]);
+		cli_warnx(argv[0],
+		    "unknown subcommand '%s': add, list, disable, enable or rate "
+		    "(see %s %s --help)",
+		    rq.sub, CLI_PROG, argv[0]);
 		return EX_USAGE;
 	}
 	if ((conn = cli_connect(rq.label, rq.db)) == NULL)
@@ -272,10 +279,12 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 		    table);
 		return EX_DATAERR;
 	}
-	if ((ex = sql_query(conn, rq->label, "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
-	    "FROM airlock.tenant_tables t WHERE t.schema_name = n.nspname AND t.table_name = "
-	    "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-	    "WHERE c.oid = to_regclass($1)", 1, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label,
+		 "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
+		 "FROM airlock.tenant_tables t WHERE t.schema_name = n.nspname AND t.table_name = "
+		 "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		 "WHERE c.oid = to_regclass($1)",
+		 1, params, &res)) != EX_OK)
 		return ex;
 	if (sql_rows(res) != 1) {
 		cli_warnx(rq->label, "no such table: %s", table);
@@ -286,11 +295,13 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 	again = strcmp(sql_value(res, 0, 1), "t") == 0;
 	sql_clear(res);
 
-	if ((ex = sql_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1, params, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1,
+		 params, &res)) != EX_OK)
 		return ex;
 	sql_clear(res);
 	printf("%s %s: row-level security forced, policy tenant_isolation, view %s_live, "
-	    "grants without DELETE\n", again ? "re-applied to" : "adopted", name, name);
+	       "grants without DELETE\n",
+	    again ? "re-applied to" : "adopted", name, name);
 	return EX_OK;
 }
 
@@ -320,9 +331,11 @@ table_list(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK, i;
 
-	if ((ex = sql_query(conn, rq->label, "SELECT schema_name || '.' || table_name, "
-	    "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-	    "FROM airlock.tenant_tables ORDER BY schema_name, table_name", 0, NULL, &res)) != EX_OK)
+	if ((ex = sql_query(conn, rq->label,
+		 "SELECT schema_name || '.' || table_name, "
+		 "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+		 "FROM airlock.tenant_tables ORDER BY schema_name, table_name",
+		 0, NULL, &res)) != EX_OK)
 		return ex;
 	for (i = 0; i < sql_rows(res); i++)
 		printf("%s\t%s\n", sql_value(res, i, 0), sql_value(res, i, 1));

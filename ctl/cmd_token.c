@@ -46,8 +46,19 @@ static const char usage[] =
     "tool cannot honour), 66 no catalog to check bindings against, 69 database unreachable,\n"
     "73 cannot write FILE.\n";
 
-enum { O_TENANT = 256, O_TOOL, O_BIND, O_TTL, O_MAX, O_PREVIEW, O_REVERT, O_TASK, O_DB,
-    O_TOOLS, O_APPROVER };
+enum {
+	O_TENANT = 256,
+	O_TOOL,
+	O_BIND,
+	O_TTL,
+	O_MAX,
+	O_PREVIEW,
+	O_REVERT,
+	O_TASK,
+	O_DB,
+	O_TOOLS,
+	O_APPROVER
+};
 
 static const struct option options[] = {
 	{ "tenant", required_argument, NULL, O_TENANT },
@@ -95,8 +106,8 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	 * need no database (its statements are airlockd's and tool check's to verify). */
 	if (json_object_size(spec->bindings) > 0) {
 		if (tools_dir == NULL)
-			tools_dir = (env = getenv("AIRLOCK_TOOLS")) != NULL && *env != '\0' ?
-			    env : "tools";
+			tools_dir =
+			    (env = getenv("AIRLOCK_TOOLS")) != NULL && *env != '\0' ? env : "tools";
 		if ((cat = tool_load(tools_dir, NULL, err, sizeof(err))) == NULL) {
 			cli_warnx("token", "--bind is checked against the catalog: %s", err);
 			return EX_NOINPUT;
@@ -111,7 +122,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	audit_new_id(call_id);
 	spec->mint_call = call_id;
 	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
-	    &is_user_error) == -1) {
+		&is_user_error) == -1) {
 		cli_warnx("token", "%s", err);
 		sql_close(conn);
 		tool_catalog_free(cat);
@@ -120,16 +131,16 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	tool_catalog_free(cat);
 	spec->catalog = NULL;
 	args = json_pack("{s:s, s:s, s:O, s:O?, s:I, s:I, s:b, s:b}", "token_id", id, "tenant",
-	    spec->tenant, "tools", spec->tools, "bindings", spec->bindings,
-	    "ttl", (json_int_t)spec->ttl, "max_calls", (json_int_t)spec->max_calls,
-	    "preview_only", spec->is_preview_only, "revert", spec->can_revert);
+	    spec->tenant, "tools", spec->tools, "bindings", spec->bindings, "ttl",
+	    (json_int_t)spec->ttl, "max_calls", (json_int_t)spec->max_calls, "preview_only",
+	    spec->is_preview_only, "revert", spec->can_revert);
 	if (spec->approver != NULL)
 		json_object_set_new(args, "approver", json_string(spec->approver));
 	record(conn, call_id, "airlock/tokens.mint", spec->tenant, args);
 	json_decref(args);
 	printf("%s\n", token);
-	fprintf(stderr, "%s %s for tenant %s, expires %s\n", spec->approver ? "approver token" :
-	    "token", id, spec->tenant, expires);
+	fprintf(stderr, "%s %s for tenant %s, expires %s\n",
+	    spec->approver ? "approver token" : "token", id, spec->tenant, expires);
 	explicit_bzero(token, sizeof(token));
 	sql_close(conn);
 	return EX_OK;
@@ -138,7 +149,8 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 static int
 revoke_token(const char *db, const char *id)
 {
-	static const char sql[] = "UPDATE airlock.tokens SET revoked_at = coalesce(revoked_at, now())"
+	static const char sql[] =
+	    "UPDATE airlock.tokens SET revoked_at = coalesce(revoked_at, now())"
 	    " WHERE id = $1 RETURNING tenant";
 	const char *values[1] = { id };
 	PGresult *res;
@@ -217,9 +229,10 @@ admin_key(const char *path)
 			return EX_USAGE;
 		}
 		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd == -1 || fchmod(fd, 0600) == -1 || write(fd, key, strlen(key)) !=
-		    (ssize_t)strlen(key) || write(fd, "\n", 1) != 1 || fsync(fd) == -1 ||
-		    close(fd) == -1 || rename(tmp, path) == -1) {
+		if (fd == -1 || fchmod(fd, 0600) == -1 ||
+		    write(fd, key, strlen(key)) != (ssize_t)strlen(key) ||
+		    write(fd, "\n", 1) != 1 || fsync(fd) == -1 || close(fd) == -1 ||
+		    rename(tmp, path) == -1) {
 			cli_warnx("token", "cannot write %s: %s", path, strerror(errno));
 			rc = EX_CANTCREAT;
 		}
@@ -261,7 +274,8 @@ cmd_token(int argc, char **argv)
 			break;
 		case O_TTL:
 			if ((spec.ttl = tok_parse_ttl(optarg)) == -1) {
-				cli_warnx("token", "--ttl %s: want 1s to 24h, like 60s, 5m, 1h", optarg);
+				cli_warnx("token", "--ttl %s: want 1s to 24h, like 60s, 5m, 1h",
+				    optarg);
 				goto out;
 			}
 			ttl_set = 1;
@@ -301,9 +315,10 @@ cmd_token(int argc, char **argv)
 	}
 	action = argv[optind++];
 	if (strcmp(action, "mint") == 0 && optind == argc) {
-		if (spec.tenant == NULL || (json_array_size(tools) == 0) != (spec.approver != NULL) ||
-		    !ttl_set) {
-			cli_warnx("token", "mint needs --tenant, --ttl and at least one --tool, or "
+		if (spec.tenant == NULL ||
+		    (json_array_size(tools) == 0) != (spec.approver != NULL) || !ttl_set) {
+			cli_warnx("token",
+			    "mint needs --tenant, --ttl and at least one --tool, or "
 			    "--approver NAME and no --tool");
 			goto out;
 		}

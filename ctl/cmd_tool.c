@@ -61,16 +61,12 @@ static const char *const kind_names[] = { "read", "write", "code" };
  * A schema that breaks a rule keeps strict off (the gateway validates every call anyway);
  * the reason goes to stderr so the operator sees it.
  */
-static const char *const strict_keywords[] = {
-	"type", "properties", "required", "additionalProperties", "enum", "const", "anyOf",
-	"items", "$defs", "$ref", "description", "title", "pattern", "format", "minimum",
-	"maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
-	NULL
-};
-static const char *const strict_formats[] = {
-	"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid",
-	NULL
-};
+static const char *const strict_keywords[] = { "type", "properties", "required",
+	"additionalProperties", "enum", "const", "anyOf", "items", "$defs", "$ref", "description",
+	"title", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+	"multipleOf", "minItems", "maxItems", NULL };
+static const char *const strict_formats[] = { "date-time", "time", "date", "duration", "email",
+	"hostname", "ipv4", "ipv6", "uuid", NULL };
 
 static int
 is_listed(const char *const *list, const char *s)
@@ -89,7 +85,7 @@ has_type(json_t *node, const char *type)
 
 	if (json_is_string(t))
 		return strcmp(json_string_value(t), type) == 0;
-	json_array_foreach(t, i, v)
+	json_array_foreach (t, i, v)
 		if (json_is_string(v) && strcmp(json_string_value(v), type) == 0)
 			return 1;
 	return 0;
@@ -101,7 +97,7 @@ is_required(json_t *node, const char *name)
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(json_object_get(node, "required"), i, v)
+	json_array_foreach (json_object_get(node, "required"), i, v)
 		if (json_is_string(v) && strcmp(json_string_value(v), name) == 0)
 			return 1;
 	return 0;
@@ -120,7 +116,7 @@ fits_strict(json_t *node, const char *where, char *why, size_t len)
 		snprintf(why, len, "%s is not a schema object", where);
 		return 0;
 	}
-	json_object_foreach(node, key, v)
+	json_object_foreach (node, key, v)
 		if (!is_listed(strict_keywords, key)) {
 			snprintf(why, len, "%s uses '%s', which strict mode does not accept", where,
 			    key);
@@ -138,10 +134,12 @@ fits_strict(json_t *node, const char *where, char *why, size_t len)
 			    where);
 			return 0;
 		}
-		json_object_foreach(json_object_get(node, "properties"), key, p) {
+		json_object_foreach (json_object_get(node, "properties"), key, p) {
 			if (!is_required(node, key)) {
-				snprintf(why, len, "argument '%s' is optional (strict mode requires "
-				    "every property)", key);
+				snprintf(why, len,
+				    "argument '%s' is optional (strict mode requires "
+				    "every property)",
+				    key);
 				return 0;
 			}
 			snprintf(sub, sizeof(sub), "argument '%s'", key);
@@ -151,10 +149,10 @@ fits_strict(json_t *node, const char *where, char *why, size_t len)
 	}
 	if ((v = json_object_get(node, "items")) != NULL && !fits_strict(v, where, why, len))
 		return 0;
-	json_array_foreach(json_object_get(node, "anyOf"), i, p)
+	json_array_foreach (json_object_get(node, "anyOf"), i, p)
 		if (!fits_strict(p, where, why, len))
 			return 0;
-	json_object_foreach(json_object_get(node, "$defs"), key, p)
+	json_object_foreach (json_object_get(node, "$defs"), key, p)
 		if (!fits_strict(p, where, why, len))
 			return 0;
 	return 1;
@@ -179,14 +177,13 @@ export_one(const char *cmd, const struct tool *t, const char *format)
 	json_t *o;
 
 	if (strcmp(format, "openai") == 0) {
-		o = json_pack("{s:s, s:{s:s, s:s, s:O}}", "type", "function", "function",
-		    "name", t->name, "description", t->description, "parameters",
-		    t->input_schema);
+		o = json_pack("{s:s, s:{s:s, s:s, s:O}}", "type", "function", "function", "name",
+		    t->name, "description", t->description, "parameters", t->input_schema);
 		if (o == NULL)
 			return NULL;
 		if (is_strict_schema(t->input_schema, why, sizeof(why))) {
 			if (json_object_set_new(json_object_get(o, "function"), "strict",
-			    json_true()) == -1) {
+				json_true()) == -1) {
 				json_decref(o);
 				return NULL;
 			}
@@ -195,12 +192,12 @@ export_one(const char *cmd, const struct tool *t, const char *format)
 		return o;
 	}
 	if (strcmp(format, "anthropic") == 0)
-		return json_pack("{s:s, s:s, s:O}", "name", t->name, "description",
-		    t->description, "input_schema", t->input_schema);
+		return json_pack("{s:s, s:s, s:O}", "name", t->name, "description", t->description,
+		    "input_schema", t->input_schema);
 	/* MCP: exactly what tools/list shows, the call options' arguments included. */
-	o = json_pack("{s:s, s:s, s:O, s:O, s:O}", "name", t->name, "description",
-	    t->description, "inputSchema", t->listed_schema, "outputSchema", t->output_schema,
-	    "annotations", t->annotations);
+	o = json_pack("{s:s, s:s, s:O, s:O, s:O}", "name", t->name, "description", t->description,
+	    "inputSchema", t->listed_schema, "outputSchema", t->output_schema, "annotations",
+	    t->annotations);
 	if (o != NULL && t->title != NULL &&
 	    json_object_set_new(o, "title", json_string(t->title)) == -1) {
 		json_decref(o);
@@ -232,8 +229,8 @@ token_tools(const char *cmd, PGconn *conn, const char *id, json_t **out)
 		rc = EX_DATAERR;
 	} else if (strcmp(sql_value(res, 0, 1), "t") == 0 ||
 	    strcmp(sql_value(res, 0, 2), "t") == 0) {
-		cli_warnx(cmd, "token %s is %s", id, strcmp(sql_value(res, 0, 1), "t") == 0 ?
-		    "revoked" : "expired");
+		cli_warnx(cmd, "token %s is %s", id,
+		    strcmp(sql_value(res, 0, 1), "t") == 0 ? "revoked" : "expired");
 		rc = EX_DATAERR;
 	} else if ((*out = json_loads(sql_value(res, 0, 0), 0, NULL)) == NULL) {
 		cli_warnx(cmd, "out of memory");
@@ -249,7 +246,7 @@ is_granted(json_t *grants, const char *name)
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(grants, i, v)
+	json_array_foreach (grants, i, v)
 		if (strcmp(json_string_value(v), name) == 0)
 			return 1;
 	return 0;
@@ -299,8 +296,9 @@ print_check(const struct catalog *cat, const char *dir)
 		if (t->kind == TOOL_CODE)
 			printf("ok  %-32s %-5s %zu argument%s, %s\n", t->name, kind_names[t->kind],
 			    json_object_size(json_object_get(t->schema, "properties")),
-			    json_object_size(json_object_get(t->schema, "properties")) == 1 ?
-			    "" : "s", json_string_value(json_object_get(t->code, "interpreter")));
+			    json_object_size(json_object_get(t->schema, "properties")) == 1 ? ""
+											    : "s",
+			    json_string_value(json_object_get(t->code, "interpreter")));
 		else
 			printf("ok  %-32s %-5s %zu parameter%s, %zu column%s\n", t->name,
 			    kind_names[t->kind], t->n_params, t->n_params == 1 ? "" : "s",
@@ -312,14 +310,10 @@ print_check(const struct catalog *cat, const char *dir)
 int
 cmd_tool(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "tools", required_argument, NULL, 't' },
-		{ "db", required_argument, NULL, 'D' },
-		{ "format", required_argument, NULL, 'f' },
-		{ "token", required_argument, NULL, 'k' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+	static const struct option longopts[] = { { "tools", required_argument, NULL, 't' },
+		{ "db", required_argument, NULL, 'D' }, { "format", required_argument, NULL, 'f' },
+		{ "token", required_argument, NULL, 'k' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 } };
 	const char *dir = NULL, *db = NULL, *format = NULL, *token = NULL, *sub, *env;
 	json_t *grants = NULL;
 	struct catalog *cat = NULL;
@@ -365,8 +359,9 @@ cmd_tool(int argc, char **argv)
 			return EX_USAGE;
 		}
 	} else if (strcmp(sub, "export") == 0) {
-		if (format == NULL || (strcmp(format, "openai") != 0 &&
-		    strcmp(format, "anthropic") != 0 && strcmp(format, "mcp") != 0)) {
+		if (format == NULL ||
+		    (strcmp(format, "openai") != 0 && strcmp(format, "anthropic") != 0 &&
+			strcmp(format, "mcp") != 0)) {
 			cli_warnx(argv[0], "export needs --format openai, anthropic or mcp");
 			return EX_USAGE;
 		}

@@ -15,10 +15,10 @@
 
 #include "airlock/devdb.h"
 
-#define SOCKET_NAME	".s.PGSQL." DEVDB_PORT
+#define SOCKET_NAME ".s.PGSQL." DEVDB_PORT
 /* sun_path holds 107 bytes and a NUL; stay well under. */
-#define SOCKET_MAX	96
-#define PG_ACCOUNT	"postgres"
+#define SOCKET_MAX 96
+#define PG_ACCOUNT "postgres"
 
 int
 devdb_join(char *buf, size_t len, const char *dir, const char *name)
@@ -60,8 +60,10 @@ devdb_account(struct devdb_account *a, char *err, size_t errlen)
 	}
 	errno = 0;
 	if ((pw = getpwnam(PG_ACCOUNT)) == NULL) {
-		snprintf(err, errlen, "running as root, but there is no '%s' account to run the "
-		    "server as (PostgreSQL refuses root)", PG_ACCOUNT);
+		snprintf(err, errlen,
+		    "running as root, but there is no '%s' account to run the "
+		    "server as (PostgreSQL refuses root)",
+		    PG_ACCOUNT);
 		return -1;
 	}
 	if (pw->pw_uid == 0 || strlcpy(a->name, pw->pw_name, sizeof(a->name)) >= sizeof(a->name)) {
@@ -149,9 +151,10 @@ devdb_dir(const char *dir, char *buf, size_t len, char *err, size_t errlen)
 			return -1;
 		}
 		if (!socket_fits(buf)) {
-			snprintf(err, errlen, "%s is too long for a Unix socket path under it "
-			    "(at most %zu bytes); choose a shorter directory", buf,
-			    (size_t)SOCKET_MAX - strlen("/sock/" SOCKET_NAME));
+			snprintf(err, errlen,
+			    "%s is too long for a Unix socket path under it "
+			    "(at most %zu bytes); choose a shorter directory",
+			    buf, (size_t)SOCKET_MAX - strlen("/sock/" SOCKET_NAME));
 			return -1;
 		}
 		return 0;
@@ -162,8 +165,9 @@ devdb_dir(const char *dir, char *buf, size_t len, char *err, size_t errlen)
 	}
 	if (devdb_join(var, sizeof(var), strcmp(cwd, "/") == 0 ? "" : cwd, "var") == 0 &&
 	    socket_fits(var) && devdb_account(&a, why, sizeof(why)) == 0 &&
-	    (a.must_drop ? devdb_can_reach(&a, cwd, X_OK) :
-	    devdb_can_reach(&a, cwd, W_OK | X_OK) || devdb_can_reach(&a, var, W_OK | X_OK)))
+	    (a.must_drop ? devdb_can_reach(&a, cwd, X_OK)
+			 : devdb_can_reach(&a, cwd, W_OK | X_OK) ||
+			devdb_can_reach(&a, var, W_OK | X_OK)))
 		return strlcpy(buf, var, len) < len ? 0 : -1;
 
 	SHA256Init(&ctx);

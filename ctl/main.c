@@ -9,9 +9,9 @@
 
 /* One line per command: its singular noun (the plural is accepted too), entry, summary. */
 static const struct command {
-	const char	*noun;
-	int		(*run)(int, char **);
-	const char	*summary;
+	const char *noun;
+	int (*run)(int, char **);
+	const char *summary;
 } commands[] = {
 	{ "dev-db", cmd_devdb, "start|stop|status|url: the private development database" },
 	{ "migrate", cmd_migrate, "apply the migrations in order, once each" },
@@ -32,12 +32,15 @@ usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: %s COMMAND [ARGS...]\n"
+	fprintf(f,
+	    "usage: %s COMMAND [ARGS...]\n"
 	    "       %s COMMAND --help\n"
-	    "       %s --version\n\ncommands:\n", CLI_PROG, CLI_PROG, CLI_PROG);
+	    "       %s --version\n\ncommands:\n",
+	    CLI_PROG, CLI_PROG, CLI_PROG);
 	for (i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].noun, commands[i].summary);
-	fprintf(f, "\nThe database, for commands that need one: --db URL, else $AIRLOCK_DB, "
+	fprintf(f,
+	    "\nThe database, for commands that need one: --db URL, else $AIRLOCK_DB, "
 	    "else the\ndev-db's operator URL when there is a dev-db, else libpq's environment "
 	    "(PGHOST...).\nExit status follows sysexits(3): 64 bad usage, 65 bad data, "
 	    "69 database unavailable.\n");
@@ -89,7 +92,6 @@ main(int argc, char **argv)
 			optind = 0;
 			return commands[i].run(argc - 1, argv + 1);
 		}
-	fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", CLI_PROG, argv[1],
-	    CLI_PROG);
+	fprintf(stderr, "%s: unknown command '%s' (see %s --help)\n", CLI_PROG, argv[1], CLI_PROG);
 	return EX_USAGE;
 }

@@ -47,8 +47,8 @@ sql_fail(const char *label, PGconn *conn, const PGresult *res)
 }
 
 int
-sql_query(PGconn *conn, const char *label, const char *sql, int n,
-    const char *const *params, PGresult **res)
+sql_query(PGconn *conn, const char *label, const char *sql, int n, const char *const *params,
+    PGresult **res)
 {
 	int ex;
 
@@ -57,7 +57,7 @@ sql_query(PGconn *conn, const char *label, const char *sql, int n,
 	switch (PQresultStatus(*res)) {
 	case PGRES_TUPLES_OK:
 	case PGRES_COMMAND_OK:
-	case PGRES_EMPTY_QUERY:		/* nothing to run (a file of comments) */
+	case PGRES_EMPTY_QUERY: /* nothing to run (a file of comments) */
 		return EX_OK;
 	default:
 		ex = label != NULL ? sql_fail(label, conn, *res) : EX_UNAVAILABLE;
@@ -85,8 +85,8 @@ sql_exec_quiet(PGconn *conn, const char *sql)
 }
 
 int
-sql_stream(PGconn *conn, const char *label, const char *sql, int n,
-    const char *const *params, int (*row)(const PGresult *, void *), void *arg)
+sql_stream(PGconn *conn, const char *label, const char *sql, int n, const char *const *params,
+    int (*row)(const PGresult *, void *), void *arg)
 {
 	PGresult *res;
 	int ex = EX_OK;
@@ -169,8 +169,8 @@ sql_conn_error(const PGconn *conn)
 }
 
 int
-sql_notifications(PGconn *conn, const char *label,
-    int (*note)(const char *payload, void *arg), void *arg, volatile sig_atomic_t *stop)
+sql_notifications(PGconn *conn, const char *label, int (*note)(const char *payload, void *arg),
+    void *arg, volatile sig_atomic_t *stop)
 {
 	PGnotify *n;
 	fd_set fds;

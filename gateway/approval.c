@@ -11,8 +11,7 @@
 #include "airlock/approval.h"
 #include "airlock/log.h"
 
-static const char plans_sql[] =
-    "SELECT airlock.plans_held($1, $2::uuid, $3, $4::integer)";
+static const char plans_sql[] = "SELECT airlock.plans_held($1, $2::uuid, $3, $4::integer)";
 
 /* The asking call's arguments and its preview's changes (the record keeps them). */
 static const char preview_sql[] =
@@ -96,15 +95,18 @@ decide_error(const PGresult *res, const char *plan_id, struct rpc_error *err)
 	if (state == NULL)
 		db_unavailable(err);
 	else if (strcmp(state, "AL404") == 0)
-		rpc_error_set(err, RPC_INVALID_PARAMS, "plan_not_found", "No plan %s waits for "
-		    "approval", plan_id);
+		rpc_error_set(err, RPC_INVALID_PARAMS, "plan_not_found",
+		    "No plan %s waits for "
+		    "approval",
+		    plan_id);
 	else if (strcmp(state, "AL409") == 0)
 		rpc_error_set(err, RPC_CONFLICT, "plan_decided", "Plan %s was decided already",
 		    plan_id);
 	else if (strcmp(state, "AL410") == 0)
 		rpc_error_set(err, RPC_CONFLICT, "plan_expired", "Plan %s has expired", plan_id);
 	else if (strcmp(state, "AL403") == 0)
-		rpc_error_set(err, RPC_FORBIDDEN, "four_eyes", "Four eyes: a token of the task "
+		rpc_error_set(err, RPC_FORBIDDEN, "four_eyes",
+		    "Four eyes: a token of the task "
 		    "that asked cannot approve its plan");
 	else {
 		log_error("deciding plan %s: %s", plan_id, PQresultErrorMessage(res));
@@ -113,9 +115,8 @@ decide_error(const PGresult *res, const char *plan_id, struct rpc_error *err)
 }
 
 int
-approval_decide(struct db *db, const struct audit_record *rec, const char *plan_id,
-    int is_approve, const struct approval_decider *who, const char *note,
-    struct rpc_error *err)
+approval_decide(struct db *db, const struct audit_record *rec, const char *plan_id, int is_approve,
+    const struct approval_decider *who, const char *note, struct rpc_error *err)
 {
 	const char *rec_v[1], *values[8];
 	struct db_query q[2];

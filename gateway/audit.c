@@ -20,9 +20,9 @@
 #include "airlock/metrics.h"
 #include "airlock/rpc.h"
 
-#define BATCH_MAX	1000
-#define REFUSAL_SLOTS	1024
-#define REFUSAL_OTHER	64	/* of those, kept for the "(other)" counts */
+#define BATCH_MAX 1000
+#define REFUSAL_SLOTS 1024
+#define REFUSAL_OTHER 64 /* of those, kept for the "(other)" counts */
 
 struct pending {
 	const struct audit_record *rec;
@@ -38,19 +38,19 @@ struct pending {
 struct refusal {
 	time_t second;
 	char client[64];
-	char token_id[16];		/* "" when no token is known */
+	char token_id[16]; /* "" when no token is known */
 	const char *reason;
 	int count;
 };
 
 struct audit {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;		/* the writer has work */
-	pthread_cond_t done;		/* a batch was written */
+	pthread_cond_t wake; /* the writer has work */
+	pthread_cond_t done; /* a batch was written */
 	struct pending *head, **tail;
 	struct refusal refusals[REFUSAL_SLOTS];
 	size_t n_refusals;
-	unsigned long refusals_lost;	/* not even "(other)" had room: logged, then reset */
+	unsigned long refusals_lost; /* not even "(other)" had room: logged, then reset */
 	int stopping;
 	pthread_t thread;
 	struct db db;
@@ -90,9 +90,9 @@ audit_new_id(char id[AUDIT_ID_LEN + 1])
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
 	snprintf(id, AUDIT_ID_LEN + 1,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-	    b[13], b[14], b[15]);
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+	    b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+	    b[15]);
 }
 
 int
@@ -103,8 +103,9 @@ audit_is_id(const char *s)
 	if (s == NULL || strlen(s) != AUDIT_ID_LEN)
 		return 0;
 	for (i = 0; i < AUDIT_ID_LEN; i++)
-		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' :
-		    strchr("0123456789abcdefABCDEF", s[i]) == NULL)
+		if (i == 8 || i == 13 || i == 18 || i == 23
+			? s[i] != '-'
+			: strchr("0123456789abcdefABCDEF", s[i]) == NULL)
 			return 0;
 	return 1;
 }
@@ -165,8 +166,10 @@ audit_key_load(PGconn *conn)
 			rc = 0;
 		}
 	} else if (res != NULL)
-		log_error("cannot read the digest key (airlock.digest_key; run airlockctl migrate): "
-		    "%s", PQresultErrorMessage(res));
+		log_error(
+		    "cannot read the digest key (airlock.digest_key; run airlockctl migrate): "
+		    "%s",
+		    PQresultErrorMessage(res));
 	PQclear(res);
 	pthread_mutex_unlock(&key_lock);
 	return rc;
@@ -231,11 +234,10 @@ audit_summary(json_t *sent, json_t *shown)
 	free(text);
 	audit_keyed_digest(sent, hex);
 	/* The prefix is cut from ASCII-only text, so it never splits a character. */
-	text = shown != NULL ? json_dumps(shown, JSON_COMPACT | JSON_ENSURE_ASCII |
-	    JSON_ENCODE_ANY) : NULL;
-	out = json_pack("{s:s, s:I, s:s#}", "hmac_sha256", hex, "bytes", (json_int_t)n,
-	    "prefix", text != NULL ? text : "", text != NULL ?
-	    (int)strnlen(text, AUDIT_PREFIX_MAX) : 0);
+	text = shown != NULL ? json_dumps(shown, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY)
+			     : NULL;
+	out = json_pack("{s:s, s:I, s:s#}", "hmac_sha256", hex, "bytes", (json_int_t)n, "prefix",
+	    text != NULL ? text : "", text != NULL ? (int)strnlen(text, AUDIT_PREFIX_MAX) : 0);
 	free(text);
 	return out;
 }
@@ -309,16 +311,15 @@ audit_record_json(const struct audit_record *r)
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	    (long)(r->at.tv_nsec / 1000) % 1000000);
 	return json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:o, s:s, s:o,"
-	    " s:f, s:o, s:o, s:O?, s:o}",
-	    "id", r->id, "at", at, "tenant", text_or_null(r->tenant),
-	    "token_id", text_or_null(r->token_id), "task", text_or_null(r->task),
-	    "method", r->method, "tool", text_or_null(r->tool), "arguments",
-	    bounded_args(r->arguments),
-	    "dry_run", r->is_dry_run, "idempotency_key", text_or_null(r->idem_key),
-	    "plan_id", text_or_null(r->plan_id), "outcome", r->outcome,
-	    "reason", text_or_null(r->reason), "duration_ms", r->duration_ms,
-	    "result_digest", text_or_null(r->result_digest), "client", text_or_null(r->client),
-	    "egress", r->egress, "trace_id", text_or_null(r->trace_id));
+			 " s:f, s:o, s:o, s:O?, s:o}",
+	    "id", r->id, "at", at, "tenant", text_or_null(r->tenant), "token_id",
+	    text_or_null(r->token_id), "task", text_or_null(r->task), "method", r->method, "tool",
+	    text_or_null(r->tool), "arguments", bounded_args(r->arguments), "dry_run",
+	    r->is_dry_run, "idempotency_key", text_or_null(r->idem_key), "plan_id",
+	    text_or_null(r->plan_id), "outcome", r->outcome, "reason", text_or_null(r->reason),
+	    "duration_ms", r->duration_ms, "result_digest", text_or_null(r->result_digest),
+	    "client", text_or_null(r->client), "egress", r->egress, "trace_id",
+	    text_or_null(r->trace_id));
 }
 
 /* Runs one INSERT with a JSON array parameter.  Returns 0 or -1 (logged). */
@@ -381,7 +382,8 @@ write_batch(struct audit *a, struct pending *batch)
 			n++;
 	}
 	if ((text = json_dumps(rows, JSON_COMPACT)) == NULL || rpc_alloc_failed() ||
-	    (q = calloc(n, sizeof(*q))) == NULL || (values = calloc(n * 7, sizeof(*values))) == NULL)
+	    (q = calloc(n, sizeof(*q))) == NULL ||
+	    (values = calloc(n * 7, sizeof(*values))) == NULL)
 		goto out;
 	values[0] = text;
 	q[0].sql = audit_insert_calls_sql;
@@ -422,7 +424,8 @@ write_batch(struct audit *a, struct pending *batch)
 		for (i = 0; i < n; i++) {
 			if (PQresultStatus(q[i].res) != PGRES_COMMAND_OK) {
 				if (rc == 0)
-					log_error("audit write failed: %s", PQresultErrorMessage(q[i].res));
+					log_error("audit write failed: %s",
+					    PQresultErrorMessage(q[i].res));
 				rc = -1;
 			}
 			PQclear(q[i].res);
@@ -452,8 +455,8 @@ timed_write(struct audit *a, struct pending *batch)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = write_batch(a, batch);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	metrics_audit_flush(n, (double)(t1.tv_sec - t0.tv_sec) +
-	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	metrics_audit_flush(n,
+	    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	return rc;
 }
 
@@ -468,14 +471,16 @@ take_refusals(struct audit *a, time_t now)
 		struct refusal *r = &a->refusals[i];
 
 		if (r->second < now || a->stopping)
-			json_array_append_new(rows, json_pack("[I, s, s, i, s]", (json_int_t)r->second,
-			    r->client, r->reason, r->count, r->token_id));
+			json_array_append_new(rows,
+			    json_pack("[I, s, s, i, s]", (json_int_t)r->second, r->client,
+				r->reason, r->count, r->token_id));
 		else
 			a->refusals[kept++] = *r;
 	}
 	a->n_refusals = kept;
 	if (a->refusals_lost > 0) {
-		log_warn("%lu refusals could not be counted (too many addresses and reasons at once)",
+		log_warn(
+		    "%lu refusals could not be counted (too many addresses and reasons at once)",
 		    a->refusals_lost);
 		a->refusals_lost = 0;
 	}
@@ -517,7 +522,8 @@ writer(void *arg)
 		}
 		pthread_mutex_unlock(&a->lock);
 
-		if (json_array_size(refusals) > 0 && insert_json(a, insert_refusals, refusals) == -1)
+		if (json_array_size(refusals) > 0 &&
+		    insert_json(a, insert_refusals, refusals) == -1)
 			log_error("lost %zu refusal counts", json_array_size(refusals));
 		json_decref(refusals);
 		rc = batch != NULL ? timed_write(a, batch) : 0;
@@ -658,8 +664,8 @@ audit_refusal_of(struct audit *a, const char *client, const char *token_id, cons
 	for (;;) {
 		for (i = 0; i < a->n_refusals; i++) {
 			r = &a->refusals[i];
-			if (r->second == now && r->reason == reason && strcmp(r->client, client) == 0 &&
-			    strcmp(r->token_id, token_id) == 0) {
+			if (r->second == now && r->reason == reason &&
+			    strcmp(r->client, client) == 0 && strcmp(r->token_id, token_id) == 0) {
 				r->count++;
 				goto out;
 			}

@@ -17,27 +17,27 @@
 #include "airlock/auth.h"
 #include "airlock/log.h"
 
-#define CACHE_SLOTS	1024	/* tokens kept at once; a slot is taken over by a newer one */
+#define CACHE_SLOTS 1024 /* tokens kept at once; a slot is taken over by a newer one */
 
 /* A token kept, by the SHA-256 of its secret. */
 struct cached {
 	uint8_t hash[32];
 	int is_used;
-	struct timespec loaded;		/* CLOCK_MONOTONIC */
-	time_t expires;			/* the token's expiry, seconds since the epoch */
-	struct principal p;		/* its tools and bindings are the cache's */
+	struct timespec loaded; /* CLOCK_MONOTONIC */
+	time_t expires;		/* the token's expiry, seconds since the epoch */
+	struct principal p;	/* its tools and bindings are the cache's */
 };
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct cached *cache;		/* CACHE_SLOTS, allocated on first use */
-static unsigned long cache_epoch;	/* bumped by every forgetting */
+static struct cached *cache;	  /* CACHE_SLOTS, allocated on first use */
+static unsigned long cache_epoch; /* bumped by every forgetting */
 
 /* The listener of airlock_tokens. */
 static struct {
 	pthread_t thread;
 	int is_started;
 	atomic_int is_stopping;
-	atomic_int is_listening;	/* it holds a connection that LISTENs */
+	atomic_int is_listening; /* it holds a connection that LISTENs */
 	struct db db;
 } watch;
 
@@ -138,9 +138,10 @@ auth_forget(const char *what)
 	pthread_mutex_lock(&cache_lock);
 	cache_epoch++;
 	for (i = 0; cache != NULL && i < CACHE_SLOTS; i++)
-		if (cache[i].is_used && (what[0] == '\0' ||
-		    strcmp(tenant != NULL ? cache[i].p.tenant : cache[i].p.token_id,
-		    tenant != NULL ? tenant : what) == 0))
+		if (cache[i].is_used &&
+		    (what[0] == '\0' ||
+			strcmp(tenant != NULL ? cache[i].p.tenant : cache[i].p.token_id,
+			    tenant != NULL ? tenant : what) == 0))
 			drop(&cache[i]);
 	pthread_mutex_unlock(&cache_lock);
 }
@@ -187,7 +188,8 @@ listener(void *arg)
 		pfd.revents = 0;
 		if (poll(&pfd, 1, 200) < 0)
 			continue;
-		if (PQconsumeInput(watch.db.conn) == 0 || PQstatus(watch.db.conn) != CONNECTION_OK) {
+		if (PQconsumeInput(watch.db.conn) == 0 ||
+		    PQstatus(watch.db.conn) != CONNECTION_OK) {
 			db_close(&watch.db);
 			continue;
 		}
@@ -375,8 +377,8 @@ auth_is_granted(const struct principal *p, const char *tool)
 	size_t i;
 
 	if (p->is_admin)
-		return 0;	/* the admin credential mints tokens; it calls no tools */
-	json_array_foreach(p->tools, i, v)
+		return 0; /* the admin credential mints tokens; it calls no tools */
+	json_array_foreach (p->tools, i, v)
 		if (json_is_string(v) && strcmp(json_string_value(v), tool) == 0)
 			return 1;
 	return 0;
@@ -402,12 +404,14 @@ auth_check_bindings(const struct principal *p, const struct tool *t, json_t *arg
 	/* A code tool reaches data only through its input_tool, which is checked itself. */
 	if (p->is_admin || t->kind == TOOL_CODE)
 		return 0;
-	json_object_foreach(p->bindings, k, v) {
+	json_object_foreach (p->bindings, k, v) {
 		/* A tool without the bound argument cannot honour the binding: minting refuses
 		 * such a grant, and a catalog changed since fails closed here. */
 		if (json_object_get(props, k) == NULL) {
-			rpc_error_set(err, RPC_FORBIDDEN, "binding_mismatch", "This token is bound "
-			    "to a value of argument '%s', which tool '%s' does not take", k, t->name);
+			rpc_error_set(err, RPC_FORBIDDEN, "binding_mismatch",
+			    "This token is bound "
+			    "to a value of argument '%s', which tool '%s' does not take",
+			    k, t->name);
 			err->data = json_pack("{s:s}", "argument", k);
 			return -1;
 		}

@@ -16,7 +16,7 @@ int
 call_is_tool_error(const struct rpc_error *err)
 {
 	static const char *const reasons[] = { "invalid_arguments", "constraint_violated",
-	    "row_cap_exceeded", "program_failed", "sandbox_limit", NULL };
+		"row_cap_exceeded", "program_failed", "sandbox_limit", NULL };
 	size_t i;
 
 	for (i = 0; err->reason != NULL && reasons[i] != NULL; i++)
@@ -39,7 +39,7 @@ static int
 rate_refusal(struct call *c, const struct rpc_error *err)
 {
 	audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id, err->reason);
-	c->is_identified = 0;	/* call_end writes no record */
+	c->is_identified = 0; /* call_end writes no record */
 	return -1;
 }
 
@@ -64,16 +64,16 @@ call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err
 	 * answered who calls from memory (what must be exact is checked in its own
 	 * transaction, auth_count_call). */
 	if (auth_identify(c->ctx->db, c->ctx->bearer, cfg->admin_key_file,
-	    strcmp(method, "airlock/tokens.self") == 0, &c->p, err) == -1) {
+		strcmp(method, "airlock/tokens.self") == 0, &c->p, err) == -1) {
 		if (err->code != RPC_UNAVAILABLE)
-			audit_refusal_of(c->gw->audit, c->ctx->client, c->p.token_id[0] != '\0' ?
-			    c->p.token_id : NULL, err->reason);
+			audit_refusal_of(c->gw->audit, c->ctx->client,
+			    c->p.token_id[0] != '\0' ? c->p.token_id : NULL, err->reason);
 		return -1;
 	}
 	c->is_identified = 1;
 	/* Records hold keyed digests: no call goes on without the deployment's key. */
-	if (!audit_has_key() && (db_ensure(c->ctx->db) == -1 ||
-	    audit_key_load(c->ctx->db->conn) == -1)) {
+	if (!audit_has_key() &&
+	    (db_ensure(c->ctx->db) == -1 || audit_key_load(c->ctx->db->conn) == -1)) {
 		db_unavailable(err);
 		return -1;
 	}
@@ -92,7 +92,7 @@ call_begin(struct call *c, void *vctx, const char *method, struct rpc_error *err
 	}
 	snprintf(key, sizeof(key), "tenant:%s", c->p.tenant);
 	if (rl_take(c->gw->rl, key, c->p.rate > 0 ? c->p.rate : cfg->rate_tenant,
-	    c->p.rate > 0 ? c->p.burst : cfg->burst_tenant, &retry) == -1) {
+		c->p.rate > 0 ? c->p.burst : cfg->burst_tenant, &retry) == -1) {
 		limited(err, "tenant", retry);
 		return rate_refusal(c, err);
 	}
@@ -119,7 +119,7 @@ call_digest(json_t *v, char hex[65])
 	/* The one place that says what a result's digest covers: a tool result's
 	 * structuredContent (else the whole result) without what differs between a call and
 	 * its replay, so a replay's record shows the same digest as its call's. */
-	view = json_copy(sc != NULL ? sc : v);	/* only its top level changes */
+	view = json_copy(sc != NULL ? sc : v); /* only its top level changes */
 	json_object_del(view, "call_id");
 	json_object_del(view, "replayed");
 	audit_digest(view, hex);
@@ -150,8 +150,7 @@ count_call(struct call *c, json_t *result, const struct rpc_error *err)
 		reason = err->reason;
 	} else if (json_is_true(json_object_get(result, "isError"))) {
 		outcome = "tool_error";
-		reason = json_string_value(json_object_get(json_object_get(sc, "error"),
-		    "reason"));
+		reason = json_string_value(json_object_get(json_object_get(sc, "error"), "reason"));
 	} else {
 		outcome = "ok";
 		reason = "";
@@ -165,7 +164,8 @@ count_call(struct call *c, json_t *result, const struct rpc_error *err)
 			metrics_count(METRICS_REVERTS);
 	}
 	metrics_call(c->rec.method, tool, outcome, reason,
-	    (double)(now.tv_sec - c->rec.at.tv_sec) + (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e9);
+	    (double)(now.tv_sec - c->rec.at.tv_sec) +
+		(double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e9);
 }
 
 /*
@@ -191,9 +191,12 @@ call_end(struct call *c, json_t *result, struct rpc_error *err)
 				/* A refusal answered as a result the model can act on is still a
 				 * refusal in the record, as it is on /rpc. */
 				c->rec.outcome = c->is_refusal_result ? "refused" : "tool_error";
-				audit_record_reason(&c->rec, json_string_value(json_object_get(
-				    json_object_get(json_object_get(result, "structuredContent"),
-				    "error"), "reason")));
+				audit_record_reason(&c->rec,
+				    json_string_value(
+					json_object_get(json_object_get(json_object_get(result,
+									    "structuredContent"),
+							    "error"),
+					    "reason")));
 			}
 			call_digest(c->digest_of != NULL ? c->digest_of : result,
 			    c->rec.result_digest);
@@ -206,7 +209,7 @@ call_end(struct call *c, json_t *result, struct rpc_error *err)
 		 * the call waits here for its record. */
 		if (c->ctx->on_recorded != NULL && !c->ctx->is_record_handed &&
 		    audit_submit(c->gw->audit, &c->rec, c->ctx->on_recorded,
-		    c->ctx->recorded_arg) == 0)
+			c->ctx->recorded_arg) == 0)
 			c->ctx->is_record_handed = 1;
 		else if (audit_write(c->gw->audit, &c->rec) == -1) {
 			json_decref(result);

@@ -12,10 +12,10 @@
 #include "airlock/sandbox.h"
 #include "code_int.h"
 
-#define EGRESS_MAX	256	/* attempts kept per call; the rest are only counted in the log */
-#define HOST_MAX	255	/* bytes of a requested host name kept in the record */
-#define RETRY_BUSY_S	1	/* retryAfterSeconds when the tenant's sandboxes are all busy */
-#define RETRY_DOWN_S	5	/* retryAfterSeconds when the sandbox cannot start */
+#define EGRESS_MAX 256 /* attempts kept per call; the rest are only counted in the log */
+#define HOST_MAX 255   /* bytes of a requested host name kept in the record */
+#define RETRY_BUSY_S 1 /* retryAfterSeconds when the tenant's sandboxes are all busy */
+#define RETRY_DOWN_S 5 /* retryAfterSeconds when the sandbox cannot start */
 
 /* What the proxy reports during one run; on_egress appends from the proxy's thread. */
 struct egress_log {
@@ -30,8 +30,12 @@ static const struct {
 	const char *key;
 	int64_t unit;
 } limit_names[L_COUNT] = {
-	{ "time_s", 1000 }, { "cpu_s", 1000 }, { "mem_mb", 1024 * 1024 }, { "pids", 1 },
-	{ "stdout_max", 1 }, { "stderr_max", 1 },
+	{ "time_s", 1000 },
+	{ "cpu_s", 1000 },
+	{ "mem_mb", 1024 * 1024 },
+	{ "pids", 1 },
+	{ "stdout_max", 1 },
+	{ "stderr_max", 1 },
 };
 
 /* The length of the valid UTF-8 sequence at s (n bytes left), or 0 when it is not one. */
@@ -163,10 +167,10 @@ tool_limits(const struct tool *t, struct sb_limits *l)
 static json_t *
 limits_json(const struct sb_limits *l)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
-	    "time_s", (json_int_t)(l->wall_ms / 1000), "cpu_s", (json_int_t)(l->cpu_ms / 1000),
-	    "mem_mb", (json_int_t)(l->mem_bytes / (1024 * 1024)), "pids", (json_int_t)l->pids,
-	    "stdout_max", (json_int_t)l->stdout_max, "stderr_max", (json_int_t)l->stderr_max);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "time_s",
+	    (json_int_t)(l->wall_ms / 1000), "cpu_s", (json_int_t)(l->cpu_ms / 1000), "mem_mb",
+	    (json_int_t)(l->mem_bytes / (1024 * 1024)), "pids", (json_int_t)l->pids, "stdout_max",
+	    (json_int_t)l->stdout_max, "stderr_max", (json_int_t)l->stderr_max);
 }
 
 /* A tool error the model can correct, naming the argument at fault. */
@@ -192,13 +196,14 @@ check_input_tool(const struct catalog *cat, const struct principal *p, json_t *s
 
 	*iargs = NULL;
 	name = json_string_value(json_object_get(spec, "name"));
-	json_object_foreach(spec, key, v) {
+	json_object_foreach (spec, key, v) {
 		if (strcmp(key, "name") != 0 && strcmp(key, "arguments") != 0)
 			name = NULL;
 	}
 	v = json_object_get(spec, "arguments");
 	if (!json_is_object(spec) || name == NULL || (v != NULL && !json_is_object(v))) {
-		bad_argument(err, "input_tool", "input_tool must be {\"name\": a read tool, "
+		bad_argument(err, "input_tool",
+		    "input_tool must be {\"name\": a read tool, "
 		    "\"arguments\": its arguments}");
 		return -1;
 	}
@@ -215,7 +220,8 @@ check_input_tool(const struct catalog *cat, const struct principal *p, json_t *s
 	}
 	if ((*iargs = tool_check_args(*it, v, &bad, msg, sizeof(msg))) == NULL) {
 		rpc_error_set(err, 0, "invalid_arguments", "input_tool '%s': %s", (*it)->name, msg);
-		err->data = json_pack("{s:s, s:s?}", "argument", "input_tool", "input_argument", bad);
+		err->data =
+		    json_pack("{s:s, s:s?}", "argument", "input_tool", "input_argument", bad);
 		goto fail;
 	}
 	if (auth_check_bindings(p, *it, *iargs, err) == -1)
@@ -234,10 +240,10 @@ fail:
  */
 static int
 read_input(struct db *db, const struct principal *p, const struct catalog *cat,
-    const struct tool *it, json_t *iargs, const char *call_id, char **input,
-    json_t **summary, struct rpc_error *err)
+    const struct tool *it, json_t *iargs, const char *call_id, char **input, json_t **summary,
+    struct rpc_error *err)
 {
-	struct principal counted = *p;	/* borrows p's JSON: never cleared */
+	struct principal counted = *p; /* borrows p's JSON: never cleared */
 	json_t *rows = NULL;
 	int truncated;
 
@@ -245,12 +251,12 @@ read_input(struct db *db, const struct principal *p, const struct catalog *cat,
 	*summary = NULL;
 	if (auth_count_call(db, &counted, err) == -1)
 		return -1;
-	if (read_run(db, it, cat->version, p->role, call_id, iargs, NULL, &rows, &truncated,
-	    err) == -1)
+	if (read_run(db, it, cat->version, p->role, call_id, iargs, NULL, &rows, &truncated, err) ==
+	    -1)
 		return -1;
 	*input = json_dumps(rows, JSON_COMPACT);
-	*summary = json_pack("{s:s, s:I, s:b}", "name", it->name,
-	    "row_count", (json_int_t)json_array_size(rows), "truncated", truncated);
+	*summary = json_pack("{s:s, s:I, s:b}", "name", it->name, "row_count",
+	    (json_int_t)json_array_size(rows), "truncated", truncated);
 	json_decref(rows);
 	if (*input == NULL || *summary == NULL) {
 		free(*input);
@@ -285,18 +291,15 @@ outcome_json(const struct sb_result *res)
 	for (l = SB_LIMIT_WALL; l <= SB_LIMIT_OUTPUT; l++)
 		if (res->limits_hit & SB_LIMIT_BIT(l))
 			json_array_append_new(hit, json_string(sb_limit_name((enum sb_limit)l)));
-	return json_pack("{s:b, s:o, s:i, s:o, s:o, s:o, s:b, s:o, s:b, s:I, s:o, s:o}",
-	    "dry_run", 0,
-	    "exit_code", res->signal != 0 ? json_null() : json_integer(res->exit_code),
-	    "signal", res->signal,
-	    "limit", res->limit != SB_LIMIT_NONE ? json_string(sb_limit_name(res->limit)) :
-	    json_null(),
-	    "limits_hit", hit,
-	    "stdout", stdout_json(res), "stdout_truncated", res->out_truncated,
+	return json_pack("{s:b, s:o, s:i, s:o, s:o, s:o, s:b, s:o, s:b, s:I, s:o, s:o}", "dry_run",
+	    0, "exit_code", res->signal != 0 ? json_null() : json_integer(res->exit_code), "signal",
+	    res->signal, "limit",
+	    res->limit != SB_LIMIT_NONE ? json_string(sb_limit_name(res->limit)) : json_null(),
+	    "limits_hit", hit, "stdout", stdout_json(res), "stdout_truncated", res->out_truncated,
 	    "stderr", text_json(res->err, res->err_len), "stderr_truncated", res->err_truncated,
-	    "wall_ms", (json_int_t)(res->wall_us / 1000),
-	    "cpu_ms", res->cpu_us < 0 ? json_null() : json_integer(res->cpu_us / 1000),
-	    "peak_memory_bytes", res->mem_peak < 0 ? json_null() : json_integer(res->mem_peak));
+	    "wall_ms", (json_int_t)(res->wall_us / 1000), "cpu_ms",
+	    res->cpu_us < 0 ? json_null() : json_integer(res->cpu_us / 1000), "peak_memory_bytes",
+	    res->mem_peak < 0 ? json_null() : json_integer(res->mem_peak));
 }
 
 static void
@@ -360,20 +363,21 @@ code_egress_finish(struct egress_log *log, const char *tool)
 /* The sandbox's configuration for a manifest's code object (borrowed by cfg, like allow,
  * which must hold SB_ALLOW_MAX + 1 entries). */
 void
-code_config(json_t *code, const struct sb_limits *lim, const char **allow,
-    struct egress_log *log, struct sb_config *cfg)
+code_config(json_t *code, const struct sb_limits *lim, const char **allow, struct egress_log *log,
+    struct sb_config *cfg)
 {
 	json_t *v;
 	size_t i, n = 0;
 
 	memset(cfg, 0, sizeof(*cfg));
-	json_array_foreach(json_object_get(code, "allow"), i, v) {
+	json_array_foreach (json_object_get(code, "allow"), i, v) {
 		if (json_is_string(v) && n < SB_ALLOW_MAX)
 			allow[n++] = json_string_value(v);
 	}
 	allow[n] = NULL;
-	cfg->argv = strcmp(json_string_value(json_object_get(code, "interpreter")), "sh") == 0 ?
-	    sh_argv : py_argv;
+	cfg->argv = strcmp(json_string_value(json_object_get(code, "interpreter")), "sh") == 0
+	    ? sh_argv
+	    : py_argv;
 	cfg->limits = *lim;
 	cfg->has_program = 1;
 	cfg->stdin_fd = -1;
@@ -381,8 +385,9 @@ code_config(json_t *code, const struct sb_limits *lim, const char **allow,
 	cfg->on_egress = on_egress;
 	cfg->egress_arg = log;
 	cfg->isolation = json_is_string(v = json_object_get(code, "isolation")) &&
-	    strcmp(json_string_value(v), "gvisor") == 0 ? SB_ISOLATION_GVISOR :
-	    SB_ISOLATION_NAMESPACE;
+		strcmp(json_string_value(v), "gvisor") == 0
+	    ? SB_ISOLATION_GVISOR
+	    : SB_ISOLATION_NAMESPACE;
 }
 
 /*
@@ -392,9 +397,9 @@ code_config(json_t *code, const struct sb_limits *lim, const char **allow,
  * *egress receives the attempts (new array) once a spawn was tried.
  */
 static int
-run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenant,
-    const char *code, size_t code_len, const char *input, size_t input_len, json_t **out,
-    json_t **egress, struct rpc_error *err)
+run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenant, const char *code,
+    size_t code_len, const char *input, size_t input_len, json_t **out, json_t **egress,
+    struct rpc_error *err)
 {
 	const char *allow[SB_ALLOW_MAX + 1];
 	struct egress_log *log = NULL;
@@ -447,7 +452,7 @@ run_sandbox(const struct tool *t, const struct sb_limits *lim, const char *tenan
 	rc = 0;
 done:
 	sb_result_release(&res);
-	sb_free(run);		/* stops the proxy: no callback runs after this */
+	sb_free(run); /* stops the proxy: no callback runs after this */
 	if (is_warm)
 		code_warm_done(tenant);
 	*egress = code_egress_finish(log, t->name);
@@ -499,19 +504,20 @@ code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
 	}
 	if (spec != NULL && check_input_tool(cat, p, spec, &it, &iargs, err) == -1)
 		return NULL;
-	if (input != NULL && (input_text = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY))
-	    == NULL) {
+	if (input != NULL &&
+	    (input_text = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
 		rpc_error_internal(err);
 		goto done;
 	}
 	tool_limits(t, &lim);
 	if (is_dry_run) {
-		plan = json_pack("{s:O, s:O, s:o, s:O, s:o}",
-		    "interpreter", json_object_get(t->code, "interpreter"),
-		    "isolation", json_object_get(t->code, "isolation"),
-		    "limits", limits_json(&lim), "allow", json_object_get(t->code, "allow"),
-		    "input_bytes", it != NULL ? json_null() :
-		    json_integer(input_text != NULL ? (json_int_t)strlen(input_text) : 0));
+		plan = json_pack("{s:O, s:O, s:o, s:O, s:o}", "interpreter",
+		    json_object_get(t->code, "interpreter"), "isolation",
+		    json_object_get(t->code, "isolation"), "limits", limits_json(&lim), "allow",
+		    json_object_get(t->code, "allow"), "input_bytes",
+		    it != NULL
+			? json_null()
+			: json_integer(input_text != NULL ? (json_int_t)strlen(input_text) : 0));
 		if (plan != NULL && it != NULL)
 			json_object_set_new(plan, "input_tool", json_string(it->name));
 		out = json_pack("{s:b, s:o}", "dry_run", 1, "plan", plan);
@@ -526,12 +532,11 @@ code_run(const struct catalog *cat, const struct config *cfg, struct db *db,
 		goto done;
 	}
 	has_slot = 1;
-	if (it != NULL && read_input(db, p, cat, it, iargs, call_id, &input_text, &summary,
-	    err) == -1)
+	if (it != NULL &&
+	    read_input(db, p, cat, it, iargs, call_id, &input_text, &summary, err) == -1)
 		goto done;
 	if (run_sandbox(t, &lim, p->tenant, json_string_value(code), json_string_length(code),
-	    input_text,
-	    input_text != NULL ? strlen(input_text) : 0, &out, egress, err) == -1)
+		input_text, input_text != NULL ? strlen(input_text) : 0, &out, egress, err) == -1)
 		goto done;
 	if (summary != NULL) {
 		json_object_set_new(out, "input_tool", summary);

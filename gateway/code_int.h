@@ -17,7 +17,7 @@ struct egress_log;
 /* A sandbox started ahead, waiting for its one call. */
 struct warm {
 	struct sb_run *run;
-	struct egress_log *log;		/* the proxy reports here: bound at start */
+	struct egress_log *log; /* the proxy reports here: bound at start */
 	struct warm *next;
 };
 

@@ -27,7 +27,7 @@
 struct slot {
 	char tenant[64];
 	unsigned running;
-	unsigned warm;		/* of those, started ahead (taken from a warm pool) */
+	unsigned warm; /* of those, started ahead (taken from a warm pool) */
 	struct slot *next;
 };
 
@@ -35,27 +35,27 @@ static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *slots;
 
 struct warm_pool {
-	char *key;			/* JSON of what the sandboxes are started with */
-	json_t *code;			/* the manifest's code object it came from (a copy) */
+	char *key;    /* JSON of what the sandboxes are started with */
+	json_t *code; /* the manifest's code object it came from (a copy) */
 	struct sb_limits limits;
 	int is_gvisor;
-	unsigned want;			/* asked for by the current catalog; 0: drain */
-	unsigned ready;			/* entries in list */
-	unsigned starting;		/* being started by the pool's thread */
-	int64_t retry_at;		/* after a failed start, when to try again (ms) */
+	unsigned want;	   /* asked for by the current catalog; 0: drain */
+	unsigned ready;	   /* entries in list */
+	unsigned starting; /* being started by the pool's thread */
+	int64_t retry_at;  /* after a failed start, when to try again (ms) */
 	struct warm *list;
 	struct warm_pool *next;
 };
 
 static struct {
-	pthread_mutex_t lock;		/* everything below; taken before slots_lock */
+	pthread_mutex_t lock; /* everything below; taken before slots_lock */
 	pthread_cond_t cond;
 	pthread_t thread;
 	int is_started;
 	int is_stopping;
 	struct gateway *gw;
 	struct warm_pool *pools;
-	unsigned total;			/* ready and starting, in all */
+	unsigned total; /* ready and starting, in all */
 	unsigned max_total;
 	unsigned per_tenant;
 	unsigned long hits, misses;
@@ -110,12 +110,14 @@ code_warm_key(json_t *code, const struct sb_limits *lim)
 
 	k = json_pack("{s:O?, s:O?, s:O?, s:o}", "isolation", json_object_get(code, "isolation"),
 	    "interpreter", json_object_get(code, "interpreter"), "allow",
-	    json_object_get(code, "allow"), "limits", json_pack("{s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:I, s:I, s:I}", "wall", (json_int_t)lim->wall_ms, "cpu",
-	    (json_int_t)lim->cpu_ms, "mem", (json_int_t)lim->mem_bytes, "pids",
-	    (json_int_t)lim->pids, "fsize", (json_int_t)lim->fsize_bytes, "nofile",
-	    (json_int_t)lim->nofile, "tmp", (json_int_t)lim->tmp_bytes, "stdout",
-	    (json_int_t)lim->stdout_max, "stderr", (json_int_t)lim->stderr_max));
+	    json_object_get(code, "allow"), "limits",
+	    json_pack("{s:I, s:I, s:I, s:I, s:I, "
+		      "s:I, s:I, s:I, s:I}",
+		"wall", (json_int_t)lim->wall_ms, "cpu", (json_int_t)lim->cpu_ms, "mem",
+		(json_int_t)lim->mem_bytes, "pids", (json_int_t)lim->pids, "fsize",
+		(json_int_t)lim->fsize_bytes, "nofile", (json_int_t)lim->nofile, "tmp",
+		(json_int_t)lim->tmp_bytes, "stdout", (json_int_t)lim->stdout_max, "stderr",
+		(json_int_t)lim->stderr_max));
 	s = k != NULL ? json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(k);
 	return s;
@@ -234,8 +236,9 @@ warm_sync(void)
 			key = NULL;
 			p->code = json_deep_copy(t->code);
 			p->limits = lim;
-			p->is_gvisor = strcmp(json_string_value(json_object_get(t->code,
-			    "isolation")), "gvisor") == 0;
+			p->is_gvisor =
+			    strcmp(json_string_value(json_object_get(t->code, "isolation")),
+				"gvisor") == 0;
 			if (p->code == NULL) {
 				free(p->key);
 				free(p);
@@ -418,21 +421,21 @@ code_warm_metrics(void)
 	misses = warm.misses;
 	pthread_mutex_unlock(&warm.lock);
 	if (asprintf(&text,
-	    "# HELP airlock_sandbox_warm Sandboxes started ahead, waiting for a call.\n"
-	    "# TYPE airlock_sandbox_warm gauge\n"
-	    "airlock_sandbox_warm{isolation=\"namespace\"} %u\n"
-	    "airlock_sandbox_warm{isolation=\"gvisor\"} %u\n"
-	    "# HELP airlock_sandbox_warm_starting Warm sandboxes being started.\n"
-	    "# TYPE airlock_sandbox_warm_starting gauge\n"
-	    "airlock_sandbox_warm_starting %u\n"
-	    "# HELP airlock_sandbox_warm_hits_total Code calls served by a warm sandbox.\n"
-	    "# TYPE airlock_sandbox_warm_hits_total counter\n"
-	    "airlock_sandbox_warm_hits_total %lu\n"
-	    "# HELP airlock_sandbox_warm_misses_total Code calls of a pooled tool that started "
-	    "cold (none ready, or the tenant held its share).\n"
-	    "# TYPE airlock_sandbox_warm_misses_total counter\n"
-	    "airlock_sandbox_warm_misses_total %lu\n",
-	    ready[0], ready[1], starting, hits, misses) == -1)
+		"# HELP airlock_sandbox_warm Sandboxes started ahead, waiting for a call.\n"
+		"# TYPE airlock_sandbox_warm gauge\n"
+		"airlock_sandbox_warm{isolation=\"namespace\"} %u\n"
+		"airlock_sandbox_warm{isolation=\"gvisor\"} %u\n"
+		"# HELP airlock_sandbox_warm_starting Warm sandboxes being started.\n"
+		"# TYPE airlock_sandbox_warm_starting gauge\n"
+		"airlock_sandbox_warm_starting %u\n"
+		"# HELP airlock_sandbox_warm_hits_total Code calls served by a warm sandbox.\n"
+		"# TYPE airlock_sandbox_warm_hits_total counter\n"
+		"airlock_sandbox_warm_hits_total %lu\n"
+		"# HELP airlock_sandbox_warm_misses_total Code calls of a pooled tool that started "
+		"cold (none ready, or the tenant held its share).\n"
+		"# TYPE airlock_sandbox_warm_misses_total counter\n"
+		"airlock_sandbox_warm_misses_total %lu\n",
+		ready[0], ready[1], starting, hits, misses) == -1)
 		return NULL;
 	return text;
 }

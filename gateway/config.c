@@ -21,60 +21,88 @@
 #include "airlock/version.h"
 
 static const char usage[] =
-"usage: airlockd [--config FILE] [--check-config] [options]\n"
-"  --config FILE          read settings from FILE first: `key = value` lines, a key for\n"
-"                         every option below (listen = 127.0.0.1:8080, verbose = true);\n"
-"                         the environment and flags override it (AIRLOCK_CONFIG)\n"
-"  --check-config         check the settings and the files they name, then exit: 0 when\n"
-"                         airlockd would start with them, 78 when not\n"
-"  --version              print the version and exit\n"
-"  --listen HOST:PORT     address to serve (AIRLOCK_LISTEN; default 127.0.0.1:8080)\n"
-"  --db CONNINFO          libpq URL or conninfo of the gateway role (AIRLOCK_DB;\n"
-"                         default: libpq's PGHOST, PGUSER, ... environment).  Never\n"
-"                         put a password here (any local user reads the command\n"
-"                         line): use a passfile (passfile=, PGPASSFILE) or --db-file\n"
-"  --db-file FILE         read the conninfo from FILE, which only its owner may read\n"
-"                         or write (AIRLOCK_DB_FILE)\n"
-"  --tools DIR            tool catalog (AIRLOCK_TOOLS; default ./tools)\n"
-"  --admin-key-file FILE  admin credential, re-read on change; only its owner may read\n"
-"                         or write it (AIRLOCK_ADMIN_KEY_FILE)\n"
-"  --trust-proxy ADDR     a TLS-terminating proxy's address: for its requests the client\n"
-"                         is the last address in X-Forwarded-For (AIRLOCK_TRUST_PROXY)\n"
-"  --allow-origin ORIGIN  an Origin /mcp accepts; repeatable (AIRLOCK_ALLOW_ORIGINS,\n"
-"                         comma-separated). A request without Origin is always accepted\n"
-"  --max-body BYTES       largest request body (default 1048576)\n"
-"  --max-depth N          deepest JSON nesting (default 32)\n"
-"  --max-batch N          most calls in one batch (default 50)\n"
-"  --conn-timeout SEC     idle connection timeout (default 30)\n"
-"  --grace SEC            at SIGTERM, how long in-flight requests may take (default 10)\n"
-"  --max-conns N          concurrent connections (default 1024)\n"
-"  --max-conns-per-client N  concurrent connections from one address (default 64;\n"
-"                         behind a proxy every client shares the proxy's address)\n"
-"  --threads N            HTTP threads (default 2)\n"
-"  --workers N            database workers, one connection each (default 8)\n"
-"  --queue N              calls waiting for a worker, in all (default 4096)\n"
-"  --queue-per-tenant N   calls waiting for a worker, per tenant (per token until the\n"
-"                         gateway has seen the token's tenant; default 64)\n"
-"  --key-ttl SEC          how long an idempotency key is remembered (default 86400)\n"
-"  --key-waiters K/T      duplicates waiting on one key, and keyed writes in flight per\n"
-"                         tenant, in this instance (default 8/64); more get 409/429 at once\n"
-"  --sandboxes N          code steps running at once (default 4)\n"
-"  --sandboxes-per-tenant N  code steps running at once per tenant (default 2)\n"
-"  --warm N               sandboxes started ahead for code tools that ask for them\n"
-"                         (code.warm), in all (default 4; 0 turns warm pools off)\n"
-"  --warm-per-tenant N    warm sandboxes one tenant may take at once (default 1)\n"
-"  --rate-client R/B      requests per second and burst per client address, before\n"
-"                         authentication (default 100/200; 0/0 turns it off)\n"
-"  --rate-token R/B       calls per second and burst per token (default 20/40)\n"
-"  --rate-tenant R/B      calls per second and burst per tenant, unless the tenant has\n"
-"                         its own (airlock.tenants.rate_per_sec; default 100/200)\n"
-"  -v, --verbose          debug logging\n"
-"  -h, --help             this text\n";
+    "usage: airlockd [--config FILE] [--check-config] [options]\n"
+    "  --config FILE          read settings from FILE first: `key = value` lines, a key for\n"
+    "                         every option below (listen = 127.0.0.1:8080, verbose = true);\n"
+    "                         the environment and flags override it (AIRLOCK_CONFIG)\n"
+    "  --check-config         check the settings and the files they name, then exit: 0 when\n"
+    "                         airlockd would start with them, 78 when not\n"
+    "  --version              print the version and exit\n"
+    "  --listen HOST:PORT     address to serve (AIRLOCK_LISTEN; default 127.0.0.1:8080)\n"
+    "  --db CONNINFO          libpq URL or conninfo of the gateway role (AIRLOCK_DB;\n"
+    "                         default: libpq's PGHOST, PGUSER, ... environment).  Never\n"
+    "                         put a password here (any local user reads the command\n"
+    "                         line): use a passfile (passfile=, PGPASSFILE) or --db-file\n"
+    "  --db-file FILE         read the conninfo from FILE, which only its owner may read\n"
+    "                         or write (AIRLOCK_DB_FILE)\n"
+    "  --tools DIR            tool catalog (AIRLOCK_TOOLS; default ./tools)\n"
+    "  --admin-key-file FILE  admin credential, re-read on change; only its owner may read\n"
+    "                         or write it (AIRLOCK_ADMIN_KEY_FILE)\n"
+    "  --trust-proxy ADDR     a TLS-terminating proxy's address: for its requests the client\n"
+    "                         is the last address in X-Forwarded-For (AIRLOCK_TRUST_PROXY)\n"
+    "  --allow-origin ORIGIN  an Origin /mcp accepts; repeatable (AIRLOCK_ALLOW_ORIGINS,\n"
+    "                         comma-separated). A request without Origin is always accepted\n"
+    "  --max-body BYTES       largest request body (default 1048576)\n"
+    "  --max-depth N          deepest JSON nesting (default 32)\n"
+    "  --max-batch N          most calls in one batch (default 50)\n"
+    "  --conn-timeout SEC     idle connection timeout (default 30)\n"
+    "  --grace SEC            at SIGTERM, how long in-flight requests may take (default 10)\n"
+    "  --max-conns N          concurrent connections (default 1024)\n"
+    "  --max-conns-per-client N  concurrent connections from one address (default 64;\n"
+    "                         behind a proxy every client shares the proxy's address)\n"
+    "  --threads N            HTTP threads (default 2)\n"
+    "  --workers N            database workers, one connection each (default 8)\n"
+    "  --queue N              calls waiting for a worker, in all (default 4096)\n"
+    "  --queue-per-tenant N   calls waiting for a worker, per tenant (per token until the\n"
+    "                         gateway has seen the token's tenant; default 64)\n"
+    "  --key-ttl SEC          how long an idempotency key is remembered (default 86400)\n"
+    "  --key-waiters K/T      duplicates waiting on one key, and keyed writes in flight per\n"
+    "                         tenant, in this instance (default 8/64); more get 409/429 at once\n"
+    "  --sandboxes N          code steps running at once (default 4)\n"
+    "  --sandboxes-per-tenant N  code steps running at once per tenant (default 2)\n"
+    "  --warm N               sandboxes started ahead for code tools that ask for them\n"
+    "                         (code.warm), in all (default 4; 0 turns warm pools off)\n"
+    "  --warm-per-tenant N    warm sandboxes one tenant may take at once (default 1)\n"
+    "  --rate-client R/B      requests per second and burst per client address, before\n"
+    "                         authentication (default 100/200; 0/0 turns it off)\n"
+    "  --rate-token R/B       calls per second and burst per token (default 20/40)\n"
+    "  --rate-tenant R/B      calls per second and burst per tenant, unless the tenant has\n"
+    "                         its own (airlock.tenants.rate_per_sec; default 100/200)\n"
+    "  -v, --verbose          debug logging\n"
+    "  -h, --help             this text\n";
 
-enum { O_LISTEN = 256, O_DB, O_TOOLS, O_ADMIN, O_ORIGIN, O_BODY, O_DEPTH, O_BATCH, O_TIMEOUT,
-	O_CONNS, O_THREADS, O_WORKERS, O_QUEUE, O_QUEUE_KEY, O_RATE_CLIENT, O_RATE_TOKEN,
-	O_RATE_TENANT, O_SANDBOXES, O_SANDBOXES_TENANT, O_KEY_TTL, O_KEY_WAITERS, O_GRACE, O_CONNS_CLIENT, O_TRUST,
-	O_DB_FILE, O_CONFIG, O_CHECK, O_VERSION, O_WARM, O_WARM_TENANT };
+enum {
+	O_LISTEN = 256,
+	O_DB,
+	O_TOOLS,
+	O_ADMIN,
+	O_ORIGIN,
+	O_BODY,
+	O_DEPTH,
+	O_BATCH,
+	O_TIMEOUT,
+	O_CONNS,
+	O_THREADS,
+	O_WORKERS,
+	O_QUEUE,
+	O_QUEUE_KEY,
+	O_RATE_CLIENT,
+	O_RATE_TOKEN,
+	O_RATE_TENANT,
+	O_SANDBOXES,
+	O_SANDBOXES_TENANT,
+	O_KEY_TTL,
+	O_KEY_WAITERS,
+	O_GRACE,
+	O_CONNS_CLIENT,
+	O_TRUST,
+	O_DB_FILE,
+	O_CONFIG,
+	O_CHECK,
+	O_VERSION,
+	O_WARM,
+	O_WARM_TENANT
+};
 
 static const struct option options[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
@@ -190,8 +218,7 @@ set_rate(double *rate, double *burst, const char *s, const char *what)
 		goto bad;
 	s = end + 1;
 	*burst = strtod(s, &end);
-	if (end == s || *end != '\0' || *burst < 0 || *burst > 1e6 ||
-	    (*rate > 0 && *burst < 1))
+	if (end == s || *end != '\0' || *burst < 0 || *burst > 1e6 || (*rate > 0 && *burst < 1))
 		goto bad;
 	return 0;
 bad:
@@ -226,7 +253,7 @@ add_origins(struct config *cfg, const char *list)
 			return -1;
 		}
 		if (set_string(cfg->origins[cfg->n_origins++], sizeof(cfg->origins[0]), tok,
-		    "origin") == -1)
+			"origin") == -1)
 			return -1;
 	}
 	return 0;
@@ -328,7 +355,8 @@ apply(struct config *cfg, int opt, const char *arg)
 		cfg->key_ttl = n;
 		break;
 	case O_KEY_WAITERS:
-		if (set_pair(&cfg->key_waiters, &cfg->key_waiters_tenant, arg, "--key-waiters") == -1)
+		if (set_pair(&cfg->key_waiters, &cfg->key_waiters_tenant, arg, "--key-waiters") ==
+		    -1)
 			return -1;
 		break;
 	case O_SANDBOXES:
@@ -379,8 +407,10 @@ open_secret(const char *path, const char *what, int may_be_missing)
 		goto fail;
 	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		fprintf(stderr, "airlockd: %s %s is open to group or others (mode %04o): it holds "
-		    "a secret; chmod 600 it\n", what, path, (unsigned)(st.st_mode & 07777));
+		fprintf(stderr,
+		    "airlockd: %s %s is open to group or others (mode %04o): it holds "
+		    "a secret; chmod 600 it\n",
+		    what, path, (unsigned)(st.st_mode & 07777));
 		goto fail;
 	}
 	return fd;
@@ -425,8 +455,10 @@ config_load_secrets(struct config *cfg)
 		goto out;
 	}
 	if (len == 0 || strchr(buf, '\n') != NULL) {
-		fprintf(stderr, "airlockd: database file %s must hold one libpq URL or conninfo "
-		    "line\n", cfg->db_file);
+		fprintf(stderr,
+		    "airlockd: database file %s must hold one libpq URL or conninfo "
+		    "line\n",
+		    cfg->db_file);
 		goto out;
 	}
 	strlcpy(cfg->db, buf, sizeof(cfg->db));
@@ -461,8 +493,8 @@ trim(char *s)
 
 	s += strspn(s, " \t");
 	n = strlen(s);
-	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' ||
-	    s[n - 1] == '\n'))
+	while (
+	    n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
 		s[--n] = '\0';
 	return s;
 }
@@ -531,10 +563,12 @@ read_file(struct config *cfg, const char *path)
 			cfg->verbose = on;
 			continue;
 		}
-		if (o->val == O_DB && db_has_password(val) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-			fprintf(stderr, "airlockd: config file %s sets a database password but is open "
-			    "to group or others (mode %04o): chmod 600 it, or use db-file\n", path,
-			    (unsigned)(st.st_mode & 07777));
+		if (o->val == O_DB && db_has_password(val) &&
+		    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+			fprintf(stderr,
+			    "airlockd: config file %s sets a database password but is open "
+			    "to group or others (mode %04o): chmod 600 it, or use db-file\n",
+			    path, (unsigned)(st.st_mode & 07777));
 			goto out;
 		}
 		if (apply(cfg, o->val, val) == -1) {
@@ -556,10 +590,16 @@ out:
 int
 config_parse(struct config *cfg, int argc, char **argv)
 {
-	static const struct { const char *name; int opt; } env[] = {
-		{ "AIRLOCK_LISTEN", O_LISTEN }, { "AIRLOCK_DB", O_DB },
-		{ "AIRLOCK_TOOLS", O_TOOLS }, { "AIRLOCK_ADMIN_KEY_FILE", O_ADMIN },
-		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN }, { "AIRLOCK_TRUST_PROXY", O_TRUST },
+	static const struct {
+		const char *name;
+		int opt;
+	} env[] = {
+		{ "AIRLOCK_LISTEN", O_LISTEN },
+		{ "AIRLOCK_DB", O_DB },
+		{ "AIRLOCK_TOOLS", O_TOOLS },
+		{ "AIRLOCK_ADMIN_KEY_FILE", O_ADMIN },
+		{ "AIRLOCK_ALLOW_ORIGINS", O_ORIGIN },
+		{ "AIRLOCK_TRUST_PROXY", O_TRUST },
 		{ "AIRLOCK_DB_FILE", O_DB_FILE },
 	};
 	const char *v, *file = NULL;
@@ -619,7 +659,8 @@ config_parse(struct config *cfg, int argc, char **argv)
 		file = v;
 	if (file != NULL) {
 		applying = SRC_FILE;
-		if (set_string(cfg->config_file, sizeof(cfg->config_file), file, "--config") == -1 ||
+		if (set_string(cfg->config_file, sizeof(cfg->config_file), file, "--config") ==
+			-1 ||
 		    read_file(cfg, file) == -1)
 			return -2;
 	}

@@ -20,9 +20,10 @@
 
 /* Nothing inline, nothing from elsewhere: script, style and fetch() from this origin only;
  * never framed; no form is ever submitted (the login form is read by the script). */
-#define CONSOLE_CSP "default-src 'self'; script-src 'self'; style-src 'self'; " \
-    "connect-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; " \
-    "form-action 'none'; frame-ancestors 'none'"
+#define CONSOLE_CSP                                                                \
+	"default-src 'self'; script-src 'self'; style-src 'self'; "                \
+	"connect-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; " \
+	"form-action 'none'; frame-ancestors 'none'"
 
 static const struct {
 	const char *path;
@@ -60,16 +61,16 @@ console_response(const char *path, unsigned *status)
 		;
 	if (i == NFILES) {
 		*status = MHD_HTTP_NOT_FOUND;
-		resp = MHD_create_response_from_buffer(strlen(not_found), (void *)(uintptr_t)not_found,
-		    MHD_RESPMEM_PERSISTENT);
+		resp = MHD_create_response_from_buffer(strlen(not_found),
+		    (void *)(uintptr_t)not_found, MHD_RESPMEM_PERSISTENT);
 		if (resp != NULL)
 			MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 			    "text/plain; charset=utf-8");
 		return resp;
 	}
 	*status = MHD_HTTP_OK;
-	resp = MHD_create_response_from_buffer(*files[i].len,
-	    (void *)(uintptr_t)files[i].data, MHD_RESPMEM_PERSISTENT);
+	resp = MHD_create_response_from_buffer(*files[i].len, (void *)(uintptr_t)files[i].data,
+	    MHD_RESPMEM_PERSISTENT);
 	if (resp == NULL)
 		return NULL;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, files[i].type);
@@ -140,7 +141,8 @@ console_calls(struct db *db, const struct console_filter *f, struct rpc_error *e
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		/* Class 22: a time or a seq PostgreSQL could not read. */
 		if (state != NULL && strncmp(state, "22", 2) == 0)
-			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "from, to and before "
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "from, to and before "
 			    "must be a time (ISO 8601) and a seq");
 		else {
 			log_warn("calls.list: %s", PQresultErrorMessage(res));
@@ -154,8 +156,8 @@ console_calls(struct db *db, const struct console_filter *f, struct rpc_error *e
 		if ((v = json_loads(PQgetvalue(res, i, 0), 0, NULL)) != NULL)
 			json_array_append_new(calls, v);
 	/* One more row than asked says there is a next page. */
-	out = json_pack("{s:o, s:o}", "calls", calls, "next_before", PQntuples(res) > f->limit ?
-	    json_string(PQgetvalue(res, n - 1, 1)) : json_null());
+	out = json_pack("{s:o, s:o}", "calls", calls, "next_before",
+	    PQntuples(res) > f->limit ? json_string(PQgetvalue(res, n - 1, 1)) : json_null());
 out:
 	PQclear(res);
 	return out;

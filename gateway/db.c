@@ -21,7 +21,7 @@
 static pthread_mutex_t outage_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	int is_down;
-	unsigned long long failures;	/* attempts failed since it went down */
+	unsigned long long failures; /* attempts failed since it went down */
 	struct timespec since, reported;
 } outage;
 
@@ -59,12 +59,13 @@ outage_failed(const char *what, const PGconn *conn)
 	pthread_mutex_unlock(&outage_lock);
 	/* libpq's message may name the host; it goes to the log, never to a client. */
 	if (is_first) {
-		log_seterr(why, sizeof(why), "%s", conn != NULL ? PQerrorMessage(conn) :
-		    "out of memory");
+		log_seterr(why, sizeof(why), "%s",
+		    conn != NULL ? PQerrorMessage(conn) : "out of memory");
 		log_warn("%s: %s (repeats are counted, not logged, until it is back)", what, why);
 	} else if (n > 0)
-		log_json(LOG_LVL_WARN, json_pack("{s:s, s:f, s:I}", "msg",
-		    "database still unavailable", "down_s", down, "failures", (json_int_t)n));
+		log_json(LOG_LVL_WARN,
+		    json_pack("{s:s, s:f, s:I}", "msg", "database still unavailable", "down_s",
+			down, "failures", (json_int_t)n));
 }
 
 /* A connection succeeded: ends an outage, if there was one, with one line. */
@@ -85,8 +86,9 @@ outage_ended(void)
 	n = outage.failures;
 	down = seconds_since(&outage.since, &now);
 	pthread_mutex_unlock(&outage_lock);
-	log_json(LOG_LVL_INFO, json_pack("{s:s, s:f, s:I}", "msg", "database back",
-	    "down_s", down, "failures", (json_int_t)n));
+	log_json(LOG_LVL_INFO,
+	    json_pack("{s:s, s:f, s:I}", "msg", "database back", "down_s", down, "failures",
+		(json_int_t)n));
 }
 
 void
@@ -115,7 +117,8 @@ db_ensure(struct db *db)
 	outage_ended();
 	db->generation++;
 	/* Results are rendered by type (tool_value_json): fix the formats it reads. */
-	res = PQexec(db->conn, "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
+	res = PQexec(db->conn,
+	    "SET datestyle = 'ISO'; SET timezone = 'UTC'; "
 	    "SET intervalstyle = 'iso_8601'; SET application_name = 'airlockd'");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_warn("cannot set up the session: %s", PQresultErrorMessage(res));
@@ -261,9 +264,10 @@ db_pipeline(struct db *db, struct db_query *q, size_t n)
 	if (PQenterPipelineMode(db->conn) != 1)
 		goto lost;
 	for (i = 0; i < n; i++) {
-		ok = q[i].name != NULL ?
-		    PQsendQueryPrepared(db->conn, q[i].name, q[i].n, q[i].values, NULL, NULL, 0) :
-		    PQsendQueryParams(db->conn, q[i].sql, q[i].n, NULL, q[i].values, NULL, NULL, 0);
+		ok = q[i].name != NULL
+		    ? PQsendQueryPrepared(db->conn, q[i].name, q[i].n, q[i].values, NULL, NULL, 0)
+		    : PQsendQueryParams(db->conn, q[i].sql, q[i].n, NULL, q[i].values, NULL, NULL,
+			  0);
 		if (!ok)
 			goto lost;
 	}
@@ -307,7 +311,7 @@ db_has_password(const char *conninfo)
 	int found = 0;
 
 	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
-		return 0;	/* not parseable: libpq says why when it connects */
+		return 0; /* not parseable: libpq says why when it connects */
 	for (o = opts; o->keyword != NULL; o++)
 		if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0')
 			found = 1;

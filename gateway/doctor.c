@@ -23,7 +23,7 @@
 #include "airlock/doctor.h"
 #include "airlock/gvisor.h"
 
-#define NOBODY_ID	65534	/* who the user-namespace probe runs as when we are root */
+#define NOBODY_ID 65534 /* who the user-namespace probe runs as when we are root */
 
 void
 doc_report_init(struct doc_report *r)
@@ -55,7 +55,7 @@ doc_status_name(enum doc_status st)
 }
 
 static void add(struct doc_report *r, const char *check, enum doc_status st, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Adds a row; a row that cannot be stored still counts as a failure, so none is lost. */
 static void
@@ -93,144 +93,144 @@ add(struct doc_report *r, const char *check, enum doc_status st, const char *fmt
 /* A superuser is a member of every role: what it can become says nothing more. */
 #define IS_SUPERUSER "(SELECT rolsuper FROM pg_roles WHERE rolname = $1)"
 
-#define ROLE_ATTR_SQL(attr, word)						\
-	"SELECT CASE WHEN r.rolname = $1 THEN format('role %I is " word "', r.rolname)"	\
-	" ELSE format('role %I can SET ROLE to %I, which is " word "', $1::text, r.rolname) END"	\
-	" FROM pg_roles r WHERE r." attr " AND pg_has_role($1::name, r.oid, 'MEMBER')"	\
+#define ROLE_ATTR_SQL(attr, word)                                                                \
+	"SELECT CASE WHEN r.rolname = $1 THEN format('role %I is " word "', r.rolname)"          \
+	" ELSE format('role %I can SET ROLE to %I, which is " word "', $1::text, r.rolname) END" \
+	" FROM pg_roles r WHERE r." attr " AND pg_has_role($1::name, r.oid, 'MEMBER')"           \
 	" AND (r.rolname = $1 OR NOT " IS_SUPERUSER ") ORDER BY r.rolname <> $1, 1"
 
-#define TENANT_TABLES							\
-	"WITH t AS (SELECT format('%I.%I', schema_name, table_name) AS name,"	\
-	" to_regclass(format('%I.%I', schema_name, table_name)) AS oid"		\
+#define TENANT_TABLES                                                         \
+	"WITH t AS (SELECT format('%I.%I', schema_name, table_name) AS name," \
+	" to_regclass(format('%I.%I', schema_name, table_name)) AS oid"       \
 	" FROM airlock.tenant_tables) "
 
 static const struct db_check {
-	const char	*check;
-	const char	*ok;	/* the detail of an ok row */
-	const char	*sql;
+	const char *check;
+	const char *ok; /* the detail of an ok row */
+	const char *sql;
 } db_checks[] = {
 	{ "superuser", "not SUPERUSER, nor able to become one",
-	  ROLE_ATTR_SQL("rolsuper", "SUPERUSER") },
+	    ROLE_ATTR_SQL("rolsuper", "SUPERUSER") },
 	{ "bypassrls", "not BYPASSRLS, nor able to become one",
-	  ROLE_ATTR_SQL("rolbypassrls", "BYPASSRLS") },
+	    ROLE_ATTR_SQL("rolbypassrls", "BYPASSRLS") },
 	{ "createrole", "not CREATEROLE, nor able to become one",
-	  ROLE_ATTR_SQL("rolcreaterole", "CREATEROLE") },
+	    ROLE_ATTR_SQL("rolcreaterole", "CREATEROLE") },
 	{ "inherit", "NOINHERIT: tenant privileges only after SET ROLE",
-	  "SELECT format('role %I is INHERIT: it holds every tenant role''s privileges at once',"
-	  " rolname) FROM pg_roles WHERE rolname = $1 AND rolinherit" },
+	    "SELECT format('role %I is INHERIT: it holds every tenant role''s privileges at once',"
+	    " rolname) FROM pg_roles WHERE rolname = $1 AND rolinherit" },
 	/* Owning a table, or being able to become its owner, means being able to turn its
 	 * row-level security off. */
 	{ "table owner", "owns no tenant table, nor can become an owner",
-	  TENANT_TABLES
-	  "SELECT format('%s is owned by %I, %s', t.name, pg_get_userbyid(c.relowner),"
-	  " CASE WHEN pg_get_userbyid(c.relowner) = $1 THEN 'the gateway role'"
-	  " ELSE format('which %I can become', $1::text) END)"
-	  " FROM t JOIN pg_class c ON c.oid = t.oid"
-	  " WHERE pg_has_role($1::name, c.relowner, 'MEMBER')"
-	  "  AND (pg_get_userbyid(c.relowner) = $1 OR NOT " IS_SUPERUSER ") ORDER BY 1" },
+	    TENANT_TABLES
+	    "SELECT format('%s is owned by %I, %s', t.name, pg_get_userbyid(c.relowner),"
+	    " CASE WHEN pg_get_userbyid(c.relowner) = $1 THEN 'the gateway role'"
+	    " ELSE format('which %I can become', $1::text) END)"
+	    " FROM t JOIN pg_class c ON c.oid = t.oid"
+	    " WHERE pg_has_role($1::name, c.relowner, 'MEMBER')"
+	    "  AND (pg_get_userbyid(c.relowner) = $1 OR NOT " IS_SUPERUSER ") ORDER BY 1" },
 	/* Privileges granted to the role itself or to PUBLIC, on the table or its columns:
 	 * the gateway reaches tenant rows only through a tenant role it sets per call. */
 	{ "direct grant", "no privilege on a tenant table but through a tenant role",
-	  TENANT_TABLES
-	  ", g AS (SELECT oid FROM pg_roles WHERE rolname = $1 UNION ALL SELECT 0)"
-	  " SELECT format('%s grants %s to %s', t.name,"
-	  "  string_agg(DISTINCT a.privilege_type, ', '),"
-	  "  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident($1) END)"
-	  " FROM t JOIN pg_class c ON c.oid = t.oid, aclexplode(c.relacl) a"
-	  " WHERE a.grantee IN (SELECT oid FROM g) GROUP BY t.name, a.grantee"
-	  " UNION ALL"
-	  " SELECT format('%s column %I grants %s to %s', t.name, at.attname,"
-	  "  string_agg(DISTINCT a.privilege_type, ', '),"
-	  "  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident($1) END)"
-	  " FROM t JOIN pg_attribute at ON at.attrelid = t.oid AND NOT at.attisdropped,"
-	  "  aclexplode(at.attacl) a"
-	  " WHERE a.grantee IN (SELECT oid FROM g) GROUP BY t.name, at.attname, a.grantee"
-	  " ORDER BY 1" },
+	    TENANT_TABLES
+	    ", g AS (SELECT oid FROM pg_roles WHERE rolname = $1 UNION ALL SELECT 0)"
+	    " SELECT format('%s grants %s to %s', t.name,"
+	    "  string_agg(DISTINCT a.privilege_type, ', '),"
+	    "  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident($1) END)"
+	    " FROM t JOIN pg_class c ON c.oid = t.oid, aclexplode(c.relacl) a"
+	    " WHERE a.grantee IN (SELECT oid FROM g) GROUP BY t.name, a.grantee"
+	    " UNION ALL"
+	    " SELECT format('%s column %I grants %s to %s', t.name, at.attname,"
+	    "  string_agg(DISTINCT a.privilege_type, ', '),"
+	    "  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident($1) END)"
+	    " FROM t JOIN pg_attribute at ON at.attrelid = t.oid AND NOT at.attisdropped,"
+	    "  aclexplode(at.attacl) a"
+	    " WHERE a.grantee IN (SELECT oid FROM g) GROUP BY t.name, at.attname, a.grantee"
+	    " ORDER BY 1" },
 	{ "rls", "row-level security enabled and forced on every tenant table",
-	  TENANT_TABLES
-	  "SELECT CASE WHEN c.oid IS NULL THEN"
-	  "  format('%s is listed in airlock.tenant_tables but does not exist', t.name)"
-	  " WHEN NOT c.relrowsecurity THEN format('%s: row-level security is not enabled', t.name)"
-	  " ELSE format('%s: row-level security is not forced (its owner bypasses it)', t.name) END"
-	  " FROM t LEFT JOIN pg_class c ON c.oid = t.oid"
-	  " WHERE $1::text IS NOT NULL AND (c.oid IS NULL OR NOT (c.relrowsecurity AND c.relforcerowsecurity))"
-	  " ORDER BY 1" },
+	    TENANT_TABLES
+	    "SELECT CASE WHEN c.oid IS NULL THEN"
+	    "  format('%s is listed in airlock.tenant_tables but does not exist', t.name)"
+	    " WHEN NOT c.relrowsecurity THEN format('%s: row-level security is not enabled', t.name)"
+	    " ELSE format('%s: row-level security is not forced (its owner bypasses it)', t.name) END"
+	    " FROM t LEFT JOIN pg_class c ON c.oid = t.oid"
+	    " WHERE $1::text IS NOT NULL AND (c.oid IS NULL OR NOT (c.relrowsecurity AND c.relforcerowsecurity))"
+	    " ORDER BY 1" },
 	/* A setting is chosen by whoever holds the session: a policy keyed on one isolates
 	 * nothing from the gateway.  Permissive policies are OR'ed: any besides
 	 * tenant_isolation widens what a tenant sees. */
 	{ "policy", "every policy keyed on the role, none on a setting",
-	  TENANT_TABLES
-	  "SELECT CASE WHEN concat(pg_get_expr(p.polqual, p.polrelid), ' ',"
-	  "  pg_get_expr(p.polwithcheck, p.polrelid)) ~* '(current_setting|set_config)\\s*\\('"
-	  " THEN format('%s: policy %I is keyed on a setting: %s', t.name, p.polname,"
-	  "  concat_ws(' WITH CHECK ', pg_get_expr(p.polqual, p.polrelid),"
-	  "  pg_get_expr(p.polwithcheck, p.polrelid)))"
-	  " ELSE format('%s: permissive policy %I besides tenant_isolation widens what a"
-	  " tenant sees', t.name, p.polname) END"
-	  " FROM t JOIN pg_policy p ON p.polrelid = t.oid"
-	  " WHERE $1::text IS NOT NULL AND (concat(pg_get_expr(p.polqual, p.polrelid), ' ',"
-	  "  pg_get_expr(p.polwithcheck, p.polrelid)) ~* '(current_setting|set_config)\\s*\\('"
-	  "  OR (p.polpermissive AND p.polname <> 'tenant_isolation'))"
-	  " ORDER BY 1" },
+	    TENANT_TABLES
+	    "SELECT CASE WHEN concat(pg_get_expr(p.polqual, p.polrelid), ' ',"
+	    "  pg_get_expr(p.polwithcheck, p.polrelid)) ~* '(current_setting|set_config)\\s*\\('"
+	    " THEN format('%s: policy %I is keyed on a setting: %s', t.name, p.polname,"
+	    "  concat_ws(' WITH CHECK ', pg_get_expr(p.polqual, p.polrelid),"
+	    "  pg_get_expr(p.polwithcheck, p.polrelid)))"
+	    " ELSE format('%s: permissive policy %I besides tenant_isolation widens what a"
+	    " tenant sees', t.name, p.polname) END"
+	    " FROM t JOIN pg_policy p ON p.polrelid = t.oid"
+	    " WHERE $1::text IS NOT NULL AND (concat(pg_get_expr(p.polqual, p.polrelid), ' ',"
+	    "  pg_get_expr(p.polwithcheck, p.polrelid)) ~* '(current_setting|set_config)\\s*\\('"
+	    "  OR (p.polpermissive AND p.polname <> 'tenant_isolation'))"
+	    " ORDER BY 1" },
 	/* A view runs as its owner unless security_invoker: the owner's row-level security,
 	 * not the reader's.  A materialized view holds rows read as whoever refreshed it. */
 	{ "view", "every view over a tenant table is security_invoker",
-	  TENANT_TABLES
-	  "SELECT DISTINCT format('%s %s reads %s and is not security_invoker',"
-	  "  CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,"
-	  "  v.oid::regclass, t.name)"
-	  " FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass"
-	  "  AND d.classid = 'pg_rewrite'::regclass"
-	  " JOIN pg_rewrite rw ON rw.oid = d.objid"
-	  " JOIN pg_class v ON v.oid = rw.ev_class AND v.oid <> t.oid AND v.relkind IN ('v', 'm')"
-	  " WHERE $1::text IS NOT NULL AND (v.relkind = 'm' OR NOT EXISTS (SELECT 1"
-	  "  FROM pg_options_to_table(v.reloptions) o WHERE o.option_name = 'security_invoker'"
-	  "  AND lower(o.option_value) IN ('true', 'on', 'yes', '1', 't', 'y')))"
-	  " ORDER BY 1" },
+	    TENANT_TABLES
+	    "SELECT DISTINCT format('%s %s reads %s and is not security_invoker',"
+	    "  CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,"
+	    "  v.oid::regclass, t.name)"
+	    " FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass"
+	    "  AND d.classid = 'pg_rewrite'::regclass"
+	    " JOIN pg_rewrite rw ON rw.oid = d.objid"
+	    " JOIN pg_class v ON v.oid = rw.ev_class AND v.oid <> t.oid AND v.relkind IN ('v', 'm')"
+	    " WHERE $1::text IS NOT NULL AND (v.relkind = 'm' OR NOT EXISTS (SELECT 1"
+	    "  FROM pg_options_to_table(v.reloptions) o WHERE o.option_name = 'security_invoker'"
+	    "  AND lower(o.option_value) IN ('true', 'on', 'yes', '1', 't', 'y')))"
+	    " ORDER BY 1" },
 	/* A SECURITY DEFINER function resolves names by the caller's search_path unless it
 	 * pins its own: the caller could put a function of its own first. */
 	{ "security definer", "every SECURITY DEFINER function pins its search_path",
-	  "SELECT format('function %s is SECURITY DEFINER without a pinned search_path',"
-	  "  p.oid::regprocedure)"
-	  " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-	  " WHERE $1::text IS NOT NULL AND p.prosecdef"
-	  "  AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-	  "  AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\\_path=%')"
-	  " ORDER BY 1" },
+	    "SELECT format('function %s is SECURITY DEFINER without a pinned search_path',"
+	    "  p.oid::regprocedure)"
+	    " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+	    " WHERE $1::text IS NOT NULL AND p.prosecdef"
+	    "  AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+	    "  AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\\_path=%')"
+	    " ORDER BY 1" },
 	/* Constraints bypass row-level security: a key without the tenant column tells one
 	 * tenant, by its error, whether another holds a value, and a foreign key without it
 	 * can point at another tenant's row. */
 	{ "tenant key", "every key and foreign key of a tenant table holds the tenant column",
-	  TENANT_TABLES
-	  ", ta AS (SELECT t.name, t.oid, a.attnum FROM t LEFT JOIN pg_attribute a"
-	  "  ON a.attrelid = t.oid AND a.attname = 'tenant' AND NOT a.attisdropped"
-	  "  WHERE t.oid IS NOT NULL AND $1::text IS NOT NULL)"
-	  " SELECT format('%s has no tenant column', ta.name) FROM ta WHERE ta.attnum IS NULL"
-	  " UNION ALL"
-	  " SELECT format('%s: %s %s leaves out the tenant column', ta.name,"
-	  "  CASE WHEN i.indisprimary THEN 'primary key' WHEN con.oid IS NOT NULL"
-	  "  THEN 'unique constraint' ELSE 'unique index' END, coalesce(con.conname, ic.relname))"
-	  " FROM ta JOIN pg_index i ON i.indrelid = ta.oid AND i.indisunique"
-	  " JOIN pg_class ic ON ic.oid = i.indexrelid"
-	  " LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
-	  "  AND con.contype IN ('p', 'u')"
-	  " WHERE ta.attnum IS NOT NULL AND NOT EXISTS (SELECT 1"
-	  "  FROM generate_series(0, i.indnkeyatts - 1) k WHERE i.indkey[k] = ta.attnum)"
-	  " UNION ALL"
-	  " SELECT format('%s: exclusion constraint %I leaves out the tenant column', ta.name,"
-	  "  con.conname)"
-	  " FROM ta JOIN pg_constraint con ON con.conrelid = ta.oid AND con.contype = 'x'"
-	  " WHERE ta.attnum IS NOT NULL AND NOT (ta.attnum = ANY (con.conkey))"
-	  " UNION ALL"
-	  " SELECT DISTINCT format('%s: foreign key %I (%s references %s) leaves out the tenant"
-	  " column', ta.name, con.conname, con.conrelid::regclass, con.confrelid::regclass)"
-	  " FROM ta JOIN pg_constraint con ON con.contype = 'f'"
-	  "  AND (con.conrelid = ta.oid OR con.confrelid = ta.oid)"
-	  " WHERE NOT EXISTS (SELECT 1 FROM generate_subscripts(con.conkey, 1) k"
-	  "  JOIN pg_attribute sa ON sa.attrelid = con.conrelid AND sa.attnum = con.conkey[k]"
-	  "  JOIN pg_attribute da ON da.attrelid = con.confrelid AND da.attnum = con.confkey[k]"
-	  "  WHERE sa.attname = 'tenant' AND da.attname = 'tenant')"
-	  " ORDER BY 1" },
+	    TENANT_TABLES
+	    ", ta AS (SELECT t.name, t.oid, a.attnum FROM t LEFT JOIN pg_attribute a"
+	    "  ON a.attrelid = t.oid AND a.attname = 'tenant' AND NOT a.attisdropped"
+	    "  WHERE t.oid IS NOT NULL AND $1::text IS NOT NULL)"
+	    " SELECT format('%s has no tenant column', ta.name) FROM ta WHERE ta.attnum IS NULL"
+	    " UNION ALL"
+	    " SELECT format('%s: %s %s leaves out the tenant column', ta.name,"
+	    "  CASE WHEN i.indisprimary THEN 'primary key' WHEN con.oid IS NOT NULL"
+	    "  THEN 'unique constraint' ELSE 'unique index' END, coalesce(con.conname, ic.relname))"
+	    " FROM ta JOIN pg_index i ON i.indrelid = ta.oid AND i.indisunique"
+	    " JOIN pg_class ic ON ic.oid = i.indexrelid"
+	    " LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
+	    "  AND con.contype IN ('p', 'u')"
+	    " WHERE ta.attnum IS NOT NULL AND NOT EXISTS (SELECT 1"
+	    "  FROM generate_series(0, i.indnkeyatts - 1) k WHERE i.indkey[k] = ta.attnum)"
+	    " UNION ALL"
+	    " SELECT format('%s: exclusion constraint %I leaves out the tenant column', ta.name,"
+	    "  con.conname)"
+	    " FROM ta JOIN pg_constraint con ON con.conrelid = ta.oid AND con.contype = 'x'"
+	    " WHERE ta.attnum IS NOT NULL AND NOT (ta.attnum = ANY (con.conkey))"
+	    " UNION ALL"
+	    " SELECT DISTINCT format('%s: foreign key %I (%s references %s) leaves out the tenant"
+	    " column', ta.name, con.conname, con.conrelid::regclass, con.confrelid::regclass)"
+	    " FROM ta JOIN pg_constraint con ON con.contype = 'f'"
+	    "  AND (con.conrelid = ta.oid OR con.confrelid = ta.oid)"
+	    " WHERE NOT EXISTS (SELECT 1 FROM generate_subscripts(con.conkey, 1) k"
+	    "  JOIN pg_attribute sa ON sa.attrelid = con.conrelid AND sa.attnum = con.conkey[k]"
+	    "  JOIN pg_attribute da ON da.attrelid = con.confrelid AND da.attnum = con.confkey[k]"
+	    "  WHERE sa.attname = 'tenant' AND da.attname = 'tenant')"
+	    " ORDER BY 1" },
 };
 
 #define NDB_CHECKS (sizeof(db_checks) / sizeof(db_checks[0]))
@@ -272,9 +272,9 @@ doc_check_db(struct doc_report *r, PGconn *conn, const char *role)
 	size_t i;
 	int rc = 0;
 
-	res = role != NULL ?
-	    PQexecParams(conn, "SELECT rolname FROM pg_roles WHERE rolname = $1", 1, NULL, values,
-	    NULL, NULL, 0) : PQexec(conn, "SELECT current_user::text");
+	res = role != NULL ? PQexecParams(conn, "SELECT rolname FROM pg_roles WHERE rolname = $1",
+				 1, NULL, values, NULL, NULL, 0)
+			   : PQexec(conn, "SELECT current_user::text");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		add(r, "role", DOC_FAIL, "cannot check: %s", PQresultErrorMessage(res));
 		r->has_db_error = 1;
@@ -325,8 +325,7 @@ read_small(const char *path, char *buf, size_t len)
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return -1;
-	while ((size_t)total < len - 1 &&
-	    (n = read(fd, buf + total, len - 1 - (size_t)total)) > 0)
+	while ((size_t)total < len - 1 && (n = read(fd, buf + total, len - 1 - (size_t)total)) > 0)
 		total += n;
 	close(fd);
 	buf[total] = '\0';
@@ -365,7 +364,8 @@ doc_check_argv(struct doc_report *r, int only_pid)
 			continue;
 		for (off = 0, argi = 0; off < n; off += (ssize_t)strlen(cmdline + off) + 1, argi++)
 			if (has_password(cmdline + off)) {
-				add(r, "argv", DOC_FAIL, "airlockd pid %lld has a password in its "
+				add(r, "argv", DOC_FAIL,
+				    "airlockd pid %lld has a password in its "
 				    "argument %d, readable by every local user in /proc/%lld/cmdline",
 				    pid, argi, pid);
 				found = 1;
@@ -391,8 +391,10 @@ doc_check_key_file(struct doc_report *r, const char *path)
 	else if (!S_ISREG(st.st_mode))
 		add(r, "admin key file", DOC_FAIL, "%s is not a regular file", path);
 	else if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		add(r, "admin key file", DOC_FAIL, "%s is mode %04o: others than its owner may "
-		    "read or change the admin credential", path, (unsigned)(st.st_mode & 07777));
+		add(r, "admin key file", DOC_FAIL,
+		    "%s is mode %04o: others than its owner may "
+		    "read or change the admin credential",
+		    path, (unsigned)(st.st_mode & 07777));
 	else
 		add(r, "admin key file", DOC_OK, "%s is mode %04o", path,
 		    (unsigned)(st.st_mode & 07777));
@@ -412,9 +414,9 @@ probe_userns(void)
 	if ((pid = fork()) == -1)
 		return errno;
 	if (pid == 0) {
-		if (geteuid() == 0 && (setgroups(0, NULL) == -1 ||
-		    setresgid(NOBODY_ID, NOBODY_ID, NOBODY_ID) == -1 ||
-		    setresuid(NOBODY_ID, NOBODY_ID, NOBODY_ID) == -1))
+		if (geteuid() == 0 &&
+		    (setgroups(0, NULL) == -1 || setresgid(NOBODY_ID, NOBODY_ID, NOBODY_ID) == -1 ||
+			setresuid(NOBODY_ID, NOBODY_ID, NOBODY_ID) == -1))
 			_exit(errno & 0x7f);
 		_exit(unshare(CLONE_NEWUSER) == -1 ? errno & 0x7f : 0);
 	}
@@ -435,15 +437,18 @@ doc_check_sandbox(struct doc_report *r, const char *bwrap, int is_needed)
 	if (stat(bwrap, &st) == -1)
 		add(r, "bwrap", bad, "%s: %s%s", bwrap, strerror(errno), why);
 	else if ((st.st_mode & (S_ISUID | S_ISGID)) != 0)
-		add(r, "bwrap", bad, "%s is setuid or setgid: it would not let airlock-sandbox "
+		add(r, "bwrap", bad,
+		    "%s is setuid or setgid: it would not let airlock-sandbox "
 		    "set the limits it needs, and a setuid bwrap is a root attack surface%s",
 		    bwrap, why);
 	else
 		add(r, "bwrap", DOC_OK, "%s is not setuid", bwrap);
 
 	if ((e = probe_userns()) != 0)
-		add(r, "user namespaces", bad, "an unprivileged user cannot make a user namespace: "
-		    "%s%s", strerror(e), why);
+		add(r, "user namespaces", bad,
+		    "an unprivileged user cannot make a user namespace: "
+		    "%s%s",
+		    strerror(e), why);
 	else
 		add(r, "user namespaces", DOC_OK, "available to an unprivileged user");
 
@@ -460,8 +465,8 @@ doc_check_sandbox(struct doc_report *r, const char *bwrap, int is_needed)
 static int
 is_gvisor(json_t *m)
 {
-	const char *iso = json_string_value(json_object_get(json_object_get(m, "code"),
-	    "isolation"));
+	const char *iso =
+	    json_string_value(json_object_get(json_object_get(m, "code"), "isolation"));
 
 	return iso != NULL && strcmp(iso, "gvisor") == 0;
 }
@@ -508,9 +513,12 @@ doc_check_gvisor(struct doc_report *r, const char *runsc, int is_needed)
 	if (sb_gvisor_check(runsc, err, sizeof(err)) == 0)
 		add(r, "gvisor", DOC_OK, "runsc starts a sandbox here");
 	else
-		add(r, "gvisor", is_needed ? DOC_FAIL : DOC_WARN, "the gVisor level cannot run: "
-		    "%s%s", err, is_needed ? " (a code tool asks for \"isolation\": \"gvisor\")" :
-		    " (no gvisor tool in the catalog)");
+		add(r, "gvisor", is_needed ? DOC_FAIL : DOC_WARN,
+		    "the gVisor level cannot run: "
+		    "%s%s",
+		    err,
+		    is_needed ? " (a code tool asks for \"isolation\": \"gvisor\")"
+			      : " (no gvisor tool in the catalog)");
 }
 
 int

@@ -66,7 +66,7 @@ gw_catalog_set(struct gateway *gw, struct catalog *cat)
 	}
 	if (ref != NULL) {
 		ref->cat = cat;
-		ref->refs = 1;	/* the gateway's own */
+		ref->refs = 1; /* the gateway's own */
 	}
 	pthread_mutex_lock(&gw->lock);
 	old = gw->catalog;
@@ -142,4 +142,3 @@ gw_server_info(void)
 {
 	return json_pack("{s:s, s:s}", "name", "airlock", "version", SERVER_VERSION);
 }
-

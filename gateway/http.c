@@ -31,9 +31,15 @@
 static enum route
 route_of(const char *url)
 {
-	static const struct { const char *path; enum route r; } routes[] = {
-		{ "/rpc", R_RPC }, { "/mcp", R_MCP }, { "/healthz", R_HEALTHZ },
-		{ "/readyz", R_READYZ }, { "/metrics", R_METRICS },
+	static const struct {
+		const char *path;
+		enum route r;
+	} routes[] = {
+		{ "/rpc", R_RPC },
+		{ "/mcp", R_MCP },
+		{ "/healthz", R_HEALTHZ },
+		{ "/readyz", R_READYZ },
+		{ "/metrics", R_METRICS },
 	};
 	size_t i;
 
@@ -133,8 +139,8 @@ static struct request unallocated;
 
 /* The first call for a request: route, method and header checks. */
 static enum MHD_Result
-begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
-    const char *method, void **con_cls)
+begin(struct http_server *srv, struct MHD_Connection *conn, const char *url, const char *method,
+    void **con_cls)
 {
 	const union MHD_ConnectionInfo *ci;
 	struct request *req;
@@ -154,13 +160,16 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 	strlcpy(req->path, url, sizeof(req->path));
 	req->route = route_of(url);
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci == NULL || getnameinfo(ci->client_addr, ci->client_addr->sa_family == AF_INET6 ?
-	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), req->client,
-	    sizeof(req->client), NULL, 0, NI_NUMERICHOST) != 0)
+	if (ci == NULL ||
+	    getnameinfo(ci->client_addr,
+		ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						       : sizeof(struct sockaddr_in),
+		req->client, sizeof(req->client), NULL, 0, NI_NUMERICHOST) != 0)
 		strlcpy(req->client, "unknown", sizeof(req->client));
 	forwarded_client(req);
 	is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-	is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	is_get =
+	    strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	req->http_method = is_post ? "POST" : is_get ? "GET" : "other";
 
 	switch (req->route) {
@@ -169,16 +178,16 @@ begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
 	case R_RPC:
 	case R_MCP:
 		if (!is_post)
-			return http_respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
-			    "POST");
+			return http_respond_plain(req, 405, "method not allowed",
+			    MHD_HTTP_HEADER_ALLOW, "POST");
 		return http_check_post(req);
 	case R_HEALTHZ:
 	case R_READYZ:
 	case R_METRICS:
 	case R_CONSOLE:
 		if (!is_get)
-			return http_respond_plain(req, 405, "method not allowed", MHD_HTTP_HEADER_ALLOW,
-			    "GET, HEAD");
+			return http_respond_plain(req, 405, "method not allowed",
+			    MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 		return MHD_YES;
 	}
 	return MHD_NO;
@@ -197,7 +206,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	if (req == NULL)
 		return begin(srv, conn, url, method, con_cls);
 	if (req == &unallocated) {
-		*upload_data_size = 0;	/* already answered: discard */
+		*upload_data_size = 0; /* already answered: discard */
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
@@ -205,7 +214,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
 		*upload_data_size = 0;
 		if (req->status != 0 || req->is_short)
-			return MHD_YES;	/* already answered, or failed: discard */
+			return MHD_YES; /* already answered, or failed: discard */
 		return http_append_body(req, upload_data, size);
 	}
 	if (req->status != 0)
@@ -214,7 +223,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return http_respond_failed(req);
 	if (req->in_worker) {
 		if (!req->worker_done)
-			return MHD_YES;	/* a spurious wake-up */
+			return MHD_YES; /* a spurious wake-up */
 		req->in_worker = 0;
 		if (req->route == R_READYZ)
 			goto ready;
@@ -231,15 +240,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		/* Asked on a connection kept open from before SIGTERM: not ready, so a load
 		 * balancer stops sending here while in-flight requests finish. */
 		if (atomic_load(&req->srv->draining))
-			return http_respond_json(req, 503, json_pack("{s:s, s:s}", "status",
-			    "unavailable", "reason", "stopping"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
+			return http_respond_json(req, 503,
+			    json_pack("{s:s, s:s}", "status", "unavailable", "reason", "stopping"),
+			    MHD_HTTP_HEADER_RETRY_AFTER, "1");
 		/* It asks the database, so it costs the client address a unit of its rate;
 		 * /healthz and /metrics answer from memory and stay free. */
 		if (http_take_client(req, 1, &retry) == -1) {
 			snprintf(seconds, sizeof(seconds), "%d", retry);
-			return http_respond_json(req, 429, json_pack("{s:s, s:s}", "status",
-			    "unavailable", "reason", "rate_limited"), MHD_HTTP_HEADER_RETRY_AFTER,
-			    seconds);
+			return http_respond_json(req, 429,
+			    json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+				"rate_limited"),
+			    MHD_HTTP_HEADER_RETRY_AFTER, seconds);
 		}
 		return http_defer(req, "readyz");
 	case R_METRICS:
@@ -251,9 +262,11 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	}
 ready:
 	if (req->is_ready)
-		return http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
-	return http_respond_json(req, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
-	    "backend_unavailable"), MHD_HTTP_HEADER_RETRY_AFTER, "1");
+		return http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"), NULL,
+		    NULL);
+	return http_respond_json(req, 503,
+	    json_pack("{s:s, s:s}", "status", "unavailable", "reason", "backend_unavailable"),
+	    MHD_HTTP_HEADER_RETRY_AFTER, "1");
 }
 
 static void
@@ -273,9 +286,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	ms = (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
 	    (double)(now.tv_nsec - req->start.tv_nsec) / 1e6;
 	metrics_http_answered(req->status);
-	line = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s}", "msg", "request",
-	    "method", req->http_method, "path", req->path, "status", req->status,
-	    "ms", ms, "client", req->client);
+	line = json_pack("{s:s, s:s, s:s, s:i, s:f, s:s}", "msg", "request", "method",
+	    req->http_method, "path", req->path, "status", req->status, "ms", ms, "client",
+	    req->client);
 	if (req->msg.method[0] != '\0') {
 		json_object_set_new(line, "rpc", json_string(req->msg.method));
 		json_object_set_new(line, "calls", json_integer(req->msg.n_calls));
@@ -356,8 +369,8 @@ http_start(struct gateway *gw)
 	/* On loopback, the listener's own origins are allowed on /mcp: a local client or a
 	 * page served from that very address.  Behind any other address only the configured
 	 * ones are (a public name is the proxy's to know). */
-	if (sa == (struct sockaddr *)&sa4 ? (ntohl(sa4.sin_addr.s_addr) >> 24) == 127 :
-	    IN6_IS_ADDR_LOOPBACK(&sa6.sin6_addr)) {
+	if (sa == (struct sockaddr *)&sa4 ? (ntohl(sa4.sin_addr.s_addr) >> 24) == 127
+					  : IN6_IS_ADDR_LOOPBACK(&sa6.sin6_addr)) {
 		snprintf(srv->self_origins[0], sizeof(srv->self_origins[0]),
 		    sa == (struct sockaddr *)&sa4 ? "http://%s:%u" : "http://[%s]:%u",
 		    cfg->listen_host, cfg->listen_port);
@@ -365,22 +378,19 @@ http_start(struct gateway *gw)
 		    cfg->listen_port);
 	}
 	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-	    (sa == (struct sockaddr *)&sa6 ? MHD_USE_IPv6 : 0),
-	    cfg->listen_port, on_accept, srv, on_request, srv,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_SOCK_ADDR, sa,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->conn_timeout,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_conns,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->max_conns_per_client,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+		(sa == (struct sockaddr *)&sa6 ? MHD_USE_IPv6 : 0),
+	    cfg->listen_port, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+	    on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)cfg->conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)cfg->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)cfg->max_conns_per_client, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 	    /* Each connection's buffer for its request head and body pieces (bodies are
 	     * copied out as they come, answers are separate): libmicrohttpd's 32 KiB
 	     * default, wiped for every request, was a third of the process's memory with
 	     * 256 connections open.  A head longer than this is answered 431. */
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16 * 1024,
-	    MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16 * 1024, MHD_OPTION_END);
 	if (srv->mhd == NULL) {
 		log_error("cannot listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
 		    strerror(errno));

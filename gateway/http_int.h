@@ -23,8 +23,8 @@
 enum route { R_NONE, R_RPC, R_MCP, R_HEALTHZ, R_READYZ, R_METRICS, R_CONSOLE };
 
 /* JSON-RPC codes of the 2026-07-28 revision of MCP (its reserved -32020..-32099). */
-#define MCP_HEADER_MISMATCH	(-32020)
-#define MCP_UNSUPPORTED_VERSION	(-32022)
+#define MCP_HEADER_MISMATCH (-32020)
+#define MCP_UNSUPPORTED_VERSION (-32022)
 
 struct request;
 LIST_HEAD(request_list, request);
@@ -33,12 +33,12 @@ struct http_server {
 	struct MHD_Daemon *mhd;
 	struct gateway *gw;
 	struct rpc_limits limits;
-	atomic_uint inflight;		/* requests begun and not yet completed */
-	atomic_uint handed;		/* suspended, their record handed to the audit writer */
-	atomic_int draining;		/* SIGTERM: new connections are closed at once */
-	char self_origins[2][96];	/* a loopback listener's own origins, else "" */
-	pthread_mutex_t watch_lock;	/* guards watched and each one's cancel */
-	struct request_list watched;	/* requests handed to a pool, connection suspended */
+	atomic_uint inflight;	     /* requests begun and not yet completed */
+	atomic_uint handed;	     /* suspended, their record handed to the audit writer */
+	atomic_int draining;	     /* SIGTERM: new connections are closed at once */
+	char self_origins[2][96];    /* a loopback listener's own origins, else "" */
+	pthread_mutex_t watch_lock;  /* guards watched and each one's cancel */
+	struct request_list watched; /* requests handed to a pool, connection suspended */
 	pthread_t watcher;
 	atomic_int is_stopping;
 };
@@ -48,25 +48,25 @@ struct request {
 	struct MHD_Connection *conn;
 	enum route route;
 	struct timespec start;
-	const char *http_method;	/* static string */
+	const char *http_method; /* static string */
 	char path[64];
 	char client[INET6_ADDRSTRLEN];
 	char *body;
 	size_t len, cap;
-	int status;			/* the HTTP status answered */
+	int status; /* the HTTP status answered */
 	int too_big;
-	int in_worker;			/* handed to the pool, connection suspended */
+	int in_worker; /* handed to the pool, connection suspended */
 	int worker_done;
-	atomic_int holds;		/* what must end before it is resumed: its job, and
+	atomic_int holds;	  /* what must end before it is resumed: its job, and
 					   the audit writer when its record was handed over */
-	int is_unrecorded;		/* the handed record could not be written */
-	int is_ready;			/* /readyz: the database answered */
-	int is_modern;			/* MCP 2026-07-28: the version in params._meta */
-	int fd;				/* the connection's socket, for the watcher */
-	struct db_cancel *cancel;	/* the worker's connection's, while its job runs */
+	int is_unrecorded;	  /* the handed record could not be written */
+	int is_ready;		  /* /readyz: the database answered */
+	int is_modern;		  /* MCP 2026-07-28: the version in params._meta */
+	int fd;			  /* the connection's socket, for the watcher */
+	struct db_cancel *cancel; /* the worker's connection's, while its job runs */
 	int is_cancel_sent;
-	LIST_ENTRY(request) watch;	/* in srv->watched while in_worker */
-	int is_short;			/* out of memory for the body: answered as failed */
+	LIST_ENTRY(request) watch; /* in srv->watched while in_worker */
+	int is_short;		   /* out of memory for the body: answered as failed */
 	struct rpc_msg msg;
 	struct request_ctx ctx;
 	struct pool_job job;
@@ -79,8 +79,8 @@ enum MHD_Result http_queue_failed(struct MHD_Connection *conn, enum route route,
 enum MHD_Result http_respond_failed(struct request *req);
 enum MHD_Result http_respond_plain(struct request *req, int status, const char *text,
     const char *hname, const char *hvalue);
-enum MHD_Result http_respond_json(struct request *req, int status, json_t *obj,
-    const char *hname, const char *hvalue);
+enum MHD_Result http_respond_json(struct request *req, int status, json_t *obj, const char *hname,
+    const char *hvalue);
 enum MHD_Result http_respond_rpc(struct request *req);
 
 /* http_rpc.c: a POST to /rpc or /mcp, from its headers to its answer. */

@@ -100,7 +100,7 @@ http_check_mcp(struct request *req, struct rpc_error *err)
 
 	method = json_string_value(json_object_get(root, "method"));
 	if (!json_is_object(root) || method == NULL)
-		return 0;	/* an invalid request: rpc_execute says so */
+		return 0; /* an invalid request: rpc_execute says so */
 	params = json_object_get(root, "params");
 	meta = json_object_get(params, "_meta");
 	hv = http_header(req, "MCP-Protocol-Version");
@@ -114,8 +114,10 @@ http_check_mcp(struct request *req, struct rpc_error *err)
 		return -1;
 	}
 	if (hv != NULL && bv != NULL && strcmp(hv, bv) != 0) {
-		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
-		    "MCP-Protocol-Version '%s' differs from _meta's '%s'", hv, bv);
+		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch",
+		    "Header mismatch: "
+		    "MCP-Protocol-Version '%s' differs from _meta's '%s'",
+		    hv, bv);
 		return -1;
 	}
 	req->is_modern = (hv != NULL && strcmp(hv, GW_MCP_MODERN) == 0) ||
@@ -129,26 +131,35 @@ http_check_mcp(struct request *req, struct rpc_error *err)
 	    strcmp(method, "prompts/get") == 0;
 	if (req->is_modern) {
 		if (hv == NULL || mh == NULL || (needs_name && nh == NULL)) {
-			rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
-			    "the %s header is required", hv == NULL ? "MCP-Protocol-Version" :
-			    mh == NULL ? "Mcp-Method" : "Mcp-Name");
+			rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch",
+			    "Header mismatch: "
+			    "the %s header is required",
+			    hv == NULL	     ? "MCP-Protocol-Version"
+				: mh == NULL ? "Mcp-Method"
+					     : "Mcp-Name");
 			return -1;
 		}
-		if (bv == NULL || !json_is_object(json_object_get(meta,
-		    "io.modelcontextprotocol/clientCapabilities"))) {
-			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "A %s request "
+		if (bv == NULL ||
+		    !json_is_object(
+			json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"))) {
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "A %s request "
 			    "carries _meta io.modelcontextprotocol/protocolVersion and "
-			    "io.modelcontextprotocol/clientCapabilities", GW_MCP_MODERN);
+			    "io.modelcontextprotocol/clientCapabilities",
+			    GW_MCP_MODERN);
 			return -1;
 		}
 	}
 	if (mh != NULL && strcmp(mh, method) != 0) {
-		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
-		    "Mcp-Method '%.64s' differs from the body's '%.64s'", mh, method);
+		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch",
+		    "Header mismatch: "
+		    "Mcp-Method '%.64s' differs from the body's '%.64s'",
+		    mh, method);
 		return -1;
 	}
 	if (nh != NULL && (name == NULL || !is_same_name(nh, name))) {
-		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch", "Header mismatch: "
+		rpc_error_set(err, MCP_HEADER_MISMATCH, "header_mismatch",
+		    "Header mismatch: "
 		    "Mcp-Name differs from the body's name");
 		return -1;
 	}

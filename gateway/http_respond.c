@@ -18,7 +18,7 @@ http_respond(struct request *req, int status, const char *ctype, char *body, siz
 	struct MHD_Response *resp;
 	enum MHD_Result rc;
 
-	resp = MHD_create_response_from_buffer(len, body ? body : (char *)(uintptr_t)"",
+	resp = MHD_create_response_from_buffer(len, body ? body : (char *)(uintptr_t) "",
 	    body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (resp == NULL) {
 		free(body);
@@ -51,8 +51,8 @@ http_queue_failed(struct MHD_Connection *conn, enum route route, int *status)
 	    MHD_RESPMEM_PERSISTENT);
 	if (resp == NULL)
 		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, is_rpc ?
-	    "application/json" : "text/plain; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	    is_rpc ? "application/json" : "text/plain; charset=utf-8");
 	if (!is_rpc)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	*status = is_rpc ? 200 : 503;
@@ -76,7 +76,8 @@ http_respond_plain(struct request *req, int status, const char *text, const char
 
 	if (asprintf(&body, "%s\n", text) == -1)
 		return http_respond(req, status, NULL, NULL, 0, hname, hvalue);
-	return http_respond(req, status, "text/plain; charset=utf-8", body, strlen(body), hname, hvalue);
+	return http_respond(req, status, "text/plain; charset=utf-8", body, strlen(body), hname,
+	    hvalue);
 }
 
 /* Queues a JSON answer; steals obj. */
@@ -136,11 +137,12 @@ decorate(struct request *req, json_t *resp)
 static const char *
 www_authenticate(json_t *resp)
 {
-	const char *reason = json_string_value(json_object_get(json_object_get(json_object_get(
-	    resp, "error"), "data"), "reason"));
+	const char *reason = json_string_value(
+	    json_object_get(json_object_get(json_object_get(resp, "error"), "data"), "reason"));
 
-	return reason != NULL && strcmp(reason, "token_missing") == 0 ? "Bearer realm=\"airlock\"" :
-	    "Bearer realm=\"airlock\", error=\"invalid_token\"";
+	return reason != NULL && strcmp(reason, "token_missing") == 0
+	    ? "Bearer realm=\"airlock\""
+	    : "Bearer realm=\"airlock\", error=\"invalid_token\"";
 }
 
 /* Sends what rpc_execute (or rpc_parse, or rpc_fail_all) left in req->msg. */

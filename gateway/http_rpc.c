@@ -63,13 +63,15 @@ http_check_post(struct request *req)
 	if (cl != NULL) {
 		n = strtonum(cl, 0, LLONG_MAX, &errstr);
 		if (errstr != NULL)
-			return http_respond_plain(req, 400, "bad Content-Length", "Connection", "close");
+			return http_respond_plain(req, 400, "bad Content-Length", "Connection",
+			    "close");
 		if ((unsigned long long)n > cfg->max_body)
 			return http_respond_plain(req, 413, "request body too large", "Connection",
 			    "close");
 	}
 	if (!is_json_type(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE)))
-		return http_respond_plain(req, 415, "Content-Type must be application/json", NULL, NULL);
+		return http_respond_plain(req, 415, "Content-Type must be application/json", NULL,
+		    NULL);
 	/* A page of another origin has no business on /rpc; the console is of this one. */
 	if (req->route == R_RPC && (v = http_header(req, "Origin")) != NULL &&
 	    !is_allowed_origin(req->srv, v) && !console_is_same_origin(v, http_header(req, "Host")))
@@ -92,7 +94,8 @@ http_append_body(struct request *req, const char *data, size_t size)
 		/* A chunked body over the cap: refuse now, or drop the connection. */
 		req->too_big = 1;
 		if (req->status == 0 &&
-		    http_respond_plain(req, 413, "request body too large", "Connection", "close") == MHD_YES)
+		    http_respond_plain(req, 413, "request body too large", "Connection", "close") ==
+			MHD_YES)
 			return MHD_YES;
 		return MHD_NO;
 	}
@@ -208,7 +211,8 @@ take_trace(struct request *req)
 		return;
 	params = json_object_get(req->msg.root, "params");
 	if (!parse_traceparent(json_string_value(json_object_get(json_object_get(params, "_meta"),
-	    "traceparent")), req->ctx.trace_id))
+				   "traceparent")),
+		req->ctx.trace_id))
 		req->ctx.trace_id[0] = '\0';
 }
 

@@ -63,7 +63,7 @@ http_watcher(void *arg)
 		nanosleep(&step, NULL);
 		pthread_mutex_lock(&srv->watch_lock);
 		n = 0;
-		LIST_FOREACH(req, &srv->watched, watch)
+		LIST_FOREACH (req, &srv->watched, watch)
 			n++;
 		if (n > cap) {
 			if ((grown = realloc(fds, n * sizeof(*fds))) == NULL) {
@@ -74,7 +74,7 @@ http_watcher(void *arg)
 			cap = n;
 		}
 		i = 0;
-		LIST_FOREACH(req, &srv->watched, watch) {
+		LIST_FOREACH (req, &srv->watched, watch) {
 			fds[i].fd = req->is_cancel_sent ? -1 : req->fd;
 			fds[i].events = POLLRDHUP;
 			fds[i++].revents = 0;
@@ -83,7 +83,7 @@ http_watcher(void *arg)
 		 * may close, only under it. */
 		if (n > 0 && poll(fds, (nfds_t)n, 0) > 0) {
 			i = 0;
-			LIST_FOREACH(req, &srv->watched, watch) {
+			LIST_FOREACH (req, &srv->watched, watch) {
 				if (fds[i++].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 					req->is_cancel_sent = 1;
 					atomic_store(&req->ctx.is_cancelled, 1);
@@ -165,7 +165,7 @@ run_job(struct pool_job *job, struct db *db)
 	}
 	unwatch(req);
 	if (!req->ctx.is_record_handed)
-		atomic_fetch_sub(&req->holds, 1);	/* no record on its way */
+		atomic_fetch_sub(&req->holds, 1); /* no record on its way */
 	release(req);
 }
 

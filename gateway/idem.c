@@ -22,12 +22,10 @@
  * (migrations/0011_gateway_functions.sql): the gateway's role cannot touch the table. */
 static const char sweep_key_sql[] = "SELECT airlock.sweep_key($1, $2)";
 /* A plain INSERT inside: a concurrent duplicate waits on the unique index, then fails. */
-static const char claim_sql[] =
-    "SELECT airlock.claim_key($1, $2, $3, $4::uuid, $5::integer)";
+static const char claim_sql[] = "SELECT airlock.claim_key($1, $2, $3, $4::uuid, $5::integer)";
 /* The response is kept as the text that was sent, so a replay is byte for byte the same. */
 static const char store_sql[] = "CALL airlock.store_key_response($1, $2, $3)";
-static const char lookup_key_sql[] =
-    "SELECT fingerprint, response FROM airlock.key_lookup($1, $2)";
+static const char lookup_key_sql[] = "SELECT fingerprint, response FROM airlock.key_lookup($1, $2)";
 
 static long long key_ttl = 86400;
 static unsigned max_waiters_key = 8, max_waiters_tenant = 64;
@@ -49,7 +47,7 @@ idem_in_flight(struct rpc_error *err)
 
 /* Keyed writes in flight in this instance, per key and per tenant: the waiters' caps. */
 struct inflight {
-	char name[400];		/* "k:tenant\nkey" or "t:tenant" */
+	char name[400]; /* "k:tenant\nkey" or "t:tenant" */
 	unsigned n;
 	RB_ENTRY(inflight) node;
 };
@@ -135,15 +133,14 @@ idem_leave(const char *tenant, const char *key)
 	pthread_mutex_unlock(&inflight_lock);
 }
 
-
 /*
  * The stored answer for a key: returns it (new, replayed: true) when the key was used with
  * these arguments; NULL with err key_mismatch when with others; NULL with *found 0 when
  * the key is unused (or its call has not committed); NULL with err on a database fault.
  */
 json_t *
-idem_lookup(struct db *db, const char *tenant, const char *key, const char *fingerprint,
-    int *found, int *is_replay, struct rpc_error *err)
+idem_lookup(struct db *db, const char *tenant, const char *key, const char *fingerprint, int *found,
+    int *is_replay, struct rpc_error *err)
 {
 	const char *values[2] = { tenant, key };
 	json_t *sc = NULL;
@@ -213,7 +210,8 @@ idem_key_of(json_t *params, const char *header, struct rpc_error *err)
 	if (key == NULL)
 		key = header;
 	if (key == NULL) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "key_required", "A write needs an "
+		rpc_error_set(err, RPC_INVALID_PARAMS, "key_required",
+		    "A write needs an "
 		    "idempotency key: a key of your choice, the same when you retry (the argument "
 		    "airlock_idempotency_key where the tool takes it, params.idempotency_key, _meta "
 		    "airlock/idempotencyKey or the Idempotency-Key header); or preview it with "
@@ -231,8 +229,8 @@ idem_key_of(json_t *params, const char *header, struct rpc_error *err)
 }
 
 void
-idem_claim_queries(struct idem_claim *ic, struct db_query q[2], const char *tenant,
-    const char *key, const char *fingerprint, const char *call_id)
+idem_claim_queries(struct idem_claim *ic, struct db_query q[2], const char *tenant, const char *key,
+    const char *fingerprint, const char *call_id)
 {
 	snprintf(ic->ttl, sizeof(ic->ttl), "%lld", key_ttl);
 	ic->sweep_v[0] = tenant;
@@ -251,8 +249,8 @@ idem_claim_queries(struct idem_claim *ic, struct db_query q[2], const char *tena
 }
 
 void
-idem_store_query(const char *values[3], struct db_query *q, const char *tenant,
-    const char *key, const char *response)
+idem_store_query(const char *values[3], struct db_query *q, const char *tenant, const char *key,
+    const char *response)
 {
 	values[0] = tenant;
 	values[1] = key;

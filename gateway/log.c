@@ -41,7 +41,8 @@ log_json(enum log_level level, json_t *obj)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000);
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (int)(ts.tv_nsec / 1000000) % 1000);
 	/* ts and level first: jansson keeps insertion order. */
 	head = json_pack("{s:s, s:s}", "ts", stamp, "level", level_names[level]);
 	json_object_update(head, obj);

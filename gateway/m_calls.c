@@ -10,7 +10,7 @@
 #include "methods_int.h"
 
 static const char *const revert_params[] = { "call_id", "force", "dry_run", "idempotency_key",
-    "plan_id", "_meta", NULL };
+	"plan_id", "_meta", NULL };
 static const char *const get_params[] = { "call_id", "_meta", NULL };
 
 /* Keeps only the tool's columns (and the key's) in an image; t NULL keeps the key only. */
@@ -25,7 +25,7 @@ limit_image(json_t *img, const struct tool *t, json_t *key)
 
 	if (!json_is_object(img))
 		return;
-	json_object_foreach_safe(img, tmp, k, v) {
+	json_object_foreach_safe (img, tmp, k, v) {
 		keep = json_object_get(key, k) != NULL;
 		for (i = 0; t != NULL && i < t->n_cols && !keep; i++)
 			keep = strcmp(t->col_names[i], k) == 0;
@@ -41,7 +41,7 @@ m_limit_changes(json_t *changes, const struct tool *t)
 	json_t *ch;
 	size_t i;
 
-	json_array_foreach(changes, i, ch) {
+	json_array_foreach (changes, i, ch) {
 		limit_image(json_object_get(ch, "before"), t, json_object_get(ch, "key"));
 		limit_image(json_object_get(ch, "after"), t, json_object_get(ch, "key"));
 	}
@@ -86,7 +86,7 @@ m_calls_revert(struct call *c, json_t *params, struct rpc_error *err)
 		goto done;
 	}
 	if (write_revert_target(c->ctx->db, target, c->p.is_admin ? NULL : c->p.tenant,
-	    c->p.is_admin ? NULL : c->p.task, tenant, role, tool, &groups, err) == -1)
+		c->p.is_admin ? NULL : c->p.task, tenant, role, tool, &groups, err) == -1)
 		goto done;
 	strlcpy(c->rec.tenant, tenant, sizeof(c->rec.tenant));
 	/* A revert changes state like any write, so it counts against the quota. */
@@ -159,8 +159,10 @@ m_calls_get(struct call *c, json_t *params, struct rpc_error *err)
 		goto done;
 	}
 	/* A token reads its own task's calls; an approver its tenant's (the console). */
-	if (PQntuples(res) == 0 || (!c->p.is_admin && (strcmp(PQgetvalue(res, 0, 2), c->p.tenant) != 0 ||
-	    (c->p.approver[0] == '\0' && strcmp(PQgetvalue(res, 0, 3), c->p.task) != 0)))) {
+	if (PQntuples(res) == 0 ||
+	    (!c->p.is_admin &&
+		(strcmp(PQgetvalue(res, 0, 2), c->p.tenant) != 0 ||
+		    (c->p.approver[0] == '\0' && strcmp(PQgetvalue(res, 0, 3), c->p.task) != 0)))) {
 		call_not_found(err);
 		goto done;
 	}
@@ -183,8 +185,8 @@ done:
 json_t *
 m_calls_list(struct call *c, json_t *params, struct rpc_error *err)
 {
-	static const char *const known[] = { "tenant", "tool", "outcome", "from", "to",
-	    "before", "limit", "_meta", NULL };
+	static const char *const known[] = { "tenant", "tool", "outcome", "from", "to", "before",
+		"limit", "_meta", NULL };
 	static const char *const strings[] = { "tool", "outcome", "from", "to", "before", NULL };
 	struct console_filter f;
 	json_t *result = NULL, *v;
@@ -226,4 +228,3 @@ done:
 	/* The record's digest covers the page shown, not the whole record it was read from. */
 	return result;
 }
-

@@ -12,8 +12,7 @@
 
 /* Approvers: an approver token or the admin credential.  Returns 0, or -1 with err. */
 int
-m_require_approver(struct call *c, json_t *params, const char *const *known,
-    struct rpc_error *err)
+m_require_approver(struct call *c, json_t *params, const char *const *known, struct rpc_error *err)
 {
 	const char *k;
 	json_t *v;
@@ -25,10 +24,11 @@ m_require_approver(struct call *c, json_t *params, const char *const *known,
 		return -1;
 	}
 	if (params != NULL && !json_is_object(params)) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "params must be an object");
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "params must be an object");
 		return -1;
 	}
-	json_object_foreach(params, k, v) {
+	json_object_foreach (params, k, v) {
 		for (i = 0; known[i] != NULL && strcmp(known[i], k) != 0; i++)
 			;
 		if (known[i] == NULL) {
@@ -43,8 +43,7 @@ m_require_approver(struct call *c, json_t *params, const char *const *known,
 /* The tenant an approver's request is limited to: its own, or for the admin credential
  * params.tenant (NULL: every tenant).  Returns 0, or -1 with err. */
 int
-m_approver_tenant(struct call *c, json_t *params, const char **tenant,
-    struct rpc_error *err)
+m_approver_tenant(struct call *c, json_t *params, const char **tenant, struct rpc_error *err)
 {
 	json_t *v = json_object_get(params, "tenant");
 
@@ -56,8 +55,8 @@ m_approver_tenant(struct call *c, json_t *params, const char **tenant,
 	return 0;
 }
 
-static const char *const plan_statuses[] = { "pending", "approved", "rejected", "expired",
-    "all", NULL };
+static const char *const plan_statuses[] = { "pending", "approved", "rejected", "expired", "all",
+	NULL };
 
 json_t *
 m_plans_list(struct call *c, json_t *params, struct rpc_error *err)
@@ -72,13 +71,16 @@ m_plans_list(struct call *c, json_t *params, struct rpc_error *err)
 	    m_approver_tenant(c, params, &tenant, err) == -1)
 		goto done;
 	c->rec.arguments = params != NULL ? json_deep_copy(params) : NULL;
-	status = params != NULL && json_object_get(params, "status") != NULL ?
-	    json_string_value(json_object_get(params, "status")) : "pending";
-	for (i = 0; status != NULL && plan_statuses[i] != NULL &&
-	    strcmp(plan_statuses[i], status) != 0; i++)
+	status = params != NULL && json_object_get(params, "status") != NULL
+	    ? json_string_value(json_object_get(params, "status"))
+	    : "pending";
+	for (i = 0;
+	     status != NULL && plan_statuses[i] != NULL && strcmp(plan_statuses[i], status) != 0;
+	     i++)
 		;
 	if (status == NULL || plan_statuses[i] == NULL) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "status must be one of "
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "status must be one of "
 		    "pending, approved, rejected, expired, all");
 		goto done;
 	}
@@ -110,18 +112,21 @@ find_plan(struct call *c, json_t *params, const char **plan_id, struct rpc_error
 
 	*plan_id = json_string_value(json_object_get(params, "plan_id"));
 	if (*plan_id == NULL || !audit_is_id(*plan_id)) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "plan_id must be a call id");
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "plan_id must be a call id");
 		return NULL;
 	}
 	strlcpy(c->rec.plan_id, *plan_id, sizeof(c->rec.plan_id));
-	if ((plans = approval_plans(c->ctx->db, c->p.is_admin ? NULL : c->p.tenant, *plan_id,
-	    NULL, 1, err)) == NULL)
+	if ((plans = approval_plans(c->ctx->db, c->p.is_admin ? NULL : c->p.tenant, *plan_id, NULL,
+		 1, err)) == NULL)
 		return NULL;
 	plan = json_incref(json_array_get(plans, 0));
 	json_decref(plans);
 	if (plan == NULL)
-		rpc_error_set(err, RPC_INVALID_PARAMS, "plan_not_found", "No plan %s waits for "
-		    "approval", *plan_id);
+		rpc_error_set(err, RPC_INVALID_PARAMS, "plan_not_found",
+		    "No plan %s waits for "
+		    "approval",
+		    *plan_id);
 	else {
 		strlcpy(c->rec.tenant, json_string_value(json_object_get(plan, "tenant")),
 		    sizeof(c->rec.tenant));
@@ -195,14 +200,15 @@ m_plans_decide(struct call *c, json_t *params, struct rpc_error *err)
 	}
 	if (is_approve && json_is_true(json_object_get(plan, "four_eyes")) && !c->p.is_admin &&
 	    strcmp(c->p.task, json_string_value(json_object_get(plan, "asked_task")) ?: "") == 0) {
-		rpc_error_set(err, RPC_FORBIDDEN, "four_eyes", "Four eyes: a token of the task "
+		rpc_error_set(err, RPC_FORBIDDEN, "four_eyes",
+		    "Four eyes: a token of the task "
 		    "that asked cannot approve its plan");
 		goto done;
 	}
-	result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "plan_id", plan_id,
-	    "status", is_approve ? "approved" : "rejected", "tenant", c->rec.tenant,
-	    "tool", c->rec.tool, "decided_by", c->p.token_id, "approver",
-	    c->p.is_admin ? "admin" : c->p.approver, "note", note ? json_string(note) : json_null());
+	result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "plan_id", plan_id, "status",
+	    is_approve ? "approved" : "rejected", "tenant", c->rec.tenant, "tool", c->rec.tool,
+	    "decided_by", c->p.token_id, "approver", c->p.is_admin ? "admin" : c->p.approver,
+	    "note", note ? json_string(note) : json_null());
 	/* The record commits with the decision, so it is finished here. */
 	call_digest(result, c->rec.result_digest);
 	clock_gettime(CLOCK_REALTIME, &now);

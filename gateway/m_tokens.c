@@ -11,17 +11,20 @@ m_tokens_self(struct call *c, json_t *params, struct rpc_error *err)
 {
 	json_t *result;
 
-	(void)params; (void)err;
+	(void)params;
+	(void)err;
 	if (c->p.is_admin)
 		result = json_pack("{s:b}", "admin", 1);
 	else
 		result = json_pack("{s:s, s:s, s:s, s:O, s:O, s:s, s:b, s:b, s:I, s:o, s:o}",
-		    "token_id", c->p.token_id, "tenant", c->p.tenant, "task", c->p.task,
-		    "tools", c->p.tools, "bindings", c->p.bindings, "expires_at", c->p.expires_at,
-		    "preview_only", c->p.is_preview_only, "revert", c->p.can_revert,
-		    "calls_used", (json_int_t)c->p.calls_used, "calls_left", c->p.max_calls > 0 ?
-		    json_integer(c->p.max_calls - c->p.calls_used) : json_null(),
-		    "approver", c->p.approver[0] != '\0' ? json_string(c->p.approver) : json_null());
+		    "token_id", c->p.token_id, "tenant", c->p.tenant, "task", c->p.task, "tools",
+		    c->p.tools, "bindings", c->p.bindings, "expires_at", c->p.expires_at,
+		    "preview_only", c->p.is_preview_only, "revert", c->p.can_revert, "calls_used",
+		    (json_int_t)c->p.calls_used, "calls_left",
+		    c->p.max_calls > 0 ? json_integer(c->p.max_calls - c->p.calls_used)
+				       : json_null(),
+		    "approver",
+		    c->p.approver[0] != '\0' ? json_string(c->p.approver) : json_null());
 	return result;
 }
 
@@ -34,7 +37,8 @@ require_admin(struct call *c, json_t *params, struct rpc_error *err)
 		return -1;
 	}
 	if (!json_is_object(params)) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "params must be an object");
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "params must be an object");
 		return -1;
 	}
 	c->rec.arguments = json_deep_copy(params);
@@ -62,16 +66,18 @@ m_tokens_mint(struct call *c, json_t *params, struct rpc_error *err)
 	spec.tools = json_object_get(params, "tools");
 	spec.bindings = json_object_get(params, "bindings");
 	ttl = json_object_get(params, "ttl");
-	spec.ttl = json_is_integer(ttl) ? json_integer_value(ttl) :
-	    json_is_string(ttl) ? tok_parse_ttl(json_string_value(ttl)) : -1;
+	spec.ttl = json_is_integer(ttl) ? json_integer_value(ttl)
+	    : json_is_string(ttl)	? tok_parse_ttl(json_string_value(ttl))
+					: -1;
 	v = json_object_get(params, "max_calls");
-	spec.max_calls = v == NULL ? 0 : json_is_integer(v) && json_integer_value(v) > 0 ?
-	    json_integer_value(v) : -1;
+	spec.max_calls = v == NULL			      ? 0
+	    : json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v)
+							      : -1;
 	spec.is_preview_only = json_is_true(json_object_get(params, "preview_only"));
 	spec.can_revert = json_is_true(json_object_get(params, "revert"));
 	spec.approver = json_string_value(json_object_get(params, "approver"));
 	if (json_object_get(params, "approver") != NULL && spec.approver == NULL)
-		spec.approver = "";	/* refused by the spec's check */
+		spec.approver = ""; /* refused by the spec's check */
 	spec.mint_call = c->rec.id;
 	if (spec.tenant != NULL)
 		strlcpy(c->rec.tenant, spec.tenant, sizeof(c->rec.tenant));

@@ -18,8 +18,8 @@
 
 /* How long a client may keep a tools/list answer: grants are fixed per token, and a
  * catalog reloaded with SIGHUP is seen within this. */
-#define LIST_TTL_MS	60000
-#define DISCOVER_TTL_MS	3600000
+#define LIST_TTL_MS 60000
+#define DISCOVER_TTL_MS 3600000
 
 static const char instructions[] =
     "Tools run as one tenant under row-level security. A write is previewed with dry_run "
@@ -34,7 +34,8 @@ m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err
 	const char *asked = NULL, *chosen = gw_mcp_legacy[0];
 	size_t i;
 
-	(void)vctx; (void)name;
+	(void)vctx;
+	(void)name;
 	if (params != NULL && !json_is_object(params)) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
 		    "initialize takes params by name");
@@ -52,11 +53,9 @@ m_initialize(void *vctx, const char *name, json_t *params, struct rpc_error *err
 			if (strcmp(asked, gw_mcp_legacy[i]) == 0)
 				chosen = gw_mcp_legacy[i];
 	}
-	return json_pack("{s:s, s:{s:{s:b}}, s:o, s:s}",
-	    "protocolVersion", chosen,
-	    "capabilities", "tools", "listChanged", 0,
-	    "serverInfo", gw_server_info(),
-	    "instructions", instructions);
+	return json_pack("{s:s, s:{s:{s:b}}, s:o, s:s}", "protocolVersion", chosen, "capabilities",
+	    "tools", "listChanged", 0, "serverInfo", gw_server_info(), "instructions",
+	    instructions);
 }
 
 /* server/discover (2026-07-28): what initialize told, for clients that send none.  The
@@ -67,20 +66,24 @@ m_discover(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 	json_t *versions = json_array();
 	size_t i;
 
-	(void)vctx; (void)name; (void)params; (void)err;
+	(void)vctx;
+	(void)name;
+	(void)params;
+	(void)err;
 	for (i = 0; gw_mcp_versions[i] != NULL; i++)
 		json_array_append_new(versions, json_string(gw_mcp_versions[i]));
-	return json_pack("{s:o, s:{s:{s:b}}, s:s, s:i, s:s}",
-	    "supportedVersions", versions,
-	    "capabilities", "tools", "listChanged", 0,
-	    "instructions", instructions,
-	    "ttlMs", DISCOVER_TTL_MS, "cacheScope", "public");
+	return json_pack("{s:o, s:{s:{s:b}}, s:s, s:i, s:s}", "supportedVersions", versions,
+	    "capabilities", "tools", "listChanged", 0, "instructions", instructions, "ttlMs",
+	    DISCOVER_TTL_MS, "cacheScope", "public");
 }
 
 json_t *
 m_empty(void *vctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	(void)vctx; (void)name; (void)params; (void)err;
+	(void)vctx;
+	(void)name;
+	(void)params;
+	(void)err;
 	return json_object();
 }
 
@@ -105,10 +108,9 @@ m_tools_list(struct call *c, json_t *params, struct rpc_error *err)
 
 		if (!is_granted_or_admin(&c->p, t->name))
 			continue;
-		entry = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "name", t->name,
-		    "title", t->title, "description", t->description,
-		    "inputSchema", t->listed_schema, "outputSchema", t->output_schema,
-		    "annotations", t->annotations);
+		entry = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "name", t->name, "title",
+		    t->title, "description", t->description, "inputSchema", t->listed_schema,
+		    "outputSchema", t->output_schema, "annotations", t->annotations);
 		json_array_append_new(tools, entry);
 	}
 	gw_catalog_put(c->gw, ref);
@@ -141,7 +143,7 @@ shown_args(const struct catalog *cat, const struct tool *t, json_t *args, int is
 		return is_known_only ? json_null() : json_incref(args);
 	out = json_object();
 	props = t != NULL ? json_object_get(t->schema, "properties") : NULL;
-	json_object_foreach(args, k, v) {
+	json_object_foreach (args, k, v) {
 		if ((prop = json_object_get(props, k)) == NULL) {
 			if (is_known_only)
 				(*n_unknown)++;
@@ -160,10 +162,11 @@ shown_args(const struct catalog *cat, const struct tool *t, json_t *args, int is
 				json_object_set_new(spec, "name", json_string(name));
 			if (json_object_get(v, "arguments") != NULL) {
 				if (it != NULL)
-					json_object_set_new(spec, "arguments", shown_args(cat, it,
-					    json_object_get(v, "arguments"), is_known_only, n_unknown));
+					json_object_set_new(spec, "arguments",
+					    shown_args(cat, it, json_object_get(v, "arguments"),
+						is_known_only, n_unknown));
 				else
-					(*n_unknown)++;	/* whose marks are unknown */
+					(*n_unknown)++; /* whose marks are unknown */
 			}
 			json_object_set_new(out, k, spec);
 		} else
@@ -211,8 +214,9 @@ m_is_refused(json_t *result, const struct rpc_error *err)
 
 	if (result == NULL)
 		return err->reason != NULL && strcmp(call_outcome_of(err), "refused") == 0;
-	reason = json_string_value(json_object_get(json_object_get(json_object_get(result,
-	    "structuredContent"), "error"), "reason"));
+	reason = json_string_value(
+	    json_object_get(json_object_get(json_object_get(result, "structuredContent"), "error"),
+		"reason"));
 	return reason != NULL && strcmp(reason, "invalid_arguments") == 0;
 }
 
@@ -249,7 +253,7 @@ call_result(json_t *sc)
 
 /* The parameters every method that takes them checks the same way. */
 static const char *const call_params[] = { "name", "arguments", "dry_run", "idempotency_key",
-    "plan_id", "_meta", NULL };
+	"plan_id", "_meta", NULL };
 /*
  * Checks params of method: an object with only the known members, required (a string
  * member) present, and each member of its type: arguments an object; dry_run and force
@@ -257,8 +261,8 @@ static const char *const call_params[] = { "name", "arguments", "dry_run", "idem
  * with err (-32602 invalid_params) naming the fault.
  */
 int
-m_check_params(const char *method, json_t *params, const char *const *known,
-    const char *required, struct rpc_error *err)
+m_check_params(const char *method, json_t *params, const char *const *known, const char *required,
+    struct rpc_error *err)
 {
 	static const char *const booleans[] = { "dry_run", "force", NULL };
 	const char *k;
@@ -270,7 +274,7 @@ m_check_params(const char *method, json_t *params, const char *const *known,
 		    "%s takes params by name with a string \"%s\"", method, required);
 		return -1;
 	}
-	json_object_foreach(params, k, v) {
+	json_object_foreach (params, k, v) {
 		for (i = 0; known[i] != NULL && strcmp(known[i], k) != 0; i++)
 			;
 		if (known[i] == NULL) {
@@ -281,7 +285,8 @@ m_check_params(const char *method, json_t *params, const char *const *known,
 	}
 	v = json_object_get(params, "arguments");
 	if (v != NULL && !json_is_object(v)) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "arguments must be an object");
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "arguments must be an object");
 		return -1;
 	}
 	v = json_object_get(params, "_meta");
@@ -292,21 +297,22 @@ m_check_params(const char *method, json_t *params, const char *const *known,
 	for (i = 0; booleans[i] != NULL; i++) {
 		v = json_object_get(params, booleans[i]);
 		if (v != NULL && !json_is_boolean(v)) {
-			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s must be a boolean",
-			    booleans[i]);
+			rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+			    "%s must be a boolean", booleans[i]);
 			return -1;
 		}
 	}
 	v = json_object_get(params, "idempotency_key");
-	if (v != NULL && (!json_is_string(v) || json_string_length(v) == 0 ||
-	    json_string_length(v) > 255)) {
+	if (v != NULL &&
+	    (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 255)) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
 		    "idempotency_key must be a string of 1 to 255 characters");
 		return -1;
 	}
 	v = json_object_get(params, "plan_id");
 	if (v != NULL && (!json_is_string(v) || !audit_is_id(json_string_value(v)))) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "plan_id must be a call id");
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "plan_id must be a call id");
 		return -1;
 	}
 	return 0;
@@ -348,11 +354,10 @@ is_option_value(size_t i, json_t *v)
  * type.
  */
 static json_t *
-gather_options(const struct tool *t, json_t *params, const char **bad_arg,
-    struct rpc_error *err)
+gather_options(const struct tool *t, json_t *params, const char **bad_arg, struct rpc_error *err)
 {
 	static const char *const rules[] = { "a boolean", "a string of 1 to 255 characters",
-	    "a call id" };
+		"a call id" };
 	json_t *out = json_copy(params), *meta, *args, *v, *chosen;
 	size_t i;
 
@@ -371,8 +376,10 @@ gather_options(const struct tool *t, json_t *params, const char **bad_arg,
 		chosen = json_object_get(params, call_options[i].param);
 		if ((v = json_object_get(meta, call_options[i].meta)) != NULL) {
 			if (!is_option_value(i, v)) {
-				rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "_meta %s must "
-				    "be %s", call_options[i].meta, rules[i]);
+				rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+				    "_meta %s must "
+				    "be %s",
+				    call_options[i].meta, rules[i]);
 				goto fail;
 			}
 			if (chosen != NULL && !json_equal(chosen, v))
@@ -382,8 +389,8 @@ gather_options(const struct tool *t, json_t *params, const char **bad_arg,
 		if ((v = json_object_get(args, call_options[i].arg)) != NULL) {
 			if (!is_option_value(i, v)) {
 				*bad_arg = call_options[i].arg;
-				rpc_error_set(err, 0, "invalid_arguments", "argument '%s' must be %s",
-				    call_options[i].arg, rules[i]);
+				rpc_error_set(err, 0, "invalid_arguments",
+				    "argument '%s' must be %s", call_options[i].arg, rules[i]);
 				goto fail;
 			}
 			if (chosen != NULL && !json_equal(chosen, v))
@@ -396,8 +403,10 @@ gather_options(const struct tool *t, json_t *params, const char **bad_arg,
 	}
 	return out;
 twice:
-	rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "%s is given twice with "
-	    "different values", call_options[i].param);
+	rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+	    "%s is given twice with "
+	    "different values",
+	    call_options[i].param);
 	goto fail;
 oom:
 	rpc_error_internal(err);
@@ -412,8 +421,8 @@ fail:
 static int
 is_correctable(const char *reason)
 {
-	static const char *const reasons[] = { "key_required", "key_mismatch",
-	    "binding_mismatch", "plan_stale", "plan_mismatch", "plan_expired", NULL };
+	static const char *const reasons[] = { "key_required", "key_mismatch", "binding_mismatch",
+		"plan_stale", "plan_mismatch", "plan_expired", NULL };
 	size_t i;
 
 	for (i = 0; reason != NULL && reasons[i] != NULL; i++)
@@ -447,8 +456,8 @@ finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
 }
 
 json_t *
-m_run_write(struct call *c, struct write_req *req, json_t *params,
-    const struct shown_cols *cols, struct rpc_error *err)
+m_run_write(struct call *c, struct write_req *req, json_t *params, const struct shown_cols *cols,
+    struct rpc_error *err)
 {
 	const struct write_stmt *st = req->st;
 	const char *key = NULL, *plan_id;
@@ -460,8 +469,10 @@ m_run_write(struct call *c, struct write_req *req, json_t *params,
 	c->rec.is_dry_run = is_dry_run;
 	/* A call that needs approval and names no plan is held as a preview: it needs no key
 	 * (without one, write_run commits nothing). */
-	if (!is_dry_run && (plan_id != NULL || !st->needs_approval ||
-	    json_object_get(params, "idempotency_key") != NULL || c->ctx->idem_header != NULL) &&
+	if (!is_dry_run &&
+	    (plan_id != NULL || !st->needs_approval ||
+		json_object_get(params, "idempotency_key") != NULL ||
+		c->ctx->idem_header != NULL) &&
 	    (key = idem_key_of(params, c->ctx->idem_header, err)) == NULL)
 		return NULL;
 	if (key != NULL)
@@ -555,15 +566,19 @@ m_tools_call(struct call *c, json_t *params, struct rpc_error *err)
 	if (t->kind == TOOL_CODE && !c->ctx->is_sandbox) {
 		/* Only a single tools/call is routed to the sandbox pool; in a batch a program
 		 * would hold a database worker for as long as it runs. */
-		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "Code tool '%s' is called "
-		    "on its own, not in a batch", t->name);
+		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
+		    "Code tool '%s' is called "
+		    "on its own, not in a batch",
+		    t->name);
 		goto done;
 	}
 	if (!auth_is_granted(&c->p, t->name)) {
-		rpc_error_set(err, RPC_FORBIDDEN, c->p.is_admin ? "admin_required" :
-		    "tool_not_granted", c->p.is_admin ? "The admin credential calls no tools" :
-		    c->p.approver[0] != '\0' ? "An approver token calls no tools" :
-		    "This token does not grant tool '%s'", t->name);
+		rpc_error_set(err, RPC_FORBIDDEN,
+		    c->p.is_admin ? "admin_required" : "tool_not_granted",
+		    c->p.is_admin		   ? "The admin credential calls no tools"
+			: c->p.approver[0] != '\0' ? "An approver token calls no tools"
+						   : "This token does not grant tool '%s'",
+		    t->name);
 		goto done;
 	}
 	/* From here on params holds the options wherever they were given, and arguments
@@ -575,8 +590,7 @@ m_tools_call(struct call *c, json_t *params, struct rpc_error *err)
 		}
 		goto done;
 	}
-	args = tool_check_args(t, json_object_get(params, "arguments"), &bad_arg, msg,
-	    sizeof(msg));
+	args = tool_check_args(t, json_object_get(params, "arguments"), &bad_arg, msg, sizeof(msg));
 	if (args == NULL) {
 		rpc_error_set(err, 0, "invalid_arguments", "%s", msg);
 		result = tool_error_result(c->rec.id, err, bad_arg);
@@ -591,8 +605,8 @@ m_tools_call(struct call *c, json_t *params, struct rpc_error *err)
 	/* Accepted so far: the record keeps the arguments (a write's goes in with its effect). */
 	c->rec.arguments = recorded_args(ref->cat, t, args);
 	if (t->kind == TOOL_CODE) {
-		is_dry_run = c->p.is_preview_only ||
-		    json_is_true(json_object_get(params, "dry_run"));
+		is_dry_run =
+		    c->p.is_preview_only || json_is_true(json_object_get(params, "dry_run"));
 		c->rec.is_dry_run = is_dry_run;
 		sc = code_run(ref->cat, c->gw->cfg, c->ctx->db, &c->p, t, args, c->rec.id,
 		    is_dry_run, &c->rec.egress, err);
@@ -612,7 +626,7 @@ m_tools_call(struct call *c, json_t *params, struct rpc_error *err)
 		goto done;
 	}
 	if (read_run(c->ctx->db, t, ref->cat->version, c->p.role, c->rec.id, args, &c->p, &rows,
-	    &truncated, err) == -1) {
+		&truncated, err) == -1) {
 		if (call_is_tool_error(err)) {
 			result = tool_error_result(c->rec.id, err, NULL);
 			rpc_error_clear(err);

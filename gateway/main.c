@@ -21,7 +21,7 @@
 #include "airlock/write.h"
 #include "airlock/seal.h"
 
-#define CATALOG_RETRY_S 2	/* seconds between tries while the database is down */
+#define CATALOG_RETRY_S 2 /* seconds between tries while the database is down */
 
 enum load_status { LOAD_OK, LOAD_DB_DOWN, LOAD_REFUSED };
 
@@ -48,8 +48,10 @@ check_config(struct config *cfg)
 	}
 	if (inet_pton(AF_INET, cfg->listen_host, addr) != 1 &&
 	    inet_pton(AF_INET6, cfg->listen_host, addr) != 1) {
-		fprintf(stderr, "airlockd: listen address %s is not a numeric IPv4 or IPv6 "
-		    "address\n", cfg->listen_host);
+		fprintf(stderr,
+		    "airlockd: listen address %s is not a numeric IPv4 or IPv6 "
+		    "address\n",
+		    cfg->listen_host);
 		return EX_CONFIG;
 	}
 	printf("airlockd: configuration ok%s%s\n", cfg->config_file[0] ? ": " : "",
@@ -76,9 +78,10 @@ load_catalog(const struct config *cfg, struct catalog **out)
 	conn = PQconnectdb(cfg->db);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		log_seterr(err, sizeof(err), "%s", PQerrorMessage(conn));
-		log_msg(is_down_logged ? LOG_LVL_DEBUG : LOG_LVL_WARN, "cannot check the tool "
-		    "catalog yet: database unavailable: %s (retried every %d s)", err,
-		    CATALOG_RETRY_S);
+		log_msg(is_down_logged ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+		    "cannot check the tool "
+		    "catalog yet: database unavailable: %s (retried every %d s)",
+		    err, CATALOG_RETRY_S);
 		is_down_logged = 1;
 		st = LOAD_DB_DOWN;
 	} else if (doc_gate(conn, err, sizeof(err)) == -1) {
@@ -90,8 +93,9 @@ load_catalog(const struct config *cfg, struct catalog **out)
 		st = PQstatus(conn) == CONNECTION_OK ? LOAD_REFUSED : LOAD_DB_DOWN;
 	} else {
 		is_down_logged = 0;
-		log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:I}", "msg", "tool catalog loaded",
-		    "dir", cfg->tools_dir, "tools", (json_int_t)(*out)->n));
+		log_json(LOG_LVL_INFO,
+		    json_pack("{s:s, s:s, s:I}", "msg", "tool catalog loaded", "dir",
+			cfg->tools_dir, "tools", (json_int_t)(*out)->n));
 	}
 	PQfinish(conn);
 	return st;
@@ -110,7 +114,7 @@ main(int argc, char **argv)
 	sigset_t mask;
 	int rc, sig, has_catalog;
 
-	rpc_alloc_init();	/* before any JSON is made */
+	rpc_alloc_init(); /* before any JSON is made */
 	rc = config_parse(&cfg, argc, argv);
 	if (rc > 0)
 		return 0;
@@ -123,7 +127,8 @@ main(int argc, char **argv)
 	if (config_load_secrets(&cfg) == -1)
 		return EX_CONFIG;
 	if (cfg.db_password_in_argv)
-		log_warn("the database password is on the command line (--db), where any local "
+		log_warn(
+		    "the database password is on the command line (--db), where any local "
 		    "user can read it; it was wiped from this process's arguments once read, but "
 		    "use a libpq passfile (passfile= or PGPASSFILE), AIRLOCK_DB or --db-file");
 	signal(SIGPIPE, SIG_IGN);
@@ -152,8 +157,8 @@ main(int argc, char **argv)
 	gw.pool = pool_create(cfg.db_workers, cfg.db, cfg.queue_max, cfg.queue_per_key);
 	/* Code steps: at most cfg.sandboxes at once; a token may queue as many as a tenant
 	 * may run (the per-tenant cap itself is checked when a step starts). */
-	gw.sandbox_pool = pool_create(cfg.sandboxes, cfg.db, cfg.sandboxes * 4,
-	    cfg.sandboxes_per_tenant);
+	gw.sandbox_pool =
+	    pool_create(cfg.sandboxes, cfg.db, cfg.sandboxes * 4, cfg.sandboxes_per_tenant);
 	if (gw.rl == NULL || gw.audit == NULL || gw.pool == NULL || gw.sandbox_pool == NULL) {
 		log_error("cannot start the database workers");
 		return EX_OSERR;
@@ -171,9 +176,10 @@ main(int argc, char **argv)
 	}
 	/* Warm sandboxes for the code tools that ask for them; calls start cold without. */
 	(void)code_warm_start(&gw);
-	log_json(LOG_LVL_INFO, json_pack("{s:s, s:s, s:i, s:i, s:i}", "msg", "listening",
-	    "host", cfg.listen_host, "port", cfg.listen_port, "http_threads", cfg.http_threads,
-	    "db_workers", cfg.db_workers));
+	log_json(LOG_LVL_INFO,
+	    json_pack("{s:s, s:s, s:i, s:i, s:i}", "msg", "listening", "host", cfg.listen_host,
+		"port", cfg.listen_port, "http_threads", cfg.http_threads, "db_workers",
+		cfg.db_workers));
 	for (;;) {
 		sig = sigtimedwait(&mask, NULL, has_catalog ? NULL : &retry);
 		if (sig == SIGTERM || sig == SIGINT)

@@ -9,12 +9,12 @@
 #include "methods_int.h"
 
 /* A method that names a token, as the table calls it: inside its call. */
-#define CALLED(fn)							\
-static json_t *								\
-fn##_call(void *vctx, const char *name, json_t *params, struct rpc_error *err) \
-{									\
-	return call_run(vctx, name, params, fn, err);			\
-}
+#define CALLED(fn)                                                             \
+	static json_t *fn##_call(void *vctx, const char *name, json_t *params, \
+	    struct rpc_error *err)                                             \
+	{                                                                      \
+		return call_run(vctx, name, params, fn, err);                  \
+	}
 
 CALLED(m_tools_list)
 CALLED(m_tools_call)

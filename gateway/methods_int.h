@@ -79,7 +79,6 @@ int m_require_approver(struct call *c, json_t *params, const char *const *known,
 
 /* The tenant an approver's request is limited to: its own, or for the admin credential
  * params.tenant (NULL: every tenant).  Returns 0, or -1 with err.  (m_plans.c) */
-int m_approver_tenant(struct call *c, json_t *params, const char **tenant,
-    struct rpc_error *err);
+int m_approver_tenant(struct call *c, json_t *params, const char **tenant, struct rpc_error *err);
 
 #endif

@@ -17,24 +17,22 @@
 #include "airlock/pool.h"
 #include "airlock/seal.h"
 
-#define CALL_SLOTS 2048		/* (method, tool, outcome, reason) series */
-#define LAT_SLOTS 512		/* (method, tool) latency histograms */
-#define TOOL_SLOTS 512		/* per-tool counters of results */
-#define FULL(n, slots) ((n) >= (slots) * 3 / 4)
+#define CALL_SLOTS 2048 /* (method, tool, outcome, reason) series */
+#define LAT_SLOTS 512	/* (method, tool) latency histograms */
+#define TOOL_SLOTS 512	/* per-tool counters of results */
+#define FULL(n, slots) ((n) >= (slots)*3 / 4)
 
-static const double lat_bounds[] = {
-	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
-};
+static const double lat_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+	2.5, 5, 10 };
 #define LAT_N (sizeof(lat_bounds) / sizeof(lat_bounds[0]))
 static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
 #define BATCH_N (sizeof(batch_bounds) / sizeof(batch_bounds[0]))
-static const double flush_bounds[] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
-};
+static const double flush_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+	0.5, 1, 2.5 };
 #define FLUSH_N (sizeof(flush_bounds) / sizeof(flush_bounds[0]))
 
 struct histogram {
-	unsigned long bucket[16];	/* per bound, not cumulative; rendered cumulative */
+	unsigned long bucket[16]; /* per bound, not cumulative; rendered cumulative */
 	unsigned long count;
 	double sum;
 };
@@ -59,9 +57,8 @@ struct tool_series {
 
 static const char *const scopes[] = { "client", "token", "tenant", "other" };
 #define N_SCOPES (sizeof(scopes) / sizeof(scopes[0]))
-static const char *const limits[] = {
-	"none", "wall", "cpu", "memory", "pids", "fsize", "output", "other"
-};
+static const char *const limits[] = { "none", "wall", "cpu", "memory", "pids", "fsize", "output",
+	"other" };
 #define N_LIMITS (sizeof(limits) / sizeof(limits[0]))
 
 static struct {
@@ -78,7 +75,7 @@ static struct {
 	struct histogram batch, flush;
 } m = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static atomic_ulong served[6];	/* by status class: 1xx..5xx, index 0 unused */
+static atomic_ulong served[6]; /* by status class: 1xx..5xx, index 0 unused */
 
 /* FNV-1a over the labels, each followed by a separator. */
 static uint32_t
@@ -296,8 +293,10 @@ metrics_escape(const char *v, char *out, size_t len)
 	if (len == 0)
 		return;
 	for (; *v != '\0'; v++) {
-		const char *rep = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" :
-		    NULL;
+		const char *rep = *v == '\\' ? "\\\\"
+		    : *v == '"'		     ? "\\\""
+		    : *v == '\n'	     ? "\\n"
+					     : NULL;
 		size_t n = rep ? 2 : 1;
 
 		if (o + n >= len)
@@ -332,9 +331,8 @@ put_histogram(FILE *f, const char *name, const char *labels, const struct histog
 	fprintf(f, "%s_bucket{%sle=\"+Inf\"} %lu\n", name, labels, h->count);
 	if (labels[0] != '\0') {
 		/* Drop the trailing comma for the plain series. */
-		fprintf(f, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %lu\n", name,
-		    (int)strlen(labels) - 1, labels, h->sum, name, (int)strlen(labels) - 1,
-		    labels, h->count);
+		fprintf(f, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %lu\n", name, (int)strlen(labels) - 1,
+		    labels, h->sum, name, (int)strlen(labels) - 1, labels, h->count);
 	} else
 		fprintf(f, "%s_sum %.6f\n%s_count %lu\n", name, h->sum, name, h->count);
 }
@@ -343,7 +341,8 @@ static void
 render_pools(FILE *f, struct gateway *gw)
 {
 	static const char *const families[][2] = {
-		{ "airlock_pool_workers", "Workers of each pool (db: database calls; sandbox: "
+		{ "airlock_pool_workers",
+		    "Workers of each pool (db: database calls; sandbox: "
 		    "code tools), each with its own database connection." },
 		{ "airlock_pool_busy", "Workers running a call now." },
 		{ "airlock_pool_waiting", "Calls queued for a worker." },
@@ -358,7 +357,8 @@ render_pools(FILE *f, struct gateway *gw)
 	if ((has[1] = gw->sandbox_pool != NULL))
 		pool_stats(gw->sandbox_pool, &v[1][0], &v[1][1], &v[1][2]);
 	pthread_rwlock_unlock(&gw->pools_lock);
-	head(f, "airlock_db_pending", "gauge", "Calls waiting for or running on a database "
+	head(f, "airlock_db_pending", "gauge",
+	    "Calls waiting for or running on a database "
 	    "worker.");
 	fprintf(f, "airlock_db_pending %zu\n", v[0][1] + v[0][2]);
 	for (i = 0; i < 3; i++) {
@@ -391,7 +391,8 @@ render_calls(FILE *f)
 	memcpy(tools, m.tools, sizeof(m.tools));
 	pthread_mutex_unlock(&m.lock);
 
-	head(f, "airlock_calls_total", "counter", "JSON-RPC calls by method, tool and outcome "
+	head(f, "airlock_calls_total", "counter",
+	    "JSON-RPC calls by method, tool and outcome "
 	    "(ok, tool_error, refused, error), with the reason of each that is not ok.");
 	for (i = 0; i < CALL_SLOTS; i++) {
 		if (!calls[i].is_used)
@@ -399,10 +400,13 @@ render_calls(FILE *f)
 		metrics_escape(calls[i].method, meth, sizeof(meth));
 		metrics_escape(calls[i].tool, tool, sizeof(tool));
 		metrics_escape(calls[i].reason, reason, sizeof(reason));
-		fprintf(f, "airlock_calls_total{method=\"%s\",tool=\"%s\",outcome=\"%s\","
-		    "reason=\"%s\"} %lu\n", meth, tool, calls[i].outcome, reason, calls[i].n);
+		fprintf(f,
+		    "airlock_calls_total{method=\"%s\",tool=\"%s\",outcome=\"%s\","
+		    "reason=\"%s\"} %lu\n",
+		    meth, tool, calls[i].outcome, reason, calls[i].n);
 	}
-	head(f, "airlock_call_duration_seconds", "histogram", "How long calls took, from "
+	head(f, "airlock_call_duration_seconds", "histogram",
+	    "How long calls took, from "
 	    "their start on a worker to their answer, by method and tool.");
 	for (i = 0; i < LAT_SLOTS; i++) {
 		if (!lat[i].is_used)
@@ -414,16 +418,26 @@ render_calls(FILE *f)
 		    LAT_N);
 	}
 	{
-		static const struct { const char *name, *help; size_t off; } fam[] = {
-			{ "airlock_dry_runs_total", "Calls answered as previews (dry-runs), by "
-			    "tool.", offsetof(struct tool_series, dry_runs) },
-			{ "airlock_plans_made_total", "Write previews that returned a plan_id, by "
-			    "tool.", offsetof(struct tool_series, plans_made) },
-			{ "airlock_plans_committed_total", "Writes committed against a plan_id, by "
-			    "tool.", offsetof(struct tool_series, plans_committed) },
-			{ "airlock_idempotent_replays_total", "Keyed writes answered from their "
-			    "stored response (a retry), by tool.", offsetof(struct tool_series,
-			    replays) },
+		static const struct {
+			const char *name, *help;
+			size_t off;
+		} fam[] = {
+			{ "airlock_dry_runs_total",
+			    "Calls answered as previews (dry-runs), by "
+			    "tool.",
+			    offsetof(struct tool_series, dry_runs) },
+			{ "airlock_plans_made_total",
+			    "Write previews that returned a plan_id, by "
+			    "tool.",
+			    offsetof(struct tool_series, plans_made) },
+			{ "airlock_plans_committed_total",
+			    "Writes committed against a plan_id, by "
+			    "tool.",
+			    offsetof(struct tool_series, plans_committed) },
+			{ "airlock_idempotent_replays_total",
+			    "Keyed writes answered from their "
+			    "stored response (a retry), by tool.",
+			    offsetof(struct tool_series, replays) },
 		};
 		size_t k;
 
@@ -435,7 +449,7 @@ render_calls(FILE *f)
 				metrics_escape(tools[i].tool, tool, sizeof(tool));
 				fprintf(f, "%s{tool=\"%s\"} %lu\n", fam[k].name, tool,
 				    *(const unsigned long *)(const void *)((const char *)&tools[i] +
-				    fam[k].off));
+					fam[k].off));
 			}
 		}
 	}
@@ -458,9 +472,11 @@ metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, siz
 
 	if ((f = open_memstream(&buf, len)) == NULL)
 		return NULL;
-	head(f, "airlock_http_requests_total", "counter", "HTTP requests answered, by status "
+	head(f, "airlock_http_requests_total", "counter",
+	    "HTTP requests answered, by status "
 	    "class.");
-	fprintf(f, "airlock_http_requests_total{class=\"2xx\"} %lu\n"
+	fprintf(f,
+	    "airlock_http_requests_total{class=\"2xx\"} %lu\n"
 	    "airlock_http_requests_total{class=\"4xx\"} %lu\n"
 	    "airlock_http_requests_total{class=\"5xx\"} %lu\n",
 	    atomic_load(&served[2]), atomic_load(&served[4]), atomic_load(&served[5]));
@@ -470,10 +486,12 @@ metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, siz
 	fprintf(f, "airlock_http_connections %u\n", connections);
 	render_pools(f, gw);
 	seal_health(&seal_lag, &seal_stalled);
-	head(f, "airlock_seal_lag_seconds", "gauge", "Seconds since the audit sealer's last "
+	head(f, "airlock_seal_lag_seconds", "gauge",
+	    "Seconds since the audit sealer's last "
 	    "round ran.");
 	fprintf(f, "airlock_seal_lag_seconds %.3f\n", seal_lag);
-	head(f, "airlock_seal_stalled", "gauge", "1 while sealing has not run for too long "
+	head(f, "airlock_seal_stalled", "gauge",
+	    "1 while sealing has not run for too long "
 	    "(the alarm).");
 	fprintf(f, "airlock_seal_stalled %d\n", seal_stalled);
 	render_calls(f);
@@ -485,29 +503,36 @@ metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, siz
 	batch = m.batch;
 	flush = m.flush;
 	pthread_mutex_unlock(&m.lock);
-	head(f, "airlock_db_reconnects_total", "counter", "Worker connections replaced after "
+	head(f, "airlock_db_reconnects_total", "counter",
+	    "Worker connections replaced after "
 	    "they broke.");
 	fprintf(f, "airlock_db_reconnects_total %lu\n", counters[METRICS_DB_RECONNECTS]);
-	head(f, "airlock_pool_rejected_total", "counter", "Calls refused at once because a "
+	head(f, "airlock_pool_rejected_total", "counter",
+	    "Calls refused at once because a "
 	    "worker queue was full (429 concurrency_limited).");
 	fprintf(f, "airlock_pool_rejected_total %lu\n", counters[METRICS_POOL_REJECTED]);
 	head(f, "airlock_reverts_total", "counter", "Reverts committed.");
 	fprintf(f, "airlock_reverts_total %lu\n", counters[METRICS_REVERTS]);
-	head(f, "airlock_rate_limited_total", "counter", "Calls refused by a rate limit, by "
+	head(f, "airlock_rate_limited_total", "counter",
+	    "Calls refused by a rate limit, by "
 	    "scope (client address, token, tenant).");
 	for (i = 0; i < N_SCOPES; i++)
 		fprintf(f, "airlock_rate_limited_total{scope=\"%s\"} %lu\n", scopes[i], rate[i]);
-	head(f, "airlock_sandbox_runs_total", "counter", "Code tool sandboxes that ran to an "
+	head(f, "airlock_sandbox_runs_total", "counter",
+	    "Code tool sandboxes that ran to an "
 	    "end, by the limit that stopped them (none: the program ended on its own).");
 	for (i = 0; i < N_LIMITS; i++)
 		fprintf(f, "airlock_sandbox_runs_total{limit=\"%s\"} %lu\n", limits[i], runs[i]);
-	head(f, "airlock_sandbox_failures_total", "counter", "Sandboxes that could not start "
+	head(f, "airlock_sandbox_failures_total", "counter",
+	    "Sandboxes that could not start "
 	    "or be waited for (503 backend_unavailable).");
 	fprintf(f, "airlock_sandbox_failures_total %lu\n", counters[METRICS_SANDBOX_FAILED]);
-	head(f, "airlock_audit_batch_records", "histogram", "Records per audit batch (one "
+	head(f, "airlock_audit_batch_records", "histogram",
+	    "Records per audit batch (one "
 	    "flush makes a batch durable).");
 	put_histogram(f, "airlock_audit_batch_records", "", &batch, batch_bounds, BATCH_N);
-	head(f, "airlock_audit_flush_seconds", "histogram", "How long writing one audit batch "
+	head(f, "airlock_audit_flush_seconds", "histogram",
+	    "How long writing one audit batch "
 	    "took, commit included.");
 	put_histogram(f, "airlock_audit_flush_seconds", "", &flush, flush_bounds, FLUSH_N);
 	if (fclose(f) != 0) {

@@ -11,20 +11,20 @@
 #include "airlock/pgjson.h"
 
 /* Type OIDs from PostgreSQL's pg_type.dat; they are fixed. */
-#define OID_BOOL	16
-#define OID_INT8	20
-#define OID_INT2	21
-#define OID_INT4	23
-#define OID_OID		26
-#define OID_JSON	114
-#define OID_FLOAT4	700
-#define OID_FLOAT8	701
-#define OID_DATE	1082
-#define OID_TIMESTAMP	1114
-#define OID_TIMESTAMPTZ	1184
-#define OID_NUMERIC	1700
-#define OID_UUID	2950
-#define OID_JSONB	3802
+#define OID_BOOL 16
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_JSON 114
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_DATE 1082
+#define OID_TIMESTAMP 1114
+#define OID_TIMESTAMPTZ 1184
+#define OID_NUMERIC 1700
+#define OID_UUID 2950
+#define OID_JSONB 3802
 
 /* Whether s[0..n) are all digits. */
 static int
@@ -124,25 +124,25 @@ pgjson_value(unsigned type_oid, const char *text, int is_null)
  * own text for the dates and times RFC 3339 cannot write: the infinities, BC (year 1 BC
  * and before) and years past 9999.
  */
-#define PAT_INT8	"^-?[0-9]+$"
-#define PAT_NUMERIC	"^(-?[0-9]+(\\.[0-9]+)?|NaN|-?Infinity)$"
-#define PAT_FLOAT	"^(NaN|-?Infinity)$"
-#define PAT_PG_TIMESTAMPTZ "^(-?infinity|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" \
-			"(\\.[0-9]+)?[+-][0-9]{2}(:[0-9]{2}){0,2}( BC)?)$"
-#define PAT_TIMESTAMP	"^(-?infinity|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}" \
-			"(\\.[0-9]+)?|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" \
-			"(\\.[0-9]+)?( BC)?)$"
-#define PAT_PG_DATE	"^(-?infinity|[0-9]{4}-[0-9]{2}-[0-9]{2} BC|[0-9]{5,}-[0-9]{2}-[0-9]{2})$"
+#define PAT_INT8 "^-?[0-9]+$"
+#define PAT_NUMERIC "^(-?[0-9]+(\\.[0-9]+)?|NaN|-?Infinity)$"
+#define PAT_FLOAT "^(NaN|-?Infinity)$"
+#define PAT_PG_TIMESTAMPTZ                                                    \
+	"^(-?infinity|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" \
+	"(\\.[0-9]+)?[+-][0-9]{2}(:[0-9]{2}){0,2}( BC)?)$"
+#define PAT_TIMESTAMP                                                         \
+	"^(-?infinity|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"  \
+	"(\\.[0-9]+)?|[0-9]{4,}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" \
+	"(\\.[0-9]+)?( BC)?)$"
+#define PAT_PG_DATE "^(-?infinity|[0-9]{4}-[0-9]{2}-[0-9]{2} BC|[0-9]{5,}-[0-9]{2}-[0-9]{2})$"
 
 /* A nullable string in a standard format, or PostgreSQL's text matching pattern. */
 static json_t *
 format_or_pattern(const char *format, const char *pattern, const char *description)
 {
-	return json_pack("{s:[{s:s, s:s}, {s:s, s:s}, {s:s}], s:s}", "anyOf",
-	    "type", "string", "format", format,
-	    "type", "string", "pattern", pattern,
-	    "type", "null",
-	    "description", description);
+	return json_pack("{s:[{s:s, s:s}, {s:s, s:s}, {s:s}], s:s}", "anyOf", "type", "string",
+	    "format", format, "type", "string", "pattern", pattern, "type", "null", "description",
+	    description);
 }
 
 json_t *
@@ -162,8 +162,8 @@ pgjson_type_schema(unsigned type_oid)
 	case OID_FLOAT4:
 	case OID_FLOAT8:
 		/* The pattern applies to strings only: NaN and the infinities come as strings. */
-		return json_pack("{s:[sss], s:s}", "type", "number", "string", "null",
-		    "pattern", PAT_FLOAT);
+		return json_pack("{s:[sss], s:s}", "type", "number", "string", "null", "pattern",
+		    PAT_FLOAT);
 	case OID_BOOL:
 		return json_pack("{s:[ss]}", "type", "boolean", "null");
 	case OID_JSON:
@@ -171,15 +171,18 @@ pgjson_type_schema(unsigned type_oid)
 		/* Any JSON value, null included. */
 		return json_object();
 	case OID_TIMESTAMPTZ:
-		return format_or_pattern("date-time", PAT_PG_TIMESTAMPTZ, "RFC 3339 in UTC; "
+		return format_or_pattern("date-time", PAT_PG_TIMESTAMPTZ,
+		    "RFC 3339 in UTC; "
 		    "infinity, -infinity, BC and years past 9999 as PostgreSQL writes them.");
 	case OID_TIMESTAMP:
 		/* RFC 3339's date-time needs an offset: no format, a pattern. */
 		return json_pack("{s:[ss], s:s, s:s}", "type", "string", "null", "pattern",
-		    PAT_TIMESTAMP, "description", "ISO 8601 without offset; infinity, -infinity, "
+		    PAT_TIMESTAMP, "description",
+		    "ISO 8601 without offset; infinity, -infinity, "
 		    "BC and years past 9999 as PostgreSQL writes them.");
 	case OID_DATE:
-		return format_or_pattern("date", PAT_PG_DATE, "RFC 3339 full-date; infinity, "
+		return format_or_pattern("date", PAT_PG_DATE,
+		    "RFC 3339 full-date; infinity, "
 		    "-infinity, BC and years past 9999 as PostgreSQL writes them.");
 	case OID_UUID:
 		return json_pack("{s:[ss], s:s}", "type", "string", "null", "format", "uuid");

@@ -23,8 +23,8 @@
 
 struct keyq {
 	char key[64];
-	size_t n;			/* jobs waiting */
-	size_t running;			/* jobs running */
+	size_t n;	/* jobs waiting */
+	size_t running; /* jobs running */
 	int is_in_ring;
 	TAILQ_HEAD(, pool_job) jobs;
 	TAILQ_ENTRY(keyq) ring;
@@ -46,7 +46,7 @@ struct pool {
 	struct keyq_tree keys;
 	TAILQ_HEAD(, keyq) ring;
 	size_t queued, running, max_queued, max_per_key;
-	size_t max_running_per_key;	/* a key's share of the workers */
+	size_t max_running_per_key; /* a key's share of the workers */
 	int stopping;
 	unsigned n;
 	const char *conninfo;
@@ -70,7 +70,7 @@ take(struct pool *pool)
 	struct pool_job *job;
 	struct keyq *q;
 
-	TAILQ_FOREACH(q, &pool->ring, ring)
+	TAILQ_FOREACH (q, &pool->ring, ring)
 		if (q->running < pool->max_running_per_key)
 			break;
 	/* No waiting key is below its share: no one else waits for this worker. */
@@ -111,7 +111,7 @@ worker(void *arg)
 		q = job->q;
 		pthread_mutex_unlock(&pool->lock);
 		generation = db.generation;
-		job->run(job, &db);	/* the job is the submitter's again from here */
+		job->run(job, &db); /* the job is the submitter's again from here */
 		/* A connection made in place of one this worker had: a reconnect. */
 		if (generation != 0 && db.generation != generation)
 			metrics_count(METRICS_DB_RECONNECTS);

@@ -17,13 +17,13 @@
 #endif
 #include <sys/tree.h>
 
-#define SWEEP_EVERY 4096	/* takes between sweeps for refilled buckets */
+#define SWEEP_EVERY 4096 /* takes between sweeps for refilled buckets */
 
 struct bucket {
 	char key[128];
 	double tokens;
 	double rate, burst;
-	double stamp;		/* seconds, monotonic, of the last refill */
+	double stamp; /* seconds, monotonic, of the last refill */
 	RB_ENTRY(bucket) node;
 };
 
@@ -92,8 +92,7 @@ rl_take(struct rl *rl, const char *key, double rate, double burst, int *retry_af
 }
 
 int
-rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n,
-    int *retry_after)
+rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n, int *retry_after)
 {
 	struct bucket find = { 0 }, *b;
 	double now = now_seconds(), cost;
@@ -101,7 +100,7 @@ rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n,
 
 	*retry_after = 0;
 	if (rate <= 0 || burst < 1)
-		return 0;	/* no limit configured */
+		return 0; /* no limit configured */
 	/* More than a full bucket could never be taken: that much takes a full bucket. */
 	cost = fmin((double)(n > 0 ? n : 1), floor(burst));
 	strlcpy(find.key, key, sizeof(find.key));
@@ -111,7 +110,7 @@ rl_take_n(struct rl *rl, const char *key, double rate, double burst, unsigned n,
 	b = RB_FIND(bucket_tree, &rl->buckets, &find);
 	if (b == NULL) {
 		if ((b = calloc(1, sizeof(*b))) == NULL)
-			goto out;	/* no memory for a bucket: let the call through */
+			goto out; /* no memory for a bucket: let the call through */
 		strlcpy(b->key, key, sizeof(b->key));
 		b->tokens = burst;
 		b->stamp = now;

@@ -106,7 +106,6 @@ fail:
 json_t *
 read_result(json_t *rows, int truncated)
 {
-	return json_pack("{s:O, s:I, s:b, s:b}", "rows", rows,
-	    "row_count", (json_int_t)json_array_size(rows), "truncated", truncated,
-	    "dry_run", 0);
+	return json_pack("{s:O, s:I, s:b, s:b}", "rows", rows, "row_count",
+	    (json_int_t)json_array_size(rows), "truncated", truncated, "dry_run", 0);
 }

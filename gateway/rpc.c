@@ -6,7 +6,8 @@
 
 #include "airlock/rpc.h"
 
-const char rpc_internal_error_text[] = "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,"
+const char rpc_internal_error_text[] =
+    "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,"
     "\"message\":\"Internal error\",\"data\":{\"reason\":\"internal\"}},\"id\":null}";
 
 /* Set when a jansson allocation fails on this thread (rpc.h says why). */
@@ -143,8 +144,8 @@ rpc_parse(struct rpc_msg *msg, const struct rpc_limits *lim, const char *body, s
 		/* Whatever jansson made of the body, it is not the body. */
 		json_decref(msg->root);
 		msg->root = NULL;
-		msg->response = error_response(NULL, RPC_INTERNAL_ERROR, "internal",
-		    "Internal error");
+		msg->response =
+		    error_response(NULL, RPC_INTERNAL_ERROR, "internal", "Internal error");
 		goto out;
 	}
 	if (msg->root == NULL) {
@@ -155,8 +156,8 @@ rpc_parse(struct rpc_msg *msg, const struct rpc_limits *lim, const char *body, s
 		case json_error_numeric_overflow:
 			/* Valid JSON that the gateway will not take. */
 			snprintf(text, sizeof(text), "Invalid Request: %s", jerr.text);
-			msg->response = error_response(NULL, RPC_INVALID_REQUEST,
-			    "invalid_request", text);
+			msg->response =
+			    error_response(NULL, RPC_INVALID_REQUEST, "invalid_request", text);
 			break;
 		default:
 			snprintf(text, sizeof(text), "Parse error: %s at byte %d", jerr.text,
@@ -173,7 +174,8 @@ rpc_parse(struct rpc_msg *msg, const struct rpc_limits *lim, const char *body, s
 		goto refuse;
 	}
 	if (msg->is_batch && json_array_size(msg->root) > lim->max_batch) {
-		snprintf(text, sizeof(text), "Invalid Request: batch of %zu calls, over the limit of %zu",
+		snprintf(text, sizeof(text),
+		    "Invalid Request: batch of %zu calls, over the limit of %zu",
 		    json_array_size(msg->root), lim->max_batch);
 		msg->response = error_response(NULL, RPC_INVALID_REQUEST, "invalid_request", text);
 		goto refuse;
@@ -260,7 +262,7 @@ execute_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, vo
 	rpc_alloc_reset();
 	resp = run_one(msg, req, table, ctx, status);
 	if (check_request(req, &id, &is_notification, &why) != NULL && is_notification)
-		return resp;	/* NULL: a notification is never answered */
+		return resp; /* NULL: a notification is never answered */
 	if (resp != NULL && !rpc_alloc_failed())
 		return resp;
 	json_decref(resp);
@@ -277,8 +279,7 @@ execute_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, vo
 
 /* Runs one element; returns its response (new reference) or NULL for none. */
 static json_t *
-run_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, void *ctx,
-    int *status)
+run_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, void *ctx, int *status)
 {
 	const struct rpc_method *m;
 	struct rpc_error err = { 0 };
@@ -342,7 +343,7 @@ rpc_needs_worker(const struct rpc_msg *msg, const struct rpc_method *table)
 		m = name ? find_method(table, name) : NULL;
 		return m != NULL && (m->flags & RPC_SLOW);
 	}
-	json_array_foreach(msg->root, i, req) {
+	json_array_foreach (msg->root, i, req) {
 		name = method_of(req);
 		m = name ? find_method(table, name) : NULL;
 		if (m != NULL && (m->flags & RPC_SLOW))
@@ -367,7 +368,7 @@ rpc_execute(struct rpc_msg *msg, const struct rpc_method *table, void *ctx)
 	}
 	/* A batch always travels with 200; no response at all when every call was a notification. */
 	msg->response = json_array();
-	json_array_foreach(msg->root, i, req) {
+	json_array_foreach (msg->root, i, req) {
 		resp = execute_one(msg, req, table, ctx, &status);
 		if (resp != NULL && json_array_append_new(msg->response, resp) == -1)
 			msg->is_failed = 1;
@@ -412,7 +413,7 @@ rpc_fail_all(struct rpc_msg *msg, const struct rpc_error *err)
 		goto out;
 	}
 	msg->response = json_array();
-	json_array_foreach(msg->root, i, req)
+	json_array_foreach (msg->root, i, req)
 		if ((resp = fail_one(req, err)) != NULL &&
 		    json_array_append_new(msg->response, resp) == -1)
 			msg->is_failed = 1;

@@ -23,10 +23,10 @@
 #include "airlock/seal.h"
 
 #define KEY_SWEEP_S 60
-#define WARN_EVERY_S 60		/* a failing sealer says so once a minute, not every second */
+#define WARN_EVERY_S 60 /* a failing sealer says so once a minute, not every second */
 
 struct seal {
-	time_t last_sweep;		/* when expired idempotency keys were last swept */
+	time_t last_sweep; /* when expired idempotency keys were last swept */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int stopping;
@@ -74,8 +74,9 @@ seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, c
 	*checkpoint = *records = 0;
 	res = PQexecParams(conn, seal_sql, 1, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%s", conn != NULL && PQstatus(conn) == CONNECTION_OK ?
-		    PQresultErrorMessage(res) : "database unavailable");
+		snprintf(err, errlen, "%s",
+		    conn != NULL && PQstatus(conn) == CONNECTION_OK ? PQresultErrorMessage(res)
+								    : "database unavailable");
 		goto fail;
 	}
 	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 2)) {

@@ -57,8 +57,9 @@ stmt_check_role(struct db *db, const PGresult *res, const char *role, const char
 	 * nothing it returned is answered, and the connection, which may keep the change past
 	 * the transaction, is dropped. */
 	log_error("%s: the statement left the session as %s, not %s; connection dropped", what,
-	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ?
-	    PQgetvalue(res, 0, 0) : "(unknown)", role);
+	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0)
+									  : "(unknown)",
+	    role);
 	db_close(db);
 	rpc_error_internal(err);
 	return -1;
@@ -75,8 +76,9 @@ stmt_rows_json(const PGresult *res, int max)
 	for (i = 0; i < n; i++) {
 		row = json_object();
 		for (j = 0; j < nf; j++)
-			json_object_set_new(row, PQfname(res, j), tool_value_json(PQftype(res, j),
-			    PQgetvalue(res, i, j), PQgetisnull(res, i, j)));
+			json_object_set_new(row, PQfname(res, j),
+			    tool_value_json(PQftype(res, j), PQgetvalue(res, i, j),
+				PQgetisnull(res, i, j)));
 		json_array_append_new(rows, row);
 	}
 	return rows;
@@ -91,8 +93,8 @@ stmt_name(char name[STMT_NAME_MAX], unsigned long version, const struct tool *t)
 }
 
 int
-stmt_prepare(struct db *db, const struct tool *t, unsigned long version,
-    char name[STMT_NAME_MAX], struct rpc_error *err)
+stmt_prepare(struct db *db, const struct tool *t, unsigned long version, char name[STMT_NAME_MAX],
+    struct rpc_error *err)
 {
 	PGresult *res = NULL;
 

@@ -11,8 +11,7 @@
 #include "airlock/log.h"
 #include "airlock/token.h"
 
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 void
 tok_b64url(const uint8_t in[32], char out[TOK_B64_LEN + 1])
@@ -113,7 +112,8 @@ static int
 is_same_file(const struct stat *st)
 {
 	return st->st_dev == admin.dev && st->st_ino == admin.ino && st->st_size == admin.size &&
-	    st->st_mode == admin.mode && st->st_mtim.tv_sec == admin.mtime.tv_sec && st->st_mtim.tv_nsec == admin.mtime.tv_nsec;
+	    st->st_mode == admin.mode && st->st_mtim.tv_sec == admin.mtime.tv_sec &&
+	    st->st_mtim.tv_nsec == admin.mtime.tv_nsec;
 }
 
 static void
@@ -138,7 +138,8 @@ reload_admin(const char *path, const struct stat *st)
 	if (fstat(fd, &fst) == -1 || (fst.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
 		close(fd);
 		log_warn("admin key file %s is open to group or others: the admin credential is "
-		    "refused until it is chmod 600", path);
+			 "refused until it is chmod 600",
+		    path);
 		return;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -221,8 +222,7 @@ is_tool_name(const char *s)
 }
 
 int
-tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char *msg,
-    size_t len)
+tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char *msg, size_t len)
 {
 	const struct tool *t;
 	const char *k;
@@ -232,36 +232,42 @@ tok_check_grant(const struct catalog *cat, json_t *tools, json_t *bindings, char
 
 	if (json_object_size(bindings) == 0)
 		return 0;
-	json_array_foreach(tools, i, name)
+	json_array_foreach (tools, i, name)
 		if (tool_find(cat, json_string_value(name)) == NULL) {
-			snprintf(msg, len, "tool %.64s is not in the catalog, so the bindings cannot "
-			    "be checked against it", json_string_value(name));
+			snprintf(msg, len,
+			    "tool %.64s is not in the catalog, so the bindings cannot "
+			    "be checked against it",
+			    json_string_value(name));
 			return -1;
 		}
 	/* A binding no granted tool takes would bind nothing. */
-	json_object_foreach(bindings, k, v) {
+	json_object_foreach (bindings, k, v) {
 		is_used = 0;
-		json_array_foreach(tools, i, name) {
+		json_array_foreach (tools, i, name) {
 			t = tool_find(cat, json_string_value(name));
 			is_used |= t->kind != TOOL_CODE &&
 			    json_object_get(json_object_get(t->schema, "properties"), k) != NULL;
 		}
 		if (!is_used) {
-			snprintf(msg, len, "binding %.64s names no argument of a granted tool "
-			    "(code tools are bound through their input_tool)", k);
+			snprintf(msg, len,
+			    "binding %.64s names no argument of a granted tool "
+			    "(code tools are bound through their input_tool)",
+			    k);
 			return -1;
 		}
 	}
 	/* A tool without a bound argument could not be held to the binding.  Code tools
 	 * reach data only through their input_tool, which is checked when called. */
-	json_array_foreach(tools, i, name) {
+	json_array_foreach (tools, i, name) {
 		t = tool_find(cat, json_string_value(name));
 		if (t->kind == TOOL_CODE)
 			continue;
-		json_object_foreach(bindings, k, v)
+		json_object_foreach (bindings, k, v)
 			if (json_object_get(json_object_get(t->schema, "properties"), k) == NULL) {
-				snprintf(msg, len, "tool %s takes no argument %.64s, so it cannot "
-				    "honour that binding: grant it to another token", t->name, k);
+				snprintf(msg, len,
+				    "tool %s takes no argument %.64s, so it cannot "
+				    "honour that binding: grant it to another token",
+				    t->name, k);
 				return -1;
 			}
 	}
@@ -301,12 +307,14 @@ check_spec(const struct tok_spec *spec, char *err, size_t errlen)
 		/* An approver decides on plans; it calls nothing itself. */
 		if (json_array_size(spec->tools) > 0 || json_object_size(spec->bindings) > 0 ||
 		    spec->max_calls != 0 || spec->is_preview_only || spec->can_revert) {
-			snprintf(err, errlen, "an approver token grants no tools, bindings, quota, "
+			snprintf(err, errlen,
+			    "an approver token grants no tools, bindings, quota, "
 			    "revert or preview");
 			return -1;
 		}
 		if (!is_person_name(spec->approver)) {
-			snprintf(err, errlen, "approver must name a person: 1 to 128 printable "
+			snprintf(err, errlen,
+			    "approver must name a person: 1 to 128 printable "
 			    "characters");
 			return -1;
 		}
@@ -325,7 +333,7 @@ check_spec(const struct tok_spec *spec, char *err, size_t errlen)
 		snprintf(err, errlen, "tools must name 1 to 256 tools");
 		return -1;
 	}
-	json_array_foreach(spec->tools, i, v)
+	json_array_foreach (spec->tools, i, v)
 		if (!json_is_string(v) || !is_tool_name(json_string_value(v))) {
 			snprintf(err, errlen, "tool names match [a-z][a-z0-9_]{0,63}");
 			return -1;
@@ -335,16 +343,18 @@ check_spec(const struct tok_spec *spec, char *err, size_t errlen)
 			snprintf(err, errlen, "bindings must be an object of argument: value");
 			return -1;
 		}
-		json_object_foreach(spec->bindings, k, v)
-			if (!is_tool_name(k) || !json_is_string(v) || json_string_length(v) > 1024) {
-				snprintf(err, errlen, "binding %.64s: names an argument and a value",
-				    k);
+		json_object_foreach (spec->bindings, k, v)
+			if (!is_tool_name(k) || !json_is_string(v) ||
+			    json_string_length(v) > 1024) {
+				snprintf(err, errlen,
+				    "binding %.64s: names an argument and a value", k);
 				return -1;
 			}
 	}
 	if (json_object_size(spec->bindings) > 0) {
 		if (spec->catalog == NULL) {
-			snprintf(err, errlen, "bindings are checked against the tool catalog, "
+			snprintf(err, errlen,
+			    "bindings are checked against the tool catalog, "
 			    "and none was given");
 			return -1;
 		}
@@ -422,9 +432,10 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	} else
 		res = PQexecParams(conn, sql, 11, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "cannot store the token: %s", PQresultErrorField(res,
-		    PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) :
-		    PQerrorMessage(conn));
+		snprintf(err, errlen, "cannot store the token: %s",
+		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+			? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+			: PQerrorMessage(conn));
 		goto fail;
 	}
 	if (PQntuples(res) != 1) {

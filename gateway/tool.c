@@ -52,19 +52,17 @@
 #include "airlock/tool.h"
 #include "tool_int.h"
 
-#define MAX_MANIFEST	(1024 * 1024)
-#define MAX_STATEMENT	(64 * 1024)
-#define MAX_ROWS_CAP	100000
-#define DEFAULT_ROWS	100
-#define DEFAULT_TIMEOUT	5000
-#define MAX_TIMEOUT	60000
+#define MAX_MANIFEST (1024 * 1024)
+#define MAX_STATEMENT (64 * 1024)
+#define MAX_ROWS_CAP 100000
+#define DEFAULT_ROWS 100
+#define DEFAULT_TIMEOUT 5000
+#define MAX_TIMEOUT 60000
 
-static const char *const manifest_keys[] = {
-	"name", "description", "kind", "arguments", "statement", "max_rows", "timeout_ms",
-	"title", "destructive", "idempotent", "call_options", "code", "approval", NULL
-};
-static const char *const approval_keys[] = { "above_rows", "argument", "above", "four_eyes",
-    NULL };
+static const char *const manifest_keys[] = { "name", "description", "kind", "arguments",
+	"statement", "max_rows", "timeout_ms", "title", "destructive", "idempotent", "call_options",
+	"code", "approval", NULL };
+static const char *const approval_keys[] = { "above_rows", "argument", "above", "four_eyes", NULL };
 
 static unsigned long last_version;
 
@@ -147,7 +145,8 @@ get_uint(json_t *m, const char *key, unsigned def, unsigned lo, unsigned hi, uns
 		return 0;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		log_seterr(err, errlen, "%s: %s must be an integer from %u to %u", file, key, lo, hi);
+		log_seterr(err, errlen, "%s: %s must be an integer from %u to %u", file, key, lo,
+		    hi);
 		return -1;
 	}
 	*out = (unsigned)json_integer_value(v);
@@ -175,14 +174,17 @@ check_approval(struct tool *t, json_t *v, char *err, size_t errlen)
 		return 0;
 	}
 	if (!json_is_object(v)) {
-		snprintf(err, errlen, "approval must be \"required\" or an object of above_rows, "
+		snprintf(err, errlen,
+		    "approval must be \"required\" or an object of above_rows, "
 		    "argument and above, four_eyes");
 		return -1;
 	}
-	json_object_foreach(v, k, x)
+	json_object_foreach (v, k, x)
 		if (!in_list(k, approval_keys)) {
-			snprintf(err, errlen, "approval: unknown key '%.64s' (known: above_rows, "
-			    "argument, above, four_eyes)", k);
+			snprintf(err, errlen,
+			    "approval: unknown key '%.64s' (known: above_rows, "
+			    "argument, above, four_eyes)",
+			    k);
 			return -1;
 		}
 	if ((x = json_object_get(v, "four_eyes")) != NULL) {
@@ -195,8 +197,8 @@ check_approval(struct tool *t, json_t *v, char *err, size_t errlen)
 	if ((x = json_object_get(v, "above_rows")) != NULL) {
 		if (!json_is_integer(x) || json_integer_value(x) < 0 ||
 		    json_integer_value(x) > MAX_ROWS_CAP) {
-			snprintf(err, errlen, "approval: above_rows must be an integer from 0 to %d",
-			    MAX_ROWS_CAP);
+			snprintf(err, errlen,
+			    "approval: above_rows must be an integer from 0 to %d", MAX_ROWS_CAP);
 			return -1;
 		}
 		/* Stored plus one, so that 0 (every write that changes a row) is not "none". */
@@ -213,7 +215,8 @@ check_approval(struct tool *t, json_t *v, char *err, size_t errlen)
 		bits = prop != NULL ? tool_schema_type_bits(prop) : 0;
 		if (!json_is_string(x) || prop == NULL ||
 		    (bits & (T_INTEGER | T_NUMBER | T_STRING)) == 0) {
-			snprintf(err, errlen, "approval: argument must name an integer, number or "
+			snprintf(err, errlen,
+			    "approval: argument must name an integer, number or "
 			    "string argument of the tool");
 			return -1;
 		}
@@ -296,9 +299,10 @@ read_manifest(const char *dir, const char *fname, struct tool *t, char *err, siz
 		json_decref(m);
 		return NULL;
 	}
-	json_object_foreach(m, key, v) {
+	json_object_foreach (m, key, v) {
 		if (!in_list(key, manifest_keys)) {
-			log_seterr(err, errlen, "%s: unknown key '%s' (known: name, description, kind, "
+			log_seterr(err, errlen,
+			    "%s: unknown key '%s' (known: name, description, kind, "
 			    "arguments, statement, max_rows, timeout_ms, title, destructive, idempotent, "
 			    "call_options, code, approval)",
 			    t->file, key);
@@ -333,8 +337,10 @@ load_names(json_t *m, const char *fname, struct tool *t, char *err, size_t errle
 		return -1;
 	}
 	if (strcmp(json_string_value(v), base) != 0) {
-		log_seterr(err, errlen, "%s: name '%s' differs from the file's name; call the file "
-		    "%s.json", t->file, json_string_value(v), json_string_value(v));
+		log_seterr(err, errlen,
+		    "%s: name '%s' differs from the file's name; call the file "
+		    "%s.json",
+		    t->file, json_string_value(v), json_string_value(v));
 		return -1;
 	}
 	strlcpy(t->name, json_string_value(v), sizeof(t->name));
@@ -373,12 +379,14 @@ load_kind(json_t *m, struct tool *t, char *err, size_t errlen)
 	else if (kind != NULL && strcmp(kind, "code") == 0)
 		t->kind = TOOL_CODE;
 	else {
-		log_seterr(err, errlen, "%s: kind must be \"read\", \"write\" or \"code\"", t->file);
+		log_seterr(err, errlen, "%s: kind must be \"read\", \"write\" or \"code\"",
+		    t->file);
 		return -1;
 	}
 	if ((v = json_object_get(m, "destructive")) != NULL) {
 		if (t->kind != TOOL_WRITE) {
-			log_seterr(err, errlen, "%s: destructive applies to write tools only", t->file);
+			log_seterr(err, errlen, "%s: destructive applies to write tools only",
+			    t->file);
 			return -1;
 		}
 		if (!json_is_boolean(v)) {
@@ -400,8 +408,7 @@ load_kind(json_t *m, struct tool *t, char *err, size_t errlen)
  * Returns 0, or -1 with "FILE: fault" in err, or with err untouched when out of memory.
  */
 static int
-load_statement(json_t *m, PGconn *conn, const char *stmt, struct tool *t, char *err,
-    size_t errlen)
+load_statement(json_t *m, PGconn *conn, const char *stmt, struct tool *t, char *err, size_t errlen)
 {
 	json_t *v;
 
@@ -409,14 +416,16 @@ load_statement(json_t *m, PGconn *conn, const char *stmt, struct tool *t, char *
 		log_seterr(err, errlen, "%s: code applies to code tools only", t->file);
 		return -1;
 	}
-	if (get_uint(m, "max_rows", DEFAULT_ROWS, 1, MAX_ROWS_CAP, &t->max_rows, t->file,
-	    err, errlen) == -1)
+	if (get_uint(m, "max_rows", DEFAULT_ROWS, 1, MAX_ROWS_CAP, &t->max_rows, t->file, err,
+		errlen) == -1)
 		return -1;
 	v = json_object_get(m, "statement");
 	if (!json_is_string(v) || json_string_length(v) == 0 ||
 	    json_string_length(v) > MAX_STATEMENT) {
-		log_seterr(err, errlen, "%s: statement must be a non-empty string of at most "
-		    "%d bytes", t->file, MAX_STATEMENT);
+		log_seterr(err, errlen,
+		    "%s: statement must be a non-empty string of at most "
+		    "%d bytes",
+		    t->file, MAX_STATEMENT);
 		return -1;
 	}
 	if (tool_sql_rewrite(t, json_string_value(v), err, errlen) == -1)
@@ -439,13 +448,11 @@ load_statement(json_t *m, PGconn *conn, const char *stmt, struct tool *t, char *
 static json_t *
 annotations(const struct tool *t)
 {
-	return json_pack("{s:s, s:b, s:b, s:b, s:b}",
-	    "title", t->title,
-	    "readOnlyHint", t->kind == TOOL_READ,
-	    "destructiveHint", t->kind == TOOL_WRITE && t->is_destructive,
+	return json_pack("{s:s, s:b, s:b, s:b, s:b}", "title", t->title, "readOnlyHint",
+	    t->kind == TOOL_READ, "destructiveHint", t->kind == TOOL_WRITE && t->is_destructive,
 	    "idempotentHint", t->kind == TOOL_READ || (t->kind == TOOL_WRITE && t->is_idempotent),
-	    "openWorldHint", t->kind == TOOL_CODE &&
-	    json_array_size(json_object_get(t->code, "allow")) > 0);
+	    "openWorldHint",
+	    t->kind == TOOL_CODE && json_array_size(json_object_get(t->code, "allow")) > 0);
 }
 
 /*
@@ -470,16 +477,16 @@ load_one(const char *dir, const char *fname, PGconn *conn, const char *stmt, str
 	}
 	if (tool_schema_load(t, v, err, errlen) == -1)
 		goto fail;
-	if (get_uint(m, "timeout_ms", DEFAULT_TIMEOUT, 1, MAX_TIMEOUT, &t->timeout_ms, t->file,
-	    err, errlen) == -1)
+	if (get_uint(m, "timeout_ms", DEFAULT_TIMEOUT, 1, MAX_TIMEOUT, &t->timeout_ms, t->file, err,
+		errlen) == -1)
 		goto fail;
 	if ((v = json_object_get(m, "approval")) != NULL &&
 	    check_approval(t, v, fault, sizeof(fault)) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, fault);
 		goto fail;
 	}
-	if (t->kind == TOOL_CODE ? tool_code_load(t, m, conn != NULL, err, errlen) == -1 :
-	    load_statement(m, conn, stmt, t, err, errlen) == -1)
+	if (t->kind == TOOL_CODE ? tool_code_load(t, m, conn != NULL, err, errlen) == -1
+				 : load_statement(m, conn, stmt, t, err, errlen) == -1)
 		goto fail;
 	if ((t->output_schema = tool_output_schema(t)) == NULL ||
 	    (t->annotations = annotations(t)) == NULL)
@@ -512,8 +519,8 @@ tool_load(const char *dir, PGconn *conn, char *err, size_t errlen)
 
 	if (errlen > 0)
 		err[0] = '\0';
-	if (conn != NULL && (PQstatus(conn) != CONNECTION_OK ||
-	    PQtransactionStatus(conn) != PQTRANS_IDLE)) {
+	if (conn != NULL &&
+	    (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE)) {
 		log_seterr(err, errlen, "%s: the database connection is not idle", dir);
 		return NULL;
 	}

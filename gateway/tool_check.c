@@ -30,8 +30,7 @@ struct nullify {
 };
 
 static int
-nullify_param(void *arg, const char *name, size_t len, struct buf *out, char *err,
-    size_t errlen)
+nullify_param(void *arg, const char *name, size_t len, struct buf *out, char *err, size_t errlen)
 {
 	struct nullify *nf = arg;
 	size_t k;
@@ -86,12 +85,12 @@ count_nodes(json_t *v, const char *node_type, json_t **last)
 			if (last != NULL)
 				*last = v;
 		}
-		json_object_foreach(v, key, e) {
+		json_object_foreach (v, key, e) {
 			n += count_nodes(e, node_type, last);
 		}
 	}
 	/* json_array_foreach does nothing for a value that is not an array. */
-	json_array_foreach(v, i, e) {
+	json_array_foreach (v, i, e) {
 		n += count_nodes(e, node_type, last);
 	}
 	return n;
@@ -111,11 +110,11 @@ count_modify(json_t *v, const char *op)
 		if (json_is_string(nt) && strcmp(json_string_value(nt), "ModifyTable") == 0 &&
 		    json_is_string(o) && strcmp(json_string_value(o), op) == 0)
 			n++;
-		json_object_foreach(v, key, e) {
+		json_object_foreach (v, key, e) {
 			n += count_modify(e, op);
 		}
 	}
-	json_array_foreach(v, i, e) {
+	json_array_foreach (v, i, e) {
 		n += count_modify(e, op);
 	}
 	return n;
@@ -148,7 +147,8 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 		goto fail;
 	}
 	if (run_cmd(conn, "SAVEPOINT airlock_plan", &res) == -1) {
-		log_seterr(err, errlen, "%s: cannot check the plan: %s", t->file, pg_message(res, conn));
+		log_seterr(err, errlen, "%s: cannot check the plan: %s", t->file,
+		    pg_message(res, conn));
 		goto fail;
 	}
 	res = PQexecParams(conn, q.s, 0, NULL, NULL, NULL, NULL, 0);
@@ -180,8 +180,10 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 			goto fail;
 		}
 		if (count_nodes(plan, "LockRows", NULL) > 0) {
-			log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE): "
-			    "its plan locks rows", t->file);
+			log_seterr(err, errlen,
+			    "%s: a read must not lock rows (FOR UPDATE/SHARE): "
+			    "its plan locks rows",
+			    t->file);
 			goto fail;
 		}
 	} else {
@@ -189,8 +191,10 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 		 * refund_invoice does), but only by INSERT and UPDATE. */
 		n = count_nodes(plan, "ModifyTable", NULL);
 		if (n == 0 || n != count_modify(plan, "Insert") + count_modify(plan, "Update")) {
-			log_seterr(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
-			    "RETURNING", t->file);
+			log_seterr(err, errlen,
+			    "%s: a write must be a single INSERT or UPDATE with "
+			    "RETURNING",
+			    t->file);
 			goto fail;
 		}
 	}
@@ -202,7 +206,6 @@ fail:
 	return rc;
 }
 
-
 /*
  * The dependency check of a read: a temporary view made from the statement as written
  * (orig), with each parameter replaced by a typed NULL, must depend on no adopted tenant
@@ -210,8 +213,8 @@ fail:
  * transaction, which the caller rolls back.
  */
 static int
-check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stmt,
-    char **types, char *err, size_t errlen)
+check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stmt, char **types,
+    char *err, size_t errlen)
 {
 	struct nullify nf = { t, types };
 	struct buf q = { NULL, 0, 0, 0 }, tables = { NULL, 0, 0, 0 };
@@ -245,7 +248,8 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	    "JOIN airlock.tenant_tables tt ON tt.schema_name = n.nspname "
 	    "AND tt.table_name = c.relname "
 	    "WHERE r.ev_class = $1::regclass AND d.refclassid = 'pg_class'::regclass "
-	    "AND d.refobjid <> r.ev_class ORDER BY 1", 1, NULL, params, NULL, NULL, 0);
+	    "AND d.refobjid <> r.ev_class ORDER BY 1",
+	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_seterr(err, errlen, "%s: cannot check what the read depends on: %s", t->file,
 		    pg_message(res, conn));
@@ -256,21 +260,25 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 		buf_str(&tables, PQgetvalue(res, i, 0));
 	}
 	if (PQntuples(res) > 0) {
-		log_seterr(err, errlen, "%s: the read uses the adopted tenant table%s %s directly; "
-		    "read its _live view instead (soft-deleted rows left out)", t->file,
-		    PQntuples(res) > 1 ? "s" : "", tables.failed ? "(many)" : tables.s);
+		log_seterr(err, errlen,
+		    "%s: the read uses the adopted tenant table%s %s directly; "
+		    "read its _live view instead (soft-deleted rows left out)",
+		    t->file, PQntuples(res) > 1 ? "s" : "", tables.failed ? "(many)" : tables.s);
 		goto fail;
 	}
 	PQclear(res);
-	res = PQexecParams(conn, "SELECT bool_or(ev_action::text ~ ':rowMarks \\(') "
-	    "FROM pg_rewrite WHERE ev_class = $1::regclass", 1, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn,
+	    "SELECT bool_or(ev_action::text ~ ':rowMarks \\(') "
+	    "FROM pg_rewrite WHERE ev_class = $1::regclass",
+	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		log_seterr(err, errlen, "%s: cannot check the read for locks: %s", t->file,
 		    pg_message(res, conn));
 		goto fail;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-		log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE)", t->file);
+		log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE)",
+		    t->file);
 		goto fail;
 	}
 	rc = 0;
@@ -302,10 +310,13 @@ param_type_names(PGconn *conn, const PGresult *desc, size_t n, char *err, size_t
 		goto fail;
 	}
 	params[0] = arr.s;
-	res = PQexecParams(conn, "SELECT format_type(u.t, NULL) FROM unnest($1::oid[]) "
-	    "WITH ORDINALITY AS u(t, i) ORDER BY u.i", 1, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn,
+	    "SELECT format_type(u.t, NULL) FROM unnest($1::oid[]) "
+	    "WITH ORDINALITY AS u(t, i) ORDER BY u.i",
+	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || (size_t)PQntuples(res) != n) {
-		log_seterr(err, errlen, "cannot name the parameter types: %s", pg_message(res, conn));
+		log_seterr(err, errlen, "cannot name the parameter types: %s",
+		    pg_message(res, conn));
 		goto fail;
 	}
 	for (k = 0; k < n; k++)
@@ -327,8 +338,8 @@ fail:
 
 /* The database checks of one read or write, in order: prepare, describe, plan, dependencies. */
 int
-tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt,
-    char *err, size_t errlen)
+tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char *stmt, char *err,
+    size_t errlen)
 {
 	PGresult *res = NULL;
 	char **types = NULL, fault[512];
@@ -350,13 +361,16 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 		goto fail;
 	}
 	if ((size_t)PQnparams(res) != t->n_params) {
-		log_seterr(err, errlen, "%s: the statement has %d parameters, expected %zu", t->file,
-		    PQnparams(res), t->n_params);
+		log_seterr(err, errlen, "%s: the statement has %d parameters, expected %zu",
+		    t->file, PQnparams(res), t->n_params);
 		goto fail;
 	}
 	if (PQnfields(res) == 0) {
-		log_seterr(err, errlen, t->kind == TOOL_READ ? "%s: a read must return rows (one "
-		    "SELECT)" : "%s: a write needs RETURNING (the changed rows are its result)",
+		log_seterr(err, errlen,
+		    t->kind == TOOL_READ
+			? "%s: a read must return rows (one "
+			  "SELECT)"
+			: "%s: a write needs RETURNING (the changed rows are its result)",
 		    t->file);
 		goto fail;
 	}
@@ -374,8 +388,10 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 		}
 		for (j = 0; j < k; j++)
 			if (strcmp(t->col_names[j], t->col_names[k]) == 0) {
-				log_seterr(err, errlen, "%s: the statement returns two columns named "
-				    "'%s'; give them distinct names (AS)", t->file, t->col_names[k]);
+				log_seterr(err, errlen,
+				    "%s: the statement returns two columns named "
+				    "'%s'; give them distinct names (AS)",
+				    t->file, t->col_names[k]);
 				goto fail;
 			}
 	}
@@ -394,8 +410,7 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 	}
 	if ((plan = check_plan(conn, t, stmt, err, errlen)) == -1)
 		goto fail;
-	if (t->kind == TOOL_READ &&
-	    check_view(conn, t, orig, stmt, types, err, errlen) == -1)
+	if (t->kind == TOOL_READ && check_view(conn, t, orig, stmt, types, err, errlen) == -1)
 		goto fail;
 	if (run_cmd(conn, "ROLLBACK", &res) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, pg_message(res, conn));

@@ -10,9 +10,8 @@
 #include "airlock/tool.h"
 #include "tool_int.h"
 
-static const char *const code_keys[] = {
-	"interpreter", "limits", "allow", "isolation", "warm", NULL
-};
+static const char *const code_keys[] = { "interpreter", "limits", "allow", "isolation", "warm",
+	NULL };
 #define MAX_WARM 16
 static const struct {
 	const char *name;
@@ -39,22 +38,25 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 	size_t i;
 	int is_required = 0;
 
-	json_object_foreach(props, key, v) {
+	json_object_foreach (props, key, v) {
 		if (!in_list(key, (const char *const[]){ "code", "input", "input_tool", NULL })) {
-			log_seterr(err, errlen, "a code tool's arguments are code, input and input_tool, "
-			    "not '%s'", key);
+			log_seterr(err, errlen,
+			    "a code tool's arguments are code, input and input_tool, "
+			    "not '%s'",
+			    key);
 			return -1;
 		}
 	}
 	if ((v = json_object_get(props, "code")) != NULL) {
-		json_array_foreach(json_object_get(schema, "required"), i, name) {
+		json_array_foreach (json_object_get(schema, "required"), i, name) {
 			if (json_is_string(name) && strcmp(json_string_value(name), "code") == 0)
 				is_required = 1;
 		}
 		type = json_object_get(v, "type");
 		if (!json_is_string(type) || strcmp(json_string_value(type), "string") != 0 ||
 		    !is_required) {
-			log_seterr(err, errlen, "argument 'code' of a code tool must be a required "
+			log_seterr(err, errlen,
+			    "argument 'code' of a code tool must be a required "
 			    "string");
 			return -1;
 		}
@@ -62,7 +64,8 @@ check_code_args(json_t *schema, char *err, size_t errlen)
 	if ((v = json_object_get(props, "input_tool")) != NULL) {
 		type = json_object_get(v, "type");
 		if (!json_is_string(type) || strcmp(json_string_value(type), "object") != 0) {
-			log_seterr(err, errlen, "argument 'input_tool' of a code tool must be an object");
+			log_seterr(err, errlen,
+			    "argument 'input_tool' of a code tool must be an object");
 			return -1;
 		}
 	}
@@ -85,16 +88,19 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 		log_seterr(err, errlen, "code must be an object {interpreter, limits, allow}");
 		return NULL;
 	}
-	json_object_foreach(code, key, v) {
+	json_object_foreach (code, key, v) {
 		if (!in_list(key, code_keys)) {
-			log_seterr(err, errlen, "code: unknown key '%s' (known: interpreter, limits, "
-			    "allow, isolation, warm)", key);
+			log_seterr(err, errlen,
+			    "code: unknown key '%s' (known: interpreter, limits, "
+			    "allow, isolation, warm)",
+			    key);
 			return NULL;
 		}
 	}
 	interp = json_object_get(code, "interpreter");
-	if (!json_is_string(interp) || (strcmp(json_string_value(interp), "python3") != 0 &&
-	    strcmp(json_string_value(interp), "sh") != 0)) {
+	if (!json_is_string(interp) ||
+	    (strcmp(json_string_value(interp), "python3") != 0 &&
+		strcmp(json_string_value(interp), "sh") != 0)) {
 		log_seterr(err, errlen, "code: interpreter must be \"python3\" or \"sh\"");
 		return NULL;
 	}
@@ -103,19 +109,22 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 		log_seterr(err, errlen, "code: limits must be an object");
 		return NULL;
 	}
-	json_object_foreach(limits, key, v) {
+	json_object_foreach (limits, key, v) {
 		for (k = 0; k < NLIMITS; k++)
 			if (strcmp(key, limit_keys[k].name) == 0)
 				break;
 		if (k == NLIMITS) {
-			log_seterr(err, errlen, "code: unknown limit '%s' (known: time_s, cpu_s, "
-			    "mem_mb, pids, stdout_max, stderr_max)", key);
+			log_seterr(err, errlen,
+			    "code: unknown limit '%s' (known: time_s, cpu_s, "
+			    "mem_mb, pids, stdout_max, stderr_max)",
+			    key);
 			return NULL;
 		}
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 		    json_integer_value(v) > limit_keys[k].max) {
-			log_seterr(err, errlen, "code: limit '%s' must be an integer from 1 to %lld",
-			    key, (long long)limit_keys[k].max);
+			log_seterr(err, errlen,
+			    "code: limit '%s' must be an integer from 1 to %lld", key,
+			    (long long)limit_keys[k].max);
 			return NULL;
 		}
 	}
@@ -128,11 +137,12 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 		log_seterr(err, errlen, "code: allow lists more than 64 entries");
 		return NULL;
 	}
-	json_array_foreach(allow, i, v) {
+	json_array_foreach (allow, i, v) {
 		s = json_string_value(v);
 		if (s == NULL || (colon = strrchr(s, ':')) == NULL || colon == s ||
 		    colon - s > 253) {
-			log_seterr(err, errlen, "code: allow entry %zu must be \"host:port\"", i + 1);
+			log_seterr(err, errlen, "code: allow entry %zu must be \"host:port\"",
+			    i + 1);
 			return NULL;
 		}
 		for (const char *p = s; p < colon; p++)
@@ -143,36 +153,42 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 			}
 		strtonum(colon + 1, 1, 65535, &errstr);
 		if (errstr != NULL || colon[1 + strspn(colon + 1, "0123456789")] != '\0') {
-			log_seterr(err, errlen, "code: allow entry '%s' needs a port from 1 to 65535",
-			    s);
+			log_seterr(err, errlen,
+			    "code: allow entry '%s' needs a port from 1 to 65535", s);
 			return NULL;
 		}
 	}
 	isolation = json_object_get(code, "isolation");
-	if (isolation != NULL && (!json_is_string(isolation) ||
-	    (strcmp(json_string_value(isolation), "namespace") != 0 &&
-	    strcmp(json_string_value(isolation), "gvisor") != 0))) {
-		log_seterr(err, errlen, "code: isolation must be \"namespace\" (bubblewrap) or "
+	if (isolation != NULL &&
+	    (!json_is_string(isolation) ||
+		(strcmp(json_string_value(isolation), "namespace") != 0 &&
+		    strcmp(json_string_value(isolation), "gvisor") != 0))) {
+		log_seterr(err, errlen,
+		    "code: isolation must be \"namespace\" (bubblewrap) or "
 		    "\"gvisor\" (runsc)");
 		return NULL;
 	}
 	if (is_live && isolation != NULL && strcmp(json_string_value(isolation), "gvisor") == 0 &&
 	    sb_gvisor_usable(NULL, why, sizeof(why)) == -1) {
-		log_seterr(err, errlen, "code: isolation \"gvisor\" is refused: %s (install "
-		    "Debian's runsc package and run airlockd as root, or use \"namespace\")", why);
+		log_seterr(err, errlen,
+		    "code: isolation \"gvisor\" is refused: %s (install "
+		    "Debian's runsc package and run airlockd as root, or use \"namespace\")",
+		    why);
 		return NULL;
 	}
 	warm = json_object_get(code, "warm");
-	if (warm != NULL && (!json_is_integer(warm) || json_integer_value(warm) < 0 ||
-	    json_integer_value(warm) > MAX_WARM)) {
+	if (warm != NULL &&
+	    (!json_is_integer(warm) || json_integer_value(warm) < 0 ||
+		json_integer_value(warm) > MAX_WARM)) {
 		log_seterr(err, errlen, "code: warm must be an integer from 0 to %d", MAX_WARM);
 		return NULL;
 	}
 	out_limits = limits != NULL ? json_deep_copy(limits) : json_object();
 	out_allow = allow != NULL ? json_deep_copy(allow) : json_array();
 	v = json_pack("{s:O, s:o, s:o, s:s, s:I}", "interpreter", interp, "limits", out_limits,
-	    "allow", out_allow, "isolation", isolation != NULL ? json_string_value(isolation) :
-	    "namespace", "warm", warm != NULL ? json_integer_value(warm) : (json_int_t)0);
+	    "allow", out_allow, "isolation",
+	    isolation != NULL ? json_string_value(isolation) : "namespace", "warm",
+	    warm != NULL ? json_integer_value(warm) : (json_int_t)0);
 	if (v == NULL)
 		log_seterr(err, errlen, "out of memory");
 	return v;
@@ -190,8 +206,10 @@ tool_code_load(struct tool *t, json_t *m, int is_live, char *err, size_t errlen)
 		return -1;
 	}
 	if ((v = json_object_get(m, "code")) == NULL) {
-		log_seterr(err, errlen, "%s: a code tool needs code: {interpreter, limits, "
-		    "allow}", t->file);
+		log_seterr(err, errlen,
+		    "%s: a code tool needs code: {interpreter, limits, "
+		    "allow}",
+		    t->file);
 		return -1;
 	}
 	if ((t->code = check_code(v, is_live, fault, sizeof(fault))) == NULL ||

@@ -45,8 +45,8 @@ is_tool_name(const char *s)
 	if (s[0] < 'a' || s[0] > 'z')
 		return 0;
 	for (i = 1; s[i] != '\0'; i++)
-		if (i > 63 || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-		    s[i] == '_'))
+		if (i > 63 ||
+		    !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
 			return 0;
 	return 1;
 }

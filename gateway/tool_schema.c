@@ -41,13 +41,10 @@ static const struct {
 };
 #define NTYPES (sizeof(type_table) / sizeof(type_table[0]))
 
-static const char *const top_schema_keys[] = {
-	"type", "properties", "required", "additionalProperties", "description", NULL
-};
-static const char *const property_keys[] = {
-	"type", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern",
-	"description", "title", "default", "sensitive", NULL
-};
+static const char *const top_schema_keys[] = { "type", "properties", "required",
+	"additionalProperties", "description", NULL };
+static const char *const property_keys[] = { "type", "enum", "minimum", "maximum", "minLength",
+	"maxLength", "pattern", "description", "title", "default", "sensitive", NULL };
 
 /* Schema checks. */
 
@@ -61,7 +58,8 @@ tool_schema_type_bits(json_t *prop)
 	for (i = 0; i < n; i++) {
 		v = json_is_array(type) ? json_array_get(type, i) : type;
 		for (k = 0; k < NTYPES; k++)
-			if (json_is_string(v) && strcmp(json_string_value(v), type_table[k].name) == 0)
+			if (json_is_string(v) &&
+			    strcmp(json_string_value(v), type_table[k].name) == 0)
 				bits |= type_table[k].bit;
 	}
 	return bits;
@@ -156,18 +154,19 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 	}
 
 	if ((enm = json_object_get(prop, "enum")) != NULL) {
-		json_array_foreach(enm, i, e) {
+		json_array_foreach (enm, i, e) {
 			if (json_equal(e, v))
 				break;
 		}
 		if (i == json_array_size(enm)) {
 			list[0] = '\0';
-			json_array_foreach(enm, i, e) {
+			json_array_foreach (enm, i, e) {
 				if (i > 0)
 					strlcat(list, ", ", sizeof(list));
 				if (json_is_string(e))
 					strlcat(list, json_string_value(e), sizeof(list));
-				else if ((dump = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY)) != NULL) {
+				else if ((dump = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY)) !=
+				    NULL) {
 					strlcat(list, dump, sizeof(list));
 					free(dump);
 				}
@@ -180,32 +179,36 @@ check_value(const char *name, json_t *prop, json_t *value, char *msg, size_t msg
 		s = json_string_value(v);
 		slen = json_string_length(v);
 		if (memchr(s, '\0', slen) != NULL) {
-			log_seterr(msg, msglen, "argument '%s' must not contain NUL characters", name);
+			log_seterr(msg, msglen, "argument '%s' must not contain NUL characters",
+			    name);
 			goto fail;
 		}
 		chars = utf8_length(s, slen);
 		if ((bound = json_object_get(prop, "minLength")) != NULL &&
 		    (json_int_t)chars < (lim = json_integer_value(bound))) {
-			log_seterr(msg, msglen, "argument '%s' must be at least %lld character%s long",
-			    name, (long long)lim, lim == 1 ? "" : "s");
+			log_seterr(msg, msglen,
+			    "argument '%s' must be at least %lld character%s long", name,
+			    (long long)lim, lim == 1 ? "" : "s");
 			goto fail;
 		}
 		if ((bound = json_object_get(prop, "maxLength")) != NULL &&
 		    (json_int_t)chars > (lim = json_integer_value(bound))) {
-			log_seterr(msg, msglen, "argument '%s' must be at most %lld character%s long",
-			    name, (long long)lim, lim == 1 ? "" : "s");
+			log_seterr(msg, msglen,
+			    "argument '%s' must be at most %lld character%s long", name,
+			    (long long)lim, lim == 1 ? "" : "s");
 			goto fail;
 		}
 		if ((pattern = json_string_value(json_object_get(prop, "pattern"))) != NULL) {
 			if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
-				log_seterr(msg, msglen, "argument '%s': its pattern does not compile", name);
+				log_seterr(msg, msglen,
+				    "argument '%s': its pattern does not compile", name);
 				goto fail;
 			}
 			rc = regexec(&re, s, 0, NULL, 0);
 			regfree(&re);
 			if (rc != 0) {
-				log_seterr(msg, msglen, "argument '%s' must match the pattern %s", name,
-				    pattern);
+				log_seterr(msg, msglen, "argument '%s' must match the pattern %s",
+				    name, pattern);
 				goto fail;
 			}
 		}
@@ -254,7 +257,7 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		log_seterr(err, errlen, "property '%s' must be an object", name);
 		return -1;
 	}
-	json_object_foreach(prop, key, v) {
+	json_object_foreach (prop, key, v) {
 		if (!in_list(key, property_keys)) {
 			log_seterr(err, errlen, "property '%s': unknown keyword '%s'", name, key);
 			return -1;
@@ -272,33 +275,43 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 				    strcmp(json_string_value(v), type_table[k].name) == 0)
 					break;
 			if (k == NTYPES) {
-				log_seterr(err, errlen, "property '%s': keyword 'type' must name string, "
-				    "integer, number, boolean, object, array or null", name);
+				log_seterr(err, errlen,
+				    "property '%s': keyword 'type' must name string, "
+				    "integer, number, boolean, object, array or null",
+				    name);
 				return -1;
 			}
 			if (bits & type_table[k].bit) {
-				log_seterr(err, errlen, "property '%s': keyword 'type' names %s twice",
-				    name, type_table[k].name);
+				log_seterr(err, errlen,
+				    "property '%s': keyword 'type' names %s twice", name,
+				    type_table[k].name);
 				return -1;
 			}
 			bits |= type_table[k].bit;
 		}
 	} else {
-		log_seterr(err, errlen, "property '%s': keyword 'type' must be a string or a "
-		    "non-empty array of strings", name);
+		log_seterr(err, errlen,
+		    "property '%s': keyword 'type' must be a string or a "
+		    "non-empty array of strings",
+		    name);
 		return -1;
 	}
 	if (bits == T_NULL) {
-		log_seterr(err, errlen, "property '%s': keyword 'type' must allow a value other than "
-		    "null", name);
+		log_seterr(err, errlen,
+		    "property '%s': keyword 'type' must allow a value other than "
+		    "null",
+		    name);
 		return -1;
 	}
 	if ((bits & (T_OBJECT | T_ARRAY)) != 0) {
-		json_object_foreach(prop, key, v) {
-			if (!in_list(key, (const char *const[]){ "type", "description", "title",
-			    "default", "sensitive", NULL })) {
-				log_seterr(err, errlen, "property '%s': keyword '%s' does not apply to "
-				    "object and array types (they take no nested keywords)", name, key);
+		json_object_foreach (prop, key, v) {
+			if (!in_list(key,
+				(const char *const[]){ "type", "description", "title", "default",
+				    "sensitive", NULL })) {
+				log_seterr(err, errlen,
+				    "property '%s': keyword '%s' does not apply to "
+				    "object and array types (they take no nested keywords)",
+				    name, key);
 				return -1;
 			}
 		}
@@ -308,13 +321,15 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		if ((v = json_object_get(prop, key)) == NULL)
 			continue;
 		if (!json_is_number(v)) {
-			log_seterr(err, errlen, "property '%s': keyword '%s' must be a number", name,
-			    key);
+			log_seterr(err, errlen, "property '%s': keyword '%s' must be a number",
+			    name, key);
 			return -1;
 		}
 		if (!(bits & (T_INTEGER | T_NUMBER))) {
-			log_seterr(err, errlen, "property '%s': keyword '%s' applies to integer and "
-			    "number types only", name, key);
+			log_seterr(err, errlen,
+			    "property '%s': keyword '%s' applies to integer and "
+			    "number types only",
+			    name, key);
 			return -1;
 		}
 	}
@@ -328,8 +343,10 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 		if ((v = json_object_get(prop, key)) == NULL)
 			continue;
 		if (i < 2 && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-			log_seterr(err, errlen, "property '%s': keyword '%s' must be a non-negative "
-			    "integer", name, key);
+			log_seterr(err, errlen,
+			    "property '%s': keyword '%s' must be a non-negative "
+			    "integer",
+			    name, key);
 			return -1;
 		}
 		if (i == 2 && !json_is_string(v)) {
@@ -338,31 +355,37 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 			return -1;
 		}
 		if (!(bits & T_STRING)) {
-			log_seterr(err, errlen, "property '%s': keyword '%s' applies to string types "
-			    "only", name, key);
+			log_seterr(err, errlen,
+			    "property '%s': keyword '%s' applies to string types "
+			    "only",
+			    name, key);
 			return -1;
 		}
 		if (i == 2) {
-			if ((rc = regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB)) != 0) {
+			if ((rc = regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB)) !=
+			    0) {
 				regerror(rc, &re, rerr, sizeof(rerr));
-				log_seterr(err, errlen, "property '%s': pattern does not compile as a "
-				    "POSIX extended regular expression: %s", name, rerr);
+				log_seterr(err, errlen,
+				    "property '%s': pattern does not compile as a "
+				    "POSIX extended regular expression: %s",
+				    name, rerr);
 				return -1;
 			}
 			regfree(&re);
 		}
 	}
-	if (json_object_get(prop, "minLength") != NULL && json_object_get(prop, "maxLength") != NULL &&
+	if (json_object_get(prop, "minLength") != NULL &&
+	    json_object_get(prop, "maxLength") != NULL &&
 	    json_integer_value(json_object_get(prop, "minLength")) >
-	    json_integer_value(json_object_get(prop, "maxLength"))) {
+		json_integer_value(json_object_get(prop, "maxLength"))) {
 		log_seterr(err, errlen, "property '%s': minLength is above maxLength", name);
 		return -1;
 	}
 	for (i = 0; i < 2; i++) {
 		key = i == 0 ? "description" : "title";
 		if ((v = json_object_get(prop, key)) != NULL && !json_is_string(v)) {
-			log_seterr(err, errlen, "property '%s': keyword '%s' must be a string", name,
-			    key);
+			log_seterr(err, errlen, "property '%s': keyword '%s' must be a string",
+			    name, key);
 			return -1;
 		}
 	}
@@ -373,25 +396,29 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 	}
 	if ((v = json_object_get(prop, "enum")) != NULL) {
 		if (!json_is_array(v) || json_array_size(v) == 0) {
-			log_seterr(err, errlen, "property '%s': keyword 'enum' must be a non-empty "
-			    "array", name);
+			log_seterr(err, errlen,
+			    "property '%s': keyword 'enum' must be a non-empty "
+			    "array",
+			    name);
 			return -1;
 		}
-		json_array_foreach(v, i, e) {
+		json_array_foreach (v, i, e) {
 			if (json_is_object(e) || json_is_array(e)) {
-				log_seterr(err, errlen, "property '%s': enum values must be strings, "
-				    "numbers, booleans or null", name);
+				log_seterr(err, errlen,
+				    "property '%s': enum values must be strings, "
+				    "numbers, booleans or null",
+				    name);
 				return -1;
 			}
 			for (j = 0; j < i; j++)
 				if (json_equal(e, json_array_get(v, j))) {
-					log_seterr(err, errlen, "property '%s': enum lists a value twice",
-					    name);
+					log_seterr(err, errlen,
+					    "property '%s': enum lists a value twice", name);
 					return -1;
 				}
 		}
 		/* Every listed value must pass the type and the other keywords. */
-		json_array_foreach(v, i, e) {
+		json_array_foreach (v, i, e) {
 			json_t *plain = json_deep_copy(prop);
 
 			if (plain == NULL) {
@@ -402,8 +429,8 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 			checked = check_value(name, plain, e, msg, sizeof(msg));
 			json_decref(plain);
 			if (checked == NULL) {
-				log_seterr(err, errlen, "property '%s': enum value %zu: %s", name, i + 1,
-				    msg);
+				log_seterr(err, errlen, "property '%s': enum value %zu: %s", name,
+				    i + 1, msg);
 				return -1;
 			}
 			json_decref(checked);
@@ -411,8 +438,8 @@ check_property(const char *name, json_t *prop, char *err, size_t errlen)
 	}
 	if ((v = json_object_get(prop, "default")) != NULL) {
 		if ((checked = check_value(name, prop, v, msg, sizeof(msg))) == NULL) {
-			log_seterr(err, errlen, "property '%s': default does not pass its own rules: %s",
-			    name, msg);
+			log_seterr(err, errlen,
+			    "property '%s': default does not pass its own rules: %s", name, msg);
 			return -1;
 		}
 		json_decref(checked);
@@ -432,10 +459,12 @@ check_schema(json_t *schema, char *err, size_t errlen)
 		log_seterr(err, errlen, "arguments must be a JSON Schema object");
 		return -1;
 	}
-	json_object_foreach(schema, key, v) {
+	json_object_foreach (schema, key, v) {
 		if (!in_list(key, top_schema_keys)) {
-			log_seterr(err, errlen, "arguments: unknown keyword '%s' (known: type, "
-			    "properties, required, additionalProperties, description)", key);
+			log_seterr(err, errlen,
+			    "arguments: unknown keyword '%s' (known: type, "
+			    "properties, required, additionalProperties, description)",
+			    key);
 			return -1;
 		}
 	}
@@ -445,7 +474,8 @@ check_schema(json_t *schema, char *err, size_t errlen)
 		return -1;
 	}
 	if (!json_is_false(json_object_get(schema, "additionalProperties"))) {
-		log_seterr(err, errlen, "arguments: additionalProperties must be present and false");
+		log_seterr(err, errlen,
+		    "arguments: additionalProperties must be present and false");
 		return -1;
 	}
 	if ((v = json_object_get(schema, "description")) != NULL && !json_is_string(v)) {
@@ -457,11 +487,13 @@ check_schema(json_t *schema, char *err, size_t errlen)
 		log_seterr(err, errlen, "arguments: properties must be an object");
 		return -1;
 	}
-	json_object_foreach(props, key, v) {
+	json_object_foreach (props, key, v) {
 		/* The call options' argument names are the gateway's (tool_listed_schema). */
 		if (strncmp(key, TOOL_OPTION_PREFIX, strlen(TOOL_OPTION_PREFIX)) == 0) {
-			log_seterr(err, errlen, "arguments: property '%s': names starting with '%s' "
-			    "are the gateway's call options", key, TOOL_OPTION_PREFIX);
+			log_seterr(err, errlen,
+			    "arguments: property '%s': names starting with '%s' "
+			    "are the gateway's call options",
+			    key, TOOL_OPTION_PREFIX);
 			return -1;
 		}
 		if (check_property(key, v, err, errlen) == -1) {
@@ -474,24 +506,29 @@ check_schema(json_t *schema, char *err, size_t errlen)
 	}
 	if ((req = json_object_get(schema, "required")) != NULL) {
 		if (!json_is_array(req)) {
-			log_seterr(err, errlen, "arguments: required must be an array of property "
+			log_seterr(err, errlen,
+			    "arguments: required must be an array of property "
 			    "names");
 			return -1;
 		}
-		json_array_foreach(req, i, v) {
+		json_array_foreach (req, i, v) {
 			if (!json_is_string(v)) {
-				log_seterr(err, errlen, "arguments: required must be an array of "
+				log_seterr(err, errlen,
+				    "arguments: required must be an array of "
 				    "property names");
 				return -1;
 			}
 			if (json_object_get(props, json_string_value(v)) == NULL) {
-				log_seterr(err, errlen, "arguments: required names '%s', which is not a "
-				    "property", json_string_value(v));
+				log_seterr(err, errlen,
+				    "arguments: required names '%s', which is not a "
+				    "property",
+				    json_string_value(v));
 				return -1;
 			}
 			for (j = 0; j < i; j++)
 				if (json_equal(v, json_array_get(req, j))) {
-					log_seterr(err, errlen, "arguments: required names '%s' twice",
+					log_seterr(err, errlen,
+					    "arguments: required names '%s' twice",
 					    json_string_value(v));
 					return -1;
 				}
@@ -507,7 +544,7 @@ is_required(json_t *schema, const char *name)
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(json_object_get(schema, "required"), i, v) {
+	json_array_foreach (json_object_get(schema, "required"), i, v) {
 		if (strcmp(json_string_value(v), name) == 0)
 			return 1;
 	}
@@ -515,8 +552,7 @@ is_required(json_t *schema, const char *name)
 }
 
 json_t *
-tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *msg,
-    size_t msglen)
+tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *msg, size_t msglen)
 {
 	static _Thread_local char extra[128];
 	json_t *props = json_object_get(t->schema, "properties"), *out = NULL, *prop, *v, *nv;
@@ -532,7 +568,7 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 		log_seterr(msg, msglen, "out of memory");
 		return NULL;
 	}
-	json_object_foreach(args, key, v) {
+	json_object_foreach (args, key, v) {
 		if (json_object_get(props, key) == NULL) {
 			strlcpy(extra, key, sizeof(extra));
 			log_seterr(msg, msglen, "unexpected argument '%s'", extra);
@@ -541,7 +577,7 @@ tool_check_args(const struct tool *t, json_t *args, const char **bad_arg, char *
 			goto fail;
 		}
 	}
-	json_object_foreach(props, key, prop) {
+	json_object_foreach (props, key, prop) {
 		v = args != NULL ? json_object_get(args, key) : NULL;
 		if (v == NULL) {
 			if ((v = json_object_get(prop, "default")) != NULL) {
@@ -610,7 +646,8 @@ branch(const char *description, json_t *names)
 	size_t i;
 
 	for (i = 0; i < json_array_size(names); i++)
-		json_object_set_new(props, json_string_value(json_array_get(names, i)), json_true());
+		json_object_set_new(props, json_string_value(json_array_get(names, i)),
+		    json_true());
 	return json_pack("{s:s, s:o, s:o}", "description", description, "required", names,
 	    "properties", props);
 }
@@ -619,9 +656,9 @@ branch(const char *description, json_t *names)
 static int
 set_branches(json_t *schema, const char *ok_description, json_t *ok)
 {
-	return json_object_set_new(schema, "anyOf", json_pack("[o, o]",
-	    branch(ok_description, ok),
-	    branch("A tool error (isError true).", json_pack("[s]", "error"))));
+	return json_object_set_new(schema, "anyOf",
+	    json_pack("[o, o]", branch(ok_description, ok),
+		branch("A tool error (isError true).", json_pack("[s]", "error"))));
 }
 
 /* The structuredContent schema of a read or write from its result columns: every result
@@ -635,41 +672,43 @@ rows_schema(const struct tool *t)
 	if ((cols = json_object()) == NULL)
 		return NULL;
 	for (i = 0; i < t->n_cols; i++)
-		if (json_object_set_new(cols, t->col_names[i], pgjson_type_schema(t->col_types[i])) == -1)
+		if (json_object_set_new(cols, t->col_names[i],
+			pgjson_type_schema(t->col_types[i])) == -1)
 			goto fail;
 	schema = json_pack("{s:s, s:{s:{s:s, s:s}, s:{s:s, s:{s:s, s:o}}, s:{s:s}, s:{s:s}, s:{s:s,"
-	    " s:s}, s:{s:s, s:s}, s:o}, s:[s]}",
-	    "type", "object",
-	    "properties",
-	    "call_id", "type", "string", "description", "The call's id in the audit record.",
-	    "rows", "type", "array", "items", "type", "object", "properties", cols,
-	    "row_count", "type", "integer",
-	    "truncated", "type", "boolean",
-	    "dry_run", "type", "boolean", "description", "Whether this was a preview.",
+			   " s:s}, s:{s:s, s:s}, s:o}, s:[s]}",
+	    "type", "object", "properties", "call_id", "type", "string", "description",
+	    "The call's id in the audit record.", "rows", "type", "array", "items", "type",
+	    "object", "properties", cols, "row_count", "type", "integer", "truncated", "type",
+	    "boolean", "dry_run", "type", "boolean", "description", "Whether this was a preview.",
 	    "replayed", "type", "boolean", "description",
 	    "Whether this is the stored answer of an earlier call with the same idempotency key.",
-	    "error", json_loads(error_schema, 0, NULL),
-	    "required", "call_id");
+	    "error", json_loads(error_schema, 0, NULL), "required", "call_id");
 	cols = NULL;
 	if (schema == NULL)
 		goto fail;
 	props = json_object_get(schema, "properties");
 	if (t->kind != TOOL_WRITE)
 		ok = json_pack("[ssss]", "rows", "row_count", "truncated", "dry_run");
-	else if (json_object_set_new(props, "changes", json_pack("{s:s, s:s, s:{s:s, s:{s:{s:s},"
-	    " s:{s:s}, s:{}, s:{}, s:{}}}}", "type", "array", "description",
-	    "Per row changed: the action and the row before and after.", "items",
-	    "type", "object", "properties", "table", "type", "string", "action", "type",
-	    "string", "key", "before", "after")) == -1 ||
-	    json_object_set_new(props, "plan_id", json_pack("{s:[ss], s:s}", "type", "string",
-	    "null", "description", "A preview's plan: commit with this plan_id to do exactly "
-	    "what it showed.")) == -1 ||
+	else if (json_object_set_new(props, "changes",
+		     json_pack("{s:s, s:s, s:{s:s, s:{s:{s:s},"
+			       " s:{s:s}, s:{}, s:{}, s:{}}}}",
+			 "type", "array", "description",
+			 "Per row changed: the action and the row before and after.", "items",
+			 "type", "object", "properties", "table", "type", "string", "action",
+			 "type", "string", "key", "before", "after")) == -1 ||
+	    json_object_set_new(props, "plan_id",
+		json_pack("{s:[ss], s:s}", "type", "string", "null", "description",
+		    "A preview's plan: commit with this plan_id to do exactly "
+		    "what it showed.")) == -1 ||
 	    json_object_set_new(props, "note", json_pack("{s:s}", "type", "string")) == -1 ||
-	    json_object_set_new(props, "status", json_pack("{s:s, s:s}", "type", "string",
-	    "description", "approval_required: a preview held for an approver; nothing was "
-	    "changed. Once an approver approves plan_id, commit with it.")) == -1 ||
-	    json_object_set_new(props, "approval", json_pack("{s:s, s:s}", "type", "object",
-	    "description", "With status approval_required: {four_eyes, expires_at}.")) == -1)
+	    json_object_set_new(props, "status",
+		json_pack("{s:s, s:s}", "type", "string", "description",
+		    "approval_required: a preview held for an approver; nothing was "
+		    "changed. Once an approver approves plan_id, commit with it.")) == -1 ||
+	    json_object_set_new(props, "approval",
+		json_pack("{s:s, s:s}", "type", "object", "description",
+		    "With status approval_required: {four_eyes, expires_at}.")) == -1)
 		goto fail;
 	else
 		ok = json_pack("[ssssss]", "rows", "row_count", "truncated", "dry_run", "changes",
@@ -724,9 +763,13 @@ code_schema(void)
 {
 	json_t *schema = json_loads(code_output_schema, 0, NULL);
 
-	if (schema != NULL && (json_object_set_new(json_object_get(schema, "properties"), "error",
-	    json_loads(error_schema, 0, NULL)) == -1 || set_branches(schema, "A run, or a dry "
-	    "run's plan.", json_pack("[s]", "dry_run")) == -1)) {
+	if (schema != NULL &&
+	    (json_object_set_new(json_object_get(schema, "properties"), "error",
+		 json_loads(error_schema, 0, NULL)) == -1 ||
+		set_branches(schema,
+		    "A run, or a dry "
+		    "run's plan.",
+		    json_pack("[s]", "dry_run")) == -1)) {
 		json_decref(schema);
 		return NULL;
 	}
@@ -748,7 +791,7 @@ client_schema(json_t *schema)
 
 	if (copy == NULL)
 		return NULL;
-	json_object_foreach(json_object_get(copy, "properties"), key, prop) {
+	json_object_foreach (json_object_get(copy, "properties"), key, prop) {
 		json_object_del(prop, "sensitive");
 	}
 	return copy;
@@ -771,17 +814,24 @@ options_schema(json_t *input)
 		json_object_set_new(s, "properties", json_object());
 		props = json_object_get(s, "properties");
 	}
-	if (json_object_set_new(props, TOOL_OPTION_DRY_RUN, json_pack("{s:s, s:s}",
-	    "type", "boolean", "description", "Preview only: run the write, show per row what "
-	    "it would change, change nothing. The answer's plan_id commits exactly that.")) == -1 ||
-	    json_object_set_new(props, TOOL_OPTION_KEY, json_pack("{s:s, s:i, s:i, s:s}",
-	    "type", "string", "minLength", 1, "maxLength", 255, "description", "Required to "
-	    "commit: a key of your choice for this change. Send the same key when you retry, so "
-	    "it happens once; a new change needs a new key.")) == -1 ||
-	    json_object_set_new(props, TOOL_OPTION_PLAN, json_pack("{s:s, s:s, s:s}",
-	    "type", "string", "pattern", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-	    "[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", "description", "The plan_id of a preview: commit "
-	    "only if the change is still exactly what the preview showed.")) == -1) {
+	if (json_object_set_new(props, TOOL_OPTION_DRY_RUN,
+		json_pack("{s:s, s:s}", "type", "boolean", "description",
+		    "Preview only: run the write, show per row what "
+		    "it would change, change nothing. The answer's plan_id commits exactly that.")) ==
+		-1 ||
+	    json_object_set_new(props, TOOL_OPTION_KEY,
+		json_pack("{s:s, s:i, s:i, s:s}", "type", "string", "minLength", 1, "maxLength",
+		    255, "description",
+		    "Required to "
+		    "commit: a key of your choice for this change. Send the same key when you retry, so "
+		    "it happens once; a new change needs a new key.")) == -1 ||
+	    json_object_set_new(props, TOOL_OPTION_PLAN,
+		json_pack("{s:s, s:s, s:s}", "type", "string", "pattern",
+		    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+		    "[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+		    "description",
+		    "The plan_id of a preview: commit "
+		    "only if the change is still exactly what the preview showed.")) == -1) {
 		json_decref(s);
 		return NULL;
 	}
@@ -800,8 +850,8 @@ tool_schema_load(struct tool *t, json_t *schema, char *err, size_t errlen)
 	t->schema = json_incref(schema);
 	if ((t->input_schema = client_schema(t->schema)) == NULL)
 		return -1;
-	if ((t->listed_schema = t->has_call_options ? options_schema(t->input_schema) :
-	    json_incref(t->input_schema)) == NULL)
+	if ((t->listed_schema = t->has_call_options ? options_schema(t->input_schema)
+						    : json_incref(t->input_schema)) == NULL)
 		return -1;
 	return 0;
 }

@@ -36,8 +36,7 @@ is_param_char(unsigned char c)
  * strings.  Returns 0, or -1 with err set.
  */
 int
-tool_sql_scan(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err,
-    size_t errlen)
+tool_sql_scan(const char *sql, param_fn *fn, void *arg, struct buf *out, char *err, size_t errlen)
 {
 	size_t i = 0, j, n = strlen(sql), depth, taglen;
 	const char *end;
@@ -100,8 +99,10 @@ tool_sql_scan(const char *sql, param_fn *fn, void *arg, struct buf *out, char *e
 			j = i + 1;
 			while (j < n && isdigit((unsigned char)sql[j]))
 				j++;
-			log_seterr(err, errlen, "positional parameter %.*s in the statement; name the "
-			    "argument instead ($customer_id)", (int)(j - i), sql + i);
+			log_seterr(err, errlen,
+			    "positional parameter %.*s in the statement; name the "
+			    "argument instead ($customer_id)",
+			    (int)(j - i), sql + i);
 			return -1;
 		} else if (sql[i] == '$') {
 			j = i + 1;
@@ -221,8 +222,7 @@ struct rewrite {
 };
 
 static int
-rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *err,
-    size_t errlen)
+rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *err, size_t errlen)
 {
 	struct rewrite *rw = arg;
 	struct tool *t = rw->t;
@@ -241,8 +241,8 @@ rewrite_param(void *arg, const char *name, size_t len, struct buf *out, char *er
 			break;
 	if (k == t->n_params) {
 		if (json_object_get(rw->props, key) == NULL) {
-			log_seterr(err, errlen, "statement parameter $%s has no property in arguments",
-			    key);
+			log_seterr(err, errlen,
+			    "statement parameter $%s has no property in arguments", key);
 			return -1;
 		}
 		if ((grown = reallocarray(t->params, t->n_params + 1, sizeof(*grown))) == NULL) {
@@ -271,32 +271,39 @@ tool_sql_rewrite(struct tool *t, const char *statement, char *err, size_t errlen
 	/* Unicode escapes (U&"...") could spell set_config without its letters: they
 	 * are refused too, anywhere in the statement. */
 	if (has_unicode_escape(statement)) {
-		log_seterr(err, errlen, "%s: the statement uses a Unicode escape (U&); a tool's "
-		    "statement names things plainly", t->file);
+		log_seterr(err, errlen,
+		    "%s: the statement uses a Unicode escape (U&); a tool's "
+		    "statement names things plainly",
+		    t->file);
 		return -1;
 	}
 	if (strcasestr(statement, "set_config") != NULL) {
-		log_seterr(err, errlen, "%s: the statement mentions set_config; a tool's "
-		    "statement may not touch settings (it could switch roles)", t->file);
+		log_seterr(err, errlen,
+		    "%s: the statement mentions set_config; a tool's "
+		    "statement may not touch settings (it could switch roles)",
+		    t->file);
 		return -1;
 	}
 	first_keyword(statement, word, sizeof(word));
-	if (t->kind == TOOL_READ && strcmp(word, "select") != 0 &&
-	    strcmp(word, "with") != 0 && strcmp(word, "values") != 0 &&
-	    strcmp(word, "table") != 0) {
+	if (t->kind == TOOL_READ && strcmp(word, "select") != 0 && strcmp(word, "with") != 0 &&
+	    strcmp(word, "values") != 0 && strcmp(word, "table") != 0) {
 		log_seterr(err, errlen, "%s: a read must be one SELECT (it starts with '%s')",
 		    t->file, word);
 		return -1;
 	}
 	if (t->kind == TOOL_WRITE && strcmp(word, "delete") == 0) {
-		log_seterr(err, errlen, "%s: DELETE is refused: there is no hard delete; write "
-		    "an UPDATE that sets deleted_at", t->file);
+		log_seterr(err, errlen,
+		    "%s: DELETE is refused: there is no hard delete; write "
+		    "an UPDATE that sets deleted_at",
+		    t->file);
 		return -1;
 	}
-	if (t->kind == TOOL_WRITE && strcmp(word, "insert") != 0 &&
-	    strcmp(word, "update") != 0 && strcmp(word, "with") != 0) {
-		log_seterr(err, errlen, "%s: a write must be a single INSERT or UPDATE with "
-		    "RETURNING (it starts with '%s')", t->file, word);
+	if (t->kind == TOOL_WRITE && strcmp(word, "insert") != 0 && strcmp(word, "update") != 0 &&
+	    strcmp(word, "with") != 0) {
+		log_seterr(err, errlen,
+		    "%s: a write must be a single INSERT or UPDATE with "
+		    "RETURNING (it starts with '%s')",
+		    t->file, word);
 		return -1;
 	}
 	rw.t = t;

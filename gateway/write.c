@@ -76,17 +76,23 @@ load_plan(struct db *db, const char *plan_id, const char *tenant, const char *to
 		db_unavailable(err);
 	else if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), tool) != 0 ||
 	    strcmp(PQgetvalue(res, 0, 1), fingerprint) != 0)
-		rpc_error_set(err, RPC_CONFLICT, "plan_mismatch", "Plan %s is not a preview of this "
-		    "tool with these arguments", plan_id);
-	else if (strcmp(PQgetvalue(res, 0, 4), "t") == 0)
-		rpc_error_set(err, RPC_CONFLICT, "plan_expired", "Plan %s has expired; preview again",
+		rpc_error_set(err, RPC_CONFLICT, "plan_mismatch",
+		    "Plan %s is not a preview of this "
+		    "tool with these arguments",
 		    plan_id);
+	else if (strcmp(PQgetvalue(res, 0, 4), "t") == 0)
+		rpc_error_set(err, RPC_CONFLICT, "plan_expired",
+		    "Plan %s has expired; preview again", plan_id);
 	else if (strcmp(approval = PQgetvalue(res, 0, 5), "pending") == 0)
-		rpc_error_set(err, RPC_FORBIDDEN, "approval_pending", "Plan %s waits for an "
-		    "approver; commit it once it is approved", plan_id);
+		rpc_error_set(err, RPC_FORBIDDEN, "approval_pending",
+		    "Plan %s waits for an "
+		    "approver; commit it once it is approved",
+		    plan_id);
 	else if (strcmp(approval, "rejected") == 0)
-		rpc_error_set(err, RPC_FORBIDDEN, "plan_rejected", "Plan %s was rejected by an "
-		    "approver; nothing was done", plan_id);
+		rpc_error_set(err, RPC_FORBIDDEN, "plan_rejected",
+		    "Plan %s was rejected by an "
+		    "approver; nothing was done",
+		    plan_id);
 	else {
 		*is_approved = strcmp(approval, "approved") == 0;
 		*updates = strdup(PQgetvalue(res, 0, 2));
@@ -104,7 +110,7 @@ is_in(json_t *a, json_t *b)
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(b, i, v)
+	json_array_foreach (b, i, v)
 		if (json_equal(a, v))
 			return 1;
 	return 0;
@@ -124,18 +130,22 @@ check_plan(const char *plan_updates, const char *plan_inserts, const char *updat
 	want = json_loads(plan_updates, 0, NULL);
 	got = json_loads(updates, 0, NULL);
 	rows = json_array();
-	json_array_foreach(want, i, v)
+	json_array_foreach (want, i, v)
 		if (!is_in(v, got))
-			json_array_append_new(rows, json_pack("{s:O, s:O, s:s}", "table",
-			    json_object_get(v, "table"), "key", json_object_get(v, "key"), "difference",
-			    "previewed, now different or not changed"));
-	json_array_foreach(got, i, v)
+			json_array_append_new(rows,
+			    json_pack("{s:O, s:O, s:s}", "table", json_object_get(v, "table"),
+				"key", json_object_get(v, "key"), "difference",
+				"previewed, now different or not changed"));
+	json_array_foreach (got, i, v)
 		if (!is_in(v, want))
-			json_array_append_new(rows, json_pack("{s:O, s:O, s:s}", "table",
-			    json_object_get(v, "table"), "key", json_object_get(v, "key"), "difference",
-			    "changed now, not as previewed"));
-	rpc_error_set(err, RPC_CONFLICT, "plan_stale", "The data changed since the preview: "
-	    "%zu row(s) differ%s; nothing was done", json_array_size(rows),
+			json_array_append_new(rows,
+			    json_pack("{s:O, s:O, s:s}", "table", json_object_get(v, "table"),
+				"key", json_object_get(v, "key"), "difference",
+				"changed now, not as previewed"));
+	rpc_error_set(err, RPC_CONFLICT, "plan_stale",
+	    "The data changed since the preview: "
+	    "%zu row(s) differ%s; nothing was done",
+	    json_array_size(rows),
 	    strcmp(plan_inserts, inserts) != 0 ? ", and the rows inserted differ" : "");
 	err->data = json_pack("{s:o, s:o, s:o}", "rows", rows, "inserts_planned",
 	    json_loads(plan_inserts, 0, NULL) ?: json_null(), "inserts_now",
@@ -181,8 +191,9 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		if (sc != NULL || found)
 			goto out;
 	}
-	if (plan_id != NULL && !is_dry_run && load_plan(db, plan_id, tenant, tool, fingerprint,
-	    &plan_updates, &plan_inserts, &is_approved, err) == -1)
+	if (plan_id != NULL && !is_dry_run &&
+	    load_plan(db, plan_id, tenant, tool, fingerprint, &plan_updates, &plan_inserts,
+		&is_approved, err) == -1)
 		goto out;
 	if (idem_key != NULL && !is_dry_run) {
 		if (idem_enter(tenant, idem_key, err) == -1)
@@ -238,19 +249,22 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		else if (entered && bad == q[i_claim].res && is_state(bad, "55P03")) {
 			idem_in_flight(err);
 		} else if (is_state(bad, "AL409")) {
-			rpc_error_set(err, RPC_CONFLICT, "revert_conflict", "%s; nothing was reverted",
+			rpc_error_set(err, RPC_CONFLICT, "revert_conflict",
+			    "%s; nothing was reverted",
 			    PQresultErrorField(bad, PG_DIAG_MESSAGE_PRIMARY));
 		} else
 			stmt_error(bad, tool, err);
 		goto out;
 	}
 	if (stmt_check_role(db, q[i_who].res, role, tool, err) == -1)
-		goto out;	/* the connection is gone, and its transaction with it */
+		goto out; /* the connection is gone, and its transaction with it */
 	changed = strtoll(PQgetvalue(q[i_changes].res, 0, 0), NULL, 10);
 	if (st->max_rows > 0 && changed > (long long)st->max_rows) {
 		rollback(db);
-		rpc_error_set(err, 0, "row_cap_exceeded", "The call would change %lld rows, more than "
-		    "this tool's limit of %u; nothing was changed", changed, st->max_rows);
+		rpc_error_set(err, 0, "row_cap_exceeded",
+		    "The call would change %lld rows, more than "
+		    "this tool's limit of %u; nothing was changed",
+		    changed, st->max_rows);
 		err->data = json_pack("{s:I, s:i}", "count", (json_int_t)changed, "max_rows",
 		    (int)st->max_rows);
 		goto out;
@@ -259,12 +273,13 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	 * its preview is the plan an approver decides on.  Rows changed count too (above_rows),
 	 * so this is decided here, once they are known; a call that changes no row has nothing
 	 * to approve. */
-	is_held = !is_approved && changed > 0 && (st->needs_approval ||
-	    (st->approval_rows > 0 && changed >= (long long)st->approval_rows));
+	is_held = !is_approved && changed > 0 &&
+	    (st->needs_approval ||
+		(st->approval_rows > 0 && changed >= (long long)st->approval_rows));
 	if (is_held && !is_dry_run) {
 		is_dry_run = 1;
 		rec->is_dry_run = 1;
-		rec->idem_key[0] = '\0';	/* the key is not used up: the commit will take it */
+		rec->idem_key[0] = '\0'; /* the key is not used up: the commit will take it */
 		free(plan_updates);
 		free(plan_inserts);
 		plan_updates = plan_inserts = NULL;
@@ -275,26 +290,31 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		is_dry_run = 1;
 		rec->is_dry_run = 1;
 	}
-	if (plan_updates != NULL && check_plan(plan_updates, plan_inserts,
-	    PQgetvalue(q[i_changes].res, 0, 3), PQgetvalue(q[i_changes].res, 0, 4), err) == -1) {
+	if (plan_updates != NULL &&
+	    check_plan(plan_updates, plan_inserts, PQgetvalue(q[i_changes].res, 0, 3),
+		PQgetvalue(q[i_changes].res, 0, 4), err) == -1) {
 		rollback(db);
 		goto out;
 	}
 	rows = stmt_rows_json(q[i_stmt].res, 0);
 	preview = json_loads(PQgetvalue(q[i_changes].res, 0, 1), 0, NULL);
-	sc = json_pack("{s:o, s:I, s:b, s:b, s:o, s:o}", "rows", rows,
-	    "row_count", (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run,
-	    "changes", preview ? preview : json_array(), "plan_id",
-	    is_dry_run ? json_string(rec->id) : plan_id ? json_string(plan_id) : json_null());
+	sc = json_pack("{s:o, s:I, s:b, s:b, s:o, s:o}", "rows", rows, "row_count",
+	    (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run, "changes",
+	    preview ? preview : json_array(), "plan_id",
+	    is_dry_run	  ? json_string(rec->id)
+		: plan_id ? json_string(plan_id)
+			  : json_null());
 	if (is_dry_run && is_held) {
 		rollback(db);
 		json_object_set_new(sc, "status", json_string("approval_required"));
-		json_object_set_new(sc, "approval", json_pack("{s:b}", "four_eyes",
-		    st->is_four_eyes));
-		json_object_set_new(sc, "note", json_string("This write needs an approver's "
-		    "approval: nothing was changed. The preview above is plan_id, waiting for an "
-		    "approver (it expires in 15 minutes). Once it is approved, commit with this "
-		    "plan_id and an idempotency key to do exactly this."));
+		json_object_set_new(sc, "approval",
+		    json_pack("{s:b}", "four_eyes", st->is_four_eyes));
+		json_object_set_new(sc, "note",
+		    json_string(
+			"This write needs an approver's "
+			"approval: nothing was changed. The preview above is plan_id, waiting for an "
+			"approver (it expires in 15 minutes). Once it is approved, commit with this "
+			"plan_id and an idempotency key to do exactly this."));
 		rec->needs_approval = 1;
 		rec->is_four_eyes = st->is_four_eyes;
 		rec->reason = "approval_required";
@@ -306,14 +326,17 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	}
 	if (is_dry_run) {
 		rollback(db);
-		json_object_set_new(sc, "note", json_string("A preview: nothing was changed. "
-		    "Sequences still advance on rollback, so an id shown for a new row is not the "
-		    "one a commit will give it. Commit with this plan_id to do exactly this."));
+		json_object_set_new(sc, "note",
+		    json_string(
+			"A preview: nothing was changed. "
+			"Sequences still advance on rollback, so an id shown for a new row is not the "
+			"one a commit will give it. Commit with this plan_id to do exactly this."));
 		rec->changes = strdup(PQgetvalue(q[i_changes].res, 0, 2));
 		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
 		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
-		if (rec->changes == NULL || rec->plan_updates == NULL || rec->plan_inserts == NULL) {
+		if (rec->changes == NULL || rec->plan_updates == NULL ||
+		    rec->plan_inserts == NULL) {
 			/* A preview is recorded with its changes, or not answered. */
 			rpc_error_internal(err);
 			json_decref(sc);
@@ -403,8 +426,7 @@ const char write_revert_sql[] =
 
 int
 write_revert_target(struct db *db, const char *call_id, const char *tenant, const char *task,
-    char tenant_out[64], char role_out[64], char tool_out[65], char **groups,
-    struct rpc_error *err)
+    char tenant_out[64], char role_out[64], char tool_out[65], char **groups, struct rpc_error *err)
 {
 	const char *values[1] = { call_id };
 	PGresult *res = NULL, *g = NULL;
@@ -428,10 +450,12 @@ write_revert_target(struct db *db, const char *call_id, const char *tenant, cons
 	}
 	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0 || strcmp(PQgetvalue(res, 0, 3), "ok") != 0 ||
 	    (strcmp(PQgetvalue(res, 0, 1), "tools/call") != 0 &&
-	    strcmp(PQgetvalue(res, 0, 1), "airlock/calls.revert") != 0) ||
+		strcmp(PQgetvalue(res, 0, 1), "airlock/calls.revert") != 0) ||
 	    strcmp(PQgetvalue(g, 0, 0), "0") == 0) {
-		rpc_error_set(err, RPC_INVALID_PARAMS, "not_revertible", "Call %s changed nothing "
-		    "that can be reverted (a read, a refusal or a preview)", call_id);
+		rpc_error_set(err, RPC_INVALID_PARAMS, "not_revertible",
+		    "Call %s changed nothing "
+		    "that can be reverted (a read, a refusal or a preview)",
+		    call_id);
 		goto out;
 	}
 	strlcpy(tenant_out, PQgetvalue(res, 0, 0), 64);
@@ -462,7 +486,6 @@ write_sweep_plans(struct db *db)
 	PQclear(res);
 	return n;
 }
-
 
 int
 write_stmt_tool(struct write_stmt *st, const struct tool *t, const char *name, json_t *args,

@@ -136,7 +136,8 @@ valid_parent(const char *parent)
 		return 0;
 	for (p = parent; *p != '\0'; p++)
 		if (!(*p == '/' || *p == '-' || *p == '_' || *p == '.' ||
-		    (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+			(*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9')))
 			return 0;
 	return 1;
 }
@@ -150,7 +151,7 @@ setup_v2(struct sb_cgroup *cg, const char *parent, const char *name, int64_t mem
 
 	if ((size_t)snprintf(pdir, sizeof(pdir), CG_ROOT "/%s", parent) >= sizeof(pdir) ||
 	    (size_t)snprintf(cg->dir[0], sizeof(cg->dir[0]), "%s/%s", pdir, name) >=
-	    sizeof(cg->dir[0])) {
+		sizeof(cg->dir[0])) {
 		say(err, errlen, "cgroup path too long");
 		return -1;
 	}
@@ -195,13 +196,14 @@ setup_v1(struct sb_cgroup *cg, const char *parent, const char *name, int64_t mem
 		if (!is_mount(root, CGROUP_SUPER_MAGIC)) {
 			if (i == CG_CPUACCT)
 				continue;
-			say(err, errlen, "no cgroup v1 %s hierarchy at %s and no cgroup2 at "
-			    CG_ROOT, hier[i], root);
+			say(err, errlen,
+			    "no cgroup v1 %s hierarchy at %s and no cgroup2 at " CG_ROOT, hier[i],
+			    root);
 			return -1;
 		}
 		if ((size_t)snprintf(pdir, sizeof(pdir), "%s/%s", root, parent) >= sizeof(pdir) ||
 		    (size_t)snprintf(cg->dir[i], sizeof(cg->dir[i]), "%s/%s", pdir, name) >=
-		    sizeof(cg->dir[i])) {
+			sizeof(cg->dir[i])) {
 			say(err, errlen, "cgroup path too long");
 			return -1;
 		}

@@ -49,7 +49,10 @@ static const char *const top_dirs[] = { "/bin", "/sbin", "/lib", "/lib32", "/lib
 
 /* What of /etc a program needs to load libraries, find alternatives and verify TLS. */
 static const char *const etc_files[] = {
-	"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/ssl/certs",
+	"/etc/ld.so.cache",
+	"/etc/alternatives",
+	"/etc/localtime",
+	"/etc/ssl/certs",
 };
 
 /* Makes path (under the bundle's root) as a directory, or as an empty file when is_file. */
@@ -113,8 +116,8 @@ bind_mount(const char *dest, const char *src, int is_ro)
 static json_t *
 tmpfs_mount(const char *dest, const char *size, const char *mode, int is_ro)
 {
-	json_t *m = json_pack("{s:s, s:s, s:s, s:[s, s, s]}", "destination", dest,
-	    "type", "tmpfs", "source", "tmpfs", "options", "nosuid", "nodev", "noexec");
+	json_t *m = json_pack("{s:s, s:s, s:s, s:[s, s, s]}", "destination", dest, "type", "tmpfs",
+	    "source", "tmpfs", "options", "nosuid", "nodev", "noexec");
 	json_t *opts = json_object_get(m, "options");
 	char opt[64];
 
@@ -190,23 +193,14 @@ spec_json(const struct sb_config *cfg, const char *helper, const char *sock, jso
 		json_array_append_new(capset, json_string(caps[i]));
 	(void)helper;
 	spec = json_pack("{s:s, s:{s:b, s:{s:i, s:i}, s:o, s:o, s:s, s:{s:O, s:O, s:O}, s:b,"
-	    " s:[{s:s, s:i, s:i}]}, s:{s:s, s:b}, s:s, s:O,"
-	    " s:{s:[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}]}}",
-	    "ociVersion", "1.0.2",
-	    "process",
-	    "terminal", 0,
-	    "user", "uid", 0, "gid", 0,
-	    "args", guest_args(cfg, sock != NULL),
-	    "env", env,
-	    "cwd", "/tmp",
-	    "capabilities", "bounding", capset, "effective", capset, "permitted", capset,
-	    "noNewPrivileges", 1,
-	    "rlimits", "type", "RLIMIT_CORE", "hard", 0, "soft", 0,
-	    "root", "path", "rootfs", "readonly", 1,
-	    "hostname", "airlock",
-	    "mounts", mounts,
-	    "linux", "namespaces", "type", "pid", "type", "network", "type", "ipc", "type", "uts",
-	    "type", "mount");
+			 " s:[{s:s, s:i, s:i}]}, s:{s:s, s:b}, s:s, s:O,"
+			 " s:{s:[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}]}}",
+	    "ociVersion", "1.0.2", "process", "terminal", 0, "user", "uid", 0, "gid", 0, "args",
+	    guest_args(cfg, sock != NULL), "env", env, "cwd", "/tmp", "capabilities", "bounding",
+	    capset, "effective", capset, "permitted", capset, "noNewPrivileges", 1, "rlimits",
+	    "type", "RLIMIT_CORE", "hard", 0, "soft", 0, "root", "path", "rootfs", "readonly", 1,
+	    "hostname", "airlock", "mounts", mounts, "linux", "namespaces", "type", "pid", "type",
+	    "network", "type", "ipc", "type", "uts", "type", "mount");
 	json_decref(capset);
 	return spec;
 }
@@ -234,8 +228,8 @@ sb_gvisor_bundle(const struct sb_config *cfg, const char *helper, const char *so
 	snprintf(size, sizeof(size), "%" PRId64, cfg->limits.tmp_bytes);
 	if ((mounts = json_array()) == NULL || mkdir(root, 0755) == -1)
 		goto fail_errno;
-	json_array_append_new(mounts, json_pack("{s:s, s:s, s:s}", "destination", "/proc",
-	    "type", "proc", "source", "proc"));
+	json_array_append_new(mounts,
+	    json_pack("{s:s, s:s, s:s}", "destination", "/proc", "type", "proc", "source", "proc"));
 	json_array_append_new(mounts, tmpfs_mount("/dev", NULL, "0755", 0));
 	json_array_append_new(mounts, tmpfs_mount("/dev/shm", size, "1777", 0));
 	json_array_append_new(mounts, tmpfs_mount("/tmp", size, "1777", 0));
@@ -328,8 +322,10 @@ sb_gvisor_usable(const char *runsc, char *err, size_t errlen)
 		return -1;
 	}
 	if (geteuid() != 0) {
-		say(err, errlen, "gVisor (runsc) runs its sandboxes as root here, and this process "
-		    "runs as uid %u", (unsigned)geteuid());
+		say(err, errlen,
+		    "gVisor (runsc) runs its sandboxes as root here, and this process "
+		    "runs as uid %u",
+		    (unsigned)geteuid());
 		return -1;
 	}
 	return 0;
@@ -339,7 +335,7 @@ int
 sb_gvisor_check(const char *runsc, char *err, size_t errlen)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static int state;	/* 0 unknown, 1 works, -1 does not */
+	static int state; /* 0 unknown, 1 works, -1 does not */
 	static char why[512];
 	static const char *const argv[] = { "true", NULL };
 	struct sb_config cfg;
@@ -362,7 +358,8 @@ sb_gvisor_check(const char *runsc, char *err, size_t errlen)
 		    sb_wait(run, &res, msg, sizeof(msg)) == -1)
 			snprintf(why, sizeof(why), "%s", msg);
 		else if (res.exit_code != 0)
-			snprintf(why, sizeof(why), "a sandbox running true ended with %s %d: %.200s",
+			snprintf(why, sizeof(why),
+			    "a sandbox running true ended with %s %d: %.200s",
 			    res.signal != 0 ? "signal" : "status",
 			    res.signal != 0 ? res.signal : res.exit_code, res.err);
 		state = why[0] == '\0' ? 1 : -1;
@@ -440,9 +437,8 @@ set_limit(int resource, rlim_t soft, rlim_t hard)
 }
 
 /* In the program's process: limits, credentials, filter, then the program itself. */
-static void __attribute__((noreturn))
-guest_child(const struct guest_opts *o, int in_r, int prog_r, struct sock_filter *filter,
-    ssize_t filter_len)
+static void __attribute__((noreturn)) guest_child(const struct guest_opts *o, int in_r, int prog_r,
+    struct sock_filter *filter, ssize_t filter_len)
 {
 	const char *what = "setsid";
 	rlim_t cpu = (rlim_t)(o->cpu_ms + 999) / 1000;
@@ -462,8 +458,7 @@ guest_child(const struct guest_opts *o, int in_r, int prog_r, struct sock_filter
 	if (set_limit(RLIMIT_CPU, cpu, cpu + 1) == -1 ||
 	    set_limit(RLIMIT_FSIZE, (rlim_t)o->fsize, (rlim_t)o->fsize) == -1 ||
 	    set_limit(RLIMIT_NOFILE, (rlim_t)o->nofile, (rlim_t)o->nofile) == -1 ||
-	    set_limit(RLIMIT_NPROC, nproc, nproc) == -1 ||
-	    set_limit(RLIMIT_CORE, 0, 0) == -1)
+	    set_limit(RLIMIT_NPROC, nproc, nproc) == -1 || set_limit(RLIMIT_CORE, 0, 0) == -1)
 		goto fail;
 	what = "credentials";
 	if (setgroups(0, NULL) == -1 || setresgid(GUEST_GID, GUEST_GID, GUEST_GID) == -1 ||
@@ -547,8 +542,9 @@ parse_guest(int argc, char **argv, struct guest_opts *o)
 
 		if (strcmp(argv[i], "--") == 0) {
 			o->argv = argv + i + 1;
-			return argv[i + 1] != NULL && o->cpu_ms > 0 && o->nofile > 0 &&
-			    o->pids > 0 ? 0 : -1;
+			return argv[i + 1] != NULL && o->cpu_ms > 0 && o->nofile > 0 && o->pids > 0
+			    ? 0
+			    : -1;
 		}
 		if (strcmp(argv[i], "--program") == 0)
 			o->has_program = 1;
@@ -580,8 +576,8 @@ parse_guest(int argc, char **argv, struct guest_opts *o)
  * Returns 0 while there is more to do, 1 when stdin is done (both pipes closed).
  */
 static int
-pump(char *buf, size_t cap, size_t *have, size_t *off, size_t *left, int *prog_w,
-    int *in_w, int *is_eof)
+pump(char *buf, size_t cap, size_t *have, size_t *off, size_t *left, int *prog_w, int *in_w,
+    int *is_eof)
 {
 	ssize_t n;
 	int *to;
@@ -648,7 +644,8 @@ sb_guest_main(int argc, char **argv)
 	ssize_t filter_len;
 
 	if (parse_guest(argc, argv, &o) == -1) {
-		fprintf(stderr, "usage: airlock-sandbox guest [--program] [--forward] --cpu-ms MS "
+		fprintf(stderr,
+		    "usage: airlock-sandbox guest [--program] [--forward] --cpu-ms MS "
 		    "--fsize B --nofile N --pids N -- CMD...\n(the init inside a gVisor sandbox; "
 		    "not meant to be run by hand)\n");
 		return 64;
@@ -693,14 +690,15 @@ sb_guest_main(int argc, char **argv)
 		int np = 0;
 
 		if (!is_done)
-			is_done = pump(buf, sizeof(buf), &have, &off, &left, &pg[1], &in[1],
-			    &is_eof);
+			is_done =
+			    pump(buf, sizeof(buf), &have, &off, &left, &pg[1], &in[1], &is_eof);
 		r = waitpid(child, &status, WNOHANG);
 		if (r == child)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (is_header && !pids_hit && (now.tv_sec - counted.tv_sec) * 1000000000L +
-		    (now.tv_nsec - counted.tv_nsec) >= 10000000L) {
+		if (is_header && !pids_hit &&
+		    (now.tv_sec - counted.tv_sec) * 1000000000L + (now.tv_nsec - counted.tv_nsec) >=
+			10000000L) {
 			counted = now;
 			/* Said at once: a run stopped from outside never gets to its end line. */
 			if ((pids_hit = count_procs() >= o.pids))

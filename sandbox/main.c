@@ -18,39 +18,39 @@
 #include "airlock/version.h"
 
 static const char usage_text[] =
-"usage: airlock-sandbox run [options] -- CMD [ARG...]\n"
-"       airlock-sandbox --version\n"
-"\n"
-"Runs CMD in a fresh bubblewrap sandbox: every namespace unshared, no network, a\n"
-"read-only view of /usr, a private /tmp, uid 65534, a seccomp filter, a cgroup of its\n"
-"own; or, with --isolation gvisor, the same behind gVisor's kernel in user space. Passes this program's stdin to CMD, prints CMD's stdout and stderr, then a line on\n"
-"stderr saying how it ended. Exits with CMD's status (128+N when signal N ended it),\n"
-"or a sysexits code when the sandbox itself could not run (64 usage, 69 unavailable,\n"
-"70 internal, 71 system error).\n"
-"\n"
-"options:\n"
-"  --time S          wall-clock limit in seconds, fractions allowed (default 10)\n"
-"  --cpu S           CPU limit in seconds, fractions allowed (default 5)\n"
-"  --mem MB          memory limit in MiB, /tmp included (default 256)\n"
-"  --pids N          processes and threads at once (default 64)\n"
-"  --fsize MB        largest file it may write, MiB (default 16)\n"
-"  --nofile N        open descriptors per process (default 64, at least 16)\n"
-"  --tmp MB          size of the private /tmp, MiB (default 16)\n"
-"  --stdout-max B    stdout bytes kept; more stops CMD (default 1048576)\n"
-"  --stderr-max B    stderr bytes kept; more stops CMD (default 262144)\n"
-"  --allow HOST:PORT allow egress to HOST:PORT through the proxy (repeatable); CMD then\n"
-"                    sees HTTP_PROXY=http://127.0.0.1:3128 and the like\n"
-"  --cgroup-parent P cgroup under which each sandbox's own is made (default airlock)\n"
-"  --isolation L     namespace (bubblewrap, the default) or gvisor (runsc; needs root)\n"
-"  --runsc PATH      the runsc program for --isolation gvisor (default /usr/bin/runsc)\n"
-"  --program TEXT    hand TEXT to CMD on descriptor 3 (a pipe, read it to its end),\n"
-"                    as airlockd hands a code tool's program to its interpreter\n"
-"  --warm            start the sandbox ahead, as a warm pool does: wait until it is\n"
-"                    ready (booted, CMD started) and idle, then hand stdin over; the\n"
-"                    clocks start at the hand-over\n"
-"  --json            print one JSON object with the outcome and the output instead\n"
-"                    (handover_ms: from the hand-over to the sandbox's end, destroyed)\n"
-"  -h, --help        this text\n";
+    "usage: airlock-sandbox run [options] -- CMD [ARG...]\n"
+    "       airlock-sandbox --version\n"
+    "\n"
+    "Runs CMD in a fresh bubblewrap sandbox: every namespace unshared, no network, a\n"
+    "read-only view of /usr, a private /tmp, uid 65534, a seccomp filter, a cgroup of its\n"
+    "own; or, with --isolation gvisor, the same behind gVisor's kernel in user space. Passes this program's stdin to CMD, prints CMD's stdout and stderr, then a line on\n"
+    "stderr saying how it ended. Exits with CMD's status (128+N when signal N ended it),\n"
+    "or a sysexits code when the sandbox itself could not run (64 usage, 69 unavailable,\n"
+    "70 internal, 71 system error).\n"
+    "\n"
+    "options:\n"
+    "  --time S          wall-clock limit in seconds, fractions allowed (default 10)\n"
+    "  --cpu S           CPU limit in seconds, fractions allowed (default 5)\n"
+    "  --mem MB          memory limit in MiB, /tmp included (default 256)\n"
+    "  --pids N          processes and threads at once (default 64)\n"
+    "  --fsize MB        largest file it may write, MiB (default 16)\n"
+    "  --nofile N        open descriptors per process (default 64, at least 16)\n"
+    "  --tmp MB          size of the private /tmp, MiB (default 16)\n"
+    "  --stdout-max B    stdout bytes kept; more stops CMD (default 1048576)\n"
+    "  --stderr-max B    stderr bytes kept; more stops CMD (default 262144)\n"
+    "  --allow HOST:PORT allow egress to HOST:PORT through the proxy (repeatable); CMD then\n"
+    "                    sees HTTP_PROXY=http://127.0.0.1:3128 and the like\n"
+    "  --cgroup-parent P cgroup under which each sandbox's own is made (default airlock)\n"
+    "  --isolation L     namespace (bubblewrap, the default) or gvisor (runsc; needs root)\n"
+    "  --runsc PATH      the runsc program for --isolation gvisor (default /usr/bin/runsc)\n"
+    "  --program TEXT    hand TEXT to CMD on descriptor 3 (a pipe, read it to its end),\n"
+    "                    as airlockd hands a code tool's program to its interpreter\n"
+    "  --warm            start the sandbox ahead, as a warm pool does: wait until it is\n"
+    "                    ready (booted, CMD started) and idle, then hand stdin over; the\n"
+    "                    clocks start at the hand-over\n"
+    "  --json            print one JSON object with the outcome and the output instead\n"
+    "                    (handover_ms: from the hand-over to the sandbox's end, destroyed)\n"
+    "  -h, --help        this text\n";
 
 struct egress_log {
 	int is_json;
@@ -68,9 +68,9 @@ on_egress(void *arg, const struct sb_egress *ev)
 		    ev->is_allowed ? "allowed" : "refused", ev->reason);
 		return;
 	}
-	json_array_append_new(log->events, json_pack("{s:s, s:i, s:s, s:b, s:s}", "host",
-	    ev->host, "port", (int)ev->port, "address", ev->address, "allowed", ev->is_allowed,
-	    "reason", ev->reason));
+	json_array_append_new(log->events,
+	    json_pack("{s:s, s:i, s:s, s:b, s:s}", "host", ev->host, "port", (int)ev->port,
+		"address", ev->address, "allowed", ev->is_allowed, "reason", ev->reason));
 }
 
 /* Parses "S" or "S.fff" seconds into milliseconds, 1 ms to a day. */
@@ -132,8 +132,11 @@ text(const char *s, size_t len)
 		return NULL;
 	while (i < len) {
 		unsigned char c = (unsigned char)s[i];
-		size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 :
-		    (c & 0xF8) == 0xF0 ? 4 : 0;
+		size_t n = c < 0x80	 ? 1
+		    : (c & 0xE0) == 0xC0 ? 2
+		    : (c & 0xF0) == 0xE0 ? 3
+		    : (c & 0xF8) == 0xF0 ? 4
+					 : 0;
 		size_t k;
 		int is_ok = n > 0 && i + n <= len && c != 0;
 
@@ -142,11 +145,13 @@ text(const char *s, size_t len)
 				is_ok = 0;
 		if (is_ok && n == 2 && c < 0xC2)
 			is_ok = 0;
-		if (is_ok && n == 3 && ((c == 0xE0 && (unsigned char)s[i + 1] < 0xA0) ||
-		    (c == 0xED && (unsigned char)s[i + 1] >= 0xA0)))
+		if (is_ok && n == 3 &&
+		    ((c == 0xE0 && (unsigned char)s[i + 1] < 0xA0) ||
+			(c == 0xED && (unsigned char)s[i + 1] >= 0xA0)))
 			is_ok = 0;
-		if (is_ok && n == 4 && ((c == 0xF0 && (unsigned char)s[i + 1] < 0x90) ||
-		    c > 0xF4 || (c == 0xF4 && (unsigned char)s[i + 1] >= 0x90)))
+		if (is_ok && n == 4 &&
+		    ((c == 0xF0 && (unsigned char)s[i + 1] < 0x90) || c > 0xF4 ||
+			(c == 0xF4 && (unsigned char)s[i + 1] >= 0x90)))
 			is_ok = 0;
 		if (is_ok) {
 			memcpy(buf + o, s + i, n);
@@ -183,16 +188,12 @@ print_json(const struct sb_result *res, json_t *events, double handover_ms)
 	for (l = SB_LIMIT_WALL; l <= SB_LIMIT_OUTPUT; l++)
 		if (res->limits_hit & SB_LIMIT_BIT(l))
 			json_array_append_new(hit, json_string(sb_limit_name((enum sb_limit)l)));
-	o = json_pack("{s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:b, s:f, s:o, s:o, s:O}",
-	    "exit_code", res->exit_code >= 0 ? json_integer(res->exit_code) : json_null(),
-	    "signal", res->signal != 0 ? json_integer(res->signal) : json_null(),
-	    "limit", sb_limit_name(res->limit),
-	    "limits_hit", hit,
-	    "stdout", text(res->out, res->out_len),
-	    "stdout_truncated", res->out_truncated,
-	    "stderr", text(res->err, res->err_len),
-	    "stderr_truncated", res->err_truncated,
-	    "wall_ms", (double)res->wall_us / 1000.0,
+	o = json_pack("{s:o, s:o, s:s, s:o, s:o, s:b, s:o, s:b, s:f, s:o, s:o, s:O}", "exit_code",
+	    res->exit_code >= 0 ? json_integer(res->exit_code) : json_null(), "signal",
+	    res->signal != 0 ? json_integer(res->signal) : json_null(), "limit",
+	    sb_limit_name(res->limit), "limits_hit", hit, "stdout", text(res->out, res->out_len),
+	    "stdout_truncated", res->out_truncated, "stderr", text(res->err, res->err_len),
+	    "stderr_truncated", res->err_truncated, "wall_ms", (double)res->wall_us / 1000.0,
 	    "cpu_ms", res->cpu_us >= 0 ? json_real((double)res->cpu_us / 1000.0) : json_null(),
 	    "mem_peak_bytes", res->mem_peak >= 0 ? json_integer(res->mem_peak) : json_null(),
 	    "egress", events);
@@ -209,8 +210,24 @@ print_json(const struct sb_result *res, json_t *events, double handover_ms)
 static int
 cmd_run(int argc, char **argv)
 {
-	enum { O_TIME = 256, O_CPU, O_MEM, O_PIDS, O_FSIZE, O_NOFILE, O_TMP, O_OUTMAX, O_ERRMAX,
-	    O_ALLOW, O_CGROUP, O_JSON, O_ISOLATION, O_RUNSC, O_WARM, O_PROGRAM };
+	enum {
+		O_TIME = 256,
+		O_CPU,
+		O_MEM,
+		O_PIDS,
+		O_FSIZE,
+		O_NOFILE,
+		O_TMP,
+		O_OUTMAX,
+		O_ERRMAX,
+		O_ALLOW,
+		O_CGROUP,
+		O_JSON,
+		O_ISOLATION,
+		O_RUNSC,
+		O_WARM,
+		O_PROGRAM
+	};
 	static const struct option opts[] = {
 		{ "time", required_argument, NULL, O_TIME },
 		{ "cpu", required_argument, NULL, O_CPU },
@@ -252,19 +269,22 @@ cmd_run(int argc, char **argv)
 		switch (c) {
 		case O_TIME:
 		case O_CPU:
-			if (parse_seconds(optarg, c == O_TIME ? &cfg.limits.wall_ms :
-			    &cfg.limits.cpu_ms) == -1) {
-				fprintf(stderr, "airlock-sandbox: --%s: \"%s\" is not a number of "
-				    "seconds (0.001 to 86400)\n", c == O_TIME ? "time" : "cpu", optarg);
+			if (parse_seconds(optarg,
+				c == O_TIME ? &cfg.limits.wall_ms : &cfg.limits.cpu_ms) == -1) {
+				fprintf(stderr,
+				    "airlock-sandbox: --%s: \"%s\" is not a number of "
+				    "seconds (0.001 to 86400)\n",
+				    c == O_TIME ? "time" : "cpu", optarg);
 				return EX_USAGE;
 			}
 			break;
 		case O_MEM:
 		case O_FSIZE:
 		case O_TMP:
-			if (parse_num(c == O_MEM ? "--mem" : c == O_FSIZE ? "--fsize" : "--tmp",
-			    optarg, c == O_MEM ? 4 : c == O_TMP,
-			    1 << 20, &v) == -1)
+			if (parse_num(c == O_MEM   ? "--mem"
+				    : c == O_FSIZE ? "--fsize"
+						   : "--tmp",
+				optarg, c == O_MEM ? 4 : c == O_TMP, 1 << 20, &v) == -1)
 				return EX_USAGE;
 			v <<= 20;
 			if (c == O_MEM)
@@ -287,7 +307,7 @@ cmd_run(int argc, char **argv)
 		case O_OUTMAX:
 		case O_ERRMAX:
 			if (parse_num(c == O_OUTMAX ? "--stdout-max" : "--stderr-max", optarg, 1,
-			    1 << 30, &v) == -1)
+				1 << 30, &v) == -1)
 				return EX_USAGE;
 			if (c == O_OUTMAX)
 				cfg.limits.stdout_max = (size_t)v;
@@ -299,8 +319,8 @@ cmd_run(int argc, char **argv)
 			unsigned port;
 
 			if (sb_allow_parse(optarg, host, sizeof(host), &port) == -1) {
-				fprintf(stderr, "airlock-sandbox: --allow: \"%s\" is not host:port\n",
-				    optarg);
+				fprintf(stderr,
+				    "airlock-sandbox: --allow: \"%s\" is not host:port\n", optarg);
 				return EX_USAGE;
 			}
 			if (nallow >= SB_ALLOW_MAX) {
@@ -313,10 +333,13 @@ cmd_run(int argc, char **argv)
 		}
 		case O_CGROUP:
 			if (optarg[0] == '\0' || optarg[0] == '/' || strstr(optarg, "..") != NULL ||
-			    strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "0123456789-_./") != strlen(optarg)) {
-				fprintf(stderr, "airlock-sandbox: --cgroup-parent: \"%s\" is not a "
-				    "relative cgroup parent name\n", optarg);
+			    strspn(optarg,
+				"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"0123456789-_./") != strlen(optarg)) {
+				fprintf(stderr,
+				    "airlock-sandbox: --cgroup-parent: \"%s\" is not a "
+				    "relative cgroup parent name\n",
+				    optarg);
 				return EX_USAGE;
 			}
 			cfg.cgroup_parent = optarg;
@@ -326,8 +349,10 @@ cmd_run(int argc, char **argv)
 			break;
 		case O_ISOLATION:
 			if (sb_isolation_parse(optarg, &cfg.isolation) == -1) {
-				fprintf(stderr, "airlock-sandbox: --isolation: \"%s\" is neither "
-				    "namespace nor gvisor\n", optarg);
+				fprintf(stderr,
+				    "airlock-sandbox: --isolation: \"%s\" is neither "
+				    "namespace nor gvisor\n",
+				    optarg);
 				return EX_USAGE;
 			}
 			break;
@@ -350,7 +375,8 @@ cmd_run(int argc, char **argv)
 		}
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "airlock-sandbox: run: no command given (run [options] -- CMD...)\n");
+		fprintf(stderr,
+		    "airlock-sandbox: run: no command given (run [options] -- CMD...)\n");
 		return EX_USAGE;
 	}
 	allow[nallow] = NULL;
@@ -365,9 +391,11 @@ cmd_run(int argc, char **argv)
 	if (sb_spawn(&cfg, &run, err, sizeof(err)) == -1) {
 		fprintf(stderr, "airlock-sandbox: %s\n", err);
 		rc = strncmp(err, "no cgroup", 9) == 0 || strncmp(err, "cannot execute", 14) == 0 ||
-		    strncmp(err, "supplementary groups", 20) == 0 ||
-		    strncmp(err, "gvisor", 6) == 0 ?
-		    EX_UNAVAILABLE : strncmp(err, "limits", 6) == 0 ? EX_USAGE : EX_OSERR;
+			strncmp(err, "supplementary groups", 20) == 0 ||
+			strncmp(err, "gvisor", 6) == 0
+		    ? EX_UNAVAILABLE
+		    : strncmp(err, "limits", 6) == 0 ? EX_USAGE
+						     : EX_OSERR;
 		goto out;
 	}
 	if (program != NULL && sb_feed(run, program, strlen(program), NULL, 0) == -1) {
@@ -404,12 +432,14 @@ cmd_run(int argc, char **argv)
 		fwrite(res.out, 1, res.out_len, stdout);
 		fflush(stdout);
 		fwrite(res.err, 1, res.err_len, stderr);
-		fprintf(stderr, "airlock-sandbox: %s %d, limit %s, wall %.1f ms, cpu %.1f ms, "
+		fprintf(stderr,
+		    "airlock-sandbox: %s %d, limit %s, wall %.1f ms, cpu %.1f ms, "
 		    "peak memory %" PRId64 " KiB, stdout %zu B%s, stderr %zu B%s\n",
-		    res.signal != 0 ? "signal" : "exit", res.signal != 0 ? res.signal :
-		    res.exit_code, sb_limit_name(res.limit), (double)res.wall_us / 1000.0,
-		    (double)res.cpu_us / 1000.0, res.mem_peak >= 0 ? res.mem_peak / 1024 : -1,
-		    res.out_len, res.out_truncated ? " (truncated)" : "", res.err_len,
+		    res.signal != 0 ? "signal" : "exit",
+		    res.signal != 0 ? res.signal : res.exit_code, sb_limit_name(res.limit),
+		    (double)res.wall_us / 1000.0, (double)res.cpu_us / 1000.0,
+		    res.mem_peak >= 0 ? res.mem_peak / 1024 : -1, res.out_len,
+		    res.out_truncated ? " (truncated)" : "", res.err_len,
 		    res.err_truncated ? " (truncated)" : "");
 	}
 	rc = res.signal != 0 ? 128 + res.signal : res.exit_code;
@@ -427,7 +457,8 @@ cmd_forward(int argc, char **argv)
 	long long port;
 
 	if (argc < 6 || strcmp(argv[4], "--") != 0) {
-		fprintf(stderr, "usage: airlock-sandbox forward SOCKET PORT -- CMD...\n"
+		fprintf(stderr,
+		    "usage: airlock-sandbox forward SOCKET PORT -- CMD...\n"
 		    "(used inside the sandbox; not meant to be run by hand)\n");
 		return EX_USAGE;
 	}
@@ -453,8 +484,9 @@ main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "guest") == 0)
 		return sb_guest_main(argc, argv);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0)) {
+	if (argc >= 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+		strcmp(argv[1], "help") == 0)) {
 		fputs(usage_text, stdout);
 		return EX_OK;
 	}

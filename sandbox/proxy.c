@@ -28,7 +28,7 @@
 struct allow_entry {
 	char host[256];
 	unsigned port;
-	int family;		/* AF_INET or AF_INET6 when host is an address literal, else 0 */
+	int family; /* AF_INET or AF_INET6 when host is an address literal, else 0 */
 	unsigned char addr[16];
 };
 
@@ -52,8 +52,8 @@ struct sb_proxy {
 	int is_stopping;
 	int has_thread;
 	pthread_t thread;
-	pthread_mutex_t lock;		/* guards conns and is_stopping */
-	pthread_mutex_t report_lock;	/* one callback at a time */
+	pthread_mutex_t lock;	     /* guards conns and is_stopping */
+	pthread_mutex_t report_lock; /* one callback at a time */
 	struct conn conns[CONN_MAX];
 };
 
@@ -75,8 +75,8 @@ sb_allow_parse(const char *entry, char *host, size_t hostlen, unsigned *port)
 		hl = (size_t)(close - h);
 		colon = close + 1;
 	} else {
-		if ((colon = strrchr(entry, ':')) == NULL || memchr(entry, ':',
-		    (size_t)(colon - entry)) != NULL)
+		if ((colon = strrchr(entry, ':')) == NULL ||
+		    memchr(entry, ':', (size_t)(colon - entry)) != NULL)
 			return -1;
 		hl = (size_t)(colon - entry);
 	}
@@ -104,13 +104,10 @@ static int
 is_restricted_v4(const unsigned char *a)
 {
 	return a[0] == 0 || a[0] == 10 || a[0] == 127 || a[0] >= 224 ||
-	    (a[0] == 100 && (a[1] & 0xC0) == 64) ||
-	    (a[0] == 169 && a[1] == 254) ||
-	    (a[0] == 172 && (a[1] & 0xF0) == 16) ||
-	    (a[0] == 192 && a[1] == 168) ||
+	    (a[0] == 100 && (a[1] & 0xC0) == 64) || (a[0] == 169 && a[1] == 254) ||
+	    (a[0] == 172 && (a[1] & 0xF0) == 16) || (a[0] == 192 && a[1] == 168) ||
 	    (a[0] == 192 && a[1] == 0 && (a[2] == 0 || a[2] == 2)) ||
-	    (a[0] == 198 && (a[1] & 0xFE) == 18) ||
-	    (a[0] == 198 && a[1] == 51 && a[2] == 100) ||
+	    (a[0] == 198 && (a[1] & 0xFE) == 18) || (a[0] == 198 && a[1] == 51 && a[2] == 100) ||
 	    (a[0] == 203 && a[1] == 0 && a[2] == 113);
 }
 
@@ -126,7 +123,7 @@ is_restricted(int family, const unsigned char *a)
 		return is_restricted_v4(a);
 	if (memcmp(a, mapped, 12) == 0)
 		return is_restricted_v4(a + 12);
-	if (memcmp(a, zero, 12) == 0)	/* ::, ::1 and the old v4-compatible form */
+	if (memcmp(a, zero, 12) == 0) /* ::, ::1 and the old v4-compatible form */
 		return 1;
 	for (i = 0; i < 16; i++)
 		if (a[i] != 0)
@@ -137,8 +134,8 @@ is_restricted(int family, const unsigned char *a)
 }
 
 static void
-report(struct sb_proxy *p, const char *host, unsigned port, const char *address,
-    int is_allowed, const char *reason)
+report(struct sb_proxy *p, const char *host, unsigned port, const char *address, int is_allowed,
+    const char *reason)
 {
 	struct sb_egress ev = { host, port, address, is_allowed, reason };
 
@@ -171,9 +168,10 @@ answer(int fd, int code, const char *text)
 	char buf[256];
 	int n;
 
-	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n", code, text,
-	    strlen(text) + 1, text);
+	n = snprintf(buf, sizeof(buf),
+	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+	    code, text, strlen(text) + 1, text);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		(void)send_all(fd, buf, (size_t)n);
 }
@@ -284,7 +282,8 @@ relay(struct sb_proxy *p, int a, int b, long long body_left)
 	int is_tunnel = body_left < 0;
 
 	while ((open_a || open_b) && !__atomic_load_n(&p->is_stopping, __ATOMIC_ACQUIRE)) {
-		struct pollfd pf[2] = { { a, open_a ? POLLIN : 0, 0 }, { b, open_b ? POLLIN : 0, 0 } };
+		struct pollfd pf[2] = { { a, open_a ? POLLIN : 0, 0 },
+			{ b, open_b ? POLLIN : 0, 0 } };
 		int i;
 
 		if (poll(pf, 2, 1000) == -1 && errno != EINTR)
@@ -303,7 +302,7 @@ relay(struct sb_proxy *p, int a, int b, long long body_left)
 			if (n <= 0) {
 				*is_open = 0;
 				if (!is_tunnel && from == b)
-					return;		/* the response is complete */
+					return; /* the response is complete */
 				shutdown(to, SHUT_WR);
 				continue;
 			}
@@ -323,14 +322,14 @@ relay(struct sb_proxy *p, int a, int b, long long body_left)
 /* One request as the program sent it, checked. */
 struct request {
 	char method[16];
-	char host[256];		/* lower-cased, as in the allowlist */
+	char host[256]; /* lower-cased, as in the allowlist */
 	unsigned port;
 	int is_connect;
-	char origin[HEAD_MAX + 2];	/* the path and query to send upstream, "/" at least */
+	char origin[HEAD_MAX + 2]; /* the path and query to send upstream, "/" at least */
 	char version[16];
-	const char *headers;	/* borrowed: the header lines after the request line */
-	size_t headers_len;	/* up to the blank line, excluded */
-	long long body_len;	/* from Content-Length; 0 without one */
+	const char *headers; /* borrowed: the header lines after the request line */
+	size_t headers_len;  /* up to the blank line, excluded */
+	long long body_len;  /* from Content-Length; 0 without one */
 };
 
 /* Whether a header line is named name (lower case, without the colon). */
@@ -493,7 +492,7 @@ build_head(const struct request *rq, char *out, size_t cap)
 		size_t len = (size_t)(eol - h);
 
 		if (!(strncasecmp(h, "proxy-", 6) == 0 || is_header(h, len, "connection") ||
-		    is_header(h, len, "keep-alive") || is_header(h, len, "host"))) {
+			is_header(h, len, "keep-alive") || is_header(h, len, "host"))) {
 			if (o + len + 2 > cap)
 				return -1;
 			memcpy(out + o, h, len);
@@ -574,8 +573,9 @@ serve(struct conn *c)
 	if (c->upstream == -1) {
 		int is_policy = strcmp(reason, "restricted_address") == 0;
 
-		answer(c->client, is_policy ? 403 : 502, is_policy ?
-		    "destination address is restricted" : "cannot connect to the destination");
+		answer(c->client, is_policy ? 403 : 502,
+		    is_policy ? "destination address is restricted"
+			      : "cannot connect to the destination");
 		report(p, rq.host, rq.port, address, 0, reason);
 		return;
 	}
@@ -644,7 +644,8 @@ accept_main(void *arg)
 	struct sb_proxy *p = arg;
 
 	for (;;) {
-		struct pollfd pf[2] = { { p->listen_fd, POLLIN, 0 }, { p->stop_pipe[0], POLLIN, 0 } };
+		struct pollfd pf[2] = { { p->listen_fd, POLLIN, 0 },
+			{ p->stop_pipe[0], POLLIN, 0 } };
 		struct conn *c = NULL;
 		int fd, i;
 
@@ -783,8 +784,7 @@ sb_proxy_stop(struct sb_proxy *p)
 }
 
 /* In the forwarder: one process per connection, relaying to the proxy's socket. */
-static void __attribute__((noreturn))
-forward_one(int client, const char *sock_path)
+static void __attribute__((noreturn)) forward_one(int client, const char *sock_path)
 {
 	struct sockaddr_un sun;
 	char buf[16384];
@@ -798,7 +798,7 @@ forward_one(int client, const char *sock_path)
 		_exit(1);
 	while (open_c || open_u) {
 		struct pollfd pf[2] = { { client, open_c ? POLLIN : 0, 0 },
-					{ up, open_u ? POLLIN : 0, 0 } };
+			{ up, open_u ? POLLIN : 0, 0 } };
 		int i;
 
 		if (poll(pf, 2, -1) == -1 && errno != EINTR)

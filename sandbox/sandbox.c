@@ -33,8 +33,7 @@
 #include "airlock/seccomp.h"
 #include "sandbox_int.h"
 
-void __attribute__((format(printf, 3, 4)))
-sb_say(char *err, size_t errlen, const char *fmt, ...)
+void __attribute__((format(printf, 3, 4))) sb_say(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -164,8 +163,8 @@ helper_path(const struct sb_config *cfg, char *path, size_t len)
 
 /* Starts the egress proxy of a run on a socket in a new directory; 0, or -1 with err. */
 static int
-start_proxy(struct sb_run *run, const struct sb_config *cfg, char *sock, size_t socklen,
-    char *err, size_t errlen)
+start_proxy(struct sb_run *run, const struct sb_config *cfg, char *sock, size_t socklen, char *err,
+    size_t errlen)
 {
 	char perr[256];
 
@@ -182,7 +181,7 @@ start_proxy(struct sb_run *run, const struct sb_config *cfg, char *sock, size_t 
 	}
 	snprintf(sock, socklen, "%s/proxy.sock", run->sockdir);
 	if (sb_proxy_start(cfg->allow, cfg->on_egress, cfg->egress_arg, sock,
-	    geteuid() == 0 ? SB_UID : (uid_t)-1, &run->proxy, perr, sizeof(perr)) == -1) {
+		geteuid() == 0 ? SB_UID : (uid_t)-1, &run->proxy, perr, sizeof(perr)) == -1) {
 		sb_say(err, errlen, "%s", perr);
 		return -1;
 	}
@@ -195,9 +194,12 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	static char links[SB_TOP_DIRS][PATH_MAX];
 	static pthread_mutex_t links_lock = PTHREAD_MUTEX_INITIALIZER;
 	static const char *const proxy_env[] = {
-		"HTTP_PROXY=http://127.0.0.1:3128", "HTTPS_PROXY=http://127.0.0.1:3128",
-		"http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3128",
-		"NO_PROXY=", "no_proxy=",
+		"HTTP_PROXY=http://127.0.0.1:3128",
+		"HTTPS_PROXY=http://127.0.0.1:3128",
+		"http_proxy=http://127.0.0.1:3128",
+		"https_proxy=http://127.0.0.1:3128",
+		"NO_PROXY=",
+		"no_proxy=",
 	};
 	struct sb_run *run = NULL;
 	struct args a;
@@ -205,8 +207,9 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	char sock[128] = "";
 	char helper[PATH_MAX], state[PATH_MAX + 16], id[64];
 	int is_gvisor = cfg->isolation == SB_ISOLATION_GVISOR;
-	const char *prog = is_gvisor ? (cfg->runsc != NULL ? cfg->runsc : "/usr/bin/runsc") :
-	    cfg->bwrap != NULL ? cfg->bwrap : "/usr/bin/bwrap";
+	const char *prog = is_gvisor ? (cfg->runsc != NULL ? cfg->runsc : "/usr/bin/runsc")
+	    : cfg->bwrap != NULL     ? cfg->bwrap
+				     : "/usr/bin/bwrap";
 	char *envp[12];
 	size_t ne = 0, i;
 	int in[2] = { -1, -1 }, o[2] = { -1, -1 }, e[2] = { -1, -1 }, pg[2] = { -1, -1 };
@@ -231,8 +234,10 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	if (sb_check_limits(&cfg->limits, err, errlen) == -1)
 		return -1;
 	if (is_gvisor && geteuid() != 0) {
-		sb_say(err, errlen, "gvisor: runsc needs a launcher running as root (uid %d is not); "
-		    "use the namespace level", (int)geteuid());
+		sb_say(err, errlen,
+		    "gvisor: runsc needs a launcher running as root (uid %d is not); "
+		    "use the namespace level",
+		    (int)geteuid());
 		return -1;
 	}
 	if (!is_gvisor && geteuid() != 0 && sb_check_groups(err, errlen) == -1)
@@ -242,7 +247,8 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		return -1;
 	}
 	if (is_gvisor && helper_path(cfg, helper, sizeof(helper)) == -1) {
-		sb_say(err, errlen, "gvisor: cannot find the airlock-sandbox program to run as the "
+		sb_say(err, errlen,
+		    "gvisor: cannot find the airlock-sandbox program to run as the "
 		    "sandbox's init");
 		return -1;
 	}
@@ -269,8 +275,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		for (i = 0; i < sizeof(rnd); i++)
 			snprintf(run->nonce + 2 * i, 3, "%02x", rnd[i]);
 	}
-	if (sb_cgroup_create(cfg->cgroup_parent, mem, pids, &run->cg, cgerr, sizeof(cgerr)) ==
-	    -1) {
+	if (sb_cgroup_create(cfg->cgroup_parent, mem, pids, &run->cg, cgerr, sizeof(cgerr)) == -1) {
 		sb_say(err, errlen, "no cgroup control, refusing to run: %s", cgerr);
 		goto fail;
 	}
@@ -304,7 +309,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 	ac = 0;
 	if (is_gvisor) {
 		if (sb_gvisor_bundle(cfg, helper, cfg->allow != NULL ? sock : NULL, run->bundle,
-		    sizeof(run->bundle), id, sizeof(id), err, errlen) == -1)
+			sizeof(run->bundle), id, sizeof(id), err, errlen) == -1)
 			goto fail;
 		snprintf(state, sizeof(state), "--root=%s/state", run->bundle);
 		argv[ac++] = (char *)"runsc";
@@ -313,8 +318,8 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		argv[ac++] = (char *)"--platform=ptrace";
 		/* The runtime stays in the sandbox's own cgroup, made above. */
 		argv[ac++] = (char *)"--ignore-cgroups";
-		argv[ac++] = cfg->allow != NULL ? (char *)"--host-uds=open" :
-		    (char *)"--host-uds=none";
+		argv[ac++] =
+		    cfg->allow != NULL ? (char *)"--host-uds=open" : (char *)"--host-uds=none";
 		argv[ac++] = (char *)"--overlay2=none";
 		argv[ac++] = (char *)"run";
 		argv[ac++] = (char *)"--bundle";

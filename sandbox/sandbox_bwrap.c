@@ -60,18 +60,25 @@ add3(struct args *a, const char *s1, const char *s2, const char *s3)
 
 /* The top-level directories that merged-/usr systems make symlinks and others make real. */
 static const char *const top_dirs[SB_TOP_DIRS] = {
-	"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+	"/bin",
+	"/sbin",
+	"/lib",
+	"/lib32",
+	"/lib64",
+	"/libx32",
 };
 
 /* What of /etc a program needs to load libraries, find alternatives and verify TLS; no
  * secrets. Each bind costs bwrap a pass over the mount table, so the list is short. */
 static const char *const etc_files[] = {
-	"/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/ssl/certs",
+	"/etc/ld.so.cache",
+	"/etc/alternatives",
+	"/etc/localtime",
+	"/etc/ssl/certs",
 };
 
 int
-sb_build_args(struct args *a, const struct sb_config *cfg, const char *sock,
-    char links[][PATH_MAX])
+sb_build_args(struct args *a, const struct sb_config *cfg, const char *sock, char links[][PATH_MAX])
 {
 	size_t i;
 
@@ -185,10 +192,10 @@ int
 sb_check_limits(const struct sb_limits *l, char *err, size_t errlen)
 {
 	if (l->wall_ms <= 0 || l->cpu_ms <= 0 || l->mem_bytes < (4LL << 20) || l->pids < 4 ||
-	    l->fsize_bytes < 0 || l->nofile < 16 || l->tmp_bytes < 4096 ||
-	    l->stdout_max == 0 || l->stderr_max == 0 || l->stdout_max > (1U << 30) ||
-	    l->stderr_max > (1U << 30)) {
-		sb_say(err, errlen, "limits out of range (memory at least 4 MiB, pids at least 4, "
+	    l->fsize_bytes < 0 || l->nofile < 16 || l->tmp_bytes < 4096 || l->stdout_max == 0 ||
+	    l->stderr_max == 0 || l->stdout_max > (1U << 30) || l->stderr_max > (1U << 30)) {
+		sb_say(err, errlen,
+		    "limits out of range (memory at least 4 MiB, pids at least 4, "
 		    "nofile at least 16, /tmp at least 4 KiB, output caps 1 B to 1 GiB)");
 		return -1;
 	}
@@ -231,8 +238,7 @@ sb_check_groups(char *err, size_t errlen)
 
 	if ((n = getgroups(0, NULL)) <= 0 || can_setgid())
 		return 0;
-	if ((list = calloc((size_t)n, sizeof(*list))) == NULL ||
-	    (n = getgroups(n, list)) == -1) {
+	if ((list = calloc((size_t)n, sizeof(*list))) == NULL || (n = getgroups(n, list)) == -1) {
 		free(list);
 		sb_say(err, errlen, "supplementary groups: cannot read them: %s", strerror(errno));
 		return -1;
@@ -243,7 +249,8 @@ sb_check_groups(char *err, size_t errlen)
 	free(list);
 	if (foreign == 0)
 		return 0;
-	sb_say(err, errlen, "supplementary groups: the launcher has %d besides its own gid and "
+	sb_say(err, errlen,
+	    "supplementary groups: the launcher has %d besides its own gid and "
 	    "cannot drop them without CAP_SETGID; they would reach the sandbox's files, so it "
 	    "refuses to run (run it as a user without supplementary groups, or with CAP_SETGID)",
 	    foreign);
@@ -293,7 +300,7 @@ sb_child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *pr
     char *const *argv, char *const *envp, const int *src, pid_t parent, int is_gvisor)
 {
 	static const int dst[] = { 0, 1, 2, FD_PROGRAM, FD_SECCOMP, FD_ARGS, FD_EXECERR,
-	    FD_HELPER };
+		FD_HELPER };
 	const struct sb_limits *l = &cfg->limits;
 	int e, i;
 
@@ -314,7 +321,7 @@ sb_child(const struct sb_config *cfg, const struct sb_cgroup *cg, const char *pr
 			goto fail;
 	} else {
 		if (set_limit(RLIMIT_CPU, (rlim_t)(l->cpu_ms + 999) / 1000,
-		    (rlim_t)(l->cpu_ms + 999) / 1000 + 1) == -1 ||
+			(rlim_t)(l->cpu_ms + 999) / 1000 + 1) == -1 ||
 		    set_limit(RLIMIT_FSIZE, (rlim_t)l->fsize_bytes, (rlim_t)l->fsize_bytes) == -1 ||
 		    set_limit(RLIMIT_NOFILE, (rlim_t)l->nofile, (rlim_t)l->nofile) == -1 ||
 		    set_limit(RLIMIT_CORE, 0, 0) == -1)

@@ -38,15 +38,15 @@ struct outbuf {
 
 struct sb_run {
 	int is_gvisor;
-	char bundle[PATH_MAX];	/* gVisor: the OCI bundle's directory, runsc's state in it */
-	char nonce[33];		/* gVisor: what the guest's end line must carry */
-	int is_ready;		/* the program has been handed over: the clocks run */
-	int is_boot_failed;	/* gVisor: stderr did not start with the guest's ready line */
-	int has_end;		/* gVisor: the guest's end line was read */
-	int end_status;		/* ... and the wait status it gave */
-	int end_pids;		/* ... and whether the process count reached its limit */
+	char bundle[PATH_MAX]; /* gVisor: the OCI bundle's directory, runsc's state in it */
+	char nonce[33];	       /* gVisor: what the guest's end line must carry */
+	int is_ready;	       /* the program has been handed over: the clocks run */
+	int is_boot_failed;    /* gVisor: stderr did not start with the guest's ready line */
+	int has_end;	       /* gVisor: the guest's end line was read */
+	int end_status;	       /* ... and the wait status it gave */
+	int end_pids;	       /* ... and whether the process count reached its limit */
 	int64_t ready_us;
-	int64_t cpu_base;	/* the cgroup's CPU time at the hand-over, ns */
+	int64_t cpu_base; /* the cgroup's CPU time at the hand-over, ns */
 	pid_t pid;
 	int pidfd;
 	int in_w;
@@ -63,7 +63,7 @@ struct sb_run {
 	size_t prog_len, prog_off;
 	char *input;
 	size_t input_len, input_off;
-	char pump[65536];	/* stdin_fd data on its way in */
+	char pump[65536]; /* stdin_fd data on its way in */
 	size_t pump_len, pump_off;
 	int is_fed;
 	int is_reaped;

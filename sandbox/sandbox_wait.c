@@ -276,7 +276,10 @@ judge(struct sb_run *run, enum sb_limit stopped, struct sb_result *res)
 		res->limits_hit |= SB_LIMIT_BIT(SB_LIMIT_PIDS);
 	if (res->limit == SB_LIMIT_NONE && res->exit_code != 0) {
 		static const enum sb_limit order[] = {
-			SB_LIMIT_CPU, SB_LIMIT_FSIZE, SB_LIMIT_MEMORY, SB_LIMIT_PIDS,
+			SB_LIMIT_CPU,
+			SB_LIMIT_FSIZE,
+			SB_LIMIT_MEMORY,
+			SB_LIMIT_PIDS,
 		};
 		size_t i;
 
@@ -286,9 +289,10 @@ judge(struct sb_run *run, enum sb_limit stopped, struct sb_result *res)
 				break;
 			}
 	}
-	res->cpu_us = st.cpu_ns >= 0 ? (st.cpu_ns - run->cpu_base) / 1000 :
-	    (int64_t)run->ru.ru_utime.tv_sec * 1000000 + run->ru.ru_utime.tv_usec +
-	    (int64_t)run->ru.ru_stime.tv_sec * 1000000 + run->ru.ru_stime.tv_usec;
+	res->cpu_us = st.cpu_ns >= 0
+	    ? (st.cpu_ns - run->cpu_base) / 1000
+	    : (int64_t)run->ru.ru_utime.tv_sec * 1000000 + run->ru.ru_utime.tv_usec +
+		(int64_t)run->ru.ru_stime.tv_sec * 1000000 + run->ru.ru_stime.tv_usec;
 	res->mem_peak = st.mem_peak;
 }
 
@@ -311,8 +315,8 @@ sb_wait(struct sb_run *run, struct sb_result *res, char *err, size_t errlen)
 	/* A sandbox found ready before (a warm one) starts its clocks now, like any other. */
 	if (!run->is_gvisor || run->is_ready)
 		hand_over(run);
-	deadline = run->is_ready ? run->ready_us + run->limits.wall_ms * 1000 :
-	    sb_now_us() + (int64_t)SB_BOOT_MS * 1000;
+	deadline = run->is_ready ? run->ready_us + run->limits.wall_ms * 1000
+				 : sb_now_us() + (int64_t)SB_BOOT_MS * 1000;
 	if (run->prog_w != -1 && run->prog_len == 0)
 		sb_close_fd(&run->prog_w);
 	for (;;) {

@@ -9,7 +9,7 @@
 #include "airlock/db.h"
 #include "airlock/rpc.h"
 
-#define APPROVAL_NOTE_MAX 2000		/* characters of a decision's note */
+#define APPROVAL_NOTE_MAX 2000 /* characters of a decision's note */
 
 /*
  * The plans held for approval, newest first: of tenant (NULL: every tenant), plan_id
@@ -19,8 +19,8 @@
  * decided_task, approver, note, decided_at, decision_call, applied_by}, or NULL with err
  * (503).
  */
-json_t *approval_plans(struct db *db, const char *tenant, const char *plan_id,
-    const char *status, int limit, struct rpc_error *err);
+json_t *approval_plans(struct db *db, const char *tenant, const char *plan_id, const char *status,
+    int limit, struct rpc_error *err);
 
 /*
  * What the asking call of plan_id would have done: sets *arguments to its recorded
@@ -32,10 +32,10 @@ json_t *approval_preview(struct db *db, const char *plan_id, json_t **arguments,
 
 /* Who decides on a plan. */
 struct approval_decider {
-	const char *tenant;		/* the decider's tenant; NULL: any (admin, operator) */
-	const char *token_id;		/* an approver token's id, "admin" */
-	const char *task;		/* NULL for the admin credential */
-	const char *approver;		/* the person recorded */
+	const char *tenant;   /* the decider's tenant; NULL: any (admin, operator) */
+	const char *token_id; /* an approver token's id, "admin" */
+	const char *task;     /* NULL for the admin credential */
+	const char *approver; /* the person recorded */
 };
 
 /*
@@ -45,7 +45,7 @@ struct approval_decider {
  * rolled back, 403 four_eyes, 409 plan_decided / plan_expired, -32602 plan_not_found, 503.
  */
 int approval_decide(struct db *db, const struct audit_record *rec, const char *plan_id,
-    int is_approve, const struct approval_decider *who, const char *note,
-    struct rpc_error *err) __attribute__((warn_unused_result));
+    int is_approve, const struct approval_decider *who, const char *note, struct rpc_error *err)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -10,41 +10,41 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#define AUDIT_ID_LEN 36		/* a UUID in text */
-#define AUDIT_ARGS_MAX	(64 * 1024)	/* bytes of arguments a record keeps as sent */
-#define AUDIT_PREFIX_MAX 256		/* bytes of a summary's prefix */
+#define AUDIT_ID_LEN 36		   /* a UUID in text */
+#define AUDIT_ARGS_MAX (64 * 1024) /* bytes of arguments a record keeps as sent */
+#define AUDIT_PREFIX_MAX 256	   /* bytes of a summary's prefix */
 
 struct audit_record {
 	char id[AUDIT_ID_LEN + 1];
-	struct timespec at;		/* CLOCK_REALTIME when the call began */
+	struct timespec at; /* CLOCK_REALTIME when the call began */
 	char tenant[64];
 	char token_id[16];
 	char task[129];
 	char method[64];
 	char tool[65];
-	json_t *arguments;		/* owned; sensitive values already replaced by digests;
+	json_t *arguments; /* owned; sensitive values already replaced by digests;
 					   past AUDIT_ARGS_MAX bytes, kept as audit_summary */
-	json_t *egress;			/* owned; a code step's egress attempts, or NULL */
+	json_t *egress;	   /* owned; a code step's egress attempts, or NULL */
 	/* A dry-run of a write: its preview's changes and its plan, written with the record
 	 * because the transaction that made them rolled back.  JSON text from PostgreSQL, kept
 	 * as text so numeric values keep every digit (owned, malloc'd; NULL when none). */
-	char *changes;			/* [{table_name, tenant, key, op, before, after}] */
-	char *plan_updates;		/* [{table, key, before_digest}] */
-	char *plan_inserts;		/* {table: rows} */
+	char *changes;	    /* [{table_name, tenant, key, op, before, after}] */
+	char *plan_updates; /* [{table, key, before_digest}] */
+	char *plan_inserts; /* {table: rows} */
 	char fingerprint[65];
-	int needs_approval;		/* the plan waits for an approver (airlock/plans.*) */
-	int is_four_eyes;		/* ... who must not be of the asking task */
+	int needs_approval; /* the plan waits for an approver (airlock/plans.*) */
+	int is_four_eyes;   /* ... who must not be of the asking task */
 	int is_dry_run;
 	char idem_key[256];
 	char plan_id[AUDIT_ID_LEN + 1];
-	const char *outcome;		/* "ok", "tool_error", "refused", "error" (static) */
-	const char *reason;		/* a data.reason value, NULL when ok (static, or
+	const char *outcome; /* "ok", "tool_error", "refused", "error" (static) */
+	const char *reason;  /* a data.reason value, NULL when ok (static, or
 					   reason_buf: see audit_record_reason) */
 	char reason_buf[64];
 	double duration_ms;
 	char result_digest[65];
 	char client[64];
-	char trace_id[33];		/* the request's W3C trace id, or "": the client's word,
+	char trace_id[33]; /* the request's W3C trace id, or "": the client's word,
 					   kept beside the record, not covered by its digest */
 };
 

@@ -14,22 +14,22 @@ struct principal {
 	int is_admin;
 	char token_id[TOK_ID_LEN + 1];
 	char tenant[64];
-	char role[64];			/* the tenant's role name */
+	char role[64]; /* the tenant's role name */
 	char task[129];
-	json_t *tools;			/* array of granted tool names (owned) */
-	json_t *bindings;		/* object: argument -> text value (owned) */
+	json_t *tools;	  /* array of granted tool names (owned) */
+	json_t *bindings; /* object: argument -> text value (owned) */
 	int can_revert;
 	int is_preview_only;
-	long long max_calls;		/* 0: no quota */
+	long long max_calls; /* 0: no quota */
 	long long calls_used;
 	char expires_at[40];
-	double rate, burst;		/* the tenant's rate limit; 0: the gateway's default */
-	char approver[129];		/* an approver token's person; "" for a caller */
+	double rate, burst; /* the tenant's rate limit; 0: the gateway's default */
+	char approver[129]; /* an approver token's person; "" for a caller */
 };
 
 /* How long a token's principal is kept without asking the database again (fallback for a
  * lost announcement; announcements drop it at once). */
-#define AUTH_CACHE_TTL_MS	1000
+#define AUTH_CACHE_TTL_MS 1000
 
 /*
  * Identifies the caller of bearer (NULL when the request had none).  Returns 0 with p

@@ -22,9 +22,9 @@ struct call {
 	struct principal p;
 	struct audit_record rec;
 	int is_identified;
-	int is_recorded;		/* the record went in with a write's effect */
-	int is_refusal_result;		/* refused, answered as an isError result (/mcp) */
-	json_t *digest_of;		/* what the record's digest covers when not the
+	int is_recorded;       /* the record went in with a write's effect */
+	int is_refusal_result; /* refused, answered as an isError result (/mcp) */
+	json_t *digest_of;     /* what the record's digest covers when not the
 					 * answer (a new reference), or NULL */
 };
 
@@ -40,8 +40,7 @@ typedef json_t *(*call_fn)(struct call *c, json_t *params, struct rpc_error *err
  * NULL with err.  A call whose record cannot be written is answered 503: no data without
  * its record.  Refusals before authentication and by rate limit are counted, not recorded.
  */
-json_t *call_run(void *vctx, const char *method, json_t *params, call_fn fn,
-    struct rpc_error *err);
+json_t *call_run(void *vctx, const char *method, json_t *params, call_fn fn, struct rpc_error *err);
 
 /* The record's outcome for a call answered with err: "error" or "refused". */
 const char *call_outcome_of(const struct rpc_error *err);

@@ -13,10 +13,10 @@ struct sb_cgroup;
 
 /* What a sandbox's cgroup counted; a field the hierarchy cannot tell is -1. */
 struct sb_cgroup_stats {
-	int64_t cpu_ns;		/* CPU time of every process that ran in it */
-	int64_t mem_peak;	/* highest memory charge, bytes */
-	int64_t oom_kills;	/* processes the memory limit killed */
-	int64_t pids_refused;	/* forks refused by the process limit */
+	int64_t cpu_ns;	      /* CPU time of every process that ran in it */
+	int64_t mem_peak;     /* highest memory charge, bytes */
+	int64_t oom_kills;    /* processes the memory limit killed */
+	int64_t pids_refused; /* forks refused by the process limit */
 };
 
 /*
@@ -28,8 +28,8 @@ struct sb_cgroup_stats {
  * why; the sandbox must then refuse to run. On success stores a new cgroup in *out (owned
  * by the caller, released by sb_cgroup_destroy) and returns 0; on error returns -1.
  */
-int sb_cgroup_create(const char *parent, int64_t mem_bytes, int64_t pids,
-    struct sb_cgroup **out, char *err, size_t errlen) __attribute__((warn_unused_result));
+int sb_cgroup_create(const char *parent, int64_t mem_bytes, int64_t pids, struct sb_cgroup **out,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /*
  * Moves the calling process into the cgroup. Only async-signal-safe calls: meant for a

@@ -46,8 +46,7 @@ void cli_warnx(const char *cmd, const char *fmt, ...) __attribute__((format(prin
  * Writes the conninfo string into buf.  Returns 0, or -1 when it does not fit.  Warns
  * (once) when db_opt, which came from the command line, holds a password.
  */
-int cli_conninfo(const char *db_opt, char *buf, size_t len)
-	__attribute__((warn_unused_result));
+int cli_conninfo(const char *db_opt, char *buf, size_t len) __attribute__((warn_unused_result));
 
 /*
  * Connects by the rule above, with client_min_messages at warning.  Returns a new

@@ -33,9 +33,9 @@ struct console_filter {
 	const char *tenant;
 	const char *tool;
 	const char *outcome;
-	const char *from, *to;		/* timestamps (ISO 8601), from inclusive, to exclusive */
-	const char *before;		/* a seq: only older calls (the next page) */
-	int limit;			/* 1..200 */
+	const char *from, *to; /* timestamps (ISO 8601), from inclusive, to exclusive */
+	const char *before;    /* a seq: only older calls (the next page) */
+	int limit;	       /* 1..200 */
 };
 
 /*

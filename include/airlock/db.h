@@ -11,10 +11,10 @@
 #define DB_MAX_PREPARED 256
 
 struct db {
-	PGconn *conn;		/* NULL or a connection in CONNECTION_OK */
-	const char *conninfo;	/* borrowed */
-	unsigned generation;	/* bumped on every new connection */
-	char *prepared[DB_MAX_PREPARED];	/* statement names prepared on this connection */
+	PGconn *conn;			 /* NULL or a connection in CONNECTION_OK */
+	const char *conninfo;		 /* borrowed */
+	unsigned generation;		 /* bumped on every new connection */
+	char *prepared[DB_MAX_PREPARED]; /* statement names prepared on this connection */
 	size_t n_prepared;
 };
 
@@ -40,11 +40,11 @@ PGresult *db_exec(struct db *db, const char *name, const char *sql, int n,
 
 /* One statement of a pipeline: prepared (name) or not (sql only). */
 struct db_query {
-	const char *name;		/* a statement prepared with db_prepare, or NULL */
-	const char *sql;		/* used when name is NULL */
+	const char *name; /* a statement prepared with db_prepare, or NULL */
+	const char *sql;  /* used when name is NULL */
 	int n;
 	const char *const *values;
-	PGresult *res;			/* out: the statement's result (the caller PQclears) */
+	PGresult *res; /* out: the statement's result (the caller PQclears) */
 };
 
 /*

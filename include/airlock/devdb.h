@@ -14,15 +14,15 @@
 
 /* The login roles a dev-db provides. */
 enum devdb_role {
-	DEVDB_OPERATOR,	/* airlock_operator: owns the database, runs migrations */
+	DEVDB_OPERATOR, /* airlock_operator: owns the database, runs migrations */
 	DEVDB_GATEWAY	/* airlock_gateway: the daemon's NOINHERIT login role */
 };
 
 /* Names of the roles and the database, as created at first start. */
-#define DEVDB_BOOTSTRAP_ROLE	"airlock_bootstrap"
-#define DEVDB_OPERATOR_ROLE	"airlock_operator"
-#define DEVDB_GATEWAY_ROLE	"airlock_gateway"
-#define DEVDB_DATABASE		"airlock"
+#define DEVDB_BOOTSTRAP_ROLE "airlock_bootstrap"
+#define DEVDB_OPERATOR_ROLE "airlock_operator"
+#define DEVDB_GATEWAY_ROLE "airlock_gateway"
+#define DEVDB_DATABASE "airlock"
 
 /*
  * Writes the libpq URL for role into buf:
@@ -33,29 +33,29 @@ enum devdb_role {
  * DIR/pgpass naming the role) or buf is too small; prints nothing.
  */
 int devdb_url(const char *dir, enum devdb_role role, char *buf, size_t len)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
-#define DEVDB_PORT	"5432"
+#define DEVDB_PORT "5432"
 
 /* Paths inside a dev-db directory. */
 struct devdb_layout {
-	char	dir[PATH_MAX];
-	char	data[PATH_MAX];
-	char	version[PATH_MAX];	/* data/PG_VERSION: initdb finished */
-	char	conf[PATH_MAX];
-	char	sock[PATH_MAX];
-	char	log[PATH_MAX];
-	char	pgpass[PATH_MAX];	/* libpq's password file for the two login roles */
-	char	legacy[PATH_MAX];	/* "role password" lines, from before the passfile */
-	char	bootstrap[PATH_MAX];	/* the superuser's password until provisioning ends */
+	char dir[PATH_MAX];
+	char data[PATH_MAX];
+	char version[PATH_MAX]; /* data/PG_VERSION: initdb finished */
+	char conf[PATH_MAX];
+	char sock[PATH_MAX];
+	char log[PATH_MAX];
+	char pgpass[PATH_MAX];	  /* libpq's password file for the two login roles */
+	char legacy[PATH_MAX];	  /* "role password" lines, from before the passfile */
+	char bootstrap[PATH_MAX]; /* the superuser's password until provisioning ends */
 };
 
 /* The account that runs initdb, pg_ctl and the server. */
 struct devdb_account {
-	int	must_drop;	/* we are root: switch to the postgres account */
-	uid_t	uid;
-	gid_t	gid;
-	char	name[64];
+	int must_drop; /* we are root: switch to the postgres account */
+	uid_t uid;
+	gid_t gid;
+	char name[64];
 };
 
 /*
@@ -66,11 +66,11 @@ struct devdb_account {
  * working directory).
  */
 int devdb_dir(const char *dir, char *buf, size_t len, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Fills l with the paths inside dir.  Returns 0, or -1 with the fault in err. */
 int devdb_layout(struct devdb_layout *l, const char *dir, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* buf = dir/name.  Returns 0, or -1 when it does not fit. */
 int devdb_join(char *buf, size_t len, const char *dir, const char *name);
@@ -80,7 +80,7 @@ int devdb_join(char *buf, size_t len, const char *dir, const char *name);
  * root (PostgreSQL refuses root).  Returns 0, or -1 with the fault in err.
  */
 int devdb_account(struct devdb_account *a, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* In a child process: becomes the account a.  Returns 0, or -1 when any step fails. */
 int devdb_become(const struct devdb_account *a);
@@ -94,8 +94,7 @@ int devdb_can_reach(const struct devdb_account *a, const char *path, int mode);
  * the last two fields without a colon) or, when is_legacy, from the older "role password"
  * lines.  Returns 0 or -1.
  */
-int devdb_read_password(const char *path, const char *role, int is_legacy, char *pw,
-    size_t len);
+int devdb_read_password(const char *path, const char *role, int is_legacy, char *pw, size_t len);
 
 /* Copies s into buf with the passfile's escapes (backslash before ':' and '\\').  Returns 0,
  * or -1 when it does not fit. */

@@ -11,17 +11,17 @@
 enum doc_status { DOC_OK, DOC_SKIP, DOC_WARN, DOC_FAIL };
 
 struct doc_row {
-	const char	*check;		/* static: the check's name */
-	enum doc_status	 status;
-	char		 detail[512];	/* the object at fault, or what was checked */
+	const char *check; /* static: the check's name */
+	enum doc_status status;
+	char detail[512]; /* the object at fault, or what was checked */
 };
 
 /* The rows in the order the checks ran. */
 struct doc_report {
-	struct doc_row	*rows;
-	size_t		 n, cap;
-	int		 has_failure;
-	int		 has_db_error;	/* a query failed: the database checks are incomplete */
+	struct doc_row *rows;
+	size_t n, cap;
+	int has_failure;
+	int has_db_error; /* a query failed: the database checks are incomplete */
 };
 
 void doc_report_init(struct doc_report *r);

@@ -47,8 +47,8 @@
  * in dir and a new container id in id.  Returns 0, or -1 with a message in err (nothing
  * left behind).
  */
-int sb_gvisor_bundle(const struct sb_config *cfg, const char *helper, const char *sock,
-    char *dir, size_t dirlen, char *id, size_t idlen, char *err, size_t errlen)
+int sb_gvisor_bundle(const struct sb_config *cfg, const char *helper, const char *sock, char *dir,
+    size_t dirlen, char *id, size_t idlen, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Removes a bundle directory and everything under it (runsc's state included). */

@@ -34,13 +34,13 @@ void idem_leave(const char *tenant, const char *key);
  * NULL with *found 0 when the key is unused (or its call has not committed); NULL with err
  * on a database fault.
  */
-json_t *idem_lookup(struct db *db, const char *tenant, const char *key,
-    const char *fingerprint, int *found, int *is_replay, struct rpc_error *err);
+json_t *idem_lookup(struct db *db, const char *tenant, const char *key, const char *fingerprint,
+    int *found, int *is_replay, struct rpc_error *err);
 
 /* After a failed claim (23505): the stored answer for the key, as idem_lookup, or NULL
  * with err (409 key_in_flight when its call has not committed yet). */
-json_t *idem_replay(struct db *db, const char *tenant, const char *key,
-    const char *fingerprint, int *is_replay, struct rpc_error *err);
+json_t *idem_replay(struct db *db, const char *tenant, const char *key, const char *fingerprint,
+    int *is_replay, struct rpc_error *err);
 
 /* The values of a key's claim, which the queries idem_claim_queries fills borrow. */
 struct idem_claim {

@@ -12,10 +12,10 @@ struct gateway;
 
 /* Plain counters, without labels. */
 enum metrics_counter {
-	METRICS_DB_RECONNECTS,		/* a worker's connection replaced after it broke */
-	METRICS_POOL_REJECTED,		/* calls refused because a worker queue was full */
-	METRICS_REVERTS,		/* reverts committed (not previews, not replays) */
-	METRICS_SANDBOX_FAILED,		/* sandboxes that could not start or be waited for */
+	METRICS_DB_RECONNECTS,	/* a worker's connection replaced after it broke */
+	METRICS_POOL_REJECTED,	/* calls refused because a worker queue was full */
+	METRICS_REVERTS,	/* reverts committed (not previews, not replays) */
+	METRICS_SANDBOX_FAILED, /* sandboxes that could not start or be waited for */
 	METRICS_COUNTER_MAX
 };
 
@@ -32,8 +32,8 @@ void metrics_http_answered(int status);
  * One JSON-RPC call that reached its method: method, tool ("" when none), outcome ("ok",
  * "tool_error", "refused" or "error"), reason ("" for ok) and how long it took.
  */
-void metrics_call(const char *method, const char *tool, const char *outcome,
-    const char *reason, double seconds);
+void metrics_call(const char *method, const char *tool, const char *outcome, const char *reason,
+    double seconds);
 
 /* What a successful tools/call or revert answered, read from its structuredContent
  * (borrowed): dry-runs, plans made and committed, idempotent replays. */
@@ -57,8 +57,7 @@ void metrics_audit_flush(size_t records, double seconds);
  * (worker pools, the sealer).  Returns a new malloc'd string and its length in *len, or
  * NULL when out of memory.
  */
-char *metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections,
-    size_t *len);
+char *metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, size_t *len);
 
 /* Writes v into out (size len) escaped as a label value: backslash, double quote and
  * newline get a backslash.  Truncates to fit; always NUL-terminates when len > 0. */

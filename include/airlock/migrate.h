@@ -11,11 +11,11 @@
 /* Outcomes of migrate_apply. */
 enum migrate_status {
 	MIGRATE_OK = 0,
-	MIGRATE_NO_DIR,		/* the migrations directory cannot be read */
-	MIGRATE_BAD_FILE,	/* a badly named, duplicate, unreadable or out-of-order file */
-	MIGRATE_CHANGED,	/* an applied file has changed, been renamed or is missing */
-	MIGRATE_FAILED,		/* a migration's SQL failed; its transaction was rolled back */
-	MIGRATE_DB		/* the database failed: connection lost, bookkeeping refused */
+	MIGRATE_NO_DIR,	  /* the migrations directory cannot be read */
+	MIGRATE_BAD_FILE, /* a badly named, duplicate, unreadable or out-of-order file */
+	MIGRATE_CHANGED,  /* an applied file has changed, been renamed or is missing */
+	MIGRATE_FAILED,	  /* a migration's SQL failed; its transaction was rolled back */
+	MIGRATE_DB	  /* the database failed: connection lost, bookkeeping refused */
 };
 
 /*
@@ -30,6 +30,6 @@ enum migrate_status {
  * naming the file in err.  conn is borrowed; the lock is released before returning.
  */
 int migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 #endif

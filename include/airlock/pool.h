@@ -18,9 +18,9 @@
  */
 struct pool_job {
 	void (*run)(struct pool_job *job, struct db *db);
-	char key[64];			/* fairness key: jobs of one key take turns with other keys */
+	char key[64]; /* fairness key: jobs of one key take turns with other keys */
 	TAILQ_ENTRY(pool_job) entry;
-	void *q;			/* the pool's: the key's queue while the job runs */
+	void *q; /* the pool's: the key's queue while the job runs */
 };
 
 struct pool;

@@ -32,8 +32,8 @@ int sb_allow_parse(const char *entry, char *host, size_t hostlen, unsigned *port
  * On success stores a new proxy in *out (released by sb_proxy_stop) and returns 0; on
  * error returns -1 with a message in err.
  */
-int sb_proxy_start(const char *const *allow, sb_egress_fn *fn, void *arg,
-    const char *sock_path, uid_t owner, struct sb_proxy **out, char *err, size_t errlen)
+int sb_proxy_start(const char *const *allow, sb_egress_fn *fn, void *arg, const char *sock_path,
+    uid_t owner, struct sb_proxy **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* Closes every connection, joins the threads, unlinks the socket and frees; NULL allowed. */

@@ -10,18 +10,18 @@
 #include <jansson.h>
 
 /* Standard codes. */
-#define RPC_PARSE_ERROR      (-32700)
-#define RPC_INVALID_REQUEST  (-32600)
+#define RPC_PARSE_ERROR (-32700)
+#define RPC_INVALID_REQUEST (-32600)
 #define RPC_METHOD_NOT_FOUND (-32601)
-#define RPC_INVALID_PARAMS   (-32602)
-#define RPC_INTERNAL_ERROR   (-32603)
+#define RPC_INVALID_PARAMS (-32602)
+#define RPC_INTERNAL_ERROR (-32603)
 /* Application codes, outside the reserved range, in HTTP's spirit. */
-#define RPC_UNAUTHORIZED     401
-#define RPC_FORBIDDEN        403
-#define RPC_CONFLICT         409
-#define RPC_UNPROCESSABLE    422
-#define RPC_TOO_MANY         429
-#define RPC_UNAVAILABLE      503
+#define RPC_UNAUTHORIZED 401
+#define RPC_FORBIDDEN 403
+#define RPC_CONFLICT 409
+#define RPC_UNPROCESSABLE 422
+#define RPC_TOO_MANY 429
+#define RPC_UNAVAILABLE 503
 
 /*
  * An error a method reports.  reason is one of the documented data.reason values
@@ -54,7 +54,7 @@ void rpc_error_internal(struct rpc_error *err);
 typedef json_t *(*rpc_fn)(void *ctx, const char *method, json_t *params, struct rpc_error *err);
 
 enum rpc_method_flags {
-	RPC_SLOW = 1 << 0,	/* must run on a worker (database, sandbox): never inline */
+	RPC_SLOW = 1 << 0, /* must run on a worker (database, sandbox): never inline */
 };
 
 struct rpc_method {
@@ -64,19 +64,19 @@ struct rpc_method {
 };
 
 struct rpc_limits {
-	size_t max_depth;	/* nesting of arrays and objects */
-	size_t max_batch;	/* elements of a batch */
+	size_t max_depth; /* nesting of arrays and objects */
+	size_t max_batch; /* elements of a batch */
 };
 
 /* One HTTP body's worth of JSON-RPC: a single request or a batch. */
 struct rpc_msg {
-	json_t *root;		/* the parsed body; NULL when it did not parse */
+	json_t *root; /* the parsed body; NULL when it did not parse */
 	int is_batch;
-	json_t *response;	/* what to send back; NULL when nothing (all notifications) */
-	int http_status;	/* 200, or 401/429/503 for a single request's error */
-	char method[64];	/* first method named, for the request log */
-	int n_calls;		/* elements seen */
-	int is_failed;		/* an answer was due but could not be built (out of memory):
+	json_t *response; /* what to send back; NULL when nothing (all notifications) */
+	int http_status;  /* 200, or 401/429/503 for a single request's error */
+	char method[64];  /* first method named, for the request log */
+	int n_calls;	  /* elements seen */
+	int is_failed;	  /* an answer was due but could not be built (out of memory):
 				 * the caller sends a fixed internal error instead */
 };
 

@@ -26,19 +26,19 @@
 /* Which limit stopped a program. */
 enum sb_limit {
 	SB_LIMIT_NONE = 0,
-	SB_LIMIT_WALL,		/* wall-clock time: the whole namespace was killed */
-	SB_LIMIT_CPU,		/* CPU seconds, per process (RLIMIT_CPU) or in total (cgroup) */
-	SB_LIMIT_MEMORY,	/* the cgroup's memory limit: the kernel killed a process */
-	SB_LIMIT_PIDS,		/* the cgroup's process limit refused a fork */
-	SB_LIMIT_FSIZE,		/* a file grew past RLIMIT_FSIZE */
-	SB_LIMIT_OUTPUT,	/* stdout or stderr passed its cap: the namespace was killed */
+	SB_LIMIT_WALL,	 /* wall-clock time: the whole namespace was killed */
+	SB_LIMIT_CPU,	 /* CPU seconds, per process (RLIMIT_CPU) or in total (cgroup) */
+	SB_LIMIT_MEMORY, /* the cgroup's memory limit: the kernel killed a process */
+	SB_LIMIT_PIDS,	 /* the cgroup's process limit refused a fork */
+	SB_LIMIT_FSIZE,	 /* a file grew past RLIMIT_FSIZE */
+	SB_LIMIT_OUTPUT, /* stdout or stderr passed its cap: the namespace was killed */
 };
 #define SB_LIMIT_BIT(l) (1u << (l))
 
 /* The boundary a sandbox runs behind. */
 enum sb_isolation {
-	SB_ISOLATION_NAMESPACE = 0,	/* bubblewrap: namespaces, seccomp, the host's kernel */
-	SB_ISOLATION_GVISOR,		/* gVisor's runsc: a kernel in user space (ptrace platform) */
+	SB_ISOLATION_NAMESPACE = 0, /* bubblewrap: namespaces, seccomp, the host's kernel */
+	SB_ISOLATION_GVISOR,	    /* gVisor's runsc: a kernel in user space (ptrace platform) */
 };
 
 /*
@@ -50,26 +50,26 @@ enum sb_isolation {
 #define SB_BOOT_MS 30000
 
 struct sb_limits {
-	int64_t wall_ms;	/* wall-clock time from the hand-over to exit */
-	int64_t cpu_ms;		/* CPU time, whole sandbox (the runtime's own work for it
+	int64_t wall_ms;     /* wall-clock time from the hand-over to exit */
+	int64_t cpu_ms;	     /* CPU time, whole sandbox (the runtime's own work for it
 				   included), from the hand-over; each process also gets
 				   RLIMIT_CPU, which counts from its start */
-	int64_t mem_bytes;	/* memory cgroup limit, /tmp included (tmpfs is charged there) */
-	int64_t pids;		/* processes and threads at once */
-	int64_t fsize_bytes;	/* RLIMIT_FSIZE */
-	int64_t nofile;		/* RLIMIT_NOFILE (at least 16: bwrap needs a few) */
-	int64_t tmp_bytes;	/* size of the private /tmp */
-	size_t stdout_max;	/* bytes of stdout kept; one more stops the program */
-	size_t stderr_max;	/* bytes of stderr kept; one more stops the program */
+	int64_t mem_bytes;   /* memory cgroup limit, /tmp included (tmpfs is charged there) */
+	int64_t pids;	     /* processes and threads at once */
+	int64_t fsize_bytes; /* RLIMIT_FSIZE */
+	int64_t nofile;	     /* RLIMIT_NOFILE (at least 16: bwrap needs a few) */
+	int64_t tmp_bytes;   /* size of the private /tmp */
+	size_t stdout_max;   /* bytes of stdout kept; one more stops the program */
+	size_t stderr_max;   /* bytes of stderr kept; one more stops the program */
 };
 
 /* One egress attempt seen by the proxy. Strings are borrowed for the callback's duration. */
 struct sb_egress {
-	const char *host;	/* as the program asked for it */
+	const char *host; /* as the program asked for it */
 	unsigned port;
-	const char *address;	/* the address dialled or refused, "" when none was resolved */
+	const char *address; /* the address dialled or refused, "" when none was resolved */
 	int is_allowed;
-	const char *reason;	/* "allowed", "not_listed", "restricted_address", "resolve_failed",
+	const char *reason; /* "allowed", "not_listed", "restricted_address", "resolve_failed",
 				   "connect_failed", "bad_request" */
 };
 
@@ -80,36 +80,36 @@ struct sb_egress {
 typedef void sb_egress_fn(void *arg, const struct sb_egress *ev);
 
 struct sb_config {
-	const char *const *argv;	/* NULL-terminated; argv[0] is looked up in the sandbox's PATH */
+	const char *const *argv; /* NULL-terminated; argv[0] is looked up in the sandbox's PATH */
 	struct sb_limits limits;
-	int has_program;		/* program text from sb_feed on descriptor SB_PROGRAM_FD */
-	int stdin_fd;			/* -1, or a descriptor the launcher copies to the program's stdin
+	int has_program;	  /* program text from sb_feed on descriptor SB_PROGRAM_FD */
+	int stdin_fd;		  /* -1, or a descriptor the launcher copies to the program's stdin
 					   (after any input given to sb_feed); never passed inside */
-	const char *const *allow;	/* NULL, or NULL-terminated "host:port" entries: egress proxy */
-	sb_egress_fn *on_egress;	/* may be NULL */
+	const char *const *allow; /* NULL, or NULL-terminated "host:port" entries: egress proxy */
+	sb_egress_fn *on_egress;  /* may be NULL */
 	void *egress_arg;
-	const char *bwrap;		/* NULL: /usr/bin/bwrap */
-	const char *helper;		/* NULL: airlock-sandbox beside the running program; runs the
+	const char *bwrap;	   /* NULL: /usr/bin/bwrap */
+	const char *helper;	   /* NULL: airlock-sandbox beside the running program; runs the
 					   forwarder inside when allow is set */
-	const char *cgroup_parent;	/* NULL: "airlock" under each cgroup hierarchy */
+	const char *cgroup_parent; /* NULL: "airlock" under each cgroup hierarchy */
 	enum sb_isolation isolation;
-	const char *runsc;		/* NULL: /usr/bin/runsc (gVisor level only) */
+	const char *runsc; /* NULL: /usr/bin/runsc (gVisor level only) */
 };
 
 struct sb_result {
-	int exit_code;		/* the program's exit status, or -1 when a signal ended it */
-	int signal;		/* the signal that ended it, or 0 */
-	enum sb_limit limit;	/* the limit that stopped it, SB_LIMIT_NONE if none */
-	unsigned limits_hit;	/* SB_LIMIT_BIT() of every limit reached, stopping or not */
-	char *out;		/* stdout, NUL-terminated, at most stdout_max bytes; owned */
+	int exit_code;	     /* the program's exit status, or -1 when a signal ended it */
+	int signal;	     /* the signal that ended it, or 0 */
+	enum sb_limit limit; /* the limit that stopped it, SB_LIMIT_NONE if none */
+	unsigned limits_hit; /* SB_LIMIT_BIT() of every limit reached, stopping or not */
+	char *out;	     /* stdout, NUL-terminated, at most stdout_max bytes; owned */
 	size_t out_len;
 	int out_truncated;
-	char *err;		/* stderr, likewise */
+	char *err; /* stderr, likewise */
 	size_t err_len;
 	int err_truncated;
-	int64_t wall_us;	/* from the hand-over to exit */
-	int64_t cpu_us;		/* whole sandbox from the hand-over, -1 if unknown */
-	int64_t mem_peak;	/* bytes, -1 if unknown; at the gVisor level the runtime's own
+	int64_t wall_us;  /* from the hand-over to exit */
+	int64_t cpu_us;	  /* whole sandbox from the hand-over, -1 if unknown */
+	int64_t mem_peak; /* bytes, -1 if unknown; at the gVisor level the runtime's own
 				   memory is counted too */
 };
 

@@ -7,8 +7,8 @@
 
 #include <libpq-fe.h>
 
-#define SEAL_INTERVAL_MS 1000	/* how often airlockd seals */
-#define SEAL_STALL_MS 5000	/* rounds that have not run for this long raise the alarm */
+#define SEAL_INTERVAL_MS 1000 /* how often airlockd seals */
+#define SEAL_STALL_MS 5000    /* rounds that have not run for this long raise the alarm */
 
 struct seal;
 
@@ -19,8 +19,8 @@ struct seal;
  * records in *records (both 0 when there was nothing to seal), or -1 with a message in
  * err, also when another session held the sealer's lock.
  */
-int seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records,
-    char *err, size_t errlen) __attribute__((warn_unused_result));
+int seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
 
 /* Starts a thread sealing every SEAL_INTERVAL_MS on its own connection to conninfo
  * (borrowed, must outlive it).  Returns a new sealer, or NULL. */

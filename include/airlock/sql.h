@@ -29,12 +29,11 @@ int sql_fail(const char *label, PGconn *conn, const PGresult *res);
  * after printing, with *res NULL.  With label NULL nothing is printed (a figure only for
  * the eye) and a failure is EX_UNAVAILABLE.
  */
-int sql_query(PGconn *conn, const char *label, const char *sql, int n,
-    const char *const *params, PGresult **res) __attribute__((warn_unused_result));
+int sql_query(PGconn *conn, const char *label, const char *sql, int n, const char *const *params,
+    PGresult **res) __attribute__((warn_unused_result));
 
 /* As sql_query, the result dropped. */
-int sql_exec(PGconn *conn, const char *label, const char *sql, int n,
-    const char *const *params);
+int sql_exec(PGconn *conn, const char *label, const char *sql, int n, const char *const *params);
 
 /* Sends sql and drops its result, whatever it is: ROLLBACK on a failure path. */
 void sql_exec_quiet(PGconn *conn, const char *sql);
@@ -45,8 +44,8 @@ void sql_exec_quiet(PGconn *conn, const char *sql);
  * sql_fail when the query failed (printed); or EX_SOFTWARE when row returned -1 (it said
  * why).
  */
-int sql_stream(PGconn *conn, const char *label, const char *sql, int n,
-    const char *const *params, int (*row)(const PGresult *, void *), void *arg);
+int sql_stream(PGconn *conn, const char *label, const char *sql, int n, const char *const *params,
+    int (*row)(const PGresult *, void *), void *arg);
 
 /* A result's rows, and its value at row, col ("" for NULL, as libpq). */
 int sql_rows(const PGresult *res);
@@ -72,8 +71,8 @@ const char *sql_conn_error(const PGconn *conn);
  * note(payload, arg) for each, until *stop is set (by a signal) or note returns 1.  Returns
  * EX_OK, or an exit code after printing (EX_OSERR when select fails).
  */
-int sql_notifications(PGconn *conn, const char *label,
-    int (*note)(const char *payload, void *arg), void *arg, volatile sig_atomic_t *stop);
+int sql_notifications(PGconn *conn, const char *label, int (*note)(const char *payload, void *arg),
+    void *arg, volatile sig_atomic_t *stop);
 
 void sql_clear(PGresult *res);
 void sql_close(PGconn *conn);

@@ -14,12 +14,12 @@
 
 #include "airlock/tool.h"
 
-#define TOK_PREFIX	"alk_"
+#define TOK_PREFIX "alk_"
 #define TOK_ADMIN_PREFIX "alkadm_"
-#define TOK_B64_LEN	43		/* 32 bytes, unpadded base64url */
-#define TOK_LEN		(4 + TOK_B64_LEN)
-#define TOK_ID_LEN	12		/* hex digits of the hash shown in lists and records */
-#define TOK_MAX_TTL	86400		/* a day, in seconds */
+#define TOK_B64_LEN 43 /* 32 bytes, unpadded base64url */
+#define TOK_LEN (4 + TOK_B64_LEN)
+#define TOK_ID_LEN 12	  /* hex digits of the hash shown in lists and records */
+#define TOK_MAX_TTL 86400 /* a day, in seconds */
 
 /* Writes 32 bytes as unpadded base64url (43 characters and a NUL) into out. */
 void tok_b64url(const uint8_t in[32], char out[TOK_B64_LEN + 1]);
@@ -39,17 +39,17 @@ int tok_is_admin(const char *path, const char *presented);
 /* What a minted token grants. */
 struct tok_spec {
 	const char *tenant;
-	const char *task;		/* NULL: the token id */
-	json_t *tools;			/* array of tool names (borrowed) */
-	json_t *bindings;		/* object: argument -> value (borrowed; NULL for none) */
-	const struct catalog *catalog;	/* what bindings are checked against (borrowed);
+	const char *task;	       /* NULL: the token id */
+	json_t *tools;		       /* array of tool names (borrowed) */
+	json_t *bindings;	       /* object: argument -> value (borrowed; NULL for none) */
+	const struct catalog *catalog; /* what bindings are checked against (borrowed);
 					   NULL refuses any binding */
-	long long ttl;			/* seconds, 1..TOK_MAX_TTL */
-	long long max_calls;		/* 0: no quota */
+	long long ttl;		       /* seconds, 1..TOK_MAX_TTL */
+	long long max_calls;	       /* 0: no quota */
 	int is_preview_only;
 	int can_revert;
-	const char *mint_call;		/* the id of the mint's call record (borrowed) */
-	const char *approver;		/* an approver token for this person (1 to 128
+	const char *mint_call; /* the id of the mint's call record (borrowed) */
+	const char *approver;  /* an approver token for this person (1 to 128
 					   printable characters): no tools, bindings, quota,
 					   revert or preview; NULL for a token that calls tools */
 };

@@ -22,33 +22,33 @@ enum tool_kind { TOOL_READ, TOOL_WRITE, TOOL_CODE };
  * arguments: the gateway takes them out of the arguments before the tool's schema sees
  * them, and no manifest may declare a property with this prefix.
  */
-#define TOOL_OPTION_PREFIX	"airlock_"
-#define TOOL_OPTION_DRY_RUN	"airlock_dry_run"
-#define TOOL_OPTION_KEY		"airlock_idempotency_key"
-#define TOOL_OPTION_PLAN	"airlock_plan_id"
+#define TOOL_OPTION_PREFIX "airlock_"
+#define TOOL_OPTION_DRY_RUN "airlock_dry_run"
+#define TOOL_OPTION_KEY "airlock_idempotency_key"
+#define TOOL_OPTION_PLAN "airlock_plan_id"
 
 struct tool {
 	char name[65];
-	char file[PATH_MAX];	/* manifest path, for messages */
+	char file[PATH_MAX]; /* manifest path, for messages */
 	char *description;
-	char *title;		/* the manifest's, else made from the name */
+	char *title; /* the manifest's, else made from the name */
 	enum tool_kind kind;
 	int is_destructive;
-	int is_idempotent;	/* a write the manifest says is idempotent */
-	int has_call_options;	/* a write whose listed schema shows the call options */
-	json_t *schema;		/* the arguments schema as written (owned) */
-	json_t *input_schema;	/* for clients: "sensitive" marks removed (owned) */
-	json_t *listed_schema;	/* what tools/list shows: input_schema, plus the call
+	int is_idempotent;     /* a write the manifest says is idempotent */
+	int has_call_options;  /* a write whose listed schema shows the call options */
+	json_t *schema;	       /* the arguments schema as written (owned) */
+	json_t *input_schema;  /* for clients: "sensitive" marks removed (owned) */
+	json_t *listed_schema; /* what tools/list shows: input_schema, plus the call
 				   options (TOOL_OPTION_*) for a write that takes them (owned) */
-	json_t *output_schema;	/* structuredContent schema built from the statement's
+	json_t *output_schema; /* structuredContent schema built from the statement's
 				   description (owned); for code: a fixed schema */
-	json_t *annotations;	/* {title, readOnlyHint, destructiveHint, idempotentHint,
+	json_t *annotations;   /* {title, readOnlyHint, destructiveHint, idempotentHint,
 				   openWorldHint} (owned) */
-	json_t *code;		/* kind code: {interpreter, limits, allow} (owned), else NULL */
-	char *sql;		/* rewritten statement, $1..$n; NULL for code */
-	char **params;		/* $k binds argument params[k-1] */
+	json_t *code;	       /* kind code: {interpreter, limits, allow} (owned), else NULL */
+	char *sql;	       /* rewritten statement, $1..$n; NULL for code */
+	char **params;	       /* $k binds argument params[k-1] */
 	size_t n_params;
-	unsigned *col_types;	/* result column type OIDs */
+	unsigned *col_types; /* result column type OIDs */
 	char **col_names;
 	size_t n_cols;
 	unsigned max_rows;
@@ -56,17 +56,17 @@ struct tool {
 	/* A write's "approval": a commit that needs it goes through only with a plan an
 	 * approver approved; without one it is answered as a preview held for approval. */
 	int has_approval;	/* the manifest sets approval */
-	int is_approval_always;	/* "required", or an object with no threshold */
-	unsigned approval_rows;	/* above_rows: more changed rows than this need it; 0: no */
+	int is_approval_always; /* "required", or an object with no threshold */
+	unsigned approval_rows; /* above_rows: more changed rows than this need it; 0: no */
 	char *approval_arg;	/* argument: its value above approval_above needs it; or NULL */
 	double approval_above;
-	int is_four_eyes;	/* the approver's task must differ from the asker's */
+	int is_four_eyes; /* the approver's task must differ from the asker's */
 };
 
 struct catalog {
 	struct tool *tools;
 	size_t n;
-	unsigned long version;	/* distinct for every load in this process (prepared
+	unsigned long version; /* distinct for every load in this process (prepared
 				   statement names carry it) */
 };
 

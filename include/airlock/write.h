@@ -15,30 +15,30 @@
 
 /* What to run as the tenant: a prepared tool statement, or (name NULL) a text statement. */
 struct write_stmt {
-	const char *name;		/* prepared on this connection by the caller, or NULL */
-	const char *sql;		/* when name is NULL */
+	const char *name; /* prepared on this connection by the caller, or NULL */
+	const char *sql;  /* when name is NULL */
 	int n;
 	const char *const *values;
-	unsigned max_rows;		/* most rows it may change; 0: no cap */
+	unsigned max_rows; /* most rows it may change; 0: no cap */
 	unsigned timeout_ms;
 	/* Approval (a tool's "approval"): a call that needs it and has no approved plan is
 	 * rolled back and answered as a preview held for an approver (rec->needs_approval). */
-	int needs_approval;		/* whatever rows it changes */
-	unsigned approval_rows;		/* also when it changes at least this many rows; 0: no */
+	int needs_approval;	/* whatever rows it changes */
+	unsigned approval_rows; /* also when it changes at least this many rows; 0: no */
 	int is_four_eyes;
 };
 
 /* One write, as one call: what runs, as whom, and how the call is recorded. */
 struct write_req {
 	const struct write_stmt *st;
-	const char *role;		/* the tenant's role the statement runs as */
+	const char *role; /* the tenant's role the statement runs as */
 	const char *tenant;
-	const char *tool;		/* the tool's name (airlock/calls.revert for a revert) */
-	const char *fingerprint;	/* write_fingerprint of the tool and its arguments */
-	const char *idem_key;		/* the call's idempotency key, or NULL */
-	const char *plan_id;		/* the preview presented with a commit, or NULL */
+	const char *tool;	 /* the tool's name (airlock/calls.revert for a revert) */
+	const char *fingerprint; /* write_fingerprint of the tool and its arguments */
+	const char *idem_key;	 /* the call's idempotency key, or NULL */
+	const char *plan_id;	 /* the preview presented with a commit, or NULL */
 	int is_dry_run;
-	struct audit_record *rec;	/* the call's record: its id is the call's */
+	struct audit_record *rec; /* the call's record: its id is the call's */
 	/* Called just before the commit to complete rec from the answer; arg is its own. */
 	void (*finish)(struct audit_record *rec, json_t *sc, void *arg);
 	void *arg;
@@ -67,8 +67,8 @@ struct write_req {
  * digest, duration) from the result; it may shape the result first (what it leaves is
  * what is stored for replays and returned).
  */
-json_t *write_run(struct db *db, const struct write_req *req, int *is_replay,
-    int *is_recorded, struct rpc_error *err);
+json_t *write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_recorded,
+    struct rpc_error *err);
 
 /*
  * What reverting call_id takes: the call's tenant, its role and its tool (for a revert, the
@@ -79,9 +79,9 @@ json_t *write_run(struct db *db, const struct write_req *req, int *is_replay,
  * (unknown, or another tenant's or task's: the same answer), not_revertible (a read, a
  * refusal, a preview, a call that changed nothing), 503.
  */
-int write_revert_target(struct db *db, const char *call_id, const char *tenant,
-    const char *task, char tenant_out[64], char role_out[64], char tool_out[65],
-    char **groups, struct rpc_error *err) __attribute__((warn_unused_result));
+int write_revert_target(struct db *db, const char *call_id, const char *tenant, const char *task,
+    char tenant_out[64], char role_out[64], char tool_out[65], char **groups, struct rpc_error *err)
+    __attribute__((warn_unused_result));
 
 /* The revert statement: $1 the groups, $2 force ("true"/"false"); run as the tenant. */
 extern const char write_revert_sql[];
@@ -94,8 +94,8 @@ long long write_sweep_plans(struct db *db);
  * Sets st up to run write tool t, prepared as name on the connection: binds args (checked;
  * borrowed) into *values (a new array for write_unbind).  Returns 0, or -1 (no memory).
  */
-int write_stmt_tool(struct write_stmt *st, const struct tool *t, const char *name,
-    json_t *args, char ***values) __attribute__((warn_unused_result));
+int write_stmt_tool(struct write_stmt *st, const struct tool *t, const char *name, json_t *args,
+    char ***values) __attribute__((warn_unused_result));
 void write_unbind(const struct tool *t, char **values);
 
 /* Sets st up to revert: groups from write_revert_target, values a 2-element array. */

@@ -25,8 +25,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (dir[0] == '\0') {
 		/* /dev/shm when there is one: a file is written for every input. */
-		strlcpy(dir, access("/dev/shm", W_OK) == 0 ? "/dev/shm/fuzz-manifest-XXXXXX" :
-		    "/tmp/fuzz-manifest-XXXXXX", sizeof(dir));
+		strlcpy(dir,
+		    access("/dev/shm", W_OK) == 0 ? "/dev/shm/fuzz-manifest-XXXXXX"
+						  : "/tmp/fuzz-manifest-XXXXXX",
+		    sizeof(dir));
 		if (mkdtemp(dir) == NULL)
 			abort();
 		snprintf(file, sizeof(file), "%s/tool.json", dir);

@@ -41,7 +41,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pthread_mutex_init(&p.lock, NULL);
 		pthread_mutex_init(&p.report_lock, NULL);
 		if (sb_allow_parse("localhost:80", p.allow[0].host, sizeof(p.allow[0].host),
-		    &p.allow[0].port) == -1)
+			&p.allow[0].port) == -1)
 			abort();
 		p.nallow = 1;
 		p.fn = count;

@@ -34,8 +34,10 @@ limits(const char *text, size_t n)
 	}
 	json_decref(obj);
 	if (dir[0] == '\0') {
-		strlcpy(dir, access("/dev/shm", W_OK) == 0 ? "/dev/shm/fuzz-result-XXXXXX" :
-		    "/tmp/fuzz-result-XXXXXX", sizeof(dir));
+		strlcpy(dir,
+		    access("/dev/shm", W_OK) == 0 ? "/dev/shm/fuzz-result-XXXXXX"
+						  : "/tmp/fuzz-result-XXXXXX",
+		    sizeof(dir));
 		if (mkdtemp(dir) == NULL)
 			abort();
 		snprintf(file, sizeof(file), "%s/f.json", dir);
@@ -72,8 +74,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&res, 0, sizeof(res));
 	res.out = (char *)(uintptr_t)p;
-	res.out_len = (nul = memchr(p, '\0', (size_t)(end - p))) != NULL ? (size_t)(nul - p) :
-	    (size_t)(end - p);
+	res.out_len = (nul = memchr(p, '\0', (size_t)(end - p))) != NULL ? (size_t)(nul - p)
+									 : (size_t)(end - p);
 	p = nul != NULL ? nul + 1 : end;
 	res.err = (char *)(uintptr_t)p;
 	res.err_len = (size_t)(end - p);

@@ -9,7 +9,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static json_t *
 echo(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	(void)ctx; (void)name;
+	(void)ctx;
+	(void)name;
 	if (params == NULL) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params", "no params");
 		err->data = json_pack("{s:i}", "retryAfterSeconds", 1);

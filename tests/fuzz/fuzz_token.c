@@ -22,8 +22,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* A token is accepted only in its one shape: the prefix and 43 base64url characters. */
 	if (tok_parse(text, hash, id) == 0 &&
 	    (strlen(text) != TOK_LEN || strncmp(text, TOK_PREFIX, 4) != 0 ||
-	    strspn(text + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-	    TOK_B64_LEN || strlen(id) != TOK_ID_LEN))
+		strspn(text + 4,
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+		    TOK_B64_LEN ||
+		strlen(id) != TOK_ID_LEN))
 		abort();
 	ttl = tok_parse_ttl(text);
 	if (ttl != -1 && (ttl < 1 || ttl > TOK_MAX_TTL))

@@ -57,8 +57,9 @@ test_large(void)
 	/* Rows as a read returns them: thousands of small pieces, and one string longer than
 	 * the hashing buffer. */
 	for (i = 0; i < 500; i++)
-		json_array_append_new(rows, json_pack("{s:i, s:s, s:s, s:s}", "id", i, "status",
-		    "paid", "number", "ACME-0000001", "note", "caf\xc3\xa9 \"quoted\""));
+		json_array_append_new(rows,
+		    json_pack("{s:i, s:s, s:s, s:s}", "id", i, "status", "paid", "number",
+			"ACME-0000001", "note", "caf\xc3\xa9 \"quoted\""));
 	big = malloc(20000);
 	memset(big, 'x', 19999);
 	big[19999] = '\0';
@@ -81,7 +82,8 @@ main(void)
 	ok(canonical_is("{ \"b\": [true, null], \"a\": 1 }", "{\"a\":1,\"b\":[true,null]}"),
 	    "compact, keys sorted");
 	ok(canonical_is("{\"z\": {\"y\": 1, \"x\": {\"w\": 2, \"v\": 3}}}",
-	    "{\"z\":{\"x\":{\"v\":3,\"w\":2},\"y\":1}}"), "keys sorted in nested objects");
+	       "{\"z\":{\"x\":{\"v\":3,\"w\":2},\"y\":1}}"),
+	    "keys sorted in nested objects");
 	ok(canonical_is("[3, 1, 2]", "[3,1,2]"), "arrays keep their order");
 	ok(canonical_is("{\"e\": \"caf\xc3\xa9\"}", "{\"e\":\"caf\\u00E9\"}"),
 	    "non-ASCII escaped (upper-case hex)");
@@ -94,14 +96,15 @@ main(void)
 
 	/* The digest: SHA-256 of the canonical text, whatever the text it came from. */
 	ok(digest_is("{\"c\": {\"y\": 2.5, \"x\": \"\xc3\xa9\"}, \"b\": [true, null], \"a\": 1}",
-	    "740258aadfbeb7704ec1afc53ed08a0a5ea9081439d3c9eb73679c65ad0f7d0f"),
+	       "740258aadfbeb7704ec1afc53ed08a0a5ea9081439d3c9eb73679c65ad0f7d0f"),
 	    "digest of a known value");
 	ok(digest_is("{\"a\":1,\"b\":[true,null],\"c\":{\"x\":\"\\u00e9\",\"y\":2.5}}",
-	    "740258aadfbeb7704ec1afc53ed08a0a5ea9081439d3c9eb73679c65ad0f7d0f"),
+	       "740258aadfbeb7704ec1afc53ed08a0a5ea9081439d3c9eb73679c65ad0f7d0f"),
 	    "the same value spelt otherwise: the same digest");
 	ok(digest_is("\"x\"", "ba2df4903a2c14e86dc3bcca58911b44ac1d2514b7227bf6eb08cfb978f55a1b"),
 	    "digest of a string");
-	ok(!digest_is("{\"a\":2}", "740258aadfbeb7704ec1afc53ed08a0a5ea9081439d3c9eb73679c65ad0f7d0f"),
+	ok(!digest_is("{\"a\":2}",
+	       "740258aadfbeb7704ec1afc53ed08a0a5ea9081439d3c9eb73679c65ad0f7d0f"),
 	    "another value, another digest");
 
 	/* Without the deployment's key, a keyed digest gives nothing away. */
@@ -110,8 +113,10 @@ main(void)
 	audit_keyed_digest(v, hex);
 	ok(hex[0] == '\0', "keyed digest without the key: empty");
 	sum = audit_summary(v, v);
-	ok(sum != NULL && json_integer_value(json_object_get(sum, "bytes")) ==
-	    (json_int_t)strlen("{\"secret\":\"hunter2\"}"), "summary: the compact JSON's length");
+	ok(sum != NULL &&
+		json_integer_value(json_object_get(sum, "bytes")) ==
+		    (json_int_t)strlen("{\"secret\":\"hunter2\"}"),
+	    "summary: the compact JSON's length");
 	ok(sum != NULL && json_is_string(json_object_get(sum, "hmac_sha256")),
 	    "summary: a keyed digest field");
 	json_decref(sum);

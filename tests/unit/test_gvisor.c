@@ -45,7 +45,7 @@ main(void)
 
 	err[0] = '\0';
 	ok(sb_gvisor_usable("/nonexistent/runsc", err, sizeof(err)) == -1 &&
-	    strstr(err, "/nonexistent/runsc: No such file")  != NULL,
+		strstr(err, "/nonexistent/runsc: No such file") != NULL,
 	    "a runsc that is not there is refused, naming the path: %s", err);
 	err[0] = '\0';
 	if ((fd = mkstemp(plain)) != -1)
@@ -58,7 +58,7 @@ main(void)
 		ok(sb_gvisor_usable("/bin/true", err, sizeof(err)) == 0,
 		    "an executable runsc is usable by root: %s", err);
 		ok(refused_as_nobody("/bin/true", err, sizeof(err)) == 1 &&
-		    strstr(err, "uid 65534") != NULL,
+			strstr(err, "uid 65534") != NULL,
 		    "the same runsc is refused to a process that is not root: %s", err);
 	} else {
 		ok(sb_gvisor_usable("/bin/true", err, sizeof(err)) == -1,

@@ -37,11 +37,14 @@ main(void)
 		ok(text[strlen(text) - 1] == '\n', "line %d ends with its newline", n);
 		line = json_loads(text, 0, NULL);
 		ok(line != NULL && json_string_value(json_object_get(line, "ts")) != NULL &&
-		    json_string_value(json_object_get(line, "msg")) != NULL, "line %d is a whole "
-		    "JSON object with ts and msg", n);
+			json_string_value(json_object_get(line, "msg")) != NULL,
+		    "line %d is a whole "
+		    "JSON object with ts and msg",
+		    n);
 		if (n == 2)
-			ok(line != NULL && strcmp(json_string_value(json_object_get(line, "msg")),
-			    big) == 0, "a line longer than the buffer is written whole");
+			ok(line != NULL &&
+				strcmp(json_string_value(json_object_get(line, "msg")), big) == 0,
+			    "a line longer than the buffer is written whole");
 		json_decref(line);
 	}
 	ok(n == 3, "three lines: the one below the level is left out (%d)", n);

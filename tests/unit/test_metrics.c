@@ -36,15 +36,21 @@ test_render(void)
 	metrics_call("tools/call", "we\"ird\nname", "refused", "tool_not_granted", 20);
 	text = metrics_render(&gw, 0, 0, &len);
 	ok(text != NULL && strlen(text) == len, "renders");
-	ok(strstr(text, "airlock_calls_total{method=\"tools/call\",tool=\"we\\\"ird\\nname\","
-	    "outcome=\"ok\",reason=\"\"} 2\n") != NULL, "the tool label is escaped");
-	ok(strstr(text, "airlock_call_duration_seconds_bucket{method=\"tools/call\",tool=\"we\\\""
-	    "ird\\nname\",le=\"0.005\"} 1\n") != NULL, "one call under 5 ms");
+	ok(strstr(text,
+	       "airlock_calls_total{method=\"tools/call\",tool=\"we\\\"ird\\nname\","
+	       "outcome=\"ok\",reason=\"\"} 2\n") != NULL,
+	    "the tool label is escaped");
+	ok(strstr(text,
+	       "airlock_call_duration_seconds_bucket{method=\"tools/call\",tool=\"we\\\""
+	       "ird\\nname\",le=\"0.005\"} 1\n") != NULL,
+	    "one call under 5 ms");
 	ok(strstr(text, "le=\"0.25\"} 2\n") != NULL, "buckets are cumulative");
 	ok(strstr(text, "le=\"10\"} 2\n") != NULL && strstr(text, "le=\"+Inf\"} 3\n") != NULL,
 	    "one call past the last bound counts only in +Inf");
-	ok(strstr(text, "airlock_call_duration_seconds_count{method=\"tools/call\",tool=\"we\\\""
-	    "ird\\nname\"} 3\n") != NULL, "count without a trailing comma in the labels");
+	ok(strstr(text,
+	       "airlock_call_duration_seconds_count{method=\"tools/call\",tool=\"we\\\""
+	       "ird\\nname\"} 3\n") != NULL,
+	    "count without a trailing comma in the labels");
 	free(text);
 
 	/* Many tools: past three quarters of the table they share tool="_other". */

@@ -124,8 +124,7 @@ main(void)
 	for (i = 0; i < 4; i++)
 		gated_init(&c[i], i < 2 ? "C" : "D", "C");
 	ok(pool_submit(pool, &c[0].job) == 0 && wait_started(1), "one running");
-	ok(pool_submit(pool, &c[1].job) == 0 && pool_submit(pool, &c[2].job) == 0,
-	    "two waiting");
+	ok(pool_submit(pool, &c[1].job) == 0 && pool_submit(pool, &c[2].job) == 0, "two waiting");
 	ok(pool_submit(pool, &c[3].job) == -1, "the pool full: refused");
 	for (i = 0; i < 3; i++)
 		let_go(&c[i]);

@@ -27,8 +27,8 @@ main(void)
 	ok(passed == 3 && retry == 0, "a burst of 3 passes");
 	ok(rl_take(rl, "a", 1, 3, &retry) == -1, "the fourth is refused");
 	ok(retry == 1, "retry after 1 s at 1/s (%d)", retry);
-	ok(rl_take(rl, "a", 0.1, 3, &retry) == -1 && retry == 10,
-	    "retry after 10 s at 0.1/s (%d)", retry);
+	ok(rl_take(rl, "a", 0.1, 3, &retry) == -1 && retry == 10, "retry after 10 s at 0.1/s (%d)",
+	    retry);
 
 	/* Another key has its own bucket. */
 	ok(rl_take(rl, "b", 1, 3, &retry) == 0, "another key is not held back");

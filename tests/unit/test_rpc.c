@@ -11,7 +11,8 @@ m_subtract(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 {
 	json_t *a, *b;
 
-	(void)ctx; (void)name;
+	(void)ctx;
+	(void)name;
 	if (json_is_array(params) && json_array_size(params) == 2) {
 		a = json_array_get(params, 0);
 		b = json_array_get(params, 1);
@@ -34,8 +35,10 @@ m_sum(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 	json_t *v;
 	size_t i;
 
-	(void)ctx; (void)name; (void)err;
-	json_array_foreach(params, i, v)
+	(void)ctx;
+	(void)name;
+	(void)err;
+	json_array_foreach (params, i, v)
 		s += json_integer_value(v);
 	return json_integer(s);
 }
@@ -43,7 +46,10 @@ m_sum(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 static json_t *
 m_get_data(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	(void)ctx; (void)name; (void)params; (void)err;
+	(void)ctx;
+	(void)name;
+	(void)params;
+	(void)err;
 	return json_pack("[s,i]", "hello", 5);
 }
 
@@ -52,7 +58,10 @@ static int notified;
 static json_t *
 m_notify(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	(void)ctx; (void)name; (void)params; (void)err;
+	(void)ctx;
+	(void)name;
+	(void)params;
+	(void)err;
 	notified++;
 	return json_null();
 }
@@ -60,7 +69,9 @@ m_notify(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 static json_t *
 m_denied(void *ctx, const char *name, json_t *params, struct rpc_error *err)
 {
-	(void)ctx; (void)name; (void)params;
+	(void)ctx;
+	(void)name;
+	(void)params;
 	rpc_error_set(err, RPC_UNAUTHORIZED, "token_missing", "no token");
 	err->data = json_pack("{s:i}", "extra", 1);
 	return NULL;
@@ -156,14 +167,20 @@ main(void)
 
 	/* Specification, "rpc call with positional parameters". */
 	ok(same("{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [42, 23], \"id\": 1}",
-	    "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 1}"), "positional params");
+	       "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 1}"),
+	    "positional params");
 	ok(same("{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [23, 42], \"id\": 2}",
-	    "{\"jsonrpc\": \"2.0\", \"result\": -19, \"id\": 2}"), "positional params, reversed");
+	       "{\"jsonrpc\": \"2.0\", \"result\": -19, \"id\": 2}"),
+	    "positional params, reversed");
 	/* "rpc call with named parameters". */
-	ok(same("{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": {\"subtrahend\": 23, \"minuend\": 42}, \"id\": 3}",
-	    "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 3}"), "named params");
-	ok(same("{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": {\"minuend\": 42, \"subtrahend\": 23}, \"id\": 4}",
-	    "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 4}"), "named params, other order");
+	ok(same(
+	       "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": {\"subtrahend\": 23, \"minuend\": 42}, \"id\": 3}",
+	       "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 3}"),
+	    "named params");
+	ok(same(
+	       "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": {\"minuend\": 42, \"subtrahend\": 23}, \"id\": 4}",
+	       "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": 4}"),
+	    "named params, other order");
 	/* "a Notification". */
 	notified = 0;
 	ok(same("{\"jsonrpc\": \"2.0\", \"method\": \"update\", \"params\": [1,2,3,4,5]}", ""),
@@ -173,20 +190,26 @@ main(void)
 	    "notification of an unknown method: no response");
 	/* "rpc call of non-existent method". */
 	ok(error_is("{\"jsonrpc\": \"2.0\", \"method\": \"foobar\", \"id\": \"1\"}", -32601,
-	    "method_not_found"), "non-existent method");
+	       "method_not_found"),
+	    "non-existent method");
 	run("{\"jsonrpc\": \"2.0\", \"method\": \"foobar\", \"id\": \"1\"}", buf, sizeof(buf));
 	ok(strstr(buf, "\"id\":\"1\"") != NULL, "string id echoed on error");
 	/* "rpc call with invalid JSON". */
 	ok(error_is("{\"jsonrpc\": \"2.0\", \"method\": \"foobar, \"params\": \"bar\", \"baz]",
-	    -32700, "parse_error"), "invalid JSON");
-	run("{\"jsonrpc\": \"2.0\", \"method\": \"foobar, \"params\": \"bar\", \"baz]", buf, sizeof(buf));
+	       -32700, "parse_error"),
+	    "invalid JSON");
+	run("{\"jsonrpc\": \"2.0\", \"method\": \"foobar, \"params\": \"bar\", \"baz]", buf,
+	    sizeof(buf));
 	ok(strstr(buf, "\"id\":null") != NULL, "parse error has id null");
 	/* "rpc call with invalid Request object". */
 	ok(error_is("{\"jsonrpc\": \"2.0\", \"method\": 1, \"params\": \"bar\"}", -32600,
-	    "invalid_request"), "invalid Request object");
+	       "invalid_request"),
+	    "invalid Request object");
 	/* "rpc call Batch, invalid JSON". */
-	ok(error_is("[{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1,2,4], \"id\": \"1\"},{\"jsonrpc\": \"2.0\", \"method\"]",
-	    -32700, "parse_error"), "batch, invalid JSON");
+	ok(error_is(
+	       "[{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1,2,4], \"id\": \"1\"},{\"jsonrpc\": \"2.0\", \"method\"]",
+	       -32700, "parse_error"),
+	    "batch, invalid JSON");
 	/* "rpc call with an empty Array". */
 	run("[]", buf, sizeof(buf));
 	ok(buf[0] == '{' && error_is("[]", -32600, "invalid_request"),
@@ -203,43 +226,53 @@ main(void)
 		json_decref(r);
 	}
 	/* "rpc call Batch". */
-	ok(same("[{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1,2,4], \"id\": \"1\"},"
-	    "{\"jsonrpc\": \"2.0\", \"method\": \"notify_hello\", \"params\": [7]},"
-	    "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [42,23], \"id\": \"2\"},"
-	    "{\"foo\": \"boo\"},"
-	    "{\"jsonrpc\": \"2.0\", \"method\": \"foo.get\", \"params\": {\"name\": \"myself\"}, \"id\": \"5\"},"
-	    "{\"jsonrpc\": \"2.0\", \"method\": \"get_data\", \"id\": \"9\"}]",
-	    "[{\"jsonrpc\": \"2.0\", \"result\": 7, \"id\": \"1\"},"
-	    "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": \"2\"},"
-	    "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request: jsonrpc must be \\\"2.0\\\"\", \"data\": {\"reason\": \"invalid_request\"}}, \"id\": null},"
-	    "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32601, \"message\": \"Method not found: foo.get\", \"data\": {\"reason\": \"method_not_found\"}}, \"id\": \"5\"},"
-	    "{\"jsonrpc\": \"2.0\", \"result\": [\"hello\", 5], \"id\": \"9\"}]"),
+	ok(same(
+	       "[{\"jsonrpc\": \"2.0\", \"method\": \"sum\", \"params\": [1,2,4], \"id\": \"1\"},"
+	       "{\"jsonrpc\": \"2.0\", \"method\": \"notify_hello\", \"params\": [7]},"
+	       "{\"jsonrpc\": \"2.0\", \"method\": \"subtract\", \"params\": [42,23], \"id\": \"2\"},"
+	       "{\"foo\": \"boo\"},"
+	       "{\"jsonrpc\": \"2.0\", \"method\": \"foo.get\", \"params\": {\"name\": \"myself\"}, \"id\": \"5\"},"
+	       "{\"jsonrpc\": \"2.0\", \"method\": \"get_data\", \"id\": \"9\"}]",
+	       "[{\"jsonrpc\": \"2.0\", \"result\": 7, \"id\": \"1\"},"
+	       "{\"jsonrpc\": \"2.0\", \"result\": 19, \"id\": \"2\"},"
+	       "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32600, \"message\": \"Invalid Request: jsonrpc must be \\\"2.0\\\"\", \"data\": {\"reason\": \"invalid_request\"}}, \"id\": null},"
+	       "{\"jsonrpc\": \"2.0\", \"error\": {\"code\": -32601, \"message\": \"Method not found: foo.get\", \"data\": {\"reason\": \"method_not_found\"}}, \"id\": \"5\"},"
+	       "{\"jsonrpc\": \"2.0\", \"result\": [\"hello\", 5], \"id\": \"9\"}]"),
 	    "batch: the specification's mixed example");
 	/* "rpc call Batch (all notifications)". */
 	ok(same("[{\"jsonrpc\": \"2.0\", \"method\": \"notify_sum\", \"params\": [1,2,4]},"
-	    "{\"jsonrpc\": \"2.0\", \"method\": \"notify_hello\", \"params\": [7]}]", ""),
+		"{\"jsonrpc\": \"2.0\", \"method\": \"notify_hello\", \"params\": [7]}]",
+	       ""),
 	    "batch of notifications: no response");
 
 	/* ids. */
 	ok(same("{\"jsonrpc\":\"2.0\",\"method\":\"get_data\",\"id\":null}",
-	    "{\"jsonrpc\":\"2.0\",\"result\":[\"hello\",5],\"id\":null}"), "null id echoed");
+	       "{\"jsonrpc\":\"2.0\",\"result\":[\"hello\",5],\"id\":null}"),
+	    "null id echoed");
 	ok(same("{\"jsonrpc\":\"2.0\",\"method\":\"get_data\",\"id\":1.5}",
-	    "{\"jsonrpc\":\"2.0\",\"result\":[\"hello\",5],\"id\":1.5}"), "fractional id echoed");
+	       "{\"jsonrpc\":\"2.0\",\"result\":[\"hello\",5],\"id\":1.5}"),
+	    "fractional id echoed");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"get_data\",\"id\":[1]}", -32600,
-	    "invalid_request"), "array id refused");
+	       "invalid_request"),
+	    "array id refused");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"get_data\",\"id\":{}}", -32600,
-	    "invalid_request"), "object id refused");
+	       "invalid_request"),
+	    "object id refused");
 	ok(error_is("{\"jsonrpc\":\"1.0\",\"method\":\"get_data\",\"id\":1}", -32600,
-	    "invalid_request"), "wrong jsonrpc version");
+	       "invalid_request"),
+	    "wrong jsonrpc version");
 	ok(error_is("{\"jsonrpc\":2.0,\"method\":\"get_data\",\"id\":1}", -32600,
-	    "invalid_request"), "jsonrpc as a number");
+	       "invalid_request"),
+	    "jsonrpc as a number");
 	ok(error_is("{\"method\":\"get_data\",\"id\":1}", -32600, "invalid_request"),
 	    "jsonrpc missing");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"id\":1}", -32600, "invalid_request"), "method missing");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"params\":3,\"id\":1}", -32600,
-	    "invalid_request"), "scalar params");
+	       "invalid_request"),
+	    "scalar params");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"subtract\",\"params\":[1],\"id\":1}", -32602,
-	    "invalid_params"), "method reports invalid params");
+	       "invalid_params"),
+	    "method reports invalid params");
 
 	/* Top-level scalars are JSON but not requests. */
 	ok(error_is("42", -32600, "invalid_request"), "top-level number");
@@ -247,13 +280,18 @@ main(void)
 	ok(error_is("null", -32600, "invalid_request"), "top-level null");
 	/* Valid JSON that jansson refuses is -32600; text that is not JSON is -32700. */
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"method\":\"sum\",\"id\":1}", -32600,
-	    "invalid_request"), "duplicate key");
+	       "invalid_request"),
+	    "duplicate key");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"a\\u0000b\",\"id\":1}", -32600,
-	    "invalid_request"), "NUL escape");
+	       "invalid_request"),
+	    "NUL escape");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"params\":[1e999],\"id\":1}", -32600,
-	    "invalid_request"), "real out of range");
-	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"params\":[99999999999999999999],\"id\":1}",
-	    -32600, "invalid_request"), "integer out of range");
+	       "invalid_request"),
+	    "real out of range");
+	ok(error_is(
+	       "{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"params\":[99999999999999999999],\"id\":1}",
+	       -32600, "invalid_request"),
+	    "integer out of range");
 	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"s\xff\",\"id\":1}", -32700, "parse_error"),
 	    "invalid UTF-8");
 	ok(error_is("\x01\x02\x03garbage", -32700, "parse_error"), "binary garbage");
@@ -262,19 +300,22 @@ main(void)
 
 	/* Limits. */
 	big = malloc(64);
-	strcpy(big, "[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]");	/* 17 levels */
+	strcpy(big, "[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]"); /* 17 levels */
 	ok(error_is(big, -32600, "invalid_request"), "nesting over the limit");
-	strcpy(big, "[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]");	/* 16 levels: a batch of one non-object */
+	strcpy(big, "[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"); /* 16 levels: a batch of one non-object */
 	run(big, buf, sizeof(buf));
 	ok(buf[0] == '[', "nesting at the limit is parsed");
-	ok(error_is("{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":[\"[[[[[[[[[[[[[[[[[[[[[[[[[\"],\"id\":1}",
-	    -32601, "method_not_found"), "brackets inside strings do not count");
+	ok(error_is(
+	       "{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":[\"[[[[[[[[[[[[[[[[[[[[[[[[[\"],\"id\":1}",
+	       -32601, "method_not_found"),
+	    "brackets inside strings do not count");
 	free(big);
 	big = malloc(11 * 50 + 3);
 	strcpy(big, "[");
 	for (i = 0; i < 11; i++)
-		strcat(big, i ? ",{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1}" :
-		    "{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1}");
+		strcat(big,
+		    i ? ",{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1}"
+		      : "{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1}");
 	strcat(big, "]");
 	ok(error_is(big, -32600, "invalid_request"), "batch over the limit");
 	run(big, buf, sizeof(buf));
@@ -292,7 +333,8 @@ main(void)
 	/* Worker routing. */
 	{
 		struct rpc_msg msg = { 0 };
-		const char *b1 = "[{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1},{\"jsonrpc\":\"2.0\",\"method\":\"slow\",\"id\":2}]";
+		const char *b1 =
+		    "[{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1},{\"jsonrpc\":\"2.0\",\"method\":\"slow\",\"id\":2}]";
 		const char *b2 = "{\"jsonrpc\":\"2.0\",\"method\":\"sum\",\"id\":1}";
 
 		rpc_parse(&msg, &limits, b1, strlen(b1));

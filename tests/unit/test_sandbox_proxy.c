@@ -69,38 +69,47 @@ static void
 request_tests(void)
 {
 	ok(parse("GET http://Example.COM:8080?x=1 HTTP/1.1\r\n\r\n") == 0 &&
-	    strcmp(rq.host, "example.com") == 0 && rq.port == 8080 &&
-	    strcmp(rq.origin, "/?x=1") == 0, "query-only URL gets the path /");
+		strcmp(rq.host, "example.com") == 0 && rq.port == 8080 &&
+		strcmp(rq.origin, "/?x=1") == 0,
+	    "query-only URL gets the path /");
 	ok(parse("GET http://example.com HTTP/1.1\r\n\r\n") == 0 && rq.port == 80 &&
-	    strcmp(rq.origin, "/") == 0, "no path, no port: / on port 80");
+		strcmp(rq.origin, "/") == 0,
+	    "no path, no port: / on port 80");
 	ok(parse("GET http://example.com:81/a/b?c=d#frag HTTP/1.0\r\n\r\n") == 0 &&
-	    strcmp(rq.origin, "/a/b?c=d") == 0 && strcmp(rq.version, "HTTP/1.0") == 0,
+		strcmp(rq.origin, "/a/b?c=d") == 0 && strcmp(rq.version, "HTTP/1.0") == 0,
 	    "path and query kept, fragment dropped");
 	ok(parse("GET http://example.com:81#frag HTTP/1.1\r\n\r\n") == 0 &&
-	    strcmp(rq.origin, "/") == 0, "fragment only: /");
-	ok(parse("GET http://[::1]:8080/x HTTP/1.1\r\n\r\n") == 0 &&
-	    strcmp(rq.host, "::1") == 0 && rq.port == 8080, "IPv6 literal");
+		strcmp(rq.origin, "/") == 0,
+	    "fragment only: /");
+	ok(parse("GET http://[::1]:8080/x HTTP/1.1\r\n\r\n") == 0 && strcmp(rq.host, "::1") == 0 &&
+		rq.port == 8080,
+	    "IPv6 literal");
 	ok(parse("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n") == 0 &&
-	    rq.is_connect && rq.port == 443 && rq.body_len == 0, "CONNECT");
-	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 5\r\n\r\n") == 0 &&
-	    rq.body_len == 5, "Content-Length read");
+		rq.is_connect && rq.port == 443 && rq.body_len == 0,
+	    "CONNECT");
+	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 5\r\n\r\n") == 0 && rq.body_len == 5,
+	    "Content-Length read");
 	ok(parse("POST http://h:1/ HTTP/1.1\r\ncontent-length:  7 \r\n"
-	    "Content-Length: 7\r\n\r\n") == 0 && rq.body_len == 7,
+		 "Content-Length: 7\r\n\r\n") == 0 &&
+		rq.body_len == 7,
 	    "the same Content-Length twice is one");
 	ok(parse("GET http://h:1/ HTTP/1.1\r\n\r\n") == 0 && rq.body_len == 0,
 	    "no Content-Length: no body");
-	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
-	    == 400, "two Content-Lengths refused");
+	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n") ==
+		400,
+	    "two Content-Lengths refused");
 	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n") == 400,
 	    "a Content-Length list refused");
 	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: +5\r\n\r\n") == 400,
 	    "a signed Content-Length refused");
-	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n")
-	    == 400, "a huge Content-Length refused");
+	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n") ==
+		400,
+	    "a huge Content-Length refused");
 	ok(parse("POST http://h:1/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") == 411,
 	    "Transfer-Encoding refused with 411");
 	ok(parse("POST http://h:1/ HTTP/1.1\r\nContent-Length: 3\r\n"
-	    "transfer-encoding: chunked\r\n\r\n") == 411, "Transfer-Encoding with a length refused");
+		 "transfer-encoding: chunked\r\n\r\n") == 411,
+	    "Transfer-Encoding with a length refused");
 	ok(parse("GET http://h:1/ HTTP/1.1\r\nX-A: 1\r\n Host: evil\r\n\r\n") == 400,
 	    "folded header refused");
 	ok(parse("GET http://h:1/ HTTP/1.1\r\nX-A: 1\nHost: evil\r\n\r\n") == 400,
@@ -122,16 +131,16 @@ request_tests(void)
 	    "CONNECT with a body refused");
 	ok(parse("GARBAGE\r\n\r\n") == 400, "no request line refused");
 	ok(rebuilds("POST http://Example.com:8080/p?q HTTP/1.1\r\nHost: evil.example\r\n"
-	    "Proxy-Authorization: x\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n"
-	    "User-Agent: t\r\nHostile: 1\r\nContent-Length: 3\r\nhost: again\r\n\r\n",
-	    "POST /p?q HTTP/1.1\r\nUser-Agent: t\r\nHostile: 1\r\nContent-Length: 3\r\n"
-	    "Host: example.com:8080\r\nConnection: close\r\n\r\n"),
+		    "Proxy-Authorization: x\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n"
+		    "User-Agent: t\r\nHostile: 1\r\nContent-Length: 3\r\nhost: again\r\n\r\n",
+	       "POST /p?q HTTP/1.1\r\nUser-Agent: t\r\nHostile: 1\r\nContent-Length: 3\r\n"
+	       "Host: example.com:8080\r\nConnection: close\r\n\r\n"),
 	    "upstream head: Host is the listed name, hop-by-hop headers gone");
 	ok(rebuilds("GET http://example.com/ HTTP/1.1\r\n\r\n",
-	    "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"),
+	       "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"),
 	    "port 80 is left out of Host");
 	ok(rebuilds("GET http://[2001:db8::1]:8443?a HTTP/1.0\r\nHost: x\r\n\r\n",
-	    "GET /?a HTTP/1.0\r\nHost: [2001:db8::1]:8443\r\nConnection: close\r\n\r\n"),
+	       "GET /?a HTTP/1.0\r\nHost: [2001:db8::1]:8443\r\nConnection: close\r\n\r\n"),
 	    "IPv6 Host in brackets");
 }
 
@@ -139,13 +148,36 @@ int
 main(void)
 {
 	static const char *const blocked[] = {
-		"127.0.0.1", "127.255.0.9", "10.0.0.1", "172.16.0.1", "172.31.255.255",
-		"192.168.1.1", "169.254.169.254", "100.64.0.1", "100.100.100.200", "0.0.0.0",
-		"224.0.0.1", "255.255.255.255", "198.18.0.1", "::1", "::", "fe80::1", "fc00::1",
-		"fd00:ec2::254", "::ffff:127.0.0.1", "::ffff:10.1.2.3", "ff02::1", "64:ff9b::a00:1",
+		"127.0.0.1",
+		"127.255.0.9",
+		"10.0.0.1",
+		"172.16.0.1",
+		"172.31.255.255",
+		"192.168.1.1",
+		"169.254.169.254",
+		"100.64.0.1",
+		"100.100.100.200",
+		"0.0.0.0",
+		"224.0.0.1",
+		"255.255.255.255",
+		"198.18.0.1",
+		"::1",
+		"::",
+		"fe80::1",
+		"fc00::1",
+		"fd00:ec2::254",
+		"::ffff:127.0.0.1",
+		"::ffff:10.1.2.3",
+		"ff02::1",
+		"64:ff9b::a00:1",
 	};
 	static const char *const open[] = {
-		"1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:1.1.1.1",
+		"1.1.1.1",
+		"8.8.8.8",
+		"172.32.0.1",
+		"100.128.0.1",
+		"2606:4700::1111",
+		"::ffff:1.1.1.1",
 	};
 	size_t i;
 	char what[96];

@@ -19,8 +19,8 @@
 #include "tap.h"
 
 /* What a probe reports through its exit status. */
-#define PROBE_OK 0		/* the call succeeded */
-#define PROBE_SETUP 120		/* the filter could not be loaded */
+#define PROBE_OK 0	/* the call succeeded */
+#define PROBE_SETUP 120 /* the filter could not be loaded */
 
 static struct sock_fprog prog;
 
@@ -141,8 +141,9 @@ run_probe(probe_fn *fn, const long *a, int is_filtered)
 	if (pid == 0) {
 		long rc;
 
-		if (is_filtered && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
-		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1))
+		if (is_filtered &&
+		    (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
+			prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1))
 			_exit(PROBE_SETUP);
 		errno = 0;
 		rc = fn(a);
@@ -196,8 +197,10 @@ int80(long nr, long b, long c, long d)
 {
 	long ret;
 
-	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr), "b"(b), "c"(c), "d"(d)
-	    : "memory", "r8", "r9", "r10", "r11");
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "a"(nr), "b"(b), "c"(c), "d"(d)
+			 : "memory", "r8", "r9", "r10", "r11");
 	return ret;
 }
 
@@ -223,20 +226,36 @@ int
 main(void)
 {
 	/* Families a program may open, and the type each is opened with. */
-	static const struct { int family, type; const char *name; } allowed[] = {
-		{ AF_UNIX, SOCK_STREAM, "AF_UNIX" }, { AF_INET, SOCK_STREAM, "AF_INET" },
+	static const struct {
+		int family, type;
+		const char *name;
+	} allowed[] = {
+		{ AF_UNIX, SOCK_STREAM, "AF_UNIX" },
+		{ AF_INET, SOCK_STREAM, "AF_INET" },
 		{ AF_INET6, SOCK_DGRAM, "AF_INET6" },
 	};
-	static const struct { int family, type; const char *name; } refused[] = {
-		{ AF_VSOCK, SOCK_STREAM, "AF_VSOCK" }, { AF_NETLINK, SOCK_RAW, "AF_NETLINK" },
-		{ AF_PACKET, SOCK_RAW, "AF_PACKET" }, { AF_ALG, SOCK_SEQPACKET, "AF_ALG" },
-		{ AF_KEY, SOCK_RAW, "AF_KEY" }, { AF_BLUETOOTH, SOCK_STREAM, "AF_BLUETOOTH" },
-		{ AF_RDS, SOCK_SEQPACKET, "AF_RDS" }, { AF_TIPC, SOCK_STREAM, "AF_TIPC" },
-		{ AF_XDP, SOCK_RAW, "AF_XDP" }, { AF_CAN, SOCK_RAW, "AF_CAN" },
-		{ AF_UNSPEC, SOCK_STREAM, "AF_UNSPEC" }, { AF_APPLETALK, SOCK_DGRAM, "AF_APPLETALK" },
-		{ AF_X25, SOCK_SEQPACKET, "AF_X25" }, { AF_KCM, SOCK_DGRAM, "AF_KCM" },
-		{ AF_SMC, SOCK_STREAM, "AF_SMC" }, { AF_MCTP, SOCK_DGRAM, "AF_MCTP" },
-		{ AF_MAX, SOCK_STREAM, "AF_MAX" }, { 255, SOCK_STREAM, "family 255" },
+	static const struct {
+		int family, type;
+		const char *name;
+	} refused[] = {
+		{ AF_VSOCK, SOCK_STREAM, "AF_VSOCK" },
+		{ AF_NETLINK, SOCK_RAW, "AF_NETLINK" },
+		{ AF_PACKET, SOCK_RAW, "AF_PACKET" },
+		{ AF_ALG, SOCK_SEQPACKET, "AF_ALG" },
+		{ AF_KEY, SOCK_RAW, "AF_KEY" },
+		{ AF_BLUETOOTH, SOCK_STREAM, "AF_BLUETOOTH" },
+		{ AF_RDS, SOCK_SEQPACKET, "AF_RDS" },
+		{ AF_TIPC, SOCK_STREAM, "AF_TIPC" },
+		{ AF_XDP, SOCK_RAW, "AF_XDP" },
+		{ AF_CAN, SOCK_RAW, "AF_CAN" },
+		{ AF_UNSPEC, SOCK_STREAM, "AF_UNSPEC" },
+		{ AF_APPLETALK, SOCK_DGRAM, "AF_APPLETALK" },
+		{ AF_X25, SOCK_SEQPACKET, "AF_X25" },
+		{ AF_KCM, SOCK_DGRAM, "AF_KCM" },
+		{ AF_SMC, SOCK_STREAM, "AF_SMC" },
+		{ AF_MCTP, SOCK_DGRAM, "AF_MCTP" },
+		{ AF_MAX, SOCK_STREAM, "AF_MAX" },
+		{ 255, SOCK_STREAM, "family 255" },
 		{ -1, SOCK_STREAM, "family -1" },
 	};
 	size_t i;
@@ -256,8 +275,8 @@ main(void)
 		ok(exited_with(run_probe(do_socket, a, 1), PROBE_OK), "socket(%s) allowed",
 		    allowed[i].name);
 	}
-	ok(exited_with(run_probe(do_socketpair, (long[]){ AF_UNIX, SOCK_STREAM, 0 }, 1),
-	    PROBE_OK), "socketpair(AF_UNIX) allowed");
+	ok(exited_with(run_probe(do_socketpair, (long[]){ AF_UNIX, SOCK_STREAM, 0 }, 1), PROBE_OK),
+	    "socketpair(AF_UNIX) allowed");
 	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		a[0] = refused[i].family;
 		a[1] = refused[i].type;
@@ -301,12 +320,13 @@ main(void)
 	    "socket(AF_INET with high bits set) is AF_INET to the kernel, allowed");
 	/* The filter itself, read as the kernel would, for the other ABIs of this machine's
 	 * architecture: a kernel without them answers before the filter does. */
-	ok(verdict(AUDIT_ARCH_X86_64, SYS_socket, AF_VSOCK) ==
-	    (SECCOMP_RET_ERRNO | EAFNOSUPPORT), "the reading of the filter matches the kernel's");
+	ok(verdict(AUDIT_ARCH_X86_64, SYS_socket, AF_VSOCK) == (SECCOMP_RET_ERRNO | EAFNOSUPPORT),
+	    "the reading of the filter matches the kernel's");
 	ok(verdict(AUDIT_ARCH_X86_64, SYS_socket, AF_INET) == SECCOMP_RET_ALLOW,
 	    "the reading of the filter allows socket(AF_INET)");
 	ok(verdict(AUDIT_ARCH_X86_64, 0x40000000 | SYS_socket, AF_VSOCK) ==
-	    SECCOMP_RET_KILL_PROCESS, "x32 socket kills the process");
+		SECCOMP_RET_KILL_PROCESS,
+	    "x32 socket kills the process");
 	ok(verdict(AUDIT_ARCH_X86_64, 0x40000000 | SYS_getpid, 0) == SECCOMP_RET_KILL_PROCESS,
 	    "x32 getpid kills the process");
 	ok(verdict(AUDIT_ARCH_I386, 102, 1) == SECCOMP_RET_KILL_PROCESS,
@@ -326,10 +346,10 @@ main(void)
 	ok(killed_by_sigsys(st), "an x32 system call kills the process (status %#x)", st);
 	{
 		static long args[3] = { AF_VSOCK, SOCK_STREAM, 0 };
-		int has_ia32 = exited_with(run_probe(do_i386, (long[]){ 20, 0, 0, 0 }, 0),
-		    PROBE_OK);
+		int has_ia32 =
+		    exited_with(run_probe(do_i386, (long[]){ 20, 0, 0, 0 }, 0), PROBE_OK);
 
-		a[0] = 102;	/* socketcall(SYS_SOCKET, args) */
+		a[0] = 102; /* socketcall(SYS_SOCKET, args) */
 		a[1] = 1;
 		a[2] = (long)(uintptr_t)args;
 		a[3] = 0;
@@ -337,7 +357,7 @@ main(void)
 		ok(has_ia32 ? killed_by_sigsys(st) : !exited_with(st, PROBE_OK),
 		    "int 0x80 socketcall does not run (status %#x, 32-bit ABI %s)", st,
 		    has_ia32 ? "present" : "absent");
-		a[0] = 359;	/* socket(AF_VSOCK, SOCK_STREAM, 0) */
+		a[0] = 359; /* socket(AF_VSOCK, SOCK_STREAM, 0) */
 		a[1] = AF_VSOCK;
 		a[2] = SOCK_STREAM;
 		st = run_probe(do_i386, a, 1);

@@ -70,14 +70,18 @@ manifest(const char *name, const char *kind, const char *args, const char *state
 	char *s = NULL;
 
 	if (strcmp(kind, "code") == 0)
-		asprintf(&s, "{\"name\":\"%s\",\"description\":\"d\",\"kind\":\"code\","
-		    "\"arguments\":%s,\"code\":%s}", name, args, statement);
+		asprintf(&s,
+		    "{\"name\":\"%s\",\"description\":\"d\",\"kind\":\"code\","
+		    "\"arguments\":%s,\"code\":%s}",
+		    name, args, statement);
 	else {
 		json_t *st = json_string(statement);
 		char *q = json_dumps(st, JSON_ENCODE_ANY);
 
-		asprintf(&s, "{\"name\":\"%s\",\"description\":\"d\",\"kind\":\"%s\","
-		    "\"arguments\":%s,\"statement\":%s}", name, kind, args, q);
+		asprintf(&s,
+		    "{\"name\":\"%s\",\"description\":\"d\",\"kind\":\"%s\","
+		    "\"arguments\":%s,\"statement\":%s}",
+		    name, kind, args, q);
 		free(q);
 		json_decref(st);
 	}
@@ -114,8 +118,10 @@ refused_schema_prop(const char *prop, const char *want, const char *what)
 {
 	char args[1024];
 
-	snprintf(args, sizeof(args), "{\"type\":\"object\",\"properties\":{\"x\":%s},"
-	    "\"additionalProperties\":false}", prop);
+	snprintf(args, sizeof(args),
+	    "{\"type\":\"object\",\"properties\":{\"x\":%s},"
+	    "\"additionalProperties\":false}",
+	    prop);
 	refused_parts("read", args, "SELECT $x", want, what);
 }
 
@@ -125,13 +131,17 @@ test_load_faults(void)
 	char *m;
 
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"idempotent\":true,"
-	    "\"arguments\":" NOARGS ",\"statement\":\"SELECT 1\"}", "idempotent applies to write "
-	    "tools only", "idempotent on a read");
+		"\"arguments\":" NOARGS ",\"statement\":\"SELECT 1\"}",
+	    "idempotent applies to write "
+	    "tools only",
+	    "idempotent on a read");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"write\",\"call_options\":1,"
-	    "\"arguments\":" NOARGS ",\"statement\":\"UPDATE t SET a = 1 RETURNING a\"}",
+		"\"arguments\":" NOARGS ",\"statement\":\"UPDATE t SET a = 1 RETURNING a\"}",
 	    "call_options must be true or false", "call_options not a boolean");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{\"airlock_plan_id\":"
-	    "{\"type\":\"string\"}},\"additionalProperties\":false}", "SELECT $airlock_plan_id",
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{\"airlock_plan_id\":"
+	    "{\"type\":\"string\"}},\"additionalProperties\":false}",
+	    "SELECT $airlock_plan_id",
 	    "names starting with 'airlock_' are the gateway's call options",
 	    "a property named like a call option");
 
@@ -154,101 +164,117 @@ test_load_faults(void)
 	refused(m, "name 'other' differs", "name differs from the file's basename");
 	free(m);
 	refused_parts("delete", NOARGS, "SELECT 1", "kind must be", "a bad kind");
-	refused("{\"name\":\"t\",\"kind\":\"read\",\"arguments\":" NOARGS ",\"statement\":\"SELECT 1\"}",
+	refused("{\"name\":\"t\",\"kind\":\"read\",\"arguments\":" NOARGS
+		",\"statement\":\"SELECT 1\"}",
 	    "description must be", "no description");
-	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"statement\":\"SELECT 1\"}",
+	refused(
+	    "{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"statement\":\"SELECT 1\"}",
 	    "arguments (a JSON Schema) is required", "no arguments");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS "}",
 	    "statement must be", "a read without a statement");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS
-	    ",\"statement\":\"SELECT 1\",\"max_rows\":0}", "max_rows must be an integer from 1",
-	    "max_rows 0");
+		",\"statement\":\"SELECT 1\",\"max_rows\":0}",
+	    "max_rows must be an integer from 1", "max_rows 0");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS
-	    ",\"statement\":\"SELECT 1\",\"timeout_ms\":60001}", "timeout_ms must be an integer from 1 to 60000",
-	    "timeout_ms over 60000");
+		",\"statement\":\"SELECT 1\",\"timeout_ms\":60001}",
+	    "timeout_ms must be an integer from 1 to 60000", "timeout_ms over 60000");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS
-	    ",\"statement\":\"SELECT 1\",\"timeout_ms\":\"5\"}", "timeout_ms must be",
-	    "timeout_ms of the wrong type");
+		",\"statement\":\"SELECT 1\",\"timeout_ms\":\"5\"}",
+	    "timeout_ms must be", "timeout_ms of the wrong type");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS
-	    ",\"statement\":\"SELECT 1\",\"destructive\":true}", "destructive applies to write",
-	    "destructive on a read");
+		",\"statement\":\"SELECT 1\",\"destructive\":true}",
+	    "destructive applies to write", "destructive on a read");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"write\",\"arguments\":" NOARGS
-	    ",\"statement\":\"UPDATE x SET a = 1 RETURNING a\",\"destructive\":\"no\"}",
+		",\"statement\":\"UPDATE x SET a = 1 RETURNING a\",\"destructive\":\"no\"}",
 	    "destructive must be true or false", "destructive of the wrong type");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS
-	    ",\"statement\":\"SELECT 1\",\"title\":3}", "title must be a string", "title of the wrong type");
+		",\"statement\":\"SELECT 1\",\"title\":3}",
+	    "title must be a string", "title of the wrong type");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"read\",\"arguments\":" NOARGS
-	    ",\"statement\":\"SELECT 1\",\"code\":{\"interpreter\":\"sh\"}}",
+		",\"statement\":\"SELECT 1\",\"code\":{\"interpreter\":\"sh\"}}",
 	    "code applies to code tools only", "code on a read");
 
 	/* The arguments schema. */
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false,"
-	    "\"$schema\":\"x\"}", "SELECT 1", "unknown keyword '$schema'", "an unknown top keyword");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false,"
+	    "\"$schema\":\"x\"}",
+	    "SELECT 1", "unknown keyword '$schema'", "an unknown top keyword");
 	refused_parts("read", "{\"type\":\"array\",\"additionalProperties\":false}", "SELECT 1",
 	    "type must be \"object\"", "top type not object");
 	refused_parts("read", "{\"type\":\"object\",\"properties\":{}}", "SELECT 1",
 	    "additionalProperties must be present and false", "additionalProperties absent");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":true}",
-	    "SELECT 1", "additionalProperties must be present and false", "additionalProperties true");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":[],\"additionalProperties\":false}",
-	    "SELECT 1", "properties must be an object", "properties of the wrong type");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
-	    "\"required\":[\"b\"],\"additionalProperties\":false}", "SELECT $a",
-	    "required names 'b', which is not a property", "required naming a missing property");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
-	    "\"required\":\"a\",\"additionalProperties\":false}", "SELECT $a",
-	    "required must be an array", "required of the wrong type");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
-	    "\"required\":[\"a\",\"a\"],\"additionalProperties\":false}", "SELECT $a",
-	    "required names 'a' twice", "required naming a property twice");
-	refused_parts("read", "{\"type\":\"object\",\"properties\":{\"Bad\":{\"type\":\"string\"}},"
-	    "\"additionalProperties\":false}", "SELECT 1", "property name 'Bad'", "a bad property name");
-	refused_schema_prop("{\"type\":\"string\",\"format\":\"email\"}", "unknown keyword 'format'",
-	    "an unknown property keyword");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":true}", "SELECT 1",
+	    "additionalProperties must be present and false", "additionalProperties true");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":[],\"additionalProperties\":false}", "SELECT 1",
+	    "properties must be an object", "properties of the wrong type");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+	    "\"required\":[\"b\"],\"additionalProperties\":false}",
+	    "SELECT $a", "required names 'b', which is not a property",
+	    "required naming a missing property");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+	    "\"required\":\"a\",\"additionalProperties\":false}",
+	    "SELECT $a", "required must be an array", "required of the wrong type");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+	    "\"required\":[\"a\",\"a\"],\"additionalProperties\":false}",
+	    "SELECT $a", "required names 'a' twice", "required naming a property twice");
+	refused_parts("read",
+	    "{\"type\":\"object\",\"properties\":{\"Bad\":{\"type\":\"string\"}},"
+	    "\"additionalProperties\":false}",
+	    "SELECT 1", "property name 'Bad'", "a bad property name");
+	refused_schema_prop("{\"type\":\"string\",\"format\":\"email\"}",
+	    "unknown keyword 'format'", "an unknown property keyword");
 	refused_schema_prop("{\"type\":\"string\",\"$ref\":\"#\"}", "unknown keyword '$ref'",
 	    "$ref refused");
 	refused_schema_prop("{\"maxLength\":3}", "needs a type", "a property without type");
 	refused_schema_prop("{\"type\":\"date\"}", "keyword 'type' must name", "an unknown type");
-	refused_schema_prop("{\"type\":3}", "keyword 'type' must be a string", "type of the wrong type");
-	refused_schema_prop("{\"type\":[]}", "keyword 'type' must be a string", "an empty type array");
-	refused_schema_prop("{\"type\":[\"string\",\"string\"]}", "names string twice", "a type twice");
+	refused_schema_prop("{\"type\":3}", "keyword 'type' must be a string",
+	    "type of the wrong type");
+	refused_schema_prop("{\"type\":[]}", "keyword 'type' must be a string",
+	    "an empty type array");
+	refused_schema_prop("{\"type\":[\"string\",\"string\"]}", "names string twice",
+	    "a type twice");
 	refused_schema_prop("{\"type\":\"null\"}", "other than null", "type null alone");
-	refused_schema_prop("{\"type\":\"integer\",\"minimum\":\"1\"}", "'minimum' must be a number",
-	    "minimum of the wrong type");
+	refused_schema_prop("{\"type\":\"integer\",\"minimum\":\"1\"}",
+	    "'minimum' must be a number", "minimum of the wrong type");
 	refused_schema_prop("{\"type\":\"integer\",\"maximum\":true}", "'maximum' must be a number",
 	    "maximum of the wrong type");
-	refused_schema_prop("{\"type\":\"integer\",\"minimum\":5,\"maximum\":1}", "minimum is above maximum",
-	    "minimum above maximum");
+	refused_schema_prop("{\"type\":\"integer\",\"minimum\":5,\"maximum\":1}",
+	    "minimum is above maximum", "minimum above maximum");
 	refused_schema_prop("{\"type\":\"string\",\"minimum\":1}", "applies to integer and number",
 	    "minimum on a string");
-	refused_schema_prop("{\"type\":\"string\",\"maxLength\":-1}", "'maxLength' must be a non-negative",
-	    "negative maxLength");
-	refused_schema_prop("{\"type\":\"string\",\"minLength\":1.5}", "'minLength' must be a non-negative",
-	    "minLength of the wrong type");
+	refused_schema_prop("{\"type\":\"string\",\"maxLength\":-1}",
+	    "'maxLength' must be a non-negative", "negative maxLength");
+	refused_schema_prop("{\"type\":\"string\",\"minLength\":1.5}",
+	    "'minLength' must be a non-negative", "minLength of the wrong type");
 	refused_schema_prop("{\"type\":\"string\",\"minLength\":5,\"maxLength\":2}",
 	    "minLength is above maxLength", "minLength above maxLength");
-	refused_schema_prop("{\"type\":\"integer\",\"maxLength\":3}", "applies to string types only",
-	    "maxLength on an integer");
-	refused_schema_prop("{\"type\":\"integer\",\"pattern\":\"^a\"}", "applies to string types only",
-	    "pattern on an integer");
+	refused_schema_prop("{\"type\":\"integer\",\"maxLength\":3}",
+	    "applies to string types only", "maxLength on an integer");
+	refused_schema_prop("{\"type\":\"integer\",\"pattern\":\"^a\"}",
+	    "applies to string types only", "pattern on an integer");
 	refused_schema_prop("{\"type\":\"string\",\"pattern\":5}", "'pattern' must be a string",
 	    "pattern of the wrong type");
 	refused_schema_prop("{\"type\":\"string\",\"pattern\":\"a(\"}", "pattern does not compile",
 	    "a pattern that does not compile");
-	refused_schema_prop("{\"type\":\"string\",\"description\":1}", "'description' must be a string",
-	    "description of the wrong type");
+	refused_schema_prop("{\"type\":\"string\",\"description\":1}",
+	    "'description' must be a string", "description of the wrong type");
 	refused_schema_prop("{\"type\":\"string\",\"title\":[]}", "'title' must be a string",
 	    "title of the wrong type");
-	refused_schema_prop("{\"type\":\"string\",\"sensitive\":\"yes\"}", "'sensitive' must be true or false",
-	    "sensitive of the wrong type");
+	refused_schema_prop("{\"type\":\"string\",\"sensitive\":\"yes\"}",
+	    "'sensitive' must be true or false", "sensitive of the wrong type");
 	refused_schema_prop("{\"type\":\"string\",\"enum\":[]}", "'enum' must be a non-empty array",
 	    "an empty enum");
-	refused_schema_prop("{\"type\":\"string\",\"enum\":\"a\"}", "'enum' must be a non-empty array",
-	    "enum of the wrong type");
+	refused_schema_prop("{\"type\":\"string\",\"enum\":\"a\"}",
+	    "'enum' must be a non-empty array", "enum of the wrong type");
 	refused_schema_prop("{\"type\":\"string\",\"enum\":[\"a\",1]}", "enum value 2",
 	    "an enum value of the wrong type");
-	refused_schema_prop("{\"type\":\"string\",\"enum\":[\"a\",\"a\"]}", "enum lists a value twice",
-	    "an enum value twice");
+	refused_schema_prop("{\"type\":\"string\",\"enum\":[\"a\",\"a\"]}",
+	    "enum lists a value twice", "an enum value twice");
 	refused_schema_prop("{\"type\":\"string\",\"enum\":[[1]]}", "enum values must be",
 	    "an array in enum");
 	refused_schema_prop("{\"type\":\"integer\",\"maximum\":10,\"default\":11}",
@@ -257,8 +283,8 @@ test_load_faults(void)
 	    "default does not pass its own rules", "a default of the wrong type");
 	refused_schema_prop("{\"type\":\"object\",\"properties\":{}}",
 	    "unknown keyword 'properties'", "nested keywords on an object");
-	refused_schema_prop("{\"type\":\"array\",\"items\":{}}",
-	    "unknown keyword 'items'", "nested keywords on an array");
+	refused_schema_prop("{\"type\":\"array\",\"items\":{}}", "unknown keyword 'items'",
+	    "nested keywords on an array");
 	refused_schema_prop("{\"type\":\"object\",\"minLength\":1}",
 	    "keyword 'minLength' does not apply to object", "a string keyword on an object");
 	refused_schema_prop("{\"type\":\"array\",\"maxLength\":3}",
@@ -283,15 +309,16 @@ test_load_faults(void)
 	    "a write must be a single INSERT or UPDATE", "MERGE");
 	refused_parts("write", NOARGS, "SELECT 1", "a write must be a single INSERT or UPDATE",
 	    "a write that is a SELECT");
-	refused_parts("read", NOARGS, "", "statement must be a non-empty string", "an empty statement");
+	refused_parts("read", NOARGS, "", "statement must be a non-empty string",
+	    "an empty statement");
 	refused_parts("read", NOARGS, "SELECT 1 /* open /* */", "unterminated /* comment",
 	    "an unterminated block comment");
 
 	/* Code tools. */
 	refused_parts("code", NOARGS, "{\"interpreter\":\"perl\"}", "interpreter must be",
 	    "an unknown interpreter");
-	refused_parts("code", NOARGS, "{\"interpreter\":\"sh\",\"network\":true}", "unknown key 'network'",
-	    "an unknown code key");
+	refused_parts("code", NOARGS, "{\"interpreter\":\"sh\",\"network\":true}",
+	    "unknown key 'network'", "an unknown code key");
 	refused_parts("code", NOARGS, "{\"interpreter\":\"sh\",\"limits\":{\"disk_mb\":1}}",
 	    "unknown limit 'disk_mb'", "an unknown limit");
 	refused_parts("code", NOARGS, "{\"interpreter\":\"sh\",\"limits\":{\"time_s\":0}}",
@@ -315,7 +342,7 @@ test_load_faults(void)
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"code\",\"arguments\":" NOARGS "}",
 	    "a code tool needs code", "a code tool without code");
 	refused("{\"name\":\"t\",\"description\":\"d\",\"kind\":\"code\",\"arguments\":" NOARGS
-	    ",\"code\":{\"interpreter\":\"sh\"},\"statement\":\"SELECT 1\"}",
+		",\"code\":{\"interpreter\":\"sh\"},\"statement\":\"SELECT 1\"}",
 	    "a code tool takes no statement", "a code tool with a statement");
 }
 
@@ -323,7 +350,8 @@ test_load_faults(void)
 static void
 rewrites(const char *statement, const char *want_sql, const char *want_params, const char *what)
 {
-	const char *args = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
+	const char *args =
+	    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
 	    "\"b\":{\"type\":\"integer\"},\"c\":{\"type\":\"string\"}},\"additionalProperties\":false}";
 	char *m = manifest("t", "read", args, statement), err[1024], params[256], want[512];
 	struct catalog *cat = load_one("t.json", m, err, sizeof(err));
@@ -338,8 +366,8 @@ rewrites(const char *statement, const char *want_sql, const char *want_params, c
 		}
 	/* Every read runs capped at the default max_rows (100) plus the row that tells. */
 	snprintf(want, sizeof(want), "SELECT * FROM (\n%s\n) AS capped LIMIT 101", want_sql);
-	ok(cat != NULL && strcmp(cat->tools[0].sql, want) == 0 &&
-	    strcmp(params, want_params) == 0, "rewrite: %s", what);
+	ok(cat != NULL && strcmp(cat->tools[0].sql, want) == 0 && strcmp(params, want_params) == 0,
+	    "rewrite: %s", what);
 	if (cat == NULL)
 		printf("# %s\n", err);
 	tool_catalog_free(cat);
@@ -353,18 +381,21 @@ test_rewrite(void)
 	rewrites("SELECT $b, $a, $b", "SELECT $1, $2, $1", "b,a", "a repeated name binds once");
 	rewrites("SELECT $a::text, $b::int", "SELECT $1::text, $2::int", "a,b", ":: casts");
 	rewrites("SELECT '$a', $b", "SELECT '$a', $1", "b", "string literals");
-	rewrites("SELECT 'it''s $a', $b", "SELECT 'it''s $a', $1", "b", "doubled quotes in literals");
+	rewrites("SELECT 'it''s $a', $b", "SELECT 'it''s $a', $1", "b",
+	    "doubled quotes in literals");
 	rewrites("SELECT E'\\' $a', $b", "SELECT E'\\' $a', $1", "b", "E'' backslash escapes");
 	rewrites("SELECT \"$a\" FROM t WHERE x = $b", "SELECT \"$a\" FROM t WHERE x = $1", "b",
 	    "quoted identifiers");
-	rewrites("SELECT \"x\"\"$a\", $b", "SELECT \"x\"\"$a\", $1", "b", "doubled quotes in identifiers");
+	rewrites("SELECT \"x\"\"$a\", $b", "SELECT \"x\"\"$a\", $1", "b",
+	    "doubled quotes in identifiers");
 	rewrites("SELECT $b -- and $a\n, $c", "SELECT $1  \n, $2", "b,c", "line comments");
-	rewrites("SELECT /* $a /* nested $a */ still $a */ $b", "SELECT   $1",
-	    "b", "nested block comments");
+	rewrites("SELECT /* $a /* nested $a */ still $a */ $b", "SELECT   $1", "b",
+	    "nested block comments");
 	rewrites("SELECT $a;\n-- the end\n", "SELECT $1", "a",
 	    "a trailing semicolon and comment, dropped before the cap");
 	rewrites("SELECT $$ $a $$, $b", "SELECT $$ $a $$, $1", "b", "dollar quotes");
-	rewrites("SELECT $q$ $a $$ $a $q$, $b", "SELECT $q$ $a $$ $a $q$, $1", "b", "tagged dollar quotes");
+	rewrites("SELECT $q$ $a $$ $a $q$, $b", "SELECT $q$ $a $$ $a $q$, $1", "b",
+	    "tagged dollar quotes");
 	rewrites("SELECT a$b FROM t WHERE x = $c", "SELECT a$b FROM t WHERE x = $1", "c",
 	    "$ inside an identifier");
 	rewrites("SELECT 1", "SELECT 1", "", "no parameters");
@@ -405,7 +436,8 @@ check(const char *args, const char *want_msg, const char *want_arg, const char *
 		ok(out != NULL && bad == NULL, "accepted: %s %s", what, msg);
 	else
 		ok(out == NULL && strcmp(msg, want_msg) == 0 &&
-		    (want_arg == NULL ? bad == NULL : (bad != NULL && strcmp(bad, want_arg) == 0)),
+			(want_arg == NULL ? bad == NULL
+					  : (bad != NULL && strcmp(bad, want_arg) == 0)),
 		    "refused: %s (%s; %s)", what, msg, bad ? bad : "NULL");
 	json_decref(a);
 	return out;
@@ -424,13 +456,14 @@ test_args(void)
 	    "defaults applied to absent arguments (%s)", dump ? dump : "NULL");
 	free(dump);
 	json_decref(out);
-	out = check("{\"customer_id\":42,\"limit\":7}", NULL, NULL, "a given value over its default");
+	out =
+	    check("{\"customer_id\":42,\"limit\":7}", NULL, NULL, "a given value over its default");
 	ok(out != NULL && json_integer_value(json_object_get(out, "limit")) == 7,
 	    "a given value is not replaced by the default");
 	json_decref(out);
 	out = check("{\"customer_id\":3.0}", NULL, NULL, "an integral real for an integer");
 	ok(out != NULL && json_is_integer(json_object_get(out, "customer_id")) &&
-	    json_integer_value(json_object_get(out, "customer_id")) == 3,
+		json_integer_value(json_object_get(out, "customer_id")) == 3,
 	    "an integral real becomes an integer");
 	json_decref(out);
 
@@ -451,16 +484,17 @@ test_args(void)
 	    "customer_id", "a huge real for an integer"));
 	json_decref(check("{\"customer_id\":0}", "argument 'customer_id' must be at least 1",
 	    "customer_id", "below minimum"));
-	json_decref(check("{\"customer_id\":1,\"limit\":101}", "argument 'limit' must be at most 100",
-	    "limit", "above maximum"));
+	json_decref(check("{\"customer_id\":1,\"limit\":101}",
+	    "argument 'limit' must be at most 100", "limit", "above maximum"));
 	json_decref(check("{\"customer_id\":1,\"limit\":100}", NULL, NULL, "at maximum"));
-	json_decref(check("{\"customer_id\":1,\"ratio\":1.6}", "argument 'ratio' must be at most 1.5",
-	    "ratio", "a real above a real maximum"));
-	json_decref(check("{\"customer_id\":1,\"ratio\":-0.5}", "argument 'ratio' must be at least 0",
-	    "ratio", "a real below minimum"));
-	json_decref(check("{\"customer_id\":1,\"ratio\":1}", NULL, NULL, "an integer for a number"));
-	json_decref(check("{\"customer_id\":1,\"ratio\":\"1\"}", "argument 'ratio' must be a number",
-	    "ratio", "a string for a number"));
+	json_decref(check("{\"customer_id\":1,\"ratio\":1.6}",
+	    "argument 'ratio' must be at most 1.5", "ratio", "a real above a real maximum"));
+	json_decref(check("{\"customer_id\":1,\"ratio\":-0.5}",
+	    "argument 'ratio' must be at least 0", "ratio", "a real below minimum"));
+	json_decref(
+	    check("{\"customer_id\":1,\"ratio\":1}", NULL, NULL, "an integer for a number"));
+	json_decref(check("{\"customer_id\":1,\"ratio\":\"1\"}",
+	    "argument 'ratio' must be a number", "ratio", "a string for a number"));
 	json_decref(check("{\"customer_id\":1,\"status\":\"closed\"}",
 	    "argument 'status' must be one of: open, paid, void", "status", "not in enum"));
 	json_decref(check("{\"customer_id\":1,\"status\":\"paid\"}", NULL, NULL, "in enum"));
@@ -468,33 +502,37 @@ test_args(void)
 	    "argument 'query' must be at least 1 character long", "query", "too short"));
 	json_decref(check("{\"customer_id\":1,\"query\":\"abcdef\"}",
 	    "argument 'query' must be at most 5 characters long", "query", "too long"));
-	json_decref(check("{\"customer_id\":1,\"query\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}",
-	    NULL, NULL, "length counts characters, not bytes"));
+	json_decref(
+	    check("{\"customer_id\":1,\"query\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}",
+		NULL, NULL, "length counts characters, not bytes"));
 	json_decref(check("{\"customer_id\":1,\"code\":\"usd\"}",
 	    "argument 'code' must match the pattern ^[A-Z]{3}$", "code", "pattern"));
 	json_decref(check("{\"customer_id\":1,\"code\":\"USD\"}", NULL, NULL, "pattern matched"));
 	json_decref(check("{\"customer_id\":1,\"word\":\"abc\"}", NULL, NULL,
 	    "pattern searched unanchored"));
-	json_decref(check("{\"customer_id\":1,\"flag\":\"true\"}", "argument 'flag' must be a boolean",
-	    "flag", "a string for a boolean"));
+	json_decref(check("{\"customer_id\":1,\"flag\":\"true\"}",
+	    "argument 'flag' must be a boolean", "flag", "a string for a boolean"));
 	json_decref(check("{\"customer_id\":1,\"flag\":false}", NULL, NULL, "a boolean"));
 	json_decref(check("{\"customer_id\":1,\"note\":null}", NULL, NULL, "null where allowed"));
-	json_decref(check("{\"customer_id\":1,\"note\":5}", "argument 'note' must be a string or null",
-	    "note", "a number for a nullable string"));
+	json_decref(check("{\"customer_id\":1,\"note\":5}",
+	    "argument 'note' must be a string or null", "note", "a number for a nullable string"));
 	json_decref(check("{\"customer_id\":1,\"note\":\"12345678901\"}",
-	    "argument 'note' must be at most 10 characters long", "note", "nullable string too long"));
+	    "argument 'note' must be at most 10 characters long", "note",
+	    "nullable string too long"));
 	json_decref(check("{\"customer_id\":1,\"input\":[1]}", "argument 'input' must be an object",
 	    "input", "an array for an object"));
-	json_decref(check("{\"customer_id\":1,\"input\":{\"rows\":[{\"a\":1}]}}", NULL, NULL,
-	    "an object"));
+	json_decref(
+	    check("{\"customer_id\":1,\"input\":{\"rows\":[{\"a\":1}]}}", NULL, NULL, "an object"));
 	json_decref(check("{\"customer_id\":1,\"list\":{}}", "argument 'list' must be an array",
 	    "list", "an object for an array"));
-	json_decref(check("{\"customer_id\":1,\"tenant\":\"tenant_b\"}",
-	    "unexpected argument 'tenant'", "tenant", "a tenant argument the tool does not declare"));
+	json_decref(
+	    check("{\"customer_id\":1,\"tenant\":\"tenant_b\"}", "unexpected argument 'tenant'",
+		"tenant", "a tenant argument the tool does not declare"));
 	json_decref(check("{\"customer_id\":1,\"extra\":1}", "unexpected argument 'extra'", "extra",
 	    "an extra argument"));
 	out = check("{\"customer_id\":1,\"query\":\"';--\",\"note\":\"1 OR 1=1\",\"code\":\"ABC\","
-	    "\"secret\":\"$1) ; DROP TABLE x; --\"}", NULL, NULL, "SQL metacharacters are data");
+		    "\"secret\":\"$1) ; DROP TABLE x; --\"}",
+	    NULL, NULL, "SQL metacharacters are data");
 	dump = out ? tool_arg_text(json_object_get(out, "secret")) : NULL;
 	ok(dump != NULL && strcmp(dump, "$1) ; DROP TABLE x; --") == 0,
 	    "metacharacters reach the database unchanged as one value");
@@ -507,10 +545,10 @@ test_args(void)
 	json_object_set_new(a, "query", json_stringn("a\0b", 3));
 	out = tool_check_args(tool, a, &bad, msg, sizeof(msg));
 	ok(out == NULL && strstr(msg, "must not contain NUL") != NULL && bad != NULL &&
-	    strcmp(bad, "query") == 0, "a NUL in a string is refused (%s)", msg);
+		strcmp(bad, "query") == 0,
+	    "a NUL in a string is refused (%s)", msg);
 	json_decref(a);
-	ok(tool_check_args(tool, NULL, NULL, msg, sizeof(msg)) == NULL,
-	    "bad_arg may be NULL");
+	ok(tool_check_args(tool, NULL, NULL, msg, sizeof(msg)) == NULL, "bad_arg may be NULL");
 }
 
 static void
@@ -533,29 +571,34 @@ test_catalog(void)
 	t = tool_find(cat, "t");
 	ok(t == &cat->tools[0] && tool_find(cat, "nope") == NULL && tool_find(NULL, "t") == NULL,
 	    "tool_find");
-	ok(t->kind == TOOL_READ && t->max_rows == 100 && t->timeout_ms == 5000 && !t->is_destructive,
+	ok(t->kind == TOOL_READ && t->max_rows == 100 && t->timeout_ms == 5000 &&
+		!t->is_destructive,
 	    "defaults: max_rows 100, timeout 5000, not destructive");
 	p = json_object_get(json_object_get(t->input_schema, "properties"), "secret");
 	ok(p != NULL && json_object_get(p, "sensitive") == NULL &&
-	    json_object_get(p, "description") != NULL, "input_schema drops the sensitive mark only");
+		json_object_get(p, "description") != NULL,
+	    "input_schema drops the sensitive mark only");
 	p = json_object_get(json_object_get(t->schema, "properties"), "secret");
 	ok(json_is_true(json_object_get(p, "sensitive")), "schema keeps the sensitive mark");
 	ok(json_is_true(json_object_get(t->annotations, "readOnlyHint")) &&
-	    json_is_false(json_object_get(t->annotations, "destructiveHint")) &&
-	    json_is_true(json_object_get(t->annotations, "idempotentHint")) &&
-	    json_is_false(json_object_get(t->annotations, "openWorldHint")) &&
-	    strcmp(json_string_value(json_object_get(t->annotations, "title")), "T") == 0 &&
-	    strcmp(t->title, "T") == 0, "read annotations, a title made from the name");
+		json_is_false(json_object_get(t->annotations, "destructiveHint")) &&
+		json_is_true(json_object_get(t->annotations, "idempotentHint")) &&
+		json_is_false(json_object_get(t->annotations, "openWorldHint")) &&
+		strcmp(json_string_value(json_object_get(t->annotations, "title")), "T") == 0 &&
+		strcmp(t->title, "T") == 0,
+	    "read annotations, a title made from the name");
 	ok(json_equal(t->listed_schema, t->input_schema), "a read lists its schema as is");
 	ok(json_object_get(json_object_get(json_object_get(t->output_schema, "properties"), "rows"),
-	    "items") != NULL && json_array_size(json_object_get(t->output_schema, "required")) == 1 &&
-	    json_array_size(json_object_get(t->output_schema, "anyOf")) == 2,
+	       "items") != NULL &&
+		json_array_size(json_object_get(t->output_schema, "required")) == 1 &&
+		json_array_size(json_object_get(t->output_schema, "anyOf")) == 2,
 	    "output schema shape without a database: call_id, then rows or an error");
 
 	/* Binding. */
 	args = json_pack("{s:i, s:n}", "customer_id", 42, "status");
 	ok(tool_bind(t, args, values) == 0 && strcmp(values[0], "42") == 0 && values[1] == NULL &&
-	    values[2] == NULL, "tool_bind: values by parameter, null and absent as NULL");
+		values[2] == NULL,
+	    "tool_bind: values by parameter, null and absent as NULL");
 	tool_unbind(t, values);
 	ok(values[0] == NULL, "tool_unbind clears");
 	json_decref(args);
@@ -567,24 +610,32 @@ test_catalog(void)
 	tool_catalog_free(NULL);
 
 	/* Writes and code tools. */
-	cat = load_one("w.json", "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
-	    "\"title\":\"W\",\"arguments\":" NOARGS ",\"statement\":\"UPDATE t SET a = 1 RETURNING a\","
-	    "\"max_rows\":5}", err, sizeof(err));
+	cat = load_one("w.json",
+	    "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
+	    "\"title\":\"W\",\"arguments\":" NOARGS
+	    ",\"statement\":\"UPDATE t SET a = 1 RETURNING a\","
+	    "\"max_rows\":5}",
+	    err, sizeof(err));
 	ok(cat != NULL && cat->tools[0].is_destructive && cat->tools[0].max_rows == 5 &&
-	    json_is_true(json_object_get(cat->tools[0].annotations, "destructiveHint")) &&
-	    json_is_false(json_object_get(cat->tools[0].annotations, "readOnlyHint")) &&
-	    json_is_false(json_object_get(cat->tools[0].annotations, "idempotentHint")) &&
-	    strcmp(json_string_value(json_object_get(cat->tools[0].annotations, "title")), "W") == 0,
+		json_is_true(json_object_get(cat->tools[0].annotations, "destructiveHint")) &&
+		json_is_false(json_object_get(cat->tools[0].annotations, "readOnlyHint")) &&
+		json_is_false(json_object_get(cat->tools[0].annotations, "idempotentHint")) &&
+		strcmp(json_string_value(json_object_get(cat->tools[0].annotations, "title")),
+		    "W") == 0,
 	    "write: destructive by default, annotations with title (%s)", err);
 	tool_catalog_free(cat);
-	cat = load_one("w.json", "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
-	    "\"destructive\":false,\"arguments\":" NOARGS ",\"statement\":\"INSERT INTO t VALUES (1) "
-	    "RETURNING a\"}", err, sizeof(err));
+	cat = load_one("w.json",
+	    "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
+	    "\"destructive\":false,\"arguments\":" NOARGS
+	    ",\"statement\":\"INSERT INTO t VALUES (1) "
+	    "RETURNING a\"}",
+	    err, sizeof(err));
 	ok(cat != NULL && !cat->tools[0].is_destructive &&
-	    json_is_false(json_object_get(cat->tools[0].annotations, "destructiveHint")),
+		json_is_false(json_object_get(cat->tools[0].annotations, "destructiveHint")),
 	    "write: destructive false (%s)", err);
 	tool_catalog_free(cat);
-	cat = load_one("c.json", "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
+	cat = load_one("c.json",
+	    "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
 	    "\"arguments\":{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\"},"
 	    "\"input\":{\"type\":[\"object\",\"null\"]}},\"required\":[\"code\"],"
 	    "\"additionalProperties\":false},\"code\":{\"interpreter\":\"python3\",\"limits\":"
@@ -592,69 +643,87 @@ test_catalog(void)
 	    "\"stderr_max\":16384},\"allow\":[\"api.example.com:443\",\"[::1]:8080\"]}}",
 	    err, sizeof(err));
 	ok(cat != NULL && cat->tools[0].kind == TOOL_CODE && cat->tools[0].sql == NULL &&
-	    json_integer_value(json_object_get(json_object_get(cat->tools[0].code, "limits"),
-	    "mem_mb")) == 128 && json_array_size(json_object_get(cat->tools[0].code, "allow")) == 2 &&
-	    cat->tools[0].output_schema != NULL, "code tool loads (%s)", err);
+		json_integer_value(json_object_get(json_object_get(cat->tools[0].code, "limits"),
+		    "mem_mb")) == 128 &&
+		json_array_size(json_object_get(cat->tools[0].code, "allow")) == 2 &&
+		cat->tools[0].output_schema != NULL,
+	    "code tool loads (%s)", err);
 	tool_catalog_free(cat);
-	cat = load_one("c.json", "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
-	    "\"arguments\":" NOARGS ",\"code\":{\"interpreter\":\"sh\"}}", err, sizeof(err));
+	cat = load_one("c.json",
+	    "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
+	    "\"arguments\":" NOARGS ",\"code\":{\"interpreter\":\"sh\"}}",
+	    err, sizeof(err));
 	ok(cat != NULL && json_is_array(json_object_get(cat->tools[0].code, "allow")) &&
-	    json_is_object(json_object_get(cat->tools[0].code, "limits")),
+		json_is_object(json_object_get(cat->tools[0].code, "limits")),
 	    "code: limits and allow default to empty (%s)", err);
-	ok(cat != NULL && json_is_false(json_object_get(cat->tools[0].annotations,
-	    "openWorldHint")) && json_is_false(json_object_get(cat->tools[0].annotations,
-	    "idempotentHint")), "code without egress: a closed world, not idempotent");
+	ok(cat != NULL &&
+		json_is_false(json_object_get(cat->tools[0].annotations, "openWorldHint")) &&
+		json_is_false(json_object_get(cat->tools[0].annotations, "idempotentHint")),
+	    "code without egress: a closed world, not idempotent");
 	tool_catalog_free(cat);
-	cat = load_one("c.json", "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
+	cat = load_one("c.json",
+	    "{\"name\":\"c\",\"description\":\"d\",\"kind\":\"code\","
 	    "\"arguments\":" NOARGS ",\"code\":{\"interpreter\":\"sh\",\"allow\":"
-	    "[\"api.example.com:443\"]}}", err, sizeof(err));
+	    "[\"api.example.com:443\"]}}",
+	    err, sizeof(err));
 	ok(cat != NULL && json_is_true(json_object_get(cat->tools[0].annotations, "openWorldHint")),
 	    "code with egress: an open world (%s)", err);
 	tool_catalog_free(cat);
 
 	/* Titles made from names; idempotent writes; call options as arguments. */
-	cat = load_one("look_up_things.json", "{\"name\":\"look_up_things\",\"description\":"
+	cat = load_one("look_up_things.json",
+	    "{\"name\":\"look_up_things\",\"description\":"
 	    "\"d\",\"kind\":\"write\",\"idempotent\":true,\"arguments\":{\"type\":\"object\","
 	    "\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"],"
-	    "\"additionalProperties\":false},\"statement\":\"UPDATE t SET a = $a RETURNING a\"}", err, sizeof(err));
+	    "\"additionalProperties\":false},\"statement\":\"UPDATE t SET a = $a RETURNING a\"}",
+	    err, sizeof(err));
 	t = cat != NULL ? &cat->tools[0] : NULL;
 	ok(t != NULL && strcmp(t->title, "Look up things") == 0 &&
-	    json_is_true(json_object_get(t->annotations, "idempotentHint")) && t->has_call_options,
-	    "write: humanised title, idempotent when it says so, call options by default (%s)", err);
+		json_is_true(json_object_get(t->annotations, "idempotentHint")) &&
+		t->has_call_options,
+	    "write: humanised title, idempotent when it says so, call options by default (%s)",
+	    err);
 	p = t != NULL ? json_object_get(t->listed_schema, "properties") : NULL;
 	ok(json_is_object(json_object_get(p, TOOL_OPTION_DRY_RUN)) &&
-	    json_is_object(json_object_get(p, TOOL_OPTION_KEY)) &&
-	    json_is_object(json_object_get(p, TOOL_OPTION_PLAN)) &&
-	    json_object_get(json_object_get(t->input_schema, "properties"), TOOL_OPTION_KEY) == NULL &&
-	    json_equal(json_object_get(t->listed_schema, "required"),
-	    json_object_get(t->input_schema, "required")),
+		json_is_object(json_object_get(p, TOOL_OPTION_KEY)) &&
+		json_is_object(json_object_get(p, TOOL_OPTION_PLAN)) &&
+		json_object_get(json_object_get(t->input_schema, "properties"), TOOL_OPTION_KEY) ==
+		    NULL &&
+		json_equal(json_object_get(t->listed_schema, "required"),
+		    json_object_get(t->input_schema, "required")),
 	    "write: listed schema adds the options, none required; input_schema keeps none");
 	tool_catalog_free(cat);
-	cat = load_one("w.json", "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
+	cat = load_one("w.json",
+	    "{\"name\":\"w\",\"description\":\"d\",\"kind\":\"write\","
 	    "\"call_options\":false,\"arguments\":" NOARGS ",\"statement\":\"UPDATE t SET a = 1 "
-	    "RETURNING a\"}", err, sizeof(err));
+	    "RETURNING a\"}",
+	    err, sizeof(err));
 	ok(cat != NULL && !cat->tools[0].has_call_options &&
-	    json_equal(cat->tools[0].listed_schema, cat->tools[0].input_schema),
+		json_equal(cat->tools[0].listed_schema, cat->tools[0].input_schema),
 	    "write: call_options false lists the schema as is (%s)", err);
 	tool_catalog_free(cat);
 
 	/* Several files load sorted by name; other files are ignored. */
 	clear_dir();
-	write_file("b_tool.json", "{\"name\":\"b_tool\",\"description\":\"d\",\"kind\":\"read\","
+	write_file("b_tool.json",
+	    "{\"name\":\"b_tool\",\"description\":\"d\",\"kind\":\"read\","
 	    "\"arguments\":" NOARGS ",\"statement\":\"SELECT 1\"}");
-	write_file("a.json", "{\"name\":\"a\",\"description\":\"d\",\"kind\":\"read\","
+	write_file("a.json",
+	    "{\"name\":\"a\",\"description\":\"d\",\"kind\":\"read\","
 	    "\"arguments\":" NOARGS ",\"statement\":\"SELECT 1\"}");
 	write_file("README.md", "not a manifest");
 	cat = tool_load(tmpdir, NULL, err, sizeof(err));
 	ok(cat != NULL && cat->n == 2 && strcmp(cat->tools[0].name, "a") == 0 &&
-	    strcmp(cat->tools[1].name, "b_tool") == 0, "sorted by name, other files ignored");
+		strcmp(cat->tools[1].name, "b_tool") == 0,
+	    "sorted by name, other files ignored");
 	tool_catalog_free(cat);
 	clear_dir();
 	cat = tool_load(tmpdir, NULL, err, sizeof(err));
 	ok(cat != NULL && cat->n == 0, "an empty catalog loads");
 	tool_catalog_free(cat);
 	ok(tool_load("/nonexistent/tools", NULL, err, sizeof(err)) == NULL &&
-	    strstr(err, "/nonexistent/tools") != NULL, "a missing directory is named (%s)", err);
+		strstr(err, "/nonexistent/tools") != NULL,
+	    "a missing directory is named (%s)", err);
 }
 
 /*
@@ -783,7 +852,7 @@ conforms(json_t *schema, json_t *v, const char *path)
 		return json_is_true(schema) ? 1 : fail_why("%s: the schema is false", path);
 	if (!json_is_object(schema))
 		return fail_why("%s: the schema is not an object", path);
-	json_object_foreach(schema, k, kw) {
+	json_object_foreach (schema, k, kw) {
 		if (strcmp(k, "description") == 0 || strcmp(k, "title") == 0)
 			continue;
 		if (strcmp(k, "type") == 0) {
@@ -791,7 +860,7 @@ conforms(json_t *schema, json_t *v, const char *path)
 			if (json_is_string(kw))
 				any = is_type(v, json_string_value(kw));
 			else
-				json_array_foreach(kw, i, x)
+				json_array_foreach (kw, i, x)
 					if (is_type(v, json_string_value(x)) == 1)
 						any = 1;
 			if (any != 1)
@@ -799,7 +868,7 @@ conforms(json_t *schema, json_t *v, const char *path)
 				    json_is_string(kw) ? json_string_value(kw) : "listed");
 		} else if (strcmp(k, "enum") == 0) {
 			any = 0;
-			json_array_foreach(kw, i, x)
+			json_array_foreach (kw, i, x)
 				if (json_equal(x, v))
 					any = 1;
 			if (!any)
@@ -812,7 +881,8 @@ conforms(json_t *schema, json_t *v, const char *path)
 			any = regexec(&re, json_string_value(v), 0, NULL, 0) == 0;
 			regfree(&re);
 			if (!any)
-				return fail_why("%s: does not match %s", path, json_string_value(kw));
+				return fail_why("%s: does not match %s", path,
+				    json_string_value(kw));
 		} else if (strcmp(k, "format") == 0) {
 			if (!json_is_string(v))
 				continue;
@@ -824,12 +894,13 @@ conforms(json_t *schema, json_t *v, const char *path)
 			else if (strcmp(json_string_value(kw), "uuid") == 0)
 				any = is_uuid(str);
 			else
-				return fail_why("%s: unknown format %s", path, json_string_value(kw));
+				return fail_why("%s: unknown format %s", path,
+				    json_string_value(kw));
 			if (!any)
 				return fail_why("%s: not a %s", path, json_string_value(kw));
 		} else if (strcmp(k, "anyOf") == 0) {
 			any = 0;
-			json_array_foreach(kw, i, sub)
+			json_array_foreach (kw, i, sub)
 				if (conforms(sub, v, path))
 					any = 1;
 			if (!any)
@@ -837,13 +908,14 @@ conforms(json_t *schema, json_t *v, const char *path)
 		} else if (strcmp(k, "required") == 0) {
 			if (!json_is_object(v))
 				continue;
-			json_array_foreach(kw, i, x)
+			json_array_foreach (kw, i, x)
 				if (json_object_get(v, json_string_value(x)) == NULL)
-					return fail_why("%s: missing %s", path, json_string_value(x));
+					return fail_why("%s: missing %s", path,
+					    json_string_value(x));
 		} else if (strcmp(k, "properties") == 0) {
 			if (!json_is_object(v))
 				continue;
-			json_object_foreach(kw, str, sub) {
+			json_object_foreach (kw, str, sub) {
 				if ((x = json_object_get(v, str)) == NULL)
 					continue;
 				snprintf(sub_path, sizeof(sub_path), "%s.%s", path, str);
@@ -853,7 +925,7 @@ conforms(json_t *schema, json_t *v, const char *path)
 		} else if (strcmp(k, "items") == 0) {
 			if (!json_is_array(v))
 				continue;
-			json_array_foreach(v, i, x) {
+			json_array_foreach (v, i, x) {
 				snprintf(sub_path, sizeof(sub_path), "%s[%zu]", path, i);
 				if (!conforms(kw, x, sub_path))
 					return 0;
@@ -870,30 +942,67 @@ static const struct {
 	unsigned oid;
 	const char *text;
 } pg_values[] = {
-	{ 20, "9223372036854775807" }, { 20, "-9223372036854775808" }, { 20, "0" },
-	{ 1700, "12.50" }, { 1700, "-0.000001" }, { 1700, "NaN" }, { 1700, "Infinity" },
-	{ 1700, "-Infinity" }, { 1700, "123456789012345678901234567890.000000000001" },
+	{ 20, "9223372036854775807" },
+	{ 20, "-9223372036854775808" },
+	{ 20, "0" },
+	{ 1700, "12.50" },
+	{ 1700, "-0.000001" },
+	{ 1700, "NaN" },
+	{ 1700, "Infinity" },
+	{ 1700, "-Infinity" },
+	{ 1700, "123456789012345678901234567890.000000000001" },
 	{ 1700, "0" },
-	{ 701, "1.5" }, { 701, "-0" }, { 701, "NaN" }, { 701, "Infinity" }, { 701, "-Infinity" },
-	{ 701, "1e+308" }, { 701, "2.2250738585072014e-308" }, { 700, "3.4028235e+38" },
-	{ 700, "-Infinity" }, { 700, "1e-45" },
-	{ 21, "-32768" }, { 23, "2147483647" }, { 26, "4294967295" },
-	{ 16, "t" }, { 16, "f" },
-	{ 114, "{\"a\": 1}" }, { 114, "123456789012345678901234567890" }, { 3802, "null" },
-	{ 1184, "2026-11-27 16:44:36.123456+00" }, { 1184, "2026-11-27 16:44:36+00" },
-	{ 1184, "2026-11-27 16:44:36.5+05:30" }, { 1184, "infinity" }, { 1184, "-infinity" },
-	{ 1184, "0044-03-15 12:00:00+00 BC" }, { 1184, "4713-01-01 00:00:00+00 BC" },
-	{ 1184, "10000-01-01 00:00:00+00" }, { 1184, "294276-12-31 23:59:59.999999+00" },
-	{ 1184, "0001-01-01 00:00:00+00" }, { 1184, "0400-02-29 00:00:00.5+00" },
+	{ 701, "1.5" },
+	{ 701, "-0" },
+	{ 701, "NaN" },
+	{ 701, "Infinity" },
+	{ 701, "-Infinity" },
+	{ 701, "1e+308" },
+	{ 701, "2.2250738585072014e-308" },
+	{ 700, "3.4028235e+38" },
+	{ 700, "-Infinity" },
+	{ 700, "1e-45" },
+	{ 21, "-32768" },
+	{ 23, "2147483647" },
+	{ 26, "4294967295" },
+	{ 16, "t" },
+	{ 16, "f" },
+	{ 114, "{\"a\": 1}" },
+	{ 114, "123456789012345678901234567890" },
+	{ 3802, "null" },
+	{ 1184, "2026-11-27 16:44:36.123456+00" },
+	{ 1184, "2026-11-27 16:44:36+00" },
+	{ 1184, "2026-11-27 16:44:36.5+05:30" },
+	{ 1184, "infinity" },
+	{ 1184, "-infinity" },
+	{ 1184, "0044-03-15 12:00:00+00 BC" },
+	{ 1184, "4713-01-01 00:00:00+00 BC" },
+	{ 1184, "10000-01-01 00:00:00+00" },
+	{ 1184, "294276-12-31 23:59:59.999999+00" },
+	{ 1184, "0001-01-01 00:00:00+00" },
+	{ 1184, "0400-02-29 00:00:00.5+00" },
 	{ 1184, "1850-06-01 12:00:00+00:53:28" },
-	{ 1114, "2026-11-27 16:44:36.123456" }, { 1114, "2026-11-27 16:44:36" },
-	{ 1114, "infinity" }, { 1114, "-infinity" }, { 1114, "0044-03-15 12:00:00 BC" },
-	{ 1114, "10000-01-01 00:00:00" }, { 1114, "294276-12-31 23:59:59.999999" },
-	{ 1082, "2026-11-27" }, { 1082, "infinity" }, { 1082, "-infinity" },
-	{ 1082, "0044-03-15 BC" }, { 1082, "4713-01-01 BC" }, { 1082, "10000-01-01" },
-	{ 1082, "5874897-12-31" }, { 1082, "0001-01-01" },
+	{ 1114, "2026-11-27 16:44:36.123456" },
+	{ 1114, "2026-11-27 16:44:36" },
+	{ 1114, "infinity" },
+	{ 1114, "-infinity" },
+	{ 1114, "0044-03-15 12:00:00 BC" },
+	{ 1114, "10000-01-01 00:00:00" },
+	{ 1114, "294276-12-31 23:59:59.999999" },
+	{ 1082, "2026-11-27" },
+	{ 1082, "infinity" },
+	{ 1082, "-infinity" },
+	{ 1082, "0044-03-15 BC" },
+	{ 1082, "4713-01-01 BC" },
+	{ 1082, "10000-01-01" },
+	{ 1082, "5874897-12-31" },
+	{ 1082, "0001-01-01" },
 	{ 2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11" },
-	{ 25, "hello" }, { 25, "" }, { 1186, "P1DT2H" }, { 1083, "24:00:00" }, { 1007, "{1,2}" },
+	{ 25, "hello" },
+	{ 25, "" },
+	{ 1186, "P1DT2H" },
+	{ 1083, "24:00:00" },
+	{ 1007, "{1,2}" },
 };
 
 /* Values a column's schema must refuse: each schema says more than "a string". */
@@ -901,14 +1010,27 @@ static const struct {
 	unsigned oid;
 	const char *json;
 } not_values[] = {
-	{ 20, "\"12.5\"" }, { 20, "\"1e3\"" }, { 20, "\"abc\"" }, { 20, "12" },
-	{ 1700, "\"1e5\"" }, { 1700, "\"abc\"" }, { 1700, "\"inf\"" }, { 1700, "12.5" },
-	{ 701, "\"1.5\"" }, { 701, "\"abc\"" },
-	{ 1184, "\"yesterday\"" }, { 1184, "\"2026-02-30T00:00:00+00:00\"" },
-	{ 1184, "\"2026-11-27T16:44:36\"" }, { 1184, "12" },
-	{ 1114, "\"yesterday\"" }, { 1114, "\"2026-11-27T16:44:36+00:00\"" },
-	{ 1082, "\"2026-02-30\"" }, { 1082, "\"27/11/2026\"" },
-	{ 2950, "\"not-a-uuid\"" }, { 23, "\"1\"" }, { 16, "\"t\"" },
+	{ 20, "\"12.5\"" },
+	{ 20, "\"1e3\"" },
+	{ 20, "\"abc\"" },
+	{ 20, "12" },
+	{ 1700, "\"1e5\"" },
+	{ 1700, "\"abc\"" },
+	{ 1700, "\"inf\"" },
+	{ 1700, "12.5" },
+	{ 701, "\"1.5\"" },
+	{ 701, "\"abc\"" },
+	{ 1184, "\"yesterday\"" },
+	{ 1184, "\"2026-02-30T00:00:00+00:00\"" },
+	{ 1184, "\"2026-11-27T16:44:36\"" },
+	{ 1184, "12" },
+	{ 1114, "\"yesterday\"" },
+	{ 1114, "\"2026-11-27T16:44:36+00:00\"" },
+	{ 1082, "\"2026-02-30\"" },
+	{ 1082, "\"27/11/2026\"" },
+	{ 2950, "\"not-a-uuid\"" },
+	{ 23, "\"1\"" },
+	{ 16, "\"t\"" },
 };
 
 static void
@@ -929,7 +1051,8 @@ test_value_formats(void)
 		free(d);
 		json_decref(v);
 		v = pgjson_value(pg_values[i].oid, NULL, 1);
-		ok(conforms(schema, v, "value"), "type %u: null conforms %s", pg_values[i].oid, why);
+		ok(conforms(schema, v, "value"), "type %u: null conforms %s", pg_values[i].oid,
+		    why);
 		json_decref(v);
 		json_decref(schema);
 	}
@@ -976,18 +1099,21 @@ test_output_schemas(void)
 	t.kind = TOOL_READ;
 	schema = tool_output_schema(&t);
 	ok(schema != NULL && json_is_object(schema) &&
-	    strcmp(json_string_value(json_object_get(schema, "type")), "object") == 0,
+		strcmp(json_string_value(json_object_get(schema, "type")), "object") == 0,
 	    "read: the output schema is an object schema");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":\"9223372036854775807\","
-	    "\"amount\":\"NaN\",\"issued_at\":\"infinity\",\"born\":\"0044-03-15 BC\","
-	    "\"seen\":\"2026-11-27T16:44:36.5\",\"price\":\"-Infinity\",\"doc\":{\"a\":[1]}},"
-	    "{\"id\":null,\"amount\":\"12.50\",\"issued_at\":\"2026-11-27T16:44:36.123+00:00\","
-	    "\"born\":\"2026-11-27\",\"seen\":\"-infinity\",\"price\":1.5,\"doc\":null}],"
-	    "\"row_count\":2,\"truncated\":false,\"dry_run\":false,\"replayed\":false}"),
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"rows\":[{\"id\":\"9223372036854775807\","
+	       "\"amount\":\"NaN\",\"issued_at\":\"infinity\",\"born\":\"0044-03-15 BC\","
+	       "\"seen\":\"2026-11-27T16:44:36.5\",\"price\":\"-Infinity\",\"doc\":{\"a\":[1]}},"
+	       "{\"id\":null,\"amount\":\"12.50\",\"issued_at\":\"2026-11-27T16:44:36.123+00:00\","
+	       "\"born\":\"2026-11-27\",\"seen\":\"-infinity\",\"price\":1.5,\"doc\":null}],"
+	       "\"row_count\":2,\"truncated\":false,\"dry_run\":false,\"replayed\":false}"),
 	    "read: rows at the edges of every type conform");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"invalid_arguments\","
-	    "\"message\":\"argument 'customer_id' must be an integer\","
-	    "\"argument\":\"customer_id\"}}"), "read: an invalid_arguments tool error conforms");
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"error\":{\"reason\":\"invalid_arguments\","
+	       "\"message\":\"argument 'customer_id' must be an integer\","
+	       "\"argument\":\"customer_id\"}}"),
+	    "read: an invalid_arguments tool error conforms");
 	ok(!sc_conforms(schema, "{" CALL_ID "}"), "read: neither rows nor error: refused");
 	ok(!sc_conforms(schema, "{\"error\":{\"reason\":\"invalid_arguments\",\"message\":\"m\"}}"),
 	    "read: an error without call_id: refused");
@@ -995,50 +1121,70 @@ test_output_schemas(void)
 	    "read: an error without a reason: refused");
 	ok(!sc_conforms(schema, "{" CALL_ID ",\"rows\":[],\"truncated\":false,\"dry_run\":false}"),
 	    "read: a result without row_count: refused");
-	ok(!sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":1}],\"row_count\":1,"
-	    "\"truncated\":false,\"dry_run\":false}"), "read: an int8 as a number: refused");
+	ok(!sc_conforms(schema,
+	       "{" CALL_ID ",\"rows\":[{\"id\":1}],\"row_count\":1,"
+	       "\"truncated\":false,\"dry_run\":false}"),
+	    "read: an int8 as a number: refused");
 	json_decref(schema);
 
 	t.kind = TOOL_WRITE;
 	schema = tool_output_schema(&t);
-	ok(schema != NULL && sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":\"7\"}],"
-	    "\"row_count\":1,\"truncated\":false,\"dry_run\":true,\"changes\":[{\"table\":"
-	    "\"billing.invoices\",\"key\":{\"id\":7},\"action\":\"update\",\"before\":{\"id\":7,"
-	    "\"status\":\"open\"},\"after\":{\"id\":7,\"status\":\"void\"}}],\"plan_id\":"
-	    "\"0b0c0d0e-1111-4222-8333-944445555666\",\"replayed\":false,\"note\":\"A preview\"}"),
+	ok(schema != NULL &&
+		sc_conforms(schema,
+		    "{" CALL_ID ",\"rows\":[{\"id\":\"7\"}],"
+		    "\"row_count\":1,\"truncated\":false,\"dry_run\":true,\"changes\":[{\"table\":"
+		    "\"billing.invoices\",\"key\":{\"id\":7},\"action\":\"update\",\"before\":{\"id\":7,"
+		    "\"status\":\"open\"},\"after\":{\"id\":7,\"status\":\"void\"}}],\"plan_id\":"
+		    "\"0b0c0d0e-1111-4222-8333-944445555666\",\"replayed\":false,\"note\":\"A preview\"}"),
 	    "write: a dry-run preview conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"rows\":[{\"id\":\"7\"}],\"row_count\":1,"
-	    "\"truncated\":false,\"dry_run\":false,\"changes\":[{\"table\":\"t\",\"key\":{\"id\":7},"
-	    "\"action\":\"create\",\"before\":null,\"after\":{\"id\":7}}],\"plan_id\":null,"
-	    "\"replayed\":true}"), "write: a committed (replayed) write conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"row_cap_exceeded\","
-	    "\"message\":\"m\",\"count\":2,\"max_rows\":1}}"), "write: row_cap_exceeded conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"constraint_violated\","
-	    "\"message\":\"m\",\"constraint\":\"invoices_currency_check\"}}"),
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"rows\":[{\"id\":\"7\"}],\"row_count\":1,"
+	       "\"truncated\":false,\"dry_run\":false,\"changes\":[{\"table\":\"t\",\"key\":{\"id\":7},"
+	       "\"action\":\"create\",\"before\":null,\"after\":{\"id\":7}}],\"plan_id\":null,"
+	       "\"replayed\":true}"),
+	    "write: a committed (replayed) write conforms");
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"error\":{\"reason\":\"row_cap_exceeded\","
+	       "\"message\":\"m\",\"count\":2,\"max_rows\":1}}"),
+	    "write: row_cap_exceeded conforms");
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"error\":{\"reason\":\"constraint_violated\","
+	       "\"message\":\"m\",\"constraint\":\"invoices_currency_check\"}}"),
 	    "write: constraint_violated conforms");
-	ok(!sc_conforms(schema, "{" CALL_ID ",\"rows\":[],\"row_count\":0,\"truncated\":false,"
-	    "\"dry_run\":false,\"plan_id\":7}"), "write: a plan_id that is not a string: refused");
+	ok(!sc_conforms(schema,
+	       "{" CALL_ID ",\"rows\":[],\"row_count\":0,\"truncated\":false,"
+	       "\"dry_run\":false,\"plan_id\":7}"),
+	    "write: a plan_id that is not a string: refused");
 	json_decref(schema);
 
 	t.kind = TOOL_CODE;
 	schema = tool_output_schema(&t);
-	ok(schema != NULL && sc_conforms(schema, "{" CALL_ID ",\"dry_run\":false,\"exit_code\":0,"
-	    "\"signal\":0,\"limit\":null,\"limits_hit\":[],\"stdout\":{\"sum\":3},"
-	    "\"stdout_truncated\":false,\"stderr\":\"\",\"stderr_truncated\":false,\"wall_ms\":3,"
-	    "\"cpu_ms\":1,\"peak_memory_bytes\":null}"), "code: a run conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"dry_run\":true,\"plan\":{\"interpreter\":\"sh\","
-	    "\"limits\":{\"time_s\":5},\"allow\":[],\"input_bytes\":0}}"),
+	ok(schema != NULL &&
+		sc_conforms(schema,
+		    "{" CALL_ID ",\"dry_run\":false,\"exit_code\":0,"
+		    "\"signal\":0,\"limit\":null,\"limits_hit\":[],\"stdout\":{\"sum\":3},"
+		    "\"stdout_truncated\":false,\"stderr\":\"\",\"stderr_truncated\":false,\"wall_ms\":3,"
+		    "\"cpu_ms\":1,\"peak_memory_bytes\":null}"),
+	    "code: a run conforms");
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"dry_run\":true,\"plan\":{\"interpreter\":\"sh\","
+	       "\"limits\":{\"time_s\":5},\"allow\":[],\"input_bytes\":0}}"),
 	    "code: a dry-run plan conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"program_failed\",\"message\":"
-	    "\"The program exited with status 3\",\"dry_run\":false,\"exit_code\":3,\"signal\":0,"
-	    "\"limit\":null,\"limits_hit\":[],\"stdout\":\"partial\\n\",\"stdout_truncated\":false,"
-	    "\"stderr\":\"\",\"stderr_truncated\":false,\"wall_ms\":3,\"cpu_ms\":1,"
-	    "\"peak_memory_bytes\":1024}}"), "code: program_failed conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"sandbox_limit\",\"message\":"
-	    "\"m\",\"limit\":\"output\",\"exit_code\":null,\"signal\":9}}"),
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"error\":{\"reason\":\"program_failed\",\"message\":"
+	       "\"The program exited with status 3\",\"dry_run\":false,\"exit_code\":3,\"signal\":0,"
+	       "\"limit\":null,\"limits_hit\":[],\"stdout\":\"partial\\n\",\"stdout_truncated\":false,"
+	       "\"stderr\":\"\",\"stderr_truncated\":false,\"wall_ms\":3,\"cpu_ms\":1,"
+	       "\"peak_memory_bytes\":1024}}"),
+	    "code: program_failed conforms");
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"error\":{\"reason\":\"sandbox_limit\",\"message\":"
+	       "\"m\",\"limit\":\"output\",\"exit_code\":null,\"signal\":9}}"),
 	    "code: sandbox_limit conforms");
-	ok(sc_conforms(schema, "{" CALL_ID ",\"error\":{\"reason\":\"invalid_arguments\","
-	    "\"message\":\"m\",\"argument\":\"code\"}}"), "code: invalid_arguments conforms");
+	ok(sc_conforms(schema,
+	       "{" CALL_ID ",\"error\":{\"reason\":\"invalid_arguments\","
+	       "\"message\":\"m\",\"argument\":\"code\"}}"),
+	    "code: invalid_arguments conforms");
 	ok(!sc_conforms(schema, "{" CALL_ID ",\"exit_code\":0}"),
 	    "code: neither dry_run nor error: refused");
 	json_decref(schema);
@@ -1103,8 +1249,8 @@ test_values(void)
 	value_is(1082, "2026-11-27", "\"2026-11-27\"", "date");
 	value_is(25, "hello", "\"hello\"", "text");
 	value_is(1043, "x", "\"x\"", "varchar");
-	value_is(2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"",
-	    "uuid");
+	value_is(2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+	    "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"", "uuid");
 	value_is(19, "tenant_a", "\"tenant_a\"", "name");
 	value_is(23, NULL, "null", "NULL int4");
 	value_is(1700, NULL, "null", "NULL numeric");
@@ -1113,13 +1259,19 @@ test_values(void)
 	schema_is(21, "{\"type\":[\"integer\",\"null\"]}", "int2");
 	schema_is(23, "{\"type\":[\"integer\",\"null\"]}", "int4");
 	schema_is(26, "{\"type\":[\"integer\",\"null\"]}", "oid");
-	schema_is(20, "{\"type\":[\"string\",\"null\"],\"pattern\":\"^-?[0-9]+$\","
-	    "\"description\":\"int8 as a decimal string.\"}", "int8: a pattern, no format");
-	schema_is(1700, "{\"type\":[\"string\",\"null\"],\"pattern\":"
+	schema_is(20,
+	    "{\"type\":[\"string\",\"null\"],\"pattern\":\"^-?[0-9]+$\","
+	    "\"description\":\"int8 as a decimal string.\"}",
+	    "int8: a pattern, no format");
+	schema_is(1700,
+	    "{\"type\":[\"string\",\"null\"],\"pattern\":"
 	    "\"^(-?[0-9]+(\\\\.[0-9]+)?|NaN|-?Infinity)$\",\"description\":\"numeric as a "
-	    "decimal string, exactly as stored.\"}", "numeric: a pattern");
-	schema_is(700, "{\"type\":[\"number\",\"string\",\"null\"],\"pattern\":"
-	    "\"^(NaN|-?Infinity)$\"}", "float4: NaN and the infinities as strings");
+	    "decimal string, exactly as stored.\"}",
+	    "numeric: a pattern");
+	schema_is(700,
+	    "{\"type\":[\"number\",\"string\",\"null\"],\"pattern\":"
+	    "\"^(NaN|-?Infinity)$\"}",
+	    "float4: NaN and the infinities as strings");
 	schema_is(16, "{\"type\":[\"boolean\",\"null\"]}", "bool");
 	schema_is(114, "{}", "json");
 	schema_is(3802, "{}", "jsonb");
@@ -1157,7 +1309,8 @@ test_arg_text(void)
 static void
 test_approval(void)
 {
-	static const char m[] = "{\"name\": \"w\", \"description\": \"w\", \"kind\": \"write\","
+	static const char m[] =
+	    "{\"name\": \"w\", \"description\": \"w\", \"kind\": \"write\","
 	    " \"approval\": %s, \"arguments\": {\"type\": \"object\", \"properties\":"
 	    " {\"amount\": {\"type\": [\"string\", \"number\", \"null\"]}},"
 	    " \"required\": [], \"additionalProperties\": false},"
