@@ -21,6 +21,7 @@
 
 #include "airlock/cli.h"
 #include "airlock/devdb.h"
+#include "airlock/hex.h"
 
 #define PASSWORD_BYTES 24
 #define PASSWORD_LEN (PASSWORD_BYTES * 2)
@@ -177,11 +178,11 @@ static void
 new_password(char *buf, size_t len)
 {
 	unsigned char raw[PASSWORD_BYTES];
-	size_t i;
 
 	arc4random_buf(raw, sizeof(raw));
-	for (i = 0; i < sizeof(raw) && 2 * i + 2 < len; i++)
-		snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+	if (len == 0)
+		return;
+	hex_encode(raw, sizeof(raw) < (len - 1) / 2 ? sizeof(raw) : (len - 1) / 2, buf);
 	explicit_bzero(raw, sizeof(raw));
 }
 

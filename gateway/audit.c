@@ -16,6 +16,7 @@
 
 #include "airlock/audit.h"
 #include "airlock/db.h"
+#include "airlock/hex.h"
 #include "airlock/log.h"
 #include "airlock/metrics.h"
 #include "airlock/rpc.h"
@@ -119,11 +120,10 @@ audit_canonical(json_t *v)
 void
 audit_digest(json_t *v, char hex[65])
 {
-	static const char digits[] = "0123456789abcdef";
 	char *text = audit_canonical(v);
 	const char *in = text ? text : "";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 
 	/* libcrypto's SHA-256 (SHA extensions or vector code where the CPU has them): a
 	 * read's digest covers all its rows, and libmd's portable code was a tenth of the
@@ -134,11 +134,7 @@ audit_digest(json_t *v, char hex[65])
 		free(text);
 		return;
 	}
-	for (i = 0; i < n; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[64] = '\0';
+	hex_encode(md, n, hex);
 	free(text);
 }
 
@@ -189,7 +185,6 @@ audit_has_key(void)
 void
 audit_keyed_digest(json_t *v, char hex[65])
 {
-	static const char digits[] = "0123456789abcdef";
 	uint8_t pad[64], inner[32], mac[32];
 	char *text;
 	SHA2_CTX ctx;
@@ -213,11 +208,7 @@ audit_keyed_digest(json_t *v, char hex[65])
 	SHA256Update(&ctx, pad, sizeof(pad));
 	SHA256Update(&ctx, inner, sizeof(inner));
 	SHA256Final(mac, &ctx);
-	for (i = 0; i < sizeof(mac); i++) {
-		hex[2 * i] = digits[mac[i] >> 4];
-		hex[2 * i + 1] = digits[mac[i] & 15];
-	}
-	hex[64] = '\0';
+	hex_encode(mac, sizeof(mac), hex);
 	explicit_bzero(pad, sizeof(pad));
 	free(text);
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "airlock/auth.h"
+#include "airlock/hex.h"
 #include "airlock/log.h"
 
 #define CACHE_SLOTS 1024 /* tokens kept at once; a slot is taken over by a newer one */
@@ -246,7 +247,6 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_
 	uint8_t hash[32];
 	PGresult *res = NULL;
 	unsigned long epoch;
-	size_t i;
 	int rc = -1;
 
 	memset(p, 0, sizeof(*p));
@@ -272,8 +272,7 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_
 		db_unavailable(err);
 		return -1;
 	}
-	for (i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+	hex_encode(hash, 32, hex);
 	values[0] = hex;
 	res = db_exec(db, "auth_lookup", lookup_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {

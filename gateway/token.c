@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "airlock/hex.h"
 #include "airlock/log.h"
 #include "airlock/token.h"
 
@@ -37,18 +38,12 @@ tok_b64url(const uint8_t in[32], char out[TOK_B64_LEN + 1])
 static void
 hash_token(const char *token, uint8_t hash[32], char id[TOK_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	SHA2_CTX ctx;
-	size_t i;
 
 	SHA256Init(&ctx);
 	SHA256Update(&ctx, (const uint8_t *)token, strlen(token));
 	SHA256Final(hash, &ctx);
-	for (i = 0; i < TOK_ID_LEN / 2; i++) {
-		id[2 * i] = hex[hash[i] >> 4];
-		id[2 * i + 1] = hex[hash[i] & 15];
-	}
-	id[TOK_ID_LEN] = '\0';
+	hex_encode(hash, TOK_ID_LEN / 2, id);
 }
 
 void
@@ -393,7 +388,6 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	const char *values[11];
 	uint8_t hash[32];
 	PGresult *res = NULL;
-	size_t i;
 	int rc = -1;
 
 	*is_user_error = 0;
@@ -402,8 +396,7 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 		return -1;
 	}
 	tok_generate(token, hash, id);
-	for (i = 0; i < 32; i++)
-		snprintf(hexhash + 2 * i, 3, "%02x", hash[i]);
+	hex_encode(hash, 32, hexhash);
 	tools = spec->tools != NULL ? json_dumps(spec->tools, JSON_COMPACT) : strdup("[]");
 	bindings = spec->bindings ? json_dumps(spec->bindings, JSON_COMPACT) : strdup("{}");
 	if (tools == NULL || bindings == NULL) {

@@ -28,6 +28,7 @@
 
 #include "airlock/cgroup.h"
 #include "airlock/gvisor.h"
+#include "airlock/hex.h"
 #include "airlock/proxy.h"
 #include "airlock/sandbox.h"
 #include "airlock/seccomp.h"
@@ -272,8 +273,7 @@ sb_spawn(const struct sb_config *cfg, struct sb_run **out, char *err, size_t err
 		mem += SB_GVISOR_MEM_EXTRA;
 		pids += SB_GVISOR_PIDS_EXTRA;
 		arc4random_buf(rnd, sizeof(rnd));
-		for (i = 0; i < sizeof(rnd); i++)
-			snprintf(run->nonce + 2 * i, 3, "%02x", rnd[i]);
+		hex_encode(rnd, sizeof(rnd), run->nonce);
 	}
 	if (sb_cgroup_create(cfg->cgroup_parent, mem, pids, &run->cg, cgerr, sizeof(cgerr)) == -1) {
 		sb_say(err, errlen, "no cgroup control, refusing to run: %s", cgerr);
