@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "airlock/gateway.h"
+#include "airlock/seal.h"
 #include "airlock/token.h"
 
 #define SERVER_VERSION "0.1.0"
@@ -141,4 +142,16 @@ json_t *
 gw_server_info(void)
 {
 	return json_pack("{s:s, s:s}", "name", "airlock", "version", SERVER_VERSION);
+}
+
+void
+gw_gauges(struct gateway *gw, struct metrics_gauges *g)
+{
+	pthread_rwlock_rdlock(&gw->pools_lock);
+	if ((g->has_pool[0] = gw->pool != NULL))
+		pool_stats(gw->pool, &g->pool[0][0], &g->pool[0][1], &g->pool[0][2]);
+	if ((g->has_pool[1] = gw->sandbox_pool != NULL))
+		pool_stats(gw->sandbox_pool, &g->pool[1][0], &g->pool[1][1], &g->pool[1][2]);
+	pthread_rwlock_unlock(&gw->pools_lock);
+	seal_health(&g->seal_lag, &g->is_seal_stalled);
 }

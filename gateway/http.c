@@ -53,15 +53,17 @@ static enum MHD_Result
 metrics(struct request *req)
 {
 	const union MHD_DaemonInfo *info;
-	unsigned conns = 0;
+	struct metrics_gauges g = { 0 };
 	size_t len;
 	char *body, *warm, *both;
 
 	/* Summed over the HTTP threads; a connection counts from its accept. */
 	info = MHD_get_daemon_info(req->srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 	if (info != NULL)
-		conns = info->num_connections;
-	body = metrics_render(req->srv->gw, atomic_load(&req->srv->inflight), conns, &len);
+		g.connections = info->num_connections;
+	g.in_flight = atomic_load(&req->srv->inflight);
+	gw_gauges(req->srv->gw, &g);
+	body = metrics_render(&g, &len);
 	if (body == NULL)
 		return http_respond_failed(req);
 	/* The warm pools' size, hits and misses. */

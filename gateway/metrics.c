@@ -12,10 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "airlock/gateway.h"
 #include "airlock/metrics.h"
-#include "airlock/pool.h"
-#include "airlock/seal.h"
 
 #define CALL_SLOTS 2048 /* (method, tool, outcome, reason) series */
 #define LAT_SLOTS 512	/* (method, tool) latency histograms */
@@ -338,7 +335,7 @@ put_histogram(FILE *f, const char *name, const char *labels, const struct histog
 }
 
 static void
-render_pools(FILE *f, struct gateway *gw)
+render_pools(FILE *f, const struct metrics_gauges *g)
 {
 	static const char *const families[][2] = {
 		{ "airlock_pool_workers",
@@ -348,25 +345,18 @@ render_pools(FILE *f, struct gateway *gw)
 		{ "airlock_pool_waiting", "Calls queued for a worker." },
 	};
 	static const char *const pools[] = { "db", "sandbox" };
-	size_t v[2][3] = { { 0 } }, i, k;
-	int has[2] = { 0 };
+	size_t i, k;
 
-	pthread_rwlock_rdlock(&gw->pools_lock);
-	if ((has[0] = gw->pool != NULL))
-		pool_stats(gw->pool, &v[0][0], &v[0][1], &v[0][2]);
-	if ((has[1] = gw->sandbox_pool != NULL))
-		pool_stats(gw->sandbox_pool, &v[1][0], &v[1][1], &v[1][2]);
-	pthread_rwlock_unlock(&gw->pools_lock);
 	head(f, "airlock_db_pending", "gauge",
 	    "Calls waiting for or running on a database "
 	    "worker.");
-	fprintf(f, "airlock_db_pending %zu\n", v[0][1] + v[0][2]);
+	fprintf(f, "airlock_db_pending %zu\n", g->pool[0][1] + g->pool[0][2]);
 	for (i = 0; i < 3; i++) {
 		head(f, families[i][0], "gauge", families[i][1]);
 		for (k = 0; k < 2; k++)
-			if (has[k])
+			if (g->has_pool[k])
 				fprintf(f, "%s{pool=\"%s\"} %zu\n", families[i][0], pools[k],
-				    v[k][i]);
+				    g->pool[k][i]);
 	}
 }
 
@@ -460,12 +450,10 @@ done:
 }
 
 char *
-metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, size_t *len)
+metrics_render(const struct metrics_gauges *g, size_t *len)
 {
 	unsigned long counters[METRICS_COUNTER_MAX], rate[N_SCOPES], runs[N_LIMITS];
 	struct histogram batch, flush;
-	double seal_lag;
-	int seal_stalled;
 	char *buf = NULL;
 	size_t i;
 	FILE *f;
@@ -481,19 +469,18 @@ metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, siz
 	    "airlock_http_requests_total{class=\"5xx\"} %lu\n",
 	    atomic_load(&served[2]), atomic_load(&served[4]), atomic_load(&served[5]));
 	head(f, "airlock_requests_in_flight", "gauge", "Requests begun and not yet answered.");
-	fprintf(f, "airlock_requests_in_flight %u\n", in_flight);
+	fprintf(f, "airlock_requests_in_flight %u\n", g->in_flight);
 	head(f, "airlock_http_connections", "gauge", "Client connections open.");
-	fprintf(f, "airlock_http_connections %u\n", connections);
-	render_pools(f, gw);
-	seal_health(&seal_lag, &seal_stalled);
+	fprintf(f, "airlock_http_connections %u\n", g->connections);
+	render_pools(f, g);
 	head(f, "airlock_seal_lag_seconds", "gauge",
 	    "Seconds since the audit sealer's last "
 	    "round ran.");
-	fprintf(f, "airlock_seal_lag_seconds %.3f\n", seal_lag);
+	fprintf(f, "airlock_seal_lag_seconds %.3f\n", g->seal_lag);
 	head(f, "airlock_seal_stalled", "gauge",
 	    "1 while sealing has not run for too long "
 	    "(the alarm).");
-	fprintf(f, "airlock_seal_stalled %d\n", seal_stalled);
+	fprintf(f, "airlock_seal_stalled %d\n", g->is_seal_stalled);
 	render_calls(f);
 
 	pthread_mutex_lock(&m.lock);

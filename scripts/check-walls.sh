@@ -131,11 +131,8 @@ if ! tsort "$tmp/hedges" >/dev/null 2>"$tmp/tsort"; then
 fi
 # Known cycles, each a group of modules that use one another today.  A cycle may shrink or
 # go; one that grows, or a new one, fails.  gvisor, proxy, sandbox: one program's parts,
-# split by role.  The other is the loop through gateway.h (the daemon's state, which
-# metrics.c reads and which includes audit, pool and ratelimit, which count in metrics;
-# seal.c, which metrics reports, sweeps through write); its entries go as it is untangled.
+# split by role.
 allowed=$(cat <<'LIST'
-audit gateway metrics pool ratelimit seal write
 gvisor proxy sandbox
 LIST
 )

@@ -12,6 +12,7 @@
 #include "airlock/audit.h"
 #include "airlock/config.h"
 #include "airlock/db.h"
+#include "airlock/metrics.h"
 #include "airlock/pool.h"
 #include "airlock/ratelimit.h"
 #include "airlock/rpc.h"
@@ -58,6 +59,11 @@ void gw_note_tenant(struct gateway *gw, const char *token_id, const char *tenant
 
 /* Makes cat (stolen) the current catalog; the old one goes when its last call ends. */
 void gw_catalog_set(struct gateway *gw, struct catalog *cat);
+
+/* Fills g with the gauges /metrics shows of the daemon's state: each worker pool's
+ * workers, busy workers and waiting calls, and the sealer's health.  The request counts
+ * (in_flight, connections) are the HTTP layer's and left as they are. */
+void gw_gauges(struct gateway *gw, struct metrics_gauges *g);
 
 /* Per request; lives in http.c's request struct and dies with it. */
 struct request_ctx {

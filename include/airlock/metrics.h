@@ -8,8 +8,6 @@
 
 #include <stddef.h>
 
-struct gateway;
-
 /* Plain counters, without labels. */
 enum metrics_counter {
 	METRICS_DB_RECONNECTS,	/* a worker's connection replaced after it broke */
@@ -51,13 +49,22 @@ void metrics_sandbox_run(const char *limit);
 /* An audit batch written (or failed): its records and how long the flush took. */
 void metrics_audit_flush(size_t records, double seconds);
 
+/* The gauges only the daemon's state knows, read by the caller (gw_gauges) at rendering. */
+struct metrics_gauges {
+	unsigned in_flight;   /* requests begun and not yet answered */
+	unsigned connections; /* client connections open */
+	int has_pool[2];      /* [0] the database pool, [1] the sandbox pool */
+	size_t pool[2][3];    /* each pool's workers, busy workers, calls waiting */
+	double seal_lag;      /* seconds since the sealer's last round */
+	int is_seal_stalled;
+};
+
 /*
- * Renders every metric in the Prometheus text exposition format (version 0.0.4), with the
- * gauges the caller knows (requests in flight, connections open) and those read from gw
- * (worker pools, the sealer).  Returns a new malloc'd string and its length in *len, or
- * NULL when out of memory.
+ * Renders every metric in the Prometheus text exposition format (version 0.0.4): this
+ * module's counters and histograms, and the gauges g (borrowed).  Returns a new malloc'd
+ * string and its length in *len, or NULL when out of memory.
  */
-char *metrics_render(struct gateway *gw, unsigned in_flight, unsigned connections, size_t *len);
+char *metrics_render(const struct metrics_gauges *g, size_t *len);
 
 /* Writes v into out (size len) escaped as a label value: backslash, double quote and
  * newline get a backslash.  Truncates to fit; always NUL-terminates when len > 0. */

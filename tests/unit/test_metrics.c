@@ -24,18 +24,33 @@ test_escape(void)
 static void
 test_render(void)
 {
-	struct gateway gw;
+	struct metrics_gauges g = { 0 };
 	size_t len, i;
 	char *text, name[32];
 	int n_other = 0;
 
-	memset(&gw, 0, sizeof(gw));
-	pthread_rwlock_init(&gw.pools_lock, NULL);
 	metrics_call("tools/call", "we\"ird\nname", "ok", "", 0.003);
 	metrics_call("tools/call", "we\"ird\nname", "ok", "", 0.2);
 	metrics_call("tools/call", "we\"ird\nname", "refused", "tool_not_granted", 20);
-	text = metrics_render(&gw, 0, 0, &len);
+	text = metrics_render(&g, &len);
 	ok(text != NULL && strlen(text) == len, "renders");
+	ok(strstr(text, "airlock_pool_workers{pool=\"db\"}") == NULL,
+	    "no pool series for a pool that is not there");
+	free(text);
+	g.has_pool[0] = 1;
+	g.pool[0][0] = 4, g.pool[0][1] = 1, g.pool[0][2] = 2;
+	g.in_flight = 7, g.seal_lag = 1.5, g.is_seal_stalled = 1;
+	text = metrics_render(&g, &len);
+	ok(text != NULL && strstr(text, "airlock_pool_workers{pool=\"db\"} 4\n") != NULL &&
+		strstr(text, "airlock_pool_busy{pool=\"db\"} 1\n") != NULL &&
+		strstr(text, "airlock_pool_waiting{pool=\"db\"} 2\n") != NULL,
+	    "a pool's workers, busy workers and waiting calls");
+	ok(text != NULL && strstr(text, "airlock_db_pending 3\n") != NULL,
+	    "pending is busy plus waiting");
+	ok(text != NULL && strstr(text, "airlock_requests_in_flight 7\n") != NULL &&
+		strstr(text, "airlock_seal_lag_seconds 1.500\n") != NULL &&
+		strstr(text, "airlock_seal_stalled 1\n") != NULL,
+	    "the caller's gauges as given");
 	ok(strstr(text,
 	       "airlock_calls_total{method=\"tools/call\",tool=\"we\\\"ird\\nname\","
 	       "outcome=\"ok\",reason=\"\"} 2\n") != NULL,
@@ -58,12 +73,11 @@ test_render(void)
 		snprintf(name, sizeof(name), "t%zu", i);
 		metrics_call("tools/call", name, "ok", "", 0.001);
 	}
-	text = metrics_render(&gw, 0, 0, &len);
+	text = metrics_render(&g, &len);
 	ok(text != NULL, "renders a full table");
 	n_other = text != NULL && strstr(text, "tool=\"_other\",outcome=\"ok\"") != NULL;
 	ok(n_other, "new tools past the bound count as _other");
 	free(text);
-	pthread_rwlock_destroy(&gw.pools_lock);
 }
 
 int
