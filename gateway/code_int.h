@@ -8,6 +8,7 @@
 #define AIRLOCK_CODE_INT_H
 
 #include <jansson.h>
+#include <sys/queue.h>
 
 #include "airlock/sandbox.h"
 
@@ -17,9 +18,11 @@ struct egress_log;
 /* A sandbox started ahead, waiting for its one call. */
 struct warm {
 	struct sb_run *run;
-	struct egress_log *log; /* the proxy reports here: bound at start */
-	struct warm *next;
+	struct egress_log *log;	 /* the proxy reports here: bound at start */
+	TAILQ_ENTRY(warm) entry; /* in its pool's list, or a list of dead ones */
 };
+
+TAILQ_HEAD(warm_list, warm);
 
 /* code.c: the limits of a manifest's code object (the sandbox's defaults, overridden by
  * code.limits), and the sandbox's configuration for it (borrowing code, lim, allow, which

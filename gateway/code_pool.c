@@ -28,11 +28,11 @@ struct slot {
 	char tenant[64];
 	unsigned running;
 	unsigned warm; /* of those, started ahead (taken from a warm pool) */
-	struct slot *next;
+	LIST_ENTRY(slot) entry;
 };
 
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct slot *slots;
+static LIST_HEAD(, slot) slots = LIST_HEAD_INITIALIZER(slots);
 
 struct warm_pool {
 	char *key;    /* JSON of what the sandboxes are started with */
@@ -43,8 +43,8 @@ struct warm_pool {
 	unsigned ready;	   /* entries in list */
 	unsigned starting; /* being started by the pool's thread */
 	int64_t retry_at;  /* after a failed start, when to try again (ms) */
-	struct warm *list;
-	struct warm_pool *next;
+	struct warm_list list;
+	LIST_ENTRY(warm_pool) entry;
 };
 
 static struct {
@@ -54,12 +54,36 @@ static struct {
 	int is_started;
 	int is_stopping;
 	struct gateway *gw;
-	struct warm_pool *pools;
+	LIST_HEAD(, warm_pool) pools;
 	unsigned total; /* ready and starting, in all */
 	unsigned max_total;
 	unsigned per_tenant;
 	unsigned long hits, misses;
 } warm = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+/* tenant's entry, or NULL (slots_lock held). */
+static struct slot *
+slot_find(const char *tenant)
+{
+	struct slot *s;
+
+	LIST_FOREACH (s, &slots, entry)
+		if (strcmp(s->tenant, tenant) == 0)
+			return s;
+	return NULL;
+}
+
+/* The pool for key, or NULL (warm.lock held). */
+static struct warm_pool *
+pool_find(const char *key)
+{
+	struct warm_pool *p;
+
+	LIST_FOREACH (p, &warm.pools, entry)
+		if (strcmp(p->key, key) == 0)
+			return p;
+	return NULL;
+}
 
 /* Takes one of tenant's max sandboxes.  Returns 0, or -1 when all are taken (or out of
  * memory, which refuses the same way). */
@@ -70,12 +94,9 @@ code_slot_take(const char *tenant, unsigned max)
 	int rc = -1;
 
 	pthread_mutex_lock(&slots_lock);
-	for (s = slots; s != NULL && strcmp(s->tenant, tenant) != 0; s = s->next)
-		;
-	if (s == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
+	if ((s = slot_find(tenant)) == NULL && (s = calloc(1, sizeof(*s))) != NULL) {
 		strlcpy(s->tenant, tenant, sizeof(s->tenant));
-		s->next = slots;
-		slots = s;
+		LIST_INSERT_HEAD(&slots, s, entry);
 	}
 	if (s != NULL && s->running < max) {
 		s->running++;
@@ -89,13 +110,11 @@ code_slot_take(const char *tenant, unsigned max)
 void
 code_slot_release(const char *tenant)
 {
-	struct slot **sp, *s;
+	struct slot *s;
 
 	pthread_mutex_lock(&slots_lock);
-	for (sp = &slots; *sp != NULL && strcmp((*sp)->tenant, tenant) != 0; sp = &(*sp)->next)
-		;
-	if ((s = *sp) != NULL && --s->running == 0) {
-		*sp = s->next;
+	if ((s = slot_find(tenant)) != NULL && --s->running == 0) {
+		LIST_REMOVE(s, entry);
 		free(s);
 	}
 	pthread_mutex_unlock(&slots_lock);
@@ -132,16 +151,26 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Frees one sandbox started ahead, which no list holds any more. */
 static void
 warm_destroy(struct warm *w)
 {
-	struct warm *next;
-
-	for (; w != NULL; w = next) {
-		next = w->next;
+	if (w != NULL) {
 		sb_free(w->run);
 		json_decref(code_egress_finish(w->log, "(warm)"));
 		free(w);
+	}
+}
+
+/* Frees every sandbox of list. */
+static void
+warm_destroy_all(struct warm_list *list)
+{
+	struct warm *w;
+
+	while ((w = TAILQ_FIRST(list)) != NULL) {
+		TAILQ_REMOVE(list, w, entry);
+		warm_destroy(w);
 	}
 }
 
@@ -153,31 +182,27 @@ warm_destroy(struct warm *w)
 struct warm *
 code_warm_take(const char *key, const char *tenant)
 {
+	struct warm_list dead = TAILQ_HEAD_INITIALIZER(dead);
 	struct warm_pool *p;
-	struct warm *w = NULL, *dead = NULL;
+	struct warm *w = NULL;
 	struct slot *s;
 
 	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL && strcmp(p->key, key) != 0; p = p->next)
-		;
-	if (p == NULL) {
+	if ((p = pool_find(key)) == NULL) {
 		pthread_mutex_unlock(&warm.lock);
 		return NULL;
 	}
 	pthread_mutex_lock(&slots_lock);
-	for (s = slots; s != NULL && strcmp(s->tenant, tenant) != 0; s = s->next)
-		;
-	while (s != NULL && s->warm < warm.per_tenant && (w = p->list) != NULL) {
-		p->list = w->next;
-		w->next = NULL;
+	s = slot_find(tenant);
+	while (s != NULL && s->warm < warm.per_tenant && (w = TAILQ_FIRST(&p->list)) != NULL) {
+		TAILQ_REMOVE(&p->list, w, entry);
 		p->ready--;
 		warm.total--;
 		if (sb_is_alive(w->run)) {
 			s->warm++;
 			break;
 		}
-		w->next = dead;
-		dead = w;
+		TAILQ_INSERT_TAIL(&dead, w, entry);
 		w = NULL;
 	}
 	pthread_mutex_unlock(&slots_lock);
@@ -187,7 +212,7 @@ code_warm_take(const char *key, const char *tenant)
 		warm.misses++;
 	pthread_cond_signal(&warm.cond);
 	pthread_mutex_unlock(&warm.lock);
-	warm_destroy(dead);
+	warm_destroy_all(&dead);
 	return w;
 }
 
@@ -198,9 +223,7 @@ code_warm_done(const char *tenant)
 	struct slot *s;
 
 	pthread_mutex_lock(&slots_lock);
-	for (s = slots; s != NULL && strcmp(s->tenant, tenant) != 0; s = s->next)
-		;
-	if (s != NULL && s->warm > 0)
+	if ((s = slot_find(tenant)) != NULL && s->warm > 0)
 		s->warm--;
 	pthread_mutex_unlock(&slots_lock);
 }
@@ -216,7 +239,7 @@ warm_sync(void)
 	size_t i;
 
 	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL; p = p->next)
+	LIST_FOREACH (p, &warm.pools, entry)
 		p->want = 0;
 	for (i = 0; ref != NULL && i < ref->cat->n; i++) {
 		const struct tool *t = &ref->cat->tools[i];
@@ -229,9 +252,8 @@ warm_sync(void)
 		code_limits(t->code, &lim);
 		if ((key = code_warm_key(t->code, &lim)) == NULL)
 			continue;
-		for (p = warm.pools; p != NULL && strcmp(p->key, key) != 0; p = p->next)
-			;
-		if (p == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+		if ((p = pool_find(key)) == NULL && (p = calloc(1, sizeof(*p))) != NULL) {
+			TAILQ_INIT(&p->list);
 			p->key = key;
 			key = NULL;
 			p->code = json_deep_copy(t->code);
@@ -243,10 +265,8 @@ warm_sync(void)
 				free(p->key);
 				free(p);
 				p = NULL;
-			} else {
-				p->next = warm.pools;
-				warm.pools = p;
-			}
+			} else
+				LIST_INSERT_HEAD(&warm.pools, p, entry);
 		}
 		free(key);
 		if (p != NULL && (unsigned)want > p->want)
@@ -285,32 +305,30 @@ warm_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&warm.lock);
 	while (!warm.is_stopping) {
-		struct warm_pool **pp, *p, *pick = NULL;
-		struct warm *dead = NULL, *w;
+		struct warm_list dead = TAILQ_HEAD_INITIALIZER(dead);
+		struct warm_pool *p, *p_next, *pick = NULL;
+		struct warm *w, *w_next;
 		struct timespec until;
 
 		pthread_mutex_unlock(&warm.lock);
 		warm_sync();
 		pthread_mutex_lock(&warm.lock);
-		for (pp = &warm.pools; (p = *pp) != NULL;) {
+		LIST_FOREACH_SAFE (p, &warm.pools, entry, p_next) {
 			/* Beyond what is asked for (a reload, a smaller catalog), or dead. */
-			struct warm **wp = &p->list;
 			unsigned kept = 0;
 
-			while ((w = *wp) != NULL) {
+			TAILQ_FOREACH_SAFE (w, &p->list, entry, w_next) {
 				if (kept < p->want && sb_is_alive(w->run)) {
 					kept++;
-					wp = &w->next;
 					continue;
 				}
-				*wp = w->next;
-				w->next = dead;
-				dead = w;
+				TAILQ_REMOVE(&p->list, w, entry);
+				TAILQ_INSERT_TAIL(&dead, w, entry);
 				p->ready--;
 				warm.total--;
 			}
 			if (p->want == 0 && p->ready == 0 && p->starting == 0) {
-				*pp = p->next;
+				LIST_REMOVE(p, entry);
 				json_decref(p->code);
 				free(p->key);
 				free(p);
@@ -319,11 +337,10 @@ warm_main(void *arg)
 			if (pick == NULL && p->ready + p->starting < p->want &&
 			    warm.total < warm.max_total && now_ms() >= p->retry_at)
 				pick = p;
-			pp = &p->next;
 		}
-		if (dead != NULL) {
+		if (!TAILQ_EMPTY(&dead)) {
 			pthread_mutex_unlock(&warm.lock);
-			warm_destroy(dead);
+			warm_destroy_all(&dead);
 			pthread_mutex_lock(&warm.lock);
 			continue;
 		}
@@ -335,8 +352,7 @@ warm_main(void *arg)
 			pthread_mutex_lock(&warm.lock);
 			pick->starting--;
 			if (w != NULL) {
-				w->next = pick->list;
-				pick->list = w;
+				TAILQ_INSERT_HEAD(&pick->list, w, entry);
 				pick->ready++;
 			} else {
 				warm.total--;
@@ -379,7 +395,7 @@ code_warm_start(struct gateway *gw)
 void
 code_warm_stop(void)
 {
-	struct warm_pool *p, *next;
+	struct warm_pool *p;
 
 	pthread_mutex_lock(&warm.lock);
 	if (!warm.is_started) {
@@ -391,14 +407,13 @@ code_warm_stop(void)
 	pthread_mutex_unlock(&warm.lock);
 	pthread_join(warm.thread, NULL);
 	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL; p = next) {
-		next = p->next;
-		warm_destroy(p->list);
+	while ((p = LIST_FIRST(&warm.pools)) != NULL) {
+		LIST_REMOVE(p, entry);
+		warm_destroy_all(&p->list);
 		json_decref(p->code);
 		free(p->key);
 		free(p);
 	}
-	warm.pools = NULL;
 	warm.total = 0;
 	warm.is_started = 0;
 	pthread_mutex_unlock(&warm.lock);
@@ -413,7 +428,7 @@ code_warm_metrics(void)
 	char *text;
 
 	pthread_mutex_lock(&warm.lock);
-	for (p = warm.pools; p != NULL; p = p->next) {
+	LIST_FOREACH (p, &warm.pools, entry) {
 		ready[p->is_gvisor] += p->ready;
 		starting += p->starting;
 	}
