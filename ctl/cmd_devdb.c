@@ -616,7 +616,7 @@ provision(const struct devdb_layout *l)
 	new_password(gw, sizeof(gw));
 
 	if ((conn = connect_bootstrap(l, "postgres", boot)) == NULL)
-		goto fail;
+		goto out;
 	if (exec_sql(conn, "SET client_min_messages = warning") == -1 ||
 	    ensure_role(conn, DEVDB_OPERATOR_ROLE,
 		"LOGIN NOSUPERUSER CREATEROLE NOCREATEDB "
@@ -626,34 +626,34 @@ provision(const struct devdb_layout *l)
 		"LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB "
 		"NOREPLICATION NOBYPASSRLS NOINHERIT",
 		gw) == -1)
-		goto fail;
+		goto out;
 	has = catalog_has(conn, "SELECT 1 FROM pg_database WHERE datname = $1", DEVDB_DATABASE);
 	if (has == -1)
-		goto fail;
+		goto out;
 	if (!has &&
 	    exec_sql(conn, "CREATE DATABASE " DEVDB_DATABASE " OWNER " DEVDB_OPERATOR_ROLE) == -1)
-		goto fail;
+		goto out;
 	/* Only the two login roles connect; nobody gets temporary tables by default. */
 	if (exec_sql(conn, "REVOKE ALL ON DATABASE " DEVDB_DATABASE " FROM PUBLIC") == -1 ||
 	    exec_sql(conn, "GRANT CONNECT ON DATABASE " DEVDB_DATABASE " TO " DEVDB_GATEWAY_ROLE) ==
 		-1 ||
 	    exec_sql(conn, "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC") == -1)
-		goto fail;
+		goto out;
 	PQfinish(conn);
 	if ((conn = connect_bootstrap(l, DEVDB_DATABASE, boot)) == NULL)
-		goto fail;
+		goto out;
 	if (exec_sql(conn, "SET client_min_messages = warning") == -1 ||
 	    exec_sql(conn, "REVOKE CREATE ON SCHEMA public FROM PUBLIC") == -1 ||
 	    exec_sql(conn, "ALTER SCHEMA public OWNER TO " DEVDB_OPERATOR_ROLE) == -1)
-		goto fail;
+		goto out;
 	PQfinish(conn);
 	conn = NULL;
 
 	if (write_pgpass(l, op, gw) == -1)
-		goto fail;
+		goto out;
 	(void)unlink(l->bootstrap);
 	rc = 0;
-fail:
+out:
 	PQfinish(conn);
 	explicit_bzero(boot, sizeof(boot));
 	explicit_bzero(op, sizeof(op));

@@ -277,25 +277,25 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_
 	res = db_exec(db, "auth_lookup", lookup_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		db_unavailable(err);
-		goto fail;
+		goto out;
 	}
 	if (PQntuples(res) != 1) {
 		unauthorized(err, "token_invalid", "Unknown token");
-		goto fail;
+		goto out;
 	}
 	/* A refusal of a token that exists keeps its id (the caller counts it with it). */
 	strlcpy(p->token_id, PQgetvalue(res, 0, 0), sizeof(p->token_id));
 	if (strcmp(PQgetvalue(res, 0, 13), "t") == 0) {
 		unauthorized(err, "token_revoked", "The token was revoked");
-		goto fail;
+		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 12), "t") == 0) {
 		unauthorized(err, "token_expired", "The token has expired");
-		goto fail;
+		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
 		rpc_error_set(err, RPC_FORBIDDEN, "tenant_disabled", "The tenant is disabled");
-		goto fail;
+		goto out;
 	}
 	strlcpy(p->tenant, PQgetvalue(res, 0, 1), sizeof(p->tenant));
 	strlcpy(p->role, PQgetvalue(res, 0, 2), sizeof(p->role));
@@ -315,11 +315,11 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_
 	if (!json_is_array(p->tools) || !json_is_object(p->bindings)) {
 		auth_clear(p);
 		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
-		goto fail;
+		goto out;
 	}
 	cache_put(hash, p, epoch);
 	rc = 0;
-fail:
+out:
 	PQclear(res);
 	return rc;
 }

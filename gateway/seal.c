@@ -77,19 +77,19 @@ seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, c
 		snprintf(err, errlen, "%s",
 		    conn != NULL && PQstatus(conn) == CONNECTION_OK ? PQresultErrorMessage(res)
 								    : "database unavailable");
-		goto fail;
+		goto out;
 	}
 	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 2)) {
 		snprintf(err, errlen, "the sealer's lock is held by another session (pid %s)",
 		    PQgetvalue(res, 0, 2));
-		goto fail;
+		goto out;
 	}
 	if (PQntuples(res) == 1) {
 		*checkpoint = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		*records = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	}
 	rc = 0;
-fail:
+out:
 	PQclear(res);
 	return rc;
 }

@@ -401,7 +401,7 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	bindings = spec->bindings ? json_dumps(spec->bindings, JSON_COMPACT) : strdup("{}");
 	if (tools == NULL || bindings == NULL) {
 		snprintf(err, errlen, "out of memory");
-		goto fail;
+		goto out;
 	}
 	snprintf(calls, sizeof(calls), "%lld", spec->max_calls);
 	snprintf(ttl, sizeof(ttl), "%lld", spec->ttl);
@@ -429,16 +429,16 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
 			? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
 			: PQerrorMessage(conn));
-		goto fail;
+		goto out;
 	}
 	if (PQntuples(res) != 1) {
 		snprintf(err, errlen, "no tenant named %s", spec->tenant);
 		*is_user_error = 1;
-		goto fail;
+		goto out;
 	}
 	strlcpy(expires, PQgetvalue(res, 0, 0), expires_len);
 	rc = 0;
-fail:
+out:
 	if (rc == -1)
 		explicit_bzero(token, TOK_LEN + 1);
 	PQclear(res);

@@ -144,12 +144,12 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 		buf_str(&q, ")");
 	if (q.failed) {
 		log_seterr(err, errlen, "%s: out of memory", t->file);
-		goto fail;
+		goto out;
 	}
 	if (run_cmd(conn, "SAVEPOINT airlock_plan", &res) == -1) {
 		log_seterr(err, errlen, "%s: cannot check the plan: %s", t->file,
 		    pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	res = PQexecParams(conn, q.s, 0, NULL, NULL, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -160,31 +160,31 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 			if (run_cmd(conn, "ROLLBACK TO SAVEPOINT airlock_plan", &res) == -1) {
 				log_seterr(err, errlen, "%s: cannot check the plan: %s", t->file,
 				    pg_message(res, conn));
-				goto fail;
+				goto out;
 			}
 			rc = 1;
-			goto fail;
+			goto out;
 		}
 		log_seterr(err, errlen, "%s: cannot plan the statement: %s", t->file,
 		    pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	if (PQntuples(res) != 1 || (plan = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
 		log_seterr(err, errlen, "%s: cannot read the statement's plan", t->file);
-		goto fail;
+		goto out;
 	}
 	if (t->kind == TOOL_READ) {
 		if (count_nodes(plan, "ModifyTable", NULL) > 0) {
 			log_seterr(err, errlen, "%s: a read must not write: its plan modifies rows",
 			    t->file);
-			goto fail;
+			goto out;
 		}
 		if (count_nodes(plan, "LockRows", NULL) > 0) {
 			log_seterr(err, errlen,
 			    "%s: a read must not lock rows (FOR UPDATE/SHARE): "
 			    "its plan locks rows",
 			    t->file);
-			goto fail;
+			goto out;
 		}
 	} else {
 		/* One statement; it may change more than one table (a data-modifying WITH, as
@@ -195,11 +195,11 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 			    "%s: a write must be a single INSERT or UPDATE with "
 			    "RETURNING",
 			    t->file);
-			goto fail;
+			goto out;
 		}
 	}
 	rc = 0;
-fail:
+out:
 	PQclear(res);
 	json_decref(plan);
 	free(q.s);
@@ -229,13 +229,13 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	buf_str(&q, " AS ");
 	if (tool_sql_scan(orig, nullify_param, &nf, &q, fault, sizeof(fault)) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, fault);
-		goto fail;
+		goto out;
 	}
 	res = PQexecParams(conn, q.s, 0, NULL, NULL, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_seterr(err, errlen, "%s: cannot check what the read depends on (as a view): %s",
 		    t->file, pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	PQclear(res);
 	params[0] = view;
@@ -253,7 +253,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_seterr(err, errlen, "%s: cannot check what the read depends on: %s", t->file,
 		    pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	for (i = 0; i < PQntuples(res); i++) {
 		buf_str(&tables, i > 0 ? ", " : "");
@@ -264,7 +264,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 		    "%s: the read uses the adopted tenant table%s %s directly; "
 		    "read its _live view instead (soft-deleted rows left out)",
 		    t->file, PQntuples(res) > 1 ? "s" : "", tables.failed ? "(many)" : tables.s);
-		goto fail;
+		goto out;
 	}
 	PQclear(res);
 	res = PQexecParams(conn,
@@ -274,15 +274,15 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		log_seterr(err, errlen, "%s: cannot check the read for locks: %s", t->file,
 		    pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
 		log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE)",
 		    t->file);
-		goto fail;
+		goto out;
 	}
 	rc = 0;
-fail:
+out:
 	PQclear(res);
 	free(q.s);
 	free(tables.s);
@@ -350,7 +350,7 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_seterr(err, errlen, "%s: the statement does not prepare: %s", t->file,
 		    pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	prepared = 1;
 	PQclear(res);
@@ -358,12 +358,12 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		log_seterr(err, errlen, "%s: cannot describe the statement: %s", t->file,
 		    pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	if ((size_t)PQnparams(res) != t->n_params) {
 		log_seterr(err, errlen, "%s: the statement has %d parameters, expected %zu",
 		    t->file, PQnparams(res), t->n_params);
-		goto fail;
+		goto out;
 	}
 	if (PQnfields(res) == 0) {
 		log_seterr(err, errlen,
@@ -372,19 +372,19 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 			  "SELECT)"
 			: "%s: a write needs RETURNING (the changed rows are its result)",
 		    t->file);
-		goto fail;
+		goto out;
 	}
 	t->n_cols = (size_t)PQnfields(res);
 	if ((t->col_types = calloc(t->n_cols, sizeof(*t->col_types))) == NULL ||
 	    (t->col_names = calloc(t->n_cols, sizeof(*t->col_names))) == NULL) {
 		log_seterr(err, errlen, "%s: out of memory", t->file);
-		goto fail;
+		goto out;
 	}
 	for (k = 0; k < t->n_cols; k++) {
 		t->col_types[k] = PQftype(res, (int)k);
 		if ((t->col_names[k] = strdup(PQfname(res, (int)k))) == NULL) {
 			log_seterr(err, errlen, "%s: out of memory", t->file);
-			goto fail;
+			goto out;
 		}
 		for (j = 0; j < k; j++)
 			if (strcmp(t->col_names[j], t->col_names[k]) == 0) {
@@ -392,12 +392,12 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 				    "%s: the statement returns two columns named "
 				    "'%s'; give them distinct names (AS)",
 				    t->file, t->col_names[k]);
-				goto fail;
+				goto out;
 			}
 	}
 	if ((types = param_type_names(conn, res, t->n_params, fault, sizeof(fault))) == NULL) {
 		log_seterr(err, errlen, "%s: %s", t->file, fault);
-		goto fail;
+		goto out;
 	}
 	PQclear(res);
 	res = NULL;
@@ -406,18 +406,18 @@ tool_check_statement(PGconn *conn, struct tool *t, const char *orig, const char 
 	if (run_cmd(conn, "BEGIN", &res) == -1 ||
 	    run_cmd(conn, "SET LOCAL plan_cache_mode = force_generic_plan", &res) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	if ((plan = check_plan(conn, t, stmt, err, errlen)) == -1)
-		goto fail;
+		goto out;
 	if (t->kind == TOOL_READ && check_view(conn, t, orig, stmt, types, err, errlen) == -1)
-		goto fail;
+		goto out;
 	if (run_cmd(conn, "ROLLBACK", &res) == -1) {
 		log_seterr(err, errlen, "%s: %s", t->file, pg_message(res, conn));
-		goto fail;
+		goto out;
 	}
 	rc = 0;
-fail:
+out:
 	PQclear(res);
 	res = NULL;
 	if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE) {
