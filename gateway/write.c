@@ -1,6 +1,8 @@
 /*
  * write.c: the write path.  A write is one transaction, in two round trips: the first
- * sends BEGIN, the call's settings, the idempotency key's claim, the statement as the
+ * sends BEGIN, the call's settings, the token's check (for a token without a quota, whose
+ * check writes nothing; a quota's count is its own round trip before, so a dry-run's
+ * rollback does not undo it), the idempotency key's claim, the statement as the
  * tenant and the read of its captured changes in one pipeline; the gateway then checks
  * the row cap and the plan, and the second round trip either rolls back (dry-run, a
  * refusal) or writes the call record and the key's response and commits.  The transaction
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airlock/auth.h"
 #include "airlock/idem.h"
 #include "airlock/log.h"
 #include "airlock/stmt.h"
@@ -166,11 +169,12 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	int is_dry_run = req->is_dry_run;
 	char timeout[16], lock[16], *plan_updates = NULL, *plan_inserts = NULL;
 	char *record_text = NULL, *response = NULL;
-	const char *setup[3], *role_v[1], *changes_v[1], *store_v[3];
+	const char *setup[3], *role_v[1], *changes_v[1], *store_v[3], *check_v[1];
+	struct principal *check = req->check;
 	const char *rec_v[1];
 	struct idem_claim claim;
 	struct db_query q[10], c[3];
-	size_t nq = 0, i_claim = 0, i_stmt, i_who, i_changes, i;
+	size_t nq = 0, i_claim = 0, i_check = 0, i_stmt, i_who, i_changes, i;
 	json_t *sc = NULL, *rows, *preview, *record = NULL;
 	const PGresult *bad = NULL;
 	long long changed;
@@ -182,6 +186,13 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	if (db_ensure(db) == -1) {
 		db_unavailable(err);
 		return NULL;
+	}
+	/* A commit of a plan reads the database before its transaction (a replay, the plan):
+	 * the token is checked first, on its own. */
+	if (check != NULL && plan_id != NULL && !is_dry_run) {
+		if (auth_count_call(db, check, err) == -1)
+			goto out;
+		check = NULL;
 	}
 	/* A retry of a committed call replays it, whether or not its plan has expired since. */
 	if (plan_id != NULL && !is_dry_run && idem_key != NULL) {
@@ -210,6 +221,13 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	q[nq].sql = setup_sql;
 	q[nq].n = 3;
 	q[nq++].values = setup;
+	if (check != NULL) {
+		check_v[0] = check->token_id;
+		i_check = nq;
+		q[nq].sql = auth_count_sql;
+		q[nq].n = 1;
+		q[nq++].values = check_v;
+	}
 	if (entered) {
 		idem_claim_queries(&claim, &q[nq], tenant, idem_key, fingerprint, rec->id);
 		i_claim = nq + 1;
@@ -244,7 +262,10 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	}
 	if (bad != NULL) {
 		rollback(db);
-		if (entered && bad == q[i_claim].res && is_state(bad, "23505"))
+		if (check != NULL && bad == q[i_check].res) {
+			if (auth_count_result(bad, check, err) == 0)
+				rpc_error_internal(err);
+		} else if (entered && bad == q[i_claim].res && is_state(bad, "23505"))
 			sc = idem_replay(db, tenant, idem_key, fingerprint, is_replay, err);
 		else if (entered && bad == q[i_claim].res && is_state(bad, "55P03")) {
 			idem_in_flight(err);

@@ -13,6 +13,8 @@
 #include "airlock/rpc.h"
 #include "airlock/tool.h"
 
+struct principal;
+
 /* What to run as the tenant: a prepared tool statement, or (name NULL) a text statement. */
 struct write_stmt {
 	const char *name; /* prepared on this connection by the caller, or NULL */
@@ -39,6 +41,10 @@ struct write_req {
 	const char *plan_id;	 /* the preview presented with a commit, or NULL */
 	int is_dry_run;
 	struct audit_record *rec; /* the call's record: its id is the call's */
+	/* A token without a quota to check in the write's own transaction, before its
+	 * statement (airlock.count_call writes nothing for it, so a rollback loses nothing):
+	 * one round trip fewer.  NULL: checked and counted already. */
+	struct principal *check;
 	/* Called just before the commit to complete rec from the answer; arg is its own. */
 	void (*finish)(struct audit_record *rec, json_t *sc, void *arg);
 	void *arg;
