@@ -221,7 +221,7 @@ idem_key_of(json_t *params, const char *header, struct rpc_error *err)
 	/* The header is bytes: a key that is not UTF-8 could not be stored or recorded. */
 	if (strlen(key) == 0 || strlen(key) > 255 || (utf8 = json_string(key)) == NULL) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "invalid_params",
-		    "An idempotency key has 1 to 255 characters of UTF-8");
+		    "An idempotency key has 1 to 255 bytes of UTF-8");
 		return NULL;
 	}
 	json_decref(utf8);

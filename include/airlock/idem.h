@@ -14,7 +14,7 @@
 /* The idempotency key of a write: params.idempotency_key, else header (the
  * Idempotency-Key header of a single request, or NULL).  Returns it (borrowed), or NULL
  * with err: key_required when there is none, invalid_params when it is not 1 to 255
- * characters of UTF-8. */
+ * bytes of UTF-8. */
 const char *idem_key_of(json_t *params, const char *header, struct rpc_error *err);
 
 /* Sets err to 409 key_in_flight (retry in a second): another call with this key has not
