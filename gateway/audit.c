@@ -673,6 +673,13 @@ audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *ar
 }
 
 void
+audit_unrecorded(struct rpc_error *err)
+{
+	rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
+	    "The call could not be recorded, so it was not answered; retry shortly");
+}
+
+void
 audit_refusal(struct audit *a, const char *client, const char *reason)
 {
 	audit_refusal_of(a, client, NULL, reason);

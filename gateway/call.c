@@ -211,8 +211,7 @@ call_end(struct call *c, json_t *result, struct rpc_error *err)
 			json_decref(result);
 			result = NULL;
 			rpc_error_clear(err);
-			rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
-			    "The call could not be recorded, so it was not answered; retry shortly");
+			audit_unrecorded(err);
 		}
 	}
 	count_call(c, result, err);

@@ -49,6 +49,7 @@ struct audit_record {
 };
 
 struct audit;
+struct rpc_error;
 
 /* Sets rec's reason to a copy of s (may be NULL), held in the record itself: for a reason
  * read from an answer, which may be freed before the record is written. */
@@ -90,6 +91,10 @@ int audit_write(struct audit *a, const struct audit_record *rec)
  */
 int audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *arg, int rc),
     void *arg) __attribute__((warn_unused_result));
+
+/* Fills err with what a call gets instead of its answer when its record could not be
+ * written (no data without its record): 503 backend_unavailable, retry in a second. */
+void audit_unrecorded(struct rpc_error *err);
 
 /* Counts a refusal before authentication for client in the current second; the
  * counts are written once that second is over, never one row per refusal. */
