@@ -4,8 +4,10 @@
  * a database worker never waits for a flush); one thread writes everything queued in one
  * INSERT and one commit (group commit), then wakes or answers them all.  Refusals before authentication, and a token's refusals by rate limit, are
  * only counted here, per client address, token and second, and written as one row per
- * (second, address, token, reason).  It also holds the deployment's digest key, and bounds
- * what a record's arguments may hold.
+ * (second, address, token, reason).  It also holds the deployment's digest key, bounds
+ * what a record's arguments may hold, and is the one source of a record's shape and
+ * statement: the write path, approvals and airlockctl (audit_record_now) insert theirs
+ * with the same text.
  */
 #include <openssl/evp.h>
 #include <pthread.h>
