@@ -74,18 +74,10 @@ finish(struct audit_record *rec, json_t *sc, void *arg)
 static void
 record_dry_run(PGconn *conn, struct audit_record *rec, json_t *sc)
 {
-	json_t *rows;
-	char *text;
-	const char *values[1];
-
 	finish(rec, sc, NULL);
-	rows = json_pack("[o]", audit_record_json(rec));
-	text = json_dumps(rows, JSON_COMPACT);
-	values[0] = text;
-	/* A failure is said (sql_fail); the dry run's answer stands. */
-	sql_exec(conn, "call", audit_insert_calls_sql, 1, values);
-	free(text);
-	json_decref(rows);
+	/* A failure is said; the dry run's answer stands. */
+	if (audit_record_now(conn, rec) == -1)
+		sql_fail("call", conn, NULL);
 }
 
 static int

@@ -10,7 +10,9 @@
 
 #include <jansson.h>
 
+#include "airlock/approval.h"
 #include "airlock/audit.h"
+#include "airlock/call.h"
 #include "airlock/cli.h"
 #include "airlock/sql.h"
 
@@ -62,13 +64,8 @@ static const char show_sql[] =
     "  FROM airlock.changes x WHERE x.call_id = c.id)))"
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
-/* The decision's record and the decision, in one transaction (decide_plan checks that the
- * record is there). */
-static const char record_sql[] =
-    "INSERT INTO airlock.calls (id, at, tenant, token_id, method, tool, arguments, plan_id,"
-    " outcome, result_digest, client)"
-    " SELECT $1::uuid, now(), p.tenant, 'operator', $2, p.tool, $3::jsonb, p.id, 'ok', $4,"
-    " 'airlockctl' FROM airlock.plans p WHERE p.id = $5::uuid AND p.approval IS NOT NULL";
+/* The decision, in the transaction of its record (decide_plan checks that the record is
+ * there). */
 static const char decide_sql[] =
     "SELECT plan_tenant, plan_tool FROM airlock.decide_plan($1::uuid, $2, NULL, 'operator',"
     " NULL, $3, $4, $5::uuid)";
@@ -169,47 +166,53 @@ show_plan(PGconn *conn, const char *id)
 static int
 decide(PGconn *conn, const char *id, int is_approve, const char *note, const char *by)
 {
-	const char *rec_v[5], *values[5];
-	char call_id[AUDIT_ID_LEN + 1], digest[65], *args_text = NULL;
+	const char *values[5], *tenant, *tool;
+	struct audit_record rec;
+	char *plan_text = NULL;
 	PGresult *res = NULL;
-	json_t *args, *result;
+	json_t *plan = NULL, *answer = NULL;
 	int rc = EX_UNAVAILABLE;
 
 	if (!audit_is_id(id)) {
 		cli_warnx("plan", "%s is not a plan id", id);
 		return EX_DATAERR;
 	}
-	audit_new_id(call_id);
-	args = json_pack("{s:s, s:s}", "plan_id", id, "approver", by);
+	/* The decision's record is the gateway's for airlock/plans.approve or .reject. */
+	audit_record_init(&rec, is_approve ? "airlock/plans.approve" : "airlock/plans.reject",
+	    "airlockctl");
+	if ((rc = sql_exec(conn, "plan", "BEGIN", 0, NULL)) != EX_OK)
+		goto out;
+	/* No plan held for approval: EX_DATAERR, said by plan_json. */
+	if ((plan_text = plan_json(conn, id, &rc)) == NULL)
+		goto out;
+	plan = json_loads(plan_text, 0, NULL);
+	tenant = json_string_value(json_object_get(plan, "tenant"));
+	tool = json_string_value(json_object_get(plan, "tool"));
+	if (tenant == NULL || tool == NULL) {
+		cli_warnx("plan", "plan %s cannot be read", id);
+		rc = EX_UNAVAILABLE;
+		goto out;
+	}
+	strlcpy(rec.tenant, tenant, sizeof(rec.tenant));
+	strlcpy(rec.token_id, "operator", sizeof(rec.token_id));
+	strlcpy(rec.tool, tool, sizeof(rec.tool));
+	strlcpy(rec.plan_id, id, sizeof(rec.plan_id));
+	rec.arguments = json_pack("{s:s, s:s}", "plan_id", id, "approver", by);
 	if (note != NULL)
-		json_object_set_new(args, "note", json_string(note));
-	args_text = json_dumps(args, JSON_COMPACT);
-	/* The digest covers what the gateway's answer for a decision holds. */
-	result = json_pack("{s:s, s:s, s:s, s:s, s:o}", "plan_id", id, "status",
-	    is_approve ? "approved" : "rejected", "decided_by", "operator", "approver", by, "note",
-	    note ? json_string(note) : json_null());
-	audit_digest(result, digest);
-	json_decref(result);
-	rec_v[0] = call_id;
-	rec_v[1] = is_approve ? "airlock/plans.approve" : "airlock/plans.reject";
-	rec_v[2] = args_text;
-	rec_v[3] = digest;
-	rec_v[4] = id;
+		json_object_set_new(rec.arguments, "note", json_string(note));
+	/* The digest covers the gateway's answer to the same decision. */
+	answer = approval_answer(id, is_approve, tenant, tool, "operator", by, note);
+	call_digest(answer, rec.result_digest);
+	audit_record_end(&rec);
+	if (audit_record_now(conn, &rec) == -1) {
+		rc = sql_fail("plan", conn, NULL);
+		goto out;
+	}
 	values[0] = id;
 	values[1] = is_approve ? "approved" : "rejected";
 	values[2] = by;
 	values[3] = note;
-	values[4] = call_id;
-	if ((rc = sql_exec(conn, "plan", "BEGIN", 0, NULL)) != EX_OK)
-		goto out;
-	if ((rc = sql_query(conn, "plan", record_sql, 5, rec_v, &res)) != EX_OK)
-		goto out;
-	if (sql_affected(res) != 1) {
-		cli_warnx("plan", "no plan %s waits for approval", id);
-		rc = EX_DATAERR;
-		goto out;
-	}
-	sql_clear(res);
+	values[4] = rec.id;
 	/* A plan no longer pending, or expired, is refused with an AL... state: EX_DATAERR. */
 	if ((rc = sql_query(conn, "plan", decide_sql, 5, values, &res)) != EX_OK)
 		goto out;
@@ -217,14 +220,16 @@ decide(PGconn *conn, const char *id, int is_approve, const char *note, const cha
 	res = NULL;
 	if ((rc = sql_exec(conn, "plan", "COMMIT", 0, NULL)) != EX_OK)
 		goto out;
-	printf("%s %s (call %s)\n", is_approve ? "approved" : "rejected", id, call_id);
+	printf("%s %s (call %s)\n", is_approve ? "approved" : "rejected", id, rec.id);
 	rc = EX_OK;
 out:
 	sql_clear(res);
 	if (rc != EX_OK)
 		sql_exec_quiet(conn, "ROLLBACK");
-	json_decref(args);
-	free(args_text);
+	json_decref(plan);
+	json_decref(answer);
+	free(plan_text);
+	audit_record_clear(&rec);
 	return rc;
 }
 

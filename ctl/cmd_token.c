@@ -76,26 +76,26 @@ static const struct option options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Records a mint or revoke made here as a call, like the gateway's. */
+/* Records a mint or revoke made here as a call, written as the gateway writes its own
+ * (audit.c): rec was begun before the work, and is cleared here; args are stolen. */
 static void
-record(PGconn *conn, const char *id, const char *method, const char *tenant, json_t *args)
+record(PGconn *conn, struct audit_record *rec, const char *tenant, json_t *args)
 {
-	static const char sql[] =
-	    "INSERT INTO airlock.calls (id, at, tenant, token_id, method, arguments, outcome, client)"
-	    " VALUES ($1, now(), $2, 'operator', $3, $4::jsonb, 'ok', 'airlockctl')";
-	char *text = json_dumps(args, JSON_COMPACT);
-	const char *values[4] = { id, tenant, method, text ? text : "{}" };
-
-	/* A failure is said (sql_fail) and does not undo what was done. */
-	sql_exec(conn, "token", sql, 4, values);
-	free(text);
+	strlcpy(rec->tenant, tenant, sizeof(rec->tenant));
+	strlcpy(rec->token_id, "operator", sizeof(rec->token_id));
+	rec->arguments = args;
+	audit_record_end(rec);
+	/* A failure is said and does not undo what was done. */
+	if (audit_record_now(conn, rec) == -1)
+		sql_fail("token", conn, NULL);
+	audit_record_clear(rec);
 }
 
 static int
 mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 {
 	char token[TOK_LEN + 1], id[TOK_ID_LEN + 1], expires[40], err[512];
-	char call_id[AUDIT_ID_LEN + 1];
+	struct audit_record rec;
 	struct catalog *cat = NULL;
 	const char *env;
 	int is_user_error;
@@ -119,13 +119,14 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 		return EX_UNAVAILABLE;
 	}
 	/* The token names its mint's record, written just after it. */
-	audit_new_id(call_id);
-	spec->mint_call = call_id;
+	audit_record_init(&rec, "airlock/tokens.mint", "airlockctl");
+	spec->mint_call = rec.id;
 	if (tok_mint(conn, spec, token, id, expires, sizeof(expires), err, sizeof(err),
 		&is_user_error) == -1) {
 		cli_warnx("token", "%s", err);
 		sql_close(conn);
 		tool_catalog_free(cat);
+		audit_record_clear(&rec);
 		return is_user_error ? EX_DATAERR : EX_UNAVAILABLE;
 	}
 	tool_catalog_free(cat);
@@ -136,8 +137,7 @@ mint_token(const char *db, struct tok_spec *spec, const char *tools_dir)
 	    spec->is_preview_only, "revert", spec->can_revert);
 	if (spec->approver != NULL)
 		json_object_set_new(args, "approver", json_string(spec->approver));
-	record(conn, call_id, "airlock/tokens.mint", spec->tenant, args);
-	json_decref(args);
+	record(conn, &rec, spec->tenant, args);
 	printf("%s\n", token);
 	fprintf(stderr, "%s %s for tenant %s, expires %s\n",
 	    spec->approver ? "approver token" : "token", id, spec->tenant, expires);
@@ -153,13 +153,14 @@ revoke_token(const char *db, const char *id)
 	    "UPDATE airlock.tokens SET revoked_at = coalesce(revoked_at, now())"
 	    " WHERE id = $1 RETURNING tenant";
 	const char *values[1] = { id };
+	struct audit_record rec;
 	PGresult *res;
 	PGconn *conn;
-	json_t *args;
 	int rc = EX_OK;
 
 	if ((conn = cli_connect("token", db)) == NULL)
 		return EX_UNAVAILABLE;
+	audit_record_init(&rec, "airlock/tokens.revoke", "airlockctl");
 	if ((rc = sql_query(conn, "token", sql, 1, values, &res)) != EX_OK) {
 		sql_close(conn);
 		return rc;
@@ -168,12 +169,7 @@ revoke_token(const char *db, const char *id)
 		cli_warnx("token", "no token with id %s", id);
 		rc = EX_DATAERR;
 	} else {
-		char call_id[AUDIT_ID_LEN + 1];
-
-		audit_new_id(call_id);
-		args = json_pack("{s:s}", "token_id", id);
-		record(conn, call_id, "airlock/tokens.revoke", sql_value(res, 0, 0), args);
-		json_decref(args);
+		record(conn, &rec, sql_value(res, 0, 0), json_pack("{s:s}", "token_id", id));
 		printf("revoked %s\n", id);
 	}
 	sql_clear(res);

@@ -114,20 +114,27 @@ decide_error(const PGresult *res, const char *plan_id, struct rpc_error *err)
 	}
 }
 
+json_t *
+approval_answer(const char *plan_id, int is_approve, const char *tenant, const char *tool,
+    const char *decided_by, const char *approver, const char *note)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "plan_id", plan_id, "status",
+	    is_approve ? "approved" : "rejected", "tenant", tenant, "tool", tool, "decided_by",
+	    decided_by, "approver", approver, "note", note ? json_string(note) : json_null());
+}
+
 int
 approval_decide(struct db *db, const struct audit_record *rec, const char *plan_id, int is_approve,
     const struct approval_decider *who, const char *note, struct rpc_error *err)
 {
 	const char *rec_v[1], *values[8];
 	struct db_query q[2];
-	json_t *record;
 	char *text = NULL;
 	size_t i;
 	int rc = -1;
 
 	memset(q, 0, sizeof(q));
-	record = json_pack("[o]", audit_record_json(rec));
-	if (record == NULL || (text = json_dumps(record, JSON_COMPACT)) == NULL) {
+	if ((text = audit_record_batch(rec)) == NULL) {
 		rpc_error_internal(err);
 		goto out;
 	}
@@ -165,7 +172,6 @@ approval_decide(struct db *db, const struct audit_record *rec, const char *plan_
 out:
 	for (i = 0; i < 2; i++)
 		PQclear(q[i].res);
-	json_decref(record);
 	free(text);
 	return rc;
 }

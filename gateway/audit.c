@@ -4,8 +4,10 @@
  * a database worker never waits for a flush); one thread writes everything queued in one
  * INSERT and one commit (group commit), then wakes or answers them all.  Refusals before authentication, and a token's refusals by rate limit, are
  * only counted here, per client address, token and second, and written as one row per
- * (second, address, token, reason).  It also holds the deployment's digest key, and bounds
- * what a record's arguments may hold.
+ * (second, address, token, reason).  It also holds the deployment's digest key, bounds
+ * what a record's arguments may hold, and is the one source of a record's shape and
+ * statement: the write path, approvals and airlockctl (audit_record_now) insert theirs
+ * with the same text.
  */
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -263,6 +265,16 @@ audit_record_init(struct audit_record *rec, const char *method, const char *clie
 }
 
 void
+audit_record_end(struct audit_record *rec)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
+}
+
+void
 audit_record_clear(struct audit_record *rec)
 {
 	json_decref(rec->arguments);
@@ -291,8 +303,9 @@ text_or_null(const char *s)
 	return s != NULL && s[0] != '\0' ? json_string(s) : json_null();
 }
 
-json_t *
-audit_record_json(const struct audit_record *r)
+/* The record r as an element of audit_insert_calls_sql's array: a new reference. */
+static json_t *
+record_json(const struct audit_record *r)
 {
 	char at[64];
 	struct tm tm;
@@ -311,6 +324,34 @@ audit_record_json(const struct audit_record *r)
 	    "duration_ms", r->duration_ms, "result_digest", text_or_null(r->result_digest),
 	    "client", text_or_null(r->client), "egress", r->egress, "trace_id",
 	    text_or_null(r->trace_id));
+}
+
+char *
+audit_record_batch(const struct audit_record *rec)
+{
+	json_t *rows = json_pack("[o]", record_json(rec));
+	char *text = rows != NULL ? json_dumps(rows, JSON_COMPACT) : NULL;
+
+	json_decref(rows);
+	return text;
+}
+
+int
+audit_record_now(PGconn *conn, const struct audit_record *rec)
+{
+	const char *values[1];
+	PGresult *res;
+	char *text;
+	int rc;
+
+	if ((text = audit_record_batch(rec)) == NULL)
+		return -1;
+	values[0] = text;
+	res = PQexecParams(conn, audit_insert_calls_sql, 1, NULL, values, NULL, NULL, 0);
+	rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	PQclear(res);
+	free(text);
+	return rc;
 }
 
 /* Runs one INSERT with a JSON array parameter.  Returns 0 or -1 (logged). */
@@ -365,7 +406,7 @@ write_batch(struct audit *a, struct pending *batch)
 	for (p = batch; p != NULL; p = p->next) {
 		/* A record that cannot be rendered fails its batch: it is never skipped (nor
 		 * written with a member missing, which jansson short of memory can do). */
-		if (json_array_append_new(rows, audit_record_json(p->rec)) == -1)
+		if (json_array_append_new(rows, record_json(p->rec)) == -1)
 			goto out;
 		if (p->rec->changes != NULL)
 			n++;
@@ -631,6 +672,13 @@ audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *ar
 	pthread_cond_signal(&a->wake);
 	pthread_mutex_unlock(&a->lock);
 	return 0;
+}
+
+void
+audit_unrecorded(struct rpc_error *err)
+{
+	rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
+	    "The call could not be recorded, so it was not answered; retry shortly");
 }
 
 void

@@ -314,7 +314,7 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_
 		strlcpy(p->approver, PQgetvalue(res, 0, 16), sizeof(p->approver));
 	if (!json_is_array(p->tools) || !json_is_object(p->bindings)) {
 		auth_clear(p);
-		rpc_error_set(err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(err);
 		goto out;
 	}
 	cache_put(hash, p, epoch);

@@ -176,12 +176,8 @@ count_call(struct call *c, json_t *result, const struct rpc_error *err)
 static json_t *
 call_end(struct call *c, json_t *result, struct rpc_error *err)
 {
-	struct timespec now;
-
 	if (c->is_identified && !c->is_recorded) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
-		    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
+		audit_record_end(&c->rec);
 		if (result == NULL && atomic_load(&c->ctx->is_cancelled)) {
 			/* The client left: its statement was cancelled, whatever err says. */
 			c->rec.outcome = "error";
@@ -215,8 +211,7 @@ call_end(struct call *c, json_t *result, struct rpc_error *err)
 			json_decref(result);
 			result = NULL;
 			rpc_error_clear(err);
-			rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
-			    "The call could not be recorded, so it was not answered; retry shortly");
+			audit_unrecorded(err);
 		}
 	}
 	count_call(c, result, err);

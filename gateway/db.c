@@ -299,9 +299,8 @@ lost:
 void
 db_unavailable(struct rpc_error *err)
 {
-	rpc_error_set(err, RPC_UNAVAILABLE, "backend_unavailable",
+	rpc_error_retry(err, RPC_UNAVAILABLE, "backend_unavailable", 1,
 	    "The database is unavailable; retry shortly");
-	err->data = json_pack("{s:i}", "retryAfterSeconds", 1);
 }
 
 int

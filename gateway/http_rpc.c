@@ -154,9 +154,8 @@ limit_client(struct request *req)
 	n = req->msg.is_batch ? json_array_size(req->msg.root) : 1;
 	if (http_take_client(req, (unsigned)n, &retry) == 0)
 		return 0;
-	rpc_error_set(&err, RPC_TOO_MANY, "rate_limited",
+	rpc_error_retry(&err, RPC_TOO_MANY, "rate_limited", retry,
 	    "Too many requests from this address; retry in %d s", retry);
-	err.data = json_pack("{s:i}", "retryAfterSeconds", retry);
 	rpc_fail_all(&req->msg, &err);
 	rpc_error_clear(&err);
 	return -1;

@@ -176,9 +176,7 @@ http_fail_unrecorded(struct request *req)
 {
 	struct rpc_error err = { 0 };
 
-	rpc_error_set(&err, RPC_UNAVAILABLE, "backend_unavailable",
-	    "The call could not be recorded, so it was not answered; retry shortly");
-	err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
+	audit_unrecorded(&err);
 	json_decref(req->msg.response);
 	req->msg.response = NULL;
 	rpc_fail_all(&req->msg, &err);
@@ -218,15 +216,13 @@ http_defer(struct request *req, const char *key)
 		return http_respond_plain(req, 503, pool ? "busy" : "stopping",
 		    MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (rc == -2)
-		rpc_error_set(&err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(&err);
 	else if (pool == NULL)
-		rpc_error_set(&err, RPC_UNAVAILABLE, "backend_unavailable",
+		rpc_error_retry(&err, RPC_UNAVAILABLE, "backend_unavailable", 1,
 		    "The gateway is stopping; retry on another instance");
 	else
-		rpc_error_set(&err, RPC_TOO_MANY, "concurrency_limited",
+		rpc_error_retry(&err, RPC_TOO_MANY, "concurrency_limited", 1,
 		    "Too many calls waiting; retry shortly");
-	if (rc != -2)
-		err.data = json_pack("{s:i}", "retryAfterSeconds", 1);
 	rpc_fail_all(&req->msg, &err);
 	rpc_error_clear(&err);
 	return http_respond_rpc(req);

@@ -170,7 +170,6 @@ m_plans_decide(struct call *c, json_t *params, struct rpc_error *err)
 {
 	static const char *const known[] = { "plan_id", "note", "_meta", NULL };
 	struct approval_decider who;
-	struct timespec now;
 	const char *plan_id, *note, *status;
 	json_t *plan = NULL, *result = NULL, *v;
 	int is_approve = strcmp(c->rec.method, "airlock/plans.approve") == 0;
@@ -205,15 +204,11 @@ m_plans_decide(struct call *c, json_t *params, struct rpc_error *err)
 		    "that asked cannot approve its plan");
 		goto done;
 	}
-	result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "plan_id", plan_id, "status",
-	    is_approve ? "approved" : "rejected", "tenant", c->rec.tenant, "tool", c->rec.tool,
-	    "decided_by", c->p.token_id, "approver", c->p.is_admin ? "admin" : c->p.approver,
-	    "note", note ? json_string(note) : json_null());
+	result = approval_answer(plan_id, is_approve, c->rec.tenant, c->rec.tool, c->p.token_id,
+	    c->p.is_admin ? "admin" : c->p.approver, note);
 	/* The record commits with the decision, so it is finished here. */
 	call_digest(result, c->rec.result_digest);
-	clock_gettime(CLOCK_REALTIME, &now);
-	c->rec.duration_ms = (double)(now.tv_sec - c->rec.at.tv_sec) * 1e3 +
-	    (double)(now.tv_nsec - c->rec.at.tv_nsec) / 1e6;
+	audit_record_end(&c->rec);
 	who.tenant = c->p.is_admin ? NULL : c->p.tenant;
 	who.token_id = c->p.token_id;
 	who.task = c->p.is_admin ? NULL : c->p.task;

@@ -444,12 +444,8 @@ limit_answer(json_t *sc, const struct shown_cols *cols)
 static void
 finish_write_record(struct audit_record *rec, json_t *sc, void *arg)
 {
-	struct timespec now;
-
 	limit_answer(sc, arg);
-	clock_gettime(CLOCK_REALTIME, &now);
-	rec->duration_ms = (double)(now.tv_sec - rec->at.tv_sec) * 1e3 +
-	    (double)(now.tv_nsec - rec->at.tv_nsec) / 1e6;
+	audit_record_end(rec);
 	rec->outcome = "ok";
 	rec->reason = NULL;
 	call_digest(sc, rec->result_digest);

@@ -95,6 +95,16 @@ error_response(json_t *id, int code, const char *reason, const char *message)
 	return rpc_error_response(id, &err);
 }
 
+/* The answer to a fault of the gateway's own (rpc_error_internal): a new reference. */
+static json_t *
+internal_response(json_t *id)
+{
+	struct rpc_error err = { 0 };
+
+	rpc_error_internal(&err);
+	return rpc_error_response(id, &err);
+}
+
 /*
  * Whether arrays and objects nest deeper than max.  Scanning the text first keeps
  * jansson's own recursion (and its 2048 levels) out of an attacker's reach.
@@ -144,8 +154,7 @@ rpc_parse(struct rpc_msg *msg, const struct rpc_limits *lim, const char *body, s
 		/* Whatever jansson made of the body, it is not the body. */
 		json_decref(msg->root);
 		msg->root = NULL;
-		msg->response =
-		    error_response(NULL, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		msg->response = internal_response(NULL);
 		goto out;
 	}
 	if (msg->root == NULL) {
@@ -267,7 +276,7 @@ execute_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, vo
 		return resp;
 	json_decref(resp);
 	rpc_alloc_reset();
-	resp = error_response(id, RPC_INTERNAL_ERROR, "internal", "Internal error");
+	resp = internal_response(id);
 	*status = 200;
 	if (resp == NULL || rpc_alloc_failed()) {
 		json_decref(resp);
@@ -313,7 +322,7 @@ run_one(struct rpc_msg *msg, json_t *req, const struct rpc_method *table, void *
 		return json_pack("{s:s, s:o, s:O}", "jsonrpc", "2.0", "result", result, "id",
 		    id ? id : json_null());
 	if (err.reason == NULL)
-		rpc_error_set(&err, RPC_INTERNAL_ERROR, "internal", "Internal error");
+		rpc_error_internal(&err);
 	resp = rpc_error_response(id, &err);
 	*status = rpc_http_status(err.code);
 	rpc_error_clear(&err);

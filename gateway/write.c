@@ -175,7 +175,7 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	struct idem_claim claim;
 	struct db_query q[10], c[3];
 	size_t nq = 0, i_claim = 0, i_check = 0, i_stmt, i_who, i_changes, i;
-	json_t *sc = NULL, *rows, *preview, *record = NULL;
+	json_t *sc = NULL, *rows, *preview;
 	const PGresult *bad = NULL;
 	long long changed;
 	int entered = 0, is_approved = 0, is_held;
@@ -370,8 +370,7 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	json_object_set_new(sc, "call_id", json_string(rec->id));
 	json_object_set_new(sc, "replayed", json_false());
 	req->finish(rec, sc, req->arg);
-	record = json_pack("[o]", audit_record_json(rec));
-	record_text = json_dumps(record, JSON_COMPACT);
+	record_text = audit_record_batch(rec);
 	response = json_dumps(sc, JSON_COMPACT);
 	/* A jansson allocation that failed during this call (the fingerprint, the rows, the
 	 * answer) may have left a member out: nothing is committed from it. */
@@ -415,7 +414,6 @@ out:
 		PQclear(c[i].res);
 	if (entered)
 		idem_leave(tenant, idem_key);
-	json_decref(record);
 	free(record_text);
 	free(response);
 	free(plan_updates);

@@ -39,6 +39,15 @@ struct approval_decider {
 };
 
 /*
+ * The answer to a decision on plan_id, made by decided_by ("operator", "admin" or an
+ * approver token's id) for the person approver, with note (may be NULL), on the plan of
+ * tenant and tool: what the decision's record digests, whoever decided.  Returns a new
+ * object, or NULL.
+ */
+json_t *approval_answer(const char *plan_id, int is_approve, const char *tenant, const char *tool,
+    const char *decided_by, const char *approver, const char *note);
+
+/*
  * Approves (is_approve) or rejects plan_id with note (may be NULL), and writes rec, the
  * decision's own call record (finished: outcome, digest, duration), in the same
  * transaction: both or neither.  Returns 0, or -1 with err: call record and decision

@@ -49,15 +49,26 @@ struct audit_record {
 };
 
 struct audit;
+struct rpc_error;
 
 /* Sets rec's reason to a copy of s (may be NULL), held in the record itself: for a reason
  * read from an answer, which may be freed before the record is written. */
 void audit_record_reason(struct audit_record *rec, const char *s);
 
-/* The statement that inserts call records from a JSON array, and the array element for
- * rec (a new reference): for writers that insert a record in their own transaction. */
+/* The statement that inserts call records from a JSON array (its one parameter), and that
+ * array's text for the one record rec: a new string, or NULL when it could not be made.
+ * For writers that insert a record in their own transaction, beside other statements. */
 extern const char audit_insert_calls_sql[];
-json_t *audit_record_json(const struct audit_record *rec);
+char *audit_record_batch(const struct audit_record *rec);
+
+/*
+ * Writes rec on conn (borrowed) at once, in conn's transaction when one is open: the
+ * writer's statement and the writer's JSON, a batch of one.  For airlockctl, whose
+ * records have the gateway's shape.  Returns 0, or -1 (conn's error message says why;
+ * none when the record could not be rendered).
+ */
+int audit_record_now(PGconn *conn, const struct audit_record *rec)
+    __attribute__((warn_unused_result));
 
 /* Starts the writer on its own connection to conninfo (borrowed, must outlive it).
  * Returns a new writer, or NULL. */
@@ -80,6 +91,10 @@ int audit_write(struct audit *a, const struct audit_record *rec)
  */
 int audit_submit(struct audit *a, struct audit_record *rec, void (*on_done)(void *arg, int rc),
     void *arg) __attribute__((warn_unused_result));
+
+/* Fills err with what a call gets instead of its answer when its record could not be
+ * written (no data without its record): 503 backend_unavailable, retry in a second. */
+void audit_unrecorded(struct rpc_error *err);
 
 /* Counts a refusal before authentication for client in the current second; the
  * counts are written once that second is over, never one row per refusal. */
@@ -125,6 +140,9 @@ void audit_digest(json_t *v, char hex[65]);
 
 /* Resets rec for a new call: a new id, the time now, everything else empty. */
 void audit_record_init(struct audit_record *rec, const char *method, const char *client);
+
+/* Sets rec's duration: the time from rec->at until now, in milliseconds. */
+void audit_record_end(struct audit_record *rec);
 
 /* Releases what rec owns. */
 void audit_record_clear(struct audit_record *rec);

@@ -5,6 +5,7 @@ rejected, expired or stale one), four eyes, tenancy, the chained record of every
 the airlock_plans NOTIFY channel and airlockctl plan list|show|approve|reject|watch.
 
 Every test works on a tenant and rows of its own and asserts on the database too."""
+import hashlib
 import json
 import secrets
 import select
@@ -450,6 +451,46 @@ def test_every_step_is_in_the_chained_record(gw, world, agent):
                            f" 'x', NULL, 'x', NULL, gen_random_uuid())",
                            url=world.cluster.gateway_url, check=False)
     assert p.returncode != 0 and "own call record" in p.stderr
+
+
+def result_digest(answer):
+    """A result's digest as docs/auditing.md defines it: the SHA-256 of jansson's canonical
+    JSON (compact, keys sorted, non-ASCII escaped), without call_id and replayed."""
+    view = {k: v for k, v in answer.items() if k not in ("call_id", "replayed")}
+    text = json.dumps(view, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_airlockctl_records_a_decision_as_the_gateway_does(gw, world, agent):
+    """airlockctl plan approve writes the record airlockd writes for airlock/plans.approve:
+    the same fields, a result digest over the same answer, arguments kept the same way, and
+    the trigger's digest over its canonical text."""
+    db = ("--db", world.cluster.operator_url)
+    appr = world.approver(world.a, "Pat Lead", task="lead-9")
+    _, by_gw = held(gw, agent, world)
+    answer = result(decide(gw, appr, by_gw, note="checked"))
+    _, by_ctl = held(gw, agent, world)
+    ctl("plan", "approve", by_ctl, "--note", "checked", "--by", "Sam Ops", *db)
+    g = world.record(world.plan(by_gw)["decision_call"])
+    c = world.record(world.plan(by_ctl)["decision_call"])
+    # Who decided differs (an approver's token, task and address; the operator), not how.
+    assert g["task"] == "lead-9" and g["client"] == "127.0.0.1"
+    assert c["task"] is None and c["token_id"] == "operator" and c["client"] == "airlockctl"
+    for r, plan_id, approver in ((g, by_gw, "Pat Lead"), (c, by_ctl, "Sam Ops")):
+        assert r["method"] == "airlock/plans.approve" and r["outcome"] == "ok"
+        assert r["tenant"] == world.a and r["tool"] == "void_required"
+        assert r["plan_id"] == plan_id and r["dry_run"] is False
+        assert r["arguments"] == {"plan_id": plan_id, "note": "checked", "approver": approver}
+        assert isinstance(r["duration_ms"], (int, float)) and r["duration_ms"] >= 0
+        assert r["reason"] is None and r["idempotency_key"] is None and r["egress"] is None
+    # The result digest covers the gateway's answer to a decision, whoever made it.
+    assert g["result_digest"] == result_digest(answer)
+    assert c["result_digest"] == result_digest({**answer, "plan_id": by_ctl,
+                                                "decided_by": "operator", "approver": "Sam Ops"})
+    ids = f"'{g['id']}', '{c['id']}'"
+    assert world.one("SELECT count(*) FROM airlock.calls c WHERE id IN (" + ids + ") AND "
+                     "digest = encode(sha256(convert_to(airlock.call_canonical(c), 'UTF8')),"
+                     " 'hex')") == "2"
 
 
 # ---------------------------------------------------------------------------------------

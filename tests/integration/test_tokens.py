@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from conftest import ROOT, ctl
-from world import JSON, READ_TOOLS, billing_world, err, rpc, tool
+from world import JSON, READ_TOOLS, billing_world, err, rpc, token_id, tool
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,31 @@ def test_admin_mint_and_revoke_over_rpc(gw, world, cluster):
                         f"method LIKE 'airlock/tokens.%' AND token_id = 'admin' ORDER BY at")
     assert rows.split()[-2:] == ["airlock/tokens.mint", "airlock/tokens.revoke"]
     assert tok not in cluster.psql("SELECT string_agg(c::text, ' ') FROM airlock.calls c")
+
+
+def test_airlockctl_records_mint_and_revoke(world, cluster):
+    """airlockctl's mint and revoke are call records of the gateway's shape, as the
+    operator's: what was granted, a duration, and the trigger's digest."""
+    tok = world.mint(world.a, "--max-calls", "3", tools=["get_customer"])
+    tid = token_id(tok)
+    ctl("token", "revoke", tid, "--db", cluster.operator_url)
+    mint = world.one(f"SELECT mint_call FROM airlock.tokens WHERE id = '{tid}'")
+    revoke = world.one("SELECT id FROM airlock.calls WHERE method = 'airlock/tokens.revoke'"
+                       f" AND arguments ->> 'token_id' = '{tid}'")
+    m, r = world.record(mint), world.record(revoke)
+    assert m["method"] == "airlock/tokens.mint" and r["method"] == "airlock/tokens.revoke"
+    assert m["arguments"] == {"token_id": tid, "tenant": world.a, "tools": ["get_customer"],
+                              "bindings": {}, "ttl": 600, "max_calls": 3,
+                              "preview_only": False, "revert": False}
+    assert r["arguments"] == {"token_id": tid}
+    for x in (m, r):
+        assert x["tenant"] == world.a and x["token_id"] == "operator"
+        assert x["client"] == "airlockctl" and x["outcome"] == "ok" and x["dry_run"] is False
+        assert x["task"] is None and x["tool"] is None and x["result_digest"] is None
+        assert isinstance(x["duration_ms"], (int, float)) and x["duration_ms"] >= 0
+    assert world.one(f"SELECT count(*) FROM airlock.calls c WHERE id IN ('{mint}', '{revoke}')"
+                     " AND digest = encode(sha256(convert_to(airlock.call_canonical(c), 'UTF8')),"
+                     " 'hex')") == "2"
 
 
 def test_admin_key_replaced_without_restart(gw, world):
