@@ -83,12 +83,6 @@ cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values)
 	return sql_query(conn, "audit", sql, n, values, &res) == EX_OK ? res : NULL;
 }
 
-const char *
-cmd_audit_value(const PGresult *res, int row, int col)
-{
-	return sql_value_or_null(res, row, col);
-}
-
 /*
  * Streams the rows of sql: calls row(res, arg) once per row, in single-row mode, so a
  * result of any size takes the memory of one row.  Returns 0, or -1 (message printed)
@@ -106,7 +100,7 @@ cmd_audit_stream(PGconn *conn, const char *sql, int n, const char *const *values
 /* The records a walk will see, counted only to show a terminal how far it has come:
  * export's filter; verify, whose walk is by checkpoint, gets an estimate from it. */
 static const char progress_count_sql[] =
-    "SELECT pg_catalog.count(*) FROM airlock.calls c"
+    "SELECT pg_catalog.count(*) AS records FROM airlock.calls c"
     " LEFT JOIN airlock.sealed s ON s.call_id = c.id"
     " WHERE ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
     " AND ($3::timestamptz IS NULL OR c.at < $3)"
@@ -138,7 +132,7 @@ cmd_audit_progress_start(struct progress *p, const char *what, PGconn *conn,
 		/* Only a figure for the eye: on a failure the count stays unknown. */
 		if (sql_query(conn, NULL, progress_count_sql, 4, values, &res) == EX_OK &&
 		    sql_rows(res) == 1)
-			p->total = strtoll(sql_value(res, 0, 0), NULL, 10);
+			p->total = strtoll(sql_text(res, 0, "records"), NULL, 10);
 		sql_clear(res);
 	}
 }

@@ -34,9 +34,6 @@ struct progress {
 /* Runs a one-row query; returns a new result, or NULL (message printed). */
 PGresult *cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values);
 
-/* The value at row, col of res (borrowed from res), or NULL for SQL NULL. */
-const char *cmd_audit_value(const PGresult *res, int row, int col);
-
 /*
  * Streams the rows of sql, calling row(res, arg) once per row in single-row mode.  Returns
  * 0, or -1 (message printed) when the query failed or row returned -1.

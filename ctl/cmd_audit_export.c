@@ -37,7 +37,7 @@ static const char export_sql[] =
 		"  'op', ch.op, 'before', ch.before, 'after', ch.after, 'at', " UTC_TEXT(
 		    "ch.at") ","
 			     "  'digest', ch.digest) ORDER BY ch.id) FROM airlock.changes ch WHERE ch.call_id = c.id),"
-			     "  '[]'::jsonb))::text"
+			     "  '[]'::jsonb))::text AS line"
 			     " FROM airlock.calls c LEFT JOIN airlock.sealed s ON s.call_id = c.id"
 			     " WHERE ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
 			     " AND ($3::timestamptz IS NULL OR c.at < $3)"
@@ -58,7 +58,7 @@ static int
 export_row(const PGresult *res, void *arg)
 {
 	struct export *e = arg;
-	const char *line = sql_value(res, 0, 0);
+	const char *line = sql_text(res, 0, "line");
 	size_t len = strlen(line);
 
 	SHA256Update(&e->ctx, (const uint8_t *)line, len);
@@ -103,9 +103,10 @@ int
 cmd_audit_archive(const struct audit_opts *o)
 {
 	static const char through_sql[] =
-	    "SELECT max(id) FROM airlock.checkpoints WHERE kind = 'seal'"
+	    "SELECT max(id) AS through FROM airlock.checkpoints WHERE kind = 'seal'"
 	    " AND created_at < $1::timestamptz";
-	static const char archive_sql[] = "SELECT airlock.archive($1::bigint, $2::bigint, $3)";
+	static const char archive_sql[] =
+	    "SELECT airlock.archive($1::bigint, $2::bigint, $3) AS checkpoint_id";
 	const char *tv[1] = { o->before }, *values[4] = { NULL, NULL, NULL, NULL }, *av[3];
 	char through[24], lines[24], hex[65], tmp[4096], err[512];
 	struct export e;
@@ -130,12 +131,12 @@ cmd_audit_archive(const struct audit_opts *o)
 	} while (id > 0);
 	if ((res = cmd_audit_query(conn, through_sql, 1, tv)) == NULL)
 		goto fail;
-	if (sql_is_null(res, 0, 0)) {
+	if (sql_is_null(res, 0, "through")) {
 		printf("nothing sealed before %s\n", o->before);
 		rc = EX_OK;
 		goto fail;
 	}
-	strlcpy(through, sql_value(res, 0, 0), sizeof(through));
+	strlcpy(through, sql_text(res, 0, "through"), sizeof(through));
 	sql_clear(res);
 	res = NULL;
 	/* The file is written whole under a temporary name and renamed once the removal has
@@ -177,7 +178,7 @@ cmd_audit_archive(const struct audit_opts *o)
 	cmd_audit_progress_end(&e.pr, NULL);
 	printf("archived %lld records sealed up to checkpoint %s to %s (sha256 %s); "
 	       "archive checkpoint %s\n",
-	    e.lines, through, o->out, hex, sql_value(res, 0, 0));
+	    e.lines, through, o->out, hex, sql_text(res, 0, "checkpoint_id"));
 	rc = EX_OK;
 fail:
 	if (e.out != NULL) {

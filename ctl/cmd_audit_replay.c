@@ -42,14 +42,15 @@ struct replay {
 };
 
 static const char replay_list_sql[] =
-    "SELECT c.id::text, c.tenant, t.role, c.tool, c.arguments::text, c.result_digest,"
-    " " UTC_TEXT(
-	"c.at") " FROM airlock.calls c LEFT JOIN airlock.tenants t ON t.name = c.tenant"
+    "SELECT c.id::text AS call_id, c.tenant, t.role, c.tool, c.arguments::text AS arguments,"
+    " c.result_digest, " UTC_TEXT(
+	"c.at") " AS at FROM airlock.calls c LEFT JOIN airlock.tenants t ON t.name = c.tenant"
 		" WHERE c.method = 'tools/call' AND c.outcome = 'ok'"
 		" AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
 		" AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
 static const char replay_count_sql[] =
-    "SELECT count(*) FROM airlock.calls c WHERE c.method = 'tools/call' AND c.outcome = 'ok'"
+    "SELECT count(*) AS records FROM airlock.calls c"
+    " WHERE c.method = 'tools/call' AND c.outcome = 'ok'"
     " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
     " AND ($3::timestamptz IS NULL OR c.at < $3)";
 /*
@@ -80,19 +81,22 @@ static const char compare_sql[] =
     "   'after', ch.after - coalesce(v.cols, '{}'::text[])) AS v"
     "  FROM airlock.changes ch LEFT JOIN vol v ON v.t = ch.table_name"
     "  WHERE ch.call_id = $2::uuid)"
-    " SELECT (SELECT count(*) FROM was), (SELECT count(*) FROM now_), d.o, d.wv::text, d.nv::text"
+    " SELECT (SELECT count(*) FROM was) AS recorded_changes,"
+    " (SELECT count(*) FROM now_) AS changes, d.o AS at_change, d.wv::text AS recorded,"
+    " d.nv::text AS now"
     " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT coalesce(w.o, n.o) AS o, w.v AS wv,"
     "  n.v AS nv FROM was w FULL JOIN now_ n ON n.o = w.o WHERE w.v IS DISTINCT FROM n.v"
     "  ORDER BY 1 LIMIT 1) d ON true";
 
-/* Column col of res's first row as JSON (a new reference): null when NULL or not JSON. */
+/* The column named column of res's first row as JSON (a new reference): null when NULL or
+ * not JSON. */
 static json_t *
-json_or_null(const PGresult *res, int col)
+json_or_null(const PGresult *res, const char *column)
 {
 	json_t *v = NULL;
 
-	if (!sql_is_null(res, 0, col))
-		v = json_loads(sql_value(res, 0, col), JSON_DECODE_ANY, NULL);
+	if (!sql_is_null(res, 0, column))
+		v = json_loads(sql_value(res, 0, column), JSON_DECODE_ANY, NULL);
 	return v != NULL ? v : json_null();
 }
 
@@ -199,16 +203,16 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 		    res == NULL ? sql_conn_error(r->db.conn) : "");
 		goto out;
 	}
-	if (sql_is_null(res, 0, 2)) {
+	if (sql_is_null(res, 0, "at_change")) {
 		verdict = V_MATCH;
 		goto out;
 	}
 	verdict = V_DIFFERS;
 	*detail = json_pack("{s:I, s:I, s:I, s:o, s:o}", "recorded_changes",
-	    (json_int_t)strtoll(sql_value(res, 0, 0), NULL, 10), "changes",
-	    (json_int_t)strtoll(sql_value(res, 0, 1), NULL, 10), "at_change",
-	    (json_int_t)strtoll(sql_value(res, 0, 2), NULL, 10), "recorded", json_or_null(res, 3),
-	    "now", json_or_null(res, 4));
+	    (json_int_t)strtoll(sql_text(res, 0, "recorded_changes"), NULL, 10), "changes",
+	    (json_int_t)strtoll(sql_text(res, 0, "changes"), NULL, 10), "at_change",
+	    (json_int_t)strtoll(sql_text(res, 0, "at_change"), NULL, 10), "recorded",
+	    json_or_null(res, "recorded"), "now", json_or_null(res, "now"));
 out:
 	sql_clear(res);
 	json_decref(sc);
@@ -221,8 +225,8 @@ out:
 static enum verdict
 replay_one(struct replay *r, const PGresult *res, json_t **detail)
 {
-	const char *call_id = sql_value(res, 0, 0), *tenant = cmd_audit_value(res, 0, 1);
-	const char *role = cmd_audit_value(res, 0, 2), *name = cmd_audit_value(res, 0, 3);
+	const char *call_id = sql_text(res, 0, "call_id"), *tenant = sql_value(res, 0, "tenant");
+	const char *role = sql_value(res, 0, "role"), *name = sql_value(res, 0, "tool");
 	const char *k, *bad = NULL;
 	const struct tool *t;
 	enum verdict verdict;
@@ -237,8 +241,9 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		*detail = json_pack("{s:s}", "reason", "code step");
 		return V_NOT_REPLAYABLE;
 	}
-	args = sql_is_null(res, 0, 4) ? json_object()
-				      : json_loads(sql_value(res, 0, 4), JSON_DECODE_ANY, NULL);
+	args = sql_is_null(res, 0, "arguments")
+	    ? json_object()
+	    : json_loads(sql_value(res, 0, "arguments"), JSON_DECODE_ANY, NULL);
 	props = json_object_get(t->schema, "properties");
 	/* Arguments past the record's cap were kept as a digest and a prefix only. */
 	if (json_is_string(json_object_get(args, "hmac_sha256")) &&
@@ -270,7 +275,8 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		return V_REFUSED;
 	}
 	if (t->kind == TOOL_READ)
-		verdict = replay_read(r, t, role, checked, cmd_audit_value(res, 0, 5), detail);
+		verdict =
+		    replay_read(r, t, role, checked, sql_value(res, 0, "result_digest"), detail);
 	else
 		verdict = replay_write(r, t, role, tenant, call_id, checked, detail);
 	json_decref(args);
@@ -295,8 +301,8 @@ replay_row(const PGresult *res, void *arg)
 	r->counts[verdict]++;
 	if (r->o->is_json) {
 		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id",
-		    sql_value(res, 0, 0), "tenant", cmd_audit_value(res, 0, 1), "tool",
-		    cmd_audit_value(res, 0, 3), "at", sql_value(res, 0, 6), "status",
+		    sql_text(res, 0, "call_id"), "tenant", sql_value(res, 0, "tenant"), "tool",
+		    sql_value(res, 0, "tool"), "at", sql_text(res, 0, "at"), "status",
 		    verdict_names[verdict], "detail", detail ? detail : json_null());
 		if ((text = json_dumps(line, JSON_COMPACT)) != NULL)
 			printf("%s\n", text);
@@ -306,8 +312,8 @@ replay_row(const PGresult *res, void *arg)
 		if (verdict != V_MATCH) {
 			dtext = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
 			cmd_audit_progress_clear(&r->pr);
-			printf("%s  %s  %s  %s\n", sql_value(res, 0, 0),
-			    cmd_audit_value(res, 0, 3) ? sql_value(res, 0, 3) : "-",
+			printf("%s  %s  %s  %s\n", sql_text(res, 0, "call_id"),
+			    sql_value(res, 0, "tool") ? sql_value(res, 0, "tool") : "-",
 			    verdict_titles[verdict], dtext ? dtext : "");
 			fflush(stdout);
 			free(dtext);
@@ -353,7 +359,7 @@ cmd_audit_replay(const struct audit_opts *o)
 	if (r.pr.is_tty) {
 		if ((res = cmd_audit_query(list, replay_count_sql, 3, values)) == NULL)
 			goto fail;
-		r.pr.total = strtoll(sql_value(res, 0, 0), NULL, 10);
+		r.pr.total = strtoll(sql_text(res, 0, "records"), NULL, 10);
 		sql_clear(res);
 		res = NULL;
 	}

@@ -50,20 +50,23 @@
 #define CHANGES_DIGEST                                             \
 	"(SELECT " SHA256_HEX("pg_catalog.string_agg(" SHA256_HEX( \
 	    CHANGE_CANONICAL) ", '' ORDER BY ch.id)") " FROM airlock.changes ch WHERE ch.call_id = s.call_id HAVING pg_catalog.count(*) > 0)"
-#define ENTRY_COLUMNS                                              \
-	"s.position, s.call_id::text, s.digest, s.changes_digest," \
-	" c.id IS NOT NULL, c.seq, c.digest, " SHA256_HEX(CALL_CANONICAL) ", " CHANGES_DIGEST
+#define ENTRY_COLUMNS                                                                        \
+	"s.position, s.call_id::text AS call_id, s.digest AS sealed_digest,"                 \
+	" s.changes_digest AS sealed_changes_digest, c.id IS NOT NULL AS has_record, c.seq," \
+	" c.digest, " SHA256_HEX(CALL_CANONICAL) " AS now_digest, " CHANGES_DIGEST           \
+						 " AS now_changes_digest"
 
 static const char walk_sql[] =
-    "SELECT k.id, k.kind, k.prev_hash, k.hash, k.count, k.archived::text, " ENTRY_COLUMNS
+    "SELECT k.id AS checkpoint_id, k.kind, k.prev_hash, k.hash, k.count,"
+    " k.archived::text AS archived, " ENTRY_COLUMNS
     " FROM airlock.checkpoints k LEFT JOIN airlock.sealed s ON s.checkpoint_id = k.id"
     " LEFT JOIN airlock.calls c ON c.id = s.call_id"
     " WHERE ($1::timestamptz IS NULL OR k.created_at >= $1)"
     " AND ($2::timestamptz IS NULL OR k.created_at < $2)"
     " ORDER BY k.id, s.position";
 static const char walk_tenant_sql[] =
-    "SELECT tc.checkpoint_id, 'seal', tc.prev_hash, tc.hash, tc.count, NULL, " ENTRY_COLUMNS
-    " FROM airlock.tenant_checkpoints tc"
+    "SELECT tc.checkpoint_id, 'seal' AS kind, tc.prev_hash, tc.hash, tc.count,"
+    " NULL AS archived, " ENTRY_COLUMNS " FROM airlock.tenant_checkpoints tc"
     " JOIN airlock.checkpoints k ON k.id = tc.checkpoint_id"
     " LEFT JOIN airlock.sealed s ON s.checkpoint_id = tc.checkpoint_id AND s.tenant = tc.tenant"
     " LEFT JOIN airlock.calls c ON c.id = s.call_id"
@@ -71,28 +74,29 @@ static const char walk_tenant_sql[] =
     " AND ($2::timestamptz IS NULL OR k.created_at < $2) AND tc.tenant = $3"
     " ORDER BY tc.checkpoint_id, s.position";
 /* Where the walk starts: the checkpoint before --from, else what retention left. */
-static const char pred_sql[] =
-    "SELECT k.id, k.hash FROM airlock.checkpoints k WHERE k.created_at < $1::timestamptz"
-    " ORDER BY k.id DESC LIMIT 1";
+static const char pred_sql[] = "SELECT k.id AS checkpoint_id, k.hash FROM airlock.checkpoints k"
+			       " WHERE k.created_at < $1::timestamptz"
+			       " ORDER BY k.id DESC LIMIT 1";
 static const char pred_tenant_sql[] =
     "SELECT tc.checkpoint_id, tc.hash FROM airlock.tenant_checkpoints tc"
     " JOIN airlock.checkpoints k ON k.id = tc.checkpoint_id"
     " WHERE k.created_at < $1::timestamptz AND tc.tenant = $2"
     " ORDER BY tc.checkpoint_id DESC LIMIT 1";
 static const char archived_sql[] =
-    "SELECT (k.archived->>'through')::bigint, k.archived->>'hash',"
-    " k.archived->'tenants'->>$1::text"
+    "SELECT (k.archived->>'through')::bigint AS through, k.archived->>'hash' AS hash,"
+    " k.archived->'tenants'->>$1::text AS tenant_hash"
     " FROM airlock.checkpoints k WHERE k.kind = 'archive' ORDER BY k.id DESC LIMIT 1";
 /* Records sealed nowhere: forged (digest wrong), or older than the sealer's horizon. */
-static const char unsealed_sql[] = "SELECT c.id::text, c.digest IS NOT DISTINCT FROM " SHA256_HEX(
-    CALL_CANONICAL) ","
-		    " c.seq <= coalesce((SELECT k.last_seq FROM airlock.checkpoints k WHERE k.kind = 'seal'"
-		    "  AND k.created_at < pg_catalog.now() - interval '" LATE_WINDOW "'"
-		    "  ORDER BY k.id DESC LIMIT 1), 0)"
-		    " FROM airlock.calls c"
-		    " WHERE NOT EXISTS (SELECT 1 FROM airlock.sealed s WHERE s.call_id = c.id)"
-		    " AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
-		    " AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
+static const char unsealed_sql[] =
+    "SELECT c.id::text AS call_id, c.digest IS NOT DISTINCT FROM " SHA256_HEX(
+	CALL_CANONICAL) " AS is_intact,"
+			" c.seq <= coalesce((SELECT k.last_seq FROM airlock.checkpoints k WHERE k.kind = 'seal'"
+			"  AND k.created_at < pg_catalog.now() - interval '" LATE_WINDOW "'"
+			"  ORDER BY k.id DESC LIMIT 1), 0) AS is_late"
+			" FROM airlock.calls c"
+			" WHERE NOT EXISTS (SELECT 1 FROM airlock.sealed s WHERE s.call_id = c.id)"
+			" AND ($1::text IS NULL OR c.tenant = $1) AND ($2::timestamptz IS NULL OR c.at >= $2)"
+			" AND ($3::timestamptz IS NULL OR c.at < $3) ORDER BY c.seq";
 /* Forgeries the chain alone does not show.  A seq the identity never gave out: a record
  * placed after every later one (and, sealed, a horizon that would hide them from the
  * sealer). */
@@ -100,13 +104,14 @@ static const char unsealed_sql[] = "SELECT c.id::text, c.digest IS NOT DISTINCT 
 	"coalesce(pg_catalog.pg_sequence_last_value(" \
 	"pg_catalog.pg_get_serial_sequence('airlock.calls', 'seq')::pg_catalog.regclass), 0)"
 static const char forged_seq_sql[] =
-    "SELECT c.id::text, c.seq, " SEQ_ISSUED " FROM airlock.calls c"
+    "SELECT c.id::text AS call_id, c.seq, " SEQ_ISSUED " AS issued FROM airlock.calls c"
     " WHERE c.seq > " SEQ_ISSUED " AND ($1::text IS NULL OR c.tenant = $1) ORDER BY c.seq";
 /* Changes the database lets in only with their call's record, in its transaction, for a
  * write: one added to a record after it was sealed, one on a record that is no write, one
  * added to a record not yet sealed by another transaction than the record's. */
 static const char forged_changes_sql[] =
-    "SELECT * FROM (SELECT ch.id AS change_id, c.id::text, s.checkpoint_id, c.method, c.outcome,"
+    "SELECT * FROM (SELECT ch.id AS change_id, c.id::text AS call_id, s.checkpoint_id,"
+    "  c.method, c.outcome,"
     "  s.call_id IS NOT NULL AND ch.at > k.created_at AS is_late,"
     "  c.method IN ('tools/call', 'airlock/calls.revert') AND c.outcome = 'ok' AS is_write,"
     "  s.call_id IS NOT NULL OR ch.xmin = c.xmin AS is_same"
@@ -117,7 +122,7 @@ static const char forged_changes_sql[] =
     " WHERE x.is_late OR NOT x.is_write OR NOT x.is_same ORDER BY x.change_id";
 /* A token whose revocation is recorded but whose revoked_at is empty. */
 static const char unrevoked_sql[] =
-    "SELECT t.id, r.id::text FROM airlock.tokens t"
+    "SELECT t.id AS token_id, r.id::text AS call_id FROM airlock.tokens t"
     " JOIN LATERAL (SELECT c.id FROM airlock.calls c WHERE c.method = 'airlock/tokens.revoke'"
     "  AND c.outcome = 'ok' AND c.arguments ->> 'token_id' = t.id ORDER BY c.seq LIMIT 1) r"
     "  ON true"
@@ -125,7 +130,7 @@ static const char unrevoked_sql[] =
 /* A token minted since tokens name their mint's record (migration 11), after what retention
  * removed, whose mint left no record. */
 static const char unminted_sql[] =
-    "SELECT t.id FROM airlock.tokens t"
+    "SELECT t.id AS token_id FROM airlock.tokens t"
     " WHERE ($1::text IS NULL OR t.tenant = $1)"
     " AND t.created_at > coalesce((SELECT m.applied_at"
     "  FROM airlock.schema_migrations m WHERE m.version = 11), '-infinity')"
@@ -138,11 +143,11 @@ static const char unminted_sql[] =
     " ORDER BY t.created_at, t.id";
 static const char anchor_sql[] =
     "SELECT EXISTS (SELECT 1 FROM airlock.checkpoints k WHERE k.hash = $1"
-    "  OR (k.kind = 'archive' AND k.archived->>'hash' = $1))";
+    "  OR (k.kind = 'archive' AND k.archived->>'hash' = $1)) AS is_anchored";
 static const char anchor_tenant_sql[] =
     "SELECT EXISTS (SELECT 1 FROM airlock.tenant_checkpoints tc WHERE tc.tenant = $2"
     "  AND tc.hash = $1) OR EXISTS (SELECT 1 FROM airlock.checkpoints k"
-    "  WHERE k.kind = 'archive' AND k.archived->'tenants'->>$2 = $1)";
+    "  WHERE k.kind = 'archive' AND k.archived->'tenants'->>$2 = $1) AS is_anchored";
 static const char head_sql[] = "SELECT id, hash FROM airlock.checkpoints ORDER BY id DESC LIMIT 1";
 
 /* seal */
@@ -173,7 +178,7 @@ cmd_audit_seal(const struct audit_opts *o)
 	if ((res = cmd_audit_query(conn, head_sql, 0, NULL)) == NULL)
 		goto fail;
 	if (sql_rows(res) == 1)
-		printf("head %s %s\n", sql_value(res, 0, 0), sql_value(res, 0, 1));
+		printf("head %s %s\n", sql_text(res, 0, "id"), sql_text(res, 0, "hash"));
 	rc = EX_OK;
 fail:
 	sql_clear(res);
@@ -243,11 +248,11 @@ static int
 verify_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
-	const char *prev = sql_value(res, 0, 2), *call_id, *sealed_d, *sealed_cd, *now_cd;
+	const char *prev = sql_text(res, 0, "prev_hash"), *call_id, *sealed_d, *sealed_cd, *now_cd;
 
-	if (!sql_is_null(res, 0, 6))
+	if (!sql_is_null(res, 0, "position"))
 		cmd_audit_progress_step(&v->pr);
-	long long id = strtoll(sql_value(res, 0, 0), NULL, 10), pos, seq;
+	long long id = strtoll(sql_text(res, 0, "checkpoint_id"), NULL, 10), pos, seq;
 	char hex[65];
 
 	if (!v->in_group || id != v->id) {
@@ -258,8 +263,8 @@ verify_row(const PGresult *res, void *arg)
 		v->group_problems = 0;
 		v->seen = 0;
 		v->last_seq = -1;
-		v->count = strtoll(sql_value(res, 0, 4), NULL, 10);
-		strlcpy(v->hash, sql_value(res, 0, 3), sizeof(v->hash));
+		v->count = strtoll(sql_text(res, 0, "count"), NULL, 10);
+		strlcpy(v->hash, sql_text(res, 0, "hash"), sizeof(v->hash));
 		if (v->next_id > 0 && id != v->next_id)
 			problem(v, "checkpoint %lld: removed (checkpoint %lld is missing)", id,
 			    v->next_id);
@@ -272,20 +277,20 @@ verify_row(const PGresult *res, void *arg)
 		strlcpy(v->next_prev, v->hash, sizeof(v->next_prev));
 		SHA256Init(&v->ctx);
 		SHA256Update(&v->ctx, (const uint8_t *)prev, strlen(prev));
-		if (strcmp(sql_value(res, 0, 1), "archive") == 0) {
-			const char *info = sql_value(res, 0, 5);
+		if (strcmp(sql_text(res, 0, "kind"), "archive") == 0) {
+			const char *info = sql_text(res, 0, "archived");
 
 			SHA256Update(&v->ctx, (const uint8_t *)info, strlen(info));
 			return 0;
 		}
 	}
-	if (sql_is_null(res, 0, 6))
+	if (sql_is_null(res, 0, "position"))
 		return 0;
-	pos = strtoll(sql_value(res, 0, 6), NULL, 10);
-	call_id = sql_value(res, 0, 7);
-	sealed_d = sql_value(res, 0, 8);
-	sealed_cd = cmd_audit_value(res, 0, 9);
-	now_cd = cmd_audit_value(res, 0, 14);
+	pos = strtoll(sql_text(res, 0, "position"), NULL, 10);
+	call_id = sql_text(res, 0, "call_id");
+	sealed_d = sql_text(res, 0, "sealed_digest");
+	sealed_cd = sql_value(res, 0, "sealed_changes_digest");
+	now_cd = sql_value(res, 0, "now_changes_digest");
 	v->records++;
 	if (!v->is_tenant && pos != v->seen) {
 		problem(v,
@@ -298,16 +303,16 @@ verify_row(const PGresult *res, void *arg)
 	SHA256Update(&v->ctx, (const uint8_t *)sealed_d, strlen(sealed_d));
 	if (sealed_cd != NULL)
 		SHA256Update(&v->ctx, (const uint8_t *)sealed_cd, strlen(sealed_cd));
-	if (strcmp(sql_value(res, 0, 10), "t") != 0) {
+	if (strcmp(sql_text(res, 0, "has_record"), "t") != 0) {
 		problem(v,
 		    "record %s: removed (sealed in checkpoint %lld at position %lld, "
 		    "missing from airlock.calls)",
 		    call_id, v->id, pos);
 		return 0;
 	}
-	seq = strtoll(sql_value(res, 0, 11), NULL, 10);
-	strlcpy(hex, sql_value(res, 0, 13), sizeof(hex));
-	if (strcmp(hex, sql_value(res, 0, 12)) != 0)
+	seq = strtoll(sql_text(res, 0, "seq"), NULL, 10);
+	strlcpy(hex, sql_text(res, 0, "now_digest"), sizeof(hex));
+	if (strcmp(hex, sql_text(res, 0, "digest")) != 0)
 		problem(v, "record %s: edited (its fields no longer match its digest)", call_id);
 	else if (strcmp(hex, sealed_d) != 0)
 		problem(v,
@@ -337,16 +342,16 @@ unsealed_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
 
-	if (strcmp(sql_value(res, 0, 1), "t") != 0)
+	if (strcmp(sql_text(res, 0, "is_intact"), "t") != 0)
 		problem(v,
 		    "record %s: inserted (sealed nowhere, and its digest does not match "
 		    "its fields: forged)",
-		    sql_value(res, 0, 0));
-	else if (strcmp(sql_value(res, 0, 2), "t") == 0)
+		    sql_text(res, 0, "call_id"));
+	else if (strcmp(sql_text(res, 0, "is_late"), "t") == 0)
 		problem(v,
 		    "record %s: inserted (sealed nowhere, though later records were "
 		    "sealed more than " LATE_WINDOW " ago)",
-		    sql_value(res, 0, 0));
+		    sql_text(res, 0, "call_id"));
 	else
 		v->pending++; /* committed since the last seal */
 	return 0;
@@ -358,23 +363,23 @@ forged_seq_row(const PGresult *res, void *arg)
 	problem(arg,
 	    "record %s: forged seq (%s was never issued: the sequence has given out "
 	    "up to %s)",
-	    sql_value(res, 0, 0), sql_value(res, 0, 1), sql_value(res, 0, 2));
+	    sql_text(res, 0, "call_id"), sql_text(res, 0, "seq"), sql_text(res, 0, "issued"));
 	return 0;
 }
 
 static int
 forged_change_row(const PGresult *res, void *arg)
 {
-	const char *change = sql_value(res, 0, 0), *call = sql_value(res, 0, 1);
+	const char *change = sql_text(res, 0, "change_id"), *call = sql_text(res, 0, "call_id");
 
-	if (strcmp(sql_value(res, 0, 5), "t") == 0)
+	if (strcmp(sql_text(res, 0, "is_late"), "t") == 0)
 		problem(arg,
 		    "change %s: attached to record %s after it was sealed in checkpoint %s", change,
-		    call, sql_value(res, 0, 2));
-	if (strcmp(sql_value(res, 0, 6), "t") != 0)
+		    call, sql_text(res, 0, "checkpoint_id"));
+	if (strcmp(sql_text(res, 0, "is_write"), "t") != 0)
 		problem(arg, "change %s: attached to record %s, which is not a write (%s, %s)",
-		    change, call, sql_value(res, 0, 3), sql_value(res, 0, 4));
-	if (strcmp(sql_value(res, 0, 7), "t") != 0)
+		    change, call, sql_text(res, 0, "method"), sql_text(res, 0, "outcome"));
+	if (strcmp(sql_text(res, 0, "is_same"), "t") != 0)
 		problem(arg,
 		    "change %s: attached to record %s by another transaction than the "
 		    "record's",
@@ -386,14 +391,15 @@ static int
 unrevoked_row(const PGresult *res, void *arg)
 {
 	problem(arg, "token %s: un-revoked (revoked by call %s, its revoked_at is empty now)",
-	    sql_value(res, 0, 0), sql_value(res, 0, 1));
+	    sql_text(res, 0, "token_id"), sql_text(res, 0, "call_id"));
 	return 0;
 }
 
 static int
 unminted_row(const PGresult *res, void *arg)
 {
-	problem(arg, "token %s: minted without a tokens.mint call record", sql_value(res, 0, 0));
+	problem(arg, "token %s: minted without a tokens.mint call record",
+	    sql_text(res, 0, "token_id"));
 	return 0;
 }
 
@@ -414,8 +420,9 @@ verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 			return -1;
 		if (sql_rows(res) == 1) {
 			if (!v->is_tenant)
-				v->next_id = strtoll(sql_value(res, 0, 0), NULL, 10) + 1;
-			strlcpy(v->next_prev, sql_value(res, 0, 1), sizeof(v->next_prev));
+				v->next_id =
+				    strtoll(sql_text(res, 0, "checkpoint_id"), NULL, 10) + 1;
+			strlcpy(v->next_prev, sql_text(res, 0, "hash"), sizeof(v->next_prev));
 			sql_clear(res);
 			return 0;
 		}
@@ -425,10 +432,11 @@ verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 		return -1;
 	if (sql_rows(res) == 1) {
 		if (!v->is_tenant) {
-			v->next_id = strtoll(sql_value(res, 0, 0), NULL, 10) + 1;
-			strlcpy(v->next_prev, sql_value(res, 0, 1), sizeof(v->next_prev));
-		} else if (!sql_is_null(res, 0, 2))
-			strlcpy(v->next_prev, sql_value(res, 0, 2), sizeof(v->next_prev));
+			v->next_id = strtoll(sql_text(res, 0, "through"), NULL, 10) + 1;
+			strlcpy(v->next_prev, sql_text(res, 0, "hash"), sizeof(v->next_prev));
+		} else if (!sql_is_null(res, 0, "tenant_hash"))
+			strlcpy(v->next_prev, sql_text(res, 0, "tenant_hash"),
+			    sizeof(v->next_prev));
 	}
 	sql_clear(res);
 	return 0;
@@ -478,7 +486,7 @@ cmd_audit_verify(const struct audit_opts *o)
 		if ((res = cmd_audit_query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,
 			 v.is_tenant ? 2 : 1, anv)) == NULL)
 			goto fail;
-		if (strcmp(sql_value(res, 0, 0), "t") != 0)
+		if (strcmp(sql_text(res, 0, "is_anchored"), "t") != 0)
 			problem(&v,
 			    "anchor %s: tail removed (the chain, which ends at %s, no longer "
 			    "holds the anchor)",

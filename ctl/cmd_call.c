@@ -40,7 +40,7 @@ static const char show_sql[] =
     "SELECT jsonb_pretty(jsonb_build_object('call', to_jsonb(c), 'changes',"
     " (SELECT coalesce(jsonb_agg(jsonb_build_object('table', x.table_name, 'key', x.key,"
     "  'op', x.op, 'before', x.before, 'after', x.after, 'at', x.at) ORDER BY x.id), '[]')"
-    "  FROM airlock.changes x WHERE x.call_id = c.id)))"
+    "  FROM airlock.changes x WHERE x.call_id = c.id))) AS call"
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
 static int
@@ -56,7 +56,7 @@ show(PGconn *conn, const char *id)
 		cli_warnx("call", "no call %s", id);
 		rc = EX_DATAERR;
 	} else
-		printf("%s\n", sql_value(res, 0, 0));
+		printf("%s\n", sql_text(res, 0, "call"));
 	sql_clear(res);
 	return rc;
 }

@@ -258,14 +258,14 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 		goto fail;
 	}
 	for (i = 0; i < sql_rows(res); i++) {
-		version = (int)strtonum(sql_value(res, i, 0), 1, 9999, &errstr);
-		name = sql_value(res, i, 1);
-		sum = sql_value(res, i, 2);
+		version = (int)strtonum(sql_text(res, i, "version"), 1, 9999, &errstr);
+		name = sql_text(res, i, "name");
+		sum = sql_text(res, i, "checksum");
 		if (errstr != NULL) {
 			log_seterr(err, errlen,
 			    "airlock.schema_migrations holds version %s, "
 			    "outside 1..9999",
-			    sql_value(res, i, 0));
+			    sql_text(res, i, "version"));
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
@@ -382,13 +382,13 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 	/* One migrate at a time; a second waits, then finds the work done. */
 	if (sql_query(conn, NULL,
 		"SELECT pg_try_advisory_lock(hashtextextended("
-		"'airlock.migrate', 0))",
+		"'airlock.migrate', 0)) AS locked",
 		0, NULL, &res) != EX_OK) {
 		log_seterr(err, errlen, "taking the migration lock: %s", sql_conn_error(conn));
 		rc = MIGRATE_DB;
 		goto fail;
 	}
-	locked = strcmp(sql_value(res, 0, 0), "t") == 0;
+	locked = strcmp(sql_text(res, 0, "locked"), "t") == 0;
 	sql_clear(res);
 	res = NULL;
 	if (!locked) {

@@ -54,14 +54,14 @@ static const struct option options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const char list_sql[] = "SELECT airlock.plans_held($1, $2::uuid, $3, 500)";
+static const char list_sql[] = "SELECT airlock.plans_held($1, $2::uuid, $3, 500) AS plan";
 
 /* The preview an approver decides on: the asking call's arguments and changes. */
 static const char show_sql[] =
     "SELECT jsonb_pretty(jsonb_build_object('plan', $2::jsonb, 'arguments', c.arguments,"
     " 'changes', (SELECT coalesce(jsonb_agg(jsonb_build_object('table', x.table_name,"
     "  'key', x.key, 'op', x.op, 'before', x.before, 'after', x.after) ORDER BY x.id), '[]')"
-    "  FROM airlock.changes x WHERE x.call_id = c.id)))"
+    "  FROM airlock.changes x WHERE x.call_id = c.id))) AS preview"
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
 /* The decision, in the transaction of its record (decide_plan checks that the record is
@@ -91,10 +91,10 @@ list_plans(PGconn *conn, const char *tenant, const char *status, int is_json)
 		return i;
 	for (i = 0; i < sql_rows(res); i++) {
 		if (is_json) {
-			printf("%s\n", sql_value(res, i, 0));
+			printf("%s\n", sql_text(res, i, "plan"));
 			continue;
 		}
-		if ((p = json_loads(sql_value(res, i, 0), 0, NULL)) == NULL)
+		if ((p = json_loads(sql_text(res, i, "plan"), 0, NULL)) == NULL)
 			continue;
 		printf("%s\t%s\t%s\t%s\t%s\t%lld+%lld\t%s\t%s\n",
 		    json_string_value(json_object_get(p, "plan_id")),
@@ -131,7 +131,7 @@ plan_json(PGconn *conn, const char *id, int *rc)
 	if (sql_rows(res) == 0) {
 		cli_warnx("plan", "no plan %s waits for approval", id);
 		*rc = EX_DATAERR;
-	} else if ((out = strdup(sql_value(res, 0, 0))) == NULL)
+	} else if ((out = strdup(sql_text(res, 0, "plan"))) == NULL)
 		*rc = EX_OSERR;
 	sql_clear(res);
 	return out;
@@ -157,7 +157,7 @@ show_plan(PGconn *conn, const char *id)
 		cli_warnx("plan", "plan %s cannot be shown", id);
 		rc = EX_UNAVAILABLE;
 	} else
-		printf("%s\n", sql_value(res, 0, 0));
+		printf("%s\n", sql_text(res, 0, "preview"));
 	sql_clear(res);
 	free(plan);
 	return rc;

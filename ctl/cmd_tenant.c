@@ -125,10 +125,10 @@ tenant_add(PGconn *conn, const struct request *rq)
 	PGresult *res;
 	int ex = EX_OK;
 
-	if ((ex = sql_query(conn, rq->label, "SELECT airlock.tenant_add($1)", 1, params, &res)) !=
-	    EX_OK)
+	if ((ex = sql_query(conn, rq->label, "SELECT airlock.tenant_add($1) AS role", 1, params,
+		 &res)) != EX_OK)
 		return ex;
-	printf("added tenant %s (role %s)\n", rq->args[0], sql_value(res, 0, 0));
+	printf("added tenant %s (role %s)\n", rq->args[0], sql_text(res, 0, "role"));
 	sql_clear(res);
 	return EX_OK;
 }
@@ -141,12 +141,12 @@ tenant_list(PGconn *conn, const struct request *rq)
 
 	if ((ex = sql_query(conn, rq->label,
 		 "SELECT name, role, CASE WHEN disabled THEN 'disabled' "
-		 "ELSE 'enabled' END FROM airlock.tenants ORDER BY name",
+		 "ELSE 'enabled' END AS state FROM airlock.tenants ORDER BY name",
 		 0, NULL, &res)) != EX_OK)
 		return ex;
 	for (i = 0; i < sql_rows(res); i++)
-		printf("%s\t%s\t%s\n", sql_value(res, i, 0), sql_value(res, i, 1),
-		    sql_value(res, i, 2));
+		printf("%s\t%s\t%s\n", sql_text(res, i, "name"), sql_text(res, i, "role"),
+		    sql_text(res, i, "state"));
 	sql_clear(res);
 	return EX_OK;
 }
@@ -280,9 +280,9 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 		return EX_DATAERR;
 	}
 	if ((ex = sql_query(conn, rq->label,
-		 "SELECT n.nspname || '.' || c.relname, EXISTS (SELECT 1 "
+		 "SELECT n.nspname || '.' || c.relname AS name, EXISTS (SELECT 1 "
 		 "FROM airlock.tenant_tables t WHERE t.schema_name = n.nspname AND t.table_name = "
-		 "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+		 "c.relname) AS is_adopted FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
 		 "WHERE c.oid = to_regclass($1)",
 		 1, params, &res)) != EX_OK)
 		return ex;
@@ -291,8 +291,8 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 		sql_clear(res);
 		return EX_DATAERR;
 	}
-	strlcpy(name, sql_value(res, 0, 0), sizeof(name));
-	again = strcmp(sql_value(res, 0, 1), "t") == 0;
+	strlcpy(name, sql_text(res, 0, "name"), sizeof(name));
+	again = strcmp(sql_text(res, 0, "is_adopted"), "t") == 0;
 	sql_clear(res);
 
 	if ((ex = sql_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1,
@@ -332,13 +332,13 @@ table_list(PGconn *conn, const struct request *rq)
 	int ex = EX_OK, i;
 
 	if ((ex = sql_query(conn, rq->label,
-		 "SELECT schema_name || '.' || table_name, "
-		 "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+		 "SELECT schema_name || '.' || table_name AS name, "
+		 "to_char(adopted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS adopted_at "
 		 "FROM airlock.tenant_tables ORDER BY schema_name, table_name",
 		 0, NULL, &res)) != EX_OK)
 		return ex;
 	for (i = 0; i < sql_rows(res); i++)
-		printf("%s\t%s\n", sql_value(res, i, 0), sql_value(res, i, 1));
+		printf("%s\t%s\n", sql_text(res, i, "name"), sql_text(res, i, "adopted_at"));
 	sql_clear(res);
 	return EX_OK;
 }

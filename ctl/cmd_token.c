@@ -169,7 +169,7 @@ revoke_token(const char *db, const char *id)
 		cli_warnx("token", "no token with id %s", id);
 		rc = EX_DATAERR;
 	} else {
-		record(conn, &rec, sql_value(res, 0, 0), json_pack("{s:s}", "token_id", id));
+		record(conn, &rec, sql_text(res, 0, "tenant"), json_pack("{s:s}", "token_id", id));
 		printf("revoked %s\n", id);
 	}
 	sql_clear(res);
@@ -182,11 +182,11 @@ list_tokens(const char *db, const char *tenant)
 {
 	static const char sql[] =
 	    "SELECT id, tenant, task, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
-	    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END,"
-	    " to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-	    " calls_used::text || '/' || coalesce(max_calls::text, '-'),"
+	    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END AS state,"
+	    " to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS expires_at,"
+	    " calls_used::text || '/' || coalesce(max_calls::text, '-') AS calls,"
 	    " CASE WHEN approver IS NOT NULL THEN 'approver:' || approver"
-	    " ELSE array_to_string(tools, ',') END"
+	    " ELSE array_to_string(tools, ',') END AS grants"
 	    " FROM airlock.tokens WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id";
 	const char *values[1] = { tenant };
 	PGresult *res;
@@ -197,9 +197,10 @@ list_tokens(const char *db, const char *tenant)
 		return EX_UNAVAILABLE;
 	if ((rc = sql_query(conn, "token", sql, 1, values, &res)) == EX_OK)
 		for (i = 0; i < sql_rows(res); i++)
-			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sql_value(res, i, 0),
-			    sql_value(res, i, 1), sql_value(res, i, 2), sql_value(res, i, 3),
-			    sql_value(res, i, 4), sql_value(res, i, 5), sql_value(res, i, 6));
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sql_text(res, i, "id"),
+			    sql_text(res, i, "tenant"), sql_text(res, i, "task"),
+			    sql_text(res, i, "state"), sql_text(res, i, "expires_at"),
+			    sql_text(res, i, "calls"), sql_text(res, i, "grants"));
 	sql_clear(res);
 	sql_close(conn);
 	return rc;

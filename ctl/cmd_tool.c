@@ -215,7 +215,8 @@ static int
 token_tools(const char *cmd, PGconn *conn, const char *id, json_t **out)
 {
 	static const char sql[] =
-	    "SELECT array_to_json(tools)::text, revoked_at IS NOT NULL, expires_at <= now()"
+	    "SELECT array_to_json(tools)::text AS tools, revoked_at IS NOT NULL AS is_revoked,"
+	    " expires_at <= now() AS is_expired"
 	    " FROM airlock.tokens WHERE id = $1";
 	const char *values[1] = { id };
 	PGresult *res;
@@ -227,12 +228,12 @@ token_tools(const char *cmd, PGconn *conn, const char *id, json_t **out)
 	if (sql_rows(res) == 0) {
 		cli_warnx(cmd, "no token with id %s", id);
 		rc = EX_DATAERR;
-	} else if (strcmp(sql_value(res, 0, 1), "t") == 0 ||
-	    strcmp(sql_value(res, 0, 2), "t") == 0) {
+	} else if (strcmp(sql_text(res, 0, "is_revoked"), "t") == 0 ||
+	    strcmp(sql_text(res, 0, "is_expired"), "t") == 0) {
 		cli_warnx(cmd, "token %s is %s", id,
-		    strcmp(sql_value(res, 0, 1), "t") == 0 ? "revoked" : "expired");
+		    strcmp(sql_text(res, 0, "is_revoked"), "t") == 0 ? "revoked" : "expired");
 		rc = EX_DATAERR;
-	} else if ((*out = json_loads(sql_value(res, 0, 0), 0, NULL)) == NULL) {
+	} else if ((*out = json_loads(sql_text(res, 0, "tools"), 0, NULL)) == NULL) {
 		cli_warnx(cmd, "out of memory");
 		rc = EX_SOFTWARE;
 	}

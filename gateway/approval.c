@@ -11,15 +11,15 @@
 #include "airlock/approval.h"
 #include "airlock/log.h"
 
-static const char plans_sql[] = "SELECT airlock.plans_held($1, $2::uuid, $3, $4::integer)";
+static const char plans_sql[] = "SELECT airlock.plans_held($1, $2::uuid, $3, $4::integer) AS plan";
 
 /* The asking call's arguments and its preview's changes (the record keeps them). */
 static const char preview_sql[] =
-    "SELECT coalesce((SELECT arguments FROM airlock.calls WHERE id = $1::uuid), 'null')::text,"
+    "SELECT coalesce((SELECT arguments FROM airlock.calls WHERE id = $1::uuid), 'null')::text AS arguments,"
     " (SELECT coalesce(jsonb_agg(jsonb_build_object('table', table_name,"
     "  'key', airlock.image_json(key), 'action', CASE op WHEN 'insert' THEN 'create' ELSE op END,"
     "  'before', airlock.image_json(before), 'after', airlock.image_json(after)) ORDER BY id),"
-    "  '[]')::text FROM airlock.changes WHERE call_id = $1::uuid)";
+    "  '[]')::text FROM airlock.changes WHERE call_id = $1::uuid) AS changes";
 
 static const char decide_sql[] =
     "SELECT plan_tenant FROM airlock.decide_plan($1::uuid, $2, $3, $4, $5, $6, $7, $8::uuid)";
@@ -51,7 +51,7 @@ approval_plans(struct db *db, const char *tenant, const char *plan_id, const cha
 	}
 	out = json_array();
 	for (i = 0; i < PQntuples(res); i++)
-		if ((v = json_loads(PQgetvalue(res, i, 0), 0, NULL)) != NULL)
+		if ((v = json_loads(db_value(res, i, "plan"), 0, NULL)) != NULL)
 			json_array_append_new(out, v);
 out:
 	PQclear(res);
@@ -75,8 +75,8 @@ approval_preview(struct db *db, const char *plan_id, json_t **arguments, struct 
 		db_unavailable(err);
 		goto out;
 	}
-	*arguments = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, NULL);
-	changes = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	*arguments = json_loads(db_value(res, 0, "arguments"), JSON_DECODE_ANY, NULL);
+	changes = json_loads(db_value(res, 0, "changes"), 0, NULL);
 	if (*arguments == NULL)
 		*arguments = json_null();
 	if (changes == NULL)

@@ -77,7 +77,7 @@ static const char insert_held_plan[] =
 
 static const char insert_refusals[] = "CALL airlock.record_refusals($1::json)";
 
-static const char key_sql[] = "SELECT encode(key, 'hex') FROM airlock.digest_key";
+static const char key_sql[] = "SELECT encode(key, 'hex') AS key_hex FROM airlock.digest_key";
 
 /* The deployment's digest key (airlock.digest_key), read once per process. */
 static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -156,7 +156,7 @@ audit_key_load(PGconn *conn)
 	}
 	res = conn != NULL ? PQexecParams(conn, key_sql, 0, NULL, NULL, NULL, NULL, 0) : NULL;
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    strlen(hex = PQgetvalue(res, 0, 0)) == 2 * sizeof(digest_key)) {
+	    strlen(hex = db_text(res, 0, "key_hex")) == 2 * sizeof(digest_key)) {
 		for (i = 0; i < sizeof(digest_key) && sscanf(hex + 2 * i, "%2x", &v) == 1; i++)
 			digest_key[i] = (uint8_t)v;
 		if (i == sizeof(digest_key)) {

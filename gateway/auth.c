@@ -48,7 +48,7 @@ static const char lookup_sql[] = "SELECT * FROM airlock.token_lookup($1)";
 
 /* Counted only while the token is still good: expiry and revocation win over a count
  * (airlock.count_call raises AL403 otherwise). */
-const char auth_count_sql[] = "SELECT airlock.count_call($1)";
+const char auth_count_sql[] = "SELECT airlock.count_call($1) AS calls_used";
 
 static void
 unauthorized(struct rpc_error *err, const char *reason, const char *message)
@@ -284,34 +284,34 @@ auth_identify(struct db *db, const char *bearer, const char *admin_file, int is_
 		goto out;
 	}
 	/* A refusal of a token that exists keeps its id (the caller counts it with it). */
-	strlcpy(p->token_id, PQgetvalue(res, 0, 0), sizeof(p->token_id));
-	if (strcmp(PQgetvalue(res, 0, 13), "t") == 0) {
+	strlcpy(p->token_id, db_text(res, 0, "token_id"), sizeof(p->token_id));
+	if (strcmp(db_text(res, 0, "is_revoked"), "t") == 0) {
 		unauthorized(err, "token_revoked", "The token was revoked");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 12), "t") == 0) {
+	if (strcmp(db_text(res, 0, "is_expired"), "t") == 0) {
 		unauthorized(err, "token_expired", "The token has expired");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+	if (strcmp(db_text(res, 0, "tenant_disabled"), "t") == 0) {
 		rpc_error_set(err, RPC_FORBIDDEN, "tenant_disabled", "The tenant is disabled");
 		goto out;
 	}
-	strlcpy(p->tenant, PQgetvalue(res, 0, 1), sizeof(p->tenant));
-	strlcpy(p->role, PQgetvalue(res, 0, 2), sizeof(p->role));
-	strlcpy(p->task, PQgetvalue(res, 0, 4), sizeof(p->task));
-	p->tools = json_loads(PQgetvalue(res, 0, 5), 0, NULL);
-	p->bindings = json_loads(PQgetvalue(res, 0, 6), 0, NULL);
-	p->can_revert = strcmp(PQgetvalue(res, 0, 7), "t") == 0;
-	p->is_preview_only = strcmp(PQgetvalue(res, 0, 8), "t") == 0;
-	p->max_calls = strtoll(PQgetvalue(res, 0, 9), NULL, 10);
-	p->calls_used = strtoll(PQgetvalue(res, 0, 10), NULL, 10);
-	strlcpy(p->expires_at, PQgetvalue(res, 0, 11), sizeof(p->expires_at));
-	p->rate = strtod(PQgetvalue(res, 0, 14), NULL);
-	p->burst = strtod(PQgetvalue(res, 0, 15), NULL);
+	strlcpy(p->tenant, db_text(res, 0, "tenant_name"), sizeof(p->tenant));
+	strlcpy(p->role, db_text(res, 0, "tenant_role"), sizeof(p->role));
+	strlcpy(p->task, db_text(res, 0, "task"), sizeof(p->task));
+	p->tools = json_loads(db_text(res, 0, "tools"), 0, NULL);
+	p->bindings = json_loads(db_text(res, 0, "bindings"), 0, NULL);
+	p->can_revert = strcmp(db_text(res, 0, "can_revert"), "t") == 0;
+	p->is_preview_only = strcmp(db_text(res, 0, "preview_only"), "t") == 0;
+	p->max_calls = strtoll(db_text(res, 0, "max_calls"), NULL, 10);
+	p->calls_used = strtoll(db_text(res, 0, "calls_used"), NULL, 10);
+	strlcpy(p->expires_at, db_text(res, 0, "expires_at"), sizeof(p->expires_at));
+	p->rate = strtod(db_text(res, 0, "rate_per_sec"), NULL);
+	p->burst = strtod(db_text(res, 0, "rate_burst"), NULL);
 	/* An approver token grants no tools; its person is what its decisions record. */
-	if (PQnfields(res) > 16 && !PQgetisnull(res, 0, 16))
-		strlcpy(p->approver, PQgetvalue(res, 0, 16), sizeof(p->approver));
+	if (!db_is_null(res, 0, "approver"))
+		strlcpy(p->approver, db_text(res, 0, "approver"), sizeof(p->approver));
 	if (!json_is_array(p->tools) || !json_is_object(p->bindings)) {
 		auth_clear(p);
 		rpc_error_internal(err);
@@ -330,7 +330,7 @@ auth_count_result(const PGresult *res, struct principal *p, struct rpc_error *er
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-		p->calls_used = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		p->calls_used = strtoll(db_text(res, 0, "calls_used"), NULL, 10);
 		return 0;
 	}
 	if (state == NULL || strncmp(state, "AL4", 3) != 0) {

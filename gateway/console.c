@@ -106,14 +106,14 @@ static const char calls_sql[] =
     " 'tenant', c.tenant, 'token_id', c.token_id, 'task', c.task, 'method', c.method,"
     " 'tool', c.tool, 'outcome', c.outcome, 'reason', c.reason, 'dry_run', c.dry_run,"
     " 'plan_id', c.plan_id, 'duration_ms', round(c.duration_ms::numeric, 3),"
-    " 'changes', (SELECT count(*) FROM airlock.changes x WHERE x.call_id = c.id))::text,"
+    " 'changes', (SELECT count(*) FROM airlock.changes x WHERE x.call_id = c.id))::text AS call,"
     " c.seq FROM airlock.calls c"
     " WHERE ($1::text IS NULL OR c.tenant = $1) AND ($2::text IS NULL OR c.tool = $2)"
     " AND ($3::text IS NULL OR c.outcome = $3) AND ($4::timestamptz IS NULL OR c.at >= $4)"
     " AND ($5::timestamptz IS NULL OR c.at < $5) AND ($6::bigint IS NULL OR c.seq < $6)"
     " ORDER BY c.seq DESC LIMIT $7::integer + 1";
 
-static const char chain_sql[] = "SELECT airlock.chain_state($1)::text";
+static const char chain_sql[] = "SELECT airlock.chain_state($1)::text AS state";
 
 json_t *
 console_calls(struct db *db, const struct console_filter *f, struct rpc_error *err)
@@ -153,11 +153,11 @@ console_calls(struct db *db, const struct console_filter *f, struct rpc_error *e
 	calls = json_array();
 	n = PQntuples(res) > f->limit ? f->limit : PQntuples(res);
 	for (i = 0; i < n; i++)
-		if ((v = json_loads(PQgetvalue(res, i, 0), 0, NULL)) != NULL)
+		if ((v = json_loads(db_value(res, i, "call"), 0, NULL)) != NULL)
 			json_array_append_new(calls, v);
 	/* One more row than asked says there is a next page. */
 	out = json_pack("{s:o, s:o}", "calls", calls, "next_before",
-	    PQntuples(res) > f->limit ? json_string(PQgetvalue(res, n - 1, 1)) : json_null());
+	    PQntuples(res) > f->limit ? json_string(db_text(res, n - 1, "seq")) : json_null());
 out:
 	PQclear(res);
 	return out;
@@ -176,7 +176,7 @@ console_chain(struct db *db, const char *tenant, struct rpc_error *err)
 	}
 	res = db_exec(db, "console_chain", chain_sql, 1, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-	    (out = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
+	    (out = json_loads(db_value(res, 0, "state"), 0, NULL)) == NULL) {
 		log_warn("audit.state: %s", PQresultErrorMessage(res));
 		db_unavailable(err);
 	}

@@ -181,6 +181,60 @@ db_exec(struct db *db, const char *name, const char *sql, int n, const char *con
 	return res ? res : PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
 }
 
+/* Names of columns asked for and missing, each logged once (a few are enough: any is a
+ * bug to fix). */
+#define MISSING_KEPT 16
+static pthread_mutex_t missing_lock = PTHREAD_MUTEX_INITIALIZER;
+static char missing[MISSING_KEPT][64];
+static size_t n_missing;
+
+/* The number of the column named column in res, or -1 (logged the first time) when res has
+ * none so named. */
+static int
+column_number(const PGresult *res, const char *column)
+{
+	size_t i;
+	int col, is_new = 1;
+
+	if (res == NULL)
+		return -1;
+	if (column != NULL && (col = PQfnumber(res, column)) >= 0)
+		return col;
+	if (column == NULL)
+		column = "(null)";
+	pthread_mutex_lock(&missing_lock);
+	for (i = 0; i < n_missing && is_new; i++)
+		is_new = strcmp(missing[i], column) != 0;
+	if (is_new && n_missing < MISSING_KEPT)
+		strlcpy(missing[n_missing++], column, sizeof(missing[0]));
+	pthread_mutex_unlock(&missing_lock);
+	if (is_new)
+		log_error("a result has no column named %s (%d columns)", column, PQnfields(res));
+	return -1;
+}
+
+const char *
+db_value(const PGresult *res, int row, const char *column)
+{
+	int col = column_number(res, column);
+
+	return col == -1 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+const char *
+db_text(const PGresult *res, int row, const char *column)
+{
+	const char *v = db_value(res, row, column);
+
+	return v != NULL ? v : "";
+}
+
+int
+db_is_null(const PGresult *res, int row, const char *column)
+{
+	return db_value(res, row, column) == NULL;
+}
+
 int
 db_is_connection_lost(const struct db *db)
 {

@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "airlock/db.h"
 #include "airlock/doctor.h"
 #include "airlock/gvisor.h"
 
@@ -87,16 +88,17 @@ add(struct doc_report *r, const char *check, enum doc_status st, const char *fmt
 
 /*
  * The database checks.  Each query takes the gateway role's name as $1 and returns one
- * row, one text column, per fault, naming the object.  Tenant tables are those listed in
+ * row per fault, its one text column (problem) naming the object.  Tenant tables are those listed in
  * airlock.tenant_tables; a listed table that is gone is itself a fault (of "rls").
  */
 /* A superuser is a member of every role: what it can become says nothing more. */
 #define IS_SUPERUSER "(SELECT rolsuper FROM pg_roles WHERE rolname = $1)"
 
-#define ROLE_ATTR_SQL(attr, word)                                                                \
-	"SELECT CASE WHEN r.rolname = $1 THEN format('role %I is " word "', r.rolname)"          \
-	" ELSE format('role %I can SET ROLE to %I, which is " word "', $1::text, r.rolname) END" \
-	" FROM pg_roles r WHERE r." attr " AND pg_has_role($1::name, r.oid, 'MEMBER')"           \
+#define ROLE_ATTR_SQL(attr, word)                                                       \
+	"SELECT CASE WHEN r.rolname = $1 THEN format('role %I is " word "', r.rolname)" \
+	" ELSE format('role %I can SET ROLE to %I, which is " word                      \
+	"', $1::text, r.rolname) END AS problem"                                        \
+	" FROM pg_roles r WHERE r." attr " AND pg_has_role($1::name, r.oid, 'MEMBER')"  \
 	" AND (r.rolname = $1 OR NOT " IS_SUPERUSER ") ORDER BY r.rolname <> $1, 1"
 
 #define TENANT_TABLES                                                         \
@@ -117,14 +119,14 @@ static const struct db_check {
 	    ROLE_ATTR_SQL("rolcreaterole", "CREATEROLE") },
 	{ "inherit", "NOINHERIT: tenant privileges only after SET ROLE",
 	    "SELECT format('role %I is INHERIT: it holds every tenant role''s privileges at once',"
-	    " rolname) FROM pg_roles WHERE rolname = $1 AND rolinherit" },
+	    " rolname) AS problem FROM pg_roles WHERE rolname = $1 AND rolinherit" },
 	/* Owning a table, or being able to become its owner, means being able to turn its
 	 * row-level security off. */
 	{ "table owner", "owns no tenant table, nor can become an owner",
 	    TENANT_TABLES
 	    "SELECT format('%s is owned by %I, %s', t.name, pg_get_userbyid(c.relowner),"
 	    " CASE WHEN pg_get_userbyid(c.relowner) = $1 THEN 'the gateway role'"
-	    " ELSE format('which %I can become', $1::text) END)"
+	    " ELSE format('which %I can become', $1::text) END) AS problem"
 	    " FROM t JOIN pg_class c ON c.oid = t.oid"
 	    " WHERE pg_has_role($1::name, c.relowner, 'MEMBER')"
 	    "  AND (pg_get_userbyid(c.relowner) = $1 OR NOT " IS_SUPERUSER ") ORDER BY 1" },
@@ -135,7 +137,7 @@ static const struct db_check {
 	    ", g AS (SELECT oid FROM pg_roles WHERE rolname = $1 UNION ALL SELECT 0)"
 	    " SELECT format('%s grants %s to %s', t.name,"
 	    "  string_agg(DISTINCT a.privilege_type, ', '),"
-	    "  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident($1) END)"
+	    "  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident($1) END) AS problem"
 	    " FROM t JOIN pg_class c ON c.oid = t.oid, aclexplode(c.relacl) a"
 	    " WHERE a.grantee IN (SELECT oid FROM g) GROUP BY t.name, a.grantee"
 	    " UNION ALL"
@@ -152,6 +154,7 @@ static const struct db_check {
 	    "  format('%s is listed in airlock.tenant_tables but does not exist', t.name)"
 	    " WHEN NOT c.relrowsecurity THEN format('%s: row-level security is not enabled', t.name)"
 	    " ELSE format('%s: row-level security is not forced (its owner bypasses it)', t.name) END"
+	    " AS problem"
 	    " FROM t LEFT JOIN pg_class c ON c.oid = t.oid"
 	    " WHERE $1::text IS NOT NULL AND (c.oid IS NULL OR NOT (c.relrowsecurity AND c.relforcerowsecurity))"
 	    " ORDER BY 1" },
@@ -166,7 +169,7 @@ static const struct db_check {
 	    "  concat_ws(' WITH CHECK ', pg_get_expr(p.polqual, p.polrelid),"
 	    "  pg_get_expr(p.polwithcheck, p.polrelid)))"
 	    " ELSE format('%s: permissive policy %I besides tenant_isolation widens what a"
-	    " tenant sees', t.name, p.polname) END"
+	    " tenant sees', t.name, p.polname) END AS problem"
 	    " FROM t JOIN pg_policy p ON p.polrelid = t.oid"
 	    " WHERE $1::text IS NOT NULL AND (concat(pg_get_expr(p.polqual, p.polrelid), ' ',"
 	    "  pg_get_expr(p.polwithcheck, p.polrelid)) ~* '(current_setting|set_config)\\s*\\('"
@@ -178,7 +181,7 @@ static const struct db_check {
 	    TENANT_TABLES
 	    "SELECT DISTINCT format('%s %s reads %s and is not security_invoker',"
 	    "  CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,"
-	    "  v.oid::regclass, t.name)"
+	    "  v.oid::regclass, t.name) AS problem"
 	    " FROM t JOIN pg_depend d ON d.refobjid = t.oid AND d.refclassid = 'pg_class'::regclass"
 	    "  AND d.classid = 'pg_rewrite'::regclass"
 	    " JOIN pg_rewrite rw ON rw.oid = d.objid"
@@ -191,7 +194,7 @@ static const struct db_check {
 	 * pins its own: the caller could put a function of its own first. */
 	{ "security definer", "every SECURITY DEFINER function pins its search_path",
 	    "SELECT format('function %s is SECURITY DEFINER without a pinned search_path',"
-	    "  p.oid::regprocedure)"
+	    "  p.oid::regprocedure) AS problem"
 	    " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
 	    " WHERE $1::text IS NOT NULL AND p.prosecdef"
 	    "  AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
@@ -205,7 +208,8 @@ static const struct db_check {
 	    ", ta AS (SELECT t.name, t.oid, a.attnum FROM t LEFT JOIN pg_attribute a"
 	    "  ON a.attrelid = t.oid AND a.attname = 'tenant' AND NOT a.attisdropped"
 	    "  WHERE t.oid IS NOT NULL AND $1::text IS NOT NULL)"
-	    " SELECT format('%s has no tenant column', ta.name) FROM ta WHERE ta.attnum IS NULL"
+	    " SELECT format('%s has no tenant column', ta.name) AS problem FROM ta"
+	    " WHERE ta.attnum IS NULL"
 	    " UNION ALL"
 	    " SELECT format('%s: %s %s leaves out the tenant column', ta.name,"
 	    "  CASE WHEN i.indisprimary THEN 'primary key' WHEN con.oid IS NOT NULL"
@@ -256,7 +260,7 @@ run_check(struct doc_report *r, PGconn *conn, const struct db_check *c, const ch
 	}
 	n = PQntuples(res);
 	for (i = 0; i < n; i++)
-		add(r, c->check, DOC_FAIL, "%s", PQgetvalue(res, i, 0));
+		add(r, c->check, DOC_FAIL, "%s", db_text(res, i, "problem"));
 	if (n == 0)
 		add(r, c->check, DOC_OK, "%s", c->ok);
 	PQclear(res);
@@ -274,7 +278,7 @@ doc_check_db(struct doc_report *r, PGconn *conn, const char *role)
 
 	res = role != NULL ? PQexecParams(conn, "SELECT rolname FROM pg_roles WHERE rolname = $1",
 				 1, NULL, values, NULL, NULL, 0)
-			   : PQexec(conn, "SELECT current_user::text");
+			   : PQexec(conn, "SELECT current_user::text AS rolname");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		add(r, "role", DOC_FAIL, "cannot check: %s", PQresultErrorMessage(res));
 		r->has_db_error = 1;
@@ -286,7 +290,7 @@ doc_check_db(struct doc_report *r, PGconn *conn, const char *role)
 		PQclear(res);
 		return 0;
 	}
-	strlcpy(name, PQgetvalue(res, 0, 0), sizeof(name));
+	strlcpy(name, db_text(res, 0, "rolname"), sizeof(name));
 	PQclear(res);
 	add(r, "role", DOC_OK, "gateway role %s", name);
 	for (i = 0; i < NDB_CHECKS; i++)

@@ -151,12 +151,12 @@ idem_lookup(struct db *db, const char *tenant, const char *key, const char *fing
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*found = 1;
 		db_unavailable(err);
-	} else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 1))
+	} else if (PQntuples(res) == 0 || db_is_null(res, 0, "response"))
 		;
-	else if ((*found = 1) && strcmp(PQgetvalue(res, 0, 0), fingerprint) != 0)
+	else if ((*found = 1) && strcmp(db_text(res, 0, "fingerprint"), fingerprint) != 0)
 		rpc_error_set(err, RPC_UNPROCESSABLE, "key_mismatch",
 		    "This idempotency key was used with other arguments");
-	else if ((sc = json_loads(PQgetvalue(res, 0, 1), JSON_DECODE_ANY, NULL)) != NULL) {
+	else if ((sc = json_loads(db_value(res, 0, "response"), JSON_DECODE_ANY, NULL)) != NULL) {
 		json_object_set_new(sc, "replayed", json_true());
 		*is_replay = 1;
 	} else
@@ -183,7 +183,7 @@ idem_replay(struct db *db, const char *tenant, const char *key, const char *fing
 long long
 idem_sweep(struct db *db)
 {
-	static const char sweep_sql[] = "SELECT airlock.sweep_keys()";
+	static const char sweep_sql[] = "SELECT airlock.sweep_keys() AS swept";
 	PGresult *res;
 	long long n = -1;
 
@@ -191,7 +191,7 @@ idem_sweep(struct db *db)
 		return -1;
 	res = PQexec(db->conn, sweep_sql);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		n = strtoll(db_text(res, 0, "swept"), NULL, 10);
 	else
 		log_warn("sweeping idempotency keys: %s", PQresultErrorMessage(res));
 	PQclear(res);

@@ -124,12 +124,12 @@ static const char calls_get_sql[] =
     "SELECT jsonb_build_object('call_id', id, 'at', at, 'tenant', tenant, 'task', task,"
     " 'method', method, 'tool', tool, 'arguments', arguments, 'dry_run', dry_run,"
     " 'idempotency_key', idempotency_key, 'plan_id', plan_id, 'outcome', outcome,"
-    " 'reason', reason, 'duration_ms', duration_ms, 'result_digest', result_digest)::text,"
+    " 'reason', reason, 'duration_ms', duration_ms, 'result_digest', result_digest)::text AS call,"
     " (SELECT coalesce(jsonb_agg(jsonb_build_object('table', table_name,"
     "  'key', airlock.image_json(key), 'action', CASE op WHEN 'insert' THEN 'create' ELSE op END,"
     "  'before', airlock.image_json(before), 'after', airlock.image_json(after)) ORDER BY x.id),"
-    "  '[]')::text FROM airlock.changes x WHERE x.call_id = c.id), c.tenant, c.task,"
-    " coalesce(airlock.origin_tool(c.id), '')"
+    "  '[]')::text FROM airlock.changes x WHERE x.call_id = c.id) AS changes, c.tenant, c.task,"
+    " coalesce(airlock.origin_tool(c.id), '') AS origin_tool"
     " FROM airlock.calls c WHERE c.id = $1::uuid";
 
 json_t *
@@ -161,16 +161,17 @@ m_calls_get(struct call *c, json_t *params, struct rpc_error *err)
 	/* A token reads its own task's calls; an approver its tenant's (the console). */
 	if (PQntuples(res) == 0 ||
 	    (!c->p.is_admin &&
-		(strcmp(PQgetvalue(res, 0, 2), c->p.tenant) != 0 ||
-		    (c->p.approver[0] == '\0' && strcmp(PQgetvalue(res, 0, 3), c->p.task) != 0)))) {
+		(strcmp(db_text(res, 0, "tenant"), c->p.tenant) != 0 ||
+		    (c->p.approver[0] == '\0' &&
+			strcmp(db_text(res, 0, "task"), c->p.task) != 0)))) {
 		call_not_found(err);
 		goto done;
 	}
-	call = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-	changes = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+	call = json_loads(db_value(res, 0, "call"), 0, NULL);
+	changes = json_loads(db_value(res, 0, "changes"), 0, NULL);
 	ref = gw_catalog_get(c->gw);
 	/* A revert's record shows the columns of the tool whose write it undid. */
-	t = ref != NULL ? tool_find(ref->cat, PQgetvalue(res, 0, 4)) : NULL;
+	t = ref != NULL ? tool_find(ref->cat, db_text(res, 0, "origin_tool")) : NULL;
 	if (!c->p.is_admin)
 		m_limit_changes(changes, t);
 	result = json_pack("{s:o, s:o}", "call", call ? call : json_null(), "changes",

@@ -142,7 +142,7 @@ m_tokens_revoke(struct call *c, json_t *params, struct rpc_error *err)
 		    values[0]);
 		goto done;
 	}
-	strlcpy(c->rec.tenant, PQgetvalue(res, 0, 0), sizeof(c->rec.tenant));
+	strlcpy(c->rec.tenant, db_text(res, 0, "token_tenant"), sizeof(c->rec.tenant));
 	result = json_pack("{s:s, s:b, s:b}", "token_id", values[0], "revoked", 1,
 	    "already_revoked", already);
 done:

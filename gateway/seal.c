@@ -79,14 +79,14 @@ seal_run(PGconn *conn, int is_full, long long *checkpoint, long long *records, c
 								    : "database unavailable");
 		goto out;
 	}
-	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 2)) {
+	if (PQntuples(res) == 1 && !db_is_null(res, 0, "blocked_by")) {
 		snprintf(err, errlen, "the sealer's lock is held by another session (pid %s)",
-		    PQgetvalue(res, 0, 2));
+		    db_text(res, 0, "blocked_by"));
 		goto out;
 	}
 	if (PQntuples(res) == 1) {
-		*checkpoint = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		*records = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		*checkpoint = strtoll(db_text(res, 0, "checkpoint_id"), NULL, 10);
+		*records = strtoll(db_text(res, 0, "records"), NULL, 10);
 	}
 	rc = 0;
 out:

@@ -10,7 +10,7 @@
 #include "airlock/stmt.h"
 
 /* Run right after a tool's statement: who the statement left the session as. */
-const char stmt_whoami_sql[] = "SELECT current_user::text";
+const char stmt_whoami_sql[] = "SELECT current_user::text AS session_role";
 
 /*
  * Turns a failed statement's result into the error the caller sees.  Only what is the
@@ -51,14 +51,15 @@ stmt_check_role(struct db *db, const PGresult *res, const char *role, const char
     struct rpc_error *err)
 {
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    strcmp(PQgetvalue(res, 0, 0), role) == 0)
+	    strcmp(db_text(res, 0, "session_role"), role) == 0)
 		return 0;
 	/* The statement changed its role (the catalog's checks should make that impossible):
 	 * nothing it returned is answered, and the connection, which may keep the change past
 	 * the transaction, is dropped. */
 	log_error("%s: the statement left the session as %s, not %s; connection dropped", what,
-	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0)
-									  : "(unknown)",
+	    PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+		? db_text(res, 0, "session_role")
+		: "(unknown)",
 	    role);
 	db_close(db);
 	rpc_error_internal(err);

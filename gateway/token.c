@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "airlock/db.h"
 #include "airlock/hex.h"
 #include "airlock/log.h"
 #include "airlock/token.h"
@@ -379,10 +380,10 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 	/* The operator's function checks the spec again and stores the token with its mint's
 	 * call id; no row when there is no such tenant. */
 	static const char sql[] =
-	    "SELECT e FROM airlock.mint_token($11::uuid, $1, $2, $10, $3, $4::json, $5::jsonb,"
+	    "SELECT e AS expires_at FROM airlock.mint_token($11::uuid, $1, $2, $10, $3, $4::json, $5::jsonb,"
 	    " $6::boolean, $7::boolean, $8::integer, $9::integer) e";
 	static const char approver_sql[] =
-	    "SELECT e FROM airlock.mint_approver_token($6::uuid, $1, $2, $5, $3, $4,"
+	    "SELECT e AS expires_at FROM airlock.mint_approver_token($6::uuid, $1, $2, $5, $3, $4,"
 	    " $7::integer) e";
 	char hexhash[65], calls[24], ttl[24], *tools = NULL, *bindings = NULL;
 	const char *values[11];
@@ -436,7 +437,7 @@ tok_mint(PGconn *conn, const struct tok_spec *spec, char token[TOK_LEN + 1],
 		*is_user_error = 1;
 		goto out;
 	}
-	strlcpy(expires, PQgetvalue(res, 0, 0), expires_len);
+	strlcpy(expires, db_text(res, 0, "expires_at"), expires_len);
 	rc = 0;
 out:
 	if (rc == -1)

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "airlock/db.h"
 #include "airlock/log.h"
 #include "airlock/tool.h"
 #include "tool_int.h"
@@ -169,7 +170,9 @@ check_plan(PGconn *conn, const struct tool *t, const char *stmt, char *err, size
 		    pg_message(res, conn));
 		goto out;
 	}
-	if (PQntuples(res) != 1 || (plan = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
+	/* EXPLAIN names its one column in capitals, with a space: quoted, as PQfnumber wants. */
+	if (PQntuples(res) != 1 ||
+	    (plan = json_loads(db_value(res, 0, "\"QUERY PLAN\""), 0, NULL)) == NULL) {
 		log_seterr(err, errlen, "%s: cannot read the statement's plan", t->file);
 		goto out;
 	}
@@ -240,7 +243,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	PQclear(res);
 	params[0] = view;
 	res = PQexecParams(conn,
-	    "SELECT DISTINCT format('%I.%I', n.nspname, c.relname) "
+	    "SELECT DISTINCT format('%I.%I', n.nspname, c.relname) AS adopted "
 	    "FROM pg_rewrite r "
 	    "JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid "
 	    "JOIN pg_class c ON c.oid = d.refobjid "
@@ -257,7 +260,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	}
 	for (i = 0; i < PQntuples(res); i++) {
 		buf_str(&tables, i > 0 ? ", " : "");
-		buf_str(&tables, PQgetvalue(res, i, 0));
+		buf_str(&tables, db_text(res, i, "adopted"));
 	}
 	if (PQntuples(res) > 0) {
 		log_seterr(err, errlen,
@@ -268,7 +271,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 	}
 	PQclear(res);
 	res = PQexecParams(conn,
-	    "SELECT bool_or(ev_action::text ~ ':rowMarks \\(') "
+	    "SELECT bool_or(ev_action::text ~ ':rowMarks \\(') AS locks "
 	    "FROM pg_rewrite WHERE ev_class = $1::regclass",
 	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -276,7 +279,7 @@ check_view(PGconn *conn, const struct tool *t, const char *orig, const char *stm
 		    pg_message(res, conn));
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+	if (strcmp(db_text(res, 0, "locks"), "t") == 0) {
 		log_seterr(err, errlen, "%s: a read must not lock rows (FOR UPDATE/SHARE)",
 		    t->file);
 		goto out;
@@ -311,7 +314,7 @@ param_type_names(PGconn *conn, const PGresult *desc, size_t n, char *err, size_t
 	}
 	params[0] = arr.s;
 	res = PQexecParams(conn,
-	    "SELECT format_type(u.t, NULL) FROM unnest($1::oid[]) "
+	    "SELECT format_type(u.t, NULL) AS type_name FROM unnest($1::oid[]) "
 	    "WITH ORDINALITY AS u(t, i) ORDER BY u.i",
 	    1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || (size_t)PQntuples(res) != n) {
@@ -320,7 +323,7 @@ param_type_names(PGconn *conn, const PGresult *desc, size_t n, char *err, size_t
 		goto fail;
 	}
 	for (k = 0; k < n; k++)
-		if ((types[k] = strdup(PQgetvalue(res, (int)k, 0))) == NULL) {
+		if ((types[k] = strdup(db_text(res, (int)k, "type_name"))) == NULL) {
 			log_seterr(err, errlen, "out of memory");
 			goto fail;
 		}

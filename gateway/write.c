@@ -29,21 +29,22 @@ static const char unrole_sql[] = "SELECT set_config('role', 'none', true)";
 /* The captured changes: how many rows, the preview (numbers as strings), the raw images
  * (for a dry-run's record), and the plan's two parts, all as jsonb text. */
 static const char changes_sql[] =
-    "SELECT count(DISTINCT (table_name, key::text)),"
+    "SELECT count(DISTINCT (table_name, key::text)) AS changed,"
     " coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', airlock.image_json(key),"
     "  'action', CASE op WHEN 'insert' THEN 'create' ELSE op END,"
     "  'before', airlock.image_json(before), 'after', airlock.image_json(after)) ORDER BY id),"
-    "  '[]')::text,"
+    "  '[]')::text AS preview,"
     " coalesce(jsonb_agg(jsonb_build_object('table_name', table_name, 'tenant', tenant,"
-    "  'key', key, 'op', op, 'before', before, 'after', after) ORDER BY id), '[]')::text,"
+    "  'key', key, 'op', op, 'before', before, 'after', after) ORDER BY id), '[]')::text"
+    " AS changes,"
     " coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
     "  'before_digest', airlock.image_digest(before)) ORDER BY table_name, key::text)"
-    "  FILTER (WHERE op = 'update'), '[]')::text,"
+    "  FILTER (WHERE op = 'update'), '[]')::text AS plan_updates,"
     " coalesce((SELECT jsonb_object_agg(table_name, n) FROM (SELECT table_name, count(*) n"
     "  FROM airlock.changes WHERE call_id = $1 AND op = 'insert' GROUP BY 1) s), '{}')::text"
-    " FROM airlock.changes WHERE call_id = $1";
+    " AS plan_inserts FROM airlock.changes WHERE call_id = $1";
 static const char plan_sql[] =
-    "SELECT tool, fingerprint, updates, inserts, is_expired, coalesce(approval, '')"
+    "SELECT tool, fingerprint, updates, inserts, is_expired, coalesce(approval, '') AS approval"
     " FROM airlock.plan_get($1::uuid, $2)";
 static void
 rollback(struct db *db)
@@ -77,16 +78,16 @@ load_plan(struct db *db, const char *plan_id, const char *tenant, const char *to
 	res = db_exec(db, "write_plan", plan_sql, 2, values);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		db_unavailable(err);
-	else if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), tool) != 0 ||
-	    strcmp(PQgetvalue(res, 0, 1), fingerprint) != 0)
+	else if (PQntuples(res) == 0 || strcmp(db_text(res, 0, "tool"), tool) != 0 ||
+	    strcmp(db_text(res, 0, "fingerprint"), fingerprint) != 0)
 		rpc_error_set(err, RPC_CONFLICT, "plan_mismatch",
 		    "Plan %s is not a preview of this "
 		    "tool with these arguments",
 		    plan_id);
-	else if (strcmp(PQgetvalue(res, 0, 4), "t") == 0)
+	else if (strcmp(db_text(res, 0, "is_expired"), "t") == 0)
 		rpc_error_set(err, RPC_CONFLICT, "plan_expired",
 		    "Plan %s has expired; preview again", plan_id);
-	else if (strcmp(approval = PQgetvalue(res, 0, 5), "pending") == 0)
+	else if (strcmp(approval = db_text(res, 0, "approval"), "pending") == 0)
 		rpc_error_set(err, RPC_FORBIDDEN, "approval_pending",
 		    "Plan %s waits for an "
 		    "approver; commit it once it is approved",
@@ -98,8 +99,8 @@ load_plan(struct db *db, const char *plan_id, const char *tenant, const char *to
 		    plan_id);
 	else {
 		*is_approved = strcmp(approval, "approved") == 0;
-		*updates = strdup(PQgetvalue(res, 0, 2));
-		*inserts = strdup(PQgetvalue(res, 0, 3));
+		*updates = strdup(db_text(res, 0, "updates"));
+		*inserts = strdup(db_text(res, 0, "inserts"));
 		rc = *updates != NULL && *inserts != NULL ? 0 : -1;
 	}
 	PQclear(res);
@@ -279,7 +280,7 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 	}
 	if (stmt_check_role(db, q[i_who].res, role, tool, err) == -1)
 		goto out; /* the connection is gone, and its transaction with it */
-	changed = strtoll(PQgetvalue(q[i_changes].res, 0, 0), NULL, 10);
+	changed = strtoll(db_text(q[i_changes].res, 0, "changed"), NULL, 10);
 	if (st->max_rows > 0 && changed > (long long)st->max_rows) {
 		rollback(db);
 		rpc_error_set(err, 0, "row_cap_exceeded",
@@ -312,13 +313,13 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		rec->is_dry_run = 1;
 	}
 	if (plan_updates != NULL &&
-	    check_plan(plan_updates, plan_inserts, PQgetvalue(q[i_changes].res, 0, 3),
-		PQgetvalue(q[i_changes].res, 0, 4), err) == -1) {
+	    check_plan(plan_updates, plan_inserts, db_text(q[i_changes].res, 0, "plan_updates"),
+		db_text(q[i_changes].res, 0, "plan_inserts"), err) == -1) {
 		rollback(db);
 		goto out;
 	}
 	rows = stmt_rows_json(q[i_stmt].res, 0);
-	preview = json_loads(PQgetvalue(q[i_changes].res, 0, 1), 0, NULL);
+	preview = json_loads(db_value(q[i_changes].res, 0, "preview"), 0, NULL);
 	sc = json_pack("{s:o, s:I, s:b, s:b, s:o, s:o}", "rows", rows, "row_count",
 	    (json_int_t)json_array_size(rows), "truncated", 0, "dry_run", is_dry_run, "changes",
 	    preview ? preview : json_array(), "plan_id",
@@ -339,9 +340,9 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 		rec->needs_approval = 1;
 		rec->is_four_eyes = st->is_four_eyes;
 		rec->reason = "approval_required";
-		rec->changes = strdup(PQgetvalue(q[i_changes].res, 0, 2));
-		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
-		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
+		rec->changes = strdup(db_text(q[i_changes].res, 0, "changes"));
+		rec->plan_updates = strdup(db_text(q[i_changes].res, 0, "plan_updates"));
+		rec->plan_inserts = strdup(db_text(q[i_changes].res, 0, "plan_inserts"));
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
 		goto out;
 	}
@@ -352,9 +353,9 @@ write_run(struct db *db, const struct write_req *req, int *is_replay, int *is_re
 			"A preview: nothing was changed. "
 			"Sequences still advance on rollback, so an id shown for a new row is not the "
 			"one a commit will give it. Commit with this plan_id to do exactly this."));
-		rec->changes = strdup(PQgetvalue(q[i_changes].res, 0, 2));
-		rec->plan_updates = strdup(PQgetvalue(q[i_changes].res, 0, 3));
-		rec->plan_inserts = strdup(PQgetvalue(q[i_changes].res, 0, 4));
+		rec->changes = strdup(db_text(q[i_changes].res, 0, "changes"));
+		rec->plan_updates = strdup(db_text(q[i_changes].res, 0, "plan_updates"));
+		rec->plan_inserts = strdup(db_text(q[i_changes].res, 0, "plan_inserts"));
 		strlcpy(rec->fingerprint, fingerprint, sizeof(rec->fingerprint));
 		if (rec->changes == NULL || rec->plan_updates == NULL ||
 		    rec->plan_inserts == NULL) {
@@ -424,18 +425,18 @@ out:
 /* The rows a revert puts back, per changed row: the last after-image to expect and the
  * image to restore (the first before-image; for an inserted row, its soft delete). */
 static const char revert_groups_sql[] =
-    "SELECT count(*), coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
+    "SELECT count(*) AS n_rows, coalesce(jsonb_agg(jsonb_build_object('table', table_name, 'key', key,"
     " 'expected', last_after, 'image', CASE WHEN first_op = 'insert'"
     " THEN last_after || jsonb_build_object('deleted_at', now()) ELSE first_before END)"
-    " ORDER BY table_name, key::text), '[]')::text"
+    " ORDER BY table_name, key::text), '[]')::text AS groups"
     " FROM (SELECT table_name, key, (array_agg(op ORDER BY id))[1] AS first_op,"
     " (array_agg(before ORDER BY id))[1] AS first_before,"
     " (array_agg(after ORDER BY id DESC))[1] AS last_after"
     " FROM airlock.changes WHERE call_id = $1::uuid GROUP BY table_name, key) g";
 
 static const char revert_target_sql[] =
-    "SELECT c.tenant, c.method, c.dry_run, c.outcome, t.role, coalesce(c.task, ''),"
-    " coalesce(airlock.origin_tool(c.id), '')"
+    "SELECT c.tenant, c.method, c.dry_run, c.outcome, t.role, coalesce(c.task, '') AS task,"
+    " coalesce(airlock.origin_tool(c.id), '') AS origin_tool"
     " FROM airlock.calls c JOIN airlock.tenants t ON t.name = c.tenant WHERE c.id = $1::uuid";
 
 /* Runs as the tenant: each row back to its image, after checking it is as the call left it. */
@@ -462,25 +463,27 @@ write_revert_target(struct db *db, const char *call_id, const char *tenant, cons
 		db_unavailable(err);
 		goto out;
 	}
-	if (PQntuples(res) == 0 || (tenant != NULL && strcmp(PQgetvalue(res, 0, 0), tenant) != 0) ||
-	    (task != NULL && strcmp(PQgetvalue(res, 0, 5), task) != 0)) {
+	if (PQntuples(res) == 0 ||
+	    (tenant != NULL && strcmp(db_text(res, 0, "tenant"), tenant) != 0) ||
+	    (task != NULL && strcmp(db_text(res, 0, "task"), task) != 0)) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "call_not_found", "No such call");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0 || strcmp(PQgetvalue(res, 0, 3), "ok") != 0 ||
-	    (strcmp(PQgetvalue(res, 0, 1), "tools/call") != 0 &&
-		strcmp(PQgetvalue(res, 0, 1), "airlock/calls.revert") != 0) ||
-	    strcmp(PQgetvalue(g, 0, 0), "0") == 0) {
+	if (strcmp(db_text(res, 0, "dry_run"), "t") == 0 ||
+	    strcmp(db_text(res, 0, "outcome"), "ok") != 0 ||
+	    (strcmp(db_text(res, 0, "method"), "tools/call") != 0 &&
+		strcmp(db_text(res, 0, "method"), "airlock/calls.revert") != 0) ||
+	    strcmp(db_text(g, 0, "n_rows"), "0") == 0) {
 		rpc_error_set(err, RPC_INVALID_PARAMS, "not_revertible",
 		    "Call %s changed nothing "
 		    "that can be reverted (a read, a refusal or a preview)",
 		    call_id);
 		goto out;
 	}
-	strlcpy(tenant_out, PQgetvalue(res, 0, 0), 64);
-	strlcpy(role_out, PQgetvalue(res, 0, 4), 64);
-	strlcpy(tool_out, PQgetvalue(res, 0, 6), 65);
-	if ((*groups = strdup(PQgetvalue(g, 0, 1))) != NULL)
+	strlcpy(tenant_out, db_text(res, 0, "tenant"), 64);
+	strlcpy(role_out, db_text(res, 0, "role"), 64);
+	strlcpy(tool_out, db_text(res, 0, "origin_tool"), 65);
+	if ((*groups = strdup(db_text(g, 0, "groups"))) != NULL)
 		rc = 0;
 out:
 	PQclear(res);
@@ -491,7 +494,7 @@ out:
 long long
 write_sweep_plans(struct db *db)
 {
-	static const char sweep_sql[] = "SELECT airlock.sweep_plans(5000)";
+	static const char sweep_sql[] = "SELECT airlock.sweep_plans(5000) AS swept";
 	PGresult *res;
 	long long n = -1;
 
@@ -499,7 +502,7 @@ write_sweep_plans(struct db *db)
 		return -1;
 	res = PQexec(db->conn, sweep_sql);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		n = strtoll(db_text(res, 0, "swept"), NULL, 10);
 	else
 		log_warn("sweeping expired plans: %s", PQresultErrorMessage(res));
 	PQclear(res);

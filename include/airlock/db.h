@@ -56,6 +56,18 @@ struct db_query {
  */
 int db_pipeline(struct db *db, struct db_query *q, size_t n) __attribute__((warn_unused_result));
 
+/*
+ * A result's value at row in the column named column (as PQfnumber reads it: folded to
+ * lower case unless double-quoted), so a reordered SELECT list cannot shift what a caller
+ * reads.  db_value returns the text (borrowed from res), or NULL for an SQL NULL, a row out
+ * of range or a column res does not have; db_text returns "" where db_value returns NULL, as
+ * PQgetvalue does for an SQL NULL; db_is_null says whether db_value returns NULL (1 or 0).
+ * A missing column is a programmer's error: it is logged (once per name, at error level).
+ */
+const char *db_value(const PGresult *res, int row, const char *column);
+const char *db_text(const PGresult *res, int row, const char *column);
+int db_is_null(const PGresult *res, int row, const char *column);
+
 /* Sets err to 503 backend_unavailable with retryAfterSeconds: the database cannot serve. */
 struct rpc_error;
 void db_unavailable(struct rpc_error *err);
