@@ -2,12 +2,15 @@
 port, seeds two tenants with thousands of customers and 100k+ invoices, and measures, in one
 run, airlockd with wrk against pgbench running the same SQL with the same client count:
 audited reads (and pgbench with and without the audit row), a keyed write (and pgbench's same
-write transaction), a dry-run, and two airlockd instances on one database against one.
+write transaction), a dry-run, two airlockd instances on one database against one, and a
+code step cold and warm at each isolation level against the bare interpreter
+(scripts/bench-sandbox.sh).
 Prints a table and writes it, with the machine and the date, to docs/benchmarks.md.
 
 Environment: BENCH_SECONDS (per measurement, default 5), BENCH_REPEAT (runs per measurement,
 the best kept, default 2), BENCH_CONNS (default "32 256"), BENCH_SMOKE=1 (a tiny data set,
-nothing written under docs/: what make check runs), BENCH_OUT (the report's path).
+nothing written under docs/: what make check runs), BENCH_OUT (the report's path),
+BENCH_SANDBOX_RUNS (the code steps' runs, default 15).
 It fails only when something breaks (a daemon that does not start, a run with no successful
 answer), never because a figure is low."""
 import json
@@ -261,7 +264,7 @@ def main():
                   row(f"two airlockd on one database, audited reads, {c} conns in all", r2, r1)]
         head = ["| | req/s or TPS | p50 ms | p99 ms | gateway CPU µs/call | peak RSS MiB | "
                 "ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
-        table = "\n".join(head + lines)
+        table = "\n".join(head + lines) + "\n\n" + code_steps()
         print(table)
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         out = os.environ.get("BENCH_OUT") or ("" if SMOKE else str(ROOT / "docs/benchmarks.md"))
@@ -273,6 +276,17 @@ def main():
             dm.stop()
         subprocess.run([str(CTL), "dev-db", "stop", "--dir", path], capture_output=True)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def code_steps():
+    """A code step cold and warm at each isolation level against the bare interpreter:
+    scripts/bench-sandbox.sh's table (medians of BENCH_SANDBOX_RUNS runs), as it prints it."""
+    runs = os.environ.get("BENCH_SANDBOX_RUNS", "1" if SMOKE else "15")
+    p = subprocess.run(["sh", str(ROOT / "scripts/bench-sandbox.sh"), runs], capture_output=True,
+                       text=True, timeout=1800)
+    if p.returncode != 0:
+        sys.exit(f"bench: scripts/bench-sandbox.sh exited {p.returncode}:\n{p.stderr}")
+    return "Code steps (scripts/bench-sandbox.sh):\n\n```\n" + p.stdout.strip() + "\n```"
 
 
 def write_report(out, table, when, n_inv, hi, lo):
