@@ -132,7 +132,7 @@ cmd_audit_progress_start(struct progress *p, const char *what, PGconn *conn,
 		/* Only a figure for the eye: on a failure the count stays unknown. */
 		if (sql_query(conn, NULL, progress_count_sql, 4, values, &res) == EX_OK &&
 		    sql_rows(res) == 1)
-			p->total = strtoll(sql_text(res, 0, "records"), NULL, 10);
+			p->total = strtoll(db_text(res, 0, "records"), NULL, 10);
 		sql_clear(res);
 	}
 }

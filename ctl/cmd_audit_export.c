@@ -58,7 +58,7 @@ static int
 export_row(const PGresult *res, void *arg)
 {
 	struct export *e = arg;
-	const char *line = sql_text(res, 0, "line");
+	const char *line = db_text(res, 0, "line");
 	size_t len = strlen(line);
 
 	SHA256Update(&e->ctx, (const uint8_t *)line, len);
@@ -131,12 +131,12 @@ cmd_audit_archive(const struct audit_opts *o)
 	} while (id > 0);
 	if ((res = cmd_audit_query(conn, through_sql, 1, tv)) == NULL)
 		goto fail;
-	if (sql_is_null(res, 0, "through")) {
+	if (db_is_null(res, 0, "through")) {
 		printf("nothing sealed before %s\n", o->before);
 		rc = EX_OK;
 		goto fail;
 	}
-	strlcpy(through, sql_text(res, 0, "through"), sizeof(through));
+	strlcpy(through, db_text(res, 0, "through"), sizeof(through));
 	sql_clear(res);
 	res = NULL;
 	/* The file is written whole under a temporary name and renamed once the removal has
@@ -178,7 +178,7 @@ cmd_audit_archive(const struct audit_opts *o)
 	cmd_audit_progress_end(&e.pr, NULL);
 	printf("archived %lld records sealed up to checkpoint %s to %s (sha256 %s); "
 	       "archive checkpoint %s\n",
-	    e.lines, through, o->out, hex, sql_text(res, 0, "checkpoint_id"));
+	    e.lines, through, o->out, hex, db_text(res, 0, "checkpoint_id"));
 	rc = EX_OK;
 fail:
 	if (e.out != NULL) {

@@ -95,8 +95,8 @@ json_or_null(const PGresult *res, const char *column)
 {
 	json_t *v = NULL;
 
-	if (!sql_is_null(res, 0, column))
-		v = json_loads(sql_value(res, 0, column), JSON_DECODE_ANY, NULL);
+	if (!db_is_null(res, 0, column))
+		v = json_loads(db_value(res, 0, column), JSON_DECODE_ANY, NULL);
 	return v != NULL ? v : json_null();
 }
 
@@ -203,15 +203,15 @@ replay_write(struct replay *r, const struct tool *t, const char *role, const cha
 		    res == NULL ? sql_conn_error(r->db.conn) : "");
 		goto out;
 	}
-	if (sql_is_null(res, 0, "at_change")) {
+	if (db_is_null(res, 0, "at_change")) {
 		verdict = V_MATCH;
 		goto out;
 	}
 	verdict = V_DIFFERS;
 	*detail = json_pack("{s:I, s:I, s:I, s:o, s:o}", "recorded_changes",
-	    (json_int_t)strtoll(sql_text(res, 0, "recorded_changes"), NULL, 10), "changes",
-	    (json_int_t)strtoll(sql_text(res, 0, "changes"), NULL, 10), "at_change",
-	    (json_int_t)strtoll(sql_text(res, 0, "at_change"), NULL, 10), "recorded",
+	    (json_int_t)strtoll(db_text(res, 0, "recorded_changes"), NULL, 10), "changes",
+	    (json_int_t)strtoll(db_text(res, 0, "changes"), NULL, 10), "at_change",
+	    (json_int_t)strtoll(db_text(res, 0, "at_change"), NULL, 10), "recorded",
 	    json_or_null(res, "recorded"), "now", json_or_null(res, "now"));
 out:
 	sql_clear(res);
@@ -225,8 +225,8 @@ out:
 static enum verdict
 replay_one(struct replay *r, const PGresult *res, json_t **detail)
 {
-	const char *call_id = sql_text(res, 0, "call_id"), *tenant = sql_value(res, 0, "tenant");
-	const char *role = sql_value(res, 0, "role"), *name = sql_value(res, 0, "tool");
+	const char *call_id = db_text(res, 0, "call_id"), *tenant = db_value(res, 0, "tenant");
+	const char *role = db_value(res, 0, "role"), *name = db_value(res, 0, "tool");
 	const char *k, *bad = NULL;
 	const struct tool *t;
 	enum verdict verdict;
@@ -241,9 +241,9 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 		*detail = json_pack("{s:s}", "reason", "code step");
 		return V_NOT_REPLAYABLE;
 	}
-	args = sql_is_null(res, 0, "arguments")
+	args = db_is_null(res, 0, "arguments")
 	    ? json_object()
-	    : json_loads(sql_value(res, 0, "arguments"), JSON_DECODE_ANY, NULL);
+	    : json_loads(db_value(res, 0, "arguments"), JSON_DECODE_ANY, NULL);
 	props = json_object_get(t->schema, "properties");
 	/* Arguments past the record's cap were kept as a digest and a prefix only. */
 	if (json_is_string(json_object_get(args, "hmac_sha256")) &&
@@ -276,7 +276,7 @@ replay_one(struct replay *r, const PGresult *res, json_t **detail)
 	}
 	if (t->kind == TOOL_READ)
 		verdict =
-		    replay_read(r, t, role, checked, sql_value(res, 0, "result_digest"), detail);
+		    replay_read(r, t, role, checked, db_value(res, 0, "result_digest"), detail);
 	else
 		verdict = replay_write(r, t, role, tenant, call_id, checked, detail);
 	json_decref(args);
@@ -301,8 +301,8 @@ replay_row(const PGresult *res, void *arg)
 	r->counts[verdict]++;
 	if (r->o->is_json) {
 		line = json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:o}", "call_id",
-		    sql_text(res, 0, "call_id"), "tenant", sql_value(res, 0, "tenant"), "tool",
-		    sql_value(res, 0, "tool"), "at", sql_text(res, 0, "at"), "status",
+		    db_text(res, 0, "call_id"), "tenant", db_value(res, 0, "tenant"), "tool",
+		    db_value(res, 0, "tool"), "at", db_text(res, 0, "at"), "status",
 		    verdict_names[verdict], "detail", detail ? detail : json_null());
 		if ((text = json_dumps(line, JSON_COMPACT)) != NULL)
 			printf("%s\n", text);
@@ -312,8 +312,8 @@ replay_row(const PGresult *res, void *arg)
 		if (verdict != V_MATCH) {
 			dtext = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
 			cmd_audit_progress_clear(&r->pr);
-			printf("%s  %s  %s  %s\n", sql_text(res, 0, "call_id"),
-			    sql_value(res, 0, "tool") ? sql_value(res, 0, "tool") : "-",
+			printf("%s  %s  %s  %s\n", db_text(res, 0, "call_id"),
+			    db_value(res, 0, "tool") ? db_value(res, 0, "tool") : "-",
 			    verdict_titles[verdict], dtext ? dtext : "");
 			fflush(stdout);
 			free(dtext);
@@ -359,7 +359,7 @@ cmd_audit_replay(const struct audit_opts *o)
 	if (r.pr.is_tty) {
 		if ((res = cmd_audit_query(list, replay_count_sql, 3, values)) == NULL)
 			goto fail;
-		r.pr.total = strtoll(sql_text(res, 0, "records"), NULL, 10);
+		r.pr.total = strtoll(db_text(res, 0, "records"), NULL, 10);
 		sql_clear(res);
 		res = NULL;
 	}

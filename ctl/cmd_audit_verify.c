@@ -178,7 +178,7 @@ cmd_audit_seal(const struct audit_opts *o)
 	if ((res = cmd_audit_query(conn, head_sql, 0, NULL)) == NULL)
 		goto fail;
 	if (sql_rows(res) == 1)
-		printf("head %s %s\n", sql_text(res, 0, "id"), sql_text(res, 0, "hash"));
+		printf("head %s %s\n", db_text(res, 0, "id"), db_text(res, 0, "hash"));
 	rc = EX_OK;
 fail:
 	sql_clear(res);
@@ -248,11 +248,11 @@ static int
 verify_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
-	const char *prev = sql_text(res, 0, "prev_hash"), *call_id, *sealed_d, *sealed_cd, *now_cd;
+	const char *prev = db_text(res, 0, "prev_hash"), *call_id, *sealed_d, *sealed_cd, *now_cd;
 
-	if (!sql_is_null(res, 0, "position"))
+	if (!db_is_null(res, 0, "position"))
 		cmd_audit_progress_step(&v->pr);
-	long long id = strtoll(sql_text(res, 0, "checkpoint_id"), NULL, 10), pos, seq;
+	long long id = strtoll(db_text(res, 0, "checkpoint_id"), NULL, 10), pos, seq;
 	char hex[65];
 
 	if (!v->in_group || id != v->id) {
@@ -263,8 +263,8 @@ verify_row(const PGresult *res, void *arg)
 		v->group_problems = 0;
 		v->seen = 0;
 		v->last_seq = -1;
-		v->count = strtoll(sql_text(res, 0, "count"), NULL, 10);
-		strlcpy(v->hash, sql_text(res, 0, "hash"), sizeof(v->hash));
+		v->count = strtoll(db_text(res, 0, "count"), NULL, 10);
+		strlcpy(v->hash, db_text(res, 0, "hash"), sizeof(v->hash));
 		if (v->next_id > 0 && id != v->next_id)
 			problem(v, "checkpoint %lld: removed (checkpoint %lld is missing)", id,
 			    v->next_id);
@@ -277,20 +277,20 @@ verify_row(const PGresult *res, void *arg)
 		strlcpy(v->next_prev, v->hash, sizeof(v->next_prev));
 		SHA256Init(&v->ctx);
 		SHA256Update(&v->ctx, (const uint8_t *)prev, strlen(prev));
-		if (strcmp(sql_text(res, 0, "kind"), "archive") == 0) {
-			const char *info = sql_text(res, 0, "archived");
+		if (strcmp(db_text(res, 0, "kind"), "archive") == 0) {
+			const char *info = db_text(res, 0, "archived");
 
 			SHA256Update(&v->ctx, (const uint8_t *)info, strlen(info));
 			return 0;
 		}
 	}
-	if (sql_is_null(res, 0, "position"))
+	if (db_is_null(res, 0, "position"))
 		return 0;
-	pos = strtoll(sql_text(res, 0, "position"), NULL, 10);
-	call_id = sql_text(res, 0, "call_id");
-	sealed_d = sql_text(res, 0, "sealed_digest");
-	sealed_cd = sql_value(res, 0, "sealed_changes_digest");
-	now_cd = sql_value(res, 0, "now_changes_digest");
+	pos = strtoll(db_text(res, 0, "position"), NULL, 10);
+	call_id = db_text(res, 0, "call_id");
+	sealed_d = db_text(res, 0, "sealed_digest");
+	sealed_cd = db_value(res, 0, "sealed_changes_digest");
+	now_cd = db_value(res, 0, "now_changes_digest");
 	v->records++;
 	if (!v->is_tenant && pos != v->seen) {
 		problem(v,
@@ -303,16 +303,16 @@ verify_row(const PGresult *res, void *arg)
 	SHA256Update(&v->ctx, (const uint8_t *)sealed_d, strlen(sealed_d));
 	if (sealed_cd != NULL)
 		SHA256Update(&v->ctx, (const uint8_t *)sealed_cd, strlen(sealed_cd));
-	if (strcmp(sql_text(res, 0, "has_record"), "t") != 0) {
+	if (strcmp(db_text(res, 0, "has_record"), "t") != 0) {
 		problem(v,
 		    "record %s: removed (sealed in checkpoint %lld at position %lld, "
 		    "missing from airlock.calls)",
 		    call_id, v->id, pos);
 		return 0;
 	}
-	seq = strtoll(sql_text(res, 0, "seq"), NULL, 10);
-	strlcpy(hex, sql_text(res, 0, "now_digest"), sizeof(hex));
-	if (strcmp(hex, sql_text(res, 0, "digest")) != 0)
+	seq = strtoll(db_text(res, 0, "seq"), NULL, 10);
+	strlcpy(hex, db_text(res, 0, "now_digest"), sizeof(hex));
+	if (strcmp(hex, db_text(res, 0, "digest")) != 0)
 		problem(v, "record %s: edited (its fields no longer match its digest)", call_id);
 	else if (strcmp(hex, sealed_d) != 0)
 		problem(v,
@@ -342,16 +342,16 @@ unsealed_row(const PGresult *res, void *arg)
 {
 	struct verify *v = arg;
 
-	if (strcmp(sql_text(res, 0, "is_intact"), "t") != 0)
+	if (strcmp(db_text(res, 0, "is_intact"), "t") != 0)
 		problem(v,
 		    "record %s: inserted (sealed nowhere, and its digest does not match "
 		    "its fields: forged)",
-		    sql_text(res, 0, "call_id"));
-	else if (strcmp(sql_text(res, 0, "is_late"), "t") == 0)
+		    db_text(res, 0, "call_id"));
+	else if (strcmp(db_text(res, 0, "is_late"), "t") == 0)
 		problem(v,
 		    "record %s: inserted (sealed nowhere, though later records were "
 		    "sealed more than " LATE_WINDOW " ago)",
-		    sql_text(res, 0, "call_id"));
+		    db_text(res, 0, "call_id"));
 	else
 		v->pending++; /* committed since the last seal */
 	return 0;
@@ -363,23 +363,23 @@ forged_seq_row(const PGresult *res, void *arg)
 	problem(arg,
 	    "record %s: forged seq (%s was never issued: the sequence has given out "
 	    "up to %s)",
-	    sql_text(res, 0, "call_id"), sql_text(res, 0, "seq"), sql_text(res, 0, "issued"));
+	    db_text(res, 0, "call_id"), db_text(res, 0, "seq"), db_text(res, 0, "issued"));
 	return 0;
 }
 
 static int
 forged_change_row(const PGresult *res, void *arg)
 {
-	const char *change = sql_text(res, 0, "change_id"), *call = sql_text(res, 0, "call_id");
+	const char *change = db_text(res, 0, "change_id"), *call = db_text(res, 0, "call_id");
 
-	if (strcmp(sql_text(res, 0, "is_late"), "t") == 0)
+	if (strcmp(db_text(res, 0, "is_late"), "t") == 0)
 		problem(arg,
 		    "change %s: attached to record %s after it was sealed in checkpoint %s", change,
-		    call, sql_text(res, 0, "checkpoint_id"));
-	if (strcmp(sql_text(res, 0, "is_write"), "t") != 0)
+		    call, db_text(res, 0, "checkpoint_id"));
+	if (strcmp(db_text(res, 0, "is_write"), "t") != 0)
 		problem(arg, "change %s: attached to record %s, which is not a write (%s, %s)",
-		    change, call, sql_text(res, 0, "method"), sql_text(res, 0, "outcome"));
-	if (strcmp(sql_text(res, 0, "is_same"), "t") != 0)
+		    change, call, db_text(res, 0, "method"), db_text(res, 0, "outcome"));
+	if (strcmp(db_text(res, 0, "is_same"), "t") != 0)
 		problem(arg,
 		    "change %s: attached to record %s by another transaction than the "
 		    "record's",
@@ -391,7 +391,7 @@ static int
 unrevoked_row(const PGresult *res, void *arg)
 {
 	problem(arg, "token %s: un-revoked (revoked by call %s, its revoked_at is empty now)",
-	    sql_text(res, 0, "token_id"), sql_text(res, 0, "call_id"));
+	    db_text(res, 0, "token_id"), db_text(res, 0, "call_id"));
 	return 0;
 }
 
@@ -399,7 +399,7 @@ static int
 unminted_row(const PGresult *res, void *arg)
 {
 	problem(arg, "token %s: minted without a tokens.mint call record",
-	    sql_text(res, 0, "token_id"));
+	    db_text(res, 0, "token_id"));
 	return 0;
 }
 
@@ -421,8 +421,8 @@ verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 		if (sql_rows(res) == 1) {
 			if (!v->is_tenant)
 				v->next_id =
-				    strtoll(sql_text(res, 0, "checkpoint_id"), NULL, 10) + 1;
-			strlcpy(v->next_prev, sql_text(res, 0, "hash"), sizeof(v->next_prev));
+				    strtoll(db_text(res, 0, "checkpoint_id"), NULL, 10) + 1;
+			strlcpy(v->next_prev, db_text(res, 0, "hash"), sizeof(v->next_prev));
 			sql_clear(res);
 			return 0;
 		}
@@ -432,11 +432,10 @@ verify_start(PGconn *conn, const struct audit_opts *o, struct verify *v)
 		return -1;
 	if (sql_rows(res) == 1) {
 		if (!v->is_tenant) {
-			v->next_id = strtoll(sql_text(res, 0, "through"), NULL, 10) + 1;
-			strlcpy(v->next_prev, sql_text(res, 0, "hash"), sizeof(v->next_prev));
-		} else if (!sql_is_null(res, 0, "tenant_hash"))
-			strlcpy(v->next_prev, sql_text(res, 0, "tenant_hash"),
-			    sizeof(v->next_prev));
+			v->next_id = strtoll(db_text(res, 0, "through"), NULL, 10) + 1;
+			strlcpy(v->next_prev, db_text(res, 0, "hash"), sizeof(v->next_prev));
+		} else if (!db_is_null(res, 0, "tenant_hash"))
+			strlcpy(v->next_prev, db_text(res, 0, "tenant_hash"), sizeof(v->next_prev));
 	}
 	sql_clear(res);
 	return 0;
@@ -486,7 +485,7 @@ cmd_audit_verify(const struct audit_opts *o)
 		if ((res = cmd_audit_query(conn, v.is_tenant ? anchor_tenant_sql : anchor_sql,
 			 v.is_tenant ? 2 : 1, anv)) == NULL)
 			goto fail;
-		if (strcmp(sql_text(res, 0, "is_anchored"), "t") != 0)
+		if (strcmp(db_text(res, 0, "is_anchored"), "t") != 0)
 			problem(&v,
 			    "anchor %s: tail removed (the chain, which ends at %s, no longer "
 			    "holds the anchor)",

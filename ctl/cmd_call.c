@@ -56,7 +56,7 @@ show(PGconn *conn, const char *id)
 		cli_warnx("call", "no call %s", id);
 		rc = EX_DATAERR;
 	} else
-		printf("%s\n", sql_text(res, 0, "call"));
+		printf("%s\n", db_text(res, 0, "call"));
 	sql_clear(res);
 	return rc;
 }

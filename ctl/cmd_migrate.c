@@ -258,14 +258,14 @@ check_applied(PGconn *conn, const char *dir, const struct mset *set, char *done,
 		goto fail;
 	}
 	for (i = 0; i < sql_rows(res); i++) {
-		version = (int)strtonum(sql_text(res, i, "version"), 1, 9999, &errstr);
-		name = sql_text(res, i, "name");
-		sum = sql_text(res, i, "checksum");
+		version = (int)strtonum(db_text(res, i, "version"), 1, 9999, &errstr);
+		name = db_text(res, i, "name");
+		sum = db_text(res, i, "checksum");
 		if (errstr != NULL) {
 			log_seterr(err, errlen,
 			    "airlock.schema_migrations holds version %s, "
 			    "outside 1..9999",
-			    sql_text(res, i, "version"));
+			    db_text(res, i, "version"));
 			rc = MIGRATE_CHANGED;
 			goto fail;
 		}
@@ -388,7 +388,7 @@ migrate_apply(PGconn *conn, const char *dir, FILE *out, char *err, size_t errlen
 		rc = MIGRATE_DB;
 		goto fail;
 	}
-	locked = strcmp(sql_text(res, 0, "locked"), "t") == 0;
+	locked = strcmp(db_text(res, 0, "locked"), "t") == 0;
 	sql_clear(res);
 	res = NULL;
 	if (!locked) {

@@ -91,10 +91,10 @@ list_plans(PGconn *conn, const char *tenant, const char *status, int is_json)
 		return i;
 	for (i = 0; i < sql_rows(res); i++) {
 		if (is_json) {
-			printf("%s\n", sql_text(res, i, "plan"));
+			printf("%s\n", db_text(res, i, "plan"));
 			continue;
 		}
-		if ((p = json_loads(sql_text(res, i, "plan"), 0, NULL)) == NULL)
+		if ((p = json_loads(db_text(res, i, "plan"), 0, NULL)) == NULL)
 			continue;
 		printf("%s\t%s\t%s\t%s\t%s\t%lld+%lld\t%s\t%s\n",
 		    json_string_value(json_object_get(p, "plan_id")),
@@ -131,7 +131,7 @@ plan_json(PGconn *conn, const char *id, int *rc)
 	if (sql_rows(res) == 0) {
 		cli_warnx("plan", "no plan %s waits for approval", id);
 		*rc = EX_DATAERR;
-	} else if ((out = strdup(sql_text(res, 0, "plan"))) == NULL)
+	} else if ((out = strdup(db_text(res, 0, "plan"))) == NULL)
 		*rc = EX_OSERR;
 	sql_clear(res);
 	return out;
@@ -157,7 +157,7 @@ show_plan(PGconn *conn, const char *id)
 		cli_warnx("plan", "plan %s cannot be shown", id);
 		rc = EX_UNAVAILABLE;
 	} else
-		printf("%s\n", sql_text(res, 0, "preview"));
+		printf("%s\n", db_text(res, 0, "preview"));
 	sql_clear(res);
 	free(plan);
 	return rc;

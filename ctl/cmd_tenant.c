@@ -128,7 +128,7 @@ tenant_add(PGconn *conn, const struct request *rq)
 	if ((ex = sql_query(conn, rq->label, "SELECT airlock.tenant_add($1) AS role", 1, params,
 		 &res)) != EX_OK)
 		return ex;
-	printf("added tenant %s (role %s)\n", rq->args[0], sql_text(res, 0, "role"));
+	printf("added tenant %s (role %s)\n", rq->args[0], db_text(res, 0, "role"));
 	sql_clear(res);
 	return EX_OK;
 }
@@ -145,8 +145,8 @@ tenant_list(PGconn *conn, const struct request *rq)
 		 0, NULL, &res)) != EX_OK)
 		return ex;
 	for (i = 0; i < sql_rows(res); i++)
-		printf("%s\t%s\t%s\n", sql_text(res, i, "name"), sql_text(res, i, "role"),
-		    sql_text(res, i, "state"));
+		printf("%s\t%s\t%s\n", db_text(res, i, "name"), db_text(res, i, "role"),
+		    db_text(res, i, "state"));
 	sql_clear(res);
 	return EX_OK;
 }
@@ -291,8 +291,8 @@ adopt_one(PGconn *conn, const struct request *rq, const char *table)
 		sql_clear(res);
 		return EX_DATAERR;
 	}
-	strlcpy(name, sql_text(res, 0, "name"), sizeof(name));
-	again = strcmp(sql_text(res, 0, "is_adopted"), "t") == 0;
+	strlcpy(name, db_text(res, 0, "name"), sizeof(name));
+	again = strcmp(db_text(res, 0, "is_adopted"), "t") == 0;
 	sql_clear(res);
 
 	if ((ex = sql_query(conn, rq->label, "SELECT airlock.adopt_table(to_regclass($1))", 1,
@@ -338,7 +338,7 @@ table_list(PGconn *conn, const struct request *rq)
 		 0, NULL, &res)) != EX_OK)
 		return ex;
 	for (i = 0; i < sql_rows(res); i++)
-		printf("%s\t%s\n", sql_text(res, i, "name"), sql_text(res, i, "adopted_at"));
+		printf("%s\t%s\n", db_text(res, i, "name"), db_text(res, i, "adopted_at"));
 	sql_clear(res);
 	return EX_OK;
 }

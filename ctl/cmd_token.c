@@ -169,7 +169,7 @@ revoke_token(const char *db, const char *id)
 		cli_warnx("token", "no token with id %s", id);
 		rc = EX_DATAERR;
 	} else {
-		record(conn, &rec, sql_text(res, 0, "tenant"), json_pack("{s:s}", "token_id", id));
+		record(conn, &rec, db_text(res, 0, "tenant"), json_pack("{s:s}", "token_id", id));
 		printf("revoked %s\n", id);
 	}
 	sql_clear(res);
@@ -197,10 +197,10 @@ list_tokens(const char *db, const char *tenant)
 		return EX_UNAVAILABLE;
 	if ((rc = sql_query(conn, "token", sql, 1, values, &res)) == EX_OK)
 		for (i = 0; i < sql_rows(res); i++)
-			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sql_text(res, i, "id"),
-			    sql_text(res, i, "tenant"), sql_text(res, i, "task"),
-			    sql_text(res, i, "state"), sql_text(res, i, "expires_at"),
-			    sql_text(res, i, "calls"), sql_text(res, i, "grants"));
+			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", db_text(res, i, "id"),
+			    db_text(res, i, "tenant"), db_text(res, i, "task"),
+			    db_text(res, i, "state"), db_text(res, i, "expires_at"),
+			    db_text(res, i, "calls"), db_text(res, i, "grants"));
 	sql_clear(res);
 	sql_close(conn);
 	return rc;

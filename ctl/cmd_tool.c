@@ -228,12 +228,12 @@ token_tools(const char *cmd, PGconn *conn, const char *id, json_t **out)
 	if (sql_rows(res) == 0) {
 		cli_warnx(cmd, "no token with id %s", id);
 		rc = EX_DATAERR;
-	} else if (strcmp(sql_text(res, 0, "is_revoked"), "t") == 0 ||
-	    strcmp(sql_text(res, 0, "is_expired"), "t") == 0) {
+	} else if (strcmp(db_text(res, 0, "is_revoked"), "t") == 0 ||
+	    strcmp(db_text(res, 0, "is_expired"), "t") == 0) {
 		cli_warnx(cmd, "token %s is %s", id,
-		    strcmp(sql_text(res, 0, "is_revoked"), "t") == 0 ? "revoked" : "expired");
+		    strcmp(db_text(res, 0, "is_revoked"), "t") == 0 ? "revoked" : "expired");
 		rc = EX_DATAERR;
-	} else if ((*out = json_loads(sql_text(res, 0, "tools"), 0, NULL)) == NULL) {
+	} else if ((*out = json_loads(db_text(res, 0, "tools"), 0, NULL)) == NULL) {
 		cli_warnx(cmd, "out of memory");
 		rc = EX_SOFTWARE;
 	}

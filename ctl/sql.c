@@ -119,59 +119,6 @@ sql_rows(const PGresult *res)
 	return PQntuples(res);
 }
 
-/* Names of columns asked for and missing, each printed once (a few are enough: any is a
- * bug to fix). */
-#define MISSING_KEPT 16
-static char missing[MISSING_KEPT][64];
-static size_t n_missing;
-
-/* The number of the column named column in res, or -1 (printed the first time) when res has
- * none so named. */
-static int
-column_number(const PGresult *res, const char *column)
-{
-	size_t i;
-	int col, is_new = 1;
-
-	if (res == NULL)
-		return -1;
-	if (column != NULL && (col = PQfnumber(res, column)) >= 0)
-		return col;
-	if (column == NULL)
-		column = "(null)";
-	for (i = 0; i < n_missing && is_new; i++)
-		is_new = strcmp(missing[i], column) != 0;
-	if (is_new && n_missing < MISSING_KEPT)
-		strlcpy(missing[n_missing++], column, sizeof(missing[0]));
-	if (is_new)
-		fprintf(stderr,
-		    "%s: internal error: a result has no column named %s (%d columns)\n", CLI_PROG,
-		    column, PQnfields(res));
-	return -1;
-}
-
-const char *
-sql_value(const PGresult *res, int row, const char *column)
-{
-	int col = column_number(res, column);
-
-	return col == -1 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
-const char *
-sql_text(const PGresult *res, int row, const char *column)
-{
-	const char *v = sql_value(res, row, column);
-
-	return v != NULL ? v : "";
-}
-
-int
-sql_is_null(const PGresult *res, int row, const char *column)
-{
-	return sql_value(res, row, column) == NULL;
-}
-
 long long
 sql_affected(const PGresult *res)
 {

@@ -371,3 +371,20 @@ db_has_password(const char *conninfo)
 	PQconninfoFree(opts);
 	return found;
 }
+
+long long
+db_sweep(struct db *db, const char *sql, const char *what)
+{
+	PGresult *res;
+	long long n = -1;
+
+	if (db_ensure(db) == -1)
+		return -1;
+	res = PQexec(db->conn, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		n = strtoll(db_text(res, 0, "swept"), NULL, 10);
+	else
+		log_warn("sweeping %s: %s", what, PQresultErrorMessage(res));
+	PQclear(res);
+	return n;
+}

@@ -183,19 +183,7 @@ idem_replay(struct db *db, const char *tenant, const char *key, const char *fing
 long long
 idem_sweep(struct db *db)
 {
-	static const char sweep_sql[] = "SELECT airlock.sweep_keys() AS swept";
-	PGresult *res;
-	long long n = -1;
-
-	if (db_ensure(db) == -1)
-		return -1;
-	res = PQexec(db->conn, sweep_sql);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		n = strtoll(db_text(res, 0, "swept"), NULL, 10);
-	else
-		log_warn("sweeping idempotency keys: %s", PQresultErrorMessage(res));
-	PQclear(res);
-	return n;
+	return db_sweep(db, "SELECT airlock.sweep_keys() AS swept", "idempotency keys");
 }
 
 /* The idempotency key of a write: params.idempotency_key, else the Idempotency-Key

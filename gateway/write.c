@@ -494,19 +494,7 @@ out:
 long long
 write_sweep_plans(struct db *db)
 {
-	static const char sweep_sql[] = "SELECT airlock.sweep_plans(5000) AS swept";
-	PGresult *res;
-	long long n = -1;
-
-	if (db_ensure(db) == -1)
-		return -1;
-	res = PQexec(db->conn, sweep_sql);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		n = strtoll(db_text(res, 0, "swept"), NULL, 10);
-	else
-		log_warn("sweeping expired plans: %s", PQresultErrorMessage(res));
-	PQclear(res);
-	return n;
+	return db_sweep(db, "SELECT airlock.sweep_plans(5000) AS swept", "expired plans");
 }
 
 int

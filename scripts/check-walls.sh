@@ -181,13 +181,13 @@ awk -F '\t' -v list="$tmp/files" -v allowed="$allowed" '
 	}' "$tmp/edges" > "$tmp/cycles"
 while read -r line; do crossed "$line"; done < "$tmp/cycles"
 
-# 5. Result columns are read by name (db_value, db_text, db_is_null in gateway/db.c;
-# sql_value, sql_text, sql_is_null in ctl/sql.c), never by a column number written in the
+# 5. Result columns are read by name (db_value, db_text, db_is_null in gateway/db.c, for
+# airlockd and airlockctl alike), never by a column number written in the
 # code: a reordered SELECT list would shift what such a read gets (and a 0 given to a
 # by-name accessor is a NULL name).  A loop over every column of a tool's own statement
 # (its rows as JSON) reads by index, not by a number.
 for f in gateway/*.c ctl/*.c; do
-	grep -nE '(^|[^A-Za-z0-9_])(PQget(value|isnull|length)|(db|sql)_(value|text|is_null))[[:space:]]*\([^,]+,[^,]+,[[:space:]]*[0-9]+[[:space:]]*\)' \
+	grep -nE '(^|[^A-Za-z0-9_])(PQget(value|isnull|length)|db_(value|text|is_null))[[:space:]]*\([^,]+,[^,]+,[[:space:]]*[0-9]+[[:space:]]*\)' \
 	    "$f" | grep -vE '^[0-9]+:[[:space:]]*(/\*|\*([[:space:]/]|$))' > "$tmp/colnum" || true
 	while read -r line; do
 		crossed "$f reads a result column by number (read it by name): $line"

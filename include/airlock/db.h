@@ -98,4 +98,10 @@ void db_cancel_free(struct db_cancel *c);
  * for the warnings about one given on a command line.  Unparseable text: 0. */
 int db_has_password(const char *conninfo);
 
+/*
+ * Runs a sweep: sql (a constant), which answers one row whose column "swept" counts what it
+ * removed.  Returns that count, or -1 (logged as a failure to sweep what).
+ */
+long long db_sweep(struct db *db, const char *sql, const char *what);
+
 #endif

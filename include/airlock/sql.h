@@ -13,6 +13,8 @@
 
 #include <libpq-fe.h>
 
+#include "airlock/db.h"
+
 /*
  * Prints why res failed (the server's message, its detail and hint; libpq's when there is
  * no server message) and returns the exit code for it (sysexits): EX_UNAVAILABLE when the
@@ -47,19 +49,9 @@ void sql_exec_quiet(PGconn *conn, const char *sql);
 int sql_stream(PGconn *conn, const char *label, const char *sql, int n, const char *const *params,
     int (*row)(const PGresult *, void *), void *arg);
 
-/*
- * A result's rows, and its value at row in the column named column (as PQfnumber reads it:
- * folded to lower case unless double-quoted), so a reordered SELECT list cannot shift what
- * a command reads.  sql_value returns the text (borrowed from res), or NULL for an SQL NULL,
- * a row out of range or a column res does not have; sql_text returns "" where sql_value
- * returns NULL, as PQgetvalue does for an SQL NULL; sql_is_null says whether sql_value
- * returns NULL (1 or 0).  A missing column is a programmer's error: it is printed (once
- * per name) on stderr.
- */
+/* A result's rows.  Its values are read by column name with db_value, db_text and
+ * db_is_null (airlock/db.h), the same accessors airlockd uses. */
 int sql_rows(const PGresult *res);
-const char *sql_value(const PGresult *res, int row, const char *column);
-const char *sql_text(const PGresult *res, int row, const char *column);
-int sql_is_null(const PGresult *res, int row, const char *column);
 /* The rows an INSERT, UPDATE or DELETE touched. */
 long long sql_affected(const PGresult *res);
 /* The SQLSTATE of a failed result, or NULL. */

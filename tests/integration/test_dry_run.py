@@ -5,31 +5,10 @@ Every test works on tenants and rows of its own (random names), asserts on the d
 well as on the answers, and never touches another test module's rows."""
 import secrets
 
-import pytest
-
-from conftest import ROOT, Daemon
-from world import NO_LIMITS, READ_TOOLS, WRITE_TOOLS, World, newkey, ok, revert, tool
+from world import newkey, ok, revert, tool, write_fixtures
 
 
-@pytest.fixture(scope="module")
-def world(cluster):
-    """Three tenants of our own with two customers each, and an admin key."""
-    return World(cluster, "d", tenants=3, customers=2, admin=True,
-                 grant=WRITE_TOOLS + READ_TOOLS[:2])
-
-
-@pytest.fixture(scope="module")
-def gw(cluster, world):
-    d = Daemon(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools"),
-                "--admin-key-file", world.admin_key, *NO_LIMITS])
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
-def tok(world):
-    """A token of tenant a with every demo tool and the revert grant."""
-    return world.mint(world.a, "--revert")
+world, gw, tok = write_fixtures("d")
 
 
 def test_dry_run_of_every_demo_write_changes_no_row(gw, world, tok):

@@ -10,32 +10,11 @@ import os
 import secrets
 import uuid
 
-import pytest
-
-from conftest import ROOT, Daemon, ctl
-from world import (NO_LIMITS, READ_TOOLS, WRITE_TOOLS, World, err, newkey, ok, revert, rpc, tool,
-                   tool_error)
+from conftest import ctl
+from world import err, newkey, ok, revert, rpc, tool, tool_error, write_fixtures
 
 
-@pytest.fixture(scope="module")
-def world(cluster):
-    """Three tenants of our own with two customers each, and an admin key."""
-    return World(cluster, "v", tenants=3, customers=2, admin=True,
-                 grant=WRITE_TOOLS + READ_TOOLS[:2])
-
-
-@pytest.fixture(scope="module")
-def gw(cluster, world):
-    d = Daemon(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools"),
-                "--admin-key-file", world.admin_key, *NO_LIMITS])
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
-def tok(world):
-    """A token of tenant a with every demo tool and the revert grant."""
-    return world.mint(world.a, "--revert")
+world, gw, tok = write_fixtures("v")
 
 
 def test_revert_refusals(gw, world, tok):

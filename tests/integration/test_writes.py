@@ -9,32 +9,11 @@ import secrets
 import shutil
 import uuid
 
-import pytest
-
-from conftest import ROOT, Daemon
-from world import (NO_LIMITS, READ_TOOLS, WRITE_TOOLS, World, err, newkey, ok, revert, rpc, tool,
-                   tool_error)
+from conftest import ROOT
+from world import NO_LIMITS, err, newkey, ok, revert, rpc, tool, tool_error, write_fixtures
 
 
-@pytest.fixture(scope="module")
-def world(cluster):
-    """Three tenants of our own with two customers each, and an admin key."""
-    return World(cluster, "w", tenants=3, customers=2, admin=True,
-                 grant=WRITE_TOOLS + READ_TOOLS[:2])
-
-
-@pytest.fixture(scope="module")
-def gw(cluster, world):
-    d = Daemon(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools"),
-                "--admin-key-file", world.admin_key, *NO_LIMITS])
-    yield d
-    d.stop()
-
-
-@pytest.fixture(scope="module")
-def tok(world):
-    """A token of tenant a with every demo tool and the revert grant."""
-    return world.mint(world.a, "--revert")
+world, gw, tok = write_fixtures("w")
 
 
 def test_write_over_its_row_cap(start_daemon, world, tmp_path):

@@ -7,7 +7,9 @@ import secrets
 
 import requests
 
-from conftest import ROOT, ctl
+import pytest
+
+from conftest import ROOT, Daemon, ctl
 from waiting import wait_until  # noqa: F401 (shared: tests import it from here)
 
 JSON = {"Content-Type": "application/json"}
@@ -375,3 +377,28 @@ def billing_world(cluster, prefix, grant):
                  f"({c0}, '{t}-3', 'open', 5.00, now(), NULL)")
         w.sql(t, f"UPDATE billing.invoices SET deleted_at = now() WHERE number = '{t}-3'")
     return w
+
+
+def write_fixtures(prefix):
+    """The module fixtures the files of write tests share, as (world, gw, tok): world, three
+    tenants of the module's own (named with prefix) with two customers each and an admin key,
+    granted the write tools and two reads; gw, airlockd on the demo catalog with that admin
+    key and no rate limits; tok, a token of tenant a with every demo tool and the revert
+    grant.  A test file says `world, gw, tok = write_fixtures("w")`."""
+    @pytest.fixture(scope="module")
+    def world(cluster):
+        return World(cluster, prefix, tenants=3, customers=2, admin=True,
+                     grant=WRITE_TOOLS + READ_TOOLS[:2])
+
+    @pytest.fixture(scope="module")
+    def gw(cluster, world):
+        d = Daemon(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools"),
+                    "--admin-key-file", world.admin_key, *NO_LIMITS])
+        yield d
+        d.stop()
+
+    @pytest.fixture(scope="module")
+    def tok(world):
+        return world.mint(world.a, "--revert")
+
+    return world, gw, tok
