@@ -169,7 +169,7 @@ check_code(json_t *code, int is_live, char *err, size_t errlen)
 		return NULL;
 	}
 	if (is_live && isolation != NULL && strcmp(json_string_value(isolation), "gvisor") == 0 &&
-	    sb_gvisor_usable(NULL, why, sizeof(why)) == -1) {
+	    sb_gvisor_proven(NULL, why, sizeof(why)) == -1) {
 		log_seterr(err, errlen,
 		    "code: isolation \"gvisor\" is refused: %s (install "
 		    "Debian's runsc package and run airlockd as root, or use \"namespace\")",

@@ -728,3 +728,66 @@ sb_guest_main(int argc, char **argv)
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);
 }
+
+/* The proof's file for the runsc described by st, and what it holds. */
+static int
+proof_of(const struct stat *st, char *path, size_t pathlen, char *text, size_t textlen)
+{
+	char boot[64] = "";
+	FILE *f;
+
+	if ((f = fopen("/proc/sys/kernel/random/boot_id", "re")) != NULL) {
+		if (fgets(boot, sizeof(boot), f) == NULL)
+			boot[0] = '\0';
+		boot[strcspn(boot, "\n")] = '\0';
+		fclose(f);
+	}
+	if ((size_t)snprintf(path, pathlen, "%s/gvisor-%ju-%ju", SB_GVISOR_PROOF_DIR,
+		(uintmax_t)st->st_dev, (uintmax_t)st->st_ino) >= pathlen)
+		return -1;
+	if ((size_t)snprintf(text, textlen, "boot %s size %jd mtime %jd.%09ld\n", boot,
+		(intmax_t)st->st_size, (intmax_t)st->st_mtim.tv_sec,
+		st->st_mtim.tv_nsec) >= textlen)
+		return -1;
+	return 0;
+}
+
+int
+sb_gvisor_proven(const char *runsc, char *err, size_t errlen)
+{
+	const char *bin = runsc != NULL ? runsc : "/usr/bin/runsc";
+	char path[PATH_MAX], tmp[PATH_MAX], want[256], have[256];
+	struct stat st, pst;
+	ssize_t n;
+	int fd;
+
+	if (sb_gvisor_usable(runsc, err, errlen) == -1)
+		return -1;
+	if (stat(bin, &st) == -1 || proof_of(&st, path, sizeof(path), want, sizeof(want)) == -1)
+		return sb_gvisor_check(runsc, err, errlen);
+	/* A proof counts only if root wrote it, alone, and it names this runsc and this boot. */
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) != -1) {
+		n = fstat(fd, &pst) == 0 && pst.st_uid == 0 && (pst.st_mode & 077) == 0 &&
+			S_ISREG(pst.st_mode)
+		    ? read(fd, have, sizeof(have) - 1)
+		    : -1;
+		close(fd);
+		if (n >= 0) {
+			have[n] = '\0';
+			if (strcmp(have, want) == 0)
+				return 0;
+		}
+	}
+	if (sb_gvisor_check(runsc, err, errlen) == -1)
+		return -1;
+	/* Kept for the next start of this boot; a proof that cannot be written costs only
+	 * that next start its own check. */
+	if ((mkdir(SB_GVISOR_PROOF_DIR, 0700) == 0 || errno == EEXIST) &&
+	    (size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid()) < sizeof(tmp) &&
+	    (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) != -1) {
+		n = write(fd, want, strlen(want));
+		if (close(fd) == -1 || n != (ssize_t)strlen(want) || rename(tmp, path) == -1)
+			(void)unlink(tmp);
+	}
+	return 0;
+}

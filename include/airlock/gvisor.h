@@ -57,10 +57,24 @@ void sb_gvisor_remove(const char *dir);
 /*
  * Whether the gVisor level's prerequisites are here, without starting anything: runsc at
  * `runsc` (NULL for /usr/bin/runsc) is an executable, and this process runs as root (runsc
- * makes its sandbox's namespaces and cgroup as root).  Cheap enough for every catalog load;
- * sb_gvisor_check() is the full proof.  Returns 0, or -1 with the reason in err.
+ * makes its sandbox's namespaces and cgroup as root).  sb_gvisor_check() is the full proof.
+ * Returns 0, or -1 with the reason in err.
  */
 int sb_gvisor_usable(const char *runsc, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Where sb_gvisor_proven() keeps its proofs: root's, on /run, gone at the next boot. */
+#define SB_GVISOR_PROOF_DIR "/run/airlock"
+
+/*
+ * What a catalog load asks: the prerequisites (sb_gvisor_usable), then the full proof
+ * (sb_gvisor_check: one real sandbox) unless this boot already has it for this very runsc
+ * (same device, inode, size and modification time) from a root process: a file under
+ * SB_GVISOR_PROOF_DIR, written after a check succeeds, so each airlockd start after the
+ * first of a boot costs a stat, not a sandbox (about a second).  A failure is never kept.
+ * Returns 0, or -1 with the reason in err.
+ */
+int sb_gvisor_proven(const char *runsc, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*

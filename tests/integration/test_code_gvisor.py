@@ -8,6 +8,7 @@ import re
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -173,3 +174,24 @@ def test_catalog_refuses_an_unknown_level(cluster, tmp_path):
     p = ctl("tool", "check", "--tools", str(tools), "--db", cluster.operator_url, check=False)
     assert p.returncode != 0
     assert 'isolation must be "namespace" (bubblewrap) or "gvisor"' in p.stderr, p.stderr
+
+
+def test_catalog_load_keeps_a_proof_of_this_boot(cluster):
+    # A catalog with a gVisor tool is checked at load by one real sandbox, unless this boot
+    # already proved this very runsc; the proof is root's, private, and names the runsc.
+    st = os.stat("/usr/bin/runsc")
+    proof = Path(f"/run/airlock/gvisor-{st.st_dev}-{st.st_ino}")
+    proof.unlink(missing_ok=True)
+    d = Daemon(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools")])
+    try:
+        m = proof.stat()
+        assert m.st_uid == 0 and (m.st_mode & 0o777) == 0o600, oct(m.st_mode)
+        assert f" size {st.st_size} mtime {int(st.st_mtime)}." in proof.read_text()
+    finally:
+        d.stop()
+    # The next start of the boot takes the proof instead of a sandbox, and serves.
+    d = Daemon(["--db", cluster.gateway_url, "--tools", str(ROOT / "tools")])
+    try:
+        assert requests.get(d.url + "/readyz", timeout=10).status_code == 200
+    finally:
+        d.stop()
