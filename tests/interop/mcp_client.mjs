@@ -24,27 +24,9 @@ import { McpError, ResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 
+import { readPlan, resolve } from './plan.mjs';
+
 const addFormats = addFormatsModule.default ?? addFormatsModule;
-
-async function readStdin() {
-	const chunks = [];
-	for await (const c of process.stdin)
-		chunks.push(c);
-	const text = Buffer.concat(chunks).toString('utf8').trim();
-	return text === '' ? { calls: [] } : JSON.parse(text);
-}
-
-function resolve(v, results) {
-	if (typeof v === 'string' && v.startsWith('$ref:')) {
-		const [n, ...path] = v.slice(5).split('.');
-		return path.reduce((o, k) => (o == null ? o : o[k]), results[Number(n)]?.result);
-	}
-	if (Array.isArray(v))
-		return v.map((x) => resolve(x, results));
-	if (v !== null && typeof v === 'object')
-		return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolve(x, results)]));
-	return v;
-}
 
 function errorJson(e) {
 	if (e instanceof McpError)
@@ -58,7 +40,7 @@ async function main() {
 		process.stderr.write('usage: node mcp_client.mjs URL TOKEN < plan.json\n');
 		process.exit(64);
 	}
-	const plan = await readStdin();
+	const plan = await readPlan();
 
 	// Whatever a validator or the SDK logs (an unknown format "ignored", for instance) is
 	// part of the verdict.

@@ -12,27 +12,9 @@
 // Exit status: 0 when every call ran (whatever it answered), 1 otherwise.
 import jsonrpc from 'json-rpc-2.0';
 
+import { readPlan, resolve } from './plan.mjs';
+
 const { JSONRPCClient, JSONRPCErrorException } = jsonrpc;
-
-async function readStdin() {
-	const chunks = [];
-	for await (const c of process.stdin)
-		chunks.push(c);
-	const text = Buffer.concat(chunks).toString('utf8').trim();
-	return text === '' ? { calls: [] } : JSON.parse(text);
-}
-
-function resolve(v, results) {
-	if (typeof v === 'string' && v.startsWith('$ref:')) {
-		const [n, ...path] = v.slice(5).split('.');
-		return path.reduce((o, k) => (o == null ? o : o[k]), results[Number(n)]?.result);
-	}
-	if (Array.isArray(v))
-		return v.map((x) => resolve(x, results));
-	if (v !== null && typeof v === 'object')
-		return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolve(x, results)]));
-	return v;
-}
 
 function errorJson(e) {
 	if (e instanceof JSONRPCErrorException)
@@ -46,7 +28,7 @@ async function main() {
 		process.stderr.write('usage: node rpc_client.mjs URL TOKEN < plan.json\n');
 		process.exit(64);
 	}
-	const plan = await readStdin();
+	const plan = await readPlan();
 	// Every answer with a JSON body goes to the library, whatever its HTTP status: a single
 	// request's 401, 429 or 503 carries its JSON-RPC error too.
 	const client = new JSONRPCClient(async (request) => {
