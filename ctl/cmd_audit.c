@@ -73,6 +73,24 @@ static const struct option options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+long long
+cmd_audit_seal_all(PGconn *conn, int is_verbose)
+{
+	long long id, n, total = 0;
+	char err[512];
+
+	do {
+		if (seal_run(conn, 1, &id, &n, err, sizeof(err)) == -1) {
+			fprintf(stderr, "%s audit: %s", CLI_PROG, err);
+			return -1;
+		}
+		if (id > 0 && is_verbose)
+			printf("checkpoint %lld: %lld records\n", id, n);
+		total += n;
+	} while (id > 0);
+	return total;
+}
+
 /* Runs a one-row query; returns a new result with PGRES_TUPLES_OK, or NULL (message
  * printed naming cmd). */
 PGresult *

@@ -35,6 +35,13 @@ struct progress {
 PGresult *cmd_audit_query(PGconn *conn, const char *sql, int n, const char *const *values);
 
 /*
+ * Seals everything committed (airlock.seal() takes at most 50000 records per checkpoint:
+ * it goes on until none is left), printing each checkpoint when is_verbose.  Returns the
+ * records sealed, or -1 (message printed).
+ */
+long long cmd_audit_seal_all(PGconn *conn, int is_verbose);
+
+/*
  * Streams the rows of sql, calling row(res, arg) once per row in single-row mode.  Returns
  * 0, or -1 (message printed) when the query failed or row returned -1.
  */

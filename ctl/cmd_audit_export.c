@@ -108,9 +108,8 @@ cmd_audit_archive(const struct audit_opts *o)
 	static const char archive_sql[] =
 	    "SELECT airlock.archive($1::bigint, $2::bigint, $3) AS checkpoint_id";
 	const char *tv[1] = { o->before }, *values[4] = { NULL, NULL, NULL, NULL }, *av[3];
-	char through[24], lines[24], hex[65], tmp[4096], err[512];
+	char through[24], lines[24], hex[65], tmp[4096];
 	struct export e;
-	long long id, n;
 	PGresult *res = NULL;
 	PGconn *conn;
 	int rc = EX_UNAVAILABLE;
@@ -123,12 +122,8 @@ cmd_audit_archive(const struct audit_opts *o)
 	if ((conn = cli_connect("audit", o->db)) == NULL)
 		return EX_UNAVAILABLE;
 	/* What is committed is sealed first, so that what is archived is in the chain. */
-	do {
-		if (seal_run(conn, 1, &id, &n, err, sizeof(err)) == -1) {
-			fprintf(stderr, "%s audit: %s", CLI_PROG, err);
-			goto fail;
-		}
-	} while (id > 0);
+	if (cmd_audit_seal_all(conn, 0) == -1)
+		goto fail;
 	if ((res = cmd_audit_query(conn, through_sql, 1, tv)) == NULL)
 		goto fail;
 	if (db_is_null(res, 0, "through")) {

@@ -155,24 +155,15 @@ static const char head_sql[] = "SELECT id, hash FROM airlock.checkpoints ORDER B
 int
 cmd_audit_seal(const struct audit_opts *o)
 {
-	long long id, n, total = 0;
-	char err[512];
+	long long total;
 	PGresult *res = NULL;
 	PGconn *conn;
 	int rc = EX_UNAVAILABLE;
 
 	if ((conn = cli_connect("audit", o->db)) == NULL)
 		return EX_UNAVAILABLE;
-	/* airlock.seal() seals at most 50000 records per checkpoint: go on until none is left. */
-	do {
-		if (seal_run(conn, 1, &id, &n, err, sizeof(err)) == -1) {
-			fprintf(stderr, "%s audit: %s", CLI_PROG, err);
-			goto fail;
-		}
-		if (id > 0)
-			printf("checkpoint %lld: %lld records\n", id, n);
-		total += n;
-	} while (id > 0);
+	if ((total = cmd_audit_seal_all(conn, 1)) == -1)
+		goto fail;
 	if (total == 0)
 		printf("nothing to seal\n");
 	if ((res = cmd_audit_query(conn, head_sql, 0, NULL)) == NULL)

@@ -85,11 +85,10 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 {
 	struct rpc_error err = { 0 };
 	struct audit_record rec;
-	struct write_stmt st;
+	struct write_revert rv;
 	struct write_req req;
 	struct db db;
-	char tenant[64], role[64], tool[65], key[AUDIT_ID_LEN + 8], fp[65], *groups = NULL, *text;
-	const char *values[2];
+	char tenant[64], role[64], tool[65], key[AUDIT_ID_LEN + 8], *groups = NULL, *text;
 	json_t *sc = NULL, *args;
 	int is_replay, is_recorded, rc = EX_DATAERR;
 
@@ -106,15 +105,8 @@ revert(PGconn *conn, const char *conninfo, const char *id, int is_dry_run, int i
 	strlcpy(rec.tool, "airlock/calls.revert", sizeof(rec.tool));
 	rec.arguments = args = json_pack("{s:s, s:b}", "call_id", id, "force", is_force);
 	rec.is_dry_run = is_dry_run;
-	write_fingerprint("airlock/calls.revert", args, fp);
 	snprintf(key, sizeof(key), "cli-%s", rec.id);
-	write_stmt_revert(&st, groups, is_force, values);
-	memset(&req, 0, sizeof(req));
-	req.st = &st;
-	req.role = role;
-	req.tenant = tenant;
-	req.tool = "airlock/calls.revert";
-	req.fingerprint = fp;
+	write_revert_req(&rv, &req, id, groups, is_force, role, tenant);
 	req.idem_key = is_dry_run ? NULL : key;
 	req.is_dry_run = is_dry_run;
 	req.rec = &rec;

@@ -57,12 +57,12 @@ json_t *
 m_calls_revert(struct call *c, json_t *params, struct rpc_error *err)
 {
 	struct catalog_ref *ref = NULL;
-	const char *target, *values[2];
-	char tenant[64], role[64], tool[65], fp[65], *groups = NULL;
+	const char *target;
+	char tenant[64], role[64], tool[65], *groups = NULL;
 	struct shown_cols cols;
-	struct write_stmt st;
+	struct write_revert rv;
 	struct write_req req;
-	json_t *result = NULL, *v;
+	json_t *result = NULL;
 	int is_force;
 
 	strlcpy(c->rec.tool, "airlock/calls.revert", sizeof(c->rec.tool));
@@ -92,20 +92,11 @@ m_calls_revert(struct call *c, json_t *params, struct rpc_error *err)
 	/* A revert changes state like any write, so it counts against the quota. */
 	if (auth_count_call(c->ctx->db, &c->p, err) == -1)
 		goto done;
-	write_stmt_revert(&st, groups, is_force, values);
-	v = json_pack("{s:s, s:b}", "call_id", target, "force", is_force);
-	write_fingerprint("airlock/calls.revert", v, fp);
-	json_decref(v);
 	/* It shows the columns of the tool whose write it undoes (tool: the chain's first). */
 	ref = gw_catalog_get(c->gw);
 	cols.t = ref != NULL && tool[0] != '\0' ? tool_find(ref->cat, tool) : NULL;
 	cols.is_whole = c->p.is_admin;
-	memset(&req, 0, sizeof(req));
-	req.st = &st;
-	req.role = role;
-	req.tenant = tenant;
-	req.tool = "airlock/calls.revert";
-	req.fingerprint = fp;
+	write_revert_req(&rv, &req, target, groups, is_force, role, tenant);
 	result = m_run_write(c, &req, params, &cols, err);
 done:
 	if (result == NULL && m_is_refused(NULL, err)) {

@@ -41,15 +41,21 @@ rpc_alloc_failed(void)
 	return is_json_short;
 }
 
+static void
+error_vset(struct rpc_error *err, int code, const char *reason, const char *fmt, va_list ap)
+{
+	err->code = code;
+	err->reason = reason;
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+}
+
 void
 rpc_error_set(struct rpc_error *err, int code, const char *reason, const char *fmt, ...)
 {
 	va_list ap;
 
-	err->code = code;
-	err->reason = reason;
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	error_vset(err, code, reason, fmt, ap);
 	va_end(ap);
 }
 
@@ -455,10 +461,8 @@ rpc_error_retry(struct rpc_error *err, int code, const char *reason, int retry_a
 {
 	va_list ap;
 
-	err->code = code;
-	err->reason = reason;
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	error_vset(err, code, reason, fmt, ap);
 	va_end(ap);
 	err->data = json_pack("{s:i}", "retryAfterSeconds", retry_after);
 }

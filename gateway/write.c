@@ -539,6 +539,23 @@ write_stmt_revert(struct write_stmt *st, const char *groups, int is_force, const
 }
 
 void
+write_revert_req(struct write_revert *rv, struct write_req *req, const char *call_id,
+    const char *groups, int is_force, const char *role, const char *tenant)
+{
+	json_t *args = json_pack("{s:s, s:b}", "call_id", call_id, "force", is_force);
+
+	write_stmt_revert(&rv->st, groups, is_force, rv->values);
+	write_fingerprint("airlock/calls.revert", args, rv->fp);
+	json_decref(args);
+	memset(req, 0, sizeof(*req));
+	req->st = &rv->st;
+	req->role = role;
+	req->tenant = tenant;
+	req->tool = "airlock/calls.revert";
+	req->fingerprint = rv->fp;
+}
+
+void
 write_fingerprint(const char *tool, json_t *args, char hex[65])
 {
 	json_t *v = json_pack("{s:s, s:O}", "tool", tool, "arguments", args);

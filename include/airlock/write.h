@@ -108,6 +108,22 @@ void write_unbind(const struct tool *t, char **values);
 void write_stmt_revert(struct write_stmt *st, const char *groups, int is_force,
     const char *values[2]);
 
+/* What a revert's write_req points into; it must outlive the request. */
+struct write_revert {
+	struct write_stmt st;
+	const char *values[2];
+	char fp[65];
+};
+
+/*
+ * Sets req up as airlock/calls.revert of call_id (from airlockd or airlockctl alike): the
+ * revert statement over groups (from write_revert_target), run as role in tenant, with the
+ * fingerprint of {call_id, force}; rv holds what req points to.  The caller adds the key,
+ * dry-run, record and finish.
+ */
+void write_revert_req(struct write_revert *rv, struct write_req *req, const char *call_id,
+    const char *groups, int is_force, const char *role, const char *tenant);
+
 /* The fingerprint a key and a plan bind: the keyed digest (audit_keyed_digest, so the
  * deployment's key must have been read) of the canonical {tool, arguments}. */
 void write_fingerprint(const char *tool, json_t *args, char hex[65]);

@@ -20,23 +20,16 @@ RATES = ["--rate-token", "1000/1000", "--rate-tenant", "1000/1000"]
 RECORD = ("outcome", "reason", "dry_run", "egress", "tool")
 
 
-@pytest.fixture(scope="module")
-def world(cluster, tmp_path_factory):
+def code_world(cluster, tmp_path_factory, prefix, manifests):
+    """The world of a code tools' test file: the demo catalog plus manifests(listener) (a
+    listener for egress, closed after), two tenants named with prefix granted run_python,
+    a customer each, and two invoices of tenant a's."""
     listener = Listener()
-    tools = tmp_path_factory.mktemp("code") / "tools"
+    tools = tmp_path_factory.mktemp(prefix) / "tools"
     shutil.copytree(ROOT / "tools", tools)
-    extra = [
-        # Wall limits far above the CPU limit, so that on a loaded machine the CPU limit is
-        # still the one that stops the spinning program.
-        code_manifest("tight_py", "python3", {"time_s": 30, "cpu_s": 1, "stdout_max": 4096,
-                                              "stderr_max": 4096}),
-        code_manifest("tight_sh", "sh", {"time_s": 3}),
-        code_manifest("fetch_allowed", "python3", {"time_s": 10},
-                      allow=[f"127.0.0.1:{listener.port}"]),
-    ]
-    for m in extra:
+    for m in manifests(listener):
         (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    w = World(cluster, "c", tenants=2, tools=tools, grant=["run_python"])
+    w = World(cluster, prefix, tenants=2, tools=tools, grant=["run_python"])
     w.listener = listener
     for t in w.tenants:
         w.add_customer(t, email=f"x@{t}.example", name=f"Customer of {t}", company="Co")
@@ -44,6 +37,19 @@ def world(cluster, tmp_path_factory):
     w.add_invoice(w.a, number=f"{w.a}-2", status="paid", amount="99.00", issued="now()")
     yield w
     listener.close()
+
+
+@pytest.fixture(scope="module")
+def world(cluster, tmp_path_factory):
+    yield from code_world(cluster, tmp_path_factory, "c", lambda listener: [
+        # Wall limits far above the CPU limit, so that on a loaded machine the CPU limit is
+        # still the one that stops the spinning program.
+        code_manifest("tight_py", "python3", {"time_s": 30, "cpu_s": 1, "stdout_max": 4096,
+                                              "stderr_max": 4096}),
+        code_manifest("tight_sh", "sh", {"time_s": 3}),
+        code_manifest("fetch_allowed", "python3", {"time_s": 10},
+                      allow=[f"127.0.0.1:{listener.port}"]),
+    ])
 
 
 @pytest.fixture(scope="module")

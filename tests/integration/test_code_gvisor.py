@@ -5,7 +5,6 @@ catalog refuses an isolation level it does not know."""
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 import requests
 
 from conftest import ROOT, Daemon, ctl
-from test_code import RATES, RECORD
-from world import Listener, World, code_manifest, ok, tool, tool_error, wait_until
+from test_code import RATES, RECORD, code_world
+from world import code_manifest, ok, tool, tool_error, wait_until
 
 sys.path.insert(0, str(ROOT / "tests"))
 from sandbox.sbhelpers import runsc_unavailable  # noqa: E402
@@ -38,21 +37,10 @@ def isolated(name, limits, allow=None, warm=0):
 
 @pytest.fixture(scope="module")
 def world(cluster, tmp_path_factory):
-    listener = Listener()
-    tools = tmp_path_factory.mktemp("gvisor") / "tools"
-    shutil.copytree(ROOT / "tools", tools)
-    for m in (isolated("tight_gv", {"time_s": 30, "cpu_s": 1}),
-              isolated("small_gv", {"time_s": 30, "cpu_s": 20, "mem_mb": 64}),
-              isolated("fetch_gv", {"time_s": 20}, allow=[f"127.0.0.1:{listener.port}"])):
-        (tools / f"{m['name']}.json").write_text(json.dumps(m))
-    w = World(cluster, "g", tenants=2, tools=tools, grant=["run_python"])
-    w.listener = listener
-    for t in w.tenants:
-        w.add_customer(t, email=f"x@{t}.example", name=f"Customer of {t}", company="Co")
-    w.add_invoice(w.a, number=f"{w.a}-1", amount="10.50")
-    w.add_invoice(w.a, number=f"{w.a}-2", status="paid", amount="99.00", issued="now()")
-    yield w
-    listener.close()
+    yield from code_world(cluster, tmp_path_factory, "g", lambda listener: [
+        isolated("tight_gv", {"time_s": 30, "cpu_s": 1}),
+        isolated("small_gv", {"time_s": 30, "cpu_s": 20, "mem_mb": 64}),
+        isolated("fetch_gv", {"time_s": 20}, allow=[f"127.0.0.1:{listener.port}"])])
 
 
 @pytest.fixture(scope="module")
